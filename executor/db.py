@@ -1,0 +1,99 @@
+"""Connections: DSN handling, password-free display, and turning libpq failures into OneroofError."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import conninfo, sql
+from psycopg.rows import dict_row
+
+from executor.errors import DatabaseUnreachable, UsageError
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+CONNECT_TIMEOUT = 5
+
+
+def check_identifier(name: str, what: str = "name") -> str:
+    """Return `name` if it is a plain lower-case PostgreSQL identifier, else raise UsageError."""
+    if not IDENTIFIER.match(name):
+        raise UsageError(
+            f"{what} {name!r} is not a valid identifier: use 1-63 lower-case letters, digits "
+            "and underscores, starting with a letter or underscore"
+        )
+    return name
+
+
+def parse(dsn: str) -> dict[str, Any]:
+    """The DSN as a dict of libpq keywords; UsageError when it cannot be parsed."""
+    try:
+        return conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"cannot parse the DSN: {first_line(exc)}") from exc
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    """The same server and credentials as `dsn`, connected to database `dbname`."""
+    params = parse(dsn)
+    params["dbname"] = dbname
+    return conninfo.make_conninfo("", **params)
+
+
+def dbname_of(dsn: str) -> str | None:
+    """The database a DSN names, if it names one."""
+    name = parse(dsn).get("dbname")
+    return str(name) if name else None
+
+
+def public(dsn: str) -> str:
+    """A DSN fit to print: the password is dropped, everything else kept (libpq reads .pgpass)."""
+    params = {k: v for k, v in parse(dsn).items() if k != "password"}
+    return conninfo.make_conninfo("", **params)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oneroof") -> psycopg.Connection[dict[str, Any]]:
+    """Open a connection with dict rows; an unreachable server or a refused login is a DatabaseUnreachable."""
+    params = parse(dsn)
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    params.setdefault("application_name", application_name)
+    try:
+        return psycopg.connect(conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row)
+    except psycopg.OperationalError as exc:
+        where = public(dsn) or "the server named by the PG* environment variables"
+        raise DatabaseUnreachable(
+            f"cannot connect to {where}: {first_line(exc)} "
+            "(check the host, port, user, password and database name, or pass --dsn)"
+        ) from exc
+
+
+@contextmanager
+def snapshot(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A REPEATABLE READ READ ONLY transaction: every read inside sees one snapshot and cannot write."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+
+
+def server_version(conn: psycopg.Connection[Any]) -> int:
+    """The server's version as libpq reports it, e.g. 150020 or 180001."""
+    return int(conn.info.server_version)
+
+
+def database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def ident(name: str) -> sql.Identifier:
+    return sql.Identifier(name)

@@ -1,0 +1,109 @@
+"""The SQL of the ten metrics and of the fingerprint: the one place that defines them.
+
+Every reading happens in one REPEATABLE READ READ ONLY transaction, so the figures and the
+table digests describe a single snapshot and the read cannot write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from executor.db import snapshot
+from executor.errors import NotDirectus, NotGoverned
+
+METRICS = ("db", "ospa", "own", "gap", "conflict", "gov_emit", "inventory", "axis", "idle", "system_issues")
+
+METRICS_SQL = sql.SQL("""
+SELECT current_database() AS db,
+       (SELECT count(*) FROM os_proposal_approvals) AS ospa,
+       (SELECT count(*) FROM os_collection_owners WHERE active) AS own,
+       (SELECT count(*) FROM os_governance_gap) AS gap,
+       (SELECT count(*) FROM (
+            SELECT collection FROM os_collection_owners WHERE active
+            GROUP BY collection HAVING count(*) > 1
+            UNION
+            SELECT collection FROM os_label_rules
+            GROUP BY collection, label HAVING count(DISTINCT effect) > 1) AS c) AS conflict,
+       (SELECT count(*) FROM os_gov_events) AS gov_emit,
+       (SELECT count(*) FROM os_collection_inventory) AS inventory,
+       (SELECT count(DISTINCT collection) FROM os_collection_axes) AS axis,
+       (SELECT count(*) FROM os_idle_flags) AS idle,
+       (SELECT count(*) FROM system_issues) AS system_issues
+""")
+
+# Every governance table but the ledger (history that rollback keeps), and the Directus metadata
+# the release writes.
+FINGERPRINT_TABLES = (
+    "os_owner_units", "os_collection_inventory", "os_approvers", "os_proposals",
+    "os_proposal_approvals", "os_collection_owners", "os_collection_axes", "os_label_rules",
+    "os_lifecycle_policies", "os_event_bindings", "os_gov_events", "os_idle_flags",
+    "directus_collections", "directus_fields", "directus_relations", "directus_policies",
+    "directus_access", "directus_permissions",
+)
+TIER1_TABLES = (
+    "os_owner_units", "os_collection_inventory", "os_approvers", "os_proposals",
+    "os_proposal_approvals", "os_collection_owners", "os_collection_axes", "os_label_rules",
+    "os_lifecycle_policies", "os_event_bindings", "os_gov_events", "os_idle_flags",
+    "os_release_ledger", "os_governance_gap", "system_issues",
+)
+DIRECTUS_TABLES = ("directus_collections", "directus_fields", "directus_users", "directus_policies",
+                   "directus_permissions")
+
+DIGEST_SQL = sql.SQL("SELECT {tables}").format(tables=sql.SQL(", ").join(
+    sql.SQL("(SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {} AS t) AS {}").format(
+        sql.Identifier(table), sql.Identifier(table))
+    for table in FINGERPRINT_TABLES))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The ten metrics and the fingerprint of one snapshot of a database."""
+
+    metrics: dict[str, Any]
+    digests: dict[str, str]
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over the metrics (but the database name) and the table digests."""
+        body = {"metrics": {k: v for k, v in self.metrics.items() if k != "db"}, "tables": self.digests}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_target(conn: psycopg.Connection[Any]) -> None:
+    """Raise NotDirectus / NotGoverned unless the database carries Directus and tier 1."""
+    names = list(DIRECTUS_TABLES) + list(TIER1_TABLES)
+    row = conn.execute(
+        "SELECT array_agg(name ORDER BY ord) FILTER (WHERE to_regclass(name) IS NULL) AS missing "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS n (name, ord)", (names,)).fetchone()
+    missing = list((row or {}).get("missing") or [])  # type: ignore[call-overload]
+    database = conn.info.dbname
+    if any(name.startswith("directus_") for name in missing):
+        raise NotDirectus(
+            f"database {database!r} is not a Directus database (no {missing[0]}); "
+            "point --dsn at the Directus production database or a clone of it")
+    if missing:
+        raise NotGoverned(
+            f"database {database!r} is Directus but lacks the One-Roof tier-1 table {missing[0]}"
+            f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}; "
+            "tier 1 must be live before oneroof can verify or release tiers 2-6")
+
+
+def read_in_snapshot(conn: psycopg.Connection[Any]) -> Reading:
+    """Read metrics and digests inside the caller's transaction."""
+    metrics = conn.execute(METRICS_SQL).fetchone()
+    digests = conn.execute(DIGEST_SQL).fetchone()
+    assert metrics is not None and digests is not None
+    return Reading(metrics={k: metrics[k] for k in METRICS}, digests=dict(digests))
+
+
+def read(conn: psycopg.Connection[Any]) -> Reading:
+    """Check the target, then read metrics and digests in one REPEATABLE READ READ ONLY transaction."""
+    with snapshot(conn):
+        check_target(conn)
+        return read_in_snapshot(conn)
