@@ -1,0 +1,234 @@
+"""The `oneroof` command line: parse arguments, call one plain function, print, return an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from executor import __version__, package, target
+from executor.db import public
+from executor.errors import OneroofError, UsageError
+from fixtures import catalog, clones, golden, server
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("baseline", "greenfield", "finalized", "gate")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) that point at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress(message: str) -> None:
+    _err(f"  .. {message}")
+
+
+def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--dsn", help=f"libpq URI or key=value string of {what}; without it the PG* "
+                        "variables, else the embedded server (started on demand)")
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+def cmd_server(args: argparse.Namespace) -> int:
+    home = server.home_dir()
+    if args.action == "start":
+        before = server.status(home)
+        running = server.start(home)
+        verb = "already running" if before else "started"
+        _err(f"embedded PostgreSQL {verb} on 127.0.0.1:{running.port} (pid {running.pid}, data {running.pgdata})")
+        print(running.dsn())
+    elif args.action == "stop":
+        print("stopped" if server.stop(home) else f"not running (data {home / 'pgdata'})")
+    elif args.action == "status":
+        running = server.status(home)
+        print(f"running on 127.0.0.1:{running.port} (pid {running.pid}, data {running.pgdata})" if running
+              else f"not running (data {home / 'pgdata'})")
+    else:
+        print(server.start(home).dsn())
+    return 0
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    pkg = package.load(Path(args.package))
+    result = golden.build(target.admin_dsn(args.dsn), name=args.name, scale=args.scale,
+                          package_sha256=pkg.sha256, replace=args.replace, progress=_progress)
+    _err(f"built {result.name}: scale {result.scale}, {result.system_issues:,} system issues, "
+         f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s")
+    print(result.name)
+    return 0
+
+
+def cmd_clone(args: argparse.Namespace) -> int:
+    admin = target.admin_dsn(args.dsn)
+    if args.action == "create":
+        clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy)
+        _err(f"created clone {clone.name} of {clone.source} in {clone.seconds:.2f} s")
+        print(clone.dsn)
+    elif args.action == "drop":
+        clones.drop(admin, args.name)
+        print(f"dropped {args.name}")
+    elif args.action == "list":
+        found = clones.list_clones(admin)
+        for clone in found:
+            print(f"{clone.name}\t{clone.source}\t{clone.dsn}")
+        _err(f"{len(found)} clone(s)")
+    else:
+        dropped, busy = clones.gc(admin, source=args.source)
+        for name in dropped:
+            print(f"dropped {name}")
+        for name in busy:
+            _err(f"kept {name}: a client is connected to it")
+        _err(f"{len(dropped)} clone(s) dropped, {len(busy)} in use")
+    return 0
+
+
+def _print_metrics(data: dict[str, Any]) -> None:
+    for key, value in data["metrics"].items():
+        print(f"{key:<15}{value}")
+    fp = data["fingerprint"]
+    print(f"{'entry':<15}{fp['entry']}\n{'exit':<15}{fp['exit']}")
+    print(f"{'entry == exit':<15}{'yes' if fp['equal'] else 'NO: the database changed while it was read'}")
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from executor.probe import probe
+
+    result = probe(target.target_dsn(args.dsn))
+    if args.json:
+        print(json.dumps(result.as_json()))
+    else:
+        _print_metrics(result.as_json())
+    return 0 if result.equal else 1
+
+
+def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
+    env = dict(os.environ, ONEROOF_DSN=target.target_dsn(args.dsn))
+    if args.expect_db:
+        env["ONEROOF_EXPECT_DB"] = args.expect_db
+    command = [sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", args.stage,
+               "-p", "no:cacheprovider", *(["-n", str(args.n)] if args.n else []), *extra]
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    path = Path(args.package)
+    if args.action == "seal":
+        print(package.seal(path))
+        return 0
+    pkg = package.load(path, expect_sha256=getattr(args, "expect_sha256", None))
+    if args.action == "verify":
+        _err(f"package {pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches the manifest")
+    print(pkg.sha256)
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+def build_parser() -> Parser:
+    parser = Parser(prog="oneroof", description="Verify, rehearse and release the One-Roof governance tiers "
+                    "of a Directus production database behind a human ratification gate.",
+                    epilog="Exit codes: 0 ok/OPEN/GO, 1 invariant failed/NO-GO, 2 bad input or unreachable "
+                    "database, 3 BLOCKED, 4 package integrity, 5 release lock held.")
+    parser.add_argument("--version", action="version", version=f"oneroof {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("server", help="the embedded PostgreSQL 18 server",
+                       description="Start, stop or inspect the embedded PostgreSQL server; its data lives under "
+                       "$ONEROOF_HOME (default: the user data directory).")
+    p.add_argument("action", choices=("start", "stop", "status", "url"))
+    p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser("golden", help="build the golden database",
+                       description="Build the golden database: Directus 11 system tables, 35 governed collections, "
+                       "system_issues (204,556 rows x scale) and the tier-1 governance layer.")
+    p.add_argument("action", choices=("build",))
+    p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
+    p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
+    p.add_argument("--replace", action="store_true", help="rebuild an existing golden database")
+    p.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package whose hash the proposal names")
+    _dsn_option(p, "the server (any database on it)")
+    p.set_defaults(func=cmd_golden)
+
+    p = sub.add_parser("clone", help="rehearsal clones of the golden database",
+                       description="Create, drop, list and collect marked clones (CREATE DATABASE ... TEMPLATE).")
+    p.add_argument("action", choices=("create", "drop", "list", "gc"))
+    p.add_argument("name", nargs="?", help="the clone to drop")
+    p.add_argument("--from", dest="source", default=None, help=f"source database (default {catalog.GOLDEN_NAME})")
+    p.add_argument("--name", dest="new_name", default=None, help="name of the new clone (default: generated)")
+    p.add_argument("--strategy", default="FILE_COPY", choices=clones.STRATEGIES,
+                   help="CREATE DATABASE strategy on PostgreSQL 15+ (default FILE_COPY)")
+    _dsn_option(p, "the server (any database on it)")
+    p.set_defaults(func=cmd_clone)
+
+    p = sub.add_parser("probe", help="the ten metrics and the fingerprint, read-only")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("verify", help="run the invariant suite (pytest) against a database",
+                       description="Run the invariants of one stage with pytest; arguments it does not know "
+                       "are passed to pytest. Exits with pytest's code.")
+    p.add_argument("--stage", required=True, choices=STAGES)
+    p.add_argument("-n", type=int, default=0, help="pytest-xdist workers")
+    p.add_argument("--expect-db", default=None, help="the database name the run expects "
+                   f"(default {catalog.GOLDEN_NAME})")
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("package", help="release package integrity",
+                       description="hash: print the package hash; verify: check every file against the "
+                       "manifest (exit 4 on any difference); seal: record new file hashes after editing SQL.")
+    p.add_argument("action", choices=("hash", "verify", "seal"))
+    p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
+    p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
+    p.set_defaults(func=cmd_package)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.command == "clone":
+        if args.action == "drop" and not args.name:
+            raise UsageError("clone drop needs the NAME of the clone (see `oneroof clone list`)")
+        if args.action == "create":
+            args.source = args.source or catalog.GOLDEN_NAME
+            args.name = args.new_name
+    if args.command == "golden" and args.scale < 1:
+        raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "verify":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        _validate(args)
+        func: Callable[..., int] = args.func
+        return func(args, extra) if args.command == "verify" else func(args)
+    except OneroofError as exc:
+        if args.debug:
+            raise
+        _err(f"oneroof: error: {exc.message}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("oneroof: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

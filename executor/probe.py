@@ -1,0 +1,36 @@
+"""Read-only readings with their proof: the metrics between an entry and an exit fingerprint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from executor.db import connect
+from invariants import metrics
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The metrics of a database and the fingerprints taken before and after reading them."""
+
+    database: str
+    metrics: dict[str, Any]
+    entry: str
+    exit: str
+
+    @property
+    def equal(self) -> bool:
+        return self.entry == self.exit
+
+    def as_json(self) -> dict[str, Any]:
+        return {"database": self.database, "metrics": self.metrics,
+                "fingerprint": {"entry": self.entry, "exit": self.exit, "equal": self.equal}}
+
+
+def probe(dsn: str) -> Probe:
+    """Take the entry fingerprint, read the metrics, take the exit fingerprint: all read-only."""
+    with connect(dsn) as conn:
+        conn.read_only = True
+        entry = metrics.read(conn)
+        exit_ = metrics.read(conn)
+    return Probe(entry.metrics["db"], entry.metrics, entry.fingerprint, exit_.fingerprint)

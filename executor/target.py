@@ -1,0 +1,40 @@
+"""Which server and database a command works on: --dsn, else the PG* variables, else the embedded server."""
+
+from __future__ import annotations
+
+import os
+
+from executor.db import connect, database_exists, with_dbname
+from executor.errors import UsageError
+from fixtures import server
+from fixtures.catalog import GOLDEN_NAME
+
+PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
+
+
+def uses_pg_env() -> bool:
+    return any(os.environ.get(name) for name in PG_ENV)
+
+
+def admin_dsn(dsn: str | None) -> str:
+    """A DSN of the server (any database on it): --dsn, the PG* variables, or the embedded server."""
+    if dsn is not None:
+        return dsn
+    if uses_pg_env():
+        return ""
+    return server.start().dsn()
+
+
+def target_dsn(dsn: str | None, database: str = GOLDEN_NAME) -> str:
+    """The DSN of the database to read or change: --dsn, the PG* variables, or `database` on the
+    embedded server (started on demand; the database must exist)."""
+    if dsn is not None:
+        return dsn
+    if uses_pg_env():
+        return ""
+    embedded = server.start().dsn()
+    with connect(embedded, autocommit=True) as admin:
+        if not database_exists(admin, database):
+            raise UsageError(f"database {database!r} does not exist on the embedded server: "
+                             "run `oneroof golden build` first, or pass --dsn")
+    return with_dbname(embedded, database)

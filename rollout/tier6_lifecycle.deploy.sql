@@ -1,0 +1,16 @@
+-- Tier 6, lifecycle: retention and idle thresholds per governed collection, and the governance
+-- event bindings, created DISABLED: nothing is dispatched and gov_emit stays 0 until a later,
+-- separately gated release enables them.
+
+INSERT INTO os_lifecycle_policies (collection, retention_days, idle_after_days)
+SELECT collection,
+       CASE sensitivity WHEN 'restricted' THEN 3650 WHEN 'internal' THEN 1825 ELSE 1095 END,
+       CASE domain WHEN 'transport' THEN 90 WHEN 'trade' THEN 180 ELSE 365 END
+FROM os_collection_inventory
+ON CONFLICT (collection) DO NOTHING;
+
+INSERT INTO os_event_bindings (collection, event, target, enabled)
+SELECT i.collection, e.event, 'os_gov_events', false
+FROM os_collection_inventory AS i
+CROSS JOIN (VALUES ('items.create'), ('items.update'), ('items.delete')) AS e (event)
+ON CONFLICT (collection, event) DO NOTHING;
