@@ -1,0 +1,20 @@
+"""Baseline stage: the greenfield production figures of the seed, compared with the snapshot."""
+
+from __future__ import annotations
+
+import pytest
+from syrupy.assertion import SnapshotAssertion
+
+from fixtures.plugin import Options
+from invariants.metrics import METRICS, Reading
+
+pytestmark = pytest.mark.baseline
+
+
+def test_database_is_the_one_the_run_expects(reading: Reading, oneroof_options: Options) -> None:
+    assert reading.metrics["db"] == oneroof_options.expect_db
+
+
+@pytest.mark.parametrize("metric", [m for m in METRICS if m != "db"])
+def test_metric_matches_baseline(metric: str, reading: Reading, snapshot: SnapshotAssertion) -> None:
+    assert {metric: reading.metrics[metric]} == snapshot
