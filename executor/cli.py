@@ -75,7 +75,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
 def cmd_clone(args: argparse.Namespace) -> int:
     admin = target.admin_dsn(args.dsn)
     if args.action == "create":
-        clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy)
+        clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy,
+                              wait=args.wait)
         _err(f"created clone {clone.name} of {clone.source} in {clone.seconds:.2f} s")
         print(clone.dsn)
     elif args.action == "drop":
@@ -172,6 +173,8 @@ def build_parser() -> Parser:
     p.add_argument("--name", dest="new_name", default=None, help="name of the new clone (default: generated)")
     p.add_argument("--strategy", default="FILE_COPY", choices=clones.STRATEGIES,
                    help="CREATE DATABASE strategy on PostgreSQL 15+ (default FILE_COPY)")
+    p.add_argument("--wait", type=float, default=5.0,
+                   help="seconds to wait for other sessions to leave the source (default 5)")
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_clone)
 

@@ -1,0 +1,142 @@
+"""The command line as a user runs it: the embedded server, the main job, probe, verify, and
+every kind of bad input (one line, exit 2, no traceback, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor.db import connect
+from fixtures import clones
+from fixtures.catalog import GOLDEN_NAME
+from fixtures.testing import PASSWORD_ROLE, PgServer
+
+SEED = {"ospa": 0, "own": 0, "gap": 210, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 0, "idle": 0,
+        "system_issues": 204_556}
+
+
+def one_line_error(result: Any, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def database_exists(test_server: PgServer, name: str) -> bool:
+    with connect(test_server.admin, autocommit=True) as admin:
+        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def test_embedded_server_and_the_main_job(oneroof: Any, tmp_path: Path) -> None:
+    env = {"ONEROOF_HOME": str(tmp_path / "home")}
+    try:
+        started = oneroof("server", "start", env=env)
+        assert started.returncode == 0 and "127.0.0.1" in started.stdout
+        again = oneroof("server", "start", env=env)
+        assert again.stdout == started.stdout and "already running" in again.stderr
+        assert oneroof("server", "url", env=env).stdout == started.stdout
+        assert "running on 127.0.0.1" in oneroof("server", "status", env=env).stdout
+        assert (tmp_path / "home" / "pgdata" / "PG_VERSION").read_text().strip() == "18"
+
+        built = oneroof("golden", "build", env=env)
+        assert built.returncode == 0 and built.stdout.strip() == GOLDEN_NAME, built.stderr
+        probe = oneroof("probe", "--json", env=env)
+        assert probe.returncode == 0, probe.stderr
+        data = json.loads(probe.stdout)
+        assert data["database"] == GOLDEN_NAME
+        assert data["metrics"] == {"db": GOLDEN_NAME, **SEED}
+        assert data["fingerprint"]["equal"] and data["fingerprint"]["entry"] == data["fingerprint"]["exit"]
+    finally:
+        oneroof("server", "stop", env=env)
+    assert "not running" in oneroof("server", "status", env=env).stdout
+
+
+def test_probe_text_shows_figures_and_fingerprints(oneroof: Any, test_server: PgServer) -> None:
+    result = oneroof("probe", "--dsn", test_server.dsn(test_server.golden))
+    assert result.returncode == 0
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines() if not line.startswith("entry =="))
+    assert {k: int(lines[k]) for k in SEED} == SEED
+    assert lines["entry"] == lines["exit"]
+    assert "entry == exit  yes" in result.stdout
+
+
+def test_verify_runs_the_baseline_stage(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    ok = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--expect-db", clone.name, "-q")
+    assert ok.returncode == 0, ok.stdout
+    clone_conn.execute("DELETE FROM system_issues WHERE id = 42")
+    failed = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--expect-db", clone.name, "-q")
+    assert failed.returncode == 1
+    assert "test_metric_matches_baseline[system_issues]" in failed.stdout
+
+
+def test_clone_commands(oneroof: Any, test_server: PgServer, worker_id: str) -> None:
+    name = f"t_{worker_id}_cli_clone"
+    created = oneroof("clone", "create", "--from", test_server.golden, "--name", name, "--wait", "60", "--dsn", test_server.admin)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().splitlines()[-1] == clones.public(test_server.dsn(name))
+    assert name in oneroof("clone", "list", "--dsn", test_server.admin).stdout
+    assert oneroof("clone", "drop", name, "--dsn", test_server.admin).returncode == 0
+    assert not database_exists(test_server, name)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_server(oneroof: Any) -> None:
+    result = oneroof("probe", "--dsn", f"host=127.0.0.1 port={closed_port()} user=postgres dbname=x")
+    one_line_error(result, "cannot connect", "Connection refused")
+
+
+def test_wrong_password_is_refused_and_never_printed(oneroof: Any, test_server: PgServer) -> None:
+    if not test_server.embedded:
+        pytest.skip("the --test-server trusts every login; the wrong-password case needs the embedded test server")
+    dsn = test_server.dsn("postgres").replace("user=postgres", f"user={PASSWORD_ROLE} password=hunter2-wrong")
+    result = oneroof("probe", "--dsn", dsn)
+    one_line_error(result, "cannot connect", "password authentication failed")
+    assert "hunter2-wrong" not in result.stderr + result.stdout
+
+
+def test_database_that_is_not_directus(oneroof: Any, test_server: PgServer) -> None:
+    one_line_error(oneroof("probe", "--dsn", test_server.dsn("postgres")), "not a Directus database")
+
+
+def test_directus_without_tier_one(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    clone_conn.execute("DROP VIEW os_governance_gap")
+    clone_conn.execute("DROP TABLE os_idle_flags, os_gov_events")
+    result = oneroof("probe", "--dsn", clone.dsn)
+    one_line_error(result, "lacks the One-Roof tier-1 table", "tier 1 must be live")
+
+
+def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, worker_id: str) -> None:
+    name = f"t_{worker_id}_scale_zero"
+    one_line_error(oneroof("golden", "build", "--scale", "0", "--name", name, "--dsn", test_server.admin), "--scale 0")
+    assert not database_exists(test_server, name)
+
+
+def test_unknown_stage(oneroof: Any, test_server: PgServer) -> None:
+    one_line_error(oneroof("verify", "--stage", "production", "--dsn", test_server.dsn(test_server.golden)),
+                   "invalid choice: 'production'")
+
+
+@pytest.mark.parametrize("command", [["golden", "build", "--name"], ["clone", "create", "--name"]])
+def test_name_that_is_not_an_identifier(oneroof: Any, test_server: PgServer, command: list[str]) -> None:
+    result = oneroof(*command, 'x"; DROP DATABASE postgres; --', "--dsn", test_server.admin)
+    one_line_error(result, "is not a valid identifier")
+    assert database_exists(test_server, "postgres")
+
+
+def test_debug_shows_the_traceback(oneroof: Any, test_server: PgServer) -> None:
+    result = oneroof("--debug", "probe", "--dsn", test_server.dsn("postgres"))
+    assert result.returncode != 0 and "Traceback" in result.stderr and "NotDirectus" in result.stderr
+
+
+def test_existing_golden_is_refused_without_replace(oneroof: Any, test_server: PgServer) -> None:
+    one_line_error(oneroof("golden", "build", "--dsn", test_server.admin), "already exists", "--replace")

@@ -1,0 +1,130 @@
+"""The golden database: its shape, its figures at scales 1 and 2, determinism, and its protections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from executor import package
+from executor.db import connect
+from executor.errors import DatabaseExists
+from fixtures import catalog, golden
+from fixtures.testing import PgServer
+from invariants import metrics
+
+SEED = {"ospa": 0, "own": 0, "gap": 210, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 0, "idle": 0}
+
+
+def read(dsn: str) -> metrics.Reading:
+    with connect(dsn) as conn:
+        return metrics.read(conn)
+
+
+def drop(test_server: PgServer, name: str) -> None:
+    with connect(test_server.admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def scratch_name(test_server: PgServer, worker_id: str) -> Iterator[str]:
+    """A database name for a second golden build, dropped after the test."""
+    name = f"oneroof_t_golden_{worker_id}"
+    drop(test_server, name)
+    yield name
+    drop(test_server, name)
+
+
+def test_golden_has_the_seed_figures(test_server: PgServer) -> None:
+    reading = read(test_server.dsn(test_server.golden))
+    assert reading.metrics == {"db": catalog.GOLDEN_NAME, **SEED, "system_issues": 204_556}
+
+
+@pytest.mark.slow
+def test_scale_two_doubles_the_large_tables_only(test_server: PgServer, scratch_name: str) -> None:
+    golden.build(test_server.admin, name=scratch_name, scale=2, package_sha256=package.load().sha256)
+    reading = read(test_server.dsn(scratch_name))
+    assert reading.metrics == {"db": scratch_name, **SEED, "system_issues": 2 * 204_556}
+    with connect(test_server.dsn(scratch_name)) as conn:
+        rows = conn.execute("SELECT count(*) AS n FROM kh_documents").fetchone()
+    assert rows is not None and rows["n"] == 2 * 40
+
+
+def test_two_builds_have_the_same_fingerprint(test_server: PgServer, scratch_name: str) -> None:
+    golden.build(test_server.admin, name=scratch_name, package_sha256=package.load().sha256)
+    assert read(test_server.dsn(scratch_name)).fingerprint == read(test_server.dsn(test_server.golden)).fingerprint
+
+
+def test_fingerprint_sees_a_changed_governance_row(test_server: PgServer, clone_conn: Any) -> None:
+    before = metrics.read(clone_conn).fingerprint
+    clone_conn.execute("UPDATE os_owner_units SET name = name || '.' WHERE code = 'DOT'")
+    assert metrics.read(clone_conn).fingerprint != before
+
+
+def test_existing_database_is_not_overwritten(test_server: PgServer) -> None:
+    before = read(test_server.dsn(test_server.golden)).fingerprint
+    with pytest.raises(DatabaseExists, match="--replace"):
+        golden.build(test_server.admin, name=test_server.golden, package_sha256="0" * 64)
+    assert read(test_server.dsn(test_server.golden)).fingerprint == before
+
+
+def test_replace_refuses_a_database_oneroof_did_not_build(test_server: PgServer, admin: Any,
+                                                          scratch_name: str) -> None:
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch_name)))
+    with pytest.raises(DatabaseExists, match="not a golden database"):
+        golden.build(test_server.admin, name=scratch_name, package_sha256="0" * 64, replace=True)
+    with connect(test_server.dsn(scratch_name)) as conn:  # untouched: still empty
+        assert conn.execute("SELECT to_regclass('directus_users') AS t").fetchone() == {"t": None}
+
+
+def test_golden_is_read_only_by_default(test_server: PgServer) -> None:
+    with connect(test_server.dsn(test_server.golden)) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM system_issues WHERE id = 1")
+
+
+def test_proposal_is_pending_and_names_the_package(test_server: PgServer) -> None:
+    with connect(test_server.dsn(test_server.golden)) as conn:
+        row = conn.execute("SELECT code, status, package_sha256 FROM os_proposals").fetchall()
+    assert row == [{"code": catalog.PROPOSAL_CODE, "status": "pending", "package_sha256": package.load().sha256}]
+
+
+def test_accounts_cover_every_kind_of_approver(test_server: PgServer) -> None:
+    with connect(test_server.dsn(test_server.golden)) as conn:
+        rows = conn.execute(
+            "SELECT a.kind, a.level, u.status, u.token IS NOT NULL AS has_token FROM os_approvers a "
+            "JOIN directus_users u ON u.id = a.user_id ORDER BY a.kind, a.level, u.status").fetchall()
+    humans = {r["level"] for r in rows if r["kind"] == "human" and r["status"] == "active"}
+    assert humans == {"L1", "L2", "L3", "L4", "L5"}
+    assert any(r["kind"] == "human" and r["status"] == "suspended" for r in rows)
+    assert all(r["has_token"] for r in rows if r["kind"] in ("service", "agent"))
+    assert {r["kind"] for r in rows} == {"human", "service", "agent"}
+
+
+def test_directus_tables_use_directus_11_columns(test_server: PgServer) -> None:
+    with connect(test_server.dsn(test_server.golden)) as conn:
+        columns = {(r["table_name"], r["column_name"]) for r in conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+            "AND table_name LIKE 'directus\\_%'").fetchall()}
+        migrations = conn.execute("SELECT count(*) AS n FROM directus_migrations").fetchone()
+    assert ("directus_permissions", "policy") in columns
+    assert ("directus_permissions", "role") not in columns  # Directus 10 shape
+    assert {("directus_access", c) for c in ("role", "user", "policy")} <= columns
+    assert migrations is not None and migrations["n"] > 80
+    assert {t for t, _ in columns} == {f"directus_{t}" for t in (
+        "collections", "fields", "relations", "users", "roles", "policies", "access", "permissions",
+        "activity", "revisions", "settings", "migrations")}
+
+
+def test_governed_collections_are_registered_with_rows(test_server: PgServer) -> None:
+    with connect(test_server.dsn(test_server.golden)) as conn:
+        registered = {r["collection"] for r in conn.execute("SELECT collection FROM directus_collections")}
+        for name, _, _ in catalog.GOVERNED:
+            count = conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(name))).fetchone()
+            assert count is not None and count["n"] > 0, name
+    governed = {name for name, _, _ in catalog.GOVERNED}
+    assert len(governed) == 35
+    assert governed | set(catalog.UNGOVERNED) | set(catalog.TIER1_REGISTERED) <= registered
