@@ -1,0 +1,97 @@
+"""Benchmarks of oneroof, printed as a Markdown table (figures for the README).
+
+    python bench/run.py [--dsn ADMIN_DSN] [--repeat N] [--scales 1,20]
+
+Without --dsn a throw-away embedded server is started under a temporary ONEROOF_HOME. Ratios
+are measured in the same run, interleaved, so a noisy shared machine moves both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from executor import package  # noqa: E402
+from executor.db import connect, with_dbname  # noqa: E402
+from fixtures import golden, server  # noqa: E402
+from invariants import metrics  # noqa: E402
+
+
+def timed(func: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    func()
+    return time.perf_counter() - started
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def row(name: str, value: str, goal: str = "") -> None:
+    print(f"| {name} | {value} | {goal} |", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn", help="admin DSN of an existing server (default: a temporary embedded one)")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--scales", default="1,20")
+    args = parser.parse_args()
+
+    home = None
+    if args.dsn:
+        admin = args.dsn
+    else:
+        home = Path(tempfile.mkdtemp(prefix="oneroof-bench-"))
+        admin = server.start(home).dsn()
+    sha = package.load().sha256
+    scales = [int(s) for s in args.scales.split(",")]
+    print("| measure | median | goal |\n|---|---|---|")
+    try:
+        builds = [timed(lambda: golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True))
+                  for _ in range(3)]
+        row("golden build, scale 1", f"{median(builds):.2f} s", "< 30 s")
+
+        env = dict(os.environ, ONEROOF_HOME=str(home)) if home else dict(os.environ)
+        probe_cmd = [sys.executable, "-m", "executor", "probe", "--dsn", with_dbname(admin, "bench_golden_s1")]
+        probes = [timed(lambda: subprocess.run(probe_cmd, check=True, capture_output=True, env=env))
+                  for _ in range(args.repeat)]
+        row("`oneroof probe` whole process", f"{median(probes) * 1000:.0f} ms", "< 500 ms")
+
+        for scale in scales:
+            name = f"bench_golden_s{scale}"
+            if scale != 1:
+                seconds = timed(lambda: golden.build(admin, name=name, scale=scale, package_sha256=sha, replace=True))
+                row(f"golden build, scale {scale}", f"{seconds:.1f} s")
+            with connect(with_dbname(admin, name)) as conn:
+                conn.read_only = True
+                count_t, metric_t = [], []
+                for _ in range(args.repeat):  # interleaved, after one warm-up each
+                    count_t.append(timed(lambda: conn.execute("SELECT count(*) FROM system_issues").fetchone()))
+                    metric_t.append(timed(lambda: metrics.read_in_snapshot(conn)))
+                    conn.rollback()
+                count_t, metric_t = count_t[1:], metric_t[1:]
+            ratio = median([m / c for m, c in zip(metric_t, count_t)])
+            row(f"count(*) system_issues, scale {scale}", f"{median(count_t) * 1000:.1f} ms")
+            row(f"metrics + digests, scale {scale}", f"{median(metric_t) * 1000:.1f} ms")
+            row(f"metrics / count ratio, scale {scale}", f"{ratio:.2f}", "<= 1.5")
+    finally:
+        if home:
+            server.stop(home)
+            shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
