@@ -36,6 +36,12 @@ def _progress(message: str) -> None:
     _err(f"  .. {message}")
 
 
+def _package_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package directory "
+                        "(default: rollout/ in the checkout)")
+    parser.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
+
+
 def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--dsn", help=f"libpq URI or key=value string of {what}; without it the PG* "
                         "variables, else the embedded server (started on demand)")
@@ -125,6 +131,64 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from executor.monitor import monitor
+
+    report = monitor(target.target_dsn(args.dsn), Path(args.package), expect_sha256=args.expect_sha256,
+                     confirm_db=args.confirm_db)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        print(report.verdict if report.verdict == "OPEN" else f"BLOCKED: {report.reasons[0]}")
+        for reason in report.reasons[1:]:
+            print(f"BLOCKED: {reason}")
+        for note in report.notes:
+            print(f"note: {note}")
+        _print_metrics(report.as_json())
+    return 0 if report.verdict == "OPEN" else 3
+
+
+def _print_outcome(outcome: Any) -> None:
+    timings = ", ".join(f"{k} {v:.2f} s" for k, v in outcome.seconds.items())
+    print(f"{outcome.action.upper()}: {outcome.database} (package {outcome.package_sha256[:12]}"
+          f"{', approvals ' + ', '.join(f'#{i}' for i in outcome.approvals) if outcome.approvals else ''})"
+          f"{'; ' + timings if timings else ''}")
+    if outcome.metrics:
+        print("  " + " ".join(f"{k}={v}" for k, v in outcome.metrics.items() if k != "db"))
+    print(f"  entry {outcome.entry}\n  exit  {outcome.exit}")
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from executor import release
+    from executor.errors import Blocked
+
+    pkg = package.load(Path(args.package), args.expect_sha256)
+    dsn = target.target_dsn(args.dsn)
+    try:
+        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress)
+    except Blocked as exc:
+        for reason in exc.reasons:
+            print(f"BLOCKED: {reason}")
+        print(f"  nothing was changed: entry {exc.entry}\n                      exit  {exc.exit}"
+              f"\n  entry == exit: {'yes' if exc.entry == exc.exit else 'NO'}")
+        return 3
+    _print_outcome(outcome)
+    if outcome.audit_exit not in (None, 0):
+        _err(f"oneroof: error: tiers 2-6 were committed but the finalized audit failed (pytest exit "
+             f"{outcome.audit_exit}); inspect with `oneroof verify --stage finalized`, undo with `oneroof rollback`")
+        return 1
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from executor import release
+
+    pkg = package.load(Path(args.package), args.expect_sha256)
+    outcome = release.rollback(target.target_dsn(args.dsn), pkg, confirm_db=args.confirm_db, progress=_progress)
+    _print_outcome(outcome)
+    return 0
+
+
 def cmd_package(args: argparse.Namespace) -> int:
     path = Path(args.package)
     if args.action == "seal":
@@ -192,6 +256,32 @@ def build_parser() -> Parser:
                    f"(default {catalog.GOLDEN_NAME})")
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("monitor", help="the gate verdict (OPEN/BLOCKED) and its reasons, read-only",
+                       description="One read-only shot: prints OPEN or BLOCKED with every reason, the metrics and "
+                       "the entry and exit fingerprints. Exit 0 OPEN, 3 BLOCKED.")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
+    _package_options(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("rollout", help="the gated executor: apply tiers 2-6 once a human has ratified",
+                       description="Verify the package, run the gate session, take the release lock and apply "
+                       "tiers 2-6 in one transaction, then audit. Exit 0 applied or already finalized, 1 invariant "
+                       "failed (nothing kept), 3 BLOCKED (nothing changed), 4 package integrity, 5 lock held.")
+    p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
+    _package_options(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("rollback", help="revert tiers 6..2 (idempotent)",
+                       description="Take the release lock and revert tiers 6..2 in one transaction; on a greenfield "
+                       "database nothing changes. Approvals and the ledger are kept.")
+    p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
+    _package_options(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("package", help="release package integrity",
                        description="hash: print the package hash; verify: check every file against the "

@@ -76,14 +76,22 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oner
 
 @contextmanager
 def snapshot(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    """A REPEATABLE READ READ ONLY transaction: every read inside sees one snapshot and cannot write."""
+    """A REPEATABLE READ READ ONLY transaction: every read inside sees one snapshot and cannot write.
+
+    The connection's own settings are restored afterwards; its open transaction, if any, is
+    rolled back first.
+    """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    saved = (conn.autocommit, conn.isolation_level, conn.read_only)
+    conn.autocommit = False
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
     try:
         yield conn
     finally:
         conn.rollback()
+        conn.autocommit, conn.isolation_level, conn.read_only = saved
 
 
 def server_version(conn: psycopg.Connection[Any]) -> int:

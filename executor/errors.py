@@ -52,9 +52,10 @@ class Blocked(OneroofError):
 
     exit_code = 3
 
-    def __init__(self, reasons: list[str]) -> None:
+    def __init__(self, reasons: list[str], *, database: str = "", entry: str = "", exit: str = "") -> None:
         super().__init__("BLOCKED: " + "; ".join(reasons))
         self.reasons = reasons
+        self.database, self.entry, self.exit = database, entry, exit
 
 
 class IntegrityError(OneroofError):

@@ -1,0 +1,170 @@
+"""The release gate (DESIGN.md section 5): every condition that must hold before tiers 2-6 may
+be applied, each giving its own reason when it does not.
+
+The conditions read the database only; the executor evaluates them once before its pytest gate
+session, and again inside its transaction, under the release lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from executor.package import Package
+from fixtures.clones import connected_is_clone
+
+LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
+CONDITIONS = ("proposal", "approvals", "target", "state", "lock")
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One row of os_proposal_approvals with what the gate needs to judge it."""
+
+    id: int
+    proposal_code: str | None
+    proposal_status: str | None
+    package_sha256: str
+    level: str
+    revoked: bool
+    rehearsal: bool
+    user_status: str | None
+    approver_kind: str | None
+    approver_level: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's answer: OPEN when `reasons` is empty."""
+
+    reasons: dict[str, str]
+    valid_approvals: tuple[int, ...]
+    state: str
+    proposal_id: int | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        return not self.reasons
+
+    @property
+    def word(self) -> str:
+        return "OPEN" if self.open else "BLOCKED"
+
+
+APPROVALS_SQL = """
+SELECT a.id, p.code AS proposal_code, p.status AS proposal_status, a.package_sha256, a.level,
+       a.revoked_at IS NOT NULL AS revoked, a.rehearsal, u.status AS user_status,
+       r.kind AS approver_kind, r.level AS approver_level
+FROM os_proposal_approvals AS a
+LEFT JOIN os_proposals AS p ON p.id = a.proposal_id
+LEFT JOIN directus_users AS u ON u.id = a.approver
+LEFT JOIN os_approvers AS r ON r.user_id = a.approver
+ORDER BY a.id
+"""
+
+STATE_SQL = """
+SELECT (SELECT count(*) FROM os_collection_inventory) AS inventory,
+       (SELECT count(*) FROM os_collection_owners) AS owners,
+       (SELECT count(*) FROM os_collection_axes) AS axes,
+       (SELECT count(*) FROM os_label_rules) AS label_rules,
+       (SELECT count(*) FROM os_lifecycle_policies) AS lifecycle,
+       (SELECT count(*) FROM os_event_bindings) AS bindings,
+       (SELECT count(*) FROM directus_permissions AS p JOIN directus_policies AS pol ON pol.id = p.policy
+        WHERE pol.name = 'One-Roof Governance') AS permissions,
+       (SELECT count(*) FROM os_governance_gap) AS gap
+"""
+
+
+def approval_problem(approval: Approval, package: Package, on_clone: bool) -> str | None:
+    """Why this approval does not count, or None when it is valid."""
+    if approval.proposal_code != package.proposal:
+        return f"for proposal {approval.proposal_code}, not {package.proposal}"
+    if approval.proposal_status not in ("pending", "ratified"):
+        return f"its proposal is {approval.proposal_status}"
+    if approval.package_sha256 != package.sha256:
+        return f"names package {approval.package_sha256[:12]}, not {package.sha256[:12]}"
+    if approval.revoked:
+        return "revoked"
+    if approval.user_status != "active":
+        return f"approver is {approval.user_status or 'not a Directus user'}"
+    if approval.approver_kind != "human":
+        return f"approver is {'an' if approval.approver_kind == 'agent' else 'a'} {approval.approver_kind or 'unregistered'} account"
+    if approval.approver_level not in package.levels:
+        return f"approver level {approval.approver_level} is not one of {'/'.join(package.levels)}"
+    if approval.level != approval.approver_level:
+        return f"claims level {approval.level} but the approver is {approval.approver_level}"
+    if approval.rehearsal and not on_clone:
+        return "a rehearsal approval on a database that is not a marked clone"
+    return None
+
+
+def state(conn: psycopg.Connection[Any]) -> str:
+    """greenfield (no tier 2-6 trace), finalized (every facet present) or mixed."""
+    row = conn.execute(STATE_SQL).fetchone()
+    assert row is not None
+    traces = [row[k] for k in ("owners", "axes", "label_rules", "lifecycle", "bindings", "permissions")]
+    if not any(traces) and row["gap"] == 6 * row["inventory"]:
+        return "greenfield"
+    if row["gap"] == 0 and row["owners"] == row["inventory"] > 0:
+        return "finalized"
+    return "mixed"
+
+
+def lock_holder(conn: psycopg.Connection[Any]) -> int | None:
+    """The pid of another session holding the release lock on this database, if any."""
+    row = conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s::bigint::oid "
+        "AND objid = %s::bigint::oid AND objsubid = 2 AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) AND pid <> pg_backend_pid()",
+        LOCK_KEY).fetchone()
+    return int(row["pid"]) if row else None
+
+
+def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str | None,
+             check_lock: bool = True) -> Verdict:
+    """Judge every gate condition on `conn` (inside the caller's transaction)."""
+    reasons: dict[str, str] = {}
+    notes: list[str] = []
+    proposal = conn.execute("SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s",
+                            (package.proposal,)).fetchone()
+    if proposal is None:
+        reasons["proposal"] = f"proposal {package.proposal} does not exist"
+    elif proposal["status"] not in ("pending", "ratified"):
+        reasons["proposal"] = f"proposal {package.proposal} is {proposal['status']}"
+    elif proposal["package_sha256"] != package.sha256:
+        reasons["proposal"] = (f"proposal {package.proposal} names package {proposal['package_sha256'][:12]}, "
+                               f"not this package {package.sha256[:12]}")
+
+    on_clone = connected_is_clone(conn)
+    rows = [Approval(**r) for r in conn.execute(APPROVALS_SQL).fetchall()]
+    valid, invalid = [], []
+    for approval in rows:
+        problem = approval_problem(approval, package, on_clone)
+        if problem is None:
+            valid.append(approval.id)
+        else:
+            invalid.append(f"#{approval.id} {problem}")
+    if len(valid) < package.min_approvals:
+        detail = f" ({len(rows)} approval rows, none valid: {'; '.join(invalid)})" if invalid else ""
+        reasons["approvals"] = f"ospa={len(valid)} < {package.min_approvals}{detail}"
+    elif invalid:
+        notes.append(f"ignored approvals: {'; '.join(invalid)}")
+
+    database = conn.info.dbname
+    if confirm_db is not None and confirm_db != database:
+        reasons["target"] = f"connected to {database!r}, but the operator named {confirm_db!r} (--confirm-db)"
+
+    current = state(conn)
+    if current == "mixed":
+        reasons["state"] = "state=mixed: some tier 2-6 facets are present; run `oneroof rollback` first"
+    elif current == "finalized":
+        notes.append("state=finalized: tiers 2-6 are already applied")
+
+    if check_lock:
+        holder = lock_holder(conn)
+        if holder is not None:
+            reasons["lock"] = f"the release lock is held by another executor (pid {holder})"
+    return Verdict(reasons, tuple(valid), current, proposal["id"] if proposal else None, notes)

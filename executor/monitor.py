@@ -1,0 +1,56 @@
+"""The gate monitor: one read-only shot (no daemon) giving OPEN or BLOCKED with every reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from executor import gate, package
+from executor.db import connect, snapshot
+from executor.errors import IntegrityError
+from invariants import metrics
+
+
+@dataclass(frozen=True)
+class Report:
+    """The monitor's verdict with the figures and the entry and exit fingerprints."""
+
+    database: str
+    verdict: str
+    reasons: list[str]
+    notes: list[str]
+    state: str
+    valid_approvals: list[int]
+    metrics: dict[str, Any]
+    entry: str
+    exit: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"database": self.database, "metrics": self.metrics,
+                "fingerprint": {"entry": self.entry, "exit": self.exit, "equal": self.entry == self.exit},
+                "verdict": self.verdict, "reasons": self.reasons, "notes": self.notes, "state": self.state,
+                "valid_approvals": self.valid_approvals}
+
+
+def monitor(dsn: str, package_dir: Path, *, expect_sha256: str | None = None,
+            confirm_db: str | None = None) -> Report:
+    """Read the gate on `dsn` in read-only transactions between two fingerprints."""
+    reasons: list[str] = []
+    try:
+        pkg: package.Package | None = package.load(package_dir, expect_sha256)
+    except IntegrityError as exc:
+        pkg, reasons = None, [f"package: {exc.message}"]
+    with connect(dsn, application_name="oneroof-monitor") as conn:
+        conn.read_only = True
+        entry = metrics.read(conn)
+        notes: list[str] = []
+        state, valid = "unknown", []
+        if pkg is not None:
+            with snapshot(conn):
+                verdict = gate.evaluate(conn, pkg, confirm_db=confirm_db)
+            reasons += list(verdict.reasons.values())
+            notes, state, valid = verdict.notes, verdict.state, list(verdict.valid_approvals)
+        exit_ = metrics.read(conn)
+    return Report(entry.metrics["db"], "BLOCKED" if reasons else "OPEN", reasons, notes, state, valid,
+                  entry.metrics, entry.fingerprint, exit_.fingerprint)

@@ -1,0 +1,253 @@
+"""The gated executor: rollout of tiers 2-6 and its idempotent rollback.
+
+rollout: verify the package -> gate session (pytest) -> release lock -> one transaction
+(re-check the gate, apply the tiers, write the ledger, check the finalized invariants, commit)
+-> finalized audit (pytest). A crash at any instant leaves greenfield or finalized: every
+change happens in the one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from executor import __version__, gate
+from executor.db import connect
+from executor.errors import Blocked, InvariantFailed, LockHeld, UsageError
+from executor.package import Package
+from invariants import metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+Progress = Callable[[str], None]
+FINALIZED = {"own": 35, "gap": 0, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 35, "idle": 0}
+GREENFIELD = {"own": 0, "gap": 210, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 0, "idle": 0}
+
+
+@dataclass
+class Outcome:
+    """What a rollout or rollback did, with its proof."""
+
+    action: str  # applied / already-finalized / reverted / already-greenfield
+    database: str
+    package_sha256: str
+    entry: str
+    exit: str = ""
+    approvals: tuple[int, ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    audit_exit: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.action in ("applied", "reverted")
+
+
+def _note(progress: Progress | None, message: str) -> None:
+    if progress:
+        progress(message)
+
+
+def _reading(dsn: str) -> metrics.Reading:
+    with connect(dsn, application_name="oneroof-executor") as conn:
+        conn.read_only = True
+        return metrics.read(conn)
+
+
+def run_stage(dsn: str, stages: str, *, expect_db: str, package: Package, extra: tuple[str, ...] = (),
+              quiet: bool = True) -> int:
+    """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code."""
+    env = dict(os.environ, ONEROOF_DSN=dsn, ONEROOF_EXPECT_DB=expect_db, ONEROOF_PACKAGE=str(package.path),
+               ONEROOF_EXPECT_SHA256=package.sha256)
+    command = [sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", stages,
+               "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+               *(["-q", "--no-header"] if quiet else []), *extra]
+    proc = subprocess.run(command, cwd=ROOT, env=env, check=False, capture_output=quiet, text=True)
+    return proc.returncode
+
+
+# Once a human has ratified, ospa is no longer the baseline's 0: the gate tests judge the
+# approvals instead, so the gate session leaves that one baseline figure (and its snapshot) out.
+GATE_SESSION = ("--deselect", "invariants/test_baseline.py::test_metric_matches_baseline[ospa]",
+                "--snapshot-warn-unused")
+
+
+@contextmanager
+def release_lock(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """The release lock: a session-level advisory lock held on a connection of its own."""
+    with connect(dsn, autocommit=True, application_name="oneroof-release-lock") as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS got", gate.LOCK_KEY).fetchone()
+        if not (row and row["got"]):
+            holder = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                                  "classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 2",
+                                  gate.LOCK_KEY).fetchone()
+            pid = f" (pid {holder['pid']})" if holder else ""
+            raise LockHeld(f"another executor holds the release lock on {conn.info.dbname!r}{pid}: "
+                           "wait for it to finish, then retry")
+        try:
+            yield conn
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", gate.LOCK_KEY)
+
+
+def check_figures(conn: psycopg.Connection[Any], expected: dict[str, int], system_issues: int, what: str) -> None:
+    """Raise InvariantFailed unless the metrics read on `conn` are `expected`."""
+    got = metrics.read_in_snapshot(conn).metrics
+    wrong = {k: got[k] for k, v in {**expected, "system_issues": system_issues}.items() if got[k] != v}
+    if wrong:
+        raise InvariantFailed(f"{what} invariants failed inside the transaction ({', '.join(f'{k}={v}' for k, v in wrong.items())}); "
+                              "nothing was kept")
+
+
+def _disabled_bindings_only(conn: psycopg.Connection[Any]) -> None:
+    row = conn.execute("SELECT count(*) AS n FROM os_event_bindings WHERE enabled").fetchone()
+    if row and row["n"]:
+        raise InvariantFailed(f"{row['n']} event bindings are enabled; tier 6 must create them disabled; nothing was kept")
+
+
+def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.Verdict) -> None:
+    """Inside the caller's transaction: deploy tiers 2-6 in order and write a ledger row per tier."""
+    approvals = "{" + ",".join(str(i) for i in verdict.valid_approvals) + "}"
+    for setting, value in (("oneroof.proposal", package.proposal), ("oneroof.approval_ids", approvals),
+                           ("oneroof.package_sha256", package.sha256)):
+        conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
+    for tier in package.tiers:
+        conn.execute(tier.deploy.encode())
+        _ledger(conn, "deploy", tier.number, package, verdict.proposal_id, list(verdict.valid_approvals))
+
+
+def revert_tiers(conn: psycopg.Connection[Any], package: Package, proposal_id: int | None) -> None:
+    """Inside the caller's transaction: revert tiers 6..2 and write a ledger row per tier."""
+    conn.execute("SELECT set_config('oneroof.proposal', %s, true)", (package.proposal,))
+    for tier in reversed(package.tiers):
+        conn.execute(tier.revert.encode())
+        _ledger(conn, "revert", tier.number, package, proposal_id, [])
+
+
+def _ledger(conn: psycopg.Connection[Any], action: str, tier: int, package: Package, proposal_id: int | None,
+            approvals: list[int]) -> None:
+    conn.execute(
+        "INSERT INTO os_release_ledger (action, tier, package_name, package_sha256, proposal_id, approval_ids, "
+        "tool_version) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (action, tier, f"{package.name} {package.version}", package.sha256, proposal_id, approvals,
+         f"oneroof {__version__}"))
+
+
+def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool = True, audit: bool = True,
+            progress: Progress | None = None) -> Outcome:
+    """Apply tiers 2-6 if and only if the gate is open. Raises Blocked (nothing changed, with the
+    entry and exit fingerprints attached), LockHeld or InvariantFailed (rolled back)."""
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    entry = _reading(dsn)
+    database = entry.metrics["db"]
+
+    def blocked(reasons: dict[str, str]) -> Blocked:
+        return Blocked(list(reasons.values()), database=database, entry=entry.fingerprint,
+                       exit=_reading(dsn).fingerprint)
+
+    with connect(dsn, application_name="oneroof-executor") as conn:
+        conn.read_only = True
+        verdict = gate.evaluate(conn, package, confirm_db=confirm_db)
+        conn.rollback()
+    if verdict.state == "finalized" and "target" not in verdict.reasons:
+        return Outcome("already-finalized", database, package.sha256, entry.fingerprint, entry.fingerprint,
+                       metrics=entry.metrics)
+    if not verdict.open:
+        raise blocked(verdict.reasons)
+
+    if gate_session:
+        _note(progress, "gate session: pytest invariants -m 'gate or baseline'")
+        t = time.monotonic()
+        code = run_stage(dsn, "gate or baseline", expect_db=confirm_db, package=package, extra=GATE_SESSION)
+        seconds["gate_session"] = time.monotonic() - t
+        if code != 0:
+            raise blocked({"session": f"the gate session failed (pytest exit {code}): "
+                           f"run `oneroof verify --stage gate` and `--stage baseline` to see which invariant"})
+
+    _note(progress, "taking the release lock")
+    with release_lock(dsn):
+        with connect(dsn, application_name="oneroof-executor") as conn:
+            t = time.monotonic()
+            conn.execute("SET lock_timeout = '10s'")
+            # Lock the proposal and its approvals: a revocation waits for this transaction, and
+            # one that happened since the gate session closes the gate here.
+            conn.execute("SELECT 1 FROM os_proposals WHERE code = %s FOR UPDATE", (package.proposal,))
+            conn.execute("SELECT 1 FROM os_proposal_approvals FOR SHARE")
+            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False)
+            if not verdict.open or verdict.state != "greenfield":
+                conn.rollback()
+                reasons = verdict.reasons or {"state": f"state={verdict.state} under the lock"}
+                raise blocked(reasons)
+            _note(progress, f"applying tiers {package.tiers[0].number}-{package.tiers[-1].number} "
+                  f"with approvals {', '.join(f'#{i}' for i in verdict.valid_approvals)}")
+            try:
+                apply_tiers(conn, package, verdict)
+                check_figures(conn, FINALIZED, entry.metrics["system_issues"], "finalized")
+                _disabled_bindings_only(conn)
+            except psycopg.Error as exc:
+                conn.rollback()
+                raise InvariantFailed(f"a tier failed and everything was rolled back: {str(exc).splitlines()[0]}") from exc
+            except InvariantFailed:
+                conn.rollback()
+                raise
+            conn.commit()
+            seconds["transaction"] = time.monotonic() - t
+    outcome = Outcome("applied", database, package.sha256, entry.fingerprint, approvals=verdict.valid_approvals,
+                      seconds=seconds)
+    if audit:
+        _note(progress, "finalized audit: pytest invariants -m finalized")
+        t = time.monotonic()
+        outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package=package)
+        seconds["audit"] = time.monotonic() - t
+    final = _reading(dsn)
+    outcome.exit, outcome.metrics = final.fingerprint, final.metrics
+    seconds["total"] = time.monotonic() - started
+    return outcome
+
+
+def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress | None = None) -> Outcome:
+    """Revert tiers 6..2 in one transaction under the release lock; on greenfield do nothing."""
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    entry = _reading(dsn)
+    if entry.metrics["db"] != confirm_db:
+        raise UsageError(f"connected to {entry.metrics['db']!r}, but --confirm-db names {confirm_db!r}: "
+                         "name the database you mean to roll back")
+    _note(progress, "taking the release lock")
+    with release_lock(dsn):
+        with connect(dsn, application_name="oneroof-executor") as conn:
+            t = time.monotonic()
+            conn.execute("SET lock_timeout = '10s'")
+            current = gate.state(conn)
+            if current == "greenfield":
+                conn.rollback()
+                return Outcome("already-greenfield", confirm_db, package.sha256, entry.fingerprint,
+                               _reading(dsn).fingerprint, metrics=entry.metrics)
+            proposal = conn.execute("SELECT id FROM os_proposals WHERE code = %s", (package.proposal,)).fetchone()
+            _note(progress, f"reverting tiers {package.tiers[-1].number}-{package.tiers[0].number} (state {current})")
+            try:
+                revert_tiers(conn, package, proposal["id"] if proposal else None)
+                check_figures(conn, GREENFIELD, entry.metrics["system_issues"], "greenfield")
+                if gate.state(conn) != "greenfield":
+                    raise InvariantFailed("after the revert the database is not greenfield; nothing was kept")
+            except psycopg.Error as exc:
+                conn.rollback()
+                raise InvariantFailed(f"a revert failed and everything was rolled back: {str(exc).splitlines()[0]}") from exc
+            except InvariantFailed:
+                conn.rollback()
+                raise
+            conn.commit()
+            seconds["transaction"] = time.monotonic() - t
+    final = _reading(dsn)
+    seconds["total"] = time.monotonic() - started
+    return Outcome("reverted", confirm_db, package.sha256, entry.fingerprint, final.fingerprint,
+                   seconds=seconds, metrics=final.metrics)
