@@ -1,8 +1,10 @@
 """The release package: manifest.toml plus one deploy and one revert SQL file per tier.
 
 Integrity follows atlas.sum: a SHA-256 per file over its raw bytes, recorded in the manifest,
-and one package hash, the SHA-256 of the canonical manifest, that operators pin and approvals
-name. Loading reads every file once; what is applied is exactly the bytes that were hashed.
+and one package hash, the SHA-256 of the manifest's raw bytes, that operators pin and approvals
+name. The manifest must be in canonical form (what `canonical` writes from its values), so one
+set of values has exactly one hash and no byte of the package (a comment, a space) escapes it.
+Loading reads every file once; what is applied is exactly the bytes that were hashed.
 """
 
 from __future__ import annotations
@@ -56,17 +58,35 @@ class Package:
     sha256: str
 
 
+HEADER = ("# The One-Roof release package (canonical form: edit values, then run `oneroof package seal`).\n"
+          "# The package hash is the SHA-256 of this file's bytes: `oneroof package hash`.\n")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, list)):
+        raise IntegrityError(f"manifest value {value!r} is not a string, an integer or a list of strings")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
 def canonical(manifest: dict[str, Any]) -> bytes:
-    """The manifest as canonical JSON: formatting and comments of manifest.toml do not count."""
-    return json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The one text of a manifest: fixed header, tables in order, keys sorted, JSON-quoted strings."""
+    lines = [HEADER.rstrip("\n")]
+    for table in ("package", "gate"):
+        lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in sorted(manifest[table].items())]
+    for tier in manifest["tier"]:
+        lines += ["", "[[tier]]"] + [f"{k} = {_toml_value(v)}" for k, v in sorted(tier.items())]
+    return ("\n".join(lines) + "\n").encode()
 
 
-def _manifest(path: Path) -> dict[str, Any]:
+def _manifest(path: Path) -> tuple[dict[str, Any], bytes]:
     file = path / MANIFEST
     if not path.is_dir():
         raise UsageError(f"package directory {path} does not exist: pass --package DIR")
     try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
+        data = file.read_bytes()
+        return tomllib.loads(data.decode("utf-8")), data
     except FileNotFoundError as exc:
         raise IntegrityError(f"{file} is missing: a package directory needs its manifest") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -83,8 +103,11 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
     """Read and verify the package at `path`: every file's bytes, no missing or extra file,
     no forbidden statement, and the package hash against `expect_sha256` when given."""
     path = path.resolve()
-    manifest = _manifest(path)
+    manifest, raw = _manifest(path)
     try:
+        if canonical(manifest) != raw:
+            raise IntegrityError(f"{MANIFEST} is not in canonical form (a comment, a space or the order of keys "
+                                 "changed): restore it, or rewrite it with `oneroof package seal`")
         meta, gate, tiers = manifest["package"], manifest["gate"], manifest["tier"]
         listed = {MANIFEST}
         loaded = []
@@ -112,7 +135,7 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
                                str(entry["revert"]), texts["deploy"], texts["revert"]))
         package = Package(path, str(meta["name"]), str(meta["version"]), str(meta["proposal"]),
                           int(gate["min_approvals"]), tuple(gate["levels"]), tuple(loaded),
-                          sha256(canonical(manifest)))
+                          sha256(raw))
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{path / MANIFEST} lacks or mistypes {exc}: see rollout/manifest.toml") from exc
     extra = sorted(p.name for p in path.iterdir() if p.name not in listed)
@@ -124,17 +147,12 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
 
 
 def seal(path: Path = DEFAULT_DIR) -> str:
-    """Record each listed file's SHA-256 in the manifest (a developer's act after editing SQL);
-    returns the new package hash. Comments and layout of manifest.toml are kept."""
+    """Record each listed file's SHA-256 and rewrite the manifest in canonical form (a developer's
+    act after editing SQL); returns the new package hash."""
     file = path / MANIFEST
-    files: dict[str, str] = {}
-    lines = []
-    for line in file.read_text(encoding="utf-8").splitlines():
-        key = line.split("=", 1)[0].strip()
-        if key in ("deploy", "revert"):
-            files[key] = tomllib.loads(line)[key]
-        elif key in ("deploy_sha256", "revert_sha256"):
-            line = f'{key} = "{sha256((path / files[key[:-7]]).read_bytes())}"'
-        lines.append(line)
-    file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load(path).sha256
+    manifest = tomllib.loads(file.read_text(encoding="utf-8"))
+    for tier in manifest["tier"]:
+        for kind in ("deploy", "revert"):
+            tier[f"{kind}_sha256"] = sha256((path / str(tier[kind])).read_bytes())
+    file.write_bytes(canonical(manifest))
+    return sha256(canonical(manifest))

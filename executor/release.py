@@ -156,8 +156,12 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
 
     with connect(dsn, application_name="oneroof-executor") as conn:
         conn.read_only = True
-        verdict = gate.evaluate(conn, package, confirm_db=confirm_db)
+        verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False)
+        holder = gate.lock_holder(conn)
         conn.rollback()
+    if holder is not None:  # a second executor stops at once, before its gate session
+        raise LockHeld(f"another executor holds the release lock on {database!r} (pid {holder}): "
+                       "wait for it to finish, then retry")
     if verdict.state == "finalized" and "target" not in verdict.reasons:
         return Outcome("already-finalized", database, package.sha256, entry.fingerprint, entry.fingerprint,
                        metrics=entry.metrics)

@@ -1,0 +1,180 @@
+"""The gate: which approvals count, judged by a table of cases and by random approval sets
+against the policy written independently here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+
+from executor import gate, package
+from executor.db import connect, snapshot
+from fixtures import catalog, clones
+from fixtures.testing import PgServer
+
+PKG = package.load()
+OTHER_SHA = "f" * 64
+APPROVERS = [a.key for a in catalog.ACCOUNTS if a.level] + ["editor"]  # editor: not in os_approvers
+
+
+@dataclass(frozen=True)
+class Row:
+    """One approval as a test writes it."""
+
+    approver: str = "l4"
+    level: str | None = None  # default: the approver's own level
+    proposal: str = "active"  # active / withdrawn
+    sha: str = "this"  # this / other
+    revoked: bool = False
+    rehearsal: bool = False
+
+
+def expected_valid(row: Row, on_clone: bool) -> bool:
+    """The policy of DESIGN.md section 5, written independently of executor/gate.py."""
+    account = catalog.account(row.approver)
+    return (row.proposal == "active" and row.sha == "this" and not row.revoked
+            and account.status == "active" and account.kind == "human" and account.level in ("L2", "L4")
+            and (row.level or account.level) == account.level and (on_clone or not row.rehearsal))
+
+
+def insert(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
+    for row in rows:
+        account = catalog.account(row.approver)
+        conn.execute(
+            "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, revoked_at, rehearsal) "
+            "SELECT p.id, %s, %s, %s, CASE WHEN %s THEN now() END, %s FROM os_proposals p WHERE p.code = %s",
+            (account.id, row.level or account.level or "L1", PKG.sha256 if row.sha == "this" else OTHER_SHA,
+             row.revoked, row.rehearsal, catalog.PROPOSAL_CODE if row.proposal == "active" else "OR-WITHDRAWN"))
+
+
+def judge(conn: psycopg.Connection[Any], rows: list[Row]) -> gate.Verdict:
+    """Insert `rows`, evaluate the gate, and roll everything back."""
+    try:
+        insert(conn, rows)
+        return gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+    finally:
+        conn.rollback()
+
+
+@pytest.fixture(scope="module")
+def databases(test_server: PgServer, worker_id: str) -> Iterator[dict[str, str]]:
+    """A marked clone, and an unmarked copy standing in for production, each with a withdrawn proposal."""
+    names = {"clone": f"t_{worker_id}_gate_clone", "production": f"t_{worker_id}_gate_prod"}
+    for role, name in names.items():
+        clones.create(test_server.admin, source=test_server.golden, name=name, wait=60)
+        with connect(test_server.dsn(name), autocommit=True) as conn:
+            conn.execute("INSERT INTO os_proposals (code, title, package_sha256, status, created_at) "
+                         "VALUES ('OR-WITHDRAWN', 'an older seed', %s, 'withdrawn', now())", (PKG.sha256,))
+        if role == "production":
+            with connect(test_server.admin, autocommit=True) as admin:
+                admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
+    try:
+        yield {role: test_server.dsn(name) for role, name in names.items()}
+    finally:
+        with connect(test_server.admin, autocommit=True) as admin:
+            for name in names.values():
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def conns(databases: dict[str, str]) -> Iterator[dict[str, psycopg.Connection[Any]]]:
+    with connect(databases["clone"]) as clone, connect(databases["production"]) as production:
+        yield {"clone": clone, "production": production}
+
+
+CASES = [
+    ("no approval at all", [], "production", False),
+    ("human L4", [Row("l4")], "production", True),
+    ("human L2", [Row("l2")], "production", True),
+    ("human L1", [Row("l1")], "production", False),
+    ("human L3", [Row("l3")], "production", False),
+    ("human L5", [Row("l5")], "production", False),
+    ("suspended human L4", [Row("l4-suspended")], "production", False),
+    ("service account at L4", [Row("svc-etl")], "production", False),
+    ("service account at L2", [Row("svc-ci")], "production", False),
+    ("automation agent at L4", [Row("agent")], "production", False),
+    ("user who is no approver", [Row("editor", level="L4")], "production", False),
+    ("L3 claiming L4", [Row("l3", level="L4")], "production", False),
+    ("revoked L4", [Row("l4", revoked=True)], "production", False),
+    ("L4 for another proposal", [Row("l4", proposal="withdrawn")], "production", False),
+    ("L4 naming another package", [Row("l4", sha="other")], "production", False),
+    ("rehearsal L4 on production", [Row("l4", rehearsal=True)], "production", False),
+    ("rehearsal L4 on a marked clone", [Row("l4", rehearsal=True)], "clone", True),
+    ("agent and revoked L2", [Row("agent"), Row("l2", revoked=True)], "production", False),
+    ("service, then valid L2", [Row("svc-etl"), Row("l2")], "production", True),
+]
+
+
+@pytest.mark.parametrize(("rows", "where", "opens"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_verdict_table(conns: dict[str, psycopg.Connection[Any]], rows: list[Row], where: str, opens: bool) -> None:
+    verdict = judge(conns[where], rows)
+    assert verdict.open is opens, verdict.reasons
+    if not opens:
+        assert verdict.reasons["approvals"].startswith("ospa=0 < 1")
+
+
+def test_no_approval_gives_the_seed_reason(conns: dict[str, psycopg.Connection[Any]]) -> None:
+    assert judge(conns["production"], []).reasons == {"approvals": "ospa=0 < 1"}
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(rows=st.lists(st.builds(Row, approver=st.sampled_from(APPROVERS),
+                               level=st.none() | st.sampled_from(["L1", "L2", "L3", "L4", "L5"]),
+                               proposal=st.sampled_from(["active", "withdrawn"]),
+                               sha=st.sampled_from(["this", "other"]), revoked=st.booleans(),
+                               rehearsal=st.booleans()), max_size=5),
+       where=st.sampled_from(["clone", "production"]))
+@example(rows=[Row("l2", rehearsal=True)], where="production")
+@example(rows=[Row("l4", level="L2")], where="clone")
+def test_random_approval_sets_follow_the_policy(conns: dict[str, psycopg.Connection[Any]], rows: list[Row],
+                                                where: str) -> None:
+    verdict = judge(conns[where], rows)
+    expected = sum(expected_valid(r, where == "clone") for r in rows)
+    assert len(verdict.valid_approvals) == expected
+    assert verdict.open is (expected >= 1)
+
+
+def test_target_must_be_the_named_database(conns: dict[str, psycopg.Connection[Any]]) -> None:
+    conn = conns["production"]
+    try:
+        insert(conn, [Row("l4")])
+        verdict = gate.evaluate(conn, PKG, confirm_db="directus")
+    finally:
+        conn.rollback()
+    assert list(verdict.reasons) == ["target"] and "'directus'" in verdict.reasons["target"]
+
+
+def test_proposal_naming_another_package_blocks(conns: dict[str, psycopg.Connection[Any]]) -> None:
+    conn = conns["production"]
+    try:
+        conn.execute("UPDATE os_proposals SET package_sha256 = %s WHERE code = %s", (OTHER_SHA, catalog.PROPOSAL_CODE))
+        insert(conn, [Row("l4")])
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+    finally:
+        conn.rollback()
+    assert "proposal" in verdict.reasons and "not this package" in verdict.reasons["proposal"]
+
+
+def test_mixed_state_blocks(conns: dict[str, psycopg.Connection[Any]]) -> None:
+    conn = conns["production"]
+    try:
+        insert(conn, [Row("l4")])
+        conn.execute("INSERT INTO os_collection_axes VALUES ('kh_tags', 'domain', 'documents')")
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+    finally:
+        conn.rollback()
+    assert verdict.state == "mixed" and "state" in verdict.reasons
+
+
+def test_lock_held_by_another_session_blocks(databases: dict[str, str], conns: dict[str, psycopg.Connection[Any]]) -> None:
+    with connect(databases["production"], autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
+        with snapshot(conns["production"]) as conn:
+            verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+    assert "lock" in verdict.reasons and "held by another executor" in verdict.reasons["lock"]

@@ -1,0 +1,125 @@
+"""The release package: its hash, and every changed, missing or extra byte refused before the
+database is touched."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from executor import package
+from executor.errors import HashMismatch, IntegrityError
+
+FILES = sorted(p.name for p in package.DEFAULT_DIR.iterdir())
+PINNED = package.load().sha256
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """A copy of the repository's package to damage."""
+    return Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "rollout"))
+
+
+def test_hash_is_the_sha256_of_the_manifest_bytes() -> None:
+    assert PINNED == package.sha256((package.DEFAULT_DIR / "manifest.toml").read_bytes())
+
+
+def test_package_lists_tiers_two_to_six_with_deploy_and_revert() -> None:
+    pkg = package.load(expect_sha256=PINNED)
+    assert [(t.number, t.name) for t in pkg.tiers] == [(2, "access"), (3, "ownership"), (4, "axes"),
+                                                       (5, "label_rules"), (6, "lifecycle")]
+    assert (pkg.min_approvals, pkg.levels) == (1, ("L2", "L4"))
+    assert set(FILES) == {"manifest.toml"} | {t.deploy_file for t in pkg.tiers} | {t.revert_file for t in pkg.tiers}
+
+
+def test_changed_file_is_refused_naming_both_hashes(copy: Path) -> None:
+    target = copy / "tier3_ownership.deploy.sql"
+    expected = package.sha256(target.read_bytes())
+    target.write_text(target.read_text().replace("'DOT'", "'MOIT'", 1))
+    with pytest.raises(HashMismatch) as caught:
+        package.load(copy)
+    assert caught.value.path == "tier3_ownership.deploy.sql"
+    assert caught.value.expected == expected and caught.value.actual == package.sha256(target.read_bytes())
+    assert expected in caught.value.message and caught.value.actual in caught.value.message
+
+
+def test_missing_file_is_refused(copy: Path) -> None:
+    (copy / "tier6_lifecycle.revert.sql").unlink()
+    with pytest.raises(IntegrityError, match="tier6_lifecycle.revert.sql is listed in the manifest but missing"):
+        package.load(copy)
+
+
+def test_extra_file_is_refused(copy: Path) -> None:
+    (copy / "tier7_events.deploy.sql").write_text("UPDATE os_event_bindings SET enabled = true;\n")
+    with pytest.raises(IntegrityError, match="tier7_events.deploy.sql is in .* but not in the manifest"):
+        package.load(copy)
+
+
+def test_manifest_comment_change_is_refused(copy: Path) -> None:
+    manifest = copy / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace("# The One-Roof", "# One-Roof", 1))
+    with pytest.raises(IntegrityError, match="not in canonical form"):
+        package.load(copy)
+
+
+def test_pinned_hash_mismatch_is_refused() -> None:
+    with pytest.raises(HashMismatch, match="package: sha256"):
+        package.load(expect_sha256="0" * 64)
+
+
+@pytest.mark.parametrize("statement", ["BEGIN;", "COMMIT;", "rollback;", "SAVEPOINT s1;", "START TRANSACTION;",
+                                       "CREATE INDEX CONCURRENTLY i ON system_issues (code);"])
+def test_transaction_control_is_refused_at_verify_time(copy: Path, statement: str) -> None:
+    target = copy / "tier4_axes.deploy.sql"
+    target.write_text(target.read_text() + "\n" + statement + "\n")
+    package.seal(copy)  # the hashes match again: only the statement check can refuse it
+    with pytest.raises(IntegrityError, match="may not control transactions"):
+        package.load(copy)
+
+
+def test_statement_words_in_comments_and_strings_are_allowed(copy: Path) -> None:
+    target = copy / "tier4_axes.deploy.sql"
+    target.write_text(target.read_text() + "\n-- never COMMIT here\nSELECT 'BEGIN' AS word;\n")
+    package.seal(copy)
+    assert package.load(copy).tiers[2].deploy.endswith("SELECT 'BEGIN' AS word;\n")
+
+
+def test_seal_restores_a_loadable_package_with_a_new_hash(copy: Path) -> None:
+    target = copy / "tier5_label_rules.deploy.sql"
+    target.write_text(target.read_text() + "\n")
+    new_hash = package.seal(copy)
+    assert new_hash != PINNED and package.load(copy, new_hash).sha256 == new_hash
+
+
+def test_cli_exit_code_4_names_the_file(oneroof: Any, copy: Path) -> None:
+    (copy / "tier2_access.revert.sql").write_text("DELETE FROM directus_policies;\n")
+    result = oneroof("package", "verify", "--package", str(copy))
+    assert result.returncode == 4
+    assert "tier2_access.revert.sql" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert oneroof("package", "hash").stdout.strip() == PINNED
+    assert oneroof("package", "verify", "--expect-sha256", PINNED).returncode == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+@example(data=None)  # pinned: the first byte of the manifest's header comment
+def test_flipping_any_byte_of_any_file_is_refused(data: Any) -> None:
+    if data is None:
+        name, offset, mask = "manifest.toml", 0, 0x01
+    else:
+        name = data.draw(st.sampled_from(FILES), label="file")
+        size = (package.DEFAULT_DIR / name).stat().st_size
+        offset = data.draw(st.integers(0, size - 1), label="offset")
+        mask = data.draw(st.integers(1, 255), label="mask")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(shutil.copytree(package.DEFAULT_DIR, Path(tmp) / "rollout"))
+        raw = bytearray((copy / name).read_bytes())
+        raw[offset] ^= mask
+        (copy / name).write_bytes(bytes(raw))
+        with pytest.raises(IntegrityError):
+            package.load(copy, expect_sha256=PINNED)

@@ -1,0 +1,234 @@
+"""The gated executor end to end on clones: blocked, applied, idempotent, revoked under the
+lock, two executors at once, a broken tier, and the monitor's verdicts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from executor import gate, package, release
+from executor.db import connect
+from executor.errors import Blocked, InvariantFailed, LockHeld
+from fixtures import catalog, clones
+from fixtures.plugin import ROOT
+from invariants import metrics
+
+PKG = package.load()
+FINAL = {"ospa": 1, "own": 35, "gap": 0, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 35, "idle": 0,
+         "system_issues": 204_556}
+
+
+def approve(conn: psycopg.Connection[Any], key: str = "l4", sha: str = PKG.sha256, rehearsal: bool = False) -> int:
+    """Record an approval as a human would through Directus; returns its id."""
+    account = catalog.account(key)
+    row = conn.execute(
+        "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal) "
+        "SELECT id, %s, %s, %s, %s FROM os_proposals WHERE code = %s RETURNING id",
+        (account.id, account.level, sha, rehearsal, catalog.PROPOSAL_CODE)).fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+def reading(dsn: str) -> metrics.Reading:
+    with connect(dsn) as conn:
+        return metrics.read(conn)
+
+
+def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones.Clone) -> None:
+    before = reading(clone.dsn).fingerprint
+    result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.splitlines()[0] == "BLOCKED: ospa=0 < 1"
+    entry = result.stdout.split("entry ")[1].split()[0]
+    exit_ = result.stdout.split("exit  ")[1].split()[0]
+    assert entry == exit_ == before == reading(clone.dsn).fingerprint
+
+
+def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Clone, clone_conn: Any) -> None:
+    approval = approve(clone_conn)
+    before = reading(clone.dsn)
+    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name)
+    assert (outcome.action, outcome.approvals, outcome.audit_exit) == ("applied", (approval,), 0)
+    after = reading(clone.dsn)
+    assert {k: v for k, v in after.metrics.items() if k != "db"} == FINAL
+    ledger = clone_conn.execute("SELECT tier, action, package_sha256, approval_ids FROM os_release_ledger ORDER BY id").fetchall()
+    assert ledger == [{"tier": t, "action": "deploy", "package_sha256": PKG.sha256, "approval_ids": [approval]}
+                      for t in (2, 3, 4, 5, 6)]
+    assert outcome.entry == before.fingerprint and outcome.exit == after.fingerprint != before.fingerprint
+
+    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name)
+    assert again.action == "already-finalized" and reading(clone.dsn).fingerprint == after.fingerprint
+
+    back = release.rollback(clone.dsn, PKG, confirm_db=clone.name)
+    assert back.action == "reverted"
+    greenfield = reading(clone.dsn)
+    assert greenfield.fingerprint == before.fingerprint  # approvals kept, everything else as before
+    assert {k: greenfield.metrics[k] for k in FINAL} == {**FINAL, "own": 0, "gap": 210, "axis": 0}
+
+    twice = release.rollback(clone.dsn, PKG, confirm_db=clone.name)
+    assert twice.action == "already-greenfield" and reading(clone.dsn).fingerprint == before.fingerprint
+    actions = clone_conn.execute("SELECT action, count(*) AS n FROM os_release_ledger GROUP BY action ORDER BY action").fetchall()
+    assert actions == [{"action": "deploy", "n": 5}, {"action": "revert", "n": 5}]
+
+
+def test_cli_rollout_and_stages(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    approve(clone_conn)
+    applied = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name, "--expect-sha256", PKG.sha256)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert applied.stdout.startswith("APPLIED: ")
+    assert oneroof("verify", "--stage", "finalized", "--dsn", clone.dsn, "--expect-db", clone.name).returncode == 0
+    assert oneroof("verify", "--stage", "greenfield", "--dsn", clone.dsn, "--expect-db", clone.name).returncode == 1
+    assert oneroof("rollback", "--dsn", clone.dsn, "--confirm-db", clone.name).returncode == 0
+    assert oneroof("verify", "--stage", "greenfield", "--dsn", clone.dsn, "--expect-db", clone.name).returncode == 0
+    assert oneroof("rollback", "--dsn", clone.dsn, "--confirm-db", clone.name).stdout.startswith("ALREADY-GREENFIELD")
+
+
+def test_pinned_hash_mismatch_exits_4_before_touching_the_database(oneroof: Any, clone: clones.Clone,
+                                                                   clone_conn: Any) -> None:
+    approve(clone_conn)
+    result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name, "--expect-sha256", "0" * 64)
+    assert result.returncode == 4 and reading(clone.dsn).metrics["own"] == 0
+
+
+def test_wrong_confirm_db_blocks(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    approve(clone_conn)
+    result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", "directus")
+    assert result.returncode == 3 and "the operator named 'directus'" in result.stdout
+    assert oneroof("rollback", "--dsn", clone.dsn, "--confirm-db", "directus").returncode == 2
+
+
+def test_revocation_after_the_gate_session_blocks_under_the_lock(clone: clones.Clone, clone_conn: Any) -> None:
+    approval = approve(clone_conn)
+    before = reading(clone.dsn).fingerprint
+
+    def revoke_when_locking(message: str) -> None:
+        if message.startswith("taking the release lock"):
+            clone_conn.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (approval,))
+
+    with pytest.raises(Blocked) as caught:
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=revoke_when_locking)
+    assert caught.value.reasons[0].startswith("ospa=0 < 1") and "revoked" in caught.value.reasons[0]
+    assert reading(clone.dsn).metrics["own"] == 0
+    assert caught.value.exit != before  # the revocation itself is the only change
+
+
+def test_second_executor_exits_5_while_the_first_applies(clone: clones.Clone, clone_conn: Any) -> None:
+    approve(clone_conn)
+    second: dict[str, Any] = {}
+
+    def start_second_executor(message: str) -> None:
+        if message.startswith("applying tiers"):
+            second["proc"] = subprocess.run(
+                [sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
+                capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+
+    first = release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=start_second_executor)
+    assert first.action == "applied"
+    assert second["proc"].returncode == 5, second["proc"].stdout + second["proc"].stderr
+    assert "another executor holds the release lock" in second["proc"].stderr
+
+
+def test_lock_held_raises_at_once(clone: clones.Clone, clone_conn: Any) -> None:
+    approve(clone_conn)
+    with connect(clone.dsn, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
+        with pytest.raises(LockHeld):
+            release.rollback(clone.dsn, PKG, confirm_db=clone.name)
+
+
+@pytest.fixture
+def broken(tmp_path: Path) -> Any:
+    """Make a test copy of the package with one tier changed, sealed so that it verifies."""
+
+    def make(tier_file: str, old: str, new: str) -> package.Package:
+        copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "broken"))
+        target = copy / tier_file
+        assert old in target.read_text()
+        target.write_text(target.read_text().replace(old, new))
+        package.seal(copy)
+        return package.load(copy)
+
+    return make
+
+
+@pytest.mark.parametrize(("tier_file", "old", "new", "message"), [
+    ("tier5_label_rules.deploy.sql", "'require'", "'demand'", "a tier failed"),
+    ("tier6_lifecycle.deploy.sql", "'os_gov_events', false", "'os_gov_events', true", "event bindings are enabled"),
+    ("tier3_ownership.deploy.sql", "    ('moit_price_index', 'MOIT'),\n", "", "own=34, gap=1"),
+], ids=["sql-error", "enabled-binding", "missing-owner"])
+def test_broken_tier_rolls_everything_back(clone: clones.Clone, clone_conn: Any, broken: Any, tier_file: str,
+                                           old: str, new: str, message: str) -> None:
+    pkg = broken(tier_file, old, new)
+    clone_conn.execute("UPDATE os_proposals SET package_sha256 = %s", (pkg.sha256,))
+    approve(clone_conn, sha=pkg.sha256)
+    before = reading(clone.dsn).fingerprint
+    with pytest.raises(InvariantFailed, match=message):
+        release.rollout(clone.dsn, pkg, confirm_db=clone.name)
+    assert reading(clone.dsn).fingerprint == before
+    assert clone_conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
+
+
+def test_rehearsal_approval_opens_only_a_marked_clone(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    approve(clone_conn, rehearsal=True)
+    assert oneroof("monitor", "--dsn", clone.dsn).returncode == 0
+    clone_conn.execute("SELECT 1")
+    with connect(clones.with_dbname(clone.dsn, "postgres"), autocommit=True) as admin:
+        admin.execute(clones.sql.SQL("ALTER DATABASE {} RESET ALL").format(clones.sql.Identifier(clone.name)))
+    result = oneroof("monitor", "--dsn", clone.dsn)
+    assert result.returncode == 3 and "not a marked clone" in result.stdout
+
+
+def test_monitor_verdicts(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    blocked = oneroof("monitor", "--json", "--dsn", clone.dsn)
+    assert blocked.returncode == 3
+    data = json.loads(blocked.stdout)
+    assert (data["verdict"], data["reasons"]) == ("BLOCKED", ["ospa=0 < 1"])
+    assert data["fingerprint"]["equal"] and data["metrics"]["ospa"] == 0
+    approve(clone_conn, "svc-etl")
+    still = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
+    assert still["verdict"] == "BLOCKED" and "service account" in still["reasons"][0]
+    approve(clone_conn, "l2")
+    opened = oneroof("monitor", "--dsn", clone.dsn)
+    assert opened.returncode == 0 and opened.stdout.startswith("OPEN\n")
+
+
+def test_rollout_takes_no_lock_on_content_or_system_issues(clone: clones.Clone, clone_conn: Any) -> None:
+    approve(clone_conn)
+    with connect(clone.dsn) as conn:
+        verdict = gate.evaluate(conn, PKG, confirm_db=clone.name)
+        release.apply_tiers(conn, PKG, verdict)
+        locked = {r["relname"] for r in conn.execute(
+            "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE l.pid = pg_backend_pid() AND c.relkind = 'r'").fetchall()}
+        conn.rollback()
+    content = {name for name, _, _ in catalog.GOVERNED} | set(catalog.UNGOVERNED) | {"system_issues"}
+    assert locked and not locked & content, sorted(locked & content)
+
+
+def test_concurrent_readers_see_greenfield_or_finalized_never_a_mix(clone: clones.Clone, clone_conn: Any) -> None:
+    approve(clone_conn)
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        with connect(clone.dsn) as conn:
+            while not stop.is_set():
+                seen.add(int(metrics.read(conn).metrics["gap"]))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+        release.rollback(clone.dsn, PKG, confirm_db=clone.name)
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen <= {0, 210} and seen
