@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from executor import package  # noqa: E402
 from executor.db import connect, with_dbname  # noqa: E402
-from fixtures import golden, server  # noqa: E402
+from executor import gate, release  # noqa: E402
+from fixtures import catalog, clones, golden, server  # noqa: E402
 from invariants import metrics  # noqa: E402
 
 
@@ -40,6 +41,35 @@ def median(values: list[float]) -> float:
 
 def row(name: str, value: str, goal: str = "") -> None:
     print(f"| {name} | {value} | {goal} |", flush=True)
+
+
+LOCKED: set[str] = set()
+
+
+def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[float]]:
+    """Rollout and rollback transactions (gate session and audit left out) on one clone, alternating."""
+    clone = clones.create(admin, source=golden_name, wait=30)
+    pkg = package.load()
+    times: dict[str, list[float]] = {"rollout": [], "rollback": []}
+    try:
+        with connect(clone.dsn, autocommit=True) as conn:
+            account = catalog.account("l4")
+            conn.execute("INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
+                         "SELECT id, %s, 'L4', package_sha256 FROM os_proposals", (account.id,))
+        with connect(clone.dsn) as conn:  # which tables does the deploy lock?
+            release.apply_tiers(conn, pkg, gate.evaluate(conn, pkg, confirm_db=clone.name))
+            LOCKED.update(r["relname"] for r in conn.execute(
+                "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE l.pid = pg_backend_pid() AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace").fetchall())
+            conn.rollback()
+        for _ in range(repeat):
+            out = release.rollout(clone.dsn, pkg, confirm_db=clone.name, gate_session=False, audit=False)
+            times["rollout"].append(out.seconds["transaction"])
+            back = release.rollback(clone.dsn, pkg, confirm_db=clone.name)
+            times["rollback"].append(back.seconds["transaction"])
+    finally:
+        clones.drop(admin, clone.name)
+    return times
 
 
 def main() -> int:
@@ -58,6 +88,7 @@ def main() -> int:
     sha = package.load().sha256
     scales = [int(s) for s in args.scales.split(",")]
     print("| measure | median | goal |\n|---|---|---|")
+    release_times: dict[int, dict[str, list[float]]] = {}
     try:
         builds = [timed(lambda: golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True))
                   for _ in range(3)]
@@ -86,6 +117,15 @@ def main() -> int:
             row(f"count(*) system_issues, scale {scale}", f"{median(count_t) * 1000:.1f} ms")
             row(f"metrics + digests, scale {scale}", f"{median(metric_t) * 1000:.1f} ms")
             row(f"metrics / count ratio, scale {scale}", f"{ratio:.2f}", "<= 1.5")
+            release_times[scale] = bench_release(admin, name, args.repeat)
+        for label in ("rollout", "rollback"):
+            one, many = median(release_times[scales[0]][label]), median(release_times[scales[-1]][label])
+            for scale in scales:
+                row(f"{label} transaction, scale {scale}", f"{median(release_times[scale][label]) * 1000:.0f} ms", "< 1 s")
+            row(f"{label} transaction, scale {scales[-1]} / scale {scales[0]}", f"{many / one:.2f}", "<= 1.5")
+        row("tables locked by the rollout transaction", ", ".join(sorted(LOCKED)) or "none")
+        touched = LOCKED & ({n for n, _, _ in catalog.GOVERNED} | set(catalog.UNGOVERNED) | {"system_issues"})
+        row("content tables or system_issues among them", ", ".join(sorted(touched)) or "none", "none")
     finally:
         if home:
             server.stop(home)

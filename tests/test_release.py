@@ -163,7 +163,9 @@ def broken(tmp_path: Path) -> Any:
     ("tier5_label_rules.deploy.sql", "'require'", "'demand'", "a tier failed"),
     ("tier6_lifecycle.deploy.sql", "'os_gov_events', false", "'os_gov_events', true", "event bindings are enabled"),
     ("tier3_ownership.deploy.sql", "    ('moit_price_index', 'MOIT'),\n", "", "own=34, gap=1"),
-], ids=["sql-error", "enabled-binding", "missing-owner"])
+    ("tier4_axes.deploy.sql", "DO NOTHING;\n", "DO NOTHING;\nDELETE FROM system_issues WHERE id = 1;\n",
+     "touched data tables [(]system_issues[)]"),
+], ids=["sql-error", "enabled-binding", "missing-owner", "writes-system-issues"])
 def test_broken_tier_rolls_everything_back(clone: clones.Clone, clone_conn: Any, broken: Any, tier_file: str,
                                            old: str, new: str, message: str) -> None:
     pkg = broken(tier_file, old, new)
