@@ -189,6 +189,58 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs_dir(args: argparse.Namespace) -> Path:
+    return Path(args.runs_dir) if args.runs_dir else server.home_dir() / "runs"
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from executor import report
+    from executor.rehearse import rehearse
+
+    if args.scale < 1:
+        raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    run_dir = _runs_dir(args) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    admin = target.admin_dsn(args.dsn)
+    _err(f"rehearsal run {run_dir}")
+    evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
+                        golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
+                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err)
+    for fmt, name in (("md", "report.md"), ("html", "report.html")):
+        (run_dir / name).write_text(report.render(evidence, fmt))
+    print(report.as_text(evidence), end="")
+    print(f"\nevidence {run_dir / 'evidence.json'}\nreport   {run_dir / 'report.md'}, {run_dir / 'report.html'}")
+    if evidence.kept_clone_dsn:
+        print(f"kept clone: {evidence.kept_clone_dsn}")
+    if evidence.interrupted:
+        _err("oneroof: interrupted: the clone was dropped" if not args.keep else "oneroof: interrupted")
+        return 130
+    return 0 if evidence.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from executor import report
+    from executor.rehearse import Evidence
+
+    if args.run:
+        run = Path(args.run)
+    else:
+        runs = sorted(p for p in _runs_dir(args).glob("*") if (p / "evidence.json").exists())
+        if not runs:
+            raise UsageError(f"no rehearsal evidence under {_runs_dir(args)}: run `oneroof rehearse` or pass --run DIR")
+        run = runs[-1]
+    file = run / "evidence.json" if run.is_dir() else run
+    try:
+        evidence = Evidence.from_json(json.loads(file.read_text()))
+    except FileNotFoundError as exc:
+        raise UsageError(f"{file} does not exist: pass --run with a rehearsal run directory") from exc
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"{file} is not rehearsal evidence: {exc}") from exc
+    print(report.render(evidence, args.format), end="")
+    return 0
+
+
 def cmd_package(args: argparse.Namespace) -> int:
     path = Path(args.package)
     if args.action == "seal":
@@ -282,6 +334,30 @@ def build_parser() -> Parser:
     _package_options(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("rehearse", help="the main job: the whole release on a fresh clone, then the report",
+                       description="Verify the package, build the golden database if missing, clone it, and on the "
+                       "clone: baseline stage, monitor BLOCKED, blocked rollout, rehearsal approval, monitor OPEN, "
+                       "rollout, finalized stage, rollback, greenfield stage, rollback again; drop the clone, check "
+                       "the golden database is unchanged, optionally read the production gate, and write the "
+                       "evidence and the GO/NO-GO report. Exit 0 GO, 1 NO-GO.")
+    p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
+    p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
+    p.add_argument("--golden", default=catalog.GOLDEN_NAME, help=f"golden database (default {catalog.GOLDEN_NAME})")
+    p.add_argument("--prod-dsn", default=None, help="read the production gate here, read-only (entry == exit)")
+    p.add_argument("--prod-db", default=None, help="the production database name the operator expects")
+    p.add_argument("--runs-dir", default=None, help="where run directories go (default $ONEROOF_HOME/runs)")
+    _package_options(p)
+    _dsn_option(p, "the rehearsal server (any database on it)")
+    p.set_defaults(func=cmd_rehearse)
+
+    p = sub.add_parser("report", help="the GO/NO-GO matrix from rehearsal evidence",
+                       description="Render the classification matrix, verdict and compliance line from a "
+                       "rehearsal's evidence.json (default: the latest run).")
+    p.add_argument("--format", default="md", choices=("md", "json", "html", "text"))
+    p.add_argument("--run", default=None, help="a run directory or evidence.json (default: the latest run)")
+    p.add_argument("--runs-dir", default=None, help="where run directories are (default $ONEROOF_HOME/runs)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("package", help="release package integrity",
                        description="hash: print the package hash; verify: check every file against the "

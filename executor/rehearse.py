@@ -1,0 +1,335 @@
+"""`oneroof rehearse`, the main job: the whole release on a fresh clone of the golden database,
+each step recorded as evidence for the GO/NO-GO report.
+
+Every step is a plain function returning what it saw; `rehearse` runs them in order, times
+them, records them, stops at the first failure, and always drops its clone (unless kept) and
+checks that the golden database is unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from executor import __version__, package, release
+from executor.db import connect, database_exists, public, with_dbname
+from executor.errors import Blocked, CloneError, OneroofError
+from executor.monitor import monitor
+from fixtures import catalog, clones, golden
+from invariants import metrics
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Step:
+    """One rehearsal step as evidence."""
+
+    name: str
+    title: str
+    ok: bool = False
+    exit_code: int | None = None
+    seconds: float = 0.0
+    figures: dict[str, Any] = field(default_factory=dict)
+    entry: str = ""
+    exit: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Evidence:
+    """Everything a rehearsal saw, written as evidence.json in its run directory."""
+
+    tool: str
+    started_at: str
+    package: dict[str, Any]
+    golden: str
+    clone: str = ""
+    kept_clone_dsn: str = ""
+    steps: list[Step] = field(default_factory=list)
+    production: dict[str, Any] | None = None
+    seconds: float = 0.0
+    clone_seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(s.ok for s in self.steps) and not self.interrupted
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Evidence:
+        data = {k: v for k, v in data.items() if k != "ok"}
+        data["steps"] = [Step(**s) for s in data["steps"]]
+        return cls(**data)
+
+
+def approve_rehearsal(dsn: str, approver: str = "l4") -> int:
+    """Insert a rehearsal approval by a human approver; refused unless the target is a marked clone."""
+    with connect(dsn, autocommit=True) as conn:
+        if not clones.connected_is_clone(conn):
+            raise CloneError(f"refusing a rehearsal approval on {conn.info.dbname!r}: it is not a marked clone; "
+                             "only a human ratifies production")
+        account = catalog.account(approver)
+        row = conn.execute(
+            "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal, comment) "
+            "SELECT id, %s, %s, package_sha256, true, 'rehearsal approval by oneroof rehearse' FROM os_proposals "
+            "WHERE code = %s RETURNING id", (account.id, account.level, catalog.PROPOSAL_CODE)).fetchone()
+    if row is None:
+        raise CloneError(f"no proposal {catalog.PROPOSAL_CODE} on the clone to approve")
+    return int(row["id"])
+
+
+def _reading(dsn: str) -> metrics.Reading:
+    with connect(dsn, application_name="oneroof-rehearse") as conn:
+        conn.read_only = True
+        return metrics.read(conn)
+
+
+class Failed(Exception):
+    """A rehearsal step did not hold; its message is the step's detail."""
+
+
+def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAULT_DIR, scale: int = 1,
+             golden_name: str = catalog.GOLDEN_NAME, expect_sha256: str | None = None, keep: bool = False,
+             prod_dsn: str | None = None, prod_db: str | None = None, progress: Progress | None = None) -> Evidence:
+    """Rehearse the release on a fresh clone and write evidence.json into `run_dir`."""
+    note = progress or (lambda _m: None)
+    started = time.monotonic()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    evidence = Evidence(f"oneroof {__version__}", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                        {}, golden_name)
+    steps: list[tuple[str, str, Callable[[Step], None]]] = []
+    state: dict[str, Any] = {}
+    golden_dsn = with_dbname(admin_dsn, golden_name)
+
+    def step(name: str, title: str) -> Callable[[Callable[[Step], None]], Callable[[Step], None]]:
+        def register(func: Callable[[Step], None]) -> Callable[[Step], None]:
+            steps.append((name, title, func))
+            return func
+        return register
+
+    @step("package", "verify the package and its pinned hash")
+    def _(s: Step) -> None:
+        pkg = package.load(package_dir, expect_sha256)
+        state["pkg"] = pkg
+        evidence.package = {"name": pkg.name, "version": pkg.version, "sha256": pkg.sha256,
+                            "tiers": [t.number for t in pkg.tiers], "pinned": bool(expect_sha256)}
+        s.figures = {"sha256": pkg.sha256, "files": 1 + 2 * len(pkg.tiers)}
+        s.detail = f"{pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches its manifest hash"
+
+    @step("golden", "golden database present and bound to this package")
+    def _(s: Step) -> None:
+        pkg = state["pkg"]
+        with connect(admin_dsn, autocommit=True) as admin:
+            exists = database_exists(admin, golden_name)
+        stale = False
+        if exists:
+            with connect(golden_dsn) as conn:
+                row = conn.execute("SELECT package_sha256 FROM os_proposals WHERE code = %s",
+                                   (pkg.proposal,)).fetchone()
+            stale = row is None or row["package_sha256"] != pkg.sha256
+        if not exists or stale:
+            built = golden.build(admin_dsn, name=golden_name, scale=scale, package_sha256=pkg.sha256, replace=stale)
+            s.detail = f"{'rebuilt (its proposal named another package)' if stale else 'built'} in {built.seconds:.1f} s"
+        else:
+            s.detail = "present"
+        reading = _reading(golden_dsn)
+        state["golden_entry"] = reading.fingerprint
+        s.entry, s.figures = reading.fingerprint, reading.metrics
+
+    @step("clone", "create the rehearsal clone")
+    def _(s: Step) -> None:
+        made = clones.create(admin_dsn, source=golden_name, wait=30)
+        state["clone"] = made
+        evidence.clone = made.name
+        evidence.clone_seconds += made.seconds
+        s.detail = f"{made.name} (marked clone of {golden_name}) in {made.seconds:.2f} s"
+
+    def stage(s: Step, stages: str, expect_exit: int = 0) -> None:
+        made = state["clone"]
+        junit = run_dir / f"junit-{stages.replace(' ', '-')}.xml"
+        s.exit_code = release.run_stage(made.dsn, stages, expect_db=made.name, package=state["pkg"],
+                                        extra=("--junitxml", str(junit)))
+        s.figures = {"junit": junit.name}
+        if s.exit_code != expect_exit:
+            raise Failed(f"pytest -m {stages} exited {s.exit_code}; see {junit}")
+        s.detail = f"pytest invariants -m {stages}: passed ({junit.name})"
+
+    @step("baseline", "baseline stage on the clone")
+    def _(s: Step) -> None:
+        stage(s, "baseline")
+
+    def gate_read(s: Step, expect: str) -> None:
+        made = state["clone"]
+        report = monitor(made.dsn, state["pkg"].path, confirm_db=made.name)
+        s.exit_code = 0 if report.verdict == "OPEN" else 3
+        s.entry, s.exit = report.entry, report.exit
+        s.figures = {"verdict": report.verdict, "reasons": report.reasons, **report.metrics}
+        if report.entry != report.exit:
+            raise Failed("the monitor changed the clone (entry != exit)")
+        if expect == "BLOCKED" and report.reasons != ["ospa=0 < 1"]:
+            raise Failed(f"expected BLOCKED: ospa=0 < 1, got {report.verdict}: {report.reasons}")
+        if expect == "OPEN" and report.verdict != "OPEN":
+            raise Failed(f"expected OPEN, got BLOCKED: {'; '.join(report.reasons)}")
+        s.detail = report.verdict + (f": {report.reasons[0]}" if report.reasons else "")
+
+    @step("monitor_blocked", "monitor says BLOCKED before ratification")
+    def _(s: Step) -> None:
+        gate_read(s, "BLOCKED")
+
+    @step("rollout_blocked", "rollout attempt stops BLOCKED with equal fingerprints")
+    def _(s: Step) -> None:
+        made = state["clone"]
+        try:
+            release.rollout(made.dsn, state["pkg"], confirm_db=made.name)
+        except Blocked as exc:
+            s.exit_code, s.entry, s.exit = exc.exit_code, exc.entry, exc.exit
+            s.figures = {"reasons": exc.reasons}
+            if exc.entry != exc.exit:
+                raise Failed("the blocked rollout changed the clone (entry != exit)") from exc
+            s.detail = f"BLOCKED: {exc.reasons[0]}; entry == exit"
+            return
+        raise Failed("the rollout was not blocked without an approval")
+
+    @step("approve", "insert a rehearsal approval (marked clone only)")
+    def _(s: Step) -> None:
+        approval = approve_rehearsal(state["clone"].dsn)
+        s.figures = {"approval_id": approval, "approver": catalog.account("l4").email, "level": "L4"}
+        s.detail = f"rehearsal approval #{approval} by the L4 approver"
+
+    @step("monitor_open", "monitor says OPEN after the approval")
+    def _(s: Step) -> None:
+        gate_read(s, "OPEN")
+
+    @step("rollout", "rollout greenfield -> finalized")
+    def _(s: Step) -> None:
+        made = state["clone"]
+        out = release.rollout(made.dsn, state["pkg"], confirm_db=made.name, audit=False)
+        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
+        if out.action != "applied":
+            raise Failed(f"rollout did {out.action}")
+        s.detail = (f"greenfield -> finalized exit 0 (gate session {out.seconds.get('gate_session', 0):.2f} s, "
+                    f"transaction {out.seconds['transaction'] * 1000:.0f} ms)")
+
+    @step("finalized", "finalized stage on the clone")
+    def _(s: Step) -> None:
+        stage(s, "finalized")
+
+    @step("rollback", "rollback finalized -> greenfield")
+    def _(s: Step) -> None:
+        made = state["clone"]
+        out = release.rollback(made.dsn, state["pkg"], confirm_db=made.name)
+        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
+        if out.action != "reverted":
+            raise Failed(f"rollback did {out.action}")
+        s.detail = f"finalized -> greenfield exit 0 (transaction {out.seconds['transaction'] * 1000:.0f} ms)"
+
+    @step("greenfield", "greenfield stage on the clone")
+    def _(s: Step) -> None:
+        stage(s, "greenfield")
+
+    @step("rollback_again", "rollback again changes nothing")
+    def _(s: Step) -> None:
+        made = state["clone"]
+        out = release.rollback(made.dsn, state["pkg"], confirm_db=made.name)
+        s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
+        if out.action != "already-greenfield" or out.entry != out.exit:
+            raise Failed(f"the second rollback did {out.action} (entry {out.entry[:12]}, exit {out.exit[:12]})")
+        s.detail = "idempotent: nothing to revert, entry == exit"
+
+    total = len(steps) + 2 + (1 if prod_dsn else 0)
+    try:
+        for index, (name, title, func) in enumerate(steps, 1):
+            record = Step(name, title)
+            evidence.steps.append(record)
+            note(f"[{index:2}/{total}] {title} ...")
+            t = time.monotonic()
+            try:
+                func(record)
+                record.ok = True
+            except (Failed, OneroofError) as exc:
+                record.detail = str(exc)
+                record.exit_code = getattr(exc, "exit_code", record.exit_code)
+            record.seconds = time.monotonic() - t
+            note(f"        {'ok' if record.ok else 'FAILED'} in {record.seconds:.2f} s: {record.detail}")
+            if not record.ok:
+                break
+    except KeyboardInterrupt:
+        evidence.interrupted = True
+        note("interrupted: cleaning up")
+    finally:
+        _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total)
+    if prod_dsn and not evidence.interrupted:
+        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total)
+    evidence.seconds = time.monotonic() - started
+    (run_dir / "evidence.json").write_text(json.dumps(evidence.as_json(), indent=2) + "\n")
+    return evidence
+
+
+def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_dsn: str, keep: bool,
+            note: Progress, total: int) -> None:
+    made = state.get("clone")
+    drop = Step("drop_clone", "drop the rehearsal clone" if not keep else "keep the rehearsal clone (--keep)")
+    note(f"[{len(evidence.steps) + 1:2}/{total}] {drop.title} ...")
+    t = time.monotonic()
+    if made is None:
+        drop.ok, drop.detail = True, "no clone was made"
+    elif keep:
+        drop.ok, drop.detail = True, f"kept: {made.dsn}"
+        evidence.kept_clone_dsn = made.dsn
+    else:
+        try:
+            clones.drop(admin_dsn, made.name)
+            drop.ok, drop.detail = True, f"{made.name} dropped"
+        except OneroofError as exc:
+            drop.detail = exc.message
+    drop.seconds = time.monotonic() - t
+    evidence.clone_seconds += drop.seconds if made is not None and not keep else 0.0
+    evidence.steps.append(drop)
+    note(f"        {'ok' if drop.ok else 'FAILED'} in {drop.seconds:.2f} s: {drop.detail}")
+
+    intact = Step("golden_intact", "golden database unchanged")
+    note(f"[{len(evidence.steps) + 1:2}/{total}] {intact.title} ...")
+    t = time.monotonic()
+    entry = state.get("golden_entry")
+    if entry is None:
+        intact.detail = "the golden fingerprint was never taken"
+    else:
+        try:
+            reading = _reading(golden_dsn)
+            intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
+            intact.ok = reading.fingerprint == entry
+            intact.detail = ("fingerprint before == after" if intact.ok
+                             else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
+        except OneroofError as exc:
+            intact.detail = exc.message
+    intact.seconds = time.monotonic() - t
+    evidence.steps.append(intact)
+    note(f"        {'ok' if intact.ok else 'FAILED'} in {intact.seconds:.2f} s: {intact.detail}")
+
+
+def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_dir: Path,
+                expect_sha256: str | None, note: Progress, total: int) -> None:
+    note(f"[{total:2}/{total}] read the production gate (read-only) ...")
+    t = time.monotonic()
+    try:
+        report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db)
+        evidence.production = {**report.as_json(), "dsn": public(prod_dsn), "seconds": time.monotonic() - t}
+        note(f"        {report.verdict}{': ' + report.reasons[0] if report.reasons else ''}; "
+             f"entry == exit: {report.entry == report.exit}")
+    except OneroofError as exc:
+        evidence.production = {"error": exc.message, "dsn": public(prod_dsn)}
+        note(f"        could not read the production gate: {exc.message}")

@@ -1,0 +1,240 @@
+"""The GO/NO-GO report: the seed's classification matrix, regenerated from rehearsal evidence.
+
+Every status is computed from recorded steps and readings; a failed step turns its row NO-GO.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from executor.rehearse import Evidence
+
+FIGURES = ("db", "ospa", "own", "gap", "conflict", "gov_emit", "inventory", "axis", "idle", "system_issues")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the classification matrix."""
+
+    component: str
+    status: str
+    evidence: str
+    go: bool
+
+
+def _ok(evidence: Evidence, *names: str) -> bool:
+    return all((s := evidence.step(n)) is not None and s.ok for n in names)
+
+
+def _failed(evidence: Evidence, *names: str) -> str:
+    bad = [s for n in names if (s := evidence.step(n)) is not None and not s.ok]
+    missing = [n for n in names if evidence.step(n) is None]
+    parts = [f"{s.title}: {s.detail}" for s in bad] + ([f"not reached: {', '.join(missing)}"] if missing else [])
+    return "FAILED: " + "; ".join(parts)
+
+
+def _figures(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={metrics[k]:,}" if isinstance(metrics[k], int) else f"{k}={metrics[k]}"
+                     for k in FIGURES if k in metrics)
+
+
+def production_gate(evidence: Evidence) -> tuple[str, str]:
+    """(OPEN / BLOCKED / FINALIZED / UNKNOWN, reason text) of the production target."""
+    prod = evidence.production
+    if not prod:
+        return "UNKNOWN", "production gate not read (pass --prod-dsn)"
+    if "error" in prod:
+        return "UNKNOWN", f"production gate unreadable: {prod['error']}"
+    if prod.get("state") == "finalized":
+        return "FINALIZED", "tiers 2-6 already applied in production"
+    return prod["verdict"], "; ".join(prod["reasons"])
+
+
+def matrix(evidence: Evidence) -> list[Row]:
+    """The classification matrix of the seed, from evidence."""
+    pkg = evidence.package.get("sha256", "")[:12] or "unverified"
+    clone = evidence.clone or "(none)"
+    gate, why = production_gate(evidence)
+    prod = evidence.production or {}
+    live = gate in ("OPEN", "BLOCKED", "FINALIZED")
+    rows = []
+
+    ok = _ok(evidence, "package", "rollout_blocked", "rollout")
+    held = "HELD at gate" if gate != "OPEN" else "gate OPEN"
+    rows.append(Row("Production rollout executor", f"GO — execution-proven, {held}" if ok else "NO-GO",
+                    (f"Hash-verified ({pkg}); blocked attempt exit 3 with entry == exit; ran greenfield→finalized "
+                     f"exit 0 on fresh clone {clone}." + (" Cannot run in prod until ospa≥1." if gate != "OPEN" else ""))
+                    if ok else _failed(evidence, "package", "rollout_blocked", "rollout"), ok))
+
+    ok = _ok(evidence, "rollback", "rollback_again")
+    rows.append(Row("Rollback executor", "GO" if ok else "NO-GO",
+                    f"Idempotent finalized→greenfield on clone {clone}; a second rollback changed nothing."
+                    if ok else _failed(evidence, "rollback", "rollback_again"), ok))
+
+    ok = _ok(evidence, "baseline", "finalized", "greenfield")
+    prod_note = ""
+    if live and prod.get("fingerprint", {}).get("equal"):
+        prod_note = " Baseline reads validated live in prod (entry == exit)."
+    rows.append(Row("Verification suite", "GO" if ok else "NO-GO",
+                    "Invariants PASS on clone: baseline, finalized and greenfield stages (JUnit XML in the run)."
+                    + prod_note if ok else _failed(evidence, "baseline", "finalized", "greenfield"), ok))
+
+    ok = _ok(evidence, "monitor_blocked", "monitor_open")
+    vs_prod = f" Verdict vs prod → {gate}{'/' + why if why and gate == 'BLOCKED' else ''}." if live else ""
+    rows.append(Row("Gate monitor", ("GO — live-validated" if live else "GO") if ok else "NO-GO",
+                    (f"On clone: BLOCKED/ospa<1 before, OPEN after the rehearsal approval.{vs_prod} "
+                     "Read-only (entry == exit), no daemon.") if ok else _failed(evidence, "monitor_blocked", "monitor_open"),
+                    ok))
+
+    tiers = evidence.package.get("tiers", [])
+    ok = tiers == [2, 3, 4, 5, 6] and _ok(evidence, "approve")
+    rows.append(Row("Option 3 inert shadow", "NO-GO — REJECTED",
+                    f"Package carries tiers {', '.join(map(str, tiers)) or '?'} only: no shadow tier, no override "
+                    "flag; the rehearsal approval counted only because the target is a marked clone."
+                    if ok else "Package or rehearsal approval not verified: " + _failed(evidence, "package", "approve"),
+                    ok))
+
+    ok = _ok(evidence, "clone", "drop_clone", "golden_intact")
+    intact = evidence.step("golden_intact")
+    kept = f" Clone kept: {evidence.kept_clone_dsn}." if evidence.kept_clone_dsn else " Rehearsal clone created & dropped."
+    rows.append(Row("Clone harness", "RETAINED" if ok else "NO-GO",
+                    (f"Golden {evidence.golden} intact (fingerprint {intact.entry[:12] if intact else ''} before == after)."
+                     + kept) if ok else _failed(evidence, "clone", "drop_clone", "golden_intact"), ok))
+
+    if gate == "BLOCKED":
+        single = list(prod.get("reasons", [])) and len(prod["reasons"]) == 1 and prod["reasons"][0].startswith("ospa=")
+        status = f"CLOSED — single blocker {prod['reasons'][0].split(' <')[0]}." if single else f"CLOSED — {why}"
+    elif gate == "OPEN":
+        status = f"OPEN — ratified (approvals {', '.join(f'#{i}' for i in prod.get('valid_approvals', []))})"
+    elif gate == "FINALIZED":
+        status = "RATIFIED — tiers 2-6 live"
+    else:
+        status = f"UNKNOWN — {why}"
+    rows.append(Row("Human ratification gate", status,
+                    "Requires human L2/L4 (Option 1). Agent cannot open it: approvals by service or agent accounts, "
+                    "and rehearsal approvals outside a marked clone, never count.", gate in ("OPEN", "FINALIZED")))
+
+    if gate == "OPEN" and evidence.ok:
+        status, text = "GO — press the button", "oneroof rollout --confirm-db " + str(prod.get("database"))
+    elif gate == "FINALIZED":
+        status, text = "DONE", "Tiers 2-6 are live in production."
+    else:
+        unchanged = " Unchanged (entry == exit)." if prod.get("fingerprint", {}).get("equal") else ""
+        status, text = "NO-GO", f"Gated on ospa≥1.{unchanged}" if gate != "UNKNOWN" else f"Gated on ospa≥1; {why}."
+    rows.append(Row("Production activation (tiers 2–6 in prod)", status, text, status.startswith(("GO", "DONE"))))
+    return rows
+
+
+def verdict(evidence: Evidence) -> dict[str, str]:
+    """Release readiness and production execution, separately."""
+    gate, why = production_gate(evidence)
+    readiness = "GO (engineering-complete, execution-proven)" if evidence.ok else "NO-GO (a rehearsal step failed)"
+    if not evidence.ok:
+        production = "NO-GO: the rehearsal did not hold"
+    elif gate == "OPEN":
+        production = "GO: a human has ratified; run the gated executor"
+    elif gate == "FINALIZED":
+        production = "DONE"
+    elif gate == "BLOCKED" and why.startswith("ospa="):
+        production = "NO-GO until os_proposal_approvals ≥ 1"
+    else:
+        production = f"NO-GO: {why}"
+    return {"release_readiness": readiness, "production_execution": production}
+
+
+def compliance(evidence: Evidence) -> str:
+    """The forbidden-compliance line: entry == exit figures of production (or of the golden database)."""
+    prod = evidence.production
+    if prod and "metrics" in prod:
+        equal = prod["fingerprint"]["equal"]
+        return (f"{'Zero production mutations' if equal else 'PRODUCTION CHANGED DURING THE READ'}. "
+                f"Entry{'==' if equal else '!='}exit ({_figures(prod['metrics'])}).")
+    intact = evidence.step("golden_intact")
+    if intact and intact.figures:
+        rel = "==" if intact.ok else "!="
+        return (f"Production not read. Golden database entry{rel}exit ({_figures(intact.figures)}). "
+                "No external dispatch, no shadow commit, no gate bypass.")
+    return "No figures recorded."
+
+
+def as_json(evidence: Evidence) -> dict[str, Any]:
+    return {"matrix": [asdict(r) for r in matrix(evidence)], "verdict": verdict(evidence),
+            "compliance": compliance(evidence), "evidence": evidence.as_json()}
+
+
+def as_markdown(evidence: Evidence) -> str:
+    lines = [f"# One-Roof release GO/NO-GO ({evidence.started_at})", "",
+             f"Package {evidence.package.get('name', '?')} {evidence.package.get('version', '')} "
+             f"`{evidence.package.get('sha256', 'unverified')}`; {evidence.tool}; rehearsal {evidence.seconds:.1f} s.",
+             "", "## Classification matrix", "", "| Component | Status | Evidence |", "|---|---|---|"]
+    lines += [f"| {r.component} | {r.status} | {r.evidence.replace('|', '/')} |" for r in matrix(evidence)]
+    v = verdict(evidence)
+    lines += ["", "## Overall verdict", "", f"RELEASE READINESS: {v['release_readiness']}. "
+              f"PRODUCTION EXECUTION: {v['production_execution']}.", "", "## Forbidden-compliance", "",
+              compliance(evidence), "", "## Steps", "", "| # | step | result | exit | seconds |", "|---|---|---|---|---|"]
+    lines += [f"| {i} | {s.title} | {'ok' if s.ok else 'FAILED'}: {s.detail.replace('|', '/')} | "
+              f"{'' if s.exit_code is None else s.exit_code} | {s.seconds:.2f} |" for i, s in enumerate(evidence.steps, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def as_text(evidence: Evidence) -> str:
+    """The matrix for a terminal."""
+    rows = matrix(evidence)
+    width = max(len(r.component) for r in rows)
+    status_width = max(len(r.status) for r in rows)
+    out = [f"{'Component':<{width}}  {'Status':<{status_width}}  Evidence"]
+    out += [f"{r.component:<{width}}  {r.status:<{status_width}}  {r.evidence}" for r in rows]
+    v = verdict(evidence)
+    out += ["", f"RELEASE READINESS: {v['release_readiness']}", f"PRODUCTION EXECUTION: {v['production_execution']}",
+            f"Forbidden-compliance: {compliance(evidence)}"]
+    return "\n".join(out) + "\n"
+
+
+CSS = """body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#1d232a;padding:0 1rem}
+table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{border:1px solid #ccd3da;padding:.45rem .6rem;
+text-align:left;vertical-align:top}th{background:#eef2f5}.go{color:#0b6e2e;font-weight:600}.nogo{color:#a4161a;
+font-weight:600}.verdict{font-size:1.1rem;padding:.8rem 1rem;background:#f6f8fa;border-left:4px solid #345}
+.bar{background:#4a7bd0;height:.8rem;display:inline-block;border-radius:2px}code{font-size:.9em}"""
+
+
+def as_html(evidence: Evidence) -> str:
+    """One self-contained page: matrix, verdict, compliance, figures and the step timeline."""
+    e = html.escape
+    v = verdict(evidence)
+    longest = max((s.seconds for s in evidence.steps), default=1.0) or 1.0
+    rows = "".join(f"<tr><td>{e(r.component)}</td><td class=\"{'go' if r.go else 'nogo'}\">{e(r.status)}</td>"
+                   f"<td>{e(r.evidence)}</td></tr>" for r in matrix(evidence))
+    steps = "".join(
+        f"<tr><td>{i}</td><td>{e(s.title)}</td><td class=\"{'go' if s.ok else 'nogo'}\">{'ok' if s.ok else 'FAILED'}</td>"
+        f"<td>{e(s.detail)}</td><td>{s.seconds:.2f} s<br><span class=bar style=\"width:{max(2, 160 * s.seconds / longest):.0f}px\">"
+        f"</span></td></tr>" for i, s in enumerate(evidence.steps, 1))
+    intact = evidence.step("golden_intact")
+    figures = intact.figures if intact and intact.figures else {}
+    fig_rows = "".join(f"<tr><td>{e(k)}</td><td>{e(str(figures.get(k, '')))}</td>"
+                       f"<td>{e(str((evidence.production or {}).get('metrics', {}).get(k, '')))}</td></tr>" for k in FIGURES)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>One-Roof release GO/NO-GO</title><style>{CSS}</style></head>
+<body><h1>One-Roof release GO/NO-GO</h1>
+<p>{e(evidence.started_at)} · package {e(str(evidence.package.get('name', '?')))} <code>{e(str(evidence.package.get('sha256', 'unverified')))}</code>
+· {e(evidence.tool)} · rehearsal {evidence.seconds:.1f} s</p>
+<h2>Classification matrix</h2><table><tr><th>Component</th><th>Status</th><th>Evidence</th></tr>{rows}</table>
+<h2>Overall verdict</h2><p class="verdict">RELEASE READINESS: {e(v['release_readiness'])}<br>
+PRODUCTION EXECUTION: {e(v['production_execution'])}</p>
+<h2>Forbidden-compliance</h2><p>{e(compliance(evidence))}</p>
+<h2>Figures</h2><table><tr><th>metric</th><th>golden (after rehearsal)</th><th>production</th></tr>{fig_rows}</table>
+<h2>Step timeline</h2><table><tr><th>#</th><th>step</th><th>result</th><th>detail</th><th>duration</th></tr>{steps}</table>
+</body></html>
+"""
+
+
+def render(evidence: Evidence, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(as_json(evidence), indent=2) + "\n"
+    if fmt == "html":
+        return as_html(evidence)
+    if fmt == "text":
+        return as_text(evidence)
+    return as_markdown(evidence)

@@ -1,0 +1,170 @@
+"""`oneroof rehearse` and the GO/NO-GO report: a full rehearsal, a broken package, the clone-only
+rehearsal approval, a report from stored evidence, --keep, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from executor import package, report
+from executor.db import connect
+from executor.errors import CloneError
+from executor.rehearse import Evidence, approve_rehearsal, rehearse
+from fixtures import clones
+from fixtures.plugin import ROOT
+from fixtures.testing import PgServer
+from invariants import metrics
+
+SEED_ROWS = ["Production rollout executor", "Rollback executor", "Verification suite", "Gate monitor",
+             "Option 3 inert shadow", "Clone harness", "Human ratification gate",
+             "Production activation (tiers 2–6 in prod)"]
+
+
+def fingerprint(dsn: str) -> str:
+    with connect(dsn) as conn:
+        return metrics.read(conn).fingerprint
+
+
+def clones_of(test_server: PgServer, source: str) -> list[str]:
+    return [c.name for c in clones.list_clones(test_server.admin) if c.source == source]
+
+
+@pytest.fixture(scope="module")
+def full_run(test_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[Evidence, Path, str]:
+    """One whole rehearsal on the session's golden database, reading the golden database as the production gate."""
+    run_dir = tmp_path_factory.mktemp("rehearsal")
+    golden_dsn = test_server.dsn(test_server.golden)
+    before = fingerprint(golden_dsn)
+    evidence = rehearse(test_server.admin, run_dir=run_dir, golden_name=test_server.golden, prod_dsn=golden_dsn,
+                        prod_db=test_server.golden)
+    return evidence, run_dir, before
+
+
+def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidence, Path, str],
+                                                         test_server: PgServer) -> None:
+    evidence, run_dir, before = full_run
+    assert evidence.ok, [(s.name, s.detail) for s in evidence.steps if not s.ok]
+    assert [s.name for s in evidence.steps] == [
+        "package", "golden", "clone", "baseline", "monitor_blocked", "rollout_blocked", "approve", "monitor_open",
+        "rollout", "finalized", "rollback", "greenfield", "rollback_again", "drop_clone", "golden_intact"]
+    rows = {r.component: r.status for r in report.matrix(evidence)}
+    assert list(rows) == SEED_ROWS
+    assert rows == {
+        "Production rollout executor": "GO — execution-proven, HELD at gate", "Rollback executor": "GO",
+        "Verification suite": "GO", "Gate monitor": "GO — live-validated", "Option 3 inert shadow": "NO-GO — REJECTED",
+        "Clone harness": "RETAINED", "Human ratification gate": "CLOSED — single blocker ospa=0.",
+        "Production activation (tiers 2–6 in prod)": "NO-GO"}
+    assert report.verdict(evidence) == {"release_readiness": "GO (engineering-complete, execution-proven)",
+                                        "production_execution": "NO-GO until os_proposal_approvals ≥ 1"}
+    assert report.compliance(evidence).startswith(
+        f"Zero production mutations. Entry==exit (db={test_server.golden}, ospa=0, own=0, gap=210, conflict=0, "
+        "gov_emit=0, inventory=35, axis=0, idle=0, system_issues=204,556)")
+    assert evidence.clone not in clones_of(test_server, test_server.golden)
+    assert fingerprint(test_server.dsn(test_server.golden)) == before
+    assert {p.name for p in run_dir.iterdir()} >= {"evidence.json", "junit-baseline.xml", "junit-finalized.xml",
+                                                  "junit-greenfield.xml"}
+
+
+def test_report_renders_from_the_stored_evidence(oneroof: Any, full_run: tuple[Evidence, Path, str]) -> None:
+    evidence, run_dir, _ = full_run
+    data = json.loads(oneroof("report", "--run", str(run_dir), "--format", "json").stdout)
+    assert [r["component"] for r in data["matrix"]] == SEED_ROWS
+    assert data["verdict"] == report.verdict(evidence)
+    markdown = oneroof("report", "--run", str(run_dir)).stdout
+    assert "| Human ratification gate | CLOSED — single blocker ospa=0. |" in markdown
+    assert "PRODUCTION EXECUTION: NO-GO until os_proposal_approvals ≥ 1." in markdown
+    page = oneroof("report", "--run", str(run_dir), "--format", "html").stdout
+    assert page.startswith("<!doctype html>") and "Clone harness" in page and "RETAINED" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page must be self-contained"
+
+
+def test_a_failed_step_in_stored_evidence_turns_its_row_no_go(oneroof: Any, full_run: tuple[Evidence, Path, str],
+                                                              tmp_path: Path) -> None:
+    _, run_dir, _ = full_run
+    data = json.loads((run_dir / "evidence.json").read_text())
+    rollback = next(s for s in data["steps"] if s["name"] == "rollback_again")
+    rollback.update(ok=False, detail="the second rollback did reverted")
+    (tmp_path / "evidence.json").write_text(json.dumps(data))
+    rendered = json.loads(oneroof("report", "--run", str(tmp_path), "--format", "json").stdout)
+    rows = {r["component"]: r for r in rendered["matrix"]}
+    assert rows["Rollback executor"]["status"] == "NO-GO" and "the second rollback did reverted" in rows["Rollback executor"]["evidence"]
+    assert rows["Production rollout executor"]["status"].startswith("GO")
+    assert rendered["verdict"]["release_readiness"].startswith("NO-GO")
+
+
+@pytest.fixture
+def other_golden(test_server: PgServer, worker_id: str) -> Iterator[str]:
+    """A golden database name of the test's own (rehearse builds it), dropped afterwards with its clones."""
+    name = f"t_{worker_id}_golden_rh"
+    yield name
+    with connect(test_server.admin, autocommit=True) as admin:
+        for clone in clones_of(test_server, name) + [name]:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(clone)))
+
+
+def test_broken_package_fails_drops_the_clone_and_turns_the_executor_no_go(
+        test_server: PgServer, other_golden: str, tmp_path: Path) -> None:
+    broken = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "broken"))
+    tier6 = broken / "tier6_lifecycle.deploy.sql"
+    tier6.write_text(tier6.read_text().replace("'os_gov_events', false", "'os_gov_events', true"))
+    package.seal(broken)
+    evidence = rehearse(test_server.admin, run_dir=tmp_path / "run", package_dir=broken, golden_name=other_golden)
+    assert not evidence.ok
+    failed = [s for s in evidence.steps if not s.ok]
+    assert [s.name for s in failed] == ["rollout"] and "event bindings are enabled" in failed[0].detail
+    assert evidence.step("drop_clone").ok and clones_of(test_server, other_golden) == []  # type: ignore[union-attr]
+    assert evidence.step("golden_intact").ok  # type: ignore[union-attr]
+    rows = {r.component: r for r in report.matrix(evidence)}
+    assert rows["Production rollout executor"].status == "NO-GO"
+    assert "event bindings are enabled" in rows["Production rollout executor"].evidence
+    assert report.verdict(evidence)["release_readiness"].startswith("NO-GO")
+
+
+def test_rehearsal_approval_is_refused_on_an_unmarked_database(test_server: PgServer, clone: clones.Clone,
+                                                                clone_conn: Any) -> None:
+    with connect(test_server.admin, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(clone.name)))
+    with pytest.raises(CloneError, match="not a marked clone"):
+        approve_rehearsal(clone.dsn)
+    assert clone_conn.execute("SELECT count(*) AS n FROM os_proposal_approvals").fetchone() == {"n": 0}
+
+
+def test_keep_keeps_the_clone_and_prints_its_dsn(oneroof: Any, test_server: PgServer, other_golden: str,
+                                                 tmp_path: Path) -> None:
+    result = oneroof("rehearse", "--keep", "--dsn", test_server.admin, "--golden", other_golden,
+                     "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    kept = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("kept clone: ")]
+    assert len(kept) == 1
+    with connect(kept[0]) as conn:
+        assert clones.connected_is_clone(conn) and metrics.read(conn).metrics["gap"] == 210
+    assert "RELEASE READINESS: GO" in result.stdout and "[15/15] golden database unchanged" in result.stderr
+
+
+def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_golden: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "executor", "rehearse", "--dsn", test_server.admin, "--golden",
+                             other_golden, "--runs-dir", str(tmp_path)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "baseline stage on the clone" in line:
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends the whole foreground group
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + err
+    assert "Traceback" not in err and "interrupted" in err
+    assert clones_of(test_server, other_golden) == []
