@@ -9,6 +9,7 @@ are measured in the same run, interleaved, so a noisy shared machine moves both 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -21,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from psycopg import conninfo, sql  # noqa: E402
 
 from executor import package  # noqa: E402
 from executor.db import connect, with_dbname  # noqa: E402
@@ -70,6 +73,51 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
     finally:
         clones.drop(admin, clone.name)
     return times
+
+
+def bench_rehearse(admin: str, home: Path | None, repeat: int) -> None:
+    """`oneroof rehearse` as a whole process on scale 1 (golden already built), and its cloning share."""
+    runs = Path(tempfile.mkdtemp(prefix="oneroof-bench-runs-"))
+    env = dict(os.environ, ONEROOF_HOME=str(home)) if home else dict(os.environ)
+    command = [sys.executable, "-m", "executor", "rehearse", "--dsn", admin, "--golden", "bench_golden_s1",
+               "--runs-dir", str(runs)]
+    totals, shares = [], []
+    for _ in range(max(3, repeat // 2)):
+        totals.append(timed(lambda: subprocess.run(command, check=True, capture_output=True, env=env)))
+        latest = sorted(runs.glob("*/evidence.json"))[-1]
+        data = json.loads(latest.read_text())
+        shares.append(data["clone_seconds"] / data["seconds"])
+    shutil.rmtree(runs, ignore_errors=True)
+    row("`oneroof rehearse` whole process, scale 1", f"{median(totals):.1f} s", "< 20 s")
+    row("share of the rehearsal spent cloning (create + drop)", f"{median(shares) * 100:.0f} %")
+
+
+def bench_clone_vs_dump(admin: str, repeat: int) -> None:
+    """A clone by CREATE DATABASE ... TEMPLATE against a pg_dump | pg_restore copy, interleaved."""
+    bin_dir = server.bin_dir()
+    params = conninfo.conninfo_to_dict(admin)
+    args = ["-h", str(params.get("host", "127.0.0.1")), "-p", str(params.get("port", 5432)),
+            "-U", str(params.get("user", "postgres"))]
+    template, dump = [], []
+    with connect(admin, autocommit=True) as conn:
+        for i in range(max(3, repeat // 2)):
+            made = clones.create(admin, source="bench_golden_s1", name=f"bench_tpl_{i}", wait=30)
+            template.append(made.seconds)
+            clones.drop(admin, made.name)
+
+            def copy() -> None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"bench_dump_{i}")))
+                dumper = subprocess.Popen([str(bin_dir / "pg_dump"), *args, "-Fc", "bench_golden_s1"],
+                                          stdout=subprocess.PIPE)
+                subprocess.run([str(bin_dir / "pg_restore"), *args, "-d", f"bench_dump_{i}"], stdin=dumper.stdout,
+                               check=True)
+                assert dumper.wait() == 0
+
+            dump.append(timed(copy))
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(f"bench_dump_{i}")))
+    row("clone by CREATE DATABASE ... TEMPLATE (FILE_COPY), scale 1", f"{median(template):.2f} s")
+    row("copy by pg_dump -Fc | pg_restore, scale 1", f"{median(dump):.2f} s")
+    row("pg_dump|pg_restore / TEMPLATE", f"{median(dump) / median(template):.1f}x", ">= 10x")
 
 
 def main() -> int:
@@ -123,6 +171,8 @@ def main() -> int:
             for scale in scales:
                 row(f"{label} transaction, scale {scale}", f"{median(release_times[scale][label]) * 1000:.0f} ms", "< 1 s")
             row(f"{label} transaction, scale {scales[-1]} / scale {scales[0]}", f"{many / one:.2f}", "<= 1.5")
+        bench_rehearse(admin, home, args.repeat)
+        bench_clone_vs_dump(admin, args.repeat)
         row("tables locked by the rollout transaction", ", ".join(sorted(LOCKED)) or "none")
         touched = LOCKED & ({n for n, _, _ in catalog.GOVERNED} | set(catalog.UNGOVERNED) | {"system_issues"})
         row("content tables or system_issues among them", ", ".join(sorted(touched)) or "none", "none")
