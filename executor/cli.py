@@ -60,8 +60,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         print("stopped" if server.stop(home) else f"not running (data {home / 'pgdata'})")
     elif args.action == "status":
-        running = server.status(home)
-        print(f"running on 127.0.0.1:{running.port} (pid {running.pid}, data {running.pgdata})" if running
+        found = server.status(home)
+        print(f"running on 127.0.0.1:{found.port} (pid {found.pid}, data {found.pgdata})" if found
               else f"not running (data {home / 'pgdata'})")
     else:
         print(server.start(home).dsn())

@@ -92,7 +92,7 @@ def check_target(conn: psycopg.Connection[Any]) -> None:
     row = conn.execute(
         "SELECT array_agg(name ORDER BY ord) FILTER (WHERE to_regclass(name) IS NULL) AS missing "
         "FROM unnest(%s::text[]) WITH ORDINALITY AS n (name, ord)", (names,)).fetchone()
-    missing = list((row or {}).get("missing") or [])  # type: ignore[call-overload]
+    missing = list((row or {}).get("missing") or [])
     database = conn.info.dbname
     if any(name.startswith("directus_") for name in missing):
         raise NotDirectus(

@@ -3,6 +3,7 @@ match the finalized snapshot, the ownership map matches its snapshot, the ledger
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -17,7 +18,7 @@ from invariants.metrics import METRICS, Reading
 
 pytestmark = pytest.mark.finalized
 COLLECTIONS = [name for name, _, _ in GOVERNED]
-CHECKS = {
+CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "one_owner": lambda f: len(f["owners"]) == 1 and f["owners"][0] in OWNER_UNITS,
     "axis": lambda f: f["axes"] > 0,
     "label_rule": lambda f: f["label_rules"] > 0,

@@ -3,6 +3,7 @@ and the ledger are history and may be present."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from invariants.metrics import METRICS, Reading
 
 pytestmark = pytest.mark.greenfield
 COLLECTIONS = [name for name, _, _ in GOVERNED]
-ABSENT = {
+ABSENT: dict[str, Callable[[dict[str, Any]], bool]] = {
     "owner": lambda f: not f["owners"],
     "axis": lambda f: f["axes"] == 0,
     "label_rule": lambda f: f["label_rules"] == 0,
