@@ -140,3 +140,44 @@ def test_debug_shows_the_traceback(oneroof: Any, test_server: PgServer) -> None:
 
 def test_existing_golden_is_refused_without_replace(oneroof: Any, test_server: PgServer) -> None:
     one_line_error(oneroof("golden", "build", "--dsn", test_server.admin), "already exists", "--replace")
+
+
+def test_embedded_server_runs_for_an_ordinary_user() -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs root and runuser to act as an ordinary user (the root path is covered above)")
+    home = Path(tempfile.mkdtemp(prefix="oneroof-nobody-"))  # pytest's tmp_path is root-only
+    shutil.chown(home, "nobody", "nogroup")
+    env = {"PATH": os.environ["PATH"], "ONEROOF_HOME": str(home), "HOME": str(home)}
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-m", "executor", *args],
+                              capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent,
+                              timeout=120, check=False)
+
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", "import executor"],
+                           capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"the user nobody cannot import this checkout: {probe.stderr.strip().splitlines()[-1]}")
+    try:
+        started = as_nobody("server", "start")
+        assert started.returncode == 0, started.stderr
+        assert "running on 127.0.0.1" in as_nobody("server", "status").stdout
+        assert (home / "pgdata").stat().st_uid == (home).stat().st_uid  # owned by nobody, not a system user
+        assert "127.0.0.1" in as_nobody("server", "url").stdout
+    finally:
+        as_nobody("server", "stop")
+    try:
+        assert "not running" in as_nobody("server", "status").stdout
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_unwritable_home_is_a_one_line_error(oneroof: Any) -> None:
+    result = oneroof("server", "start", env={"ONEROOF_HOME": "/proc/oneroof-cannot-be-here"})
+    one_line_error(result, "cannot use /proc/oneroof-cannot-be-here", "ONEROOF_HOME")
