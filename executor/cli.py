@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from executor import __version__, package, target
-from executor.db import public
 from executor.errors import OneroofError, UsageError
 from fixtures import catalog, clones, golden, server
 
@@ -123,12 +119,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
-    env = dict(os.environ, ONEROOF_DSN=target.target_dsn(args.dsn))
-    if args.expect_db:
-        env["ONEROOF_EXPECT_DB"] = args.expect_db
-    command = [sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", args.stage,
-               "-p", "no:cacheprovider", *(["-n", str(args.n)] if args.n else []), *extra]
-    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+    from executor.release import run_stage
+
+    return run_stage(target.target_dsn(args.dsn), args.stage, expect_db=args.expect_db,
+                     package_dir=Path(args.package), expect_sha256=args.expect_sha256,
+                     extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -306,6 +301,7 @@ def build_parser() -> Parser:
     p.add_argument("-n", type=int, default=0, help="pytest-xdist workers")
     p.add_argument("--expect-db", default=None, help="the database name the run expects "
                    f"(default {catalog.GOLDEN_NAME})")
+    _package_options(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_verify)
 

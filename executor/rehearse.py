@@ -161,7 +161,8 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     def stage(s: Step, stages: str, expect_exit: int = 0) -> None:
         made = state["clone"]
         junit = run_dir / f"junit-{stages.replace(' ', '-')}.xml"
-        s.exit_code = release.run_stage(made.dsn, stages, expect_db=made.name, package=state["pkg"],
+        s.exit_code = release.run_stage(made.dsn, stages, expect_db=made.name, package_dir=state["pkg"].path,
+                                        expect_sha256=state["pkg"].sha256,
                                         extra=("--junitxml", str(junit)))
         s.figures = {"junit": junit.name}
         if s.exit_code != expect_exit:

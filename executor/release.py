@@ -64,11 +64,17 @@ def _reading(dsn: str) -> metrics.Reading:
         return metrics.read(conn)
 
 
-def run_stage(dsn: str, stages: str, *, expect_db: str, package: Package, extra: tuple[str, ...] = (),
-              quiet: bool = True) -> int:
-    """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code."""
-    env = dict(os.environ, ONEROOF_DSN=dsn, ONEROOF_EXPECT_DB=expect_db, ONEROOF_PACKAGE=str(package.path),
-               ONEROOF_EXPECT_SHA256=package.sha256)
+def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_dir: Path | None = None,
+              expect_sha256: str | None = None, extra: tuple[str, ...] = (), quiet: bool = True) -> int:
+    """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code.
+
+    The target and options travel in ONEROOF_* variables, so no password shows in a process list.
+    """
+    env = dict(os.environ, ONEROOF_DSN=dsn)
+    for name, value in (("ONEROOF_EXPECT_DB", expect_db), ("ONEROOF_PACKAGE", package_dir),
+                        ("ONEROOF_EXPECT_SHA256", expect_sha256)):
+        if value:
+            env[name] = str(value)
     command = [sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", stages,
                "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
                *(["-q", "--no-header"] if quiet else []), *extra]
@@ -88,16 +94,28 @@ def release_lock(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     with connect(dsn, autocommit=True, application_name="oneroof-release-lock") as conn:
         row = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS got", gate.LOCK_KEY).fetchone()
         if not (row and row["got"]):
-            holder = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
-                                  "classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 2",
-                                  gate.LOCK_KEY).fetchone()
-            pid = f" (pid {holder['pid']})" if holder else ""
+            holder = gate.lock_holder(conn)
+            pid = f" (pid {holder})" if holder else ""
             raise LockHeld(f"another executor holds the release lock on {conn.info.dbname!r}{pid}: "
                            "wait for it to finish, then retry")
         try:
             yield conn
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", gate.LOCK_KEY)
+
+
+@contextmanager
+def all_or_nothing(conn: psycopg.Connection[Any], what: str) -> Iterator[None]:
+    """Commit what the block did, or roll all of it back: a database error becomes InvariantFailed."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        conn.rollback()
+        raise InvariantFailed(f"{what} failed and everything was rolled back: {str(exc).splitlines()[0]}") from exc
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def check_figures(conn: psycopg.Connection[Any], expected: dict[str, int], what: str) -> None:
@@ -184,7 +202,8 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
     if gate_session:
         _note(progress, "gate session: pytest invariants -m 'gate or baseline'")
         t = time.monotonic()
-        code = run_stage(dsn, "gate or baseline", expect_db=confirm_db, package=package, extra=GATE_SESSION)
+        code = run_stage(dsn, "gate or baseline", expect_db=confirm_db, package_dir=package.path,
+                         expect_sha256=package.sha256, extra=GATE_SESSION)
         seconds["gate_session"] = time.monotonic() - t
         if code != 0:
             raise blocked({"session": f"the gate session failed (pytest exit {code}): "
@@ -206,24 +225,18 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
                 raise blocked(reasons)
             _note(progress, f"applying tiers {package.tiers[0].number}-{package.tiers[-1].number} "
                   f"with approvals {', '.join(f'#{i}' for i in verdict.valid_approvals)}")
-            try:
+            with all_or_nothing(conn, "a tier"):
                 apply_tiers(conn, package, verdict)
                 check_figures(conn, FINALIZED, "finalized")
                 _disabled_bindings_only(conn)
-            except psycopg.Error as exc:
-                conn.rollback()
-                raise InvariantFailed(f"a tier failed and everything was rolled back: {str(exc).splitlines()[0]}") from exc
-            except InvariantFailed:
-                conn.rollback()
-                raise
-            conn.commit()
             seconds["transaction"] = time.monotonic() - t
     outcome = Outcome("applied", database, package.sha256, entry.fingerprint, approvals=verdict.valid_approvals,
                       seconds=seconds)
     if audit:
         _note(progress, "finalized audit: pytest invariants -m finalized")
         t = time.monotonic()
-        outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package=package)
+        outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package_dir=package.path,
+                                       expect_sha256=package.sha256)
         seconds["audit"] = time.monotonic() - t
     final = _reading(dsn)
     outcome.exit, outcome.metrics = final.fingerprint, final.metrics
@@ -251,18 +264,11 @@ def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress 
                                _reading(dsn).fingerprint, metrics=entry.metrics)
             proposal = conn.execute("SELECT id FROM os_proposals WHERE code = %s", (package.proposal,)).fetchone()
             _note(progress, f"reverting tiers {package.tiers[-1].number}-{package.tiers[0].number} (state {current})")
-            try:
+            with all_or_nothing(conn, "a revert"):
                 revert_tiers(conn, package, proposal["id"] if proposal else None)
                 check_figures(conn, GREENFIELD, "greenfield")
                 if gate.state(conn) != "greenfield":
                     raise InvariantFailed("after the revert the database is not greenfield; nothing was kept")
-            except psycopg.Error as exc:
-                conn.rollback()
-                raise InvariantFailed(f"a revert failed and everything was rolled back: {str(exc).splitlines()[0]}") from exc
-            except InvariantFailed:
-                conn.rollback()
-                raise
-            conn.commit()
             seconds["transaction"] = time.monotonic() - t
     final = _reading(dsn)
     seconds["total"] = time.monotonic() - started
