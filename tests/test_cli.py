@@ -51,6 +51,15 @@ def test_embedded_server_and_the_main_job(oneroof: Any, tmp_path: Path) -> None:
         assert data["database"] == GOLDEN_NAME
         assert data["metrics"] == {"db": GOLDEN_NAME, **SEED}
         assert data["fingerprint"]["equal"] and data["fingerprint"]["entry"] == data["fingerprint"]["exit"]
+
+        main_job = oneroof("rehearse", env=env)  # the README's main-job command, on the embedded default
+        assert main_job.returncode == 0, main_job.stderr
+        rows = [line.split("  ")[0] for line in main_job.stdout.splitlines()[1:9]]
+        assert rows == ["Production rollout executor", "Rollback executor", "Verification suite", "Gate monitor",
+                        "Option 3 inert shadow", "Clone harness", "Human ratification gate",
+                        "Production activation (tiers 2–6 in prod)"]
+        assert "RELEASE READINESS: GO" in main_job.stdout
+        assert list((tmp_path / "home" / "runs").glob("*/report.html"))
     finally:
         oneroof("server", "stop", env=env)
     assert "not running" in oneroof("server", "status", env=env).stdout
