@@ -274,7 +274,7 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     finally:
         _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total)
     if prod_dsn and not evidence.interrupted:
-        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total)
+        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total, run_dir)
     evidence.seconds = time.monotonic() - started
     (run_dir / "evidence.json").write_text(json.dumps(evidence.as_json(), indent=2) + "\n")
     return evidence
@@ -323,14 +323,21 @@ def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_ds
 
 
 def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_dir: Path,
-                expect_sha256: str | None, note: Progress, total: int) -> None:
-    note(f"[{total:2}/{total}] read the production gate (read-only) ...")
+                expect_sha256: str | None, note: Progress, total: int, run_dir: Path) -> None:
+    """Read the production gate and run the baseline stage there: both read-only, entry == exit."""
+    note(f"[{total:2}/{total}] read the production gate and its baseline (read-only) ...")
     t = time.monotonic()
     try:
         report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db)
-        evidence.production = {**report.as_json(), "dsn": public(prod_dsn), "seconds": time.monotonic() - t}
-        note(f"        {report.verdict}{': ' + report.reasons[0] if report.reasons else ''}; "
-             f"entry == exit: {report.entry == report.exit}")
     except OneroofError as exc:
         evidence.production = {"error": exc.message, "dsn": public(prod_dsn)}
         note(f"        could not read the production gate: {exc.message}")
+        return
+    junit = run_dir / "junit-production-baseline.xml"
+    # The approvals are the gate's to judge (as in the executor's gate session), so ospa is left out.
+    baseline = release.run_stage(prod_dsn, "baseline", expect_db=prod_db or report.database,
+                                 extra=(*release.GATE_SESSION, "--junitxml", str(junit)))
+    evidence.production = {**report.as_json(), "dsn": public(prod_dsn), "baseline_exit": baseline,
+                           "seconds": time.monotonic() - t}
+    note(f"        {report.verdict}{': ' + report.reasons[0] if report.reasons else ''}; "
+         f"baseline stage exit {baseline}; entry == exit: {report.entry == report.exit}")

@@ -76,8 +76,10 @@ def matrix(evidence: Evidence) -> list[Row]:
 
     ok = _ok(evidence, "baseline", "finalized", "greenfield")
     prod_note = ""
-    if live and prod.get("fingerprint", {}).get("equal"):
-        prod_note = " Baseline reads validated live in prod (entry == exit)."
+    if live and "baseline_exit" in prod:
+        prod_note = (" Baseline reads validated live in prod (read-only, entry == exit)." if prod["baseline_exit"] == 0
+                     else f" Baseline stage FAILED in prod (pytest exit {prod['baseline_exit']}): production differs "
+                     "from the figures the release was rehearsed on.")
     rows.append(Row("Verification suite", "GO" if ok else "NO-GO",
                     "Invariants PASS on clone: baseline, finalized and greenfield stages (JUnit XML in the run)."
                     + prod_note if ok else _failed(evidence, "baseline", "finalized", "greenfield"), ok))
@@ -117,7 +119,7 @@ def matrix(evidence: Evidence) -> list[Row]:
                     "Requires human L2/L4 (Option 1). Agent cannot open it: approvals by service or agent accounts, "
                     "and rehearsal approvals outside a marked clone, never count.", gate in ("OPEN", "FINALIZED")))
 
-    if gate == "OPEN" and evidence.ok:
+    if gate == "OPEN" and evidence.ok and prod.get("baseline_exit", 0) == 0:
         status, text = "GO — press the button", "oneroof rollout --confirm-db " + str(prod.get("database"))
     elif gate == "FINALIZED":
         status, text = "DONE", "Tiers 2-6 are live in production."
@@ -134,6 +136,8 @@ def verdict(evidence: Evidence) -> dict[str, str]:
     readiness = "GO (engineering-complete, execution-proven)" if evidence.ok else "NO-GO (a rehearsal step failed)"
     if not evidence.ok:
         production = "NO-GO: the rehearsal did not hold"
+    elif (evidence.production or {}).get("baseline_exit", 0) != 0:
+        production = "NO-GO: production differs from the rehearsed baseline (see the verification suite row)"
     elif gate == "OPEN":
         production = "GO: a human has ratified; run the gated executor"
     elif gate == "FINALIZED":

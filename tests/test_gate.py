@@ -123,7 +123,7 @@ def test_no_approval_gives_the_seed_reason(conns: dict[str, psycopg.Connection[A
     assert judge(conns["production"], []).reasons == {"approvals": "ospa=0 < 1"}
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.builds(Row, approver=st.sampled_from(APPROVERS),
                                level=st.none() | st.sampled_from(["L1", "L2", "L3", "L4", "L5"]),
                                proposal=st.sampled_from(["active", "withdrawn"]),

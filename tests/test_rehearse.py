@@ -73,7 +73,18 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidenc
     assert evidence.clone not in clones_of(test_server, test_server.golden)
     assert fingerprint(test_server.dsn(test_server.golden)) == before
     assert {p.name for p in run_dir.iterdir()} >= {"evidence.json", "junit-baseline.xml", "junit-finalized.xml",
-                                                  "junit-greenfield.xml"}
+                                                  "junit-greenfield.xml", "junit-production-baseline.xml"}
+    assert evidence.production is not None and evidence.production["baseline_exit"] == 0
+    assert "Baseline reads validated live in prod" in report.matrix(evidence)[2].evidence
+
+
+def test_production_that_drifted_from_the_baseline_is_no_go(full_run: tuple[Evidence, Path, str]) -> None:
+    evidence, _, _ = full_run
+    drifted = Evidence.from_json(json.loads(json.dumps(evidence.as_json())))
+    assert drifted.production is not None
+    drifted.production["baseline_exit"] = 1
+    assert "Baseline stage FAILED in prod" in report.matrix(drifted)[2].evidence
+    assert report.verdict(drifted)["production_execution"].startswith("NO-GO: production differs")
 
 
 def test_report_renders_from_the_stored_evidence(oneroof: Any, full_run: tuple[Evidence, Path, str]) -> None:
