@@ -90,7 +90,7 @@ def cmd_clone(args: argparse.Namespace) -> int:
             print(f"{clone.name}\t{clone.source}\t{clone.dsn}")
         _err(f"{len(found)} clone(s)")
     else:
-        dropped, busy = clones.gc(admin, source=args.source)
+        dropped, busy = clones.gc(admin, source=args.source, older_than=args.older_than * 60)
         for name in dropped:
             print(f"dropped {name}")
         for name in busy:
@@ -284,6 +284,8 @@ def build_parser() -> Parser:
     p.add_argument("--name", dest="new_name", default=None, help="name of the new clone (default: generated)")
     p.add_argument("--strategy", default="FILE_COPY", choices=clones.STRATEGIES,
                    help="CREATE DATABASE strategy on PostgreSQL 15+ (default FILE_COPY)")
+    p.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES",
+                   help="gc: only clones made more than this many minutes ago (default 60; 0 for all)")
     p.add_argument("--wait", type=float, default=5.0,
                    help="seconds to wait for other sessions to leave the source (default 5)")
     _dsn_option(p, "the server (any database on it)")

@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
-from executor.package import Package
-from fixtures.clones import connected_is_clone
+from executor.package import APPROVER_LEVELS, MIN_APPROVALS, Package
+from executor.marks import connected_is_clone
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
 CONDITIONS = ("proposal", "approvals", "target", "state", "lock")
@@ -33,6 +33,8 @@ class Approval:
     user_status: str | None
     approver_kind: str | None
     approver_level: str | None
+    has_token: bool = False
+    spent: bool = False  # made before the last revert of this proposal: it authorised that deployment
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class Verdict:
 APPROVALS_SQL = """
 SELECT a.id, p.code AS proposal_code, p.status AS proposal_status, a.package_sha256, a.level,
        a.revoked_at IS NOT NULL AS revoked, a.rehearsal, u.status AS user_status,
-       r.kind AS approver_kind, r.level AS approver_level
+       r.kind AS approver_kind, r.level AS approver_level, u.token IS NOT NULL AS has_token,
+       a.approved_at <= (SELECT max(l.executed_at) FROM os_release_ledger AS l
+                         WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE AS spent
 FROM os_proposal_approvals AS a
 LEFT JOIN os_proposals AS p ON p.id = a.proposal_id
 LEFT JOIN directus_users AS u ON u.id = a.approver
@@ -92,10 +96,14 @@ def approval_problem(approval: Approval, package: Package, on_clone: bool) -> st
         return f"approver is {approval.user_status or 'not a Directus user'}"
     if approval.approver_kind != "human":
         return f"approver is {'an' if approval.approver_kind == 'agent' else 'a'} {approval.approver_kind or 'unregistered'} account"
-    if approval.approver_level not in package.levels:
+    if approval.approver_level not in package.levels or approval.approver_level not in APPROVER_LEVELS:
         return f"approver level {approval.approver_level} is not one of {'/'.join(package.levels)}"
     if approval.level != approval.approver_level:
         return f"claims level {approval.level} but the approver is {approval.approver_level}"
+    if approval.has_token:
+        return "approver has a static token, so automation could act as them"
+    if approval.spent:
+        return "authorised a deployment that was rolled back since; ratify again"
     if approval.rehearsal and not on_clone:
         return "a rehearsal approval on a database that is not a marked clone"
     return None
@@ -147,9 +155,10 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
             valid.append(approval.id)
         else:
             invalid.append(f"#{approval.id} {problem}")
-    if len(valid) < package.min_approvals:
+    needed = max(package.min_approvals, MIN_APPROVALS)
+    if len(valid) < needed:
         detail = f" ({len(rows)} approval rows, none valid: {'; '.join(invalid)})" if invalid else ""
-        reasons["approvals"] = f"ospa={len(valid)} < {package.min_approvals}{detail}"
+        reasons["approvals"] = f"ospa={len(valid)} < {needed}{detail}"
     elif invalid:
         notes.append(f"ignored approvals: {'; '.join(invalid)}")
 

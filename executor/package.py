@@ -17,15 +17,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pglast
+
 from executor.errors import HashMismatch, IntegrityError, UsageError
 
 MANIFEST = "manifest.toml"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "rollout"
-# Transaction control belongs to the executor alone; CONCURRENTLY cannot run in a transaction.
-FORBIDDEN = re.compile(
-    r"\b(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|START\s+TRANSACTION|PREPARE\s+TRANSACTION|ABORT"
-    r"|END\s+TRANSACTION|CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY)\b", re.IGNORECASE)
-COMMENTS_AND_STRINGS = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# What a tier may contain, judged by PostgreSQL's own parser (libpg_query, through pglast):
+# data statements only. Transaction control, DO blocks, CALL and DDL such as CREATE INDEX
+# CONCURRENTLY belong to the executor or to no release at all.
+ALLOWED_STATEMENTS = ("InsertStmt", "UpdateStmt", "DeleteStmt", "SelectStmt")
+# The gate policy of DESIGN.md section 5: a package may ask for more, never for less.
+MIN_APPROVALS = 1
+APPROVER_LEVELS = ("L2", "L4")
+
+
+def check_sha256(value: str, what: str = "--expect-sha256") -> str:
+    """`value` if it is 64 lower-case hex digits, else UsageError (an empty pin is no pin)."""
+    if not SHA256.match(value):
+        raise UsageError(f"{what} {value!r} is not a SHA-256 (64 hex digits): pass the hash the approval names, "
+                         "as `oneroof package hash` prints it")
+    return value
 
 
 def sha256(data: bytes) -> str:
@@ -42,6 +55,8 @@ class Tier:
     revert_file: str
     deploy: str
     revert: str
+    deploy_statements: tuple[str, ...] = ()
+    revert_statements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,10 +108,21 @@ def _manifest(path: Path) -> tuple[dict[str, Any], bytes]:
         raise IntegrityError(f"{file} is not valid TOML: {exc}") from exc
 
 
-def forbidden_statement(text: str) -> str | None:
-    """The first transaction-control or CONCURRENTLY statement in `text`, outside comments and strings."""
-    match = FORBIDDEN.search(COMMENTS_AND_STRINGS.sub(" ", text))
-    return match.group(0) if match else None
+def statements(name: str, text: str) -> tuple[str, ...]:
+    """The statements of a package file, each checked by PostgreSQL's parser; IntegrityError for
+    a file that does not parse or holds anything but INSERT, UPDATE, DELETE and SELECT."""
+    try:
+        parsed = pglast.parse_sql(text)
+        split = pglast.split(text)
+    except pglast.parser.ParseError as exc:
+        raise IntegrityError(f"{name} does not parse as PostgreSQL: {exc}") from exc
+    for index, raw in enumerate(parsed, 1):
+        kind = type(raw.stmt).__name__
+        if kind not in ALLOWED_STATEMENTS:
+            raise IntegrityError(f"{name}: statement {index} is {kind.removesuffix('Stmt')}; package files may only "
+                                 "INSERT, UPDATE, DELETE or SELECT (they may not control transactions, run DO or "
+                                 "CALL, or change the schema)")
+    return tuple(split)
 
 
 def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
@@ -112,7 +138,8 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
         listed = {MANIFEST}
         loaded = []
         for entry in sorted(tiers, key=lambda t: int(t["number"])):
-            texts = {}
+            texts: dict[str, str] = {}
+            parts: dict[str, tuple[str, ...]] = {}
             for kind in ("deploy", "revert"):
                 name = str(entry[kind])
                 listed.add(name)
@@ -127,21 +154,23 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
                     texts[kind] = data.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise IntegrityError(f"{name} is not UTF-8 text") from exc
-                bad = forbidden_statement(texts[kind])
-                if bad:
-                    raise IntegrityError(f"{name} contains {bad!r}: package files may not control "
-                                         "transactions or build indexes concurrently")
+                parts[kind] = statements(name, texts[kind])
             loaded.append(Tier(int(entry["number"]), str(entry["name"]), str(entry["deploy"]),
-                               str(entry["revert"]), texts["deploy"], texts["revert"]))
+                               str(entry["revert"]), texts["deploy"], texts["revert"],
+                               parts["deploy"], parts["revert"]))
         package = Package(path, str(meta["name"]), str(meta["version"]), str(meta["proposal"]),
                           int(gate["min_approvals"]), tuple(gate["levels"]), tuple(loaded),
                           sha256(raw))
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{path / MANIFEST} lacks or mistypes {exc}: see rollout/manifest.toml") from exc
+    if package.min_approvals < MIN_APPROVALS or not set(package.levels) <= set(APPROVER_LEVELS) or not package.levels:
+        raise IntegrityError(f"{path / MANIFEST} asks for min_approvals = {package.min_approvals} and levels "
+                             f"{list(package.levels)}: the gate needs at least {MIN_APPROVALS} approval from levels "
+                             f"within {list(APPROVER_LEVELS)}; a package cannot lower that")
     extra = sorted(p.name for p in path.iterdir() if p.name not in listed)
     if extra:
         raise IntegrityError(f"{extra[0]} is in {path} but not in the manifest: remove it or seal the package")
-    if expect_sha256 and expect_sha256 != package.sha256:
+    if expect_sha256 is not None and check_sha256(expect_sha256) != package.sha256:
         raise HashMismatch("package", expect_sha256, package.sha256)
     return package
 
@@ -149,9 +178,9 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
 def seal(path: Path = DEFAULT_DIR) -> str:
     """Record each listed file's SHA-256 and rewrite the manifest in canonical form (a developer's
     act after editing SQL); returns the new package hash."""
+    manifest, _ = _manifest(path.resolve())
     file = path / MANIFEST
-    manifest = tomllib.loads(file.read_text(encoding="utf-8"))
-    for tier in manifest["tier"]:
+    for tier in manifest.get("tier", []):
         for kind in ("deploy", "revert"):
             tier[f"{kind}_sha256"] = sha256((path / str(tier[kind])).read_bytes())
     file.write_bytes(canonical(manifest))

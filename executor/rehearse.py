@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, package, release
+from executor import __version__, marks, package, release
 from executor.db import connect, database_exists, public, with_dbname
 from executor.errors import Blocked, CloneError, OneroofError
 from executor.monitor import monitor
@@ -79,7 +79,7 @@ class Evidence:
 def approve_rehearsal(dsn: str, approver: str = "l4") -> int:
     """Insert a rehearsal approval by a human approver; refused unless the target is a marked clone."""
     with connect(dsn, autocommit=True) as conn:
-        if not clones.connected_is_clone(conn):
+        if not marks.connected_is_clone(conn):
             raise CloneError(f"refusing a rehearsal approval on {conn.info.dbname!r}: it is not a marked clone; "
                              "only a human ratifies production")
         account = catalog.account(approver)

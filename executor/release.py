@@ -70,7 +70,10 @@ def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_di
 
     The target and options travel in ONEROOF_* variables, so no password shows in a process list.
     """
-    env = dict(os.environ, ONEROOF_DSN=dsn)
+    # Nothing from the caller's environment may change how the session runs (PYTEST_ADDOPTS
+    # could add --snapshot-update to a gate session): only the ONEROOF_* settings below.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))}
+    env["ONEROOF_DSN"] = dsn
     for name, value in (("ONEROOF_EXPECT_DB", expect_db), ("ONEROOF_PACKAGE", package_dir),
                         ("ONEROOF_EXPECT_SHA256", expect_sha256)):
         if value:
@@ -150,8 +153,10 @@ def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.V
     for setting, value in (("oneroof.proposal", package.proposal), ("oneroof.approval_ids", approvals),
                            ("oneroof.package_sha256", package.sha256)):
         conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
+    if not verdict.valid_approvals:  # the gate was checked; this is the last line of defence
+        raise InvariantFailed("no valid approval: nothing is applied without one; nothing was kept")
     for tier in package.tiers:
-        conn.execute(tier.deploy.encode())
+        _run(conn, tier.deploy_file, tier.deploy_statements)
         _ledger(conn, "deploy", tier.number, package, verdict.proposal_id, list(verdict.valid_approvals))
 
 
@@ -159,8 +164,20 @@ def revert_tiers(conn: psycopg.Connection[Any], package: Package, proposal_id: i
     """Inside the caller's transaction: revert tiers 6..2 and write a ledger row per tier."""
     conn.execute("SELECT set_config('oneroof.proposal', %s, true)", (package.proposal,))
     for tier in reversed(package.tiers):
-        conn.execute(tier.revert.encode())
+        _run(conn, tier.revert_file, tier.revert_statements)
         _ledger(conn, "revert", tier.number, package, proposal_id, [])
+
+
+def _run(conn: psycopg.Connection[Any], name: str, statements: tuple[str, ...]) -> None:
+    """Execute a package file's statements one at a time, inside the caller's transaction.
+
+    The package was parsed at load time and holds no transaction control; this checks again, at
+    run time, that the transaction is still open after every statement.
+    """
+    for index, statement in enumerate(statements, 1):
+        conn.execute(statement.encode())
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            raise InvariantFailed(f"{name}: statement {index} ended the release transaction; nothing after it was kept")
 
 
 def _ledger(conn: psycopg.Connection[Any], action: str, tier: int, package: Package, proposal_id: int | None,
@@ -214,10 +231,14 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
         with connect(dsn, application_name="oneroof-executor") as conn:
             t = time.monotonic()
             conn.execute("SET lock_timeout = '10s'")
-            # Lock the proposal and its approvals: a revocation waits for this transaction, and
-            # one that happened since the gate session closes the gate here.
+            # Lock the proposal, the approvals, the approvers and their users: a revocation or a
+            # suspension waits for this transaction, and one that happened since the gate session
+            # closes the gate here.
             conn.execute("SELECT 1 FROM os_proposals WHERE code = %s FOR UPDATE", (package.proposal,))
             conn.execute("SELECT 1 FROM os_proposal_approvals FOR SHARE")
+            conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
+            conn.execute("SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) "
+                         "FOR SHARE")
             verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False)
             if not verdict.open or verdict.state != "greenfield":
                 conn.rollback()

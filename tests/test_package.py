@@ -13,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from executor import package
-from executor.errors import HashMismatch, IntegrityError
+from executor.errors import HashMismatch, IntegrityError, UsageError
 
 FILES = sorted(p.name for p in package.DEFAULT_DIR.iterdir())
 PINNED = package.load().sha256
@@ -72,21 +72,52 @@ def test_pinned_hash_mismatch_is_refused() -> None:
         package.load(expect_sha256="0" * 64)
 
 
-@pytest.mark.parametrize("statement", ["BEGIN;", "COMMIT;", "rollback;", "SAVEPOINT s1;", "START TRANSACTION;",
-                                       "CREATE INDEX CONCURRENTLY i ON system_issues (code);"])
-def test_transaction_control_is_refused_at_verify_time(copy: Path, statement: str) -> None:
+@pytest.mark.parametrize("statement", [
+    "BEGIN;", "COMMIT;", "rollback;", "SAVEPOINT s1;", "START TRANSACTION;", "END;", "END WORK;",
+    "SELECT $$ ; $$; COMMIT;",  # a dollar-quoted string hides nothing from the parser
+    "SELECT E'\\''; COMMIT; SELECT '';",  # nor does an escaped quote
+    "DO 'BEGIN NULL; END';", "CALL release_everything();", "CREATE INDEX CONCURRENTLY i ON system_issues (code);",
+    "DROP TABLE system_issues;", "TRUNCATE os_release_ledger;",
+])
+def test_anything_but_data_statements_is_refused_at_verify_time(copy: Path, statement: str) -> None:
     target = copy / "tier4_axes.deploy.sql"
     target.write_text(target.read_text() + "\n" + statement + "\n")
-    package.seal(copy)  # the hashes match again: only the statement check can refuse it
-    with pytest.raises(IntegrityError, match="may not control transactions"):
+    package.seal(copy)  # the hashes match again: only the parser can refuse it
+    with pytest.raises(IntegrityError, match="may only INSERT, UPDATE, DELETE or SELECT"):
         package.load(copy)
+
+
+def test_sql_that_does_not_parse_is_refused(copy: Path) -> None:
+    target = copy / "tier5_label_rules.deploy.sql"
+    target.write_text(target.read_text() + "\nSELECT $$unterminated;\n")
+    package.seal(copy)
+    with pytest.raises(IntegrityError, match="does not parse as PostgreSQL"):
+        package.load(copy)
+
+
+@pytest.mark.parametrize(("old", "new"), [("min_approvals = 1", "min_approvals = 0"),
+                                          ('levels = ["L2", "L4"]', 'levels = ["L2", "L3", "L4"]'),
+                                          ('levels = ["L2", "L4"]', "levels = []")])
+def test_a_package_cannot_lower_the_gate(copy: Path, old: str, new: str) -> None:
+    manifest = copy / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace(old, new))
+    with pytest.raises(IntegrityError, match="a package cannot lower that"):
+        package.load(copy)
+
+
+@pytest.mark.parametrize("pin", ["", "0" * 63, "Z" * 64])
+def test_a_pin_that_is_not_a_sha256_is_bad_input(pin: str) -> None:
+    with pytest.raises(UsageError, match="is not a SHA-256"):
+        package.load(expect_sha256=pin)
 
 
 def test_statement_words_in_comments_and_strings_are_allowed(copy: Path) -> None:
     target = copy / "tier4_axes.deploy.sql"
     target.write_text(target.read_text() + "\n-- never COMMIT here\nSELECT 'BEGIN' AS word;\n")
     package.seal(copy)
-    assert package.load(copy).tiers[2].deploy.endswith("SELECT 'BEGIN' AS word;\n")
+    loaded = package.load(copy).tiers[2]
+    assert loaded.deploy.endswith("SELECT 'BEGIN' AS word;\n")
+    assert loaded.deploy_statements[-1] == "SELECT 'BEGIN' AS word"
 
 
 def test_seal_restores_a_loadable_package_with_a_new_hash(copy: Path) -> None:

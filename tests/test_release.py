@@ -234,3 +234,55 @@ def test_concurrent_readers_see_greenfield_or_finalized_never_a_mix(clone: clone
         stop.set()
         watcher.join()
     assert seen <= {0, 210} and seen
+
+
+def test_a_session_setting_cannot_fake_the_clone_mark(oneroof: Any, test_server: Any, clone: clones.Clone,
+                                                      clone_conn: Any) -> None:
+    with connect(test_server.admin, autocommit=True) as admin:  # now an unmarked copy: production
+        admin.execute(clones.sql.SQL("ALTER DATABASE {} RESET ALL").format(clones.sql.Identifier(clone.name)))
+    approve(clone_conn, rehearsal=True)
+    spoofed = f"{clone.dsn} options='-c oneroof.clone={clone.name}'"
+    with connect(spoofed) as conn:
+        assert conn.execute("SELECT current_setting('oneroof.clone') AS v").fetchone() == {"v": clone.name}
+        assert not clones.connected_is_clone(conn)
+    from executor.errors import CloneError
+    from executor.rehearse import approve_rehearsal
+    with pytest.raises(CloneError, match="not a marked clone"):
+        approve_rehearsal(spoofed)
+    result = oneroof("rollout", "--dsn", spoofed, "--confirm-db", clone.name, env={"PGOPTIONS": f"-c oneroof.clone={clone.name}"})
+    assert result.returncode == 3 and "not a marked clone" in result.stdout
+    assert reading(clone.dsn).metrics["own"] == 0
+
+
+def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(oneroof: Any, clone: clones.Clone,
+                                                                  clone_conn: Any) -> None:
+    first = approve(clone_conn)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+    release.rollback(clone.dsn, PKG, confirm_db=clone.name)
+    blocked = oneroof("monitor", "--dsn", clone.dsn)
+    assert blocked.returncode == 3
+    assert f"#{first} authorised a deployment that was rolled back since" in blocked.stdout
+    with pytest.raises(Blocked):
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+    second = approve(clone_conn, "l2")
+    assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False).approvals == (second,)
+
+
+def test_a_human_approver_with_a_static_token_does_not_count(oneroof: Any, clone: clones.Clone,
+                                                             clone_conn: Any) -> None:
+    clone_conn.execute("UPDATE directus_users SET token = 'handed-to-a-script' WHERE id = %s",
+                       (catalog.account("l4").id,))
+    approve(clone_conn)
+    result = oneroof("monitor", "--dsn", clone.dsn)
+    assert result.returncode == 3 and "approver has a static token" in result.stdout
+
+
+def test_pytest_addopts_cannot_reach_the_gate_session(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    clone_conn.execute("DELETE FROM system_issues WHERE id = 7")  # production drifted from the baseline
+    approve(clone_conn)
+    snapshot = ROOT / "snapshots" / "test_baseline.ambr"
+    before = snapshot.read_bytes()
+    result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name,
+                     env={"PYTEST_ADDOPTS": "--snapshot-update"})
+    assert result.returncode == 3 and "the gate session failed" in result.stdout
+    assert snapshot.read_bytes() == before and reading(clone.dsn).metrics["own"] == 0

@@ -1,0 +1,44 @@
+"""The marks oneroof puts on databases, read from the catalog where only ALTER DATABASE writes them.
+
+A clone carries `oneroof.clone = <its own name>` as a database-level setting. The mark is read
+from pg_db_role_setting, never with current_setting(): a client can set any custom setting for
+its own session (SET, PGOPTIONS, options= in the DSN), so a session value proves nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+CLONE_SETTING = "oneroof.clone"
+CLONE_OF_SETTING = "oneroof.clone_of"
+CLONE_CREATED_SETTING = "oneroof.clone_created"
+GOLDEN_SETTING = "oneroof.golden"
+
+SETTINGS_SQL = """
+SELECT s.setconfig FROM pg_db_role_setting AS s JOIN pg_database AS d ON d.oid = s.setdatabase
+WHERE d.datname = %s AND s.setrole = 0
+"""
+
+
+def database_settings(conn: psycopg.Connection[Any], name: str) -> dict[str, str]:
+    """The settings stored for database `name` by ALTER DATABASE ... SET (for every role)."""
+    row = conn.execute(SETTINGS_SQL, (name,)).fetchone()
+    pairs = (row or {}).get("setconfig") or []
+    return dict(item.split("=", 1) for item in pairs)
+
+
+def is_marked_clone(conn: psycopg.Connection[Any], name: str) -> bool:
+    """True when database `name` carries the clone mark with its own name."""
+    return database_settings(conn, name).get(CLONE_SETTING) == name
+
+
+def connected_is_clone(conn: psycopg.Connection[Any]) -> bool:
+    """True when the database `conn` is connected to is a marked clone, judged from the catalog."""
+    return is_marked_clone(conn, conn.info.dbname)
+
+
+def is_golden(conn: psycopg.Connection[Any], name: str) -> bool:
+    """True when database `name` carries the golden mark."""
+    return database_settings(conn, name).get(GOLDEN_SETTING) == "on"
