@@ -9,12 +9,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import psycopg
+
 from executor import __version__, package, target
+from executor.db import connect, first_line
 from executor.errors import OneroofError, UsageError
 from fixtures import catalog, clones, golden, server
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("baseline", "greenfield", "finalized", "gate")
+AUDIT_FAILED = 6  # rollout: applied and committed, but the finalized audit after the commit failed
 
 
 class Parser(argparse.ArgumentParser):
@@ -169,9 +173,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         return 3
     _print_outcome(outcome)
     if outcome.audit_exit not in (None, 0):
-        _err(f"oneroof: error: tiers 2-6 were committed but the finalized audit failed (pytest exit "
+        _err(f"oneroof: error: tiers 2-6 are committed and live, but the finalized audit failed (pytest exit "
              f"{outcome.audit_exit}); inspect with `oneroof verify --stage finalized`, undo with `oneroof rollback`")
-        return 1
+        return AUDIT_FAILED
     return 0
 
 
@@ -197,7 +201,13 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     if args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
     run_dir = _runs_dir(args) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the run directory {run_dir}: {exc.strerror}; pass --runs-dir") from exc
     admin = target.admin_dsn(args.dsn)
+    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
+        pass
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
                         golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
@@ -228,11 +238,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     file = run / "evidence.json" if run.is_dir() else run
     try:
         evidence = Evidence.from_json(json.loads(file.read_text()))
-    except FileNotFoundError as exc:
-        raise UsageError(f"{file} does not exist: pass --run with a rehearsal run directory") from exc
-    except (ValueError, TypeError, KeyError) as exc:
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise UsageError(f"{file} cannot be read: pass --run with a rehearsal run directory") from exc
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UsageError(f"{file} is not rehearsal evidence: {exc}") from exc
-    print(report.render(evidence, args.format), end="")
+    try:
+        text = report.render(evidence, args.format)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{file} is not rehearsal evidence oneroof can render ({type(exc).__name__}: {exc})") from exc
+    print(text, end="")
     return 0
 
 
@@ -392,6 +406,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(f"oneroof: error: {exc.message}")
         return exc.exit_code
+    except psycopg.Error as exc:  # a refusal the command did not expect: permissions, timeouts
+        if args.debug:
+            raise
+        _err(f"oneroof: error: the database refused: {first_line(exc)} (check the role's privileges and the "
+             "server's state; --debug shows where)")
+        return 2
+    except BrokenPipeError:  # `oneroof monitor | head -1`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         _err("oneroof: interrupted")
         return 130

@@ -32,7 +32,9 @@ def parse(dsn: str) -> dict[str, Any]:
     try:
         return conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise UsageError(f"cannot parse the DSN: {first_line(exc)}") from exc
+        # libpq's message quotes the DSN, password included: it is not shown.
+        raise UsageError("cannot parse the DSN: check its syntax (a libpq URI or key=value pairs); "
+                         "it is not shown here because it may hold a password") from exc
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
@@ -66,6 +68,9 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oner
     params.setdefault("application_name", application_name)
     try:
         return psycopg.connect(conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row)
+    except psycopg.ProgrammingError as exc:
+        raise UsageError("the DSN has an invalid value (e.g. a non-numeric port or connect_timeout); "
+                         "it is not shown here because it may hold a password") from exc
     except psycopg.OperationalError as exc:
         where = public(dsn) or "the server named by the PG* environment variables"
         raise DatabaseUnreachable(

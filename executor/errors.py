@@ -68,10 +68,13 @@ class HashMismatch(IntegrityError):
     """One file's bytes differ from the hash the manifest records."""
 
     def __init__(self, path: str, expected: str, actual: str) -> None:
-        super().__init__(
-            f"{path}: sha256 {actual} does not match the manifest's {expected}; "
-            "restore the file or rebuild the package"
-        )
+        if path == "package":
+            message = (f"package: sha256 {actual} is not the pinned {expected}: this is not the package that "
+                       "was ratified; stop, and find out which one is")
+        else:
+            message = (f"{path}: sha256 {actual} does not match the manifest's {expected}; "
+                       "restore the file or rebuild the package")
+        super().__init__(message)
         self.path, self.expected, self.actual = path, expected, actual
 
 

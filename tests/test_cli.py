@@ -142,13 +142,45 @@ def test_name_that_is_not_an_identifier(oneroof: Any, test_server: PgServer, com
     assert database_exists(test_server, "postgres")
 
 
+def test_a_role_without_privileges_is_a_one_line_error(oneroof: Any, test_server: PgServer, admin: Any) -> None:
+    from psycopg import sql
+
+    admin.execute("DROP ROLE IF EXISTS oneroof_nopriv")
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier("oneroof_nopriv")))
+    try:
+        dsn = test_server.dsn(test_server.golden).replace("user=postgres", "user=oneroof_nopriv")
+        one_line_error(oneroof("monitor", "--dsn", dsn), "the database refused", "permission denied")
+    finally:
+        admin.execute("DROP ROLE oneroof_nopriv")
+
+
+def test_a_dsn_with_a_password_is_never_echoed(oneroof: Any) -> None:
+    for dsn in ("postgresql://u:hunter2@[::1/db", "host=127.0.0.1 connect_timeout=abc password=hunter2"):
+        result = oneroof("probe", "--dsn", dsn)
+        one_line_error(result, "DSN")
+        assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_report_of_garbage_evidence_is_bad_input(oneroof: Any, tmp_path: Path) -> None:
+    (tmp_path / "evidence.json").write_text("[1, 2]")
+    one_line_error(oneroof("report", "--run", str(tmp_path)), "is not rehearsal evidence")
+    one_line_error(oneroof("report", "--run", str(tmp_path / "missing")), "cannot be read")
+
+
+def test_rehearse_against_an_unreachable_server_is_bad_input(oneroof: Any, tmp_path: Path) -> None:
+    result = oneroof("rehearse", "--dsn", f"host=127.0.0.1 port={closed_port()} user=postgres dbname=postgres",
+                     "--runs-dir", str(tmp_path))
+    one_line_error(result, "cannot connect")
+
+
 def test_debug_shows_the_traceback(oneroof: Any, test_server: PgServer) -> None:
     result = oneroof("--debug", "probe", "--dsn", test_server.dsn("postgres"))
     assert result.returncode != 0 and "Traceback" in result.stderr and "NotDirectus" in result.stderr
 
 
 def test_existing_golden_is_refused_without_replace(oneroof: Any, test_server: PgServer) -> None:
-    one_line_error(oneroof("golden", "build", "--dsn", test_server.admin), "already exists", "--replace")
+    one_line_error(oneroof("golden", "build", "--name", test_server.golden, "--dsn", test_server.admin),
+                   "already exists", "--replace")
 
 
 def test_embedded_server_runs_for_an_ordinary_user() -> None:

@@ -17,8 +17,16 @@ from executor import package
 from executor.db import connect
 from executor.monitor import monitor
 from fixtures import catalog
-from fixtures.directus import (DirectusClient, DirectusDatabase, DirectusServer, Installation, create_approval,
-                               login_as, proposal_id, start)
+from fixtures.directus import (
+    DirectusClient,
+    DirectusDatabase,
+    DirectusServer,
+    Installation,
+    create_approval,
+    login_as,
+    proposal_id,
+    start,
+)
 from fixtures.plugin import ROOT
 
 pytestmark = pytest.mark.directus

@@ -40,7 +40,7 @@ def scratch_name(test_server: PgServer, worker_id: str) -> Iterator[str]:
 
 def test_golden_has_the_seed_figures(test_server: PgServer) -> None:
     reading = read(test_server.dsn(test_server.golden))
-    assert reading.metrics == {"db": catalog.GOLDEN_NAME, **SEED, "system_issues": 204_556}
+    assert reading.metrics == {"db": test_server.golden, **SEED, "system_issues": 204_556}
 
 
 @pytest.mark.slow

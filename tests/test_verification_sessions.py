@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from fixtures import catalog, clones
+from fixtures import clones
 from fixtures.plugin import ROOT
 
 CHANGES = {
     "ospa": "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
-            f"SELECT id, '{catalog.account('l4').id}', 'L4', package_sha256 FROM os_proposals",
+            "SELECT p.id, a.user_id, a.level, p.package_sha256 FROM os_proposals p, os_approvers a "
+            "WHERE a.kind = 'human' AND a.level = 'L4' LIMIT 1",
     "inventory": "DELETE FROM os_collection_inventory WHERE collection = 'gc_meetings'",
     "system_issues": "DELETE FROM system_issues WHERE id = 1",
 }
