@@ -98,7 +98,9 @@ def canonical(manifest: dict[str, Any]) -> bytes:
 def _manifest(path: Path) -> tuple[dict[str, Any], bytes]:
     file = path / MANIFEST
     if not path.is_dir():
-        raise UsageError(f"package directory {path} does not exist: pass --package DIR")
+        hint = (" (oneroof runs from its checkout: install it with `pip install -e .`)"
+                if "site-packages" in path.parts else "")
+        raise UsageError(f"package directory {path} does not exist: pass --package DIR{hint}")
     try:
         data = file.read_bytes()
         return tomllib.loads(data.decode("utf-8")), data
