@@ -55,10 +55,12 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
     pkg = package.load()
     times: dict[str, list[float]] = {"rollout": [], "rollback": []}
     try:
-        with connect(clone.dsn, autocommit=True) as conn:
-            account = catalog.account("l4")
-            conn.execute("INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
-                         "SELECT id, %s, 'L4', package_sha256 FROM os_proposals", (account.id,))
+        def approve() -> None:  # a rollback spends the approval that authorised the deployment
+            with connect(clone.dsn, autocommit=True) as conn:
+                conn.execute("INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
+                             "SELECT id, %s, 'L4', package_sha256 FROM os_proposals", (catalog.account("l4").id,))
+
+        approve()
         with connect(clone.dsn) as conn:  # which tables does the deploy lock?
             release.apply_tiers(conn, pkg, gate.evaluate(conn, pkg, confirm_db=clone.name))
             LOCKED.update(r["relname"] for r in conn.execute(
@@ -66,6 +68,7 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
                 "WHERE l.pid = pg_backend_pid() AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace").fetchall())
             conn.rollback()
         for _ in range(repeat):
+            approve()
             out = release.rollout(clone.dsn, pkg, confirm_db=clone.name, gate_session=False, audit=False)
             times["rollout"].append(out.seconds["transaction"])
             back = release.rollback(clone.dsn, pkg, confirm_db=clone.name)
@@ -103,6 +106,10 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
         conn.execute("CHECKPOINT")
         time.sleep(2)  # let the build's writeback settle: both sides then start alike
         for i in range(3 if scale > 1 else repeat):
+            # pg_dump's session may still be closing: wait it out, so the clone's time is its own
+            while conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = %s",
+                               (source,)).fetchone()["n"]:  # type: ignore[index]
+                time.sleep(0.05)
             made = clones.create(admin, source=source, name=f"bench_tpl_{i}", wait=30)
             template.append(made.seconds)
             clones.drop(admin, made.name)
