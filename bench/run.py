@@ -101,6 +101,7 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
     params = conninfo.conninfo_to_dict(admin)
     args = ["-h", str(params.get("host", "127.0.0.1")), "-p", str(params.get("port", 5432)),
             "-U", str(params.get("user", "postgres"))]
+    client_env = dict(os.environ, **({"PGPASSFILE": str(params["passfile"])} if params.get("passfile") else {}))
     template, dump = [], []
     with connect(admin, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
@@ -117,9 +118,9 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
             def copy() -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"bench_dump_{i}")))
                 dumper = subprocess.Popen([str(bin_dir / "pg_dump"), *args, "-Fc", source],
-                                          stdout=subprocess.PIPE)
+                                          stdout=subprocess.PIPE, env=client_env)
                 subprocess.run([str(bin_dir / "pg_restore"), *args, "-d", f"bench_dump_{i}"], stdin=dumper.stdout,
-                               check=True)
+                               check=True, env=client_env)
                 assert dumper.wait() == 0
 
             dump.append(timed(copy))

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from executor.db import connect
@@ -42,6 +43,11 @@ def test_embedded_server_and_the_main_job(oneroof: Any, tmp_path: Path) -> None:
         assert oneroof("server", "url", env=env).stdout == started.stdout
         assert "running on 127.0.0.1" in oneroof("server", "status", env=env).stdout
         assert (tmp_path / "home" / "pgdata" / "PG_VERSION").read_text().strip() == "18"
+        # No other local user gets in: the superuser's password is only in the 0600 password file.
+        assert "passfile=" in started.stdout and (tmp_path / "home" / "pgpass").stat().st_mode & 0o077 == 0
+        without = " ".join(p for p in started.stdout.split() if not p.startswith("passfile="))
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(without, connect_timeout=5)
 
         built = oneroof("golden", "build", env=env)
         assert built.returncode == 0 and built.stdout.strip() == GOLDEN_NAME, built.stderr
