@@ -15,6 +15,7 @@ from executor.errors import DatabaseUnreachable, UsageError
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 CONNECT_TIMEOUT = 5
+LOCK_TIMEOUT_MS = 30_000
 
 
 def check_identifier(name: str, what: str = "name") -> str:
@@ -66,6 +67,9 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oner
     params = parse(dsn)
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     params.setdefault("application_name", application_name)
+    # Never wait forever behind another session's lock (a DDL on production, say): fail instead.
+    if "lock_timeout" not in str(params.get("options") or ""):  # the caller's own setting wins
+        params["options"] = f"{params.get('options') or ''} -c lock_timeout={LOCK_TIMEOUT_MS}".strip()
     try:
         return psycopg.connect(conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row)
     except psycopg.ProgrammingError as exc:

@@ -62,6 +62,10 @@ def _reading(dsn: str) -> metrics.Reading:
         return metrics.read(conn)
 
 
+STAGE_TIMEOUT = 1800.0  # seconds; a stage session that runs longer counts as failed
+STAGE_TIMED_OUT = 124  # the exit code `timeout` uses
+
+
 def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_dir: Path | None = None,
               expect_sha256: str | None = None, extra: tuple[str, ...] = (), quiet: bool = True) -> int:
     """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code.
@@ -79,7 +83,11 @@ def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_di
     command = [sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", stages,
                "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
                *(["-q", "--no-header"] if quiet else []), *extra]
-    proc = subprocess.run(command, cwd=ROOT, env=env, check=False, capture_output=quiet, text=True)
+    try:
+        proc = subprocess.run(command, cwd=ROOT, env=env, check=False, capture_output=quiet, text=True,
+                              timeout=STAGE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return STAGE_TIMED_OUT
     return proc.returncode
 
 

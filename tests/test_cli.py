@@ -179,6 +179,14 @@ def test_rehearse_against_an_unreachable_server_is_bad_input(oneroof: Any, tmp_p
     one_line_error(result, "cannot connect")
 
 
+def test_a_read_behind_a_held_lock_fails_instead_of_hanging(oneroof: Any, clone: clones.Clone) -> None:
+    with connect(clone.dsn) as ddl:  # someone's migration holds os_proposals
+        ddl.execute("LOCK TABLE os_proposals IN ACCESS EXCLUSIVE MODE")
+        result = oneroof("monitor", "--dsn", f"{clone.dsn} options='-c lock_timeout=500'")
+        ddl.rollback()
+    one_line_error(result, "the database refused", "lock timeout")
+
+
 def test_debug_shows_the_traceback(oneroof: Any, test_server: PgServer) -> None:
     result = oneroof("--debug", "probe", "--dsn", test_server.dsn("postgres"))
     assert result.returncode != 0 and "Traceback" in result.stderr and "NotDirectus" in result.stderr
