@@ -10,8 +10,10 @@ import psycopg
 import pytest
 
 from executor import gate, package
-from executor.db import snapshot
-from fixtures.plugin import Options
+from executor.db import connect, snapshot
+from executor.errors import OneroofError
+from fixtures.catalog import GOVERNED
+from fixtures.plugin import TARGET, Options
 
 FACTS_SQL = """
 SELECT i.collection,
@@ -27,6 +29,33 @@ SELECT i.collection,
        EXISTS (SELECT 1 FROM directus_collections d WHERE d.collection = i.collection) AS registered
 FROM os_collection_inventory i
 """
+
+
+def governed_collections(config: pytest.Config) -> list[str]:
+    """The target's governed collections (its inventory, sorted), read once per process; the
+    package's own 35 when there is no target. Every xdist worker reads the same sorted list."""
+    if GOVERNED_KEY not in config.stash:
+        names = sorted(name for name, _, _ in GOVERNED)
+        if TARGET in config.stash:
+            try:
+                with connect(config.stash[TARGET], application_name="oneroof-verify") as conn:
+                    conn.read_only = True
+                    rows = conn.execute("SELECT collection FROM os_collection_inventory ORDER BY 1").fetchall()
+                    conn.rollback()
+                names = [r["collection"] for r in rows] or names
+            except (OneroofError, psycopg.Error):
+                pass  # the session's start-up check reports the target's problem, once and clearly
+        config.stash[GOVERNED_KEY] = names
+    return config.stash[GOVERNED_KEY]
+
+
+GOVERNED_KEY = pytest.StashKey[list[str]]()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize per-collection invariants over the target's own inventory."""
+    if "collection" in metafunc.fixturenames:
+        metafunc.parametrize("collection", governed_collections(metafunc.config))
 
 
 @pytest.fixture(scope="session")

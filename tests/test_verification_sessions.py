@@ -83,3 +83,13 @@ def test_unreachable_target_stops_the_session_once(pytester: pytest.Pytester) ->
     assert result.ret == 2
     result.stdout.fnmatch_lines(["*oneroof: cannot connect to*"])
     assert "collected" not in result.stdout.str()  # stopped before collecting a single test
+
+
+def test_per_collection_invariants_follow_the_targets_inventory(pytester: pytest.Pytester, clone: clones.Clone,
+                                                               clone_conn: Any) -> None:
+    clone_conn.execute("INSERT INTO directus_collections (collection) VALUES ('dot_bridges')")
+    clone_conn.execute("INSERT INTO os_collection_inventory VALUES ('dot_bridges', 'transport', 'public', now())")
+    result = run_invariants(pytester, clone, "-m", "greenfield", "-rf", "-v")
+    result.stdout.fnmatch_lines(["*test_collection_has_no_release_facet[[]dot_bridges-owner[]] PASSED*",
+                                 "FAILED *test_inventory_is_the_governed_set*"])
+    assert result.ret == 1
