@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import conninfo, sql
+from psycopg import conninfo
 from psycopg.rows import dict_row
 
 from executor.errors import DatabaseUnreachable, UsageError
@@ -43,12 +43,6 @@ def with_dbname(dsn: str, dbname: str) -> str:
     params = parse(dsn)
     params["dbname"] = dbname
     return conninfo.make_conninfo("", **params)
-
-
-def dbname_of(dsn: str) -> str | None:
-    """The database a DSN names, if it names one."""
-    name = parse(dsn).get("dbname")
-    return str(name) if name else None
 
 
 def public(dsn: str) -> str:
@@ -103,14 +97,5 @@ def snapshot(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]
         conn.autocommit, conn.isolation_level, conn.read_only = saved
 
 
-def server_version(conn: psycopg.Connection[Any]) -> int:
-    """The server's version as libpq reports it, e.g. 150020 or 180001."""
-    return int(conn.info.server_version)
-
-
 def database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
-
-
-def ident(name: str) -> sql.Identifier:
-    return sql.Identifier(name)

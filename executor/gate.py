@@ -51,10 +51,6 @@ class Verdict:
     def open(self) -> bool:
         return not self.reasons
 
-    @property
-    def word(self) -> str:
-        return "OPEN" if self.open else "BLOCKED"
-
 
 APPROVALS_SQL = """
 SELECT a.id, p.code AS proposal_code, p.status AS proposal_status, a.package_sha256, a.level,

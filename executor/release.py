@@ -46,10 +46,6 @@ class Outcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     audit_exit: int | None = None
 
-    @property
-    def changed(self) -> bool:
-        return self.action in ("applied", "reverted")
-
 
 def _note(progress: Progress | None, message: str) -> None:
     if progress:
