@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 from psycopg import conninfo, sql  # noqa: E402
 
 from executor import package  # noqa: E402
-from executor.db import connect, with_dbname  # noqa: E402
+from harness.db import connect, with_dbname  # noqa: E402
 from executor import gate, release  # noqa: E402
-from fixtures import catalog, clones, golden, server  # noqa: E402
+from harness import catalog, clones, golden, server  # noqa: E402
 from invariants import metrics  # noqa: E402
 
 

@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 import psycopg
 
 from executor import __version__, package, target
-from executor.db import connect, first_line
-from executor.errors import OneroofError, UsageError
-from fixtures import catalog, clones, golden, server
+from harness.db import connect, first_line
+from harness.errors import OneroofError, UsageError
+from harness import catalog, clones, golden, server
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("baseline", "greenfield", "finalized", "gate")
@@ -159,7 +159,7 @@ def _print_outcome(outcome: Any) -> None:
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     from executor import release
-    from executor.errors import Blocked
+    from harness.errors import Blocked
 
     pkg = package.load(Path(args.package), args.expect_sha256)
     dsn = target.target_dsn(args.dsn)

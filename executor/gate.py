@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from executor.marks import connected_is_clone
+from harness.marks import connected_is_clone
 from executor.package import APPROVER_LEVELS, MIN_APPROVALS, Package
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from executor import gate, package
-from executor.db import connect, snapshot
-from executor.errors import IntegrityError
+from harness.db import connect, snapshot
+from harness.errors import IntegrityError
 from invariants import metrics
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pglast
 
-from executor.errors import HashMismatch, IntegrityError, UsageError
+from harness.errors import HashMismatch, IntegrityError, UsageError
 
 MANIFEST = "manifest.toml"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "rollout"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from executor.db import connect
+from harness.db import connect
 from invariants import metrics
 
 

@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, marks, package, release
-from executor.db import connect, database_exists, public, with_dbname
-from executor.errors import Blocked, CloneError, OneroofError
+from executor import __version__, package, release
+from harness import marks
+from harness.db import connect, database_exists, public, with_dbname
+from harness.errors import Blocked, CloneError, OneroofError
 from executor.monitor import monitor
-from fixtures import catalog, clones, golden
+from harness import catalog, clones, golden
 from invariants import metrics
 
 Progress = Callable[[str], None]

@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 
 from executor import __version__, gate
-from executor.db import connect
-from executor.errors import Blocked, InvariantFailed, LockHeld, UsageError
+from harness.db import connect
+from harness.errors import Blocked, InvariantFailed, LockHeld, UsageError
 from executor.package import Package
 from invariants import metrics
 

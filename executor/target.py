@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from executor.db import connect, database_exists, with_dbname
-from executor.errors import UsageError
-from fixtures import server
-from fixtures.catalog import GOLDEN_NAME
+from harness.db import connect, database_exists, with_dbname
+from harness.errors import UsageError
+from harness import server
+from harness.catalog import GOLDEN_NAME
 
 PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
 

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from executor import gate, package
-from executor.db import connect, snapshot
-from executor.errors import OneroofError
-from fixtures.catalog import GOVERNED
+from harness.db import connect, snapshot
+from harness.errors import OneroofError
+from harness.catalog import GOVERNED
 from fixtures.plugin import TARGET, Options
 
 FACTS_SQL = """

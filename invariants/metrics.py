@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from executor.db import snapshot
-from executor.errors import NotDirectus, NotGoverned
+from harness.db import snapshot
+from harness.errors import NotDirectus, NotGoverned
 
 METRICS = ("db", "ospa", "own", "gap", "conflict", "gov_emit", "inventory", "axis", "idle", "system_issues")
 

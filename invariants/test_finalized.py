@@ -11,8 +11,8 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from executor import package
-from executor.db import snapshot
-from fixtures.catalog import GOVERNED, OWNER_UNITS
+from harness.db import snapshot
+from harness.catalog import GOVERNED, OWNER_UNITS
 from invariants.conftest import TIER2_COLLECTIONS
 from invariants.metrics import METRICS, Reading
 

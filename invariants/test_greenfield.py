@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from fixtures.catalog import GOVERNED
+from harness.catalog import GOVERNED
 from invariants.metrics import METRICS, Reading
 
 pytestmark = pytest.mark.greenfield

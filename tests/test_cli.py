@@ -11,9 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from executor.db import connect
-from fixtures import clones
-from fixtures.catalog import GOLDEN_NAME
+from harness.db import connect
+from harness import clones
+from harness.catalog import GOLDEN_NAME
 from fixtures.testing import PASSWORD_ROLE, PgServer
 
 SEED = {"ospa": 0, "own": 0, "gap": 210, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 0, "idle": 0,

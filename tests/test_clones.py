@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from executor.db import connect
-from executor.errors import CloneError
-from fixtures import clones
+from harness.db import connect
+from harness.errors import CloneError
+from harness import clones
 from fixtures.testing import PgServer
 from invariants import metrics
 

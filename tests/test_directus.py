@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from executor.db import connect
-from fixtures import catalog
+from harness.db import connect
+from harness import catalog
 from fixtures.directus import DirectusClient, DirectusDatabase, DirectusServer, columns
 from fixtures.testing import PgServer
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from executor import package
-from executor.db import connect
+from harness.db import connect
 from executor.monitor import monitor
-from fixtures import catalog
+from harness import catalog
 from fixtures.directus import (
     DirectusClient,
     DirectusDatabase,

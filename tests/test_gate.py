@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from executor import gate, package
-from executor.db import connect, snapshot
-from fixtures import catalog, clones
+from harness.db import connect, snapshot
+from harness import catalog, clones
 from fixtures.testing import PgServer
 
 PKG = package.load()

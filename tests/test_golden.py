@@ -10,9 +10,9 @@ import pytest
 from psycopg import sql
 
 from executor import package
-from executor.db import connect
-from executor.errors import DatabaseExists
-from fixtures import catalog, golden
+from harness.db import connect
+from harness.errors import DatabaseExists
+from harness import catalog, golden
 from fixtures.testing import PgServer
 from invariants import metrics
 

@@ -13,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from executor import package
-from executor.errors import HashMismatch, IntegrityError, UsageError
+from harness.errors import HashMismatch, IntegrityError, UsageError
 
 FILES = sorted(p.name for p in package.DEFAULT_DIR.iterdir())
 PINNED = package.load().sha256

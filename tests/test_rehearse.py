@@ -18,10 +18,10 @@ import pytest
 from psycopg import sql
 
 from executor import package, report
-from executor.db import connect
-from executor.errors import CloneError
+from harness.db import connect
+from harness.errors import CloneError
 from executor.rehearse import Evidence, approve_rehearsal, rehearse
-from fixtures import clones
+from harness import clones
 from fixtures.plugin import ROOT
 from fixtures.testing import PgServer
 from invariants import metrics

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from executor import gate, package, release
-from executor.db import connect
-from executor.errors import Blocked, InvariantFailed, LockHeld
-from fixtures import catalog, clones
+from harness.db import connect
+from harness.errors import Blocked, InvariantFailed, LockHeld
+from harness import catalog, clones
 from fixtures.plugin import ROOT
 from invariants import metrics
 
@@ -245,7 +245,7 @@ def test_a_session_setting_cannot_fake_the_clone_mark(oneroof: Any, test_server:
     with connect(spoofed) as conn:
         assert conn.execute("SELECT current_setting('oneroof.clone') AS v").fetchone() == {"v": clone.name}
         assert not clones.connected_is_clone(conn)
-    from executor.errors import CloneError
+    from harness.errors import CloneError
     from executor.rehearse import approve_rehearsal
     with pytest.raises(CloneError, match="not a marked clone"):
         approve_rehearsal(spoofed)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import clones
+from harness import clones
 from fixtures.plugin import ROOT
 
 CHANGES = {

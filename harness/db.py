@@ -11,7 +11,7 @@ import psycopg
 from psycopg import conninfo
 from psycopg.rows import dict_row
 
-from executor.errors import DatabaseUnreachable, UsageError
+from harness.errors import DatabaseUnreachable, UsageError
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 CONNECT_TIMEOUT = 5

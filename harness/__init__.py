@@ -1,0 +1,1 @@
+"""The parts oneroof runs against real servers: connections and errors, the embedded PostgreSQL, the golden database builder, the clone harness and the database marks. It imports neither `executor` nor `fixtures`."""
