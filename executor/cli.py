@@ -68,9 +68,42 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_provenance(name: str, prov: Any) -> None:
+    print(f"{name}\t{prov.describe()}")
+    if prov.kind == "production snapshot":
+        for key in ("host", "port", "database", "system_identifier", "server_version", "taken_at", "fingerprint",
+                    "tool"):
+            print(f"  {key:<18}{getattr(prov, key) or 'unknown'}")
+    elif prov.tool:
+        print(f"  {'built_at':<18}{prov.taken_at}\n  {'tool':<18}{prov.tool}")
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
+    admin = target.admin_dsn(args.dsn)
+    if args.action == "list":
+        found = golden.list_goldens(admin)
+        for name, prov in found:
+            print(f"{name}\t{prov.describe()}")
+        _err(f"{len(found)} golden database(s)")
+        return 0
+    if args.action == "show":
+        _print_provenance(args.target, golden.provenance(admin, args.target))
+        return 0
+    if args.action == "snapshot":
+        from executor.snapshot import take
+
+        snap = take(args.prod_dsn, admin, name=args.name, replace=args.replace, jobs=args.jobs, progress=_progress)
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in snap.phases.items())
+        _err(f"snapshot {snap.name}: {snap.tables} tables, {snap.bytes / 1e6:,.1f} MB in {snap.seconds:.1f} s "
+             f"({phases})")
+        _err(f"production entry {snap.entry}\nproduction exit  {snap.exit}\ngolden           {snap.golden}\n"
+             f"entry == exit == golden: yes; transaction id assigned on production: no")
+        for text in snap.notes:
+            _err(f"note: {text}")
+        print(snap.name)
+        return 0
     pkg = package.load(Path(args.package))
-    result = golden.build(target.admin_dsn(args.dsn), name=args.name, scale=args.scale,
+    result = golden.build(admin, name=args.name, scale=args.scale, tool=f"oneroof {__version__}",
                           package_sha256=pkg.sha256, replace=args.replace, progress=_progress)
     _err(f"built {result.name}: scale {result.scale}, {result.system_issues:,} system issues, "
          f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s")
@@ -279,13 +312,21 @@ def build_parser() -> Parser:
     p.add_argument("action", choices=("start", "stop", "status", "url"))
     p.set_defaults(func=cmd_server)
 
-    p = sub.add_parser("golden", help="build the golden database",
-                       description="Build the golden database: Directus 11 system tables, 35 governed collections, "
-                       "system_issues (204,556 rows x scale) and the tier-1 governance layer.")
-    p.add_argument("action", choices=("build",))
+    p = sub.add_parser("golden", help="build, snapshot, list or show golden databases",
+                       description="build: the synthetic golden database (every Directus 11 system table, 35 "
+                       "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer). "
+                       "snapshot --from PROD_DSN: a consistent read-only copy of production, its secrets replaced "
+                       "by markers, equal to production's fingerprint. list / show NAME: golden databases and "
+                       "where they came from.")
+    p.add_argument("action", choices=("build", "snapshot", "list", "show"))
+    p.add_argument("target", nargs="?", help="show: the golden database")
+    p.add_argument("--from", dest="prod_dsn", default=None,
+                   help="snapshot: libpq DSN of the production database (read-only; password via PGPASSWORD)")
+    p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
     p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
-    p.add_argument("--replace", action="store_true", help="rebuild an existing golden database")
+    p.add_argument("--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database "
+                   "that oneroof made")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package whose hash the proposal names")
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_golden)
@@ -390,6 +431,10 @@ def _validate(args: argparse.Namespace) -> None:
             args.name = args.new_name
     if args.command == "golden" and args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    if args.command == "golden" and args.action == "snapshot" and not args.prod_dsn:
+        raise UsageError("golden snapshot needs --from PROD_DSN, the production database to copy")
+    if args.command == "golden" and args.action == "show" and not args.target:
+        raise UsageError("golden show needs the NAME of a golden database (see `oneroof golden list`)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
