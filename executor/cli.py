@@ -244,7 +244,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
                         golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
-                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err)
+                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err,
+                        snapshot_from=args.snapshot_from, jobs=args.jobs)
     for fmt, name in (("md", "report.md"), ("html", "report.html")):
         (run_dir / name).write_text(report.render(evidence, fmt))
     print(report.as_text(evidence), end="")
@@ -397,6 +398,10 @@ def build_parser() -> Parser:
     p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
     p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
     p.add_argument("--golden", default=catalog.GOLDEN_NAME, help=f"golden database (default {catalog.GOLDEN_NAME})")
+    p.add_argument("--from", dest="snapshot_from", default=None, metavar="PROD_DSN",
+                   help="first snapshot production (read-only) into the golden database named by --golden, "
+                   "replacing a golden oneroof made; production's gate is then read too")
+    p.add_argument("--jobs", type=int, default=1, help="with --from: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--prod-dsn", default=None, help="read the production gate here, read-only (entry == exit)")
     p.add_argument("--prod-db", default=None, help="the production database name the operator expects")
     p.add_argument("--runs-dir", default=None, help="where run directories go (default $ONEROOF_HOME/runs)")

@@ -78,8 +78,10 @@ class Provenance:
 
     def describe(self) -> str:
         """One line for the evidence and the report."""
-        if self.kind != "production snapshot":
+        if self.kind == "synthetic":
             return "synthetic golden" + (f" (scale {self.scale})" if self.scale else "")
+        if self.kind != "production snapshot":
+            return "a database not made by oneroof (no golden mark)"
         return f"clone of production `{self.database}` on host {self.host}:{self.port} at {self.taken_at}"
 
     @classmethod
