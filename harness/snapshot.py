@@ -174,6 +174,8 @@ def _run_tool(argv: list[str], env: dict[str, str], watch: _Watch) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
     if code != 0:
         errors = [ln for ln in watch.lines if "error" in ln.lower()] or watch.lines or [f"exit code {code}"]
         raise SnapshotFailed(f"{Path(argv[0]).name} failed: {errors[-1].strip()}; nothing was kept")
@@ -220,8 +222,10 @@ SELECT c.relname AS table, array_agg(a.attname::text ORDER BY a.attnum) AS colum
 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
 JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 WHERE n.nspname = 'public' AND c.relname = ANY (%s) GROUP BY c.relname"""
+# An estimate from the catalog (pages at the last VACUUM or ANALYZE): pg_relation_size() would
+# take a lock on every table, and wait behind any session holding one.
 SIZE_SQL = """
-SELECT count(*) AS tables, coalesce(sum(pg_relation_size(c.oid)), 0)::bigint AS bytes
+SELECT count(*) AS tables, coalesce(sum(c.relpages), 0)::bigint * current_setting('block_size')::bigint AS bytes
 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
 AND NOT (n.nspname = 'public' AND c.relname = ANY (%s))"""
