@@ -321,3 +321,17 @@ def test_directus_serves_a_clone_of_the_snapshot_and_a_human_ratifies(
         assert (verdict.verdict, verdict.reasons) == ("OPEN", [])
     finally:
         clones.drop(test_server.admin, made.name)
+
+
+def test_bad_snapshot_input_is_one_line_exit_2(oneroof: Any, test_server: PgServer) -> None:
+    for args, says in ((("golden", "snapshot"), "needs --from PROD_DSN"),
+                       (("golden", "snapshot", "--from", "host=127.0.0.1 port=1 dbname=x", "--jobs", "0"),
+                        "--jobs 0 is out of range"),
+                       (("golden", "snapshot", "--from", "host=127.0.0.1 port=1 dbname=x password=hunter2"),
+                        "cannot connect to"),
+                       (("golden", "show"), "needs the NAME"),
+                       (("golden", "show", "t_no_such_golden"), "no database named")):
+        result = oneroof(*args, "--dsn", test_server.admin)
+        assert result.returncode == 2, (args, result.stderr)
+        assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "hunter2" not in result.stderr
