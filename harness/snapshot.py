@@ -217,18 +217,19 @@ def _server_facts(prod_dsn: str) -> dict[str, Any]:
 
 
 COLUMNS_SQL = """
-SELECT c.relname AS table, array_agg(a.attname::text ORDER BY a.attnum) AS columns,
+SELECT n.nspname || '.' || c.relname AS table, array_agg(a.attname::text ORDER BY a.attnum) AS columns,
        array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) AS types
 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
 JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-WHERE n.nspname = 'public' AND c.relname = ANY (%s) GROUP BY c.relname"""
+WHERE c.relkind IN ('r', 'p') AND c.relname = ANY (%s) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+GROUP BY n.nspname, c.relname"""
 # An estimate from the catalog (pages at the last VACUUM or ANALYZE): pg_relation_size() would
 # take a lock on every table, and wait behind any session holding one.
 SIZE_SQL = """
 SELECT count(*) AS tables, coalesce(sum(c.relpages), 0)::bigint * current_setting('block_size')::bigint AS bytes
 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
-AND NOT (n.nspname = 'public' AND c.relname = ANY (%s))"""
+AND NOT c.relname = ANY (%s)"""
 
 
 def _redact_file(path: Path, columns: list[str], types: list[str], secret: tuple[str, ...]) -> int:
@@ -377,7 +378,7 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
                            f"--snapshot={snap['id']}", "--no-sync", "--verbose", "--no-owner", "--no-privileges",
                            "--no-tablespaces", "--no-publications", "--no-subscriptions", "--no-security-labels",
                            f"--lock-wait-timeout={LOCK_TIMEOUT_MS}",
-                           *[f"--exclude-table-data=public.{table}" for table in NO_DATA],
+                           *[f"--exclude-table-data=*.{table}" for table in NO_DATA],
                            f"--file={dump}", f"--dbname={prod_public}"], prod_env, watch)
                 phases["dump"] = time.monotonic() - t
 
@@ -393,10 +394,11 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
             admin_public, admin_env = _tool_env(with_dbname(admin_dsn, temp))
             files = _toc(dump, admin_env)
             redacted = 0
-            for table, secret in SECRETS.items():
-                file = files.get(f"public.{table}")
-                if file and table in cols:
-                    redacted += _redact_file(dump / file, *cols[table], secret)
+            # In every schema: Directus may live outside `public` (DB_SEARCH_PATH).
+            for qualified, file in files.items():
+                secret = SECRETS.get(qualified.split(".", 1)[-1], ())
+                if secret and qualified in cols:
+                    redacted += _redact_file(dump / file, *cols[qualified], secret)
             phases["redact secrets"] = time.monotonic() - t
             note(f"secrets redacted: {redacted} value(s) in {', '.join(SECRETS)}; no rows of {', '.join(NO_DATA)}")
 

@@ -94,6 +94,9 @@ def _furnish(dsn: str) -> tuple[str, ...]:
         conn.execute("INSERT INTO directus_webhooks (name, url, actions, collections, headers) "
                      "VALUES ('notify', 'https://hooks.example/x', 'create', 'kh_reports', %s::json)",
                      (f'[{{"header": "Authorization", "value": "Bearer {secret[9]}"}}]',))
+        # Directus may live in another schema (DB_SEARCH_PATH): its secrets stay behind too.
+        conn.execute("CREATE SCHEMA legacy")
+        conn.execute("CREATE TABLE legacy.directus_users AS SELECT id, email, password, token FROM public.directus_users")
         conn.execute("INSERT INTO directus_sessions (token, \"user\", expires, next_token) "
                      "VALUES (%s, %s, now() + interval '1 day', %s)",
                      (secret[10], catalog.account("l4").id, secret[11]))
