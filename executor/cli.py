@@ -322,7 +322,7 @@ def build_parser() -> Parser:
     p.add_argument("action", choices=("build", "snapshot", "list", "show"))
     p.add_argument("target", nargs="?", help="show: the golden database")
     p.add_argument("--from", dest="prod_dsn", default=None,
-                   help="snapshot: libpq DSN of the production database (read-only; password via PGPASSWORD)")
+                   help="snapshot: libpq DSN of the production database (read-only; its password in ~/.pgpass, never in the DSN)")
     p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
     p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
@@ -438,6 +438,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
     if args.command == "golden" and args.action == "snapshot" and not args.prod_dsn:
         raise UsageError("golden snapshot needs --from PROD_DSN, the production database to copy")
+    if args.command in ("golden", "rehearse") and not 1 <= args.jobs <= 64:
+        raise UsageError(f"--jobs {args.jobs} is out of range: use a whole number from 1 to 64")
     if args.command == "golden" and args.action == "show" and not args.target:
         raise UsageError("golden show needs the NAME of a golden database (see `oneroof golden list`)")
 

@@ -415,9 +415,7 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
             shutil.rmtree(workdir, ignore_errors=True)
 
             t = time.monotonic()
-            with connect(with_dbname(admin_dsn, temp), autocommit=True) as copy:
-                copy.execute("ANALYZE")
-                copy.autocommit = False
+            with connect(with_dbname(admin_dsn, temp)) as copy:
                 copy.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 copy.read_only = True
                 golden_fp, _ = read(copy)

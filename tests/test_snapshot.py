@@ -332,6 +332,8 @@ def test_bad_snapshot_input_is_one_line_exit_2(oneroof: Any, test_server: PgServ
                         "--jobs 0 is out of range"),
                        (("golden", "snapshot", "--from", "host=127.0.0.1 port=1 dbname=x password=hunter2"),
                         "cannot connect to"),
+                       (("rehearse", "--from", "host=127.0.0.1 port=1 dbname=x", "--jobs", "65"),
+                        "--jobs 65 is out of range"),
                        (("golden", "show"), "needs the NAME"),
                        (("golden", "show", "t_no_such_golden"), "no database named")):
         result = oneroof(*args, "--dsn", test_server.admin)
