@@ -322,7 +322,8 @@ def build_parser() -> Parser:
     p.add_argument("action", choices=("build", "snapshot", "list", "show"))
     p.add_argument("target", nargs="?", help="show: the golden database")
     p.add_argument("--from", dest="prod_dsn", default=None,
-                   help="snapshot: libpq DSN of the production database (read-only; its password in ~/.pgpass, never in the DSN)")
+                   help="snapshot: libpq DSN of the production database (read-only; its password in "
+                   "~/.pgpass, never in the DSN)")
     p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
     p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")

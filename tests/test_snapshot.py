@@ -96,7 +96,8 @@ def _furnish(dsn: str) -> tuple[str, ...]:
                      (f'[{{"header": "Authorization", "value": "Bearer {secret[9]}"}}]',))
         # Directus may live in another schema (DB_SEARCH_PATH): its secrets stay behind too.
         conn.execute("CREATE SCHEMA legacy")
-        conn.execute("CREATE TABLE legacy.directus_users AS SELECT id, email, password, token FROM public.directus_users")
+        conn.execute("CREATE TABLE legacy.directus_users AS "
+                     "SELECT id, email, password, token FROM public.directus_users")
         conn.execute("INSERT INTO directus_sessions (token, \"user\", expires, next_token) "
                      "VALUES (%s, %s, now() + interval '1 day', %s)",
                      (secret[10], catalog.account("l4").id, secret[11]))
@@ -189,7 +190,8 @@ def test_no_secret_of_production_survives_in_the_golden(snap: Snapshot, producti
         tokens = copy.execute("SELECT token FROM directus_users WHERE token IS NOT NULL").fetchall()
         assert len(tokens) == 3 and all(r["token"].startswith(MARKER) for r in tokens)
         assert copy.execute("SELECT count(*) AS n FROM directus_sessions").fetchone() == {"n": 0}
-        assert copy.execute("SELECT mapbox_key FROM directus_settings").fetchone()["mapbox_key"].startswith(MARKER)  # type: ignore[index]
+        settings = copy.execute("SELECT mapbox_key FROM directus_settings").fetchone()
+        assert settings is not None and settings["mapbox_key"].startswith(MARKER)
 
 
 def test_golden_list_and_show_name_the_source(oneroof: Any, snap: Snapshot, test_server: PgServer,
