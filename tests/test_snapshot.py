@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -342,3 +343,18 @@ def test_bad_snapshot_input_is_one_line_exit_2(oneroof: Any, test_server: PgServ
         assert result.returncode == 2, (args, result.stderr)
         assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "hunter2" not in result.stderr
+
+
+def test_rehearse_never_rebuilds_a_snapshot_for_another_package(snap: Snapshot, test_server: PgServer,
+                                                                  tmp_path: Path) -> None:
+    other = tmp_path / "package"
+    shutil.copytree(package.DEFAULT_DIR, other)
+    deploy = sorted(other.glob("*deploy*.sql"))[0]
+    deploy.write_text(deploy.read_text() + "\n-- another package\n")
+    assert package.seal(other) != package.load().sha256
+    evidence = rehearse(test_server.admin, run_dir=tmp_path / "run", package_dir=other, golden_name=snap.name)
+    assert not evidence.ok
+    failed = evidence.step("golden")
+    assert failed is not None and not failed.ok and "production has not been prepared" in failed.detail
+    assert golden.provenance(test_server.admin, snap.name).kind == "production snapshot"
+    assert reading(snap.dsn).fingerprint == snap.result.entry
