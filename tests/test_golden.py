@@ -131,3 +131,9 @@ def test_governed_collections_are_registered_with_rows(test_server: PgServer) ->
     governed = {name for name, _, _ in catalog.GOVERNED}
     assert len(governed) == 35
     assert governed | set(catalog.UNGOVERNED) | set(catalog.TIER1_REGISTERED) <= registered
+
+
+def test_build_records_its_provenance(test_server: PgServer) -> None:
+    prov = golden.provenance(test_server.admin, test_server.golden)
+    assert (prov.kind, prov.scale, prov.describe()) == ("synthetic", 1, "synthetic golden (scale 1)")
+    assert prov.taken_at.startswith("20")
