@@ -42,6 +42,18 @@ def _package_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
 
 
+def _trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allowed-signers", default=None, metavar="FILE",
+                        help="allowed-signers file (ssh-keygen format, from the reviewed repository) that "
+                        "approvals' signed statements are verified against (default $ONEROOF_ALLOWED_SIGNERS)")
+
+
+def _trust(args: argparse.Namespace) -> Any:
+    from executor import signatures
+
+    return signatures.trust_root(args.allowed_signers)
+
+
 def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--dsn", help=f"libpq URI or key=value string of {what}; without it the PG* "
                         "variables, else the embedded server (started on demand)")
@@ -125,16 +137,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     from executor.release import run_stage
 
+    trust = _trust(args)
     return run_stage(target.target_dsn(args.dsn), args.stage, expect_db=args.expect_db,
                      package_dir=Path(args.package), expect_sha256=args.expect_sha256,
-                     extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False)
+                     extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False,
+                     allowed_signers=trust.path if trust is not None else None)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from executor.monitor import monitor
 
     report = monitor(target.target_dsn(args.dsn), Path(args.package), expect_sha256=args.expect_sha256,
-                     confirm_db=args.confirm_db)
+                     confirm_db=args.confirm_db, trust=_trust(args))
     if args.json:
         print(json.dumps(report.as_json()))
     else:
@@ -143,6 +157,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"BLOCKED: {reason}")
         for note in report.notes:
             print(f"note: {note}")
+        print(f"{'target':<15}{report.database} on cluster {report.system_identifier or '(system_identifier unreadable)'}")
+        trusted = report.allowed_signers
+        print(f"{'allowed signers':<15}" + (f"sha256 {trusted['sha256']} ({trusted['path']})" if trusted
+                                           else "none given (--allowed-signers or ONEROOF_ALLOWED_SIGNERS)"))
         _print_metrics(report.as_json())
     return 0 if report.verdict == "OPEN" else 3
 
@@ -164,7 +182,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     pkg = package.load(Path(args.package), args.expect_sha256)
     dsn = target.target_dsn(args.dsn)
     try:
-        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress)
+        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=_trust(args))
     except Blocked as exc:
         for reason in exc.reasons:
             print(f"BLOCKED: {reason}")
@@ -211,7 +229,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
                         golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
-                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err)
+                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err, prod_trust=_trust(args))
     for fmt, name in (("md", "report.md"), ("html", "report.html")):
         (run_dir / name).write_text(report.render(evidence, fmt))
     print(report.as_text(evidence), end="")
@@ -253,13 +271,81 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_package(args: argparse.Namespace) -> int:
     path = Path(args.package)
     if args.action == "seal":
-        print(package.seal(path))
+        print(package.seal(path, Path(args.sign) if args.sign else None))
         return 0
     pkg = package.load(path, expect_sha256=getattr(args, "expect_sha256", None))
     if args.action == "verify":
         _err(f"package {pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches the manifest")
     print(pkg.sha256)
     return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import getpass
+    import os
+
+    from executor import approvals, directus
+
+    if not 1 <= args.valid_hours <= 24 * 30:
+        raise UsageError(f"--valid-hours {args.valid_hours} is not between 1 and 720 (30 days)")
+    if not args.out and not args.directus:
+        raise UsageError("--directus URL is missing: the approval is recorded through Directus as you "
+                         "(or pass --out FILE to write the signed statement for an offline hand-over)")
+    trust = _trust(args)
+    pkg = package.load(Path(args.package), args.expect_sha256)
+    plan = approvals.prepare(target.target_dsn(args.dsn), pkg, email=args.email,
+                             valid_for=dt.timedelta(hours=args.valid_hours))
+    session = None
+    if not args.out:
+        password = os.environ.get("ONEROOF_DIRECTUS_PASSWORD")
+        if not password:
+            if not sys.stdin.isatty():
+                raise UsageError("no terminal to ask for your Directus password: set ONEROOF_DIRECTUS_PASSWORD")
+            password = getpass.getpass(f"Directus password for {args.email}: ")
+        session = directus.login(args.directus, args.email, password)
+    print("You approve, with your own key:")
+    for line in plan.summary():
+        print(f"  {line}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to confirm on: read the summary above, then pass --yes")
+        if input("Sign and record this approval? [y/N] ").strip().lower() not in ("y", "yes"):
+            _err("oneroof: not approved: nothing was signed or recorded")
+            return 1
+    text, fingerprint = approvals.sign(plan, args.key, pkg, trust)
+    if args.out:
+        try:
+            with open(args.out, "x", encoding="ascii") as out:
+                out.write(text)
+        except FileExistsError as exc:
+            raise UsageError(f"--out {args.out} exists: choose a new file") from exc
+        print(f"signed with {fingerprint}; statement written to {args.out} (it counts once it is recorded "
+              "through Directus as you)")
+        return 0
+    assert session is not None
+    approval = approvals.record(session, plan, text)
+    print(f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email}, "
+          f"signed with {fingerprint}, valid until {plan.statement.expires_at}")
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from executor import approvals
+
+    trust = _trust(args)
+    if trust is None:
+        raise UsageError("--allowed-signers FILE is missing: the audit verifies against the reviewed allowed signers")
+    result = approvals.audit(target.target_dsn(args.dsn), trust)
+    print(f"database {result.database} on cluster {result.system_identifier or '(unreadable)'}; "
+          f"allowed signers sha256 {result.allowed_signers_sha256}")
+    for finding in result.approvals:
+        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    for finding in result.deployments:
+        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    print(f"{len(result.approvals)} approvals ({sum(f.ok for f in result.approvals)} verified), "
+          f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified)")
+    return 0 if result.ok else 1
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -318,6 +404,7 @@ def build_parser() -> Parser:
     p.add_argument("--expect-db", default=None, help="the database name the run expects "
                    f"(default {catalog.GOLDEN_NAME})")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_verify)
 
@@ -327,6 +414,7 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_monitor)
 
@@ -336,6 +424,7 @@ def build_parser() -> Parser:
                        "failed (nothing kept), 3 BLOCKED (nothing changed), 4 package integrity, 5 lock held.")
     p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollout)
 
@@ -360,6 +449,7 @@ def build_parser() -> Parser:
     p.add_argument("--prod-db", default=None, help="the production database name the operator expects")
     p.add_argument("--runs-dir", default=None, help="where run directories go (default $ONEROOF_HOME/runs)")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the rehearsal server (any database on it)")
     p.set_defaults(func=cmd_rehearse)
 
@@ -377,7 +467,36 @@ def build_parser() -> Parser:
     p.add_argument("action", choices=("hash", "verify", "seal"))
     p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
+    p.add_argument("--sign", default=None, metavar="KEY", help="seal: also sign the manifest with this SSH key "
+                   "(the manifest names its fingerprint; approvals signed by it do not count)")
     p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("approve", help="a human approver signs the ratification and records it through Directus",
+                       description="Show exactly what is approved (package, proposal, tiers, target database and "
+                       "cluster, ownership map), ask for confirmation, sign the statement with your own SSH key "
+                       "(ssh-keygen: a key file, or the .pub of a key in ssh-agent, hardware sk- keys included), "
+                       "and record the approval through Directus as you (your login; the password is asked for, "
+                       "or read from ONEROOF_DIRECTUS_PASSWORD). The signed statement is stored as a comment on "
+                       "the approval. --out writes it to a file instead.")
+    p.add_argument("--email", required=True, help="your Directus login, the principal of your key in the allowed signers")
+    p.add_argument("--key", required=True, help="your private key file, or the .pub of your key in ssh-agent")
+    p.add_argument("--directus", default=None, metavar="URL", help="the Directus instance, e.g. https://hub.gov.example")
+    p.add_argument("--valid-hours", type=int, default=72, help="how long the statement is valid (default 72, at most 720)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (the summary is still printed)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the signed statement to FILE; record nothing")
+    _package_options(p)
+    _trust_option(p)
+    _dsn_option(p, "the target database (read-only: its name, cluster identity, proposal and your level)")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("approvals", help="auditors: re-check every approval and deployment offline",
+                       description="verify: re-check, read-only, every approval's signed statement and every "
+                       "deployment in the ledger against an allowed-signers file; no Directus, no key from the "
+                       "database. Exit 0 when every deployment verifies, 1 otherwise.")
+    p.add_argument("action", choices=("verify",))
+    _trust_option(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_approvals)
     return parser
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, package, release
+from executor import __version__, gate, package, release, signatures
 from harness import marks
 from harness.db import connect, database_exists, public, with_dbname
 from harness.errors import Blocked, CloneError, OneroofError
@@ -77,19 +79,61 @@ class Evidence:
         return cls(**data)
 
 
-def approve_rehearsal(dsn: str, approver: str = "l4") -> int:
-    """Insert a rehearsal approval by a human approver; refused unless the target is a marked clone."""
+@dataclass(frozen=True)
+class OneOffSigner:
+    """A rehearsal's own approver key and the allowed-signers file that trusts it, for one clone only."""
+
+    key: Path
+    trust: signatures.TrustRoot
+    fingerprint: str
+
+
+def one_off_signer(directory: Path, approver: str = "l4") -> OneOffSigner:
+    """Make a fresh key for the rehearsal approver and an allowed-signers file naming only it (for
+    the approval namespace only). It lives in `directory`, which the rehearsal removes at its end;
+    no other trust root ever lists it."""
+    key = signatures.one_off_key(directory, "oneroof rehearsal one-off key")
+    public_key = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+    allowed = directory / "allowed_signers"
+    allowed.write_text(f'{catalog.account(approver).email} namespaces="{signatures.NAMESPACE}" {public_key}\n')
+    return OneOffSigner(key, signatures.TrustRoot.load(allowed), signatures.key_fingerprint(key))
+
+
+def approve_rehearsal(dsn: str, approver: str = "l4", *, key: Path | None = None,
+                      valid_for: dt.timedelta = dt.timedelta(hours=1)) -> int:
+    """Insert a rehearsal approval by a human approver; refused unless the target is a marked clone.
+
+    With `key`, the approval carries a statement signed with it for this clone (its name and
+    cluster), stored as a Directus comment by the approver, as `oneroof approve` stores one."""
     with connect(dsn, autocommit=True) as conn:
         if not marks.connected_is_clone(conn):
             raise CloneError(f"refusing a rehearsal approval on {conn.info.dbname!r}: it is not a marked clone; "
                              "only a human ratifies production")
         account = catalog.account(approver)
-        row = conn.execute(
-            "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal, comment) "
-            "SELECT id, %s, %s, package_sha256, true, 'rehearsal approval by oneroof rehearse' FROM os_proposals "
-            "WHERE code = %s RETURNING id", (account.id, account.level, catalog.PROPOSAL_CODE)).fetchone()
-    if row is None:
-        raise CloneError(f"no proposal {catalog.PROPOSAL_CODE} on the clone to approve")
+        proposal = conn.execute("SELECT id, package_sha256 FROM os_proposals WHERE code = %s",
+                                (catalog.PROPOSAL_CODE,)).fetchone()
+        if proposal is None:
+            raise CloneError(f"no proposal {catalog.PROPOSAL_CODE} on the clone to approve")
+        text = None
+        if key is not None:
+            cluster = gate.system_identifier(conn)
+            if cluster is None:
+                raise CloneError("the rehearsal role may not read pg_control_system(): grant it pg_monitor")
+            statement = signatures.Statement.new(
+                package_sha256=proposal["package_sha256"], proposal=catalog.PROPOSAL_CODE,
+                approver_id=str(account.id), approver_email=account.email, level=str(account.level),
+                database=conn.info.dbname, system_identifier=cluster, valid_for=valid_for)
+            text = signatures.bundle(statement, signatures.sign(statement.message(), key))
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal, comment) "
+                "VALUES (%s, %s, %s, %s, true, 'rehearsal approval by oneroof rehearse') RETURNING id",
+                (proposal["id"], account.id, account.level, proposal["package_sha256"])).fetchone()
+            assert row is not None
+            if text is not None:
+                conn.execute("INSERT INTO directus_comments (id, collection, item, comment, user_created) "
+                             "VALUES (gen_random_uuid(), 'os_proposal_approvals', %s, %s, %s)",
+                             (str(row["id"]), text, account.id))
     return int(row["id"])
 
 
@@ -105,8 +149,12 @@ class Failed(Exception):
 
 def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAULT_DIR, scale: int = 1,
              golden_name: str = catalog.GOLDEN_NAME, expect_sha256: str | None = None, keep: bool = False,
-             prod_dsn: str | None = None, prod_db: str | None = None, progress: Progress | None = None) -> Evidence:
-    """Rehearse the release on a fresh clone and write evidence.json into `run_dir`."""
+             prod_dsn: str | None = None, prod_db: str | None = None, progress: Progress | None = None,
+             prod_trust: signatures.TrustRoot | None = None) -> Evidence:
+    """Rehearse the release on a fresh clone and write evidence.json into `run_dir`.
+
+    The rehearsal approval is signed with a one-off key that only the clone's gate trusts;
+    `prod_trust` is the allowed signers for reading the production gate (--prod-dsn)."""
     note = progress or (lambda _m: None)
     started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +205,8 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         state["clone"] = made
         evidence.clone = made.name
         evidence.clone_seconds += made.seconds
+        state["keydir"] = Path(tempfile.mkdtemp(prefix="oneroof-rehearsal-key-"))
+        state["signer"] = one_off_signer(state["keydir"])
         s.detail = f"{made.name} (marked clone of {golden_name}) in {made.seconds:.2f} s"
 
     def stage(s: Step, stages: str, expect_exit: int = 0) -> None:
@@ -176,7 +226,7 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
 
     def gate_read(s: Step, expect: str) -> None:
         made = state["clone"]
-        report = monitor(made.dsn, state["pkg"].path, confirm_db=made.name)
+        report = monitor(made.dsn, state["pkg"].path, confirm_db=made.name, trust=state["signer"].trust)
         s.exit_code = 0 if report.verdict == "OPEN" else 3
         s.entry, s.exit = report.entry, report.exit
         s.figures = {"verdict": report.verdict, "reasons": report.reasons, **report.metrics}
@@ -196,7 +246,7 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     def _(s: Step) -> None:
         made = state["clone"]
         try:
-            release.rollout(made.dsn, state["pkg"], confirm_db=made.name)
+            release.rollout(made.dsn, state["pkg"], confirm_db=made.name, trust=state["signer"].trust)
         except Blocked as exc:
             s.exit_code, s.entry, s.exit = exc.exit_code, exc.entry, exc.exit
             s.figures = {"reasons": exc.reasons}
@@ -206,11 +256,14 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
             return
         raise Failed("the rollout was not blocked without an approval")
 
-    @step("approve", "insert a rehearsal approval (marked clone only)")
+    @step("approve", "sign and insert a rehearsal approval (one-off key, marked clone only)")
     def _(s: Step) -> None:
-        approval = approve_rehearsal(state["clone"].dsn)
-        s.figures = {"approval_id": approval, "approver": catalog.account("l4").email, "level": "L4"}
-        s.detail = f"rehearsal approval #{approval} by the L4 approver"
+        signer = state["signer"]
+        approval = approve_rehearsal(state["clone"].dsn, key=signer.key)
+        s.figures = {"approval_id": approval, "approver": catalog.account("l4").email, "level": "L4",
+                     "signed": True, "key": signer.fingerprint, "allowed_signers_sha256": signer.trust.sha256}
+        s.detail = (f"rehearsal approval #{approval} by the L4 approver, signed with one-off key "
+                    f"{signer.fingerprint}, trusted only on the clone")
 
     @step("monitor_open", "monitor says OPEN after the approval")
     def _(s: Step) -> None:
@@ -219,7 +272,7 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     @step("rollout", "rollout greenfield -> finalized")
     def _(s: Step) -> None:
         made = state["clone"]
-        out = release.rollout(made.dsn, state["pkg"], confirm_db=made.name, audit=False)
+        out = release.rollout(made.dsn, state["pkg"], confirm_db=made.name, audit=False, trust=state["signer"].trust)
         s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
         if out.action != "applied":
             raise Failed(f"rollout did {out.action}")
@@ -273,9 +326,11 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         evidence.interrupted = True
         note("interrupted: cleaning up")
     finally:
+        if "keydir" in state:  # the one-off key is never kept
+            shutil.rmtree(state["keydir"], ignore_errors=True)
         _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total)
     if prod_dsn and not evidence.interrupted:
-        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total, run_dir)
+        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total, run_dir, prod_trust)
     evidence.seconds = time.monotonic() - started
     (run_dir / "evidence.json").write_text(json.dumps(evidence.as_json(), indent=2) + "\n")
     return evidence
@@ -324,12 +379,13 @@ def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_ds
 
 
 def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_dir: Path,
-                expect_sha256: str | None, note: Progress, total: int, run_dir: Path) -> None:
+                expect_sha256: str | None, note: Progress, total: int, run_dir: Path,
+                trust: signatures.TrustRoot | None = None) -> None:
     """Read the production gate and run the baseline stage there: both read-only, entry == exit."""
     note(f"[{total:2}/{total}] read the production gate and its baseline (read-only) ...")
     t = time.monotonic()
     try:
-        report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db)
+        report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db, trust=trust)
     except OneroofError as exc:
         evidence.production = {"error": exc.message, "dsn": public(prod_dsn)}
         note(f"        could not read the production gate: {exc.message}")
@@ -337,7 +393,8 @@ def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_
     junit = run_dir / "junit-production-baseline.xml"
     # The approvals are the gate's to judge (as in the executor's gate session), so ospa is left out.
     baseline = release.run_stage(prod_dsn, "baseline", expect_db=prod_db or report.database,
-                                 extra=(*release.GATE_SESSION, "--junitxml", str(junit)))
+                                 extra=(*release.GATE_SESSION, "--junitxml", str(junit)),
+                                 allowed_signers=trust.path if trust is not None else None)
     evidence.production = {**report.as_json(), "dsn": public(prod_dsn), "baseline_exit": baseline,
                            "seconds": time.monotonic() - t}
     note(f"        {report.verdict}{': ' + report.reasons[0] if report.reasons else ''}; "
