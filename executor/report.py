@@ -86,8 +86,11 @@ def matrix(evidence: Evidence) -> list[Row]:
 
     ok = _ok(evidence, "monitor_blocked", "monitor_open")
     vs_prod = f" Verdict vs prod → {gate}{'/' + why if why and gate == 'BLOCKED' else ''}." if live else ""
+    approve = evidence.step("approve")
+    signed = (f" (signed statement, one-off key {approve.figures['key']} trusted only on the clone)"
+              if approve is not None and approve.figures.get("signed") else "")
     rows.append(Row("Gate monitor", ("GO — live-validated" if live else "GO") if ok else "NO-GO",
-                    (f"On clone: BLOCKED/ospa<1 before, OPEN after the rehearsal approval.{vs_prod} "
+                    (f"On clone: BLOCKED/ospa<1 before, OPEN after the rehearsal approval{signed}.{vs_prod} "
                      "Read-only (entry == exit), no daemon.") if ok else _failed(evidence, "monitor_blocked", "monitor_open"),
                     ok))
 
