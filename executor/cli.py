@@ -159,7 +159,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"note: {note}")
         print(f"{'target':<15}{report.database} on cluster {report.system_identifier or '(system_identifier unreadable)'}")
         trusted = report.allowed_signers
-        print(f"{'allowed signers':<15}" + (f"sha256 {trusted['sha256']} ({trusted['path']})" if trusted
+        print("allowed signers " + (f"sha256 {trusted['sha256']} ({trusted['path']})" if trusted
                                            else "none given (--allowed-signers or ONEROOF_ALLOWED_SIGNERS)"))
         _print_metrics(report.as_json())
     return 0 if report.verdict == "OPEN" else 3

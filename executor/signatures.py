@@ -140,7 +140,7 @@ def check_armor(signature: str) -> str:
     """`signature` if it is exactly ssh-keygen's armor of some bytes, else BadStatement (so no
     changed padding bit or line break slips through base64's leniency)."""
     lines = signature.rstrip("\n").split("\n")
-    if len(lines) < 3 or lines[0] != ARMOR_BEGIN or lines[-1] != ARMOR_END:
+    if not signature.isascii() or len(lines) < 3 or lines[0] != ARMOR_BEGIN or lines[-1] != ARMOR_END:
         raise BadStatement("its signature is not an armored SSH signature")
     try:
         raw = binascii.a2b_base64("".join(lines[1:-1]).encode(), strict_mode=True)
@@ -159,7 +159,7 @@ def bundle(statement: Statement, signature: str) -> str:
 def parse_bundle(text: str) -> tuple[bytes, str]:
     """(signed message, armored signature) of a bundle; BadStatement when it is not one."""
     first, sep, rest = text.partition("\n")
-    if not sep or not first.startswith("{"):
+    if not sep or not first.startswith("{") or not first.isascii():
         raise BadStatement("its statement is not a oneroof approval statement")
     return (first + "\n").encode(), check_armor(rest)
 
