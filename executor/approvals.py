@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +31,13 @@ class Plan:
     def summary(self) -> list[str]:
         s = self.statement
         lines = [f"package      {s.package_sha256}",
-                 f"proposal     {s.proposal} (#{self.proposal_id})",
-                 f"tiers        {', '.join(self.tiers)}",
+                 f"proposal     {s.proposal}" + (f" (#{self.proposal_id})" if self.proposal_id else ""),
+                 *([f"tiers        {', '.join(self.tiers)}"] if self.tiers else []),
                  f"target       database {s.database!r} on cluster system_identifier {s.system_identifier}",
                  f"approver     {s.approver_email} ({s.approver_id}) at level {s.level}",
                  f"valid        from {s.issued_at} until {s.expires_at}",
-                 f"ownership    {sum(len(v) for v in self.ownership.values())} collections:"]
+                 *([f"ownership    {sum(len(v) for v in self.ownership.values())} collections:"]
+                   if self.ownership else [])]
         for unit, names in sorted(self.ownership.items()):
             lines.append(f"  {unit:<12} {len(names):>2}: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
         return lines
@@ -109,6 +111,18 @@ def whoami(session: directus.Session) -> tuple[str, str]:
     return str(me["id"]), str(me.get("email") or "")
 
 
+def handed_over(text: str) -> Plan:
+    """The plan of a statement signed elsewhere (`approve --out`), to record it: its signature must
+    be valid for it (whose key it is, the gate judges against the allowed signers)."""
+    try:
+        message, signature = signatures.parse_bundle(text)
+        statement = signatures.Statement.parse(message)
+        signatures.signer(message, signature)
+    except signatures.BadStatement as exc:
+        raise UsageError(f"the handed-over statement cannot be recorded: {exc}") from exc
+    return Plan(statement, 0, (), {})
+
+
 def record(session: directus.Session, plan: Plan, text: str) -> int:
     """Create the approval through Directus as the logged-in approver (Directus fills in
     `approver`), then store the signed statement as a comment on it; the approval's id."""
@@ -117,8 +131,16 @@ def record(session: directus.Session, plan: Plan, text: str) -> int:
     if me != s.approver_id:
         raise directus.DirectusRefused(f"the Directus login is user {me}, not the approver {s.approver_email} "
                                        f"({s.approver_id}): log in as yourself")
+    proposal_id = plan.proposal_id
+    if not proposal_id:  # a handed-over statement: look the proposal up as the approver sees it
+        found = session.call("GET", f"/items/os_proposals?filter[code][_eq]={urllib.parse.quote(s.proposal)}"
+                                    "&fields=id,package_sha256")
+        if not found or found[0].get("package_sha256") != s.package_sha256:
+            raise directus.DirectusRefused(f"Directus shows no proposal {s.proposal} naming package "
+                                           f"{s.package_sha256[:12]}: the statement is for another release")
+        proposal_id = int(found[0]["id"])
     created = session.call("POST", "/items/os_proposal_approvals",
-                           {"proposal_id": plan.proposal_id, "level": s.level, "package_sha256": s.package_sha256})
+                           {"proposal_id": proposal_id, "level": s.level, "package_sha256": s.package_sha256})
     if not isinstance(created, dict) or "id" not in created:
         raise directus.DirectusRefused("Directus created the approval but did not return its id")
     approval = int(created["id"])

@@ -292,10 +292,21 @@ def cmd_approve(args: argparse.Namespace) -> int:
     if not args.out and not args.directus:
         raise UsageError("--directus URL is missing: the approval is recorded through Directus as you "
                          "(or pass --out FILE to write the signed statement for an offline hand-over)")
+    if args.submit and (args.out or args.key):
+        raise UsageError("--submit records a statement signed before: it takes neither --key nor --out")
+    if not args.submit and not args.key:
+        raise UsageError("--key is missing: your private key file, or the .pub of your key in ssh-agent")
     trust = _trust(args)
-    pkg = package.load(Path(args.package), args.expect_sha256)
-    plan = approvals.prepare(target.target_dsn(args.dsn), pkg, email=args.email,
-                             valid_for=dt.timedelta(hours=args.valid_hours))
+    if args.submit:
+        try:
+            text = Path(args.submit).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--submit {args.submit}: cannot read a signed statement from it") from exc
+        plan = approvals.handed_over(text)
+    else:
+        pkg = package.load(Path(args.package), args.expect_sha256)
+        plan = approvals.prepare(target.target_dsn(args.dsn), pkg, email=args.email,
+                                 valid_for=dt.timedelta(hours=args.valid_hours))
     session = None
     if not args.out:
         password = os.environ.get("ONEROOF_DIRECTUS_PASSWORD")
@@ -313,6 +324,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
         if input("Sign and record this approval? [y/N] ").strip().lower() not in ("y", "yes"):
             _err("oneroof: not approved: nothing was signed or recorded")
             return 1
+    if args.submit:
+        assert session is not None
+        approval = approvals.record(session, plan, text)
+        print(f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email} "
+              f"with the statement signed before, valid until {plan.statement.expires_at}")
+        return 0
     text, fingerprint = approvals.sign(plan, args.key, pkg, trust)
     if args.out:
         try:
@@ -479,7 +496,9 @@ def build_parser() -> Parser:
                        "or read from ONEROOF_DIRECTUS_PASSWORD). The signed statement is stored as a comment on "
                        "the approval. --out writes it to a file instead.")
     p.add_argument("--email", required=True, help="your Directus login, the principal of your key in the allowed signers")
-    p.add_argument("--key", required=True, help="your private key file, or the .pub of your key in ssh-agent")
+    p.add_argument("--key", default=None, help="your private key file, or the .pub of your key in ssh-agent")
+    p.add_argument("--submit", default=None, metavar="FILE", help="record, through Directus as you, a statement "
+                   "signed before with --out (an offline hand-over)")
     p.add_argument("--directus", default=None, metavar="URL", help="the Directus instance, e.g. https://hub.gov.example")
     p.add_argument("--valid-hours", type=int, default=72, help="how long the statement is valid (default 72, at most 720)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (the summary is still printed)")

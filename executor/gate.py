@@ -54,6 +54,7 @@ class Verdict:
     proposal_id: int | None
     notes: list[str] = field(default_factory=list)
     allowed_signers_sha256: str | None = None  # the trust root the approvals were verified against
+    statement_nonces: tuple[str, ...] = ()  # the nonces of the valid approvals' statements
 
     @property
     def open(self) -> bool:
@@ -79,6 +80,15 @@ LEFT JOIN os_proposals AS p ON p.id = a.proposal_id
 LEFT JOIN directus_users AS u ON u.id = a.approver
 LEFT JOIN os_approvers AS r ON r.user_id = a.approver
 ORDER BY a.id
+"""
+
+# A statement is spent once a deployment it authorised was reverted, whichever row carries it.
+SPENT_NONCES_SQL = """
+SELECT DISTINCT n.nonce
+FROM os_release_ledger AS d CROSS JOIN LATERAL unnest(d.statement_nonces) AS n (nonce)
+WHERE d.action = 'deploy' AND EXISTS (
+    SELECT 1 FROM os_release_ledger AS r
+    WHERE r.action = 'revert' AND r.proposal_id IS NOT DISTINCT FROM d.proposal_id AND r.executed_at > d.executed_at)
 """
 
 STATE_SQL = """
@@ -133,6 +143,8 @@ class Signing:
     database: str
     system_identifier: str | None
     now: dt.datetime
+    sealers: frozenset[str] = frozenset()  # principals the allowed signers list for the sealer's key
+    spent_nonces: frozenset[str] = frozenset()  # statements that authorised a deployment rolled back since
 
 
 def statement_problem(approval: Approval, package: Package, signing: Signing,
@@ -158,6 +170,12 @@ def statement_problem(approval: Approval, package: Package, signing: Signing,
             continue
         if package.sealer_key is not None and fingerprint == package.sealer_key:
             problems.append(f"signed by {fingerprint}, the key that sealed the package (four eyes)")
+            continue
+        if statement.approver_email.lower() in signing.sealers:
+            problems.append(f"its approver {statement.approver_email} sealed the package (four eyes)")
+            continue
+        if statement.nonce in signing.spent_nonces:
+            problems.append("its statement authorised a deployment that was rolled back since; sign a new one")
             continue
         if statement.nonce in nonces and nonces[statement.nonce] != approval.id:
             problems.append(f"its statement is the one of #{nonces[statement.nonce]} (a statement counts once)")
@@ -220,7 +238,11 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
 
     on_clone = connected_is_clone(conn)
     rows = [Approval(**{**r, "statements": tuple(r["statements"])}) for r in conn.execute(APPROVALS_SQL).fetchall()]
-    signing = Signing(trust, conn.info.dbname, system_identifier(conn), now or dt.datetime.now(dt.timezone.utc))
+    sealers = frozenset(p.lower() for p in signatures.principals(package.seal_signature, trust)) \
+        if package.seal_signature and trust is not None else frozenset()
+    spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
+    signing = Signing(trust, conn.info.dbname, system_identifier(conn), now or dt.datetime.now(dt.timezone.utc),
+                      sealers, spent)
     nonces: dict[str, int] = {}
     valid, invalid = [], []
     for approval in rows:
@@ -253,4 +275,5 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
         if holder is not None:
             reasons["lock"] = f"the release lock is held by another executor (pid {holder})"
     return Verdict(reasons, tuple(valid), current, proposal["id"] if proposal else None, notes,
-                   trust.sha256 if trust is not None else None)
+                   trust.sha256 if trust is not None else None,
+                   tuple(sorted(n for n, i in nonces.items() if i in valid)))

@@ -9,6 +9,7 @@ Loading reads every file once; what is applied is exactly the bytes that were ha
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -75,6 +76,7 @@ class Package:
     sha256: str
     require_signatures: bool = False
     sealer_key: str | None = None  # fingerprint of the key that sealed (signed) the manifest
+    seal_signature: str | None = None  # its signature, manifest.toml.sig
 
 
 HEADER = ("# The One-Roof release package (canonical form: edit values, then run `oneroof package seal`).\n"
@@ -183,7 +185,7 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
                              f"within {list(APPROVER_LEVELS)}; a package cannot lower that")
     if package.sealer_key is not None:
         listed.add(SEAL_SIGNATURE)
-        _check_seal(path, raw, package.sealer_key)
+        package = dataclasses.replace(package, seal_signature=_check_seal(path, raw, package.sealer_key))
     extra = sorted(p.name for p in path.iterdir() if p.name not in listed)
     if extra:
         raise IntegrityError(f"{extra[0]} is in {path} but not in the manifest: remove it or seal the package")
@@ -192,8 +194,8 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
     return package
 
 
-def _check_seal(path: Path, raw: bytes, sealer_key: str) -> None:
-    """The manifest names its sealer's key: its signature must be there and be by that key."""
+def _check_seal(path: Path, raw: bytes, sealer_key: str) -> str:
+    """The manifest names its sealer's key: its signature must be there and be by that key; the signature."""
     try:
         signature = (path / SEAL_SIGNATURE).read_text(encoding="ascii")
     except FileNotFoundError as exc:
@@ -207,6 +209,7 @@ def _check_seal(path: Path, raw: bytes, sealer_key: str) -> None:
         raise IntegrityError(f"{SEAL_SIGNATURE}: {str(exc).replace('its statement', 'the manifest')}") from exc
     if found != sealer_key:
         raise IntegrityError(f"{SEAL_SIGNATURE} is signed by {found}, but the manifest names the sealer {sealer_key}")
+    return signature
 
 
 def seal(path: Path = DEFAULT_DIR, sign_key: Path | None = None) -> str:

@@ -165,7 +165,7 @@ def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.V
     for tier in package.tiers:
         _run(conn, tier.deploy_file, tier.deploy_statements)
         _ledger(conn, "deploy", tier.number, package, verdict.proposal_id, list(verdict.valid_approvals),
-                verdict.allowed_signers_sha256)
+                verdict.allowed_signers_sha256, list(verdict.statement_nonces))
 
 
 def revert_tiers(conn: psycopg.Connection[Any], package: Package, proposal_id: int | None) -> None:
@@ -189,12 +189,12 @@ def _run(conn: psycopg.Connection[Any], name: str, statements: tuple[str, ...]) 
 
 
 def _ledger(conn: psycopg.Connection[Any], action: str, tier: int, package: Package, proposal_id: int | None,
-            approvals: list[int], allowed_signers_sha256: str | None = None) -> None:
+            approvals: list[int], allowed_signers_sha256: str | None = None, nonces: list[str] | None = None) -> None:
     conn.execute(
         "INSERT INTO os_release_ledger (action, tier, package_name, package_sha256, proposal_id, approval_ids, "
-        "tool_version, allowed_signers_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        "tool_version, allowed_signers_sha256, statement_nonces) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (action, tier, f"{package.name} {package.version}", package.sha256, proposal_id, approvals,
-         f"oneroof {__version__}", allowed_signers_sha256))
+         f"oneroof {__version__}", allowed_signers_sha256, nonces or []))
 
 
 def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool = True, audit: bool = True,

@@ -284,6 +284,19 @@ def verify(message: bytes, signature: str, trust: TrustRoot, principal: str, nam
                        f"list for {principal}")
 
 
+def principals(signature: str, trust: TrustRoot) -> list[str]:
+    """The principals the allowed signers list for the key that made `signature` (any namespace):
+    `ssh-keygen -Y find-principals`."""
+    with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
+        allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "manifest.sig"
+        allowed.write_bytes(trust.data)
+        sig.write_text(check_armor(signature))
+        proc = _ssh_keygen(["-Y", "find-principals", "-s", str(sig), "-f", str(allowed)], b"")
+    if proc.returncode != 0:
+        return []
+    return [p.strip() for p in proc.stdout.decode(errors="replace").splitlines() if p.strip()]
+
+
 def check(statement_text: str, trust: TrustRoot, *, approver_id: str, approver_email: str, level: str,
           package_sha256: str, proposal: str, database: str, system_identifier: str | None,
           now: dt.datetime | None) -> tuple[Statement, str]:

@@ -58,6 +58,9 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidenc
     assert [s.name for s in evidence.steps] == [
         "package", "golden", "clone", "baseline", "monitor_blocked", "rollout_blocked", "approve", "monitor_open",
         "rollout", "finalized", "rollback", "greenfield", "rollback_again", "drop_clone", "golden_intact"]
+    approve = evidence.step("approve")
+    assert approve is not None and approve.figures["signed"] is True and approve.figures["key"].startswith("SHA256:")
+    assert "signed with one-off key" in approve.detail and "trusted only on the clone" in approve.detail
     rows = {r.component: r.status for r in report.matrix(evidence)}
     assert list(rows) == SEED_ROWS
     assert rows == {

@@ -307,3 +307,48 @@ def test_the_audit_names_a_different_trust_root(oneroof: Any, clone: clones.Clon
     other.write_bytes(SIGNERS.trust.data + b"# reviewed later\n")
     audit = oneroof("approvals", "verify", "--dsn", clone.dsn, "--allowed-signers", str(other))
     assert audit.returncode == 1 and f"the ledger records allowed signers {SIGNERS.trust.sha256}" in audit.stdout
+
+
+def test_a_re_wrapped_signature_is_refused() -> None:
+    statement_line, signature = BUNDLE.split("\n", 1)
+    body = "".join(signature.splitlines()[1:-1])
+    rewrapped = "\n".join([signatures.ARMOR_BEGIN, *(body[i:i + 64] for i in range(0, len(body), 64)),
+                           signatures.ARMOR_END]) + "\n"
+    assert rewrapped != signature
+    assert not accepted(statement_line + "\n" + rewrapped)
+
+
+def test_the_sealer_cannot_approve_with_another_of_their_keys(target: psycopg.Connection[Any],
+                                                               tmp_path: Path) -> None:
+    second = tmp_path / "l2-second"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(second)], check=True, capture_output=True)
+    allowed = tmp_path / "allowed_signers"
+    l2 = catalog.account("l2")
+    allowed.write_bytes(SIGNERS.trust.data + f"{l2.email} {second.with_suffix('.pub').read_text()}".encode())
+    trust = signatures.TrustRoot.load(allowed)
+    copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "rollout"))
+    package.seal(copy, SIGNERS.keys["l2"])
+    sealed = package.load(copy)
+    try:
+        SIGNERS.attach(target, SIGNERS.approve(target, "l2", sha=sealed.sha256, signed=False),
+                       SIGNERS.statement(target, "l2", key=second, package_sha256=sealed.sha256), "l2")
+        verdict = gate.evaluate(target, sealed, confirm_db=target.info.dbname, trust=trust)
+    finally:
+        target.rollback()
+    assert f"its approver {l2.email} sealed the package (four eyes)" in verdict.reasons["approvals"]
+
+
+def test_a_statement_is_spent_by_a_rolled_back_deployment_whichever_row_carries_it(
+        oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    first = SIGNERS.approve(clone_conn)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=SIGNERS.trust)
+    release.rollback(clone.dsn, PKG, confirm_db=clone.name)
+    text = clone_conn.execute("SELECT comment FROM directus_comments WHERE item = %s", (str(first),)).fetchone()
+    # a writer of the database deletes the spent row and re-creates it, carrying the same statement
+    clone_conn.execute("DELETE FROM directus_comments WHERE item = %s", (str(first),))
+    clone_conn.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (first,))
+    copy = SIGNERS.approve(clone_conn, signed=False)
+    SIGNERS.attach(clone_conn, copy, text["comment"])
+    result = oneroof("monitor", "--dsn", clone.dsn)
+    assert result.returncode == 3
+    assert f"#{copy} its statement authorised a deployment that was rolled back since" in result.stdout
