@@ -110,6 +110,21 @@ def test_ratify_through_directus_then_roll_out_and_back(directus_install: Instal
     assert [(r["approver"], r["user_created"]) for r in rows] == [(l4_id, None), (l4_id, None), (l4_id, l4_id)]
     assert gate(database) == ("OPEN", [])
 
+    # The L2 approver signs offline (--out) and records the statement later (--submit), as themself.
+    login_as(directus, directus_admin, catalog.account("l2"), PASSWORD)
+    handed = Path(database.workdir) / "l2-approval.txt"
+    signed = oneroof("approve", "--dsn", database.dsn, "--email", catalog.account("l2").email, "--key",
+                     str(SIGNERS.keys["l2"]), "--out", str(handed), "--yes")
+    assert signed.returncode == 0, signed.stderr
+    as_l4 = oneroof("approve", "--submit", str(handed), "--directus", directus.url, "--email",
+                    catalog.account("l4").email, "--yes", env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+    assert as_l4.returncode == 2 and "log in as yourself" in as_l4.stderr  # nobody records another's statement
+    submitted = oneroof("approve", "--submit", str(handed), "--directus", directus.url, "--email",
+                        catalog.account("l2").email, "--yes", env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust)
+    assert report.verdict == "OPEN" and len(report.valid_approvals) == 2
+
     # Before the rollout, nobody reads the governance records tier 2 registers.
     assert readable(l4, "os_collection_owners") == 403
     rolled = oneroof("rollout", "--dsn", database.dsn, "--confirm-db", database.name, "--expect-sha256", PKG.sha256,
