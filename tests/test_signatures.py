@@ -239,7 +239,8 @@ def test_a_statement_from_oneroof_approve_verifies_with_ssh_keygen(oneroof: Any,
                      "--out", str(out), "--yes")
     assert result.returncode == 0, result.stderr
     assert f"database {clone.name!r} on cluster system_identifier" in result.stdout
-    assert "GOV-COUNCIL" in result.stdout and PKG.sha256 in result.stdout
+    assert "35 collections:" in result.stdout and "GOV-COUNCIL  13: kh_documents" in result.stdout
+    assert PKG.sha256 in result.stdout and "tiers        2 access, 3 ownership" in result.stdout
     # The README's commands for an auditor, run as written.
     script = ("head -n 1 approval.txt > statement.json && tail -n +2 approval.txt > statement.json.sig && "
               f"ssh-keygen -Y verify -f {SIGNERS.trust.path} -I {L4.email} -n oneroof-approval@v1 "
