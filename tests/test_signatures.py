@@ -353,3 +353,19 @@ def test_a_statement_is_spent_by_a_rolled_back_deployment_whichever_row_carries_
     result = oneroof("monitor", "--dsn", clone.dsn)
     assert result.returncode == 3
     assert f"#{copy} its statement authorised a deployment that was rolled back since" in result.stdout
+
+
+def test_require_signatures_is_the_package_s_to_raise(target: psycopg.Connection[Any], tmp_path: Path) -> None:
+    assert PKG.require_signatures
+    copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "rollout"))
+    manifest = copy / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace("require_signatures = true\n", ""))
+    package.seal(copy)
+    unsigned = package.load(copy)
+    assert not unsigned.require_signatures and unsigned.sha256 != PKG.sha256  # approvals name the hash
+    assert reason(target, pkg=unsigned, signed=False) == ""  # DESIGN.md section 5, without signatures
+    assert "no signed statement" in reason(target, signed=False)
+    manifest.write_text(manifest.read_text().replace("min_approvals = 1\n", 'min_approvals = 1\nrequire_signatures = "yes"\n'))
+    package.seal(copy)
+    with pytest.raises(package.IntegrityError, match="require_signatures"):
+        package.load(copy)
