@@ -147,8 +147,9 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     from executor.monitor import monitor
 
+    trust = _trust(args)  # bad input before any server is touched
     report = monitor(target.target_dsn(args.dsn), Path(args.package), expect_sha256=args.expect_sha256,
-                     confirm_db=args.confirm_db, trust=_trust(args))
+                     confirm_db=args.confirm_db, trust=trust)
     if args.json:
         print(json.dumps(report.as_json()))
     else:
@@ -180,9 +181,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from harness.errors import Blocked
 
     pkg = package.load(Path(args.package), args.expect_sha256)
+    trust = _trust(args)
     dsn = target.target_dsn(args.dsn)
     try:
-        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=_trust(args))
+        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust)
     except Blocked as exc:
         for reason in exc.reasons:
             print(f"BLOCKED: {reason}")
@@ -218,6 +220,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
 
     if args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    prod_trust = _trust(args)
     run_dir = _runs_dir(args) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +232,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
                         golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
-                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err, prod_trust=_trust(args))
+                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err, prod_trust=prod_trust)
     for fmt, name in (("md", "report.md"), ("html", "report.html")):
         (run_dir / name).write_text(report.render(evidence, fmt))
     print(report.as_text(evidence), end="")
@@ -296,6 +299,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
         raise UsageError("--submit records a statement signed before: it takes neither --key nor --out")
     if not args.submit and not args.key:
         raise UsageError("--key is missing: your private key file, or the .pub of your key in ssh-agent")
+    if args.key and not Path(args.key).expanduser().is_file():
+        raise UsageError(f"--key {args.key}: no such key file (your private key, or the .pub of a key in ssh-agent)")
+    if args.directus and not args.directus.startswith(("http://", "https://")):
+        raise UsageError(f"--directus {args.directus!r} is not an http(s) URL of the Directus instance")
     trust = _trust(args)
     if args.submit:
         try:

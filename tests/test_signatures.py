@@ -369,3 +369,18 @@ def test_require_signatures_is_the_package_s_to_raise(target: psycopg.Connection
     package.seal(copy)
     with pytest.raises(package.IntegrityError, match="require_signatures"):
         package.load(copy)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("approve", "--email", L4.email, "--out", "x.txt"), "--key is missing"),
+    (("approve", "--email", L4.email, "--key", "/nonexistent/key", "--out", "x.txt"), "no such key file"),
+    (("approve", "--email", L4.email, "--key", str(SIGNERS.keys["l4"])), "--directus URL is missing"),
+    (("approve", "--email", L4.email, "--key", str(SIGNERS.keys["l4"]), "--directus", "ftp://hub"), "not an http(s) URL"),
+    (("approve", "--email", L4.email, "--submit", "a.txt", "--key", "k", "--directus", "http://x"), "neither --key"),
+    (("approvals", "verify", "--allowed-signers", "/nonexistent/allowed"), "cannot read it"),
+    (("monitor", "--allowed-signers", "/nonexistent/allowed"), "cannot read it"),
+])
+def test_bad_input_to_the_signing_commands_is_one_line(oneroof: Any, args: tuple[str, ...], words: str) -> None:
+    result = oneroof(*args)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
