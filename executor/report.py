@@ -119,8 +119,10 @@ def matrix(evidence: Evidence) -> list[Row]:
     else:
         status = f"UNKNOWN — {why}"
     rows.append(Row("Human ratification gate", status,
-                    "Requires human L2/L4 (Option 1). Agent cannot open it: approvals by service or agent accounts, "
-                    "and rehearsal approvals outside a marked clone, never count.", gate in ("OPEN", "FINALIZED")))
+                    "Requires human L2/L4 (Option 1) with a statement signed by the approver's own key, verified "
+                    "against allowed signers kept outside the database. Agent cannot open it: approvals by service "
+                    "or agent accounts, unsigned rows, and rehearsal approvals outside a marked clone, never count.",
+                    gate in ("OPEN", "FINALIZED")))
 
     if gate == "OPEN" and evidence.ok and prod.get("baseline_exit", 0) == 0:
         status, text = "GO — press the button", "oneroof rollout --confirm-db " + str(prod.get("database"))
