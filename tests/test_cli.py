@@ -89,8 +89,8 @@ def test_verify_runs_the_baseline_stage(oneroof: Any, clone: clones.Clone, clone
     assert "test_metric_matches_baseline[system_issues]" in failed.stdout
 
 
-def test_clone_commands(oneroof: Any, test_server: PgServer, worker_id: str) -> None:
-    name = f"t_{worker_id}_cli_clone"
+def test_clone_commands(oneroof: Any, test_server: PgServer, unique: Any) -> None:
+    name = unique("cli_clone")
     created = oneroof("clone", "create", "--from", test_server.golden, "--name", name, "--wait", "60", "--dsn", test_server.admin)
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip().splitlines()[-1] == clones.public(test_server.dsn(name))
@@ -130,8 +130,8 @@ def test_directus_without_tier_one(oneroof: Any, clone: clones.Clone, clone_conn
     one_line_error(result, "lacks the One-Roof tier-1 table", "tier 1 must be live")
 
 
-def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, worker_id: str) -> None:
-    name = f"t_{worker_id}_scale_zero"
+def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, unique: Any) -> None:
+    name = unique("scale_zero")
     one_line_error(oneroof("golden", "build", "--scale", "0", "--name", name, "--dsn", test_server.admin), "--scale 0")
     assert not database_exists(test_server, name)
 
@@ -148,16 +148,17 @@ def test_name_that_is_not_an_identifier(oneroof: Any, test_server: PgServer, com
     assert database_exists(test_server, "postgres")
 
 
-def test_a_role_without_privileges_is_a_one_line_error(oneroof: Any, test_server: PgServer, admin: Any) -> None:
+def test_a_role_without_privileges_is_a_one_line_error(oneroof: Any, test_server: PgServer, admin: Any,
+                                                       unique: Any) -> None:
     from psycopg import sql
 
-    admin.execute("DROP ROLE IF EXISTS oneroof_nopriv")
-    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier("oneroof_nopriv")))
+    role = unique("nopriv")  # roles are cluster-wide: a fixed name would collide with another run
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     try:
-        dsn = test_server.dsn(test_server.golden).replace("user=postgres", "user=oneroof_nopriv")
+        dsn = test_server.dsn(test_server.golden).replace("user=postgres", f"user={role}")
         one_line_error(oneroof("monitor", "--dsn", dsn), "the database refused", "permission denied")
     finally:
-        admin.execute("DROP ROLE oneroof_nopriv")
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_dsn_with_a_password_is_never_echoed(oneroof: Any) -> None:

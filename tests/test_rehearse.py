@@ -115,9 +115,9 @@ def test_a_failed_step_in_stored_evidence_turns_its_row_no_go(oneroof: Any, full
 
 
 @pytest.fixture
-def other_golden(test_server: PgServer, worker_id: str) -> Iterator[str]:
+def other_golden(test_server: PgServer, unique: Any) -> Iterator[str]:
     """A golden database name of the test's own (rehearse builds it), dropped afterwards with its clones."""
-    name = f"t_{worker_id}_golden_rh"
+    name = unique("golden_rh")
     yield name
     with connect(test_server.admin, autocommit=True) as admin:
         for clone in clones_of(test_server, name) + [name]:
