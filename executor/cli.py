@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import psycopg
 
 from executor import __version__, package, target
-from harness.db import connect, first_line
+from harness.db import check_identifier, connect, first_line, parse
 from harness.errors import OneroofError, UsageError
 from harness import catalog, clones, golden, server
 
@@ -198,16 +198,22 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from executor import report
     from executor.rehearse import rehearse
 
+    # Bad input is refused before anything is written: no run directory, no report, and so no
+    # "latest run" that is only a typo (exit 2; a package that fails its integrity check, exit 4).
     if args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    check_identifier(args.golden, "--golden")
+    if args.prod_dsn is not None:
+        parse(args.prod_dsn)
+    package.load(Path(args.package), args.expect_sha256)
+    admin = target.admin_dsn(args.dsn)
+    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
+        pass
     run_dir = _runs_dir(args) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create the run directory {run_dir}: {exc.strerror}; pass --runs-dir") from exc
-    admin = target.admin_dsn(args.dsn)
-    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
-        pass
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
                         golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,

@@ -271,9 +271,13 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
                 break
     except KeyboardInterrupt:
         evidence.interrupted = True
+        current = evidence.steps[-1] if evidence.steps else None
+        if current is not None and not current.ok:
+            current.detail = "interrupted (Ctrl-C) before this step finished"
+            current.exit_code = 130
         note("interrupted: cleaning up")
     finally:
-        _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total)
+        _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total, prod=bool(prod_dsn))
     if prod_dsn and not evidence.interrupted:
         _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total, run_dir)
     evidence.seconds = time.monotonic() - started
@@ -282,10 +286,12 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
 
 
 def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_dsn: str, keep: bool,
-            note: Progress, total: int) -> None:
+            note: Progress, total: int, prod: bool = False) -> None:
     made = state.get("clone")
     drop = Step("drop_clone", "drop the rehearsal clone" if not keep else "keep the rehearsal clone (--keep)")
-    note(f"[{len(evidence.steps) + 1:2}/{total}] {drop.title} ...")
+    # The closing steps keep their own numbers, however early the rehearsal stopped.
+    position = total - (1 if prod else 0) - 1
+    note(f"[{position:2}/{total}] {drop.title} ...")
     t = time.monotonic()
     if made is None:
         drop.ok, drop.detail = True, "no clone was made"
@@ -304,20 +310,22 @@ def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_ds
     note(f"        {'ok' if drop.ok else 'FAILED'} in {drop.seconds:.2f} s: {drop.detail}")
 
     intact = Step("golden_intact", "golden database unchanged")
-    note(f"[{len(evidence.steps) + 1:2}/{total}] {intact.title} ...")
+    note(f"[{position + 1:2}/{total}] {intact.title} ...")
     t = time.monotonic()
     entry = state.get("golden_entry")
     if entry is None:
-        intact.detail = "the golden fingerprint was never taken"
-    else:
-        try:
-            reading = _reading(golden_dsn)
-            intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
-            intact.ok = reading.fingerprint == entry
-            intact.detail = ("fingerprint before == after" if intact.ok
-                             else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
-        except OneroofError as exc:
-            intact.detail = exc.message
+        # The rehearsal stopped before it read the golden database: nothing to compare, and no
+        # second failure to report. The step is left out of the evidence ("not reached").
+        note("        skipped: the rehearsal stopped before it read the golden database")
+        return
+    try:
+        reading = _reading(golden_dsn)
+        intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
+        intact.ok = reading.fingerprint == entry
+        intact.detail = ("fingerprint before == after" if intact.ok
+                         else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
+    except OneroofError as exc:
+        intact.detail = exc.message
     intact.seconds = time.monotonic() - t
     evidence.steps.append(intact)
     note(f"        {'ok' if intact.ok else 'FAILED'} in {intact.seconds:.2f} s: {intact.detail}")

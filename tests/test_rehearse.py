@@ -179,3 +179,37 @@ def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_g
     assert proc.returncode == 130, "".join(seen) + err
     assert "Traceback" not in err and "interrupted" in err
     assert clones_of(test_server, other_golden) == []
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--package", "/missing"], 2, "package directory /missing does not exist"),
+    (["--expect-sha256", "xyz"], 2, "--expect-sha256"),
+    (["--expect-sha256", "0" * 64], 4, "is not the pinned"),
+    (["--scale", "0"], 2, "--scale 0"),
+    (["--golden", "Bad-Name"], 2, "is not a valid identifier"),
+    (["--prod-dsn", "postgresql://u:pw@[::1/x"], 2, "cannot parse the DSN"),
+], ids=["missing-package", "bad-pin", "wrong-pin", "scale", "golden-name", "prod-dsn"])
+def test_bad_input_is_refused_before_anything_is_written(oneroof: Any, test_server: PgServer, tmp_path: Path,
+                                                        args: list[str], code: int, message: str) -> None:
+    runs = tmp_path / "runs"
+    result = oneroof("rehearse", "--dsn", test_server.admin, "--golden", test_server.golden, "--runs-dir", str(runs),
+                     *args)
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == "" and not runs.exists()  # no run directory, no report, no "latest run"
+    assert oneroof("report", "--runs-dir", str(runs)).returncode == 2
+
+
+def test_a_rehearsal_that_stops_early_keeps_its_step_numbers(test_server: PgServer, tmp_path: Path) -> None:
+    """Called as a function with a package that cannot load: one failure, the closing step keeps
+    its number, and no second failure about a golden fingerprint that was never due."""
+    lines: list[str] = []
+    evidence = rehearse(test_server.admin, run_dir=tmp_path, package_dir=tmp_path / "missing",
+                        golden_name=test_server.golden, progress=lines.append)
+    assert [(s.name, s.ok) for s in evidence.steps] == [("package", False), ("drop_clone", True)]
+    numbered = [line.split("]")[0] + "]" for line in lines if line.startswith("[")]
+    assert numbered == ["[ 1/15]", "[14/15]", "[15/15]"], lines
+    assert not any("never taken" in line for line in lines)
+    rows = {r.component: r for r in report.matrix(evidence)}
+    assert rows["Clone harness"].evidence == "FAILED: not reached: clone, golden_intact"
