@@ -125,6 +125,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     from executor.release import run_stage
 
+    # A verification never writes or relaxes snapshots: --snapshot-update, and every other
+    # syrupy option, belongs to an auditor's plain pytest run on a branch.
+    snapshot_options = [a.split("=", 1)[0] for a in extra if a.startswith("--snapshot")]
+    if snapshot_options:
+        raise UsageError(f"verify does not take {', '.join(snapshot_options)}: it is a verification and never "
+                         "changes snapshots; to update them, run `pytest invariants --snapshot-update ...` on a branch "
+                         "and commit the reviewed diff of snapshots/")
+
     return run_stage(target.target_dsn(args.dsn), args.stage, expect_db=args.expect_db,
                      package_dir=Path(args.package), expect_sha256=args.expect_sha256,
                      extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False)

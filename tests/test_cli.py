@@ -237,3 +237,15 @@ def test_embedded_server_runs_for_an_ordinary_user() -> None:
 def test_unwritable_home_is_a_one_line_error(oneroof: Any) -> None:
     result = oneroof("server", "start", env={"ONEROOF_HOME": "/proc/oneroof-cannot-be-here"})
     one_line_error(result, "cannot use /proc/oneroof-cannot-be-here", "ONEROOF_HOME")
+
+
+@pytest.mark.parametrize("option", ["--snapshot-update", "--snapshot-warn-unused", "--snapshot-details",
+                                    "--snapshot-default-extension=x.Y"])
+def test_verify_refuses_snapshot_options(oneroof: Any, clone: clones.Clone, option: str) -> None:
+    from fixtures.plugin import SNAPSHOT_DIR
+
+    before = {p.name: p.read_bytes() for p in SNAPSHOT_DIR.iterdir()}
+    result = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--expect-db", clone.name, option)
+    one_line_error(result, f"verify does not take {option.split('=')[0]}", "pytest invariants --snapshot-update")
+    assert result.stdout == ""
+    assert {p.name: p.read_bytes() for p in SNAPSHOT_DIR.iterdir()} == before
