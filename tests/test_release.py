@@ -286,3 +286,31 @@ def test_pytest_addopts_cannot_reach_the_gate_session(oneroof: Any, clone: clone
                      env={"PYTEST_ADDOPTS": "--snapshot-update"})
     assert result.returncode == 3 and "the gate session failed" in result.stdout
     assert snapshot.read_bytes() == before and reading(clone.dsn).metrics["own"] == 0
+
+
+def _as_golden(test_server_admin: str, name: str, *, mark: bool) -> None:
+    """Give database `name` the database settings a golden build leaves (or only read-only)."""
+    from psycopg import sql
+
+    with connect(test_server_admin, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
+        if mark:
+            admin.execute(sql.SQL("ALTER DATABASE {} SET oneroof.golden = on").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("mark", [True, False], ids=["golden", "read-only"])
+def test_a_golden_or_read_only_database_is_refused_up_front(oneroof: Any, test_server: Any, clone: clones.Clone,
+                                                            clone_conn: Any, mark: bool) -> None:
+    approve(clone_conn)  # approved, so nothing but the target's nature closes the gate
+    _as_golden(test_server.admin, clone.name, mark=mark)
+    before = reading(clone.dsn).fingerprint
+    result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
+    assert result.returncode == 3, result.stdout + result.stderr
+    blocked = [line for line in result.stdout.splitlines() if line.startswith("BLOCKED: ")]
+    expected = "a golden database is never a rollout target" if mark else "default_transaction_read_only"
+    assert len(blocked) == 1 and expected in blocked[0] and "oneroof clone create" in blocked[0], result.stdout
+    assert "FOR UPDATE" not in result.stdout + result.stderr
+    assert reading(clone.dsn).fingerprint == before
+    monitor = oneroof("monitor", "--dsn", clone.dsn, "--json")
+    assert monitor.returncode == 3 and any(expected in r for r in json.loads(monitor.stdout)["reasons"])
