@@ -171,8 +171,11 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
             invalid.append(f"#{approval.id} {problem}")
     needed = max(package.min_approvals, MIN_APPROVALS)
     if len(valid) < needed:
-        detail = f" ({len(rows)} approval rows, none valid: {'; '.join(invalid)})" if invalid else ""
-        reasons["approvals"] = f"ospa={len(valid)} < {needed}{detail}"
+        # `ospa` keeps the source document's meaning, the rows of os_proposal_approvals; the
+        # gate's own count is "valid approvals".
+        rows_text = f"{len(rows)} approval row{'' if len(rows) == 1 else 's'}"
+        detail = f" (ospa={len(rows)}: {rows_text}, {len(invalid)} not valid: {'; '.join(invalid)})" if invalid else ""
+        reasons["approvals"] = f"valid approvals {len(valid)} < {needed}{detail}"
     elif invalid:
         notes.append(f"ignored approvals: {'; '.join(invalid)}")
 

@@ -116,11 +116,11 @@ def test_verdict_table(conns: dict[str, psycopg.Connection[Any]], rows: list[Row
     verdict = judge(conns[where], rows)
     assert verdict.open is opens, verdict.reasons
     if not opens:
-        assert verdict.reasons["approvals"].startswith("ospa=0 < 1")
+        assert verdict.reasons["approvals"].startswith("valid approvals 0 < 1")
 
 
 def test_no_approval_gives_the_seed_reason(conns: dict[str, psycopg.Connection[Any]]) -> None:
-    assert judge(conns["production"], []).reasons == {"approvals": "ospa=0 < 1"}
+    assert judge(conns["production"], []).reasons == {"approvals": "valid approvals 0 < 1"}
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])

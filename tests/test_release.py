@@ -46,7 +46,7 @@ def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones
     before = reading(clone.dsn).fingerprint
     result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
     assert result.returncode == 3, result.stderr
-    assert result.stdout.splitlines()[0] == "BLOCKED: ospa=0 < 1"
+    assert result.stdout.splitlines()[0] == "BLOCKED: valid approvals 0 < 1"
     entry = result.stdout.split("entry ")[1].split()[0]
     exit_ = result.stdout.split("exit  ")[1].split()[0]
     assert entry == exit_ == before == reading(clone.dsn).fingerprint
@@ -115,7 +115,7 @@ def test_revocation_after_the_gate_session_blocks_under_the_lock(clone: clones.C
 
     with pytest.raises(Blocked) as caught:
         release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=revoke_when_locking)
-    assert caught.value.reasons[0].startswith("ospa=0 < 1") and "revoked" in caught.value.reasons[0]
+    assert caught.value.reasons[0].startswith("valid approvals 0 < 1") and "revoked" in caught.value.reasons[0]
     assert reading(clone.dsn).metrics["own"] == 0
     assert caught.value.exit != before  # the revocation itself is the only change
 
@@ -192,7 +192,7 @@ def test_monitor_verdicts(oneroof: Any, clone: clones.Clone, clone_conn: Any) ->
     blocked = oneroof("monitor", "--json", "--dsn", clone.dsn)
     assert blocked.returncode == 3
     data = json.loads(blocked.stdout)
-    assert (data["verdict"], data["reasons"]) == ("BLOCKED", ["ospa=0 < 1"])
+    assert (data["verdict"], data["reasons"]) == ("BLOCKED", ["valid approvals 0 < 1"])
     assert data["fingerprint"]["equal"] and data["metrics"]["ospa"] == 0
     approve(clone_conn, "svc-etl")
     still = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
@@ -314,3 +314,21 @@ def test_a_golden_or_read_only_database_is_refused_up_front(oneroof: Any, test_s
     assert reading(clone.dsn).fingerprint == before
     monitor = oneroof("monitor", "--dsn", clone.dsn, "--json")
     assert monitor.returncode == 3 and any(expected in r for r in json.loads(monitor.stdout)["reasons"])
+
+
+def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(oneroof: Any, clone: clones.Clone,
+                                                                              clone_conn: Any) -> None:
+    """ospa keeps the source document's meaning (rows of os_proposal_approvals); the gate's own
+    count is "valid approvals", in the text and the JSON alike."""
+    approve(clone_conn)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+    release.rollback(clone.dsn, PKG, confirm_db=clone.name)  # the approval is spent now
+    text = oneroof("monitor", "--dsn", clone.dsn)
+    assert text.returncode == 3
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("BLOCKED: valid approvals 0 < 1 (ospa=1: 1 approval row, 1 not valid: #"), lines[0]
+    assert "ospa           1" in lines
+    assert not any("ospa=0" in line for line in lines), text.stdout
+    data = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
+    assert data["metrics"]["ospa"] == 1 and data["valid_approvals"] == []
+    assert data["reasons"][0].startswith("valid approvals 0 < 1 (ospa=1:")
