@@ -18,6 +18,7 @@ from harness import catalog, clones, golden, server
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("baseline", "greenfield", "finalized", "gate")
+PYTEST_USAGE_ERROR = 4
 AUDIT_FAILED = 6  # rollout: applied and committed, but the finalized audit after the commit failed
 
 
@@ -133,9 +134,15 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
                          "changes snapshots; to update them, run `pytest invariants --snapshot-update ...` on a branch "
                          "and commit the reviewed diff of snapshots/")
 
-    return run_stage(target.target_dsn(args.dsn), args.stage, expect_db=args.expect_db,
+    if not Path(args.package).is_dir():
+        raise UsageError(f"package directory {args.package} does not exist: pass --package DIR")
+    if args.expect_sha256 is not None:
+        package.check_sha256(args.expect_sha256)
+    code = run_stage(target.target_dsn(args.dsn), args.stage, expect_db=args.expect_db,
                      package_dir=Path(args.package), expect_sha256=args.expect_sha256,
                      extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False)
+    # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
+    return 2 if code == PYTEST_USAGE_ERROR else code
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -282,7 +289,9 @@ def build_parser() -> Parser:
     parser = Parser(prog="oneroof", description="Verify, rehearse and release the One-Roof governance tiers "
                     "of a Directus production database behind a human ratification gate.",
                     epilog="Exit codes: 0 ok/OPEN/GO, 1 invariant failed/NO-GO, 2 bad input or unreachable "
-                    "database, 3 BLOCKED, 4 package integrity, 5 release lock held.")
+                    "database, 3 BLOCKED, 4 package integrity, 5 release lock held, 6 rollout applied but its audit "
+                    "failed (tiers live: inspect, or roll back), 130 interrupted (Ctrl-C). `verify` exits with "
+                    "pytest's own codes, but a pytest usage error is 2.")
     parser.add_argument("--version", action="version", version=f"oneroof {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
@@ -319,7 +328,10 @@ def build_parser() -> Parser:
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_clone)
 
-    p = sub.add_parser("probe", help="the ten metrics and the fingerprint, read-only")
+    p = sub.add_parser("probe", help="the ten metrics and the fingerprint, read-only",
+                       description="Read the ten metrics between an entry and an exit fingerprint, read-only. "
+                       "Exit 0 when the fingerprints are equal, 1 when they differ (the database changed while it "
+                       "was read, so the read proves nothing).")
     p.add_argument("--json", action="store_true", help="one JSON object")
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_probe)
@@ -327,7 +339,9 @@ def build_parser() -> Parser:
     p = sub.add_parser("verify", help="run the invariant suite (pytest) against a database",
                        description="Run the invariants of one stage with pytest; arguments it does not know "
                        "are passed to pytest. Exits with pytest's code.")
-    p.add_argument("--stage", required=True, choices=STAGES)
+    p.add_argument("--stage", required=True, choices=STAGES,
+                   help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
+                   "finalized (every facet), gate (the package and every gate condition)")
     p.add_argument("-n", type=int, default=0, help="pytest-xdist workers")
     p.add_argument("--expect-db", default=None, help="the database name the run expects "
                    f"(default {catalog.GOLDEN_NAME})")
@@ -347,7 +361,10 @@ def build_parser() -> Parser:
     p = sub.add_parser("rollout", help="the gated executor: apply tiers 2-6 once a human has ratified",
                        description="Verify the package, run the gate session, take the release lock and apply "
                        "tiers 2-6 in one transaction, then audit. Exit 0 applied or already finalized, 1 invariant "
-                       "failed (nothing kept), 3 BLOCKED (nothing changed), 4 package integrity, 5 lock held.")
+                       "failed (nothing kept), 2 bad input or unreachable database, 3 BLOCKED (nothing changed), "
+                       "4 package integrity, 5 lock held, 6 applied and committed but the audit after the commit "
+                       "failed (tiers live: inspect with `oneroof verify --stage finalized`, undo with `oneroof "
+                       "rollback`), 130 interrupted.")
     p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
     _package_options(p)
     _dsn_option(p, "the target database")
@@ -366,7 +383,8 @@ def build_parser() -> Parser:
                        "clone: baseline stage, monitor BLOCKED, blocked rollout, rehearsal approval, monitor OPEN, "
                        "rollout, finalized stage, rollback, greenfield stage, rollback again; drop the clone, check "
                        "the golden database is unchanged, optionally read the production gate, and write the "
-                       "evidence and the GO/NO-GO report. Exit 0 GO, 1 NO-GO.")
+                       "evidence and the GO/NO-GO report. Exit 0 GO, 1 NO-GO, 2 bad input (nothing written), "
+                       "4 package integrity (nothing written), 130 interrupted.")
     p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
     p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
     p.add_argument("--golden", default=catalog.GOLDEN_NAME, help=f"golden database (default {catalog.GOLDEN_NAME})")
@@ -380,7 +398,9 @@ def build_parser() -> Parser:
     p = sub.add_parser("report", help="the GO/NO-GO matrix from rehearsal evidence",
                        description="Render the classification matrix, verdict and compliance line from a "
                        "rehearsal's evidence.json (default: the latest run).")
-    p.add_argument("--format", default="md", choices=("md", "json", "html", "text"))
+    p.add_argument("--format", default="md", choices=("md", "json", "html", "text"),
+                   help="md (Markdown, default), json (matrix, verdict, compliance and the evidence), html (one "
+                   "self-contained page) or text (the terminal matrix, 100 columns)")
     p.add_argument("--run", default=None, help="a run directory or evidence.json (default: the latest run)")
     p.add_argument("--runs-dir", default=None, help="where run directories are (default $ONEROOF_HOME/runs)")
     p.set_defaults(func=cmd_report)
@@ -392,6 +412,10 @@ def build_parser() -> Parser:
     p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
     p.set_defaults(func=cmd_package)
+    # --debug also after the subcommand (the error messages advise it): SUPPRESS keeps the
+    # top-level value when a subcommand does not get it.
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 

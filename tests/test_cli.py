@@ -251,3 +251,28 @@ def test_verify_refuses_snapshot_options(oneroof: Any, clone: clones.Clone, opti
     one_line_error(result, f"verify does not take {option.split('=')[0]}", "pytest invariants --snapshot-update")
     assert result.stdout == ""
     assert {p.name: p.read_bytes() for p in SNAPSHOT_DIR.iterdir()} == before
+
+
+def test_debug_after_the_subcommand_shows_the_traceback(oneroof: Any, test_server: PgServer) -> None:
+    result = oneroof("probe", "--dsn", test_server.dsn("postgres"), "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "NotDirectus" in result.stderr
+
+
+def test_verify_bad_input_is_2_not_pytests_4(oneroof: Any, clone: clones.Clone) -> None:
+    one_line_error(oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--package", "/missing"),
+                   "package directory /missing does not exist")
+    unknown = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--no-such-pytest-flag")
+    assert unknown.returncode == 2 and "--no-such-pytest-flag" in unknown.stderr
+
+
+def test_help_lists_every_exit_code_and_explains_every_option(oneroof: Any) -> None:
+    top = oneroof("--help").stdout
+    for code in ("0 ok", "1 invariant", "2 bad input", "3 BLOCKED", "4 package", "5 release lock", "6 rollout",
+                 "130 interrupted"):
+        assert code in " ".join(top.split()), top
+    rollout = " ".join(oneroof("rollout", "--help").stdout.split())
+    assert "6 applied and committed but the audit" in rollout and "130 interrupted" in rollout
+    probe = " ".join(oneroof("probe", "--help").stdout.split())
+    assert "1 when they differ" in probe
+    assert "baseline (the seed's figures)" in " ".join(oneroof("verify", "--help").stdout.split())
+    assert "text (the terminal matrix" in " ".join(oneroof("report", "--help").stdout.split())
