@@ -332,3 +332,27 @@ def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(o
     data = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
     assert data["metrics"]["ospa"] == 1 and data["valid_approvals"] == []
     assert data["reasons"][0].startswith("valid approvals 0 < 1 (ospa=1:")
+
+
+def test_ctrl_c_after_the_commit_says_the_tiers_are_live(clone: clones.Clone, clone_conn: Any) -> None:
+    import os
+    import signal
+
+    approve(clone_conn)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
+                            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "finalized audit" in line:  # the commit is done
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "interrupted after the commit: tiers 2-6 are live" in last and f"oneroof rollback --confirm-db {clone.name}" in last
+    assert reading(clone.dsn).metrics["own"] == 35
