@@ -71,7 +71,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 def cmd_golden(args: argparse.Namespace) -> int:
     pkg = package.load(Path(args.package))
-    result = golden.build(target.admin_dsn(args.dsn), name=args.name, scale=args.scale,
+    result = golden.build(target.admin_dsn(args.dsn, _err), name=args.name, scale=args.scale,
                           package_sha256=pkg.sha256, replace=args.replace, progress=_progress)
     _err(f"built {result.name}: scale {result.scale}, {result.system_issues:,} system issues, "
          f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s")
@@ -80,7 +80,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def cmd_clone(args: argparse.Namespace) -> int:
-    admin = target.admin_dsn(args.dsn)
+    admin = target.admin_dsn(args.dsn, _err)
     if args.action == "create":
         clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy,
                               wait=args.wait)
@@ -115,7 +115,7 @@ def _print_metrics(data: dict[str, Any]) -> None:
 def cmd_probe(args: argparse.Namespace) -> int:
     from executor.probe import probe
 
-    result = probe(target.target_dsn(args.dsn))
+    result = probe(target.target_dsn(args.dsn, progress=_err))
     if args.json:
         print(json.dumps(result.as_json()))
     else:
@@ -138,7 +138,7 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"package directory {args.package} does not exist: pass --package DIR")
     if args.expect_sha256 is not None:
         package.check_sha256(args.expect_sha256)
-    code = run_stage(target.target_dsn(args.dsn), args.stage, expect_db=args.expect_db,
+    code = run_stage(target.target_dsn(args.dsn, progress=_err), args.stage, expect_db=args.expect_db,
                      package_dir=Path(args.package), expect_sha256=args.expect_sha256,
                      extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False)
     # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
@@ -148,7 +148,7 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     from executor.monitor import monitor
 
-    report = monitor(target.target_dsn(args.dsn), Path(args.package), expect_sha256=args.expect_sha256,
+    report = monitor(target.target_dsn(args.dsn, progress=_err), Path(args.package), expect_sha256=args.expect_sha256,
                      confirm_db=args.confirm_db)
     if args.json:
         print(json.dumps(report.as_json()))
@@ -177,7 +177,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from harness.errors import Blocked
 
     pkg = package.load(Path(args.package), args.expect_sha256)
-    dsn = target.target_dsn(args.dsn)
+    dsn = target.target_dsn(args.dsn, progress=_err)
     try:
         outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress)
     except Blocked as exc:
@@ -198,7 +198,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from executor import release
 
     pkg = package.load(Path(args.package), args.expect_sha256)
-    outcome = release.rollback(target.target_dsn(args.dsn), pkg, confirm_db=args.confirm_db, progress=_progress)
+    outcome = release.rollback(target.target_dsn(args.dsn, progress=_err), pkg, confirm_db=args.confirm_db, progress=_progress)
     _print_outcome(outcome)
     return 0
 
@@ -221,7 +221,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     if args.prod_dsn is not None:
         parse(args.prod_dsn)
     package.load(Path(args.package), args.expect_sha256)
-    admin = target.admin_dsn(args.dsn)
+    admin = target.admin_dsn(args.dsn, _err)
     with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
         pass
     run_dir = _runs_dir(args) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -276,3 +276,16 @@ def test_help_lists_every_exit_code_and_explains_every_option(oneroof: Any) -> N
     assert "1 when they differ" in probe
     assert "baseline (the seed's figures)" in " ".join(oneroof("verify", "--help").stdout.split())
     assert "text (the terminal matrix" in " ".join(oneroof("report", "--help").stdout.split())
+
+
+def test_a_command_that_starts_the_embedded_server_says_so(oneroof: Any, tmp_path: Path) -> None:
+    env = {"ONEROOF_HOME": str(tmp_path / "home")}
+    try:
+        listed = oneroof("clone", "list", env=env)  # what rehearse does too: the server named by no --dsn
+        assert listed.returncode == 0, listed.stderr
+        assert "starting the embedded PostgreSQL 18" in listed.stderr
+        assert "keeps running after this command: `oneroof server stop` stops it" in listed.stderr
+        again = oneroof("clone", "list", env=env)
+        assert "starting" not in again.stderr  # already running: nothing to say
+    finally:
+        oneroof("server", "stop", env=env)
