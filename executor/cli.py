@@ -85,7 +85,10 @@ def cmd_clone(args: argparse.Namespace) -> int:
         clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy,
                               wait=args.wait)
         _err(f"created clone {clone.name} of {clone.source} in {clone.seconds:.2f} s")
-        print(clone.dsn)
+        if args.json:  # both the DSN and the name an auditor's --expect-db needs
+            print(json.dumps({"name": clone.name, "source": clone.source, "dsn": clone.dsn}))
+        else:
+            print(clone.dsn)
     elif args.action == "drop":
         clones.drop(admin, args.name)
         print(f"dropped {args.name}")
@@ -325,6 +328,8 @@ def build_parser() -> Parser:
                    help="gc: only clones made more than this many minutes ago (default 60; 0 for all)")
     p.add_argument("--wait", type=float, default=5.0,
                    help="seconds to wait for other sessions to leave the source (default 5)")
+    p.add_argument("--json", action="store_true",
+                   help='create: print one JSON object {"name": ..., "source": ..., "dsn": ...} instead of the DSN')
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_clone)
 

@@ -99,6 +99,13 @@ def test_clone_commands(oneroof: Any, test_server: PgServer, unique: Any) -> Non
     assert name in oneroof("clone", "list", "--dsn", test_server.admin).stdout
     assert oneroof("clone", "drop", name, "--dsn", test_server.admin).returncode == 0
     assert not database_exists(test_server, name)
+    # the auditor's runbook: CLONE and CLONE_NAME from one JSON object
+    as_json = oneroof("clone", "create", "--from", test_server.golden, "--name", name, "--wait", "60", "--json",
+                      "--dsn", test_server.admin)
+    assert as_json.returncode == 0, as_json.stderr
+    made = json.loads(as_json.stdout)
+    assert made == {"name": name, "source": test_server.golden, "dsn": clones.public(test_server.dsn(name))}
+    assert oneroof("clone", "drop", made["name"], "--dsn", test_server.admin).returncode == 0
 
 
 def closed_port() -> int:
