@@ -203,6 +203,11 @@ def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_g
     assert proc.returncode == 130, "".join(seen) + err
     assert "Traceback" not in err and "interrupted" in err
     assert clones_of(test_server, other_golden) == []
+    evidence = Evidence.from_json(json.loads(next(tmp_path.glob("*/evidence.json")).read_text()))
+    stopped = [s for s in evidence.steps if not s.ok]
+    assert evidence.interrupted and [s.name for s in stopped] == ["baseline"]
+    assert stopped[0].detail == "interrupted (Ctrl-C) before this step finished" and stopped[0].exit_code == 130
+    assert "baseline stage on the clone: interrupted (Ctrl-C)" in report.matrix(evidence)[2].evidence
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
