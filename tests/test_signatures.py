@@ -77,7 +77,7 @@ CASES = {
 def test_a_perfect_looking_row_without_a_good_statement_is_blocked(target: psycopg.Connection[Any],
                                                                    changes: dict[str, Any], expected: str) -> None:
     got = reason(target, **changes)
-    assert got.startswith("ospa=0 < 1") and expected in got, got
+    assert got.startswith("valid approvals 0 < 1") and expected in got, got
 
 
 def test_no_allowed_signers_blocks(target: psycopg.Connection[Any]) -> None:
