@@ -14,9 +14,10 @@ from executor.monitor import monitor
 from harness import catalog, clones
 from fixtures.directus import (DirectusClient, DirectusDatabase, DirectusServer, Installation, columns,
                                ratify_on_clone)
-from fixtures.testing import PgServer
+from fixtures.testing import PgServer, signers
 
 pytestmark = pytest.mark.directus
+SIGNERS = signers()
 
 
 SYSTEM_TABLES_SQL = ("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
@@ -60,17 +61,19 @@ def test_directus_serves_a_clone_of_the_golden_and_a_human_ratifies_there(
     sha = package.load().sha256
     made = clones.create(test_server.admin, source=test_server.golden, name=clones.default_name("t_dx"), wait=60)
     try:
-        running, answer = ratify_on_clone(directus_install, made.dsn, tmp_path, sha)
+        running, approved = ratify_on_clone(directus_install, made.dsn, tmp_path, SIGNERS.keys["l4"],
+                                            SIGNERS.trust.path)
         try:
-            assert answer.ok, answer.payload
+            assert approved.returncode == 0, approved.stdout + approved.stderr
             assert running.client().health() == {"status": "ok"}
         finally:
             running.stop()
-        report = monitor(made.dsn, package.load().path, confirm_db=made.name)
+        report = monitor(made.dsn, package.load().path, confirm_db=made.name, trust=SIGNERS.trust)
         assert (report.verdict, report.reasons) == ("OPEN", []), report.reasons
         with connect(made.dsn) as conn:
             rows = conn.execute("SELECT approver, level, rehearsal FROM os_proposal_approvals").fetchall()
         assert rows == [{"approver": catalog.account("l4").id, "level": "L4", "rehearsal": False}]
+        assert "APPROVED" in approved.stdout
     finally:
         clones.drop(test_server.admin, made.name)
 

@@ -320,10 +320,13 @@ def test_directus_serves_a_clone_of_the_snapshot_and_a_human_ratifies(
 
     made = clones.create(test_server.admin, source=snap.name, name=clones.default_name("t_dxs"), wait=60)
     try:
-        running, answer = ratify_on_clone(directus_install, made.dsn, tmp_path, package.load().sha256)
+        from fixtures.testing import signers
+
+        trust = signers()
+        running, approved = ratify_on_clone(directus_install, made.dsn, tmp_path, trust.keys["l4"], trust.trust.path)
         running.stop()
-        assert answer.ok, answer.payload
-        verdict = monitor(made.dsn, package.load().path, confirm_db=made.name)
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        verdict = monitor(made.dsn, package.load().path, confirm_db=made.name, trust=trust.trust)
         assert (verdict.verdict, verdict.reasons) == ("OPEN", [])
     finally:
         clones.drop(test_server.admin, made.name)
