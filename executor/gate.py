@@ -34,7 +34,7 @@ class Approval:
     approver_kind: str | None
     approver_level: str | None
     has_token: bool = False
-    spent: bool = False  # made before the last revert of this proposal: it authorised that deployment
+    spent: bool = False  # named by a deployment that was reverted, or made before the last revert
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,11 @@ APPROVALS_SQL = """
 SELECT a.id, p.code AS proposal_code, p.status AS proposal_status, a.package_sha256, a.level,
        a.revoked_at IS NOT NULL AS revoked, a.rehearsal, u.status AS user_status,
        r.kind AS approver_kind, r.level AS approver_level, u.token IS NOT NULL AS has_token,
-       a.approved_at <= (SELECT max(l.executed_at) FROM os_release_ledger AS l
-                         WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE AS spent
+       (a.approved_at <= (SELECT max(l.executed_at) FROM os_release_ledger AS l
+                          WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE
+        -- by the ledger, whatever approved_at says: a deployment named it, and a revert followed
+        OR EXISTS (SELECT FROM os_release_ledger AS d JOIN os_release_ledger AS r ON r.action = 'revert' AND r.id > d.id
+                   WHERE d.action = 'deploy' AND a.id = ANY (d.approval_ids))) AS spent
 FROM os_proposal_approvals AS a
 LEFT JOIN os_proposals AS p ON p.id = a.proposal_id
 LEFT JOIN directus_users AS u ON u.id = a.approver
