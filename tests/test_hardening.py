@@ -17,7 +17,7 @@ from psycopg import conninfo, sql
 
 from executor import gate, package, release
 from harness import catalog, clones
-from harness.db import connect
+from harness.db import SEARCH_PATH, connect, pin
 from harness.errors import Blocked, IntegrityError, MissingPrivilege, UnsafeSchema
 from fixtures.plugin import ROOT
 from fixtures.testing import PgServer
@@ -193,6 +193,16 @@ def test_a_temporary_table_does_not_shadow_the_approvals(clone: clones.Clone) ->
             verdict = gate.evaluate(conn, PKG, confirm_db=clone.name)
             conn.rollback()
         assert verdict.open is not pinned, verdict.reasons
+
+
+def test_a_search_path_the_startup_packet_did_not_set_is_set_and_checked(clone: clones.Clone) -> None:
+    """A pooler may drop the startup options: the path is then set on the session, and checked."""
+    with psycopg.connect(clone.dsn, options="-c search_path=shadow,public", row_factory=psycopg.rows.dict_row) as conn:
+        conn.execute("SELECT 1")
+        conn.rollback()
+        pin(conn)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.execute("SHOW search_path").fetchone() == {"search_path": SEARCH_PATH}
 
 
 def test_an_overloaded_builtin_by_a_non_superuser_is_refused(oneroof: Any, clone: clones.Clone,
