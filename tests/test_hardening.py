@@ -172,10 +172,10 @@ def test_a_shadow_schema_cannot_open_the_gate(oneroof: Any, test_server: PgServe
         assert plain.execute("SELECT count(*) FROM os_proposal_approvals").fetchone() == (1,)
 
     monitor = oneroof("monitor", "--json", "--dsn", dsn, env=env)
-    assert monitor.returncode == 3 and '"reasons": ["ospa=0 < 1"]' in monitor.stdout, monitor.stdout + monitor.stderr
+    assert monitor.returncode == 3 and '"reasons": ["valid approvals 0 < 1"]' in monitor.stdout, monitor.stdout + monitor.stderr
     assert '"ospa": 0' in monitor.stdout
     rollout = oneroof("rollout", "--dsn", dsn, "--confirm-db", clone.name, env=env)
-    assert rollout.returncode == 3 and rollout.stdout.startswith("BLOCKED: ospa=0 < 1"), rollout.stdout
+    assert rollout.returncode == 3 and rollout.stdout.startswith("BLOCKED: valid approvals 0 < 1"), rollout.stdout
     assert clone_conn.execute("SELECT count(*) AS n FROM public.os_proposal_approvals").fetchone() == {"n": 0}
     assert reading(clone.dsn).metrics["own"] == 0 and ledger(clone_conn) == []
 
