@@ -533,7 +533,9 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("rollback", help="revert tiers 6..2 (idempotent)",
                        description="Take the release lock and revert tiers 6..2 in one transaction; on a greenfield "
-                       "database nothing changes. Approvals and the ledger are kept.")
+                       "database nothing changes. Approvals and the ledger are kept. Only the package the ledger says was deployed "
+                       "is reverted. Exit 0 reverted or already greenfield, 1 invariant failed (nothing kept), 2 bad input "
+                       "or a missing privilege, 4 package integrity or not the deployed package, 5 lock held.")
     p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
     _package_options(p)
     _dsn_option(p, "the target database")

@@ -36,7 +36,7 @@ class Approval:
     approver_kind: str | None
     approver_level: str | None
     has_token: bool = False
-    spent: bool = False  # made before the last revert of this proposal: it authorised that deployment
+    spent: bool = False  # named by a deployment that was reverted, or made before the last revert
     approver_id: str = ""
     approver_email: str | None = None
     statements: tuple[str, ...] = ()  # the Directus comments on the row: its signed statements
@@ -65,8 +65,11 @@ APPROVALS_SQL = """
 SELECT a.id, p.code AS proposal_code, p.status AS proposal_status, a.package_sha256, a.level,
        a.revoked_at IS NOT NULL AS revoked, a.rehearsal, u.status AS user_status,
        r.kind AS approver_kind, r.level AS approver_level, u.token IS NOT NULL AS has_token,
-       a.approved_at <= (SELECT max(l.executed_at) FROM os_release_ledger AS l
-                         WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE AS spent,
+       (a.approved_at <= (SELECT max(l.executed_at) FROM os_release_ledger AS l
+                          WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE
+        -- by the ledger, whatever approved_at says: a deployment named it, and a revert followed
+        OR EXISTS (SELECT FROM os_release_ledger AS d JOIN os_release_ledger AS rv ON rv.action = 'revert' AND rv.id > d.id
+                   WHERE d.action = 'deploy' AND a.id = ANY (d.approval_ids))) AS spent,
        a.approver::text AS approver_id, u.email AS approver_email,
        coalesce((SELECT array_agg(c.comment ORDER BY c.date_created, c.id) FROM directus_comments AS c
                  WHERE c.collection = 'os_proposal_approvals' AND c.item = a.id::text), '{}') AS statements,

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pglast
 import psycopg
 
 from executor import __version__, gate, signatures
 from harness.db import connect
-from harness.errors import Blocked, Interrupted, InvariantFailed, LockHeld, UsageError
+from harness.errors import Blocked, IntegrityError, Interrupted, InvariantFailed, LockHeld, MissingPrivilege, UsageError
 from executor.package import Package
 from invariants import metrics
 
@@ -98,11 +99,16 @@ GATE_SESSION = ("--deselect", "invariants/test_baseline.py::test_metric_matches_
 def release_lock(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """The release lock: a session-level advisory lock held on a connection of its own."""
     with connect(dsn, autocommit=True, application_name="oneroof-release-lock") as conn:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS got", gate.LOCK_KEY).fetchone()
-        if not (row and row["got"]):
+        for _attempt in range(3):  # a holder that let go between the two queries: try again
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS got", gate.LOCK_KEY).fetchone()
+            if row and row["got"]:
+                break
             holder = gate.lock_holder(conn)
-            pid = f" (pid {holder})" if holder else ""
-            raise LockHeld(f"another executor holds the release lock on {conn.info.dbname!r}{pid}: "
+            if holder is not None:
+                raise LockHeld(f"another executor holds the release lock on {conn.info.dbname!r} (pid {holder}): "
+                               "wait for it to finish, then retry")
+        else:
+            raise LockHeld(f"another executor holds the release lock on {conn.info.dbname!r}: "
                            "wait for it to finish, then retry")
         try:
             yield conn
@@ -146,6 +152,101 @@ def check_figures(conn: psycopg.Connection[Any], expected: dict[str, int], what:
         "AND c.relname NOT LIKE 'os\\_%%' AND c.relname NOT LIKE 'directus\\_%%' ORDER BY 1").fetchall()]
     if touched:
         raise InvariantFailed(f"the {what} transaction touched data tables ({', '.join(touched)}); nothing was kept")
+
+
+# What the gate, the metrics and the fingerprint read, besides what the package names.
+READ_TABLES = tuple(sorted({*metrics.FINGERPRINT_TABLES, *metrics.TIER1_TABLES, *metrics.DIRECTUS_TABLES,
+                            "directus_users", "directus_roles", "os_release_ledger"}))
+# The rollout locks these rows FOR SHARE (a revocation or suspension waits for the release),
+# and the proposal FOR UPDATE; PostgreSQL asks for UPDATE on at least one column of each for that.
+ROW_LOCKED = ("os_proposal_approvals", "os_approvers", "directus_users", "os_proposals")
+WRITES: tuple[tuple[type[Any], str], ...] = ((pglast.ast.InsertStmt, "INSERT"), (pglast.ast.UpdateStmt, "UPDATE"),
+                                            (pglast.ast.DeleteStmt, "DELETE"))
+ANY_COLUMN = "*"
+Privilege = tuple[str, str, str | None]  # (privilege, table, column: None for the table, ANY_COLUMN for any)
+
+
+def _relations(node: Any, found: set[Privilege], ctes: set[str]) -> None:
+    """Collect the privileges a parse tree needs: what each statement writes (UPDATE per column
+    it sets), and SELECT on every relation it names; `ctes` gathers the names of WITH queries."""
+    if isinstance(node, pglast.ast.Node):
+        for kind, privilege in WRITES:
+            if isinstance(node, kind) and node.relation is not None:
+                table = str(node.relation.relname)
+                if isinstance(node, pglast.ast.UpdateStmt):
+                    found.update(("UPDATE", table, str(target.name)) for target in node.targetList or ())
+                else:
+                    found.add((privilege, table, None))
+        if isinstance(node, pglast.ast.InsertStmt) and node.relation is not None and node.onConflictClause is not None \
+                and node.onConflictClause.action == pglast.enums.OnConflictAction.ONCONFLICT_UPDATE:
+            found.update(("UPDATE", str(node.relation.relname), str(target.name))
+                         for target in node.onConflictClause.targetList or ())
+        # information_schema and pg_catalog are readable by every role
+        if isinstance(node, pglast.ast.RangeVar) and node.schemaname in (None, "public"):
+            found.add(("SELECT", str(node.relname), None))
+        if isinstance(node, pglast.ast.CommonTableExpr):
+            ctes.add(str(node.ctename))
+        for name in node:
+            _relations(getattr(node, name), found, ctes)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            _relations(item, found, ctes)
+
+
+def required_privileges(package: Package, action: str) -> list[Privilege]:
+    """Every privilege a `rollout` or `rollback` of `package` needs, sorted by table: what its SQL
+    writes and reads, the ledger row it writes, what the gate and the metrics read, and for a
+    rollout UPDATE on some column of each table whose rows the gate's re-check locks."""
+    found: set[Privilege] = {("SELECT", t, None) for t in READ_TABLES} | {("INSERT", "os_release_ledger", None)}
+    ctes: set[str] = set()
+    for tier in package.tiers:
+        _relations(list(pglast.parse_sql(tier.deploy if action == "rollout" else tier.revert)), found, ctes)
+    if action == "rollout":
+        found |= {("UPDATE", t, ANY_COLUMN) for t in ROW_LOCKED}
+    return sorted((p for p in found if p[1] not in ctes), key=lambda p: (p[1], p[0], p[2] or ""))
+
+
+def describe(privilege: Privilege) -> str:
+    """'INSERT on os_release_ledger', 'UPDATE (status) on os_proposals', 'UPDATE on a column of ...'."""
+    what, table, column = privilege
+    if column == ANY_COLUMN:
+        return f"{what} on a column of {table}"
+    return f"{what} ({column}) on {table}" if column else f"{what} on {table}"
+
+
+PRIVILEGES_SQL = """
+SELECT n.ord FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS n (priv, tab, col, ord)
+WHERE NOT CASE WHEN n.col = '*' THEN has_any_column_privilege(quote_ident(n.tab), n.priv)
+               WHEN n.col IS NOT NULL THEN has_column_privilege(quote_ident(n.tab), n.col, n.priv)
+               ELSE has_table_privilege(quote_ident(n.tab), n.priv) END
+ORDER BY n.ord
+"""
+# Serial columns (not identity ones) take nextval() of their sequence on INSERT: USAGE on it.
+SEQUENCES_SQL = """
+SELECT s.seq FROM (
+    SELECT DISTINCT pg_get_serial_sequence(quote_ident(c.relname), a.attname) AS seq
+    FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (%s::text[])
+      AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity = '') AS s
+WHERE s.seq IS NOT NULL AND NOT has_sequence_privilege(s.seq, 'USAGE') ORDER BY 1
+"""
+
+
+def check_privileges(conn: psycopg.Connection[Any], package: Package, action: str) -> None:
+    """Raise MissingPrivilege, naming the first missing privilege, unless the connected role holds
+    all that `action` needs (has_table_privilege and friends: nothing is tried, nothing written)."""
+    need = required_privileges(package, action)
+    rows = conn.execute(PRIVILEGES_SQL, ([p[0] for p in need], [p[1] for p in need],
+                                         [p[2] for p in need])).fetchall()
+    missing = [describe(need[int(r["ord"]) - 1]) for r in rows]
+    inserted = sorted({table for what, table, _ in need if what == "INSERT"})
+    missing += [f"USAGE on sequence {r['seq']}" for r in conn.execute(SEQUENCES_SQL, (inserted,)).fetchall()]
+    if missing:
+        role = conn.execute("SELECT current_user AS role").fetchone()
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise MissingPrivilege(f"role {role['role'] if role else '?'!r} lacks {missing[0]}{more} that the {action} "
+                               "needs: grant the release role's privileges (README, \"The release role\"); "
+                               "nothing was changed")
 
 
 def _disabled_bindings_only(conn: psycopg.Connection[Any]) -> None:
@@ -224,6 +325,10 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
     if verdict.state == "finalized" and "target" not in verdict.reasons:
         return Outcome("already-finalized", database, package.sha256, entry.fingerprint, entry.fingerprint,
                        metrics=entry.metrics)
+    with connect(dsn, application_name="oneroof-executor") as conn:
+        conn.read_only = True
+        check_privileges(conn, package, "rollout")
+        conn.rollback()
     if not verdict.open:
         raise blocked(verdict.reasons)
 
@@ -242,10 +347,21 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
     with release_lock(dsn):
         with connect(dsn, application_name="oneroof-executor") as conn:
             t = time.monotonic()
-            conn.execute("SET lock_timeout = '10s'")
+            # First without row locks (they would assign a transaction id): a gate closed since
+            # the session, or a race lost to another executor, ends here having written nothing.
+            conn.read_only = True
+            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust)
+            conn.rollback()
+            conn.read_only = False
+            if verdict.state == "finalized" and "target" not in verdict.reasons:  # another executor won
+                return Outcome("already-finalized", database, package.sha256, entry.fingerprint,
+                               _reading(dsn).fingerprint, metrics=entry.metrics)
+            if not verdict.open or verdict.state != "greenfield":
+                raise blocked(verdict.reasons or {"state": f"state={verdict.state} under the lock"})
             # Lock the proposal, the approvals, the approvers and their users: a revocation or a
-            # suspension waits for this transaction, and one that happened since the gate session
+            # suspension waits for this transaction, and one that happened since the check above
             # closes the gate here.
+            conn.execute("SET lock_timeout = '10s'")
             conn.execute("SELECT 1 FROM os_proposals WHERE code = %s FOR UPDATE", (package.proposal,))
             conn.execute("SELECT 1 FROM os_proposal_approvals FOR SHARE")
             conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
@@ -282,6 +398,27 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
     return outcome
 
 
+DEPLOYED_SQL = """
+SELECT (SELECT l.package_sha256 FROM os_release_ledger AS l
+        WHERE l.id = (SELECT max(id) FROM os_release_ledger) AND l.action = 'deploy') AS deployed,
+       (SELECT p.package_sha256 FROM os_proposals AS p WHERE p.code = %s) AS proposed
+"""
+
+
+def deployed_package(conn: psycopg.Connection[Any], package: Package) -> None:
+    """Raise IntegrityError unless `package` is the one to revert: the package of the current
+    deployment by the ledger (its newest row is a deploy), else, with no deployment on record
+    since the last revert, the package the proposal names."""
+    row = conn.execute(DEPLOYED_SQL, (package.proposal,)).fetchone()
+    assert row is not None
+    expected, source = ((row["deployed"], "the ledger records for the current deployment") if row["deployed"]
+                        else (row["proposed"], f"proposal {package.proposal} names (no deployment on record)"))
+    if expected != package.sha256:
+        conn.rollback()
+        raise IntegrityError(f"package {package.sha256} is not the package {source}, {expected}: roll back with "
+                             "that package (pin it with --expect-sha256); nothing was changed")
+
+
 def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress | None = None) -> Outcome:
     """Revert tiers 6..2 in one transaction under the release lock; on greenfield do nothing."""
     seconds: dict[str, float] = {}
@@ -290,11 +427,16 @@ def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress 
     if entry.metrics["db"] != confirm_db:
         raise UsageError(f"connected to {entry.metrics['db']!r}, but --confirm-db names {confirm_db!r}: "
                          "name the database you mean to roll back")
+    with connect(dsn, application_name="oneroof-executor") as conn:
+        conn.read_only = True
+        check_privileges(conn, package, "rollback")
+        conn.rollback()
     _note(progress, "taking the release lock")
     with release_lock(dsn):
         with connect(dsn, application_name="oneroof-executor") as conn:
             t = time.monotonic()
             conn.execute("SET lock_timeout = '10s'")
+            deployed_package(conn, package)
             current = gate.state(conn)
             if current == "greenfield":
                 conn.rollback()

@@ -12,12 +12,44 @@ import psycopg
 from psycopg import conninfo
 from psycopg.rows import dict_row
 
-from harness.errors import DatabaseUnreachable, UsageError
+from harness.errors import DatabaseUnreachable, UnsafeSchema, UsageError
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SECRET_KEYS = ("password", "sslpassword")  # libpq keywords whose values are never shown
 CONNECT_TIMEOUT = 5
 LOCK_TIMEOUT_MS = 30_000
+# Every connection reads the catalog first, then public, and temporary tables last: no schema
+# named after the role ("$user"), no path set on the role, the database or in PGOPTIONS, and no
+# temporary table (pg_temp is searched first unless listed) can shadow what oneroof reads.
+SEARCH_PATH = "pg_catalog,public,pg_temp"
+# Where the builders create objects (pg_catalog, listed first, would be the creation schema);
+# pg_catalog is still searched first, implicitly.
+BUILD_SEARCH_PATH = "public,pg_temp"
+# Functions and operators outside pg_catalog that share a built-in's name and belong to a role
+# that is not a superuser: an overload can win PostgreSQL's resolution (an exact match on
+# varchar beats pg_catalog's count("any")), so such code would run inside oneroof's queries.
+# Every operator in it compares identical types, so pg_catalog's own exact match is the one used.
+SHADOW_SQL = """
+SELECT kind, name FROM (
+  SELECT 'function' AS kind, p.oid::pg_catalog.regprocedure::pg_catalog.text AS name
+  FROM pg_catalog.pg_proc AS p
+  JOIN pg_catalog.pg_roles AS r ON r.oid = p.proowner
+  JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+  WHERE n.nspname <> 'pg_catalog'::pg_catalog.name AND NOT r.rolsuper
+    AND n.nspname = ANY (pg_catalog.current_schemas(false))
+    AND EXISTS (SELECT FROM pg_catalog.pg_proc AS c JOIN pg_catalog.pg_namespace AS cn ON cn.oid = c.pronamespace
+                WHERE cn.nspname = 'pg_catalog'::pg_catalog.name AND c.proname = p.proname)
+  UNION ALL
+  SELECT 'operator', o.oid::pg_catalog.regoperator::pg_catalog.text
+  FROM pg_catalog.pg_operator AS o
+  JOIN pg_catalog.pg_roles AS r ON r.oid = o.oprowner
+  JOIN pg_catalog.pg_namespace AS n ON n.oid = o.oprnamespace
+  WHERE n.nspname <> 'pg_catalog'::pg_catalog.name AND NOT r.rolsuper
+    AND n.nspname = ANY (pg_catalog.current_schemas(false))
+    AND EXISTS (SELECT FROM pg_catalog.pg_operator AS c JOIN pg_catalog.pg_namespace AS cn ON cn.oid = c.oprnamespace
+                WHERE cn.nspname = 'pg_catalog'::pg_catalog.name AND c.oprname = o.oprname)
+) AS s ORDER BY 1, 2
+"""
 
 
 def check_identifier(name: str, what: str = "name") -> str:
@@ -79,16 +111,22 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oneroof") -> psycopg.Connection[dict[str, Any]]:
-    """Open a connection with dict rows; an unreachable server or a refused login is a DatabaseUnreachable."""
+def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oneroof",
+            search_path: str = SEARCH_PATH) -> psycopg.Connection[dict[str, Any]]:
+    """Open a connection with dict rows and a pinned search_path (checked once connected);
+    an unreachable server or a refused login is a DatabaseUnreachable, a function or operator
+    that could shadow a built-in is an UnsafeSchema."""
     params = parse(dsn)
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     params.setdefault("application_name", application_name)
     # Never wait forever behind another session's lock (a DDL on production, say): fail instead.
     if "lock_timeout" not in str(params.get("options") or ""):  # the caller's own setting wins
         params["options"] = f"{params.get('options') or ''} -c lock_timeout={LOCK_TIMEOUT_MS}".strip()
+    # Last, so it wins over any search_path in the DSN's options (PGOPTIONS is not read at all
+    # once options are given); a startup setting also wins over ALTER ROLE / DATABASE ... SET.
+    params["options"] = f"{params['options']} -c search_path={search_path}"
     try:
-        return psycopg.connect(conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row)
+        conn = psycopg.connect(conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row)
     except psycopg.ProgrammingError as exc:
         raise UsageError("the DSN has an invalid value (e.g. a non-numeric port or connect_timeout); "
                          "it is not shown here because it may hold a password") from None
@@ -98,6 +136,38 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oner
             f"cannot connect to {where}: {first_line(exc)} "
             "(check the host, port, user, password and database name, or pass --dsn)"
         ) from exc
+    try:
+        pin(conn, search_path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def pin(conn: psycopg.Connection[Any], search_path: str = SEARCH_PATH) -> None:
+    """Check that `conn` runs with `search_path` (setting it when a pooler dropped the startup
+    option), and that no function or operator a non-superuser made can shadow a built-in.
+
+    Only schema-qualified names run before the path is known to be right. Leaves no transaction open.
+    """
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    try:
+        row = conn.execute("SELECT pg_catalog.current_setting('search_path') AS path").fetchone()
+        if row is None or row["path"] != search_path:
+            conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (search_path,))
+            row = conn.execute("SELECT pg_catalog.current_setting('search_path') AS path").fetchone()
+            if row is None or row["path"] != search_path:
+                raise UnsafeSchema(f"the connection's search_path is {row and row['path']!r}, not {search_path!r}, "
+                                   "and cannot be set: connect without a pooler that rewrites settings")
+        shadows = [f"{r['kind']} {r['name']}" for r in conn.execute(SHADOW_SQL).fetchall()]
+    finally:
+        if idle and not conn.autocommit:
+            conn.commit()  # keeps a search_path set above; the transaction only read
+    if shadows:
+        raise UnsafeSchema(
+            f"{shadows[0]}{f' and {len(shadows) - 1} more' if len(shadows) > 1 else ''} shares a built-in's name "
+            "and belongs to a role that is not a superuser: it could run in place of the built-in inside "
+            "oneroof's queries; drop it or move it out of the search path (public), then retry")
 
 
 @contextmanager

@@ -21,6 +21,14 @@ class DatabaseUnreachable(OneroofError):
     """The server did not accept the connection (down, wrong host or port, wrong password)."""
 
 
+class UnsafeSchema(OneroofError):
+    """The connection's schema could let another role's objects stand in for what oneroof reads."""
+
+
+class MissingPrivilege(OneroofError):
+    """The role lacks a privilege the command needs; nothing was written."""
+
+
 class NotDirectus(OneroofError):
     """The target database is not a Directus database."""
 
