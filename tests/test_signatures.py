@@ -28,9 +28,9 @@ L4 = catalog.account("l4")
 
 
 @pytest.fixture(scope="module")
-def target(test_server: PgServer, worker_id: str) -> Iterator[psycopg.Connection[Any]]:
+def target(test_server: PgServer, unique: Any) -> Iterator[psycopg.Connection[Any]]:
     """A marked clone of the golden database; every case runs in a transaction that is rolled back."""
-    made = clones.create(test_server.admin, source=test_server.golden, name=f"t_{worker_id}_signed", wait=60)
+    made = clones.create(test_server.admin, source=test_server.golden, name=unique("signed"), wait=60)
     try:
         with connect(made.dsn) as conn:
             yield conn
@@ -152,8 +152,8 @@ def test_directus_evidence_takes_an_approval_away(target: psycopg.Connection[Any
 
 
 def test_a_role_that_cannot_read_the_cluster_identity_is_blocked_with_the_reason(
-        target: psycopg.Connection[Any], test_server: PgServer) -> None:
-    role = "oneroof_no_control"
+        target: psycopg.Connection[Any], test_server: PgServer, unique: Any) -> None:
+    role = unique("no_control")  # roles are cluster-wide: a fixed name would collide with another run
     with connect(test_server.admin, autocommit=True) as admin:
         admin.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(role)))
         admin.execute(psycopg.sql.SQL("CREATE ROLE {}").format(psycopg.sql.Identifier(role)))
@@ -161,8 +161,9 @@ def test_a_role_that_cannot_read_the_cluster_identity_is_blocked_with_the_reason
         SIGNERS.approve(target)
         # PostgreSQL grants pg_control_system() to PUBLIC; a hardened server may revoke it
         target.execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_control_system() FROM PUBLIC")
-        target.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO oneroof_no_control")
-        target.execute("SET ROLE oneroof_no_control")
+        target.execute(psycopg.sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(
+            psycopg.sql.Identifier(role)))
+        target.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
         assert gate.system_identifier(target) is None
         verdict = gate.evaluate(target, PKG, confirm_db=target.info.dbname, trust=SIGNERS.trust)
     finally:

@@ -207,8 +207,8 @@ def test_golden_list_and_show_name_the_source(oneroof: Any, snap: Snapshot, test
 
 
 def test_replace_refreshes_only_a_golden_oneroof_made(production: Production, test_server: PgServer,
-                                                      admin: Any, worker_id: str) -> None:
-    name = f"t_{worker_id}_notgolden"
+                                                      admin: Any, unique: Any) -> None:
+    name = unique("notgolden")
     _drop(test_server.admin, name)
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -254,8 +254,8 @@ def _sessions(production: Production, wait: float = 10) -> list[str]:
 
 
 def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(production: Production, test_server: PgServer,
-                                                                     worker_id: str) -> None:
-    name = f"t_{worker_id}_snap_int"
+                                                                     unique: Any) -> None:
+    name = unique("snap_int")
     holder = _hold_a_table(production)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
@@ -275,8 +275,8 @@ def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(production: 
 
 
 def test_a_source_that_goes_away_mid_copy_leaves_nothing(production: Production, test_server: PgServer,
-                                                        worker_id: str) -> None:
-    name = f"t_{worker_id}_snap_gone"
+                                                        unique: Any) -> None:
+    name = unique("snap_gone")
     holder = _hold_a_table(production)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
@@ -296,8 +296,8 @@ def test_a_source_that_goes_away_mid_copy_leaves_nothing(production: Production,
 
 
 def test_rehearse_from_production_snapshots_first_and_is_go(production: Production, test_server: PgServer,
-                                                            worker_id: str, tmp_path: Path) -> None:
-    name = f"t_{worker_id}_snap_rh"
+                                                            unique: Any, tmp_path: Path) -> None:
+    name = unique("snap_rh")
     try:
         evidence = rehearse(test_server.admin, run_dir=tmp_path, golden_name=name, snapshot_from=production.dsn)
         assert evidence.ok, [(s.name, s.detail) for s in evidence.steps if not s.ok]
