@@ -336,6 +336,7 @@ def test_ctrl_c_after_the_commit_says_the_tiers_are_live(clone: clones.Clone, cl
 
     approve(clone_conn)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
+    env["ONEROOF_ALLOWED_SIGNERS"] = str(TRUST.path)
     proc = subprocess.Popen([sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
                             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)

@@ -53,7 +53,8 @@ def test_public_drops_every_secret() -> None:
         shown = public(dsn)
         assert "127.0.0.1" in shown and "dbname=d" in shown
         assert_no_secret(shown)
-        options = Options(dsn=dsn, expect_db="d", package="rollout", expect_sha256="", test_server=dsn)
+        options = Options(dsn=dsn, expect_db="d", package="rollout", expect_sha256="", allowed_signers="",
+                          test_server=dsn)
         assert "dbname=d" in repr(options)  # what pytest shows of a failing test's oneroof_options
         assert_no_secret(repr(options))
 
