@@ -4,8 +4,8 @@ row, no lock left behind."""
 
 from __future__ import annotations
 
-import random
 import os
+import random
 import subprocess
 import sys
 import time
