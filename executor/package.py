@@ -24,6 +24,10 @@ from harness.errors import HashMismatch, IntegrityError, UsageError
 MANIFEST = "manifest.toml"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "rollout"
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The expected figures the stages compare against (syrupy amber files) live in the package, so
+# the package hash, the pin and the approval cover them too.
+SNAPSHOTS = "snapshots"
+SNAPSHOT_PATH = re.compile(r"^snapshots/[A-Za-z0-9_.-]+\.ambr$")
 # What a tier may contain, judged by PostgreSQL's own parser (libpg_query, through pglast):
 # data statements only. Transaction control, DO blocks, CALL and DDL such as CREATE INDEX
 # CONCURRENTLY belong to the executor or to no release at all.
@@ -71,6 +75,7 @@ class Package:
     levels: tuple[str, ...]
     tiers: tuple[Tier, ...]
     sha256: str
+    snapshots: tuple[str, ...] = ()  # the expected figures (syrupy amber files), paths in the package
 
 
 HEADER = ("# The One-Roof release package (canonical form: edit values, then run `oneroof package seal`).\n"
@@ -92,6 +97,8 @@ def canonical(manifest: dict[str, Any]) -> bytes:
         lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in sorted(manifest[table].items())]
     for tier in manifest["tier"]:
         lines += ["", "[[tier]]"] + [f"{k} = {_toml_value(v)}" for k, v in sorted(tier.items())]
+    for entry in manifest.get("snapshot", []):
+        lines += ["", "[[snapshot]]"] + [f"{k} = {_toml_value(v)}" for k, v in sorted(entry.items())]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -160,16 +167,30 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
             loaded.append(Tier(int(entry["number"]), str(entry["name"]), str(entry["deploy"]),
                                str(entry["revert"]), texts["deploy"], texts["revert"],
                                parts["deploy"], parts["revert"]))
+        expected = []
+        for entry in manifest.get("snapshot", []):
+            name = str(entry["path"])
+            if not SNAPSHOT_PATH.match(name):
+                raise IntegrityError(f"snapshot path {name!r} in the manifest is not snapshots/NAME.ambr")
+            listed.add(name)
+            try:
+                actual = sha256((path / name).read_bytes())
+            except FileNotFoundError as exc:
+                raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
+            if actual != entry["sha256"]:
+                raise HashMismatch(name, str(entry["sha256"]), actual)
+            expected.append(name)
         package = Package(path, str(meta["name"]), str(meta["version"]), str(meta["proposal"]),
                           int(gate["min_approvals"]), tuple(gate["levels"]), tuple(loaded),
-                          sha256(raw))
+                          sha256(raw), tuple(expected))
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{path / MANIFEST} lacks or mistypes {exc}: see rollout/manifest.toml") from exc
     if package.min_approvals < MIN_APPROVALS or not set(package.levels) <= set(APPROVER_LEVELS) or not package.levels:
         raise IntegrityError(f"{path / MANIFEST} asks for min_approvals = {package.min_approvals} and levels "
                              f"{list(package.levels)}: the gate needs at least {MIN_APPROVALS} approval from levels "
                              f"within {list(APPROVER_LEVELS)}; a package cannot lower that")
-    extra = sorted(p.name for p in path.iterdir() if p.name not in listed)
+    extra = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                   if p.relative_to(path).as_posix() not in listed and not (p.is_dir() and p.name == SNAPSHOTS))
     if extra:
         raise IntegrityError(f"{extra[0]} is in {path} but not in the manifest: remove it or seal the package")
     if expect_sha256 is not None and check_sha256(expect_sha256) != package.sha256:
@@ -185,5 +206,10 @@ def seal(path: Path = DEFAULT_DIR) -> str:
     for tier in manifest.get("tier", []):
         for kind in ("deploy", "revert"):
             tier[f"{kind}_sha256"] = sha256((path / str(tier[kind])).read_bytes())
+    # The snapshot files present (after a reviewed --snapshot-update) are the expected figures.
+    manifest["snapshot"] = [{"path": f"{SNAPSHOTS}/{p.name}", "sha256": sha256(p.read_bytes())}
+                            for p in sorted((path / SNAPSHOTS).glob("*.ambr"))]
+    if not manifest["snapshot"]:
+        del manifest["snapshot"]
     file.write_bytes(canonical(manifest))
     return sha256(canonical(manifest))
