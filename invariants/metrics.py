@@ -125,3 +125,34 @@ def read(conn: psycopg.Connection[Any]) -> Reading:
     with snapshot(conn):
         check_target(conn)
         return read_in_snapshot(conn)
+
+
+# -- content digests: what the release must never change ------------------------------------
+
+CONTENT_DIGEST = sql.SQL(
+    "SELECT count(*) AS n, coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0) AS h "
+    "FROM {} AS t")
+
+
+def content_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """system_issues and every governed collection of the inventory, sorted."""
+    rows = conn.execute("SELECT collection FROM os_collection_inventory").fetchall()
+    return sorted({"system_issues", *(r["collection"] for r in rows)})
+
+
+def content_digests(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Per content table, inside the caller's transaction: its row count and an order-free digest of
+    its rows (the sum of each row's 64-bit md5 prefix), so no sort is needed at any size. A
+    modified, deleted or added row changes it."""
+    digests = {}
+    for table in content_tables(conn):
+        row = conn.execute(CONTENT_DIGEST.format(sql.Identifier(table))).fetchone()
+        assert row is not None
+        digests[table] = f"{row['n']}:{row['h']}"
+    return digests
+
+
+def read_content(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """The content digests in one REPEATABLE READ READ ONLY transaction."""
+    with snapshot(conn):
+        return content_digests(conn)

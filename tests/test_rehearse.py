@@ -36,6 +36,11 @@ def fingerprint(dsn: str) -> str:
         return metrics.read(conn).fingerprint
 
 
+def evidence_content(test_server: PgServer) -> dict[str, str]:
+    with connect(test_server.dsn(test_server.golden)) as conn:
+        return metrics.read_content(conn)
+
+
 def clones_of(test_server: PgServer, source: str) -> list[str]:
     return [c.name for c in clones.list_clones(test_server.admin) if c.source == source]
 
@@ -57,7 +62,12 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidenc
     assert evidence.ok, [(s.name, s.detail) for s in evidence.steps if not s.ok]
     assert [s.name for s in evidence.steps] == [
         "package", "golden", "clone", "baseline", "monitor_blocked", "rollout_blocked", "approve", "monitor_open",
-        "rollout", "finalized", "rollback", "greenfield", "rollback_again", "drop_clone", "golden_intact"]
+        "content_before", "rollout", "content_after_rollout", "finalized", "rollback", "content_after_rollback",
+        "greenfield", "rollback_again", "drop_clone", "golden_intact"]
+    golden_content = evidence_content(test_server)
+    assert len(golden_content) == 36 and golden_content["system_issues"].startswith("204556:")
+    assert evidence.step("content_before").figures == {  # type: ignore[union-attr]
+        "tables": 36, "rows": sum(int(d.split(":")[0]) for d in golden_content.values())}
     rows = {r.component: r.status for r in report.matrix(evidence)}
     assert list(rows) == SEED_ROWS
     assert rows == {
@@ -160,7 +170,7 @@ def test_keep_keeps_the_clone_and_prints_its_dsn(oneroof: Any, test_server: PgSe
     assert len(kept) == 1
     with connect(kept[0]) as conn:
         assert clones.connected_is_clone(conn) and metrics.read(conn).metrics["gap"] == 210
-    assert "RELEASE READINESS: GO" in result.stdout and "[15/15] golden database unchanged" in result.stderr
+    assert "RELEASE READINESS: GO" in result.stdout and "[18/18] golden database unchanged" in result.stderr
 
 
 def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_golden: str, tmp_path: Path) -> None:
@@ -179,3 +189,33 @@ def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_g
     assert proc.returncode == 130, "".join(seen) + err
     assert "Traceback" not in err and "interrupted" in err
     assert clones_of(test_server, other_golden) == []
+
+
+CONTENT_CHANGES = {
+    "system_issues row modified": "UPDATE system_issues SET status = 'resolved' WHERE id = (SELECT min(id) FROM system_issues)",
+    "content row deleted": "DELETE FROM kh_tags WHERE id = (SELECT min(id) FROM kh_tags)",
+}
+
+
+@pytest.mark.parametrize("change", sorted(CONTENT_CHANGES))
+def test_a_content_change_during_the_rehearsal_is_no_go(test_server: PgServer, other_golden: str, tmp_path: Path,
+                                                         change: str) -> None:
+    """A row of system_issues or of a governed collection changed while the release ran: the
+    content digests before and after the rollout differ, and the rehearsal names the table."""
+    clone_name: list[str] = []
+
+    def progress(message: str) -> None:
+        found = re.search(r": (\S+) \(marked clone of", message)
+        if found:
+            clone_name.append(found.group(1))
+        if "rollout greenfield -> finalized" in message:  # after the digests, before the rollout
+            with connect(test_server.dsn(clone_name[0]), autocommit=True) as conn:
+                conn.execute(CONTENT_CHANGES[change])
+
+    evidence = rehearse(test_server.admin, run_dir=tmp_path / "run", golden_name=other_golden, progress=progress)
+    failed = [s for s in evidence.steps if not s.ok]
+    table = "system_issues" if "system_issues" in change else "kh_tags"
+    assert [s.name for s in failed] == ["content_after_rollout"], [(s.name, s.detail) for s in failed]
+    assert failed[0].figures["changed"] == [table] and f"content changed by the rollout: {table}" in failed[0].detail
+    rows = {r.component: r for r in report.matrix(evidence)}
+    assert rows["Production rollout executor"].status == "NO-GO" and table in rows["Production rollout executor"].evidence
