@@ -130,8 +130,7 @@ def read(conn: psycopg.Connection[Any]) -> Reading:
 # -- content digests: what the release must never change ------------------------------------
 
 CONTENT_DIGEST = sql.SQL(
-    "SELECT count(*) AS n, coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0) AS h "
-    "FROM {} AS t")
+    "SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) AS h FROM {} AS t")
 
 
 def content_tables(conn: psycopg.Connection[Any]) -> list[str]:
@@ -142,8 +141,8 @@ def content_tables(conn: psycopg.Connection[Any]) -> list[str]:
 
 def content_digests(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Per content table, inside the caller's transaction: its row count and an order-free digest of
-    its rows (the sum of each row's 64-bit md5 prefix), so no sort is needed at any size. A
-    modified, deleted or added row changes it."""
+    its rows (the sum of each row's 64-bit hash, hashtextextended over its text), so no sort is
+    needed at any size. A modified, deleted or added row changes it."""
     digests = {}
     for table in content_tables(conn):
         row = conn.execute(CONTENT_DIGEST.format(sql.Identifier(table))).fetchone()

@@ -161,8 +161,8 @@ FINALIZED = [
       tier("tier3_ownership") | one(FIN, "dot_stops", "tier3_owner") | metric("finalized", "own", "gap"),
       ("dot_stops", "tier3_ownership", "'active': False")),
     v("owner-duplicated", "tier 3 duplicated", "finalized", "finalized", owner("kh_reports", "DOT", True),
-      tier("tier3_ownership") | one(FIN, "kh_reports", "tier3_owner") | metric("finalized", "own", "conflict"),
-      ("kh_reports", "tier3_ownership", "DOT")),
+      tier("tier3_ownership") | one(FIN, "kh_reports", "tier3_owner") | metric("finalized", "own", "conflict")
+      | {f"{RATIFIED}[kh_reports]"}, ("kh_reports", "tier3_ownership", "DOT")),
     v("owner-missing", "tier 3 missing", "finalized", "finalized",
       "DELETE FROM os_collection_owners WHERE collection = 'moit_licenses'",
       tier("tier3_ownership") | one(FIN, "moit_licenses", "tier3_owner") | metric("finalized", "own", "gap"),
