@@ -202,6 +202,10 @@ FINALIZED = [
       "INSERT INTO os_label_rules VALUES ('kh_faq_entries', 'sensitivity:public', 'forbid')",
       tier("tier5_label_rules") | one(FIN, "kh_faq_entries", "tier5_label_rules") | metric("finalized", "conflict"),
       ("kh_faq_entries", "tier5_label_rules", "forbid")),
+    v("label-extra", "tier 5 extra", "finalized", "finalized",
+      "INSERT INTO os_label_rules VALUES ('kh_tags', 'export:partner', 'forbid')",
+      tier("tier5_label_rules") | one(FIN, "kh_tags", "tier5_label_rules"),
+      ("kh_tags", "tier5_label_rules", "export:partner")),
     v("labels-all-missing", "tier 5 missing", "finalized", "finalized", "DELETE FROM os_label_rules",
       tier("tier5_label_rules") | each(FIN, "tier5_label_rules") | metric("finalized", "gap"), ("tier5_label_rules",)),
     # tier 6: lifecycle and event bindings
