@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from harness.marks import connected_is_clone
+from harness.marks import connected_is_clone, is_golden
 from executor.package import APPROVER_LEVELS, MIN_APPROVALS, Package
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
@@ -117,6 +117,24 @@ def state(conn: psycopg.Connection[Any]) -> str:
     return "mixed"
 
 
+def read_only_target(conn: psycopg.Connection[Any]) -> str | None:
+    """Why the connected database can never take the release, or None.
+
+    A golden database (the oneroof.golden mark, from the catalog) is the rehearsals' template and
+    is read-only by default_transaction_read_only; any database that is read-only by default
+    would fail late, inside the release transaction. Either is named here, up front.
+    """
+    database = conn.info.dbname
+    if is_golden(conn, database):
+        return (f"{database!r} is a golden database (oneroof.golden mark): a golden database is never a rollout "
+                "target; clone it with `oneroof clone create` and roll out on the clone, or name production")
+    row = conn.execute("SELECT current_setting('default_transaction_read_only') AS ro").fetchone()
+    if row and row["ro"] == "on":
+        return (f"{database!r} is read-only by default (default_transaction_read_only=on), so the release "
+                "transaction cannot write: roll out on a clone (`oneroof clone create`), or on a writable target")
+    return None
+
+
 def lock_holder(conn: psycopg.Connection[Any]) -> int | None:
     """The pid of another session holding the release lock on this database, if any."""
     row = conn.execute(
@@ -153,14 +171,20 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
             invalid.append(f"#{approval.id} {problem}")
     needed = max(package.min_approvals, MIN_APPROVALS)
     if len(valid) < needed:
-        detail = f" ({len(rows)} approval rows, none valid: {'; '.join(invalid)})" if invalid else ""
-        reasons["approvals"] = f"ospa={len(valid)} < {needed}{detail}"
+        # `ospa` keeps the source document's meaning, the rows of os_proposal_approvals; the
+        # gate's own count is "valid approvals".
+        rows_text = f"{len(rows)} approval row{'' if len(rows) == 1 else 's'}"
+        detail = f" (ospa={len(rows)}: {rows_text}, {len(invalid)} not valid: {'; '.join(invalid)})" if invalid else ""
+        reasons["approvals"] = f"valid approvals {len(valid)} < {needed}{detail}"
     elif invalid:
         notes.append(f"ignored approvals: {'; '.join(invalid)}")
 
     database = conn.info.dbname
     if confirm_db is not None and confirm_db != database:
         reasons["target"] = f"connected to {database!r}, but the operator named {confirm_db!r} (--confirm-db)"
+    unwritable = read_only_target(conn)
+    if unwritable:
+        reasons["target"] = f"{reasons['target']}; {unwritable}" if "target" in reasons else unwritable
 
     current = state(conn)
     if current == "mixed":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from xml.etree import ElementTree
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,8 +183,8 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         s.figures = {"verdict": report.verdict, "reasons": report.reasons, **report.metrics}
         if report.entry != report.exit:
             raise Failed("the monitor changed the clone (entry != exit)")
-        if expect == "BLOCKED" and report.reasons != ["ospa=0 < 1"]:
-            raise Failed(f"expected BLOCKED: ospa=0 < 1, got {report.verdict}: {report.reasons}")
+        if expect == "BLOCKED" and report.reasons != ["valid approvals 0 < 1"]:
+            raise Failed(f"expected BLOCKED: valid approvals 0 < 1, got {report.verdict}: {report.reasons}")
         if expect == "OPEN" and report.verdict != "OPEN":
             raise Failed(f"expected OPEN, got BLOCKED: {'; '.join(report.reasons)}")
         s.detail = report.verdict + (f": {report.reasons[0]}" if report.reasons else "")
@@ -299,9 +300,13 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
                 break
     except KeyboardInterrupt:
         evidence.interrupted = True
+        current = evidence.steps[-1] if evidence.steps else None
+        if current is not None and not current.ok:
+            current.detail = "interrupted (Ctrl-C) before this step finished"
+            current.exit_code = 130
         note("interrupted: cleaning up")
     finally:
-        _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total)
+        _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total, prod=bool(prod_dsn))
     if prod_dsn and not evidence.interrupted:
         _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total, run_dir)
     evidence.seconds = time.monotonic() - started
@@ -310,10 +315,12 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
 
 
 def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_dsn: str, keep: bool,
-            note: Progress, total: int) -> None:
+            note: Progress, total: int, prod: bool = False) -> None:
     made = state.get("clone")
     drop = Step("drop_clone", "drop the rehearsal clone" if not keep else "keep the rehearsal clone (--keep)")
-    note(f"[{len(evidence.steps) + 1:2}/{total}] {drop.title} ...")
+    # The closing steps keep their own numbers, however early the rehearsal stopped.
+    position = total - (1 if prod else 0) - 1
+    note(f"[{position:2}/{total}] {drop.title} ...")
     t = time.monotonic()
     if made is None:
         drop.ok, drop.detail = True, "no clone was made"
@@ -332,20 +339,22 @@ def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_ds
     note(f"        {'ok' if drop.ok else 'FAILED'} in {drop.seconds:.2f} s: {drop.detail}")
 
     intact = Step("golden_intact", "golden database unchanged")
-    note(f"[{len(evidence.steps) + 1:2}/{total}] {intact.title} ...")
+    note(f"[{position + 1:2}/{total}] {intact.title} ...")
     t = time.monotonic()
     entry = state.get("golden_entry")
     if entry is None:
-        intact.detail = "the golden fingerprint was never taken"
-    else:
-        try:
-            reading = _reading(golden_dsn)
-            intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
-            intact.ok = reading.fingerprint == entry
-            intact.detail = ("fingerprint before == after" if intact.ok
-                             else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
-        except OneroofError as exc:
-            intact.detail = exc.message
+        # The rehearsal stopped before it read the golden database: nothing to compare, and no
+        # second failure to report. The step is left out of the evidence ("not reached").
+        note("        skipped: the rehearsal stopped before it read the golden database")
+        return
+    try:
+        reading = _reading(golden_dsn)
+        intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
+        intact.ok = reading.fingerprint == entry
+        intact.detail = ("fingerprint before == after" if intact.ok
+                         else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
+    except OneroofError as exc:
+        intact.detail = exc.message
     intact.seconds = time.monotonic() - t
     evidence.steps.append(intact)
     note(f"        {'ok' if intact.ok else 'FAILED'} in {intact.seconds:.2f} s: {intact.detail}")
@@ -363,10 +372,21 @@ def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_
         note(f"        could not read the production gate: {exc.message}")
         return
     junit = run_dir / "junit-production-baseline.xml"
-    # The approvals are the gate's to judge (as in the executor's gate session), so ospa is left out.
+    # The very checks of an auditor's plain `pytest invariants -m baseline`, ospa included, so the
+    # two agree on the same database; the report judges an ospa that moved (approval rows) apart.
     baseline = release.run_stage(prod_dsn, "baseline", expect_db=prod_db or report.database,
-                                 extra=(*release.GATE_SESSION, "--junitxml", str(junit)))
+                                 extra=("--junitxml", str(junit)))
     evidence.production = {**report.as_json(), "dsn": public(prod_dsn), "baseline_exit": baseline,
-                           "seconds": time.monotonic() - t}
+                           "baseline_failed": failed_tests(junit), "seconds": time.monotonic() - t}
     note(f"        {report.verdict}{': ' + report.reasons[0] if report.reasons else ''}; "
          f"baseline stage exit {baseline}; entry == exit: {report.entry == report.exit}")
+
+
+def failed_tests(junit: Path) -> list[str]:
+    """The names of the failed or erroring tests in a JUnit XML file (none when it is unreadable)."""
+    try:
+        root = ElementTree.parse(junit).getroot()
+    except (OSError, ElementTree.ParseError):
+        return []
+    return sorted(str(case.get("name")) for case in root.iter("testcase")
+                  if case.find("failure") is not None or case.find("error") is not None)

@@ -22,7 +22,7 @@ import psycopg
 
 from executor import __version__, gate
 from harness.db import connect
-from harness.errors import Blocked, InvariantFailed, LockHeld, UsageError
+from harness.errors import Blocked, Interrupted, InvariantFailed, LockHeld, UsageError
 from executor.package import Package
 from invariants import metrics
 
@@ -266,13 +266,18 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
             seconds["transaction"] = time.monotonic() - t
     outcome = Outcome("applied", database, package.sha256, entry.fingerprint, approvals=verdict.valid_approvals,
                       seconds=seconds)
-    if audit:
-        _note(progress, "finalized audit: pytest invariants -m finalized")
-        t = time.monotonic()
-        outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package_dir=package.path,
-                                       expect_sha256=package.sha256)
-        seconds["audit"] = time.monotonic() - t
-    final = _reading(dsn)
+    try:
+        if audit:
+            _note(progress, "finalized audit: pytest invariants -m finalized")
+            t = time.monotonic()
+            outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package_dir=package.path,
+                                           expect_sha256=package.sha256)
+            seconds["audit"] = time.monotonic() - t
+        final = _reading(dsn)
+    except KeyboardInterrupt:  # after the commit "interrupted" alone would hide that the tiers are live
+        raise Interrupted(f"interrupted after the commit: tiers 2-6 are live on {database!r}; check them with "
+                          f"`oneroof verify --stage finalized --expect-db {database}`, or undo with "
+                          f"`oneroof rollback --confirm-db {database}`") from None
     outcome.exit, outcome.metrics = final.fingerprint, final.metrics
     seconds["total"] = time.monotonic() - started
     return outcome

@@ -54,7 +54,7 @@ def readable(client: DirectusClient, collection: str) -> int:
 def test_ratify_through_directus_then_roll_out_and_back(directus_install: Installation, directus: DirectusServer,
                                                         directus_admin: DirectusClient) -> None:
     database = directus.database
-    assert gate(database) == ("BLOCKED", ["ospa=0 < 1"])
+    assert gate(database) == ("BLOCKED", ["valid approvals 0 < 1"])
     l4 = login_as(directus, directus_admin, catalog.account("l4"))
     l3 = login_as(directus, directus_admin, catalog.account("l3"))
     service = directus.client(catalog.account("svc-etl").token)

@@ -63,9 +63,9 @@ def judge(conn: psycopg.Connection[Any], rows: list[Row]) -> gate.Verdict:
 
 
 @pytest.fixture(scope="module")
-def databases(test_server: PgServer, worker_id: str) -> Iterator[dict[str, str]]:
+def databases(test_server: PgServer, unique: Any) -> Iterator[dict[str, str]]:
     """A marked clone, and an unmarked copy standing in for production, each with a withdrawn proposal."""
-    names = {"clone": f"t_{worker_id}_gate_clone", "production": f"t_{worker_id}_gate_prod"}
+    names = {"clone": unique("gate_clone"), "production": unique("gate_prod")}
     for role, name in names.items():
         clones.create(test_server.admin, source=test_server.golden, name=name, wait=60)
         with connect(test_server.dsn(name), autocommit=True) as conn:
@@ -116,11 +116,11 @@ def test_verdict_table(conns: dict[str, psycopg.Connection[Any]], rows: list[Row
     verdict = judge(conns[where], rows)
     assert verdict.open is opens, verdict.reasons
     if not opens:
-        assert verdict.reasons["approvals"].startswith("ospa=0 < 1")
+        assert verdict.reasons["approvals"].startswith("valid approvals 0 < 1")
 
 
 def test_no_approval_gives_the_seed_reason(conns: dict[str, psycopg.Connection[Any]]) -> None:
-    assert judge(conns["production"], []).reasons == {"approvals": "ospa=0 < 1"}
+    assert judge(conns["production"], []).reasons == {"approvals": "valid approvals 0 < 1"}
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -30,9 +30,9 @@ def drop(test_server: PgServer, name: str) -> None:
 
 
 @pytest.fixture
-def scratch_name(test_server: PgServer, worker_id: str) -> Iterator[str]:
+def scratch_name(test_server: PgServer, unique: Any) -> Iterator[str]:
     """A database name for a second golden build, dropped after the test."""
-    name = f"oneroof_t_golden_{worker_id}"
+    name = unique("golden")
     drop(test_server, name)
     yield name
     drop(test_server, name)

@@ -46,7 +46,7 @@ def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones
     before = reading(clone.dsn).fingerprint
     result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
     assert result.returncode == 3, result.stderr
-    assert result.stdout.splitlines()[0] == "BLOCKED: ospa=0 < 1"
+    assert result.stdout.splitlines()[0] == "BLOCKED: valid approvals 0 < 1"
     entry = result.stdout.split("entry ")[1].split()[0]
     exit_ = result.stdout.split("exit  ")[1].split()[0]
     assert entry == exit_ == before == reading(clone.dsn).fingerprint
@@ -115,7 +115,7 @@ def test_revocation_after_the_gate_session_blocks_under_the_lock(clone: clones.C
 
     with pytest.raises(Blocked) as caught:
         release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=revoke_when_locking)
-    assert caught.value.reasons[0].startswith("ospa=0 < 1") and "revoked" in caught.value.reasons[0]
+    assert caught.value.reasons[0].startswith("valid approvals 0 < 1") and "revoked" in caught.value.reasons[0]
     assert reading(clone.dsn).metrics["own"] == 0
     assert caught.value.exit != before  # the revocation itself is the only change
 
@@ -192,7 +192,7 @@ def test_monitor_verdicts(oneroof: Any, clone: clones.Clone, clone_conn: Any) ->
     blocked = oneroof("monitor", "--json", "--dsn", clone.dsn)
     assert blocked.returncode == 3
     data = json.loads(blocked.stdout)
-    assert (data["verdict"], data["reasons"]) == ("BLOCKED", ["ospa=0 < 1"])
+    assert (data["verdict"], data["reasons"]) == ("BLOCKED", ["valid approvals 0 < 1"])
     assert data["fingerprint"]["equal"] and data["metrics"]["ospa"] == 0
     approve(clone_conn, "svc-etl")
     still = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
@@ -286,3 +286,73 @@ def test_pytest_addopts_cannot_reach_the_gate_session(oneroof: Any, clone: clone
                      env={"PYTEST_ADDOPTS": "--snapshot-update"})
     assert result.returncode == 3 and "the gate session failed" in result.stdout
     assert snapshot.read_bytes() == before and reading(clone.dsn).metrics["own"] == 0
+
+
+def _as_golden(test_server_admin: str, name: str, *, mark: bool) -> None:
+    """Give database `name` the database settings a golden build leaves (or only read-only)."""
+    from psycopg import sql
+
+    with connect(test_server_admin, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
+        if mark:
+            admin.execute(sql.SQL("ALTER DATABASE {} SET oneroof.golden = on").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("mark", [True, False], ids=["golden", "read-only"])
+def test_a_golden_or_read_only_database_is_refused_up_front(oneroof: Any, test_server: Any, clone: clones.Clone,
+                                                            clone_conn: Any, mark: bool) -> None:
+    approve(clone_conn)  # approved, so nothing but the target's nature closes the gate
+    _as_golden(test_server.admin, clone.name, mark=mark)
+    before = reading(clone.dsn).fingerprint
+    result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
+    assert result.returncode == 3, result.stdout + result.stderr
+    blocked = [line for line in result.stdout.splitlines() if line.startswith("BLOCKED: ")]
+    expected = "a golden database is never a rollout target" if mark else "default_transaction_read_only"
+    assert len(blocked) == 1 and expected in blocked[0] and "oneroof clone create" in blocked[0], result.stdout
+    assert "FOR UPDATE" not in result.stdout + result.stderr
+    assert reading(clone.dsn).fingerprint == before
+    monitor = oneroof("monitor", "--dsn", clone.dsn, "--json")
+    assert monitor.returncode == 3 and any(expected in r for r in json.loads(monitor.stdout)["reasons"])
+
+
+def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(oneroof: Any, clone: clones.Clone,
+                                                                              clone_conn: Any) -> None:
+    """ospa keeps the source document's meaning (rows of os_proposal_approvals); the gate's own
+    count is "valid approvals", in the text and the JSON alike."""
+    approve(clone_conn)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+    release.rollback(clone.dsn, PKG, confirm_db=clone.name)  # the approval is spent now
+    text = oneroof("monitor", "--dsn", clone.dsn)
+    assert text.returncode == 3
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("BLOCKED: valid approvals 0 < 1 (ospa=1: 1 approval row, 1 not valid: #"), lines[0]
+    assert "ospa           1" in lines
+    assert not any("ospa=0" in line for line in lines), text.stdout
+    data = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
+    assert data["metrics"]["ospa"] == 1 and data["valid_approvals"] == []
+    assert data["reasons"][0].startswith("valid approvals 0 < 1 (ospa=1:")
+
+
+def test_ctrl_c_after_the_commit_says_the_tiers_are_live(clone: clones.Clone, clone_conn: Any) -> None:
+    import os
+    import signal
+
+    approve(clone_conn)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
+                            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "finalized audit" in line:  # the commit is done
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "interrupted after the commit: tiers 2-6 are live" in last and f"oneroof rollback --confirm-db {clone.name}" in last
+    assert reading(clone.dsn).metrics["own"] == 35
