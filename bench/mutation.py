@@ -7,7 +7,8 @@ cosmic-ray mutates one place of the source at a time, on disk, and runs the test
 (`check`) once per mutant: a mutant is killed when the check fails. The check is a targeted,
 fast selection of the project's tests, run in one process:
 
-- tests/test_gate_policy.py (every reason an approval does not count, no database) and the
+- tests/test_gate_policy.py (every reason an approval does not count, no database),
+  tests/test_content.py (the amber snapshots read back) and the
   states of tests/test_gate.py (greenfield, finalized, mixed);
 - the kill matrix (tests/test_kill_matrix.py): the four stages on untouched clones (everything
   passes) and a selection of its violations, each on a database prepared once before the run,
@@ -104,6 +105,7 @@ def check() -> int:
     import pytest
 
     from executor import gate
+    from tests import test_content as content_tests
     from tests import test_gate_policy as policy
 
     try:
@@ -111,8 +113,12 @@ def check() -> int:
             policy.test_approval_problem(*case[1:])
         policy.test_a_package_cannot_widen_the_levels()
         policy.test_verdict_is_open_only_without_reasons()
+        folder = STATE / "content-test"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        content_tests.test_snapshot_entries_read_back_what_syrupy_wrote(folder)
     except Exception as exc:  # noqa: BLE001 - any failure kills the mutant
-        print(f"killed by tests/test_gate_policy.py: {exc!r}")
+        print(f"killed by tests/test_gate_policy.py or tests/test_content.py: {exc!r}")
         return 1
     prepared = json.loads((STATE / "prepared.json").read_text())
     by_name = {e["name"]: e for e in prepared}

@@ -129,6 +129,9 @@ _CALLS = {"dict": dict, "list": list, "tuple": tuple, "set": set, "frozenset": f
 
 def _literal(node: ast.AST) -> Any:
     """A value from syrupy's amber text: literals, and dict(...)/list(...)/tuple(...)/set(...) around them."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tuple" \
+            and not node.keywords:
+        return [_literal(arg) for arg in node.args]  # amber writes a tuple's items as arguments
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS \
             and not node.keywords and len(node.args) <= 1:
         inner = _literal(node.args[0]) if node.args else ()

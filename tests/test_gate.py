@@ -183,6 +183,8 @@ def test_lock_held_by_another_session_blocks(databases: dict[str, str], conns: d
 STATES = {
     "greenfield": [],
     "finalized": ["tiers"],
+    "finalized: an inventory of one collection": ["DELETE FROM os_collection_inventory WHERE collection <> 'kh_tags'",
+                                                  "tiers"],
     "mixed: one axis": ["INSERT INTO os_collection_axes VALUES ('kh_tags', 'domain', 'documents')"],
     "mixed: an inactive owner": ["INSERT INTO os_collection_owners (collection, owner_unit, proposal_id, approval_ids, "
                                  "active) SELECT 'kh_tags', 'DOT', id, '{}', false FROM os_proposals WHERE code = "

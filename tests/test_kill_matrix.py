@@ -426,8 +426,10 @@ def run_stage(dsn: str, stage: str, expect_db: str, junit: Path, package_dir: Pa
 @pytest.fixture(scope="module")
 def templates(test_server: PgServer, worker_id: str) -> Iterator[dict[str, str]]:
     """The three starting states, each a marked clone that violations are cloned from."""
-    approved = clones.create(test_server.admin, source=test_server.golden, name=f"t_{worker_id}_km_approved", wait=60)
-    finalized = clones.create(test_server.admin, source=test_server.golden, name=f"t_{worker_id}_km_final", wait=60)
+    approved = clones.create(test_server.admin, source=test_server.golden,
+                             name=f"{test_server.prefix}_{worker_id}_km_approved", wait=60)
+    finalized = clones.create(test_server.admin, source=test_server.golden,
+                              name=f"{test_server.prefix}_{worker_id}_km_final", wait=60)
     try:
         approve_rehearsal(approved.dsn)
         approve_rehearsal(finalized.dsn)
@@ -444,8 +446,8 @@ def fresh(test_server: PgServer, templates: dict[str, str], worker_id: str) -> I
     made: list[clones.Clone] = []
 
     def create(state: str) -> clones.Clone:
-        clone = clones.create(test_server.admin, source=templates[state], name=clones.default_name(f"t_{worker_id}_km"),
-                              wait=60)
+        clone = clones.create(test_server.admin, source=templates[state],
+                              name=clones.default_name(f"{test_server.prefix}_{worker_id}_km"), wait=60)
         made.append(clone)
         return clone
 
