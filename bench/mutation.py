@@ -84,16 +84,16 @@ def prepare(admin: str) -> list[dict[str, Any]]:
         (tampered / "tier4_axes.deploy.sql").read_text().replace("'domain'", "'region'"))
     entries: list[dict[str, Any]] = []
     by_name = {v.name: v for v in VIOLATIONS}
-    plan = [(f"control-{stage}", CONTROLS[stage], stage, (), [], None, False, False) for stage in CONTROL_ORDER]
+    plan = [(f"control-{stage}", CONTROLS[stage], stage, (), [], None, False, False, ()) for stage in CONTROL_ORDER]
     plan += [(n, by_name[n].state, by_name[n].stage, by_name[n].sql, sorted(by_name[n].fails), by_name[n].expect_db,
-              by_name[n].hold_lock, by_name[n].tamper_package) for n in SELECTED]
-    for index, (name, state, stage, statements, fails, expect_db, hold_lock, tamper) in enumerate(plan):
+              by_name[n].hold_lock, by_name[n].tamper_package, by_name[n].says) for n in SELECTED]
+    for index, (name, state, stage, statements, fails, expect_db, hold_lock, tamper, says) in enumerate(plan):
         made = clones.create(admin, source=sources[state], name=f"mut_{index:02d}", wait=60)
         with connect(made.dsn, autocommit=True) as conn:
             for statement in statements:
                 conn.execute(statement.encode())
         entries.append({"name": name, "dsn": made.dsn, "db": made.name, "stage": stage, "fails": fails,
-                        "expect_db": expect_db or made.name, "hold_lock": hold_lock,
+                        "expect_db": expect_db or made.name, "hold_lock": hold_lock, "says": list(says),
                         "package": str(tampered if tamper else pkg.path)})
     (STATE / "prepared.json").write_text(json.dumps(entries, indent=1))
     return entries
@@ -147,11 +147,17 @@ def check() -> int:
                 lock.close()
         failed = set()
         cases = 0
+        messages = ""
         if junit.exists():
             for case in ET.parse(junit).getroot().iter("testcase"):
                 cases += 1
-                if any(c.tag in ("failure", "error") for c in case):
+                bad = [c for c in case if c.tag in ("failure", "error")]
+                if bad:
                     failed.add(case.get("name", ""))
+                    messages += " ".join((c.get("message") or "") + " " + (c.text or "") for c in bad)
+        if any(word not in messages for word in entry["says"]):
+            print(f"killed by kill matrix {entry['name']}: a failure message no longer names {entry['says']}")
+            return 1
         if not cases or failed != set(entry["fails"]) or code not in (0, 1) or (code == 0) != (not entry["fails"]):
             print(f"killed by kill matrix {entry['name']}: exit {code}, failed {sorted(failed)[:5]}")
             return 1
