@@ -43,6 +43,18 @@ def _package_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
 
 
+def _trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allowed-signers", default=None, metavar="FILE",
+                        help="allowed-signers file (ssh-keygen format, from the reviewed repository) that "
+                        "approvals' signed statements are verified against (default $ONEROOF_ALLOWED_SIGNERS)")
+
+
+def _trust(args: argparse.Namespace) -> Any:
+    from executor import signatures
+
+    return signatures.trust_root(args.allowed_signers)
+
+
 def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--dsn", help=f"libpq URI or key=value string of {what}; without it the PG* "
                         "variables, else the embedded server (started on demand)")
@@ -69,9 +81,42 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_provenance(name: str, prov: Any) -> None:
+    print(f"{name}\t{prov.describe()}")
+    if prov.kind == "production snapshot":
+        for key in ("host", "port", "database", "system_identifier", "server_version", "taken_at", "fingerprint",
+                    "tool"):
+            print(f"  {key:<18}{getattr(prov, key) or 'unknown'}")
+    elif prov.tool:
+        print(f"  {'built_at':<18}{prov.taken_at}\n  {'tool':<18}{prov.tool}")
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
+    admin = target.admin_dsn(args.dsn, _err)
+    if args.action == "list":
+        found = golden.list_goldens(admin)
+        for name, prov in found:
+            print(f"{name}\t{prov.describe()}")
+        _err(f"{len(found)} golden database(s)")
+        return 0
+    if args.action == "show":
+        _print_provenance(args.target, golden.provenance(admin, args.target))
+        return 0
+    if args.action == "snapshot":
+        from executor.snapshot import take
+
+        snap = take(args.prod_dsn, admin, name=args.name, replace=args.replace, jobs=args.jobs, progress=_progress)
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in snap.phases.items())
+        _err(f"snapshot {snap.name}: {snap.tables} tables, {snap.bytes / 1e6:,.1f} MB in {snap.seconds:.1f} s "
+             f"({phases})")
+        _err(f"production entry {snap.entry}\nproduction exit  {snap.exit}\ngolden           {snap.golden}\n"
+             f"entry == exit == golden: yes; transaction id assigned on production: no")
+        for text in snap.notes:
+            _err(f"note: {text}")
+        print(snap.name)
+        return 0
     pkg = package.load(Path(args.package))
-    result = golden.build(target.admin_dsn(args.dsn, _err), name=args.name, scale=args.scale,
+    result = golden.build(admin, name=args.name, scale=args.scale, tool=f"oneroof {__version__}",
                           package_sha256=pkg.sha256, replace=args.replace, progress=_progress)
     _err(f"built {result.name}: scale {result.scale}, {result.system_issues:,} system issues, "
          f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s")
@@ -141,9 +186,11 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"package directory {args.package} does not exist: pass --package DIR")
     if args.expect_sha256 is not None:
         package.check_sha256(args.expect_sha256)
+    trust = _trust(args)
     code = run_stage(target.target_dsn(args.dsn, progress=_err), args.stage, expect_db=args.expect_db,
                      package_dir=Path(args.package), expect_sha256=args.expect_sha256,
-                     extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False)
+                     extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False,
+                     allowed_signers=trust.path if trust is not None else None)
     # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
     return 2 if code == PYTEST_USAGE_ERROR else code
 
@@ -151,8 +198,9 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     from executor.monitor import monitor
 
+    trust = _trust(args)  # bad input before any server is touched
     report = monitor(target.target_dsn(args.dsn, progress=_err), Path(args.package), expect_sha256=args.expect_sha256,
-                     confirm_db=args.confirm_db)
+                     confirm_db=args.confirm_db, trust=trust)
     if args.json:
         print(json.dumps(report.as_json()))
     else:
@@ -161,6 +209,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"BLOCKED: {reason}")
         for note in report.notes:
             print(f"note: {note}")
+        print(f"{'target':<15}{report.database} on cluster {report.system_identifier or '(system_identifier unreadable)'}")
+        trusted = report.allowed_signers
+        print("allowed signers " + (f"sha256 {trusted['sha256']} ({trusted['path']})" if trusted
+                                           else "none given (--allowed-signers or ONEROOF_ALLOWED_SIGNERS)"))
         _print_metrics(report.as_json())
     return 0 if report.verdict == "OPEN" else 3
 
@@ -180,9 +232,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from harness.errors import Blocked
 
     pkg = package.load(Path(args.package), args.expect_sha256)
+    trust = _trust(args)
     dsn = target.target_dsn(args.dsn, progress=_err)
     try:
-        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress)
+        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust)
     except Blocked as exc:
         for reason in exc.reasons:
             print(f"BLOCKED: {reason}")
@@ -220,6 +273,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     # "latest run" that is only a typo (exit 2; a package that fails its integrity check, exit 4).
     if args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    prod_trust = _trust(args)
     check_identifier(args.golden, "--golden")
     if args.prod_dsn is not None:
         parse(args.prod_dsn)
@@ -235,7 +289,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
                         golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
-                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err)
+                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err, prod_trust=prod_trust,
+                        snapshot_from=args.snapshot_from, jobs=args.jobs)
     for fmt, name in (("md", "report.md"), ("html", "report.html")):
         (run_dir / name).write_text(report.render(evidence, fmt))
     print(report.as_text(evidence), end="")
@@ -277,13 +332,102 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_package(args: argparse.Namespace) -> int:
     path = Path(args.package)
     if args.action == "seal":
-        print(package.seal(path))
+        print(package.seal(path, Path(args.sign) if args.sign else None))
         return 0
     pkg = package.load(path, expect_sha256=getattr(args, "expect_sha256", None))
     if args.action == "verify":
         _err(f"package {pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches the manifest")
     print(pkg.sha256)
     return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import getpass
+    import os
+
+    from executor import approvals, directus
+
+    if not 1 <= args.valid_hours <= 24 * 30:
+        raise UsageError(f"--valid-hours {args.valid_hours} is not between 1 and 720 (30 days)")
+    if not args.out and not args.directus:
+        raise UsageError("--directus URL is missing: the approval is recorded through Directus as you "
+                         "(or pass --out FILE to write the signed statement for an offline hand-over)")
+    if args.submit and (args.out or args.key):
+        raise UsageError("--submit records a statement signed before: it takes neither --key nor --out")
+    if not args.submit and not args.key:
+        raise UsageError("--key is missing: your private key file, or the .pub of your key in ssh-agent")
+    if args.key and not Path(args.key).expanduser().is_file():
+        raise UsageError(f"--key {args.key}: no such key file (your private key, or the .pub of a key in ssh-agent)")
+    if args.directus and not args.directus.startswith(("http://", "https://")):
+        raise UsageError(f"--directus {args.directus!r} is not an http(s) URL of the Directus instance")
+    trust = _trust(args)
+    if args.submit:
+        try:
+            text = Path(args.submit).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--submit {args.submit}: cannot read a signed statement from it") from exc
+        plan = approvals.handed_over(text)
+    else:
+        pkg = package.load(Path(args.package), args.expect_sha256)
+        plan = approvals.prepare(target.target_dsn(args.dsn), pkg, email=args.email,
+                                 valid_for=dt.timedelta(hours=args.valid_hours))
+    session = None
+    if not args.out:
+        password = os.environ.get("ONEROOF_DIRECTUS_PASSWORD")
+        if not password:
+            if not sys.stdin.isatty():
+                raise UsageError("no terminal to ask for your Directus password: set ONEROOF_DIRECTUS_PASSWORD")
+            password = getpass.getpass(f"Directus password for {args.email}: ")
+        session = directus.login(args.directus, args.email, password)
+    print("You approve, with your own key:")
+    for line in plan.summary():
+        print(f"  {line}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to confirm on: read the summary above, then pass --yes")
+        if input("Sign and record this approval? [y/N] ").strip().lower() not in ("y", "yes"):
+            _err("oneroof: not approved: nothing was signed or recorded")
+            return 1
+    if args.submit:
+        assert session is not None
+        approval = approvals.record(session, plan, text)
+        print(f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email} "
+              f"with the statement signed before, valid until {plan.statement.expires_at}")
+        return 0
+    text, fingerprint = approvals.sign(plan, args.key, pkg, trust)
+    if args.out:
+        try:
+            with open(args.out, "x", encoding="ascii") as out:
+                out.write(text)
+        except FileExistsError as exc:
+            raise UsageError(f"--out {args.out} exists: choose a new file") from exc
+        print(f"signed with {fingerprint}; statement written to {args.out} (it counts once it is recorded "
+              "through Directus as you)")
+        return 0
+    assert session is not None
+    approval = approvals.record(session, plan, text)
+    print(f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email}, "
+          f"signed with {fingerprint}, valid until {plan.statement.expires_at}")
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from executor import approvals
+
+    trust = _trust(args)
+    if trust is None:
+        raise UsageError("--allowed-signers FILE is missing: the audit verifies against the reviewed allowed signers")
+    result = approvals.audit(target.target_dsn(args.dsn), trust)
+    print(f"database {result.database} on cluster {result.system_identifier or '(unreadable)'}; "
+          f"allowed signers sha256 {result.allowed_signers_sha256}")
+    for finding in result.approvals:
+        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    for finding in result.deployments:
+        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    print(f"{len(result.approvals)} approvals ({sum(f.ok for f in result.approvals)} verified), "
+          f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified)")
+    return 0 if result.ok else 1
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -305,13 +449,22 @@ def build_parser() -> Parser:
     p.add_argument("action", choices=("start", "stop", "status", "url"))
     p.set_defaults(func=cmd_server)
 
-    p = sub.add_parser("golden", help="build the golden database",
-                       description="Build the golden database: Directus 11 system tables, 35 governed collections, "
-                       "system_issues (204,556 rows x scale) and the tier-1 governance layer.")
-    p.add_argument("action", choices=("build",))
+    p = sub.add_parser("golden", help="build, snapshot, list or show golden databases",
+                       description="build: the synthetic golden database (every Directus 11 system table, 35 "
+                       "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer). "
+                       "snapshot --from PROD_DSN: a consistent read-only copy of production, its secrets replaced "
+                       "by markers, equal to production's fingerprint. list / show NAME: golden databases and "
+                       "where they came from.")
+    p.add_argument("action", choices=("build", "snapshot", "list", "show"))
+    p.add_argument("target", nargs="?", help="show: the golden database")
+    p.add_argument("--from", dest="prod_dsn", default=None,
+                   help="snapshot: libpq DSN of the production database (read-only; its password in "
+                   "~/.pgpass, never in the DSN)")
+    p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
     p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
-    p.add_argument("--replace", action="store_true", help="rebuild an existing golden database")
+    p.add_argument("--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database "
+                   "that oneroof made")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package whose hash the proposal names")
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_golden)
@@ -351,6 +504,7 @@ def build_parser() -> Parser:
     p.add_argument("--expect-db", default=None, help="the database name the run expects "
                    f"(default {catalog.GOLDEN_NAME})")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_verify)
 
@@ -360,6 +514,7 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_monitor)
 
@@ -372,6 +527,7 @@ def build_parser() -> Parser:
                        "rollback`), 130 interrupted.")
     p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollout)
 
@@ -393,10 +549,15 @@ def build_parser() -> Parser:
     p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
     p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
     p.add_argument("--golden", default=catalog.GOLDEN_NAME, help=f"golden database (default {catalog.GOLDEN_NAME})")
+    p.add_argument("--from", dest="snapshot_from", default=None, metavar="PROD_DSN",
+                   help="first snapshot production (read-only) into the golden database named by --golden, "
+                   "replacing a golden oneroof made; production's gate is then read too")
+    p.add_argument("--jobs", type=int, default=1, help="with --from: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--prod-dsn", default=None, help="read the production gate here, read-only (entry == exit)")
     p.add_argument("--prod-db", default=None, help="the production database name the operator expects")
     p.add_argument("--runs-dir", default=None, help="where run directories go (default $ONEROOF_HOME/runs)")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the rehearsal server (any database on it)")
     p.set_defaults(func=cmd_rehearse)
 
@@ -416,7 +577,38 @@ def build_parser() -> Parser:
     p.add_argument("action", choices=("hash", "verify", "seal"))
     p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
+    p.add_argument("--sign", default=None, metavar="KEY", help="seal: also sign the manifest with this SSH key "
+                   "(the manifest names its fingerprint; approvals signed by it do not count)")
     p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("approve", help="a human approver signs the ratification and records it through Directus",
+                       description="Show exactly what is approved (package, proposal, tiers, target database and "
+                       "cluster, ownership map), ask for confirmation, sign the statement with your own SSH key "
+                       "(ssh-keygen: a key file, or the .pub of a key in ssh-agent, hardware sk- keys included), "
+                       "and record the approval through Directus as you (your login; the password is asked for, "
+                       "or read from ONEROOF_DIRECTUS_PASSWORD). The signed statement is stored as a comment on "
+                       "the approval. --out writes it to a file instead.")
+    p.add_argument("--email", required=True, help="your Directus login, the principal of your key in the allowed signers")
+    p.add_argument("--key", default=None, help="your private key file, or the .pub of your key in ssh-agent")
+    p.add_argument("--submit", default=None, metavar="FILE", help="record, through Directus as you, a statement "
+                   "signed before with --out (an offline hand-over)")
+    p.add_argument("--directus", default=None, metavar="URL", help="the Directus instance, e.g. https://hub.gov.example")
+    p.add_argument("--valid-hours", type=int, default=72, help="how long the statement is valid (default 72, at most 720)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (the summary is still printed)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the signed statement to FILE; record nothing")
+    _package_options(p)
+    _trust_option(p)
+    _dsn_option(p, "the target database (read-only: its name, cluster identity, proposal and your level)")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("approvals", help="auditors: re-check every approval and deployment offline",
+                       description="verify: re-check, read-only, every approval's signed statement and every "
+                       "deployment in the ledger against an allowed-signers file; no Directus, no key from the "
+                       "database. Exit 0 when every deployment verifies, 1 otherwise.")
+    p.add_argument("action", choices=("verify",))
+    _trust_option(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_approvals)
     # --debug also after the subcommand (the error messages advise it): SUPPRESS keeps the
     # top-level value when a subcommand does not get it.
     for command in sub.choices.values():
@@ -433,6 +625,12 @@ def _validate(args: argparse.Namespace) -> None:
             args.name = args.new_name
     if args.command == "golden" and args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    if args.command == "golden" and args.action == "snapshot" and not args.prod_dsn:
+        raise UsageError("golden snapshot needs --from PROD_DSN, the production database to copy")
+    if args.command in ("golden", "rehearse") and not 1 <= args.jobs <= 64:
+        raise UsageError(f"--jobs {args.jobs} is out of range: use a whole number from 1 to 64")
+    if args.command == "golden" and args.action == "show" and not args.target:
+        raise UsageError("golden show needs the NAME of a golden database (see `oneroof golden list`)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

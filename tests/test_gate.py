@@ -16,9 +16,10 @@ from psycopg import sql
 from executor import gate, package
 from harness.db import connect, snapshot
 from harness import catalog, clones
-from fixtures.testing import PgServer
+from fixtures.testing import PgServer, signers
 
 PKG = package.load()
+SIGNERS = signers()
 OTHER_SHA = "f" * 64
 APPROVERS = [a.key for a in catalog.ACCOUNTS if a.level] + ["editor"]  # editor: not in os_approvers
 
@@ -44,20 +45,26 @@ def expected_valid(row: Row, on_clone: bool) -> bool:
 
 
 def insert(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
+    """Insert each row with a statement its approver signed for exactly what the row says."""
     for row in rows:
         account = catalog.account(row.approver)
-        conn.execute(
+        level = row.level or account.level or "L1"
+        sha = PKG.sha256 if row.sha == "this" else OTHER_SHA
+        code = catalog.PROPOSAL_CODE if row.proposal == "active" else "OR-WITHDRAWN"
+        found = conn.execute(
             "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, revoked_at, rehearsal) "
-            "SELECT p.id, %s, %s, %s, CASE WHEN %s THEN now() END, %s FROM os_proposals p WHERE p.code = %s",
-            (account.id, row.level or account.level or "L1", PKG.sha256 if row.sha == "this" else OTHER_SHA,
-             row.revoked, row.rehearsal, catalog.PROPOSAL_CODE if row.proposal == "active" else "OR-WITHDRAWN"))
+            "SELECT p.id, %s, %s, %s, CASE WHEN %s THEN now() END, %s FROM os_proposals p WHERE p.code = %s "
+            "RETURNING id", (account.id, level, sha, row.revoked, row.rehearsal, code)).fetchone()
+        assert found is not None
+        SIGNERS.attach(conn, found["id"], SIGNERS.statement(conn, row.approver, level=level, package_sha256=sha,
+                                                            proposal=code), row.approver)
 
 
 def judge(conn: psycopg.Connection[Any], rows: list[Row]) -> gate.Verdict:
     """Insert `rows`, evaluate the gate, and roll everything back."""
     try:
         insert(conn, rows)
-        return gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+        return gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
     finally:
         conn.rollback()
 
@@ -144,7 +151,7 @@ def test_target_must_be_the_named_database(conns: dict[str, psycopg.Connection[A
     conn = conns["production"]
     try:
         insert(conn, [Row("l4")])
-        verdict = gate.evaluate(conn, PKG, confirm_db="directus")
+        verdict = gate.evaluate(conn, PKG, confirm_db="directus", trust=SIGNERS.trust)
     finally:
         conn.rollback()
     assert list(verdict.reasons) == ["target"] and "'directus'" in verdict.reasons["target"]
@@ -155,7 +162,7 @@ def test_proposal_naming_another_package_blocks(conns: dict[str, psycopg.Connect
     try:
         conn.execute("UPDATE os_proposals SET package_sha256 = %s WHERE code = %s", (OTHER_SHA, catalog.PROPOSAL_CODE))
         insert(conn, [Row("l4")])
-        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
     finally:
         conn.rollback()
     assert "proposal" in verdict.reasons and "not this package" in verdict.reasons["proposal"]
@@ -166,7 +173,7 @@ def test_mixed_state_blocks(conns: dict[str, psycopg.Connection[Any]]) -> None:
     try:
         insert(conn, [Row("l4")])
         conn.execute("INSERT INTO os_collection_axes VALUES ('kh_tags', 'domain', 'documents')")
-        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
     finally:
         conn.rollback()
     assert verdict.state == "mixed" and "state" in verdict.reasons

@@ -92,6 +92,11 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidenc
     assert len(golden_content) == 36 and golden_content["system_issues"].startswith("204556:")
     assert evidence.step("content_before").figures == {  # type: ignore[union-attr]
         "tables": 36, "rows": sum(int(d.split(":")[0]) for d in golden_content.values())}
+    approve = evidence.step("approve")
+    assert approve is not None and approve.figures["signed"] is True and approve.figures["key"].startswith("SHA256:")
+    assert "signed with one-off key" in approve.detail and "trusted only on the clone" in approve.detail
+    texts = {r.component: r.evidence for r in report.matrix(evidence)}
+    assert f"signed statement, one-off key {approve.figures['key']} trusted only on the clone" in texts["Gate monitor"]
     rows = {r.component: r.status for r in report.matrix(evidence)}
     assert list(rows) == SEED_ROWS
     assert rows == {

@@ -19,22 +19,18 @@ from harness.db import connect
 from harness.errors import Blocked, InvariantFailed, LockHeld
 from harness import catalog, clones
 from fixtures.plugin import ROOT
+from fixtures.testing import signers
 from invariants import metrics
 
 PKG = package.load()
+TRUST = signers().trust
 FINAL = {"ospa": 1, "own": 35, "gap": 0, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 35, "idle": 0,
          "system_issues": 204_556}
 
 
 def approve(conn: psycopg.Connection[Any], key: str = "l4", sha: str = PKG.sha256, rehearsal: bool = False) -> int:
-    """Record an approval as a human would through Directus; returns its id."""
-    account = catalog.account(key)
-    row = conn.execute(
-        "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal) "
-        "SELECT id, %s, %s, %s, %s FROM os_proposals WHERE code = %s RETURNING id",
-        (account.id, account.level, sha, rehearsal, catalog.PROPOSAL_CODE)).fetchone()
-    assert row is not None
-    return int(row["id"])
+    """Record a signed approval as a human would with `oneroof approve`; returns its id."""
+    return signers().approve(conn, key, sha=sha, rehearsal=rehearsal)
 
 
 def reading(dsn: str) -> metrics.Reading:
@@ -55,7 +51,7 @@ def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones
 def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Clone, clone_conn: Any) -> None:
     approval = approve(clone_conn)
     before = reading(clone.dsn)
-    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name)
+    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
     assert (outcome.action, outcome.approvals, outcome.audit_exit) == ("applied", (approval,), 0)
     after = reading(clone.dsn)
     assert {k: v for k, v in after.metrics.items() if k != "db"} == FINAL
@@ -64,7 +60,7 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
                       for t in (2, 3, 4, 5, 6)]
     assert outcome.entry == before.fingerprint and outcome.exit == after.fingerprint != before.fingerprint
 
-    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name)
+    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
     assert again.action == "already-finalized" and reading(clone.dsn).fingerprint == after.fingerprint
 
     back = release.rollback(clone.dsn, PKG, confirm_db=clone.name)
@@ -114,7 +110,7 @@ def test_revocation_after_the_gate_session_blocks_under_the_lock(clone: clones.C
             clone_conn.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (approval,))
 
     with pytest.raises(Blocked) as caught:
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=revoke_when_locking)
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=revoke_when_locking, trust=TRUST)
     assert caught.value.reasons[0].startswith("valid approvals 0 < 1") and "revoked" in caught.value.reasons[0]
     assert reading(clone.dsn).metrics["own"] == 0
     assert caught.value.exit != before  # the revocation itself is the only change
@@ -130,7 +126,7 @@ def test_second_executor_exits_5_while_the_first_applies(clone: clones.Clone, cl
                 [sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
                 capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
 
-    first = release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=start_second_executor)
+    first = release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=start_second_executor, trust=TRUST)
     assert first.action == "applied"
     assert second["proc"].returncode == 5, second["proc"].stdout + second["proc"].stderr
     assert "another executor holds the release lock" in second["proc"].stderr
@@ -173,7 +169,7 @@ def test_broken_tier_rolls_everything_back(clone: clones.Clone, clone_conn: Any,
     approve(clone_conn, sha=pkg.sha256)
     before = reading(clone.dsn).fingerprint
     with pytest.raises(InvariantFailed, match=message):
-        release.rollout(clone.dsn, pkg, confirm_db=clone.name)
+        release.rollout(clone.dsn, pkg, confirm_db=clone.name, trust=TRUST)
     assert reading(clone.dsn).fingerprint == before
     assert clone_conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
 
@@ -205,7 +201,7 @@ def test_monitor_verdicts(oneroof: Any, clone: clones.Clone, clone_conn: Any) ->
 def test_rollout_takes_no_lock_on_content_or_system_issues(clone: clones.Clone, clone_conn: Any) -> None:
     approve(clone_conn)
     with connect(clone.dsn) as conn:
-        verdict = gate.evaluate(conn, PKG, confirm_db=clone.name)
+        verdict = gate.evaluate(conn, PKG, confirm_db=clone.name, trust=TRUST)
         release.apply_tiers(conn, PKG, verdict)
         locked = {r["relname"] for r in conn.execute(
             "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
@@ -228,7 +224,7 @@ def test_concurrent_readers_see_greenfield_or_finalized_never_a_mix(clone: clone
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
         release.rollback(clone.dsn, PKG, confirm_db=clone.name)
     finally:
         stop.set()
@@ -257,15 +253,15 @@ def test_a_session_setting_cannot_fake_the_clone_mark(oneroof: Any, test_server:
 def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(oneroof: Any, clone: clones.Clone,
                                                                   clone_conn: Any) -> None:
     first = approve(clone_conn)
-    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     release.rollback(clone.dsn, PKG, confirm_db=clone.name)
     blocked = oneroof("monitor", "--dsn", clone.dsn)
     assert blocked.returncode == 3
     assert f"#{first} authorised a deployment that was rolled back since" in blocked.stdout
     with pytest.raises(Blocked):
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     second = approve(clone_conn, "l2")
-    assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False).approvals == (second,)
+    assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False, trust=TRUST).approvals == (second,)
 
 
 def test_a_human_approver_with_a_static_token_does_not_count(oneroof: Any, clone: clones.Clone,
@@ -321,7 +317,7 @@ def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(o
     """ospa keeps the source document's meaning (rows of os_proposal_approvals); the gate's own
     count is "valid approvals", in the text and the JSON alike."""
     approve(clone_conn)
-    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     release.rollback(clone.dsn, PKG, confirm_db=clone.name)  # the approval is spent now
     text = oneroof("monitor", "--dsn", clone.dsn)
     assert text.returncode == 3

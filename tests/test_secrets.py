@@ -17,10 +17,10 @@ import pytest
 from psycopg import conninfo
 
 from executor import package
-from harness import catalog, clones
+from harness import clones
 from harness.db import parse, public
 from fixtures.plugin import Options
-from fixtures.testing import PgServer
+from fixtures.testing import PgServer, signers
 
 URI_SECRET = "uri-Secret-7f3a"
 KV_SECRET = "kv-Secret-91c2"
@@ -98,11 +98,7 @@ def test_rollout_and_rollback_never_print_a_secret(oneroof: Any, clone: clones.C
     uri, keyvalue = hostile(clone.dsn)
     blocked = oneroof("rollout", "--dsn", keyvalue, "--confirm-db", clone.name, env=ENV)
     assert blocked.returncode == 3, blocked.stdout + blocked.stderr
-    account = catalog.account("l4")
-    clone_conn.execute(
-        "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
-        "SELECT id, %s, %s, package_sha256 FROM os_proposals WHERE code = %s",
-        (account.id, account.level, catalog.PROPOSAL_CODE))
+    signers().approve(clone_conn)  # a signed L4 approval
     applied = oneroof("rollout", "--dsn", uri, "--confirm-db", clone.name, "--expect-sha256",
                       package.load().sha256, env=ENV)
     assert applied.returncode == 0, applied.stdout + applied.stderr
