@@ -13,6 +13,7 @@ import pytest
 
 from executor import package, release
 from fixtures.plugin import RELEASE_SESSION, ROOT, SNAPSHOT_OPTIONS
+from fixtures.testing import signers
 from harness import catalog, clones
 from harness.errors import HashMismatch, UsageError
 
@@ -28,13 +29,10 @@ def copy(tmp_path: Path) -> Path:
 
 
 def bind(conn: psycopg.Connection[Any], sha: str) -> None:
-    """Make the clone's proposal name `sha` and record an L4 approval of it (as a re-sealed,
+    """Make the clone's proposal name `sha` and record a signed L4 approval of it (as a re-sealed,
     re-ratified package would have)."""
-    account = catalog.account("l4")
     conn.execute("UPDATE os_proposals SET package_sha256 = %s WHERE code = %s", (sha, catalog.PROPOSAL_CODE))
-    conn.execute("INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
-                 "SELECT id, %s, %s, %s FROM os_proposals WHERE code = %s",
-                 (account.id, account.level, sha, catalog.PROPOSAL_CODE))
+    signers().approve(conn, "l4", sha=sha)
 
 
 @pytest.mark.parametrize("flag", [flag for _, flag, _ in SNAPSHOT_OPTIONS])
@@ -64,13 +62,15 @@ def test_a_gate_session_with_an_unused_snapshot_fails(copy: Path, clone: clones.
     control = package.seal(copy)
     bind(clone_conn, control)
     assert release.run_stage(clone.dsn, "gate or baseline", expect_db=clone.name, package_dir=copy,
-                             expect_sha256=control, extra=release.GATE_SESSION) == 0
+                             expect_sha256=control, extra=release.GATE_SESSION,
+                             allowed_signers=signers().trust.path) == 0
     with (copy / "snapshots" / "test_baseline.ambr").open("a") as snapshot_file:
         snapshot_file.write(EXTRA_ENTRY)
     sealed = package.seal(copy)
     bind(clone_conn, sealed)
     assert release.run_stage(clone.dsn, "gate or baseline", expect_db=clone.name, package_dir=copy,
-                             expect_sha256=sealed, extra=release.GATE_SESSION) == 1
+                             expect_sha256=sealed, extra=release.GATE_SESSION,
+                             allowed_signers=signers().trust.path) == 1
 
 
 def test_a_session_with_a_changed_snapshot_is_refused(copy: Path, clone: clones.Clone) -> None:
