@@ -24,10 +24,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from executor import gate, package, release
-from executor.rehearse import approve_rehearsal
+from executor import gate, package, release, signatures
 from fixtures.plugin import ROOT
-from fixtures.testing import PgServer
+from fixtures.testing import PgServer, signers
 from harness import catalog, clones
 from harness.db import connect
 from invariants.content import FACETS, GOVERNANCE_FACETS, POLICY_ID, TIER2_COLLECTIONS, TIERS
@@ -409,6 +408,7 @@ class Outcome:
 def run_stage(dsn: str, stage: str, expect_db: str, junit: Path, package_dir: Path = PKG.path) -> dict[str, Outcome]:
     """The stage as a real pytest session (as `oneroof verify` runs it); its JUnit XML, by test name."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))}
+    env[signatures.ENV] = str(signers().trust.path)  # the tests' trust root, as an auditor's reviewed file
     subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", stage, "--dsn", dsn,
                     "--expect-db", expect_db, "--package", str(package_dir), "-p", "no:cacheprovider",
                     "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "-q", "--junitxml", str(junit)],
@@ -423,32 +423,22 @@ def run_stage(dsn: str, stage: str, expect_db: str, junit: Path, package_dir: Pa
     return outcomes
 
 
-@pytest.fixture(scope="module")
-def templates(test_server: PgServer, worker_id: str) -> Iterator[dict[str, str]]:
-    """The three starting states, each a marked clone that violations are cloned from."""
-    approved = clones.create(test_server.admin, source=test_server.golden,
-                             name=f"{test_server.prefix}_{worker_id}_km_approved", wait=60)
-    finalized = clones.create(test_server.admin, source=test_server.golden,
-                              name=f"{test_server.prefix}_{worker_id}_km_final", wait=60)
-    try:
-        approve_rehearsal(approved.dsn)
-        approve_rehearsal(finalized.dsn)
-        release.rollout(finalized.dsn, PKG, confirm_db=finalized.name, gate_session=False, audit=False)
-        yield {"greenfield": test_server.golden, "approved": approved.name, "finalized": finalized.name}
-    finally:
-        with connect(test_server.admin, autocommit=True) as admin:
-            for name in (approved.name, finalized.name):
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 @pytest.fixture
-def fresh(test_server: PgServer, templates: dict[str, str], worker_id: str) -> Iterator[object]:
+def fresh(test_server: PgServer, worker_id: str) -> Iterator[object]:
+    """A clone of the golden database in a starting state: greenfield; approved (a signed L4
+    approval, which names this clone); or finalized (approved, then rolled out)."""
     made: list[clones.Clone] = []
 
     def create(state: str) -> clones.Clone:
-        clone = clones.create(test_server.admin, source=templates[state],
+        clone = clones.create(test_server.admin, source=test_server.golden,
                               name=clones.default_name(f"{test_server.prefix}_{worker_id}_km"), wait=60)
         made.append(clone)
+        if state in ("approved", "finalized"):
+            with connect(clone.dsn, autocommit=True) as conn:
+                signers().approve(conn, "l4")
+        if state == "finalized":
+            release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False,
+                            trust=signers().trust)
         return clone
 
     yield create
