@@ -133,11 +133,28 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
     row(f"pg_dump\\|pg_restore / TEMPLATE, scale {scale}", f"{median(dump) / median(template):.1f}x", ">= 10x")
 
 
+def bench_content(admin: str, name: str, scale: int, repeat: int) -> None:
+    """The rehearsal's content digests (system_issues and every governed collection), against a count."""
+    with connect(with_dbname(admin, name)) as conn:
+        conn.read_only = True
+        count_t, digest_t = [], []
+        for _ in range(repeat + 1):  # interleaved, the first of each a warm-up
+            count_t.append(timed(lambda: conn.execute("SELECT count(*) FROM system_issues").fetchone()))
+            conn.rollback()
+            digest_t.append(timed(lambda: metrics.read_content(conn)))
+        count_t, digest_t = count_t[1:], digest_t[1:]
+    row(f"content digests (system_issues + 35 collections), scale {scale}", f"{median(digest_t) * 1000:.0f} ms")
+    row(f"content digests / count(*) system_issues, scale {scale}",
+        f"{median([d / c for d, c in zip(digest_t, count_t)]):.1f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dsn", help="admin DSN of an existing server (default: a temporary embedded one)")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--scales", default="1,20")
+    parser.add_argument("--only", choices=("all", "content"), default="all",
+                        help="content: only the rehearsal's content digests, at each scale")
     args = parser.parse_args()
 
     home = None
@@ -151,6 +168,12 @@ def main() -> int:
     print("| measure | median | goal |\n|---|---|---|")
     release_times: dict[int, dict[str, list[float]]] = {}
     try:
+        if args.only == "content":
+            for scale in scales:
+                name = f"bench_golden_s{scale}"
+                golden.build(admin, name=name, scale=scale, package_sha256=sha, replace=True)
+                bench_content(admin, name, scale, args.repeat)
+            return 0
         builds = [timed(lambda: golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True))
                   for _ in range(3)]
         row("golden build, scale 1", f"{median(builds):.2f} s", "< 30 s")
@@ -179,6 +202,7 @@ def main() -> int:
             row(f"count(*) system_issues, scale {scale}", f"{median(count_t) * 1000:.1f} ms")
             row(f"metrics + digests, scale {scale}", f"{median(metric_t) * 1000:.1f} ms")
             row(f"metrics / count ratio, scale {scale}", f"{ratio:.2f}", "<= 1.5")
+            bench_content(admin, name, scale, args.repeat)
             release_times[scale] = bench_release(admin, name, args.repeat)
             if scale != 1:
                 bench_clone_vs_dump(admin, name, scale, args.repeat)

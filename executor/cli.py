@@ -180,7 +180,7 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     if snapshot_options:
         raise UsageError(f"verify does not take {', '.join(snapshot_options)}: it is a verification and never "
                          "changes snapshots; to update them, run `pytest invariants --snapshot-update ...` on a branch "
-                         "and commit the reviewed diff of snapshots/")
+                         "then `oneroof package seal`, and commit the reviewed diff of rollout/snapshots/")
 
     if not Path(args.package).is_dir():
         raise UsageError(f"package directory {args.package} does not exist: pass --package DIR")

@@ -27,6 +27,10 @@ MANIFEST = "manifest.toml"
 SEAL_SIGNATURE = "manifest.toml.sig"  # the sealer's SSH signature of the manifest's bytes
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "rollout"
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The expected figures the stages compare against (syrupy amber files) live in the package, so
+# the package hash, the pin and the approval cover them too.
+SNAPSHOTS = "snapshots"
+SNAPSHOT_PATH = re.compile(r"^snapshots/[A-Za-z0-9_.-]+\.ambr$")
 # What a tier may contain, judged by PostgreSQL's own parser (libpg_query, through pglast):
 # data statements only. Transaction control, DO blocks, CALL and DDL such as CREATE INDEX
 # CONCURRENTLY belong to the executor or to no release at all.
@@ -77,6 +81,7 @@ class Package:
     require_signatures: bool = False
     sealer_key: str | None = None  # fingerprint of the key that sealed (signed) the manifest
     seal_signature: str | None = None  # its signature, manifest.toml.sig
+    snapshots: tuple[str, ...] = ()  # the expected figures (syrupy amber files), paths in the package
 
 
 HEADER = ("# The One-Roof release package (canonical form: edit values, then run `oneroof package seal`).\n"
@@ -100,6 +105,8 @@ def canonical(manifest: dict[str, Any]) -> bytes:
         lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in sorted(manifest[table].items())]
     for tier in manifest["tier"]:
         lines += ["", "[[tier]]"] + [f"{k} = {_toml_value(v)}" for k, v in sorted(tier.items())]
+    for entry in manifest.get("snapshot", []):
+        lines += ["", "[[snapshot]]"] + [f"{k} = {_toml_value(v)}" for k, v in sorted(entry.items())]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -168,6 +175,19 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
             loaded.append(Tier(int(entry["number"]), str(entry["name"]), str(entry["deploy"]),
                                str(entry["revert"]), texts["deploy"], texts["revert"],
                                parts["deploy"], parts["revert"]))
+        expected = []
+        for entry in manifest.get("snapshot", []):
+            name = str(entry["path"])
+            if not SNAPSHOT_PATH.match(name):
+                raise IntegrityError(f"snapshot path {name!r} in the manifest is not snapshots/NAME.ambr")
+            listed.add(name)
+            try:
+                actual = sha256((path / name).read_bytes())
+            except FileNotFoundError as exc:
+                raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
+            if actual != entry["sha256"]:
+                raise HashMismatch(name, str(entry["sha256"]), actual)
+            expected.append(name)
         require = gate.get("require_signatures", False)
         if not isinstance(require, bool):
             raise TypeError("gate.require_signatures (true or false)")
@@ -176,7 +196,7 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
             raise TypeError("package.sealer_key (an SSH key fingerprint, SHA256:...)")
         package = Package(path, str(meta["name"]), str(meta["version"]), str(meta["proposal"]),
                           int(gate["min_approvals"]), tuple(gate["levels"]), tuple(loaded),
-                          sha256(raw), require, sealer)
+                          sha256(raw), require, sealer, snapshots=tuple(expected))
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{path / MANIFEST} lacks or mistypes {exc}: see rollout/manifest.toml") from exc
     if package.min_approvals < MIN_APPROVALS or not set(package.levels) <= set(APPROVER_LEVELS) or not package.levels:
@@ -186,7 +206,8 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
     if package.sealer_key is not None:
         listed.add(SEAL_SIGNATURE)
         package = dataclasses.replace(package, seal_signature=_check_seal(path, raw, package.sealer_key))
-    extra = sorted(p.name for p in path.iterdir() if p.name not in listed)
+    extra = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                   if p.relative_to(path).as_posix() not in listed and not (p.is_dir() and p.name == SNAPSHOTS))
     if extra:
         raise IntegrityError(f"{extra[0]} is in {path} but not in the manifest: remove it or seal the package")
     if expect_sha256 is not None and check_sha256(expect_sha256) != package.sha256:
@@ -225,6 +246,11 @@ def seal(path: Path = DEFAULT_DIR, sign_key: Path | None = None) -> str:
     for tier in manifest.get("tier", []):
         for kind in ("deploy", "revert"):
             tier[f"{kind}_sha256"] = sha256((path / str(tier[kind])).read_bytes())
+    # The snapshot files present (after a reviewed --snapshot-update) are the expected figures.
+    manifest["snapshot"] = [{"path": f"{SNAPSHOTS}/{p.name}", "sha256": sha256(p.read_bytes())}
+                            for p in sorted((path / SNAPSHOTS).glob("*.ambr"))]
+    if not manifest["snapshot"]:
+        del manifest["snapshot"]
     manifest["package"].pop("sealer_key", None)
     if sign_key is not None:
         manifest["package"]["sealer_key"] = signatures.key_fingerprint(sign_key)

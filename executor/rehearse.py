@@ -308,6 +308,26 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     def _(s: Step) -> None:
         gate_read(s, "OPEN")
 
+    def content(s: Step, expect_same_as: str | None) -> None:
+        with connect(state["clone"].dsn, application_name="oneroof-rehearse") as conn:
+            digests = metrics.read_content(conn)
+        s.figures = {"tables": len(digests), "rows": sum(int(d.split(":")[0]) for d in digests.values())}
+        if expect_same_as is None:
+            state["content"] = digests
+            s.detail = f"{len(digests)} tables digested ({s.figures['rows']:,} rows)"
+            return
+        before = state["content"]
+        changed = sorted(t for t in before.keys() | digests.keys() if before.get(t) != digests.get(t))
+        if changed:
+            s.figures["changed"] = changed
+            raise Failed(f"content changed {expect_same_as}: {', '.join(changed)} (rows:digest "
+                         + "; ".join(f"{t} {before.get(t)} -> {digests.get(t)}" for t in changed[:3]) + ")")
+        s.detail = f"{len(digests)} tables unchanged {expect_same_as}"
+
+    @step("content_before", "digest system_issues and every governed collection")
+    def _(s: Step) -> None:
+        content(s, None)
+
     @step("rollout", "rollout greenfield -> finalized")
     def _(s: Step) -> None:
         made = state["clone"]
@@ -317,6 +337,10 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
             raise Failed(f"rollout did {out.action}")
         s.detail = (f"greenfield -> finalized exit 0 (gate session {out.seconds.get('gate_session', 0):.2f} s, "
                     f"transaction {out.seconds['transaction'] * 1000:.0f} ms)")
+
+    @step("content_after_rollout", "content unchanged by the rollout")
+    def _(s: Step) -> None:
+        content(s, "by the rollout")
 
     @step("finalized", "finalized stage on the clone")
     def _(s: Step) -> None:
@@ -330,6 +354,10 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         if out.action != "reverted":
             raise Failed(f"rollback did {out.action}")
         s.detail = f"finalized -> greenfield exit 0 (transaction {out.seconds['transaction'] * 1000:.0f} ms)"
+
+    @step("content_after_rollback", "content unchanged by the rollback")
+    def _(s: Step) -> None:
+        content(s, "by the rollback")
 
     @step("greenfield", "greenfield stage on the clone")
     def _(s: Step) -> None:

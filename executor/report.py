@@ -98,17 +98,20 @@ def matrix(evidence: Evidence) -> list[Row]:
     live = gate in ("OPEN", "BLOCKED", "FINALIZED")
     rows = []
 
-    ok = _ok(evidence, "package", "rollout_blocked", "rollout")
+    ok = _ok(evidence, "package", "rollout_blocked", "content_before", "rollout", "content_after_rollout")
     held = "HELD at gate" if gate != "OPEN" else "gate OPEN"
     rows.append(Row("Production rollout executor", f"GO — execution-proven, {held}" if ok else "NO-GO",
                     (f"Hash-verified ({pkg}); blocked attempt exit 3 with entry == exit; ran greenfield→finalized "
-                     f"exit 0 on fresh clone {clone}." + (" Cannot run in prod until valid approvals ≥ 1." if gate != "OPEN" else ""))
-                    if ok else _failed(evidence, "package", "rollout_blocked", "rollout"), ok))
+                     f"exit 0 on fresh clone {clone}, content untouched (row digests of system_issues and the governed "
+                     "collections equal before and after)."
+                     + (" Cannot run in prod until valid approvals ≥ 1." if gate != "OPEN" else ""))
+                    if ok else _failed(evidence, "package", "rollout_blocked", "content_before", "rollout",
+                                       "content_after_rollout"), ok))
 
-    ok = _ok(evidence, "rollback", "rollback_again")
+    ok = _ok(evidence, "rollback", "content_after_rollback", "rollback_again")
     rows.append(Row("Rollback executor", "GO" if ok else "NO-GO",
-                    f"Idempotent finalized→greenfield on clone {clone}; a second rollback changed nothing."
-                    if ok else _failed(evidence, "rollback", "rollback_again"), ok))
+                    f"Idempotent finalized→greenfield on clone {clone}, content untouched; a second rollback changed nothing."
+                    if ok else _failed(evidence, "rollback", "content_after_rollback", "rollback_again"), ok))
 
     ok = _ok(evidence, "baseline", "finalized", "greenfield")
     prod_note = ""

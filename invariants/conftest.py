@@ -10,26 +10,11 @@ import psycopg
 import pytest
 
 from executor import gate, package, signatures
+from invariants import content as invariants_content
 from harness.db import connect, snapshot
 from harness.errors import OneroofError
 from harness.catalog import GOVERNED
 from fixtures.plugin import TARGET, Options
-
-FACTS_SQL = """
-SELECT i.collection,
-       coalesce((SELECT array_agg(o.owner_unit ORDER BY o.owner_unit) FROM os_collection_owners o
-                 WHERE o.collection = i.collection AND o.active), '{}') AS owners,
-       (SELECT count(*) FROM os_collection_axes a WHERE a.collection = i.collection) AS axes,
-       (SELECT count(*) FROM os_label_rules l WHERE l.collection = i.collection) AS label_rules,
-       (SELECT count(*) FROM os_lifecycle_policies c WHERE c.collection = i.collection) AS lifecycle,
-       (SELECT count(*) FROM os_event_bindings e WHERE e.collection = i.collection) AS bindings,
-       (SELECT count(*) FROM os_event_bindings e WHERE e.collection = i.collection AND e.enabled) AS enabled,
-       (SELECT count(*) FROM directus_permissions p JOIN directus_policies pol ON pol.id = p.policy
-        WHERE pol.name = 'One-Roof Governance' AND p.collection = i.collection AND p.action = 'read') AS access,
-       EXISTS (SELECT 1 FROM directus_collections d WHERE d.collection = i.collection) AS registered
-FROM os_collection_inventory i
-"""
-
 
 def governed_collections(config: pytest.Config) -> list[str]:
     """The target's governed collections (its inventory, sorted), read once per process; the
@@ -75,21 +60,13 @@ def verdict(target_conn: psycopg.Connection[dict[str, Any]], release_package: pa
 
 
 @pytest.fixture(scope="session")
-def facts(target_conn: psycopg.Connection[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per governed collection: its owners and the count of each facet, from one snapshot."""
+def content(target_conn: psycopg.Connection[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What tiers 2-6 wrote on the target, one document per tier, read in one snapshot."""
     with snapshot(target_conn):
-        return {row["collection"]: row for row in target_conn.execute(FACTS_SQL).fetchall()}
+        return invariants_content.read(target_conn)
 
 
-@pytest.fixture(scope="session")
-def tier2_registered(target_conn: psycopg.Connection[dict[str, Any]]) -> set[str]:
-    """The governance collections tier 2 registers that are registered in Directus now."""
-    with snapshot(target_conn):
-        rows = target_conn.execute(
-            "SELECT collection FROM directus_collections WHERE collection = ANY(%s)",
-            (list(TIER2_COLLECTIONS),)).fetchall()
-    return {r["collection"] for r in rows}
-
-
-TIER2_COLLECTIONS = ("os_collection_owners", "os_collection_axes", "os_label_rules", "os_lifecycle_policies",
-                     "os_event_bindings", "os_gov_events", "os_idle_flags", "os_release_ledger")
+def expected_content(release_package: package.Package, stage: str) -> dict[str, dict[str, Any]]:
+    """The package's intended documents of a stage, from its (hash-verified) snapshot file."""
+    entries = invariants_content.snapshot_entries(release_package.path / "snapshots" / f"test_{stage}.ambr")
+    return {tier: entries.get(f"test_tier_content[{tier}]", {}) for tier in invariants_content.TIERS}

@@ -136,3 +136,33 @@ def read(conn: psycopg.Connection[Any]) -> Reading:
     with snapshot(conn):
         check_target(conn)
         return read_in_snapshot(conn)
+
+
+# -- content digests: what the release must never change ------------------------------------
+
+CONTENT_DIGEST = sql.SQL(
+    "SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) AS h FROM {} AS t")
+
+
+def content_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """system_issues and every governed collection of the inventory, sorted."""
+    rows = conn.execute("SELECT collection FROM os_collection_inventory").fetchall()
+    return sorted({"system_issues", *(r["collection"] for r in rows)})
+
+
+def content_digests(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Per content table, inside the caller's transaction: its row count and an order-free digest of
+    its rows (the sum of each row's 64-bit hash, hashtextextended over its text), so no sort is
+    needed at any size. A modified, deleted or added row changes it."""
+    digests = {}
+    for table in content_tables(conn):
+        row = conn.execute(CONTENT_DIGEST.format(sql.Identifier(table))).fetchone()
+        assert row is not None
+        digests[table] = f"{row['n']}:{row['h']}"
+    return digests
+
+
+def read_content(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """The content digests in one REPEATABLE READ READ ONLY transaction."""
+    with snapshot(conn):
+        return content_digests(conn)

@@ -1,56 +1,86 @@
-"""Finalized stage: tiers 2-6 applied. Every governed collection has each facet, the figures
-match the finalized snapshot, the ownership map matches its snapshot, the ledger records it."""
+"""Finalized stage: tiers 2-6 applied, and exactly what the package intends. Each tier's content
+(every row with its values) matches its snapshot document; each governed collection's facets
+match that document, one test per collection and facet; the owners' approvals are still valid;
+the figures match the finalized snapshot; the ledger records the deployment."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from executor import package
+from executor import gate, package
+from fixtures.plugin import Options
+from harness.catalog import GOVERNED
 from harness.db import snapshot
-from harness.catalog import GOVERNED, OWNER_UNITS
-from invariants.conftest import TIER2_COLLECTIONS
+from invariants.conftest import expected_content
+from invariants.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, facet
 from invariants.metrics import METRICS, Reading
 
 pytestmark = pytest.mark.finalized
 COLLECTIONS = [name for name, _, _ in GOVERNED]
-CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "one_owner": lambda f: len(f["owners"]) == 1 and f["owners"][0] in OWNER_UNITS,
-    "axis": lambda f: f["axes"] > 0,
-    "label_rule": lambda f: f["label_rules"] > 0,
-    "lifecycle": lambda f: f["lifecycle"] == 1,
-    "event_binding_disabled": lambda f: f["bindings"] > 0 and f["enabled"] == 0,
-    "access_policy": lambda f: f["access"] == 1,
-    "registered": lambda f: f["registered"],
-}
 
 
-def test_inventory_is_the_governed_set(facts: dict[str, dict[str, Any]]) -> None:
+@pytest.fixture(scope="module")
+def intended(release_package: package.Package) -> dict[str, dict[str, Any]]:
+    return expected_content(release_package, "finalized")
+
+
+def test_database_is_the_one_the_run_expects(reading: Reading, oneroof_options: Options) -> None:
+    assert reading.metrics["db"] == oneroof_options.expect_db, (
+        f"connected to {reading.metrics['db']!r}, but the run expects {oneroof_options.expect_db!r} (--expect-db)")
+
+
+def test_inventory_is_the_governed_set(target_conn: psycopg.Connection[dict[str, Any]]) -> None:
     """The package's ownership seed names these 35 collections; the inventory must hold exactly them."""
-    assert sorted(facts) == sorted(COLLECTIONS)
+    with snapshot(target_conn):
+        rows = target_conn.execute("SELECT collection FROM os_collection_inventory ORDER BY 1").fetchall()
+    assert sorted(r["collection"] for r in rows) == sorted(COLLECTIONS)
 
 
-@pytest.mark.parametrize("facet", list(CHECKS))
-def test_collection_is_governed(collection: str, facet: str, facts: dict[str, dict[str, Any]]) -> None:
-    assert collection in facts, f"{collection} is not in the inventory"
-    assert CHECKS[facet](facts[collection]), f"{collection}: {facet} does not hold: {facts[collection]}"
+@pytest.mark.parametrize("tier", TIERS)
+def test_tier_content(tier: str, content: dict[str, dict[str, Any]], snapshot: SnapshotAssertion) -> None:
+    """The whole tier, every row it writes with its values, as the package's snapshot document."""
+    assert content[tier] == snapshot
+
+
+@pytest.mark.parametrize("facet_name", list(FACETS))
+def test_collection_content(collection: str, facet_name: str, content: dict[str, dict[str, Any]],
+                            intended: dict[str, dict[str, Any]]) -> None:
+    tier = FACETS[facet_name][0]
+    want, got = facet(intended, facet_name, collection), facet(content, facet_name, collection)
+    assert want is not None, f"{collection}: the package intends no {facet_name} for it ({tier} snapshot)"
+    assert got == want, f"{collection}: {tier} {facet_name}: expected {want!r}, found {got!r}"
+
+
+@pytest.mark.parametrize("facet_name", list(GOVERNANCE_FACETS))
+@pytest.mark.parametrize("governance_collection", TIER2_COLLECTIONS)
+def test_governance_collection_content(governance_collection: str, facet_name: str,
+                                       content: dict[str, dict[str, Any]],
+                                       intended: dict[str, dict[str, Any]]) -> None:
+    want, got = facet(intended, facet_name, governance_collection), facet(content, facet_name, governance_collection)
+    assert got == want, (f"{governance_collection}: tier2_access {facet_name}: expected {want!r}, found {got!r}")
+
+
+def test_owners_are_ratified_by_valid_approvals(collection: str, target_conn: psycopg.Connection[dict[str, Any]],
+                                                verdict: gate.Verdict) -> None:
+    """Each owner names approvals of its proposal that the gate still counts (not revoked, by an
+    active human L2/L4 ...): an approval withdrawn after finalization fails every collection."""
+    with snapshot(target_conn):
+        rows = target_conn.execute("SELECT owner_unit, approval_ids FROM os_collection_owners WHERE collection = %s",
+                                   (collection,)).fetchall()
+    for row in rows:
+        invalid = sorted(set(row["approval_ids"]) - set(verdict.valid_approvals))
+        assert row["approval_ids"] and not invalid, (
+            f"{collection}: tier3_ownership owner {row['owner_unit']} rests on approvals {row['approval_ids']}, "
+            f"of which {invalid or 'none'} are not valid now (valid: {list(verdict.valid_approvals)})")
 
 
 @pytest.mark.parametrize("metric", [m for m in METRICS if m not in ("db", "ospa")])
 def test_metric_is_finalized(metric: str, reading: Reading, snapshot: SnapshotAssertion) -> None:
     assert {metric: reading.metrics[metric]} == snapshot
-
-
-def test_ownership_map(facts: dict[str, dict[str, Any]], snapshot: SnapshotAssertion) -> None:
-    assert {c: "/".join(f["owners"]) for c, f in sorted(facts.items())} == snapshot
-
-
-def test_governance_collections_are_registered(tier2_registered: set[str]) -> None:
-    assert tier2_registered == set(TIER2_COLLECTIONS)
 
 
 def test_ledger_records_each_tier(target_conn: psycopg.Connection[dict[str, Any]],
@@ -63,13 +93,3 @@ def test_ledger_records_each_tier(target_conn: psycopg.Connection[dict[str, Any]
     for row in rows:
         assert row["action"] == "deploy" and row["package_sha256"] == release_package.sha256, row
         assert row["approval_ids"], f"tier {row['tier']} was deployed without naming its approvals"
-
-
-def test_owners_name_the_approvals_that_ratified_them(target_conn: psycopg.Connection[dict[str, Any]]) -> None:
-    with snapshot(target_conn):
-        rows = target_conn.execute(
-            "SELECT o.collection FROM os_collection_owners o WHERE o.active AND (cardinality(o.approval_ids) = 0 "
-            "OR EXISTS (SELECT 1 FROM unnest(o.approval_ids) AS a (id) WHERE NOT EXISTS ("
-            "SELECT 1 FROM os_proposal_approvals p WHERE p.id = a.id AND p.proposal_id = o.proposal_id)))"
-        ).fetchall()
-    assert rows == []

@@ -1,45 +1,58 @@
-"""Greenfield stage: tiers 2-6 absent, as before the release and after a rollback. Approvals
-and the ledger are history and may be present."""
+"""Greenfield stage: nothing of tiers 2-6 is left anywhere, active or not, as before the release
+and after a rollback; the proposal is pending again. Approvals and the ledger are history and
+may be present."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
+from fixtures.plugin import Options
 from harness.catalog import GOVERNED
+from harness.db import snapshot
+from invariants.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, facet
 from invariants.metrics import METRICS, Reading
 
 pytestmark = pytest.mark.greenfield
 COLLECTIONS = [name for name, _, _ in GOVERNED]
-ABSENT: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "owner": lambda f: not f["owners"],
-    "axis": lambda f: f["axes"] == 0,
-    "label_rule": lambda f: f["label_rules"] == 0,
-    "lifecycle": lambda f: f["lifecycle"] == 0,
-    "event_binding": lambda f: f["bindings"] == 0,
-    "access_policy": lambda f: f["access"] == 0,
-}
 
 
-def test_inventory_is_the_governed_set(facts: dict[str, dict[str, Any]]) -> None:
+def test_database_is_the_one_the_run_expects(reading: Reading, oneroof_options: Options) -> None:
+    assert reading.metrics["db"] == oneroof_options.expect_db, (
+        f"connected to {reading.metrics['db']!r}, but the run expects {oneroof_options.expect_db!r} (--expect-db)")
+
+
+def test_inventory_is_the_governed_set(target_conn: psycopg.Connection[dict[str, Any]]) -> None:
     """The package's ownership seed names these 35 collections; the inventory must hold exactly them."""
-    assert sorted(facts) == sorted(COLLECTIONS)
+    with snapshot(target_conn):
+        rows = target_conn.execute("SELECT collection FROM os_collection_inventory ORDER BY 1").fetchall()
+    assert sorted(r["collection"] for r in rows) == sorted(COLLECTIONS)
 
 
-@pytest.mark.parametrize("facet", list(ABSENT))
-def test_collection_has_no_release_facet(collection: str, facet: str, facts: dict[str, dict[str, Any]]) -> None:
-    assert collection in facts, f"{collection} is not in the inventory"
-    assert ABSENT[facet](facts[collection]), f"{collection}: {facet} is present: {facts[collection]}"
-    assert facts[collection]["registered"], f"{collection} is not registered in directus_collections"
+@pytest.mark.parametrize("tier", TIERS)
+def test_tier_content(tier: str, content: dict[str, dict[str, Any]], snapshot: SnapshotAssertion) -> None:
+    """The whole tier at greenfield: no row of it anywhere; the proposal pending, the owner units there."""
+    assert content[tier] == snapshot
+
+
+@pytest.mark.parametrize("facet_name", list(FACETS))
+def test_collection_has_no_release_facet(collection: str, facet_name: str,
+                                         content: dict[str, dict[str, Any]]) -> None:
+    found = facet(content, facet_name, collection)
+    assert found is None, f"{collection}: {FACETS[facet_name][0]} {facet_name} is left: {found!r}"
+
+
+@pytest.mark.parametrize("facet_name", list(GOVERNANCE_FACETS))
+@pytest.mark.parametrize("governance_collection", TIER2_COLLECTIONS)
+def test_governance_collection_is_unregistered(governance_collection: str, facet_name: str,
+                                               content: dict[str, dict[str, Any]]) -> None:
+    found = facet(content, facet_name, governance_collection)
+    assert found is None, f"{governance_collection}: tier2_access {facet_name} is left: {found!r}"
 
 
 @pytest.mark.parametrize("metric", [m for m in METRICS if m not in ("db", "ospa")])
 def test_metric_is_greenfield(metric: str, reading: Reading, snapshot: SnapshotAssertion) -> None:
     assert {metric: reading.metrics[metric]} == snapshot
-
-
-def test_governance_collections_are_not_registered(tier2_registered: set[str]) -> None:
-    assert tier2_registered == set()

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from executor import package
 from harness.db import connect
 from harness import clones
 from harness.catalog import GOLDEN_NAME
@@ -251,13 +252,12 @@ def test_unwritable_home_is_a_one_line_error(oneroof: Any) -> None:
 @pytest.mark.parametrize("option", ["--snapshot-update", "--snapshot-warn-unused", "--snapshot-details",
                                     "--snapshot-default-extension=x.Y"])
 def test_verify_refuses_snapshot_options(oneroof: Any, clone: clones.Clone, option: str) -> None:
-    from fixtures.plugin import SNAPSHOT_DIR
-
-    before = {p.name: p.read_bytes() for p in SNAPSHOT_DIR.iterdir()}
+    snapshot_dir = package.DEFAULT_DIR / "snapshots"
+    before = {p.name: p.read_bytes() for p in snapshot_dir.iterdir()}
     result = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--expect-db", clone.name, option)
     one_line_error(result, f"verify does not take {option.split('=')[0]}", "pytest invariants --snapshot-update")
     assert result.stdout == ""
-    assert {p.name: p.read_bytes() for p in SNAPSHOT_DIR.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in snapshot_dir.iterdir()} == before
 
 
 def test_debug_after_the_subcommand_shows_the_traceback(oneroof: Any, test_server: PgServer) -> None:

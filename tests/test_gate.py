@@ -185,3 +185,39 @@ def test_lock_held_by_another_session_blocks(databases: dict[str, str], conns: d
         with snapshot(conns["production"]) as conn:
             verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
     assert "lock" in verdict.reasons and "held by another executor" in verdict.reasons["lock"]
+
+
+STATES = {
+    "greenfield": [],
+    "finalized": ["tiers"],
+    "finalized: an inventory of one collection": ["DELETE FROM os_collection_inventory WHERE collection <> 'kh_tags'",
+                                                  "tiers"],
+    "mixed: one axis": ["INSERT INTO os_collection_axes VALUES ('kh_tags', 'domain', 'documents')"],
+    "mixed: an inactive owner": ["INSERT INTO os_collection_owners (collection, owner_unit, proposal_id, approval_ids, "
+                                 "active) SELECT 'kh_tags', 'DOT', id, '{}', false FROM os_proposals WHERE code = "
+                                 "'OR-T3-OWNERSHIP-SEED'"],
+    "mixed: finalized but one owner": ["tiers", "DELETE FROM os_collection_owners WHERE collection = 'kh_tags'"],
+    "mixed: finalized but one lifecycle": ["tiers", "DELETE FROM os_lifecycle_policies WHERE collection = 'kh_tags'"],
+    "mixed: finalized but the permissions": ["tiers", "DELETE FROM directus_permissions WHERE policy = "
+                                             "'75c09095-c4f0-5d33-aaa1-31764f52c0b5'"],
+}
+
+
+@pytest.mark.parametrize("case", list(STATES))
+def test_state_is_greenfield_finalized_or_mixed(conns: dict[str, psycopg.Connection[Any]], case: str) -> None:
+    """gate.state: no trace at all, every facet of every collection, or anything between."""
+    conn = conns["production"]
+    try:
+        for step in STATES[case]:
+            if step == "tiers":
+                conn.execute("SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', "
+                             "'{1}', true)", (catalog.PROPOSAL_CODE,))
+                for tier in PKG.tiers:
+                    for statement in tier.deploy_statements:
+                        conn.execute(statement.encode())
+            else:
+                conn.execute(step)
+        found = gate.state(conn)
+    finally:
+        conn.rollback()
+    assert found == case.split(":")[0]

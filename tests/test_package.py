@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from executor import package
 from harness.errors import HashMismatch, IntegrityError, UsageError
 
-FILES = sorted(p.name for p in package.DEFAULT_DIR.iterdir())
+FILES = sorted(p.relative_to(package.DEFAULT_DIR).as_posix() for p in package.DEFAULT_DIR.rglob("*") if p.is_file())
 PINNED = package.load().sha256
 
 
@@ -34,7 +34,40 @@ def test_package_lists_tiers_two_to_six_with_deploy_and_revert() -> None:
     assert [(t.number, t.name) for t in pkg.tiers] == [(2, "access"), (3, "ownership"), (4, "axes"),
                                                        (5, "label_rules"), (6, "lifecycle")]
     assert (pkg.min_approvals, pkg.levels) == (1, ("L2", "L4"))
-    assert set(FILES) == {"manifest.toml"} | {t.deploy_file for t in pkg.tiers} | {t.revert_file for t in pkg.tiers}
+    assert set(FILES) == ({"manifest.toml"} | {t.deploy_file for t in pkg.tiers} | {t.revert_file for t in pkg.tiers}
+                          | set(pkg.snapshots))
+    assert pkg.snapshots == ("snapshots/test_baseline.ambr", "snapshots/test_finalized.ambr",
+                             "snapshots/test_greenfield.ambr")
+
+
+def test_changed_snapshot_is_refused_naming_both_hashes(copy: Path) -> None:
+    """The expected figures are in the package hash: a rewritten snapshot is a different package."""
+    target = copy / "snapshots" / "test_baseline.ambr"
+    expected = package.sha256(target.read_bytes())
+    target.write_text(target.read_text().replace("'ospa': 0", "'ospa': 1"))
+    with pytest.raises(HashMismatch) as caught:
+        package.load(copy)
+    assert caught.value.path == "snapshots/test_baseline.ambr" and caught.value.expected == expected
+
+
+@pytest.mark.parametrize("damage", ["missing", "extra"])
+def test_missing_or_extra_snapshot_is_refused(copy: Path, damage: str) -> None:
+    if damage == "missing":
+        (copy / "snapshots" / "test_greenfield.ambr").unlink()
+        match = "snapshots/test_greenfield.ambr is listed in the manifest but missing"
+    else:
+        (copy / "snapshots" / "test_gate.ambr").write_text("# serializer version: 1\n")
+        match = "snapshots/test_gate.ambr is in .* but not in the manifest"
+    with pytest.raises(IntegrityError, match=match):
+        package.load(copy)
+
+
+def test_seal_binds_the_snapshots_present(copy: Path) -> None:
+    """After a reviewed --snapshot-update, `seal` records the snapshot files: a new package hash."""
+    (copy / "snapshots" / "test_gate.ambr").write_text("# serializer version: 1\n")
+    sealed = package.seal(copy)
+    pkg = package.load(copy, sealed)
+    assert sealed != PINNED and "snapshots/test_gate.ambr" in pkg.snapshots
 
 
 def test_changed_file_is_refused_naming_both_hashes(copy: Path) -> None:

@@ -36,6 +36,11 @@ def fingerprint(dsn: str) -> str:
         return metrics.read(conn).fingerprint
 
 
+def evidence_content(test_server: PgServer) -> dict[str, str]:
+    with connect(test_server.dsn(test_server.golden)) as conn:
+        return metrics.read_content(conn)
+
+
 def clones_of(test_server: PgServer, source: str) -> list[str]:
     return [c.name for c in clones.list_clones(test_server.admin) if c.source == source]
 
@@ -81,7 +86,12 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidenc
     assert evidence.ok, [(s.name, s.detail) for s in evidence.steps if not s.ok]
     assert [s.name for s in evidence.steps] == [
         "package", "golden", "clone", "baseline", "monitor_blocked", "rollout_blocked", "approve", "monitor_open",
-        "rollout", "finalized", "rollback", "greenfield", "rollback_again", "drop_clone", "golden_intact"]
+        "content_before", "rollout", "content_after_rollout", "finalized", "rollback", "content_after_rollback",
+        "greenfield", "rollback_again", "drop_clone", "golden_intact"]
+    golden_content = evidence_content(test_server)
+    assert len(golden_content) == 36 and golden_content["system_issues"].startswith("204556:")
+    assert evidence.step("content_before").figures == {  # type: ignore[union-attr]
+        "tables": 36, "rows": sum(int(d.split(":")[0]) for d in golden_content.values())}
     approve = evidence.step("approve")
     assert approve is not None and approve.figures["signed"] is True and approve.figures["key"].startswith("SHA256:")
     assert "signed with one-off key" in approve.detail and "trusted only on the clone" in approve.detail
@@ -189,7 +199,7 @@ def test_keep_keeps_the_clone_and_prints_its_dsn(oneroof: Any, test_server: PgSe
     assert len(kept) == 1
     with connect(kept[0]) as conn:
         assert clones.connected_is_clone(conn) and metrics.read(conn).metrics["gap"] == 210
-    assert "RELEASE READINESS: GO" in result.stdout and "[15/15] golden database unchanged" in result.stderr
+    assert "RELEASE READINESS: GO" in result.stdout and "[18/18] golden database unchanged" in result.stderr
 
 
 def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_golden: str, tmp_path: Path) -> None:
@@ -243,7 +253,7 @@ def test_a_rehearsal_that_stops_early_keeps_its_step_numbers(test_server: PgServ
                         golden_name=test_server.golden, progress=lines.append)
     assert [(s.name, s.ok) for s in evidence.steps] == [("package", False), ("drop_clone", True)]
     numbered = [line.split("]")[0] + "]" for line in lines if line.startswith("[")]
-    assert numbered == ["[ 1/15]", "[14/15]", "[15/15]"], lines
+    assert numbered == ["[ 1/18]", "[17/18]", "[18/18]"], lines
     assert not any("never taken" in line for line in lines)
     rows = {r.component: r for r in report.matrix(evidence)}
     assert rows["Clone harness"].evidence == "FAILED: not reached: clone, golden_intact"
@@ -301,3 +311,33 @@ def test_report_rejected_option_production_note_and_width(full_run: tuple[Eviden
         text = report.as_text(shown)
         assert max(len(line) for line in text.splitlines()) <= 100, text
         assert all(component in text for component in SEED_ROWS)
+
+
+CONTENT_CHANGES = {
+    "system_issues row modified": "UPDATE system_issues SET status = 'resolved' WHERE id = (SELECT min(id) FROM system_issues)",
+    "content row deleted": "DELETE FROM kh_tags WHERE id = (SELECT min(id) FROM kh_tags)",
+}
+
+
+@pytest.mark.parametrize("change", sorted(CONTENT_CHANGES))
+def test_a_content_change_during_the_rehearsal_is_no_go(test_server: PgServer, other_golden: str, tmp_path: Path,
+                                                         change: str) -> None:
+    """A row of system_issues or of a governed collection changed while the release ran: the
+    content digests before and after the rollout differ, and the rehearsal names the table."""
+    clone_name: list[str] = []
+
+    def progress(message: str) -> None:
+        found = re.search(r": (\S+) \(marked clone of", message)
+        if found:
+            clone_name.append(found.group(1))
+        if "rollout greenfield -> finalized" in message:  # after the digests, before the rollout
+            with connect(test_server.dsn(clone_name[0]), autocommit=True) as conn:
+                conn.execute(CONTENT_CHANGES[change])
+
+    evidence = rehearse(test_server.admin, run_dir=tmp_path / "run", golden_name=other_golden, progress=progress)
+    failed = [s for s in evidence.steps if not s.ok]
+    table = "system_issues" if "system_issues" in change else "kh_tags"
+    assert [s.name for s in failed] == ["content_after_rollout"], [(s.name, s.detail) for s in failed]
+    assert failed[0].figures["changed"] == [table] and f"content changed by the rollout: {table}" in failed[0].detail
+    rows = {r.component: r for r in report.matrix(evidence)}
+    assert rows["Production rollout executor"].status == "NO-GO" and table in rows["Production rollout executor"].evidence

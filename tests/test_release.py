@@ -276,7 +276,7 @@ def test_a_human_approver_with_a_static_token_does_not_count(oneroof: Any, clone
 def test_pytest_addopts_cannot_reach_the_gate_session(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
     clone_conn.execute("DELETE FROM system_issues WHERE id = 7")  # production drifted from the baseline
     approve(clone_conn)
-    snapshot = ROOT / "snapshots" / "test_baseline.ambr"
+    snapshot = ROOT / "rollout" / "snapshots" / "test_baseline.ambr"
     before = snapshot.read_bytes()
     result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name,
                      env={"PYTEST_ADDOPTS": "--snapshot-update"})

@@ -92,6 +92,6 @@ def test_per_collection_invariants_follow_the_targets_inventory(pytester: pytest
     clone_conn.execute("INSERT INTO directus_collections (collection) VALUES ('dot_bridges')")
     clone_conn.execute("INSERT INTO os_collection_inventory VALUES ('dot_bridges', 'transport', 'public', now())")
     result = run_invariants(pytester, clone, "-m", "greenfield", "-rf", "-v")
-    result.stdout.fnmatch_lines(["*test_collection_has_no_release_facet[[]dot_bridges-owner[]] PASSED*",
+    result.stdout.fnmatch_lines(["*test_collection_has_no_release_facet[[]dot_bridges-tier3_owner[]] PASSED*",
                                  "FAILED *test_inventory_is_the_governed_set*"])
     assert result.ret == 1

@@ -1,0 +1,284 @@
+"""Mutation testing of the invariant suite and the gate: how many small changes to invariants/
+and executor/gate.py the tests kill.
+
+    python bench/mutation.py run [--dsn ADMIN_DSN] [--minutes 45]
+
+cosmic-ray mutates one place of the source at a time, on disk, and runs the test command below
+(`check`) once per mutant: a mutant is killed when the check fails. The check is a targeted,
+fast selection of the project's tests, run in one process:
+
+- tests/test_gate_policy.py (every reason an approval does not count, no database),
+  tests/test_content.py (the amber snapshots read back) and the
+  states of tests/test_gate.py (greenfield, finalized, mixed);
+- the kill matrix (tests/test_kill_matrix.py): the four stages on untouched clones (everything
+  passes) and a selection of its violations, each on a database prepared once before the run,
+  each of which must fail exactly its expected invariant ids.
+
+`run` prepares those databases, runs cosmic-ray (bounded by --minutes), prints the score and the
+survivors, and drops the databases. cosmic-ray comes from PyPI: `pip install cosmic-ray`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MUTATED = ["executor/gate.py", "invariants/content.py", "invariants/test_finalized.py", "invariants/test_greenfield.py",
+           "invariants/conftest.py", "invariants/test_baseline.py", "invariants/test_gate.py", "invariants/metrics.py"]
+# cosmic-ray's operators, but for the variants that mostly duplicate another: `==` and `!=` are
+# only negated (not turned into <, <=, >, >=, is, is not). `|` is left alone: in these files it
+# is almost only in type annotations, which `from __future__ import annotations` never evaluates
+# (every such mutant is equivalent).
+EXCLUDED_OPERATORS = [
+    "core/ReplaceComparisonOperator_Eq_(Lt|LtE|Gt|GtE|Is|IsNot)$",
+    "core/ReplaceComparisonOperator_NotEq_(Lt|LtE|Gt|GtE|Is|IsNot)$",
+    "core/ReplaceBinaryOperator_BitOr_.*",
+    "core/ReplaceBinaryOperator_(Add|Sub|Mul|Div|FloorDiv|Mod|Pow)_(?!Add$|Sub$).*",
+]
+# The kill-matrix violations the check replays (the whole matrix stays in tests/, run by CI).
+SELECTED = [
+    "gate-approval-revoked", "gate-proposal-withdrawn", "gate-mixed-state", "gate-wrong-database", "gate-lock-held",
+    "gate-package-tampered", "owner-inactive", "approval-revoked-after-finalization", "axis-value-changed",
+    "collection-added-to-inventory", "ledger-row-missing", "wrong-database", "leftover-inactive-owner",
+    "leftover-field", "baseline-approval-recorded", "baseline-wrong-database",
+]
+# The controls first: a mutant that breaks an invariant usually fails an untouched database.
+CONTROL_ORDER = ("finalized", "greenfield", "gate", "baseline")
+STATE = Path(tempfile.gettempdir()) / "oneroof-mutation"
+
+
+def prepare(admin: str) -> list[dict[str, Any]]:
+    """Build a golden database and one database per control and selected violation."""
+    from executor import package, release
+    from executor.rehearse import approve_rehearsal
+    from harness import clones, golden
+    from harness.db import connect
+    from tests.test_kill_matrix import CONTROLS, VIOLATIONS
+
+    pkg = package.load()
+    cleanup(admin, [f"mut_{i:02d}" for i in range(len(SELECTED) + len(CONTROL_ORDER))])
+    golden.build(admin, name="mut_golden", package_sha256=pkg.sha256, replace=True)
+    sources = {"greenfield": "mut_golden"}
+    for state in ("approved", "finalized"):
+        made = clones.create(admin, source="mut_golden", name=f"mut_{state}", wait=60)
+        approve_rehearsal(made.dsn)
+        if state == "finalized":
+            release.rollout(made.dsn, pkg, confirm_db=made.name, gate_session=False, audit=False)
+        sources[state] = made.name
+    tampered = STATE / "tampered"
+    shutil.rmtree(tampered, ignore_errors=True)
+    shutil.copytree(pkg.path, tampered)
+    (tampered / "tier4_axes.deploy.sql").write_text(
+        (tampered / "tier4_axes.deploy.sql").read_text().replace("'domain'", "'region'"))
+    entries: list[dict[str, Any]] = []
+    by_name = {v.name: v for v in VIOLATIONS}
+    plan = [(f"control-{stage}", CONTROLS[stage], stage, (), [], None, False, False, ()) for stage in CONTROL_ORDER]
+    plan += [(n, by_name[n].state, by_name[n].stage, by_name[n].sql, sorted(by_name[n].fails), by_name[n].expect_db,
+              by_name[n].hold_lock, by_name[n].tamper_package, by_name[n].says) for n in SELECTED]
+    for index, (name, state, stage, statements, fails, expect_db, hold_lock, tamper, says) in enumerate(plan):
+        made = clones.create(admin, source=sources[state], name=f"mut_{index:02d}", wait=60)
+        with connect(made.dsn, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement.encode())
+        entries.append({"name": name, "dsn": made.dsn, "db": made.name, "stage": stage, "fails": fails,
+                        "expect_db": expect_db or made.name, "hold_lock": hold_lock, "says": list(says),
+                        "package": str(tampered if tamper else pkg.path)})
+    (STATE / "prepared.json").write_text(json.dumps(entries, indent=1))
+    return entries
+
+
+def check() -> int:
+    """The test command of each mutant: 0 when every selected test holds, 1 at the first that does not."""
+    import psycopg
+    import pytest
+
+    from executor import gate
+    from tests import test_content as content_tests
+    from tests import test_gate_policy as policy
+
+    try:
+        for case in policy.CASES:
+            policy.test_approval_problem(*case[1:])
+        policy.test_a_package_cannot_widen_the_levels()
+        policy.test_verdict_is_open_only_without_reasons()
+        folder = STATE / "content-test"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        content_tests.test_snapshot_entries_read_back_what_syrupy_wrote(folder)
+    except Exception as exc:  # noqa: BLE001 - any failure kills the mutant
+        print(f"killed by tests/test_gate_policy.py or tests/test_content.py: {exc!r}")
+        return 1
+    prepared = json.loads((STATE / "prepared.json").read_text())
+    by_name = {e["name"]: e for e in prepared}
+    from harness.db import connect, snapshot
+    states = {"control-greenfield": "greenfield", "control-finalized": "finalized", "gate-mixed-state": "mixed",
+              "owner-inactive": "mixed", "leftover-inactive-owner": "mixed"}
+    for name, want in states.items():  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
+        with connect(by_name[name]["dsn"]) as conn, snapshot(conn):
+            if gate.state(conn) != want:
+                print(f"killed by gate.state on {name}")
+                return 1
+    junit = STATE / "check.xml"
+    for entry in prepared:
+        lock = None
+        if entry["hold_lock"]:
+            lock = psycopg.connect(entry["dsn"], autocommit=True)
+            lock.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
+        try:
+            junit.unlink(missing_ok=True)
+            code = pytest.main([str(ROOT / "invariants"), "-m", entry["stage"], "--dsn", entry["dsn"], "--expect-db",
+                                entry["expect_db"], "--package", entry["package"], "-p", "no:cacheprovider",
+                                "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "-q", "--no-header",
+                                "--junitxml", str(junit)])
+        finally:
+            if lock is not None:
+                lock.close()
+        failed = set()
+        cases = 0
+        messages = ""
+        if junit.exists():
+            for case in ET.parse(junit).getroot().iter("testcase"):
+                cases += 1
+                bad = [c for c in case if c.tag in ("failure", "error")]
+                if bad:
+                    failed.add(case.get("name", ""))
+                    messages += " ".join((c.get("message") or "") + " " + (c.text or "") for c in bad)
+        if any(word not in messages for word in entry["says"]):
+            print(f"killed by kill matrix {entry['name']}: a failure message no longer names {entry['says']}")
+            return 1
+        if not cases or failed != set(entry["fails"]) or code not in (0, 1) or (code == 0) != (not entry["fails"]):
+            print(f"killed by kill matrix {entry['name']}: exit {code}, failed {sorted(failed)[:5]}")
+            return 1
+    return check_content()
+
+
+def check_content() -> int:
+    """The rehearsal's content digests (tests/test_rehearse.py, too slow to replay whole): the
+    release changed no content row, and a deleted system_issues row changes exactly that table."""
+    from harness.db import connect
+    from invariants import metrics
+
+    prepared = {e["name"]: e for e in json.loads((STATE / "prepared.json").read_text())}
+    digests = {}
+    for name in ("control-greenfield", "control-finalized", "baseline-approval-recorded"):
+        with connect(prepared[name]["dsn"]) as conn:
+            digests[name] = metrics.read_content(conn)
+    with connect(prepared["control-greenfield"]["dsn"]) as conn:
+        conn.execute("DELETE FROM system_issues WHERE id = (SELECT max(id) FROM system_issues)")
+        deleted = metrics.content_digests(conn)
+        conn.rollback()
+    changed = sorted(t for t in digests["control-greenfield"] if digests["control-greenfield"][t] != deleted.get(t))
+    ok = (len(digests["control-greenfield"]) == 36 and digests["control-greenfield"] == digests["control-finalized"]
+          == digests["baseline-approval-recorded"] and changed == ["system_issues"])
+    if not ok:
+        print("killed by the content digests")
+    return 0 if ok else 1
+
+
+def run(admin: str, minutes: float) -> int:
+    """Prepare, run cosmic-ray over invariants/ and executor/gate.py, report, clean up."""
+    STATE.mkdir(parents=True, exist_ok=True)
+    originals = {name: (ROOT / name).read_bytes() for name in MUTATED}
+    entries = prepare(admin)
+    for folder in ("invariants", "executor", "tests"):
+        shutil.rmtree(ROOT / folder / "__pycache__", ignore_errors=True)
+    config = STATE / "cosmic-ray.toml"
+    command = f"{sys.executable} -B {Path(__file__).resolve()} check"
+    config.write_text("[cosmic-ray]\n"
+                      f"module-path = {json.dumps(MUTATED)}\n"
+                      "timeout = 300.0\nexcluded-modules = []\n"
+                      f"test-command = {json.dumps(command)}\n\n"
+                      "[cosmic-ray.distributor]\nname = \"local\"\n\n"
+                      "[cosmic-ray.filters.operators-filter]\n"
+                      f"exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}\n")
+    session = STATE / "session.sqlite"
+    session.unlink(missing_ok=True)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))},
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)}
+    try:
+        subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env, check=True)
+        subprocess.run(["cr-filter-operators", str(session), str(config)], cwd=ROOT, env=env, check=True)
+        baseline = subprocess.run([sys.executable, "-B", str(Path(__file__).resolve()), "check"], cwd=ROOT, env=env,
+                                  check=False)
+        if baseline.returncode != 0:
+            print("the unmutated code fails the check: fix that first")
+            return 1
+        started = time.monotonic()
+        try:
+            subprocess.run(["cosmic-ray", "exec", str(config), str(session)], cwd=ROOT, env=env, check=False,
+                           timeout=minutes * 60)
+        except subprocess.TimeoutExpired:
+            print(f"stopped after {minutes} minutes; the figures below cover the mutants run so far")
+        print(f"cosmic-ray exec: {time.monotonic() - started:.0f} s")
+        return report(session)
+    finally:
+        for name, data in originals.items():  # a mutant interrupted by the time bound stays on disk otherwise
+            (ROOT / name).write_bytes(data)
+        cleanup(admin, [e["db"] for e in entries])
+
+
+def report(session: Path) -> int:
+    dump = subprocess.run(["cosmic-ray", "dump", str(session)], capture_output=True, text=True, check=True).stdout
+    killed = survived = pending = skipped = 0
+    survivors = []
+    for line in dump.splitlines():
+        work, result = json.loads(line)
+        if result is None:
+            pending += 1
+            continue
+        if result.get("worker_outcome") == "skipped":  # an excluded operator
+            skipped += 1
+            continue
+        mutation = work["mutations"][0]
+        if result.get("test_outcome") == "killed" or result.get("worker_outcome") in ("exception", "abnormal", "timeout"):
+            killed += 1
+        else:
+            survived += 1
+            survivors.append(f"{mutation['module_path']}:{mutation['start_pos'][0]} {mutation['operator_name']} "
+                             f"#{mutation['occurrence']}")
+    done = killed + survived
+    print(f"mutants: {done + pending} (and {skipped} of excluded operators), run {done}, killed {killed}, survived {survived}, "
+          f"score {100 * killed / done if done else 0:.1f}%")
+    for survivor in survivors:
+        print(f"  survived: {survivor}")
+    return 0
+
+
+def cleanup(admin: str, names: list[str]) -> None:
+    from psycopg import sql
+
+    from harness.db import connect
+    with connect(admin, autocommit=True) as conn:
+        for name in names + ["mut_approved", "mut_finalized", "mut_golden"]:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("run", "check", "report"))
+    parser.add_argument("--dsn", help="admin DSN of a server (default: the embedded server under $ONEROOF_HOME)")
+    parser.add_argument("--minutes", type=float, default=45.0, help="time bound of the cosmic-ray run")
+    args = parser.parse_args()
+    if args.action == "check":
+        return check()
+    if args.action == "report":
+        return report(STATE / "session.sqlite")
+    from executor import target
+    admin = args.dsn or target.admin_dsn(None)
+    return run(admin, args.minutes)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""invariants/content.py reads the package's amber snapshots back: every value syrupy writes for
+plain data comes back equal (no database: the stages' own sessions test the rest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from syrupy.extensions.amber import AmberDataSerializer
+
+from invariants.content import snapshot_entries
+
+VALUES = {
+    "nested": {"a": [1, -2, 0], "b": {"c": None, "d": True, "e": False}, "f": "it's \"quoted\""},
+    "scalars": [-7, 3, "x", None],
+    "tuple": ("t", -1),
+    "set": {"s"},
+    "empty": {"list": [], "dict": {}},
+}
+
+
+def test_snapshot_entries_read_back_what_syrupy_wrote(tmp_path: Path) -> None:
+    lines = ["# serializer version: 1"]
+    for name, value in VALUES.items():
+        body = "\n".join("  " + line for line in AmberDataSerializer.serialize(value).splitlines())
+        lines += [f"# name: test_values[{name}]", body, "# ---"]
+    path = tmp_path / "test_values.ambr"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    read = snapshot_entries(path)
+    assert read == {f"test_values[{name}]": (list(value) if isinstance(value, tuple) else value)
+                    for name, value in VALUES.items()}
+
+
+def test_a_snapshot_that_is_not_plain_data_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "test_bad.ambr"
+    path.write_text("# serializer version: 1\n# name: test_bad\n  print('x')\n# ---\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a snapshot value"):
+        snapshot_entries(path)
