@@ -35,6 +35,7 @@ from executor import gate, package, release
 from harness import clones
 from harness.db import connect
 from fixtures.plugin import ROOT
+from fixtures.testing import PROFILE
 from tests.test_release import approve
 
 pytestmark = pytest.mark.proof
@@ -129,12 +130,17 @@ def _first_of_each_tier(points: list[Point]) -> list[Point]:
     return chosen
 
 
-# Every point with SIGKILL; the first point of every tier also with SIGINT and with the server
-# cutting the connection.
-MATRIX = ([(p, "SIGKILL") for p in ROLLOUT + ROLLBACK]
-          + [(p, how) for how in ("SIGINT", "terminate") for p in _first_of_each_tier(ROLLOUT)
-             + _first_of_each_tier(ROLLBACK)])
-RANDOM_DELAYS = 4  # per command
+# Every point with SIGKILL. SIGINT and the server cutting the connection: in CI at the first
+# statement of two tiers of each command; with the `nightly` profile at every point.
+if PROFILE == "nightly":
+    OTHER_WAYS = [(p, how) for how in ("SIGINT", "terminate") for p in ROLLOUT + ROLLBACK]
+    RANDOM_DELAYS = 10  # per command
+else:
+    rollout_tiers, rollback_tiers = _first_of_each_tier(ROLLOUT), _first_of_each_tier(ROLLBACK)
+    OTHER_WAYS = ([(p, "SIGINT") for p in (rollout_tiers[1], rollback_tiers[0])]
+                  + [(p, "terminate") for p in (rollout_tiers[-1], rollback_tiers[-1])])
+    RANDOM_DELAYS = 3
+MATRIX = [(p, "SIGKILL") for p in ROLLOUT + ROLLBACK] + OTHER_WAYS
 
 
 def executor_env() -> dict[str, str]:
@@ -265,11 +271,11 @@ def ledger(clone_conn: Any) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize(("point", "how"), MATRIX, ids=[f"{p.id}:{how}" for p, how in MATRIX])
 def test_crash_at_a_statement(point: Point, how: str, clone: clones.Clone, clone_conn: Any,
-                              oneroof_home: Any, record_property: Callable[[str, object], None]) -> None:
+                              oneroof_home: Any, figure: Callable[[str, object], None]) -> None:
     prepare(clone, clone_conn, point.command)
     history = ledger(clone_conn)
-    record_property("kill_point", point.id)
-    record_property("signal", how)
+    figure("kill_point", point.id)
+    figure("signal", how)
     with connect(clone.dsn, autocommit=True, application_name="oneroof-test-observer") as observer:
         with holding(clone, point.lock) as blocker:
             proc = start_executor(point.command, clone, str(oneroof_home))
@@ -293,7 +299,7 @@ def test_crash_at_a_statement(point: Point, how: str, clone: clones.Clone, clone
                       "terminate": (2, "oneroof: error: lost the connection to the server while a")}[how]
         assert proc.returncode == code, out + err
         assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(said), err
-        state = check_after(clone, observer, record_property)
+        state = check_after(clone, observer, figure)
     assert state == ("greenfield" if point.command == "rollout" else "finalized")
     assert ledger(clone_conn) == history, "a killed transaction left ledger rows"
     converge(clone, clone_conn, point.command)
@@ -302,15 +308,15 @@ def test_crash_at_a_statement(point: Point, how: str, clone: clones.Clone, clone
 @pytest.mark.parametrize("command", ["rollout", "rollback"])
 @pytest.mark.parametrize("seed", range(RANDOM_DELAYS))
 def test_crash_at_a_random_delay(command: str, seed: int, clone: clones.Clone, clone_conn: Any,
-                                 oneroof_home: Any, record_property: Callable[[str, object], None]) -> None:
-    """Hold the transaction's first write, release it, and SIGKILL after a random 0-60 ms: inside
-    the tiers, at the commit, or after it."""
+                                 oneroof_home: Any, figure: Callable[[str, object], None]) -> None:
+    """Hold the transaction's first write, release it, and SIGKILL after a random delay, spread
+    evenly on a log scale from 1 ms to 2 s: inside the tiers, at the commit, or after it."""
     first = (ROLLOUT if command == "rollout" else ROLLBACK)
     point = next(p for p in first if p.table)
-    delay = random.Random(f"{command}-{seed}").uniform(0.0, 0.06)
+    delay = 10 ** random.Random(f"{command}-{seed}").uniform(-3.0, 0.3)
     prepare(clone, clone_conn, command)
-    record_property("kill_point", f"{command}:+{delay * 1000:.1f}ms after {point.label}")
-    record_property("signal", "SIGKILL")
+    figure("kill_point", f"{command}:+{delay * 1000:.1f}ms after {point.label}")
+    figure("signal", "SIGKILL")
     with connect(clone.dsn, autocommit=True, application_name="oneroof-test-observer") as observer:
         with holding(clone, point.lock) as blocker:
             proc = start_executor(command, clone, str(oneroof_home))
@@ -318,7 +324,7 @@ def test_crash_at_a_random_delay(command: str, seed: int, clone: clones.Clone, c
         time.sleep(delay)  # the lock is released as the block ends: the executor runs on
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
-        state = check_after(clone, observer, record_property)
+        state = check_after(clone, observer, figure)
     done = ("finalized" if command == "rollout" else "greenfield")
     if state == done:  # it committed before the kill: a re-run finds nothing to do
         assert converge(clone, clone_conn, command) in ("already-finalized", "already-greenfield")

@@ -59,7 +59,8 @@ def _fits(name: str) -> bool:
 collection_names = st.lists(names_of(1, 63).filter(_fits), min_size=1, max_size=4, unique=True)
 INJECTION = 'x"; DROP TABLE system_issues; --'
 BYTES_63 = "é" * 31 + "x"  # 63 bytes, 32 characters
-RECORD: dict[str, int] = {"hostile_inputs": 0, "got_through": 0}
+RECORD: dict[str, int] = {"hostile_inputs": 0, "got_through": 0}  # collection names, over all examples
+DATABASE_NAMES: dict[str, int] = {"hostile_inputs": 0, "got_through": 0}
 
 
 def cli(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -93,11 +94,11 @@ def database_names(admin: str) -> set[str]:
 @example(names=["a" * 63, "MixedCase", "semi;colon", "$$; SELECT 1; $$", "\u202eevil"])
 @database_settings(0.5)
 def test_hostile_collection_names_round_trip(names: list[str], test_server: PgServer, tmp_path_factory: Any,
-                                             worker_id: str, record_property: Any) -> None:
+                                             worker_id: str, figure: Any) -> None:
     home = tmp_path_factory.mktemp("home")
     name = f"oneroof_t_hostile_{worker_id}"
     RECORD["hostile_inputs"] += len(names)
-    record_property("hostile_inputs", RECORD["hostile_inputs"])
+    figure("hostile_inputs", RECORD["hostile_inputs"])
     golden.build(test_server.admin, name=name, package_sha256=PKG.sha256, replace=True, extra_collections=tuple(names))
     try:
         built = contents(test_server.dsn(name), names)
@@ -128,7 +129,7 @@ def test_hostile_collection_names_round_trip(names: list[str], test_server: PgSe
             row = conn.execute("SELECT count(*) AS n FROM system_issues").fetchone()
         assert row == {"n": catalog.SYSTEM_ISSUES_PER_SCALE}
     finally:
-        record_property("got_through", RECORD["got_through"])
+        figure("got_through", RECORD["got_through"])
         with connect(test_server.admin, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -143,7 +144,10 @@ database_name_inputs = st.one_of(names_of(0, 70), st.from_regex(IDENTIFIER, full
 @example(name="_" + "a" * 62)
 @example(name="a" * 64)
 @database_settings(4)
-def test_hostile_clone_names_are_refused_or_kept_exactly(name: str, test_server: PgServer) -> None:
+def test_hostile_clone_names_are_refused_or_kept_exactly(name: str, test_server: PgServer, figure: Any) -> None:
+    DATABASE_NAMES["hostile_inputs"] += 1
+    figure("hostile_inputs", DATABASE_NAMES["hostile_inputs"])
+    figure("got_through", DATABASE_NAMES["got_through"])
     before = database_names(test_server.admin)
     if not IDENTIFIER.match(name):
         with pytest.raises(UsageError, match="is not a valid identifier"):
@@ -160,6 +164,9 @@ def test_hostile_clone_names_are_refused_or_kept_exactly(name: str, test_server:
             clones.drop(test_server.admin, name)
         with pytest.raises(UsageError, match="is not a valid identifier"):
             golden.build(test_server.admin, name=name + ";", package_sha256=PKG.sha256)
+    if database_names(test_server.admin) != before:
+        DATABASE_NAMES["got_through"] += 1
+        figure("got_through", DATABASE_NAMES["got_through"])
     assert database_names(test_server.admin) == before
 
 

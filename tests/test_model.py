@@ -332,12 +332,12 @@ class ReleaseModel(RuleBasedStateMachine):
                     sql.Identifier(self.clone.name)))
 
 
-def test_the_release_follows_its_model(test_server: PgServer, record_property: Any) -> None:
+def test_the_release_follows_its_model(test_server: PgServer, figure: Any) -> None:
     ReleaseModel.server = test_server
     STEPS.clear()
     run_state_machine_as_test(ReleaseModel, settings=database_settings())
-    record_property("steps", sum(STEPS.values()))
-    record_property("rules", dict(sorted(STEPS.items())))
+    figure("steps", sum(STEPS.values()))
+    figure("rules", ", ".join(f"{k} {v}" for k, v in sorted(STEPS.items())))
     print(f"state machine: {sum(STEPS.values())} steps: {dict(sorted(STEPS.items()))}")
     # A rule that silently stopped running fails here (every kind runs within the `ci` budget).
     ran = {name.split(":")[0] for name in STEPS}
