@@ -127,7 +127,8 @@ class ReleaseModel(RuleBasedStateMachine):
         return [a.id for a in self.approvals if self._counts(a)]
 
     def _open(self) -> bool:
-        return self.state == "greenfield" and len(self._valid()) >= 1
+        """The verdict: OPEN on a finalized database too (a rollout there has nothing to do)."""
+        return self.state != "mixed" and len(self._valid()) >= 1
 
     # -- rules ------------------------------------------------------------------------------
     @rule(how=st.sampled_from(VALID))
@@ -196,7 +197,7 @@ class ReleaseModel(RuleBasedStateMachine):
                                       audit=False)
             assert outcome.action == "already-finalized"
             OUTCOMES["already-finalized"] = OUTCOMES.get("already-finalized", 0) + 1
-        elif self._open():
+        elif self.state == "greenfield" and self._open():
             outcome = release.rollout(self.clone.dsn, PKG, confirm_db=self.clone.name, gate_session=False,
                                       audit=False)
             assert outcome.action == "applied" and sorted(outcome.approvals) == valid
@@ -223,7 +224,7 @@ class ReleaseModel(RuleBasedStateMachine):
             self.state = "greenfield"
             OUTCOMES["reverted"] = OUTCOMES.get("reverted", 0) + 1
 
-    @precondition(lambda self: self._open() or self.state != "greenfield")
+    @precondition(lambda self: self.state != "greenfield" or self._open())
     @rule(data=st.data())
     def crash(self, data: st.DataObject) -> None:
         """SIGKILL an executor waiting at one of its transaction's statements: nothing changes."""
