@@ -28,6 +28,7 @@ from psycopg import conninfo, sql  # noqa: E402
 from executor import package  # noqa: E402
 from harness.db import connect, with_dbname  # noqa: E402
 from executor import gate, release  # noqa: E402
+from executor.rehearse import approve_rehearsal, one_off_signer  # noqa: E402
 from harness import catalog, clones, golden, server  # noqa: E402
 from invariants import metrics  # noqa: E402
 
@@ -54,27 +55,29 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
     clone = clones.create(admin, source=golden_name, wait=30)
     pkg = package.load()
     times: dict[str, list[float]] = {"rollout": [], "rollback": []}
+    keys = Path(tempfile.mkdtemp(prefix="oneroof-bench-key-"))
+    signer = one_off_signer(keys)  # signed rehearsal approvals, as `oneroof rehearse` makes them
     try:
         def approve() -> None:  # a rollback spends the approval that authorised the deployment
-            with connect(clone.dsn, autocommit=True) as conn:
-                conn.execute("INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
-                             "SELECT id, %s, 'L4', package_sha256 FROM os_proposals", (catalog.account("l4").id,))
+            approve_rehearsal(clone.dsn, key=signer.key)
 
         approve()
         with connect(clone.dsn) as conn:  # which tables does the deploy lock?
-            release.apply_tiers(conn, pkg, gate.evaluate(conn, pkg, confirm_db=clone.name))
+            release.apply_tiers(conn, pkg, gate.evaluate(conn, pkg, confirm_db=clone.name, trust=signer.trust))
             LOCKED.update(r["relname"] for r in conn.execute(
                 "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
                 "WHERE l.pid = pg_backend_pid() AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace").fetchall())
             conn.rollback()
         for _ in range(repeat):
             approve()
-            out = release.rollout(clone.dsn, pkg, confirm_db=clone.name, gate_session=False, audit=False)
+            out = release.rollout(clone.dsn, pkg, confirm_db=clone.name, gate_session=False, audit=False,
+                                  trust=signer.trust)
             times["rollout"].append(out.seconds["transaction"])
             back = release.rollback(clone.dsn, pkg, confirm_db=clone.name)
             times["rollback"].append(back.seconds["transaction"])
     finally:
         clones.drop(admin, clone.name)
+        shutil.rmtree(keys, ignore_errors=True)
     return times
 
 

@@ -12,12 +12,13 @@ from typing import Any, NoReturn
 import psycopg
 
 from executor import __version__, package, target
-from harness.db import connect, first_line
+from harness.db import check_identifier, connect, first_line, parse
 from harness.errors import OneroofError, UsageError
 from harness import catalog, clones, golden, server
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("baseline", "greenfield", "finalized", "gate")
+PYTEST_USAGE_ERROR = 4
 AUDIT_FAILED = 6  # rollout: applied and committed, but the finalized audit after the commit failed
 
 
@@ -40,6 +41,18 @@ def _package_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package directory "
                         "(default: rollout/ in the checkout)")
     parser.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
+
+
+def _trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allowed-signers", default=None, metavar="FILE",
+                        help="allowed-signers file (ssh-keygen format, from the reviewed repository) that "
+                        "approvals' signed statements are verified against (default $ONEROOF_ALLOWED_SIGNERS)")
+
+
+def _trust(args: argparse.Namespace) -> Any:
+    from executor import signatures
+
+    return signatures.trust_root(args.allowed_signers)
 
 
 def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -70,7 +83,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 def cmd_golden(args: argparse.Namespace) -> int:
     pkg = package.load(Path(args.package))
-    result = golden.build(target.admin_dsn(args.dsn), name=args.name, scale=args.scale,
+    result = golden.build(target.admin_dsn(args.dsn, _err), name=args.name, scale=args.scale,
                           package_sha256=pkg.sha256, replace=args.replace, progress=_progress)
     _err(f"built {result.name}: scale {result.scale}, {result.system_issues:,} system issues, "
          f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s")
@@ -79,12 +92,15 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def cmd_clone(args: argparse.Namespace) -> int:
-    admin = target.admin_dsn(args.dsn)
+    admin = target.admin_dsn(args.dsn, _err)
     if args.action == "create":
         clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy,
                               wait=args.wait)
         _err(f"created clone {clone.name} of {clone.source} in {clone.seconds:.2f} s")
-        print(clone.dsn)
+        if args.json:  # both the DSN and the name an auditor's --expect-db needs
+            print(json.dumps({"name": clone.name, "source": clone.source, "dsn": clone.dsn}))
+        else:
+            print(clone.dsn)
     elif args.action == "drop":
         clones.drop(admin, args.name)
         print(f"dropped {args.name}")
@@ -114,7 +130,7 @@ def _print_metrics(data: dict[str, Any]) -> None:
 def cmd_probe(args: argparse.Namespace) -> int:
     from executor.probe import probe
 
-    result = probe(target.target_dsn(args.dsn))
+    result = probe(target.target_dsn(args.dsn, progress=_err))
     if args.json:
         print(json.dumps(result.as_json()))
     else:
@@ -125,16 +141,33 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     from executor.release import run_stage
 
-    return run_stage(target.target_dsn(args.dsn), args.stage, expect_db=args.expect_db,
+    # A verification never writes or relaxes snapshots: --snapshot-update, and every other
+    # syrupy option, belongs to an auditor's plain pytest run on a branch.
+    snapshot_options = [a.split("=", 1)[0] for a in extra if a.startswith("--snapshot")]
+    if snapshot_options:
+        raise UsageError(f"verify does not take {', '.join(snapshot_options)}: it is a verification and never "
+                         "changes snapshots; to update them, run `pytest invariants --snapshot-update ...` on a branch "
+                         "and commit the reviewed diff of snapshots/")
+
+    if not Path(args.package).is_dir():
+        raise UsageError(f"package directory {args.package} does not exist: pass --package DIR")
+    if args.expect_sha256 is not None:
+        package.check_sha256(args.expect_sha256)
+    trust = _trust(args)
+    code = run_stage(target.target_dsn(args.dsn, progress=_err), args.stage, expect_db=args.expect_db,
                      package_dir=Path(args.package), expect_sha256=args.expect_sha256,
-                     extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False)
+                     extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False,
+                     allowed_signers=trust.path if trust is not None else None)
+    # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
+    return 2 if code == PYTEST_USAGE_ERROR else code
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from executor.monitor import monitor
 
-    report = monitor(target.target_dsn(args.dsn), Path(args.package), expect_sha256=args.expect_sha256,
-                     confirm_db=args.confirm_db)
+    trust = _trust(args)  # bad input before any server is touched
+    report = monitor(target.target_dsn(args.dsn, progress=_err), Path(args.package), expect_sha256=args.expect_sha256,
+                     confirm_db=args.confirm_db, trust=trust)
     if args.json:
         print(json.dumps(report.as_json()))
     else:
@@ -143,6 +176,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"BLOCKED: {reason}")
         for note in report.notes:
             print(f"note: {note}")
+        print(f"{'target':<15}{report.database} on cluster {report.system_identifier or '(system_identifier unreadable)'}")
+        trusted = report.allowed_signers
+        print("allowed signers " + (f"sha256 {trusted['sha256']} ({trusted['path']})" if trusted
+                                           else "none given (--allowed-signers or ONEROOF_ALLOWED_SIGNERS)"))
         _print_metrics(report.as_json())
     return 0 if report.verdict == "OPEN" else 3
 
@@ -162,9 +199,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from harness.errors import Blocked
 
     pkg = package.load(Path(args.package), args.expect_sha256)
-    dsn = target.target_dsn(args.dsn)
+    trust = _trust(args)
+    dsn = target.target_dsn(args.dsn, progress=_err)
     try:
-        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress)
+        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust)
     except Blocked as exc:
         for reason in exc.reasons:
             print(f"BLOCKED: {reason}")
@@ -183,7 +221,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from executor import release
 
     pkg = package.load(Path(args.package), args.expect_sha256)
-    outcome = release.rollback(target.target_dsn(args.dsn), pkg, confirm_db=args.confirm_db, progress=_progress)
+    outcome = release.rollback(target.target_dsn(args.dsn, progress=_err), pkg, confirm_db=args.confirm_db, progress=_progress)
     _print_outcome(outcome)
     return 0
 
@@ -198,20 +236,27 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from executor import report
     from executor.rehearse import rehearse
 
+    # Bad input is refused before anything is written: no run directory, no report, and so no
+    # "latest run" that is only a typo (exit 2; a package that fails its integrity check, exit 4).
     if args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    prod_trust = _trust(args)
+    check_identifier(args.golden, "--golden")
+    if args.prod_dsn is not None:
+        parse(args.prod_dsn)
+    package.load(Path(args.package), args.expect_sha256)
+    admin = target.admin_dsn(args.dsn, _err)
+    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
+        pass
     run_dir = _runs_dir(args) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create the run directory {run_dir}: {exc.strerror}; pass --runs-dir") from exc
-    admin = target.admin_dsn(args.dsn)
-    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
-        pass
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
                         golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
-                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err)
+                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err, prod_trust=prod_trust)
     for fmt, name in (("md", "report.md"), ("html", "report.html")):
         (run_dir / name).write_text(report.render(evidence, fmt))
     print(report.as_text(evidence), end="")
@@ -253,7 +298,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_package(args: argparse.Namespace) -> int:
     path = Path(args.package)
     if args.action == "seal":
-        print(package.seal(path))
+        print(package.seal(path, Path(args.sign) if args.sign else None))
         return 0
     pkg = package.load(path, expect_sha256=getattr(args, "expect_sha256", None))
     if args.action == "verify":
@@ -262,13 +307,104 @@ def cmd_package(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import getpass
+    import os
+
+    from executor import approvals, directus
+
+    if not 1 <= args.valid_hours <= 24 * 30:
+        raise UsageError(f"--valid-hours {args.valid_hours} is not between 1 and 720 (30 days)")
+    if not args.out and not args.directus:
+        raise UsageError("--directus URL is missing: the approval is recorded through Directus as you "
+                         "(or pass --out FILE to write the signed statement for an offline hand-over)")
+    if args.submit and (args.out or args.key):
+        raise UsageError("--submit records a statement signed before: it takes neither --key nor --out")
+    if not args.submit and not args.key:
+        raise UsageError("--key is missing: your private key file, or the .pub of your key in ssh-agent")
+    if args.key and not Path(args.key).expanduser().is_file():
+        raise UsageError(f"--key {args.key}: no such key file (your private key, or the .pub of a key in ssh-agent)")
+    if args.directus and not args.directus.startswith(("http://", "https://")):
+        raise UsageError(f"--directus {args.directus!r} is not an http(s) URL of the Directus instance")
+    trust = _trust(args)
+    if args.submit:
+        try:
+            text = Path(args.submit).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--submit {args.submit}: cannot read a signed statement from it") from exc
+        plan = approvals.handed_over(text)
+    else:
+        pkg = package.load(Path(args.package), args.expect_sha256)
+        plan = approvals.prepare(target.target_dsn(args.dsn), pkg, email=args.email,
+                                 valid_for=dt.timedelta(hours=args.valid_hours))
+    session = None
+    if not args.out:
+        password = os.environ.get("ONEROOF_DIRECTUS_PASSWORD")
+        if not password:
+            if not sys.stdin.isatty():
+                raise UsageError("no terminal to ask for your Directus password: set ONEROOF_DIRECTUS_PASSWORD")
+            password = getpass.getpass(f"Directus password for {args.email}: ")
+        session = directus.login(args.directus, args.email, password)
+    print("You approve, with your own key:")
+    for line in plan.summary():
+        print(f"  {line}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to confirm on: read the summary above, then pass --yes")
+        if input("Sign and record this approval? [y/N] ").strip().lower() not in ("y", "yes"):
+            _err("oneroof: not approved: nothing was signed or recorded")
+            return 1
+    if args.submit:
+        assert session is not None
+        approval = approvals.record(session, plan, text)
+        print(f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email} "
+              f"with the statement signed before, valid until {plan.statement.expires_at}")
+        return 0
+    text, fingerprint = approvals.sign(plan, args.key, pkg, trust)
+    if args.out:
+        try:
+            with open(args.out, "x", encoding="ascii") as out:
+                out.write(text)
+        except FileExistsError as exc:
+            raise UsageError(f"--out {args.out} exists: choose a new file") from exc
+        print(f"signed with {fingerprint}; statement written to {args.out} (it counts once it is recorded "
+              "through Directus as you)")
+        return 0
+    assert session is not None
+    approval = approvals.record(session, plan, text)
+    print(f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email}, "
+          f"signed with {fingerprint}, valid until {plan.statement.expires_at}")
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from executor import approvals
+
+    trust = _trust(args)
+    if trust is None:
+        raise UsageError("--allowed-signers FILE is missing: the audit verifies against the reviewed allowed signers")
+    result = approvals.audit(target.target_dsn(args.dsn), trust)
+    print(f"database {result.database} on cluster {result.system_identifier or '(unreadable)'}; "
+          f"allowed signers sha256 {result.allowed_signers_sha256}")
+    for finding in result.approvals:
+        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    for finding in result.deployments:
+        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    print(f"{len(result.approvals)} approvals ({sum(f.ok for f in result.approvals)} verified), "
+          f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified)")
+    return 0 if result.ok else 1
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> Parser:
     parser = Parser(prog="oneroof", description="Verify, rehearse and release the One-Roof governance tiers "
                     "of a Directus production database behind a human ratification gate.",
                     epilog="Exit codes: 0 ok/OPEN/GO, 1 invariant failed/NO-GO, 2 bad input or unreachable "
-                    "database, 3 BLOCKED, 4 package integrity, 5 release lock held.")
+                    "database, 3 BLOCKED, 4 package integrity, 5 release lock held, 6 rollout applied but its audit "
+                    "failed (tiers live: inspect, or roll back), 130 interrupted (Ctrl-C). `verify` exits with "
+                    "pytest's own codes, but a pytest usage error is 2.")
     parser.add_argument("--version", action="version", version=f"oneroof {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
@@ -302,10 +438,15 @@ def build_parser() -> Parser:
                    help="gc: only clones made more than this many minutes ago (default 60; 0 for all)")
     p.add_argument("--wait", type=float, default=5.0,
                    help="seconds to wait for other sessions to leave the source (default 5)")
+    p.add_argument("--json", action="store_true",
+                   help='create: print one JSON object {"name": ..., "source": ..., "dsn": ...} instead of the DSN')
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_clone)
 
-    p = sub.add_parser("probe", help="the ten metrics and the fingerprint, read-only")
+    p = sub.add_parser("probe", help="the ten metrics and the fingerprint, read-only",
+                       description="Read the ten metrics between an entry and an exit fingerprint, read-only. "
+                       "Exit 0 when the fingerprints are equal, 1 when they differ (the database changed while it "
+                       "was read, so the read proves nothing).")
     p.add_argument("--json", action="store_true", help="one JSON object")
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_probe)
@@ -313,11 +454,14 @@ def build_parser() -> Parser:
     p = sub.add_parser("verify", help="run the invariant suite (pytest) against a database",
                        description="Run the invariants of one stage with pytest; arguments it does not know "
                        "are passed to pytest. Exits with pytest's code.")
-    p.add_argument("--stage", required=True, choices=STAGES)
+    p.add_argument("--stage", required=True, choices=STAGES,
+                   help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
+                   "finalized (every facet), gate (the package and every gate condition)")
     p.add_argument("-n", type=int, default=0, help="pytest-xdist workers")
     p.add_argument("--expect-db", default=None, help="the database name the run expects "
                    f"(default {catalog.GOLDEN_NAME})")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_verify)
 
@@ -327,15 +471,20 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("rollout", help="the gated executor: apply tiers 2-6 once a human has ratified",
                        description="Verify the package, run the gate session, take the release lock and apply "
                        "tiers 2-6 in one transaction, then audit. Exit 0 applied or already finalized, 1 invariant "
-                       "failed (nothing kept), 3 BLOCKED (nothing changed), 4 package integrity, 5 lock held.")
+                       "failed (nothing kept), 2 bad input or unreachable database, 3 BLOCKED (nothing changed), "
+                       "4 package integrity, 5 lock held, 6 applied and committed but the audit after the commit "
+                       "failed (tiers live: inspect with `oneroof verify --stage finalized`, undo with `oneroof "
+                       "rollback`), 130 interrupted.")
     p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollout)
 
@@ -352,7 +501,8 @@ def build_parser() -> Parser:
                        "clone: baseline stage, monitor BLOCKED, blocked rollout, rehearsal approval, monitor OPEN, "
                        "rollout, finalized stage, rollback, greenfield stage, rollback again; drop the clone, check "
                        "the golden database is unchanged, optionally read the production gate, and write the "
-                       "evidence and the GO/NO-GO report. Exit 0 GO, 1 NO-GO.")
+                       "evidence and the GO/NO-GO report. Exit 0 GO, 1 NO-GO, 2 bad input (nothing written), "
+                       "4 package integrity (nothing written), 130 interrupted.")
     p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
     p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
     p.add_argument("--golden", default=catalog.GOLDEN_NAME, help=f"golden database (default {catalog.GOLDEN_NAME})")
@@ -360,13 +510,16 @@ def build_parser() -> Parser:
     p.add_argument("--prod-db", default=None, help="the production database name the operator expects")
     p.add_argument("--runs-dir", default=None, help="where run directories go (default $ONEROOF_HOME/runs)")
     _package_options(p)
+    _trust_option(p)
     _dsn_option(p, "the rehearsal server (any database on it)")
     p.set_defaults(func=cmd_rehearse)
 
     p = sub.add_parser("report", help="the GO/NO-GO matrix from rehearsal evidence",
                        description="Render the classification matrix, verdict and compliance line from a "
                        "rehearsal's evidence.json (default: the latest run).")
-    p.add_argument("--format", default="md", choices=("md", "json", "html", "text"))
+    p.add_argument("--format", default="md", choices=("md", "json", "html", "text"),
+                   help="md (Markdown, default), json (matrix, verdict, compliance and the evidence), html (one "
+                   "self-contained page) or text (the terminal matrix, 100 columns)")
     p.add_argument("--run", default=None, help="a run directory or evidence.json (default: the latest run)")
     p.add_argument("--runs-dir", default=None, help="where run directories are (default $ONEROOF_HOME/runs)")
     p.set_defaults(func=cmd_report)
@@ -377,7 +530,42 @@ def build_parser() -> Parser:
     p.add_argument("action", choices=("hash", "verify", "seal"))
     p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
+    p.add_argument("--sign", default=None, metavar="KEY", help="seal: also sign the manifest with this SSH key "
+                   "(the manifest names its fingerprint; approvals signed by it do not count)")
     p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("approve", help="a human approver signs the ratification and records it through Directus",
+                       description="Show exactly what is approved (package, proposal, tiers, target database and "
+                       "cluster, ownership map), ask for confirmation, sign the statement with your own SSH key "
+                       "(ssh-keygen: a key file, or the .pub of a key in ssh-agent, hardware sk- keys included), "
+                       "and record the approval through Directus as you (your login; the password is asked for, "
+                       "or read from ONEROOF_DIRECTUS_PASSWORD). The signed statement is stored as a comment on "
+                       "the approval. --out writes it to a file instead.")
+    p.add_argument("--email", required=True, help="your Directus login, the principal of your key in the allowed signers")
+    p.add_argument("--key", default=None, help="your private key file, or the .pub of your key in ssh-agent")
+    p.add_argument("--submit", default=None, metavar="FILE", help="record, through Directus as you, a statement "
+                   "signed before with --out (an offline hand-over)")
+    p.add_argument("--directus", default=None, metavar="URL", help="the Directus instance, e.g. https://hub.gov.example")
+    p.add_argument("--valid-hours", type=int, default=72, help="how long the statement is valid (default 72, at most 720)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (the summary is still printed)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the signed statement to FILE; record nothing")
+    _package_options(p)
+    _trust_option(p)
+    _dsn_option(p, "the target database (read-only: its name, cluster identity, proposal and your level)")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("approvals", help="auditors: re-check every approval and deployment offline",
+                       description="verify: re-check, read-only, every approval's signed statement and every "
+                       "deployment in the ledger against an allowed-signers file; no Directus, no key from the "
+                       "database. Exit 0 when every deployment verifies, 1 otherwise.")
+    p.add_argument("action", choices=("verify",))
+    _trust_option(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_approvals)
+    # --debug also after the subcommand (the error messages advise it): SUPPRESS keeps the
+    # top-level value when a subcommand does not get it.
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 

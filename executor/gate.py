@@ -7,12 +7,14 @@ session, and again inside its transaction, under the release lock.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from harness.marks import connected_is_clone
+from harness.marks import connected_is_clone, is_golden
+from executor import signatures
 from executor.package import APPROVER_LEVELS, MIN_APPROVALS, Package
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
@@ -35,6 +37,11 @@ class Approval:
     approver_level: str | None
     has_token: bool = False
     spent: bool = False  # made before the last revert of this proposal: it authorised that deployment
+    approver_id: str = ""
+    approver_email: str | None = None
+    statements: tuple[str, ...] = ()  # the Directus comments on the row: its signed statements
+    created_by: str | None = None  # directus_activity: the user who created the row through Directus
+    updates: int = 0  # directus_activity: changes to the row after its creation
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,8 @@ class Verdict:
     state: str
     proposal_id: int | None
     notes: list[str] = field(default_factory=list)
+    allowed_signers_sha256: str | None = None  # the trust root the approvals were verified against
+    statement_nonces: tuple[str, ...] = ()  # the nonces of the valid approvals' statements
 
     @property
     def open(self) -> bool:
@@ -57,12 +66,29 @@ SELECT a.id, p.code AS proposal_code, p.status AS proposal_status, a.package_sha
        a.revoked_at IS NOT NULL AS revoked, a.rehearsal, u.status AS user_status,
        r.kind AS approver_kind, r.level AS approver_level, u.token IS NOT NULL AS has_token,
        a.approved_at <= (SELECT max(l.executed_at) FROM os_release_ledger AS l
-                         WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE AS spent
+                         WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE AS spent,
+       a.approver::text AS approver_id, u.email AS approver_email,
+       coalesce((SELECT array_agg(c.comment ORDER BY c.date_created, c.id) FROM directus_comments AS c
+                 WHERE c.collection = 'os_proposal_approvals' AND c.item = a.id::text), '{}') AS statements,
+       (SELECT act."user"::text FROM directus_activity AS act
+        WHERE act.collection = 'os_proposal_approvals' AND act.item = a.id::text AND act.action = 'create'
+        ORDER BY act.id LIMIT 1) AS created_by,
+       (SELECT count(*) FROM directus_activity AS act
+        WHERE act.collection = 'os_proposal_approvals' AND act.item = a.id::text AND act.action <> 'create') AS updates
 FROM os_proposal_approvals AS a
 LEFT JOIN os_proposals AS p ON p.id = a.proposal_id
 LEFT JOIN directus_users AS u ON u.id = a.approver
 LEFT JOIN os_approvers AS r ON r.user_id = a.approver
 ORDER BY a.id
+"""
+
+# A statement is spent once a deployment it authorised was reverted, whichever row carries it.
+SPENT_NONCES_SQL = """
+SELECT DISTINCT n.nonce
+FROM os_release_ledger AS d CROSS JOIN LATERAL unnest(d.statement_nonces) AS n (nonce)
+WHERE d.action = 'deploy' AND EXISTS (
+    SELECT 1 FROM os_release_ledger AS r
+    WHERE r.action = 'revert' AND r.proposal_id IS NOT DISTINCT FROM d.proposal_id AND r.executed_at > d.executed_at)
 """
 
 STATE_SQL = """
@@ -102,7 +128,70 @@ def approval_problem(approval: Approval, package: Package, on_clone: bool) -> st
         return "authorised a deployment that was rolled back since; ratify again"
     if approval.rehearsal and not on_clone:
         return "a rehearsal approval on a database that is not a marked clone"
+    if approval.created_by is not None and approval.created_by != approval.approver_id:
+        return f"Directus shows it was created by user {approval.created_by}, not by its approver"
+    if approval.updates:
+        return f"Directus shows it was changed after its creation ({approval.updates} change(s))"
     return None
+
+
+@dataclass(frozen=True)
+class Signing:
+    """What the signature checks of one evaluation need: the trust root, the target, the clock."""
+
+    trust: signatures.TrustRoot | None
+    database: str
+    system_identifier: str | None
+    now: dt.datetime
+    sealers: frozenset[str] = frozenset()  # principals the allowed signers list for the sealer's key
+    spent_nonces: frozenset[str] = frozenset()  # statements that authorised a deployment rolled back since
+
+
+def statement_problem(approval: Approval, package: Package, signing: Signing,
+                      nonces: dict[str, int]) -> str | None:
+    """Why the approval's signed statement does not make it count, or None when one verifies.
+
+    A statement counts once: a row carrying the statement (nonce) of an earlier row replays it.
+    """
+    if not approval.statements:
+        return "no signed statement (the approver signs with `oneroof approve`)"
+    if signing.trust is None:
+        return ("no allowed signers to verify its statement against: pass --allowed-signers FILE "
+                f"or set {signatures.ENV}")
+    problems = []
+    for text in approval.statements:
+        try:
+            statement, fingerprint = signatures.check(
+                text, signing.trust, approver_id=approval.approver_id, approver_email=approval.approver_email or "",
+                level=approval.level, package_sha256=package.sha256, proposal=package.proposal,
+                database=signing.database, system_identifier=signing.system_identifier, now=signing.now)
+        except signatures.BadStatement as exc:
+            problems.append(str(exc))
+            continue
+        if package.sealer_key is not None and fingerprint == package.sealer_key:
+            problems.append(f"signed by {fingerprint}, the key that sealed the package (four eyes)")
+            continue
+        if statement.approver_email.lower() in signing.sealers:
+            problems.append(f"its approver {statement.approver_email} sealed the package (four eyes)")
+            continue
+        if statement.nonce in signing.spent_nonces:
+            problems.append("its statement authorised a deployment that was rolled back since; sign a new one")
+            continue
+        if statement.nonce in nonces and nonces[statement.nonce] != approval.id:
+            problems.append(f"its statement is the one of #{nonces[statement.nonce]} (a statement counts once)")
+            continue
+        nonces[statement.nonce] = approval.id
+        return None
+    return problems[0] if len(problems) == 1 else "; ".join(dict.fromkeys(problems))
+
+
+def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
+    """The cluster's system_identifier (pg_control_system()), or None for a role that may not read it."""
+    row = conn.execute("SELECT has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') AS ok").fetchone()
+    if not (row and row["ok"]):
+        return None
+    row = conn.execute("SELECT system_identifier::text AS id FROM pg_catalog.pg_control_system()").fetchone()
+    return str(row["id"]) if row else None
 
 
 def state(conn: psycopg.Connection[Any]) -> str:
@@ -117,6 +206,24 @@ def state(conn: psycopg.Connection[Any]) -> str:
     return "mixed"
 
 
+def read_only_target(conn: psycopg.Connection[Any]) -> str | None:
+    """Why the connected database can never take the release, or None.
+
+    A golden database (the oneroof.golden mark, from the catalog) is the rehearsals' template and
+    is read-only by default_transaction_read_only; any database that is read-only by default
+    would fail late, inside the release transaction. Either is named here, up front.
+    """
+    database = conn.info.dbname
+    if is_golden(conn, database):
+        return (f"{database!r} is a golden database (oneroof.golden mark): a golden database is never a rollout "
+                "target; clone it with `oneroof clone create` and roll out on the clone, or name production")
+    row = conn.execute("SELECT current_setting('default_transaction_read_only') AS ro").fetchone()
+    if row and row["ro"] == "on":
+        return (f"{database!r} is read-only by default (default_transaction_read_only=on), so the release "
+                "transaction cannot write: roll out on a clone (`oneroof clone create`), or on a writable target")
+    return None
+
+
 def lock_holder(conn: psycopg.Connection[Any]) -> int | None:
     """The pid of another session holding the release lock on this database, if any."""
     row = conn.execute(
@@ -128,8 +235,13 @@ def lock_holder(conn: psycopg.Connection[Any]) -> int | None:
 
 
 def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str | None,
-             check_lock: bool = True) -> Verdict:
-    """Judge every gate condition on `conn` (inside the caller's transaction)."""
+             check_lock: bool = True, trust: signatures.TrustRoot | None = None,
+             now: dt.datetime | None = None) -> Verdict:
+    """Judge every gate condition on `conn` (inside the caller's transaction).
+
+    When the package requires signatures, an approval counts only with a statement that
+    verifies against `trust`, the allowed-signers file (never keys from the database), judged
+    at `now` (this machine's clock, not the database's)."""
     reasons: dict[str, str] = {}
     notes: list[str] = []
     proposal = conn.execute("SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s",
@@ -143,24 +255,38 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
                                f"not this package {package.sha256[:12]}")
 
     on_clone = connected_is_clone(conn)
-    rows = [Approval(**r) for r in conn.execute(APPROVALS_SQL).fetchall()]
+    rows = [Approval(**{**r, "statements": tuple(r["statements"])}) for r in conn.execute(APPROVALS_SQL).fetchall()]
+    sealers = frozenset(p.lower() for p in signatures.principals(package.seal_signature, trust)) \
+        if package.seal_signature and trust is not None else frozenset()
+    spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
+    signing = Signing(trust, conn.info.dbname, system_identifier(conn), now or dt.datetime.now(dt.timezone.utc),
+                      sealers, spent)
+    nonces: dict[str, int] = {}
     valid, invalid = [], []
     for approval in rows:
         problem = approval_problem(approval, package, on_clone)
+        if problem is None and package.require_signatures:
+            problem = statement_problem(approval, package, signing, nonces)
         if problem is None:
             valid.append(approval.id)
         else:
             invalid.append(f"#{approval.id} {problem}")
     needed = max(package.min_approvals, MIN_APPROVALS)
     if len(valid) < needed:
-        detail = f" ({len(rows)} approval rows, none valid: {'; '.join(invalid)})" if invalid else ""
-        reasons["approvals"] = f"ospa={len(valid)} < {needed}{detail}"
+        # `ospa` keeps the source document's meaning, the rows of os_proposal_approvals; the
+        # gate's own count is "valid approvals".
+        rows_text = f"{len(rows)} approval row{'' if len(rows) == 1 else 's'}"
+        detail = f" (ospa={len(rows)}: {rows_text}, {len(invalid)} not valid: {'; '.join(invalid)})" if invalid else ""
+        reasons["approvals"] = f"valid approvals {len(valid)} < {needed}{detail}"
     elif invalid:
         notes.append(f"ignored approvals: {'; '.join(invalid)}")
 
     database = conn.info.dbname
     if confirm_db is not None and confirm_db != database:
         reasons["target"] = f"connected to {database!r}, but the operator named {confirm_db!r} (--confirm-db)"
+    unwritable = read_only_target(conn)
+    if unwritable:
+        reasons["target"] = f"{reasons['target']}; {unwritable}" if "target" in reasons else unwritable
 
     current = state(conn)
     if current == "mixed":
@@ -172,4 +298,6 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
         holder = lock_holder(conn)
         if holder is not None:
             reasons["lock"] = f"the release lock is held by another executor (pid {holder})"
-    return Verdict(reasons, tuple(valid), current, proposal["id"] if proposal else None, notes)
+    return Verdict(reasons, tuple(valid), current, proposal["id"] if proposal else None, notes,
+                   trust.sha256 if trust is not None else None,
+                   tuple(sorted(n for n, i in nonces.items() if i in valid)))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import gate, package
+from executor import gate, package, signatures
 from harness.db import connect, snapshot
 from harness.errors import IntegrityError
 from invariants import metrics
@@ -25,17 +25,21 @@ class Report:
     metrics: dict[str, Any]
     entry: str
     exit: str
+    allowed_signers: dict[str, str] | None = None  # path and SHA-256 of the trust root
+    system_identifier: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"database": self.database, "metrics": self.metrics,
                 "fingerprint": {"entry": self.entry, "exit": self.exit, "equal": self.entry == self.exit},
                 "verdict": self.verdict, "reasons": self.reasons, "notes": self.notes, "state": self.state,
-                "valid_approvals": self.valid_approvals}
+                "valid_approvals": self.valid_approvals, "allowed_signers": self.allowed_signers,
+                "target": {"database": self.database, "system_identifier": self.system_identifier}}
 
 
 def monitor(dsn: str, package_dir: Path, *, expect_sha256: str | None = None,
-            confirm_db: str | None = None) -> Report:
-    """Read the gate on `dsn` in read-only transactions between two fingerprints."""
+            confirm_db: str | None = None, trust: signatures.TrustRoot | None = None) -> Report:
+    """Read the gate on `dsn` in read-only transactions between two fingerprints, verifying the
+    approvals' statements against the allowed signers `trust`."""
     reasons: list[str] = []
     try:
         pkg: package.Package | None = package.load(package_dir, expect_sha256)
@@ -46,11 +50,14 @@ def monitor(dsn: str, package_dir: Path, *, expect_sha256: str | None = None,
         entry = metrics.read(conn)
         notes: list[str] = []
         state, valid = "unknown", []
+        with snapshot(conn):
+            cluster = gate.system_identifier(conn)
         if pkg is not None:
             with snapshot(conn):
-                verdict = gate.evaluate(conn, pkg, confirm_db=confirm_db)
+                verdict = gate.evaluate(conn, pkg, confirm_db=confirm_db, trust=trust)
             reasons += list(verdict.reasons.values())
             notes, state, valid = verdict.notes, verdict.state, list(verdict.valid_approvals)
         exit_ = metrics.read(conn)
+    trusted = {"path": str(trust.path), "sha256": trust.sha256} if trust is not None else None
     return Report(entry.metrics["db"], "BLOCKED" if reasons else "OPEN", reasons, notes, state, valid,
-                  entry.metrics, entry.fingerprint, exit_.fingerprint)
+                  entry.metrics, entry.fingerprint, exit_.fingerprint, trusted, cluster)

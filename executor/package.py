@@ -9,6 +9,7 @@ Loading reads every file once; what is applied is exactly the bytes that were ha
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -19,9 +20,11 @@ from typing import Any
 
 import pglast
 
+from executor import signatures
 from harness.errors import HashMismatch, IntegrityError, UsageError
 
 MANIFEST = "manifest.toml"
+SEAL_SIGNATURE = "manifest.toml.sig"  # the sealer's SSH signature of the manifest's bytes
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "rollout"
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # What a tier may contain, judged by PostgreSQL's own parser (libpg_query, through pglast):
@@ -71,6 +74,9 @@ class Package:
     levels: tuple[str, ...]
     tiers: tuple[Tier, ...]
     sha256: str
+    require_signatures: bool = False
+    sealer_key: str | None = None  # fingerprint of the key that sealed (signed) the manifest
+    seal_signature: str | None = None  # its signature, manifest.toml.sig
 
 
 HEADER = ("# The One-Roof release package (canonical form: edit values, then run `oneroof package seal`).\n"
@@ -78,8 +84,10 @@ HEADER = ("# The One-Roof release package (canonical form: edit values, then run
 
 
 def _toml_value(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, list)):
-        raise IntegrityError(f"manifest value {value!r} is not a string, an integer or a list of strings")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, (str, int, list)):
+        raise IntegrityError(f"manifest value {value!r} is not a string, an integer, a boolean or a list of strings")
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(value) if isinstance(value, str) else str(value)
@@ -160,15 +168,24 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
             loaded.append(Tier(int(entry["number"]), str(entry["name"]), str(entry["deploy"]),
                                str(entry["revert"]), texts["deploy"], texts["revert"],
                                parts["deploy"], parts["revert"]))
+        require = gate.get("require_signatures", False)
+        if not isinstance(require, bool):
+            raise TypeError("gate.require_signatures (true or false)")
+        sealer = meta.get("sealer_key")
+        if sealer is not None and not (isinstance(sealer, str) and signatures.FINGERPRINT.fullmatch(sealer)):
+            raise TypeError("package.sealer_key (an SSH key fingerprint, SHA256:...)")
         package = Package(path, str(meta["name"]), str(meta["version"]), str(meta["proposal"]),
                           int(gate["min_approvals"]), tuple(gate["levels"]), tuple(loaded),
-                          sha256(raw))
+                          sha256(raw), require, sealer)
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{path / MANIFEST} lacks or mistypes {exc}: see rollout/manifest.toml") from exc
     if package.min_approvals < MIN_APPROVALS or not set(package.levels) <= set(APPROVER_LEVELS) or not package.levels:
         raise IntegrityError(f"{path / MANIFEST} asks for min_approvals = {package.min_approvals} and levels "
                              f"{list(package.levels)}: the gate needs at least {MIN_APPROVALS} approval from levels "
                              f"within {list(APPROVER_LEVELS)}; a package cannot lower that")
+    if package.sealer_key is not None:
+        listed.add(SEAL_SIGNATURE)
+        package = dataclasses.replace(package, seal_signature=_check_seal(path, raw, package.sealer_key))
     extra = sorted(p.name for p in path.iterdir() if p.name not in listed)
     if extra:
         raise IntegrityError(f"{extra[0]} is in {path} but not in the manifest: remove it or seal the package")
@@ -177,13 +194,45 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
     return package
 
 
-def seal(path: Path = DEFAULT_DIR) -> str:
+def _check_seal(path: Path, raw: bytes, sealer_key: str) -> str:
+    """The manifest names its sealer's key: its signature must be there and be by that key; the signature."""
+    try:
+        signature = (path / SEAL_SIGNATURE).read_text(encoding="ascii")
+    except FileNotFoundError as exc:
+        raise IntegrityError(f"{SEAL_SIGNATURE} is missing from {path}, but the manifest says the package was "
+                             f"sealed by {sealer_key}: restore it") from exc
+    except (UnicodeDecodeError, OSError) as exc:
+        raise IntegrityError(f"{SEAL_SIGNATURE} in {path} is not an SSH signature") from exc
+    try:
+        found = signatures.signer(raw, signature, signatures.PACKAGE_NAMESPACE)
+    except signatures.BadStatement as exc:
+        raise IntegrityError(f"{SEAL_SIGNATURE}: {str(exc).replace('its statement', 'the manifest')}") from exc
+    if found != sealer_key:
+        raise IntegrityError(f"{SEAL_SIGNATURE} is signed by {found}, but the manifest names the sealer {sealer_key}")
+    return signature
+
+
+def seal(path: Path = DEFAULT_DIR, sign_key: Path | None = None) -> str:
     """Record each listed file's SHA-256 and rewrite the manifest in canonical form (a developer's
-    act after editing SQL); returns the new package hash."""
+    act after editing SQL); returns the new package hash.
+
+    With `sign_key` the sealer also signs: the manifest names the key's fingerprint (so the
+    package hash covers it) and manifest.toml.sig holds the signature of its bytes. An approval
+    signed by that key does not count (four eyes). Without it, a stale signature is removed.
+    """
     manifest, _ = _manifest(path.resolve())
     file = path / MANIFEST
     for tier in manifest.get("tier", []):
         for kind in ("deploy", "revert"):
             tier[f"{kind}_sha256"] = sha256((path / str(tier[kind])).read_bytes())
-    file.write_bytes(canonical(manifest))
-    return sha256(canonical(manifest))
+    manifest["package"].pop("sealer_key", None)
+    if sign_key is not None:
+        manifest["package"]["sealer_key"] = signatures.key_fingerprint(sign_key)
+    data = canonical(manifest)
+    signature = signatures.sign(data, sign_key, signatures.PACKAGE_NAMESPACE) if sign_key is not None else None
+    file.write_bytes(data)
+    if signature is not None:
+        (path / SEAL_SIGNATURE).write_text(signature, encoding="ascii")
+    else:
+        (path / SEAL_SIGNATURE).unlink(missing_ok=True)
+    return sha256(data)

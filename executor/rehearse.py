@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import tempfile
 import time
+from xml.etree import ElementTree
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, package, release
+from executor import __version__, gate, package, release, signatures
 from harness import marks
 from harness.db import connect, database_exists, public, with_dbname
 from harness.errors import Blocked, CloneError, OneroofError
@@ -77,19 +80,61 @@ class Evidence:
         return cls(**data)
 
 
-def approve_rehearsal(dsn: str, approver: str = "l4") -> int:
-    """Insert a rehearsal approval by a human approver; refused unless the target is a marked clone."""
+@dataclass(frozen=True)
+class OneOffSigner:
+    """A rehearsal's own approver key and the allowed-signers file that trusts it, for one clone only."""
+
+    key: Path
+    trust: signatures.TrustRoot
+    fingerprint: str
+
+
+def one_off_signer(directory: Path, approver: str = "l4") -> OneOffSigner:
+    """Make a fresh key for the rehearsal approver and an allowed-signers file naming only it (for
+    the approval namespace only). It lives in `directory`, which the rehearsal removes at its end;
+    no other trust root ever lists it."""
+    key = signatures.one_off_key(directory, "oneroof rehearsal one-off key")
+    public_key = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+    allowed = directory / "allowed_signers"
+    allowed.write_text(f'{catalog.account(approver).email} namespaces="{signatures.NAMESPACE}" {public_key}\n')
+    return OneOffSigner(key, signatures.TrustRoot.load(allowed), signatures.key_fingerprint(key))
+
+
+def approve_rehearsal(dsn: str, approver: str = "l4", *, key: Path | None = None,
+                      valid_for: dt.timedelta = dt.timedelta(hours=1)) -> int:
+    """Insert a rehearsal approval by a human approver; refused unless the target is a marked clone.
+
+    With `key`, the approval carries a statement signed with it for this clone (its name and
+    cluster), stored as a Directus comment by the approver, as `oneroof approve` stores one."""
     with connect(dsn, autocommit=True) as conn:
         if not marks.connected_is_clone(conn):
             raise CloneError(f"refusing a rehearsal approval on {conn.info.dbname!r}: it is not a marked clone; "
                              "only a human ratifies production")
         account = catalog.account(approver)
-        row = conn.execute(
-            "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal, comment) "
-            "SELECT id, %s, %s, package_sha256, true, 'rehearsal approval by oneroof rehearse' FROM os_proposals "
-            "WHERE code = %s RETURNING id", (account.id, account.level, catalog.PROPOSAL_CODE)).fetchone()
-    if row is None:
-        raise CloneError(f"no proposal {catalog.PROPOSAL_CODE} on the clone to approve")
+        proposal = conn.execute("SELECT id, package_sha256 FROM os_proposals WHERE code = %s",
+                                (catalog.PROPOSAL_CODE,)).fetchone()
+        if proposal is None:
+            raise CloneError(f"no proposal {catalog.PROPOSAL_CODE} on the clone to approve")
+        text = None
+        if key is not None:
+            cluster = gate.system_identifier(conn)
+            if cluster is None:
+                raise CloneError("the rehearsal role may not read pg_control_system(): grant it pg_monitor")
+            statement = signatures.Statement.new(
+                package_sha256=proposal["package_sha256"], proposal=catalog.PROPOSAL_CODE,
+                approver_id=str(account.id), approver_email=account.email, level=str(account.level),
+                database=conn.info.dbname, system_identifier=cluster, valid_for=valid_for)
+            text = signatures.bundle(statement, signatures.sign(statement.message(), key))
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal, comment) "
+                "VALUES (%s, %s, %s, %s, true, 'rehearsal approval by oneroof rehearse') RETURNING id",
+                (proposal["id"], account.id, account.level, proposal["package_sha256"])).fetchone()
+            assert row is not None
+            if text is not None:
+                conn.execute("INSERT INTO directus_comments (id, collection, item, comment, user_created) "
+                             "VALUES (gen_random_uuid(), 'os_proposal_approvals', %s, %s, %s)",
+                             (str(row["id"]), text, account.id))
     return int(row["id"])
 
 
@@ -105,8 +150,12 @@ class Failed(Exception):
 
 def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAULT_DIR, scale: int = 1,
              golden_name: str = catalog.GOLDEN_NAME, expect_sha256: str | None = None, keep: bool = False,
-             prod_dsn: str | None = None, prod_db: str | None = None, progress: Progress | None = None) -> Evidence:
-    """Rehearse the release on a fresh clone and write evidence.json into `run_dir`."""
+             prod_dsn: str | None = None, prod_db: str | None = None, progress: Progress | None = None,
+             prod_trust: signatures.TrustRoot | None = None) -> Evidence:
+    """Rehearse the release on a fresh clone and write evidence.json into `run_dir`.
+
+    The rehearsal approval is signed with a one-off key that only the clone's gate trusts;
+    `prod_trust` is the allowed signers for reading the production gate (--prod-dsn)."""
     note = progress or (lambda _m: None)
     started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +206,8 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         state["clone"] = made
         evidence.clone = made.name
         evidence.clone_seconds += made.seconds
+        state["keydir"] = Path(tempfile.mkdtemp(prefix="oneroof-rehearsal-key-"))
+        state["signer"] = one_off_signer(state["keydir"])
         s.detail = f"{made.name} (marked clone of {golden_name}) in {made.seconds:.2f} s"
 
     def stage(s: Step, stages: str, expect_exit: int = 0) -> None:
@@ -176,14 +227,14 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
 
     def gate_read(s: Step, expect: str) -> None:
         made = state["clone"]
-        report = monitor(made.dsn, state["pkg"].path, confirm_db=made.name)
+        report = monitor(made.dsn, state["pkg"].path, confirm_db=made.name, trust=state["signer"].trust)
         s.exit_code = 0 if report.verdict == "OPEN" else 3
         s.entry, s.exit = report.entry, report.exit
         s.figures = {"verdict": report.verdict, "reasons": report.reasons, **report.metrics}
         if report.entry != report.exit:
             raise Failed("the monitor changed the clone (entry != exit)")
-        if expect == "BLOCKED" and report.reasons != ["ospa=0 < 1"]:
-            raise Failed(f"expected BLOCKED: ospa=0 < 1, got {report.verdict}: {report.reasons}")
+        if expect == "BLOCKED" and report.reasons != ["valid approvals 0 < 1"]:
+            raise Failed(f"expected BLOCKED: valid approvals 0 < 1, got {report.verdict}: {report.reasons}")
         if expect == "OPEN" and report.verdict != "OPEN":
             raise Failed(f"expected OPEN, got BLOCKED: {'; '.join(report.reasons)}")
         s.detail = report.verdict + (f": {report.reasons[0]}" if report.reasons else "")
@@ -196,7 +247,7 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     def _(s: Step) -> None:
         made = state["clone"]
         try:
-            release.rollout(made.dsn, state["pkg"], confirm_db=made.name)
+            release.rollout(made.dsn, state["pkg"], confirm_db=made.name, trust=state["signer"].trust)
         except Blocked as exc:
             s.exit_code, s.entry, s.exit = exc.exit_code, exc.entry, exc.exit
             s.figures = {"reasons": exc.reasons}
@@ -206,11 +257,14 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
             return
         raise Failed("the rollout was not blocked without an approval")
 
-    @step("approve", "insert a rehearsal approval (marked clone only)")
+    @step("approve", "sign and insert a rehearsal approval (one-off key, marked clone only)")
     def _(s: Step) -> None:
-        approval = approve_rehearsal(state["clone"].dsn)
-        s.figures = {"approval_id": approval, "approver": catalog.account("l4").email, "level": "L4"}
-        s.detail = f"rehearsal approval #{approval} by the L4 approver"
+        signer = state["signer"]
+        approval = approve_rehearsal(state["clone"].dsn, key=signer.key)
+        s.figures = {"approval_id": approval, "approver": catalog.account("l4").email, "level": "L4",
+                     "signed": True, "key": signer.fingerprint, "allowed_signers_sha256": signer.trust.sha256}
+        s.detail = (f"rehearsal approval #{approval} by the L4 approver, signed with one-off key "
+                    f"{signer.fingerprint}, trusted only on the clone")
 
     @step("monitor_open", "monitor says OPEN after the approval")
     def _(s: Step) -> None:
@@ -219,7 +273,7 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     @step("rollout", "rollout greenfield -> finalized")
     def _(s: Step) -> None:
         made = state["clone"]
-        out = release.rollout(made.dsn, state["pkg"], confirm_db=made.name, audit=False)
+        out = release.rollout(made.dsn, state["pkg"], confirm_db=made.name, audit=False, trust=state["signer"].trust)
         s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
         if out.action != "applied":
             raise Failed(f"rollout did {out.action}")
@@ -271,21 +325,29 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
                 break
     except KeyboardInterrupt:
         evidence.interrupted = True
+        current = evidence.steps[-1] if evidence.steps else None
+        if current is not None and not current.ok:
+            current.detail = "interrupted (Ctrl-C) before this step finished"
+            current.exit_code = 130
         note("interrupted: cleaning up")
     finally:
-        _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total)
+        if "keydir" in state:  # the one-off key is never kept
+            shutil.rmtree(state["keydir"], ignore_errors=True)
+        _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total, prod=bool(prod_dsn))
     if prod_dsn and not evidence.interrupted:
-        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total, run_dir)
+        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total, run_dir, prod_trust)
     evidence.seconds = time.monotonic() - started
     (run_dir / "evidence.json").write_text(json.dumps(evidence.as_json(), indent=2) + "\n")
     return evidence
 
 
 def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_dsn: str, keep: bool,
-            note: Progress, total: int) -> None:
+            note: Progress, total: int, prod: bool = False) -> None:
     made = state.get("clone")
     drop = Step("drop_clone", "drop the rehearsal clone" if not keep else "keep the rehearsal clone (--keep)")
-    note(f"[{len(evidence.steps) + 1:2}/{total}] {drop.title} ...")
+    # The closing steps keep their own numbers, however early the rehearsal stopped.
+    position = total - (1 if prod else 0) - 1
+    note(f"[{position:2}/{total}] {drop.title} ...")
     t = time.monotonic()
     if made is None:
         drop.ok, drop.detail = True, "no clone was made"
@@ -304,41 +366,56 @@ def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_ds
     note(f"        {'ok' if drop.ok else 'FAILED'} in {drop.seconds:.2f} s: {drop.detail}")
 
     intact = Step("golden_intact", "golden database unchanged")
-    note(f"[{len(evidence.steps) + 1:2}/{total}] {intact.title} ...")
+    note(f"[{position + 1:2}/{total}] {intact.title} ...")
     t = time.monotonic()
     entry = state.get("golden_entry")
     if entry is None:
-        intact.detail = "the golden fingerprint was never taken"
-    else:
-        try:
-            reading = _reading(golden_dsn)
-            intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
-            intact.ok = reading.fingerprint == entry
-            intact.detail = ("fingerprint before == after" if intact.ok
-                             else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
-        except OneroofError as exc:
-            intact.detail = exc.message
+        # The rehearsal stopped before it read the golden database: nothing to compare, and no
+        # second failure to report. The step is left out of the evidence ("not reached").
+        note("        skipped: the rehearsal stopped before it read the golden database")
+        return
+    try:
+        reading = _reading(golden_dsn)
+        intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
+        intact.ok = reading.fingerprint == entry
+        intact.detail = ("fingerprint before == after" if intact.ok
+                         else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
+    except OneroofError as exc:
+        intact.detail = exc.message
     intact.seconds = time.monotonic() - t
     evidence.steps.append(intact)
     note(f"        {'ok' if intact.ok else 'FAILED'} in {intact.seconds:.2f} s: {intact.detail}")
 
 
 def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_dir: Path,
-                expect_sha256: str | None, note: Progress, total: int, run_dir: Path) -> None:
+                expect_sha256: str | None, note: Progress, total: int, run_dir: Path,
+                trust: signatures.TrustRoot | None = None) -> None:
     """Read the production gate and run the baseline stage there: both read-only, entry == exit."""
     note(f"[{total:2}/{total}] read the production gate and its baseline (read-only) ...")
     t = time.monotonic()
     try:
-        report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db)
+        report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db, trust=trust)
     except OneroofError as exc:
         evidence.production = {"error": exc.message, "dsn": public(prod_dsn)}
         note(f"        could not read the production gate: {exc.message}")
         return
     junit = run_dir / "junit-production-baseline.xml"
-    # The approvals are the gate's to judge (as in the executor's gate session), so ospa is left out.
+    # The very checks of an auditor's plain `pytest invariants -m baseline`, ospa included, so the
+    # two agree on the same database; the report judges an ospa that moved (approval rows) apart.
     baseline = release.run_stage(prod_dsn, "baseline", expect_db=prod_db or report.database,
-                                 extra=(*release.GATE_SESSION, "--junitxml", str(junit)))
+                                 extra=("--junitxml", str(junit)),
+                                 allowed_signers=trust.path if trust is not None else None)
     evidence.production = {**report.as_json(), "dsn": public(prod_dsn), "baseline_exit": baseline,
-                           "seconds": time.monotonic() - t}
+                           "baseline_failed": failed_tests(junit), "seconds": time.monotonic() - t}
     note(f"        {report.verdict}{': ' + report.reasons[0] if report.reasons else ''}; "
          f"baseline stage exit {baseline}; entry == exit: {report.entry == report.exit}")
+
+
+def failed_tests(junit: Path) -> list[str]:
+    """The names of the failed or erroring tests in a JUnit XML file (none when it is unreadable)."""
+    try:
+        root = ElementTree.parse(junit).getroot()
+    except (OSError, ElementTree.ParseError):
+        return []
+    return sorted(str(case.get("name")) for case in root.iter("testcase")
+                  if case.find("failure") is not None or case.find("error") is not None)

@@ -20,9 +20,9 @@ from typing import Any
 
 import psycopg
 
-from executor import __version__, gate
+from executor import __version__, gate, signatures
 from harness.db import connect
-from harness.errors import Blocked, DatabaseUnreachable, InvariantFailed, LockHeld, UsageError
+from harness.errors import Blocked, DatabaseUnreachable, Interrupted, InvariantFailed, LockHeld, UsageError
 from executor.package import Package
 from invariants import metrics
 
@@ -63,7 +63,8 @@ STAGE_TIMED_OUT = 124  # the exit code `timeout` uses
 
 
 def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_dir: Path | None = None,
-              expect_sha256: str | None = None, extra: tuple[str, ...] = (), quiet: bool = True) -> int:
+              expect_sha256: str | None = None, extra: tuple[str, ...] = (), quiet: bool = True,
+              allowed_signers: Path | None = None) -> int:
     """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code.
 
     The target and options travel in ONEROOF_* variables, so no password shows in a process list.
@@ -73,7 +74,7 @@ def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_di
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))}
     env["ONEROOF_DSN"] = dsn
     for name, value in (("ONEROOF_EXPECT_DB", expect_db), ("ONEROOF_PACKAGE", package_dir),
-                        ("ONEROOF_EXPECT_SHA256", expect_sha256)):
+                        ("ONEROOF_EXPECT_SHA256", expect_sha256), (signatures.ENV, allowed_signers)):
         if value:
             env[name] = str(value)
     command = [sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", stages,
@@ -169,7 +170,8 @@ def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.V
         raise InvariantFailed("no valid approval: nothing is applied without one; nothing was kept")
     for tier in package.tiers:
         _run(conn, tier.deploy_file, tier.deploy_statements)
-        _ledger(conn, "deploy", tier.number, package, verdict.proposal_id, list(verdict.valid_approvals))
+        _ledger(conn, "deploy", tier.number, package, verdict.proposal_id, list(verdict.valid_approvals),
+                verdict.allowed_signers_sha256, list(verdict.statement_nonces))
 
 
 def revert_tiers(conn: psycopg.Connection[Any], package: Package, proposal_id: int | None) -> None:
@@ -193,18 +195,21 @@ def _run(conn: psycopg.Connection[Any], name: str, statements: tuple[str, ...]) 
 
 
 def _ledger(conn: psycopg.Connection[Any], action: str, tier: int, package: Package, proposal_id: int | None,
-            approvals: list[int]) -> None:
+            approvals: list[int], allowed_signers_sha256: str | None = None, nonces: list[str] | None = None) -> None:
     conn.execute(
         "INSERT INTO os_release_ledger (action, tier, package_name, package_sha256, proposal_id, approval_ids, "
-        "tool_version) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        "tool_version, allowed_signers_sha256, statement_nonces) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (action, tier, f"{package.name} {package.version}", package.sha256, proposal_id, approvals,
-         f"oneroof {__version__}"))
+         f"oneroof {__version__}", allowed_signers_sha256, nonces or []))
 
 
 def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool = True, audit: bool = True,
-            progress: Progress | None = None) -> Outcome:
+            progress: Progress | None = None, trust: signatures.TrustRoot | None = None) -> Outcome:
     """Apply tiers 2-6 if and only if the gate is open. Raises Blocked (nothing changed, with the
-    entry and exit fingerprints attached), LockHeld or InvariantFailed (rolled back)."""
+    entry and exit fingerprints attached), LockHeld or InvariantFailed (rolled back).
+
+    `trust` is the allowed-signers file the approvals' statements are verified against; the
+    ledger records its SHA-256 with the deployment."""
     seconds: dict[str, float] = {}
     started = time.monotonic()
     entry = _reading(dsn)
@@ -216,7 +221,7 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
 
     with connect(dsn, application_name="oneroof-executor") as conn:
         conn.read_only = True
-        verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False)
+        verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust)
         holder = gate.lock_holder(conn)
         conn.rollback()
     if holder is not None:  # a second executor stops at once, before its gate session
@@ -232,7 +237,8 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
         _note(progress, "gate session: pytest invariants -m 'gate or baseline'")
         t = time.monotonic()
         code = run_stage(dsn, "gate or baseline", expect_db=confirm_db, package_dir=package.path,
-                         expect_sha256=package.sha256, extra=GATE_SESSION)
+                         expect_sha256=package.sha256, extra=GATE_SESSION,
+                         allowed_signers=trust.path if trust is not None else None)
         seconds["gate_session"] = time.monotonic() - t
         if code != 0:
             raise blocked({"session": f"the gate session failed (pytest exit {code}): "
@@ -251,7 +257,7 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
             conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
             conn.execute("SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) "
                          "FOR SHARE")
-            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False)
+            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust)
             if not verdict.open or verdict.state != "greenfield":
                 conn.rollback()
                 reasons = verdict.reasons or {"state": f"state={verdict.state} under the lock"}
@@ -265,13 +271,18 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
             seconds["transaction"] = time.monotonic() - t
     outcome = Outcome("applied", database, package.sha256, entry.fingerprint, approvals=verdict.valid_approvals,
                       seconds=seconds)
-    if audit:
-        _note(progress, "finalized audit: pytest invariants -m finalized")
-        t = time.monotonic()
-        outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package_dir=package.path,
-                                       expect_sha256=package.sha256)
-        seconds["audit"] = time.monotonic() - t
-    final = _reading(dsn)
+    try:
+        if audit:
+            _note(progress, "finalized audit: pytest invariants -m finalized")
+            t = time.monotonic()
+            outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package_dir=package.path,
+                                           expect_sha256=package.sha256)
+            seconds["audit"] = time.monotonic() - t
+        final = _reading(dsn)
+    except KeyboardInterrupt:  # after the commit "interrupted" alone would hide that the tiers are live
+        raise Interrupted(f"interrupted after the commit: tiers 2-6 are live on {database!r}; check them with "
+                          f"`oneroof verify --stage finalized --expect-db {database}`, or undo with "
+                          f"`oneroof rollback --confirm-db {database}`") from None
     outcome.exit, outcome.metrics = final.fingerprint, final.metrics
     seconds["total"] = time.monotonic() - started
     return outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from harness.db import connect, database_exists, with_dbname
 from harness.errors import UsageError
@@ -16,23 +17,26 @@ def uses_pg_env() -> bool:
     return any(os.environ.get(name) for name in PG_ENV)
 
 
-def admin_dsn(dsn: str | None) -> str:
+Progress = Callable[[str], None]
+
+
+def admin_dsn(dsn: str | None, progress: Progress | None = None) -> str:
     """A DSN of the server (any database on it): --dsn, the PG* variables, or the embedded server."""
     if dsn is not None:
         return dsn
     if uses_pg_env():
         return ""
-    return server.start().dsn()
+    return server.start(progress=progress).dsn()
 
 
-def target_dsn(dsn: str | None, database: str = GOLDEN_NAME) -> str:
+def target_dsn(dsn: str | None, database: str = GOLDEN_NAME, progress: Progress | None = None) -> str:
     """The DSN of the database to read or change: --dsn, the PG* variables, or `database` on the
     embedded server (started on demand; the database must exist)."""
     if dsn is not None:
         return dsn
     if uses_pg_env():
         return ""
-    embedded = server.start().dsn()
+    embedded = server.start(progress=progress).dsn()
     with connect(embedded, autocommit=True) as admin:
         if not database_exists(admin, database):
             raise UsageError(f"database {database!r} does not exist on the embedded server: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from psycopg.rows import dict_row
 from harness.errors import DatabaseUnreachable, UsageError
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+SECRET_KEYS = ("password", "sslpassword")  # libpq keywords whose values are never shown
 CONNECT_TIMEOUT = 5
 LOCK_TIMEOUT_MS = 30_000
 
@@ -34,8 +36,9 @@ def parse(dsn: str) -> dict[str, Any]:
         return conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         # libpq's message quotes the DSN, password included: it is not shown.
+        # `from None`: not even --debug's traceback may show the chained message.
         raise UsageError("cannot parse the DSN: check its syntax (a libpq URI or key=value pairs); "
-                         "it is not shown here because it may hold a password") from exc
+                         "it is not shown here because it may hold a password") from None
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
@@ -46,9 +49,29 @@ def with_dbname(dsn: str, dbname: str) -> str:
 
 
 def public(dsn: str) -> str:
-    """A DSN fit to print: the password is dropped, everything else kept (libpq reads .pgpass)."""
-    params = {k: v for k, v in parse(dsn).items() if k != "password"}
+    """A DSN fit to print: the password and sslpassword are dropped, everything else kept (libpq
+    reads PGPASSWORD or .pgpass)."""
+    params = {k: v for k, v in parse(dsn).items() if k not in SECRET_KEYS}
     return conninfo.make_conninfo("", **params)
+
+
+def secrets_of(*dsns: str) -> set[str]:
+    """The secret values in these DSNs and in PGPASSWORD / PGSSLPASSWORD: what must never be shown."""
+    found = {os.environ.get(name, "") for name in ("PGPASSWORD", "PGSSLPASSWORD")}
+    for dsn in dsns:
+        try:
+            params = conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            continue
+        found.update(str(params.get(key) or "") for key in SECRET_KEYS)
+    return {secret for secret in found if secret}
+
+
+def redact(text: str, secrets: set[str]) -> str:
+    """`text` with every secret replaced by ***."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def first_line(exc: BaseException) -> str:
@@ -68,7 +91,7 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oner
         return psycopg.connect(conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row)
     except psycopg.ProgrammingError as exc:
         raise UsageError("the DSN has an invalid value (e.g. a non-numeric port or connect_timeout); "
-                         "it is not shown here because it may hold a password") from exc
+                         "it is not shown here because it may hold a password") from None
     except psycopg.OperationalError as exc:
         where = public(dsn) or "the server named by the PG* environment variables"
         raise DatabaseUnreachable(

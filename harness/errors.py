@@ -82,3 +82,9 @@ class LockHeld(OneroofError):
     """Another executor holds the release lock."""
 
     exit_code = 5
+
+
+class Interrupted(OneroofError):
+    """Ctrl-C at a point where the user must know what state was left (e.g. after the commit)."""
+
+    exit_code = 130

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from executor import gate, package
+from executor import gate, package, signatures
 from harness.db import connect, snapshot
 from harness.errors import OneroofError
 from harness.catalog import GOVERNED
@@ -67,9 +67,11 @@ def release_package(oneroof_options: Options) -> package.Package:
 @pytest.fixture(scope="session")
 def verdict(target_conn: psycopg.Connection[dict[str, Any]], release_package: package.Package,
             oneroof_options: Options) -> gate.Verdict:
-    """The gate's verdict on the target, for the database the run expects."""
+    """The gate's verdict on the target, for the database the run expects, with the approvals'
+    statements verified against --allowed-signers."""
+    trust = signatures.TrustRoot.load(oneroof_options.allowed_signers) if oneroof_options.allowed_signers else None
     with snapshot(target_conn):
-        return gate.evaluate(target_conn, release_package, confirm_db=oneroof_options.expect_db)
+        return gate.evaluate(target_conn, release_package, confirm_db=oneroof_options.expect_db, trust=trust)
 
 
 @pytest.fixture(scope="session")

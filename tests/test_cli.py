@@ -60,7 +60,9 @@ def test_embedded_server_and_the_main_job(oneroof: Any, tmp_path: Path) -> None:
 
         main_job = oneroof("rehearse", env=env)  # the README's main-job command, on the embedded default
         assert main_job.returncode == 0, main_job.stderr
-        rows = [line.split("  ")[0] for line in main_job.stdout.splitlines()[1:9]]
+        matrix = main_job.stdout.split("\n\n")[0].splitlines()[1:]
+        assert max(map(len, matrix)) <= 100  # the evidence wraps under its row
+        rows = [line.split("  ")[0] for line in matrix if not line.startswith(" ")]
         assert rows == ["Production rollout executor", "Rollback executor", "Verification suite", "Gate monitor",
                         "Option 3 inert shadow", "Clone harness", "Human ratification gate",
                         "Production activation (tiers 2–6 in prod)"]
@@ -89,14 +91,21 @@ def test_verify_runs_the_baseline_stage(oneroof: Any, clone: clones.Clone, clone
     assert "test_metric_matches_baseline[system_issues]" in failed.stdout
 
 
-def test_clone_commands(oneroof: Any, test_server: PgServer, worker_id: str) -> None:
-    name = f"t_{worker_id}_cli_clone"
+def test_clone_commands(oneroof: Any, test_server: PgServer, unique: Any) -> None:
+    name = unique("cli_clone")
     created = oneroof("clone", "create", "--from", test_server.golden, "--name", name, "--wait", "60", "--dsn", test_server.admin)
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip().splitlines()[-1] == clones.public(test_server.dsn(name))
     assert name in oneroof("clone", "list", "--dsn", test_server.admin).stdout
     assert oneroof("clone", "drop", name, "--dsn", test_server.admin).returncode == 0
     assert not database_exists(test_server, name)
+    # the auditor's runbook: CLONE and CLONE_NAME from one JSON object
+    as_json = oneroof("clone", "create", "--from", test_server.golden, "--name", name, "--wait", "60", "--json",
+                      "--dsn", test_server.admin)
+    assert as_json.returncode == 0, as_json.stderr
+    made = json.loads(as_json.stdout)
+    assert made == {"name": name, "source": test_server.golden, "dsn": clones.public(test_server.dsn(name))}
+    assert oneroof("clone", "drop", made["name"], "--dsn", test_server.admin).returncode == 0
 
 
 def closed_port() -> int:
@@ -130,8 +139,8 @@ def test_directus_without_tier_one(oneroof: Any, clone: clones.Clone, clone_conn
     one_line_error(result, "lacks the One-Roof tier-1 table", "tier 1 must be live")
 
 
-def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, worker_id: str) -> None:
-    name = f"t_{worker_id}_scale_zero"
+def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, unique: Any) -> None:
+    name = unique("scale_zero")
     one_line_error(oneroof("golden", "build", "--scale", "0", "--name", name, "--dsn", test_server.admin), "--scale 0")
     assert not database_exists(test_server, name)
 
@@ -148,16 +157,17 @@ def test_name_that_is_not_an_identifier(oneroof: Any, test_server: PgServer, com
     assert database_exists(test_server, "postgres")
 
 
-def test_a_role_without_privileges_is_a_one_line_error(oneroof: Any, test_server: PgServer, admin: Any) -> None:
+def test_a_role_without_privileges_is_a_one_line_error(oneroof: Any, test_server: PgServer, admin: Any,
+                                                       unique: Any) -> None:
     from psycopg import sql
 
-    admin.execute("DROP ROLE IF EXISTS oneroof_nopriv")
-    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier("oneroof_nopriv")))
+    role = unique("nopriv")  # roles are cluster-wide: a fixed name would collide with another run
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     try:
-        dsn = test_server.dsn(test_server.golden).replace("user=postgres", "user=oneroof_nopriv")
+        dsn = test_server.dsn(test_server.golden).replace("user=postgres", f"user={role}")
         one_line_error(oneroof("monitor", "--dsn", dsn), "the database refused", "permission denied")
     finally:
-        admin.execute("DROP ROLE oneroof_nopriv")
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_dsn_with_a_password_is_never_echoed(oneroof: Any) -> None:
@@ -236,3 +246,53 @@ def test_embedded_server_runs_for_an_ordinary_user() -> None:
 def test_unwritable_home_is_a_one_line_error(oneroof: Any) -> None:
     result = oneroof("server", "start", env={"ONEROOF_HOME": "/proc/oneroof-cannot-be-here"})
     one_line_error(result, "cannot use /proc/oneroof-cannot-be-here", "ONEROOF_HOME")
+
+
+@pytest.mark.parametrize("option", ["--snapshot-update", "--snapshot-warn-unused", "--snapshot-details",
+                                    "--snapshot-default-extension=x.Y"])
+def test_verify_refuses_snapshot_options(oneroof: Any, clone: clones.Clone, option: str) -> None:
+    from fixtures.plugin import SNAPSHOT_DIR
+
+    before = {p.name: p.read_bytes() for p in SNAPSHOT_DIR.iterdir()}
+    result = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--expect-db", clone.name, option)
+    one_line_error(result, f"verify does not take {option.split('=')[0]}", "pytest invariants --snapshot-update")
+    assert result.stdout == ""
+    assert {p.name: p.read_bytes() for p in SNAPSHOT_DIR.iterdir()} == before
+
+
+def test_debug_after_the_subcommand_shows_the_traceback(oneroof: Any, test_server: PgServer) -> None:
+    result = oneroof("probe", "--dsn", test_server.dsn("postgres"), "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "NotDirectus" in result.stderr
+
+
+def test_verify_bad_input_is_2_not_pytests_4(oneroof: Any, clone: clones.Clone) -> None:
+    one_line_error(oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--package", "/missing"),
+                   "package directory /missing does not exist")
+    unknown = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--no-such-pytest-flag")
+    assert unknown.returncode == 2 and "--no-such-pytest-flag" in unknown.stderr
+
+
+def test_help_lists_every_exit_code_and_explains_every_option(oneroof: Any) -> None:
+    top = oneroof("--help").stdout
+    for code in ("0 ok", "1 invariant", "2 bad input", "3 BLOCKED", "4 package", "5 release lock", "6 rollout",
+                 "130 interrupted"):
+        assert code in " ".join(top.split()), top
+    rollout = " ".join(oneroof("rollout", "--help").stdout.split())
+    assert "6 applied and committed but the audit" in rollout and "130 interrupted" in rollout
+    probe = " ".join(oneroof("probe", "--help").stdout.split())
+    assert "1 when they differ" in probe
+    assert "baseline (the seed's figures)" in " ".join(oneroof("verify", "--help").stdout.split())
+    assert "text (the terminal matrix" in " ".join(oneroof("report", "--help").stdout.split())
+
+
+def test_a_command_that_starts_the_embedded_server_says_so(oneroof: Any, tmp_path: Path) -> None:
+    env = {"ONEROOF_HOME": str(tmp_path / "home")}
+    try:
+        listed = oneroof("clone", "list", env=env)  # what rehearse does too: the server named by no --dsn
+        assert listed.returncode == 0, listed.stderr
+        assert "starting the embedded PostgreSQL 18" in listed.stderr
+        assert "keeps running after this command: `oneroof server stop` stops it" in listed.stderr
+        again = oneroof("clone", "list", env=env)
+        assert "starting" not in again.stderr  # already running: nothing to say
+    finally:
+        oneroof("server", "stop", env=env)

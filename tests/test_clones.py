@@ -20,9 +20,9 @@ def fingerprint(dsn: str) -> str:
         return metrics.read(conn).fingerprint
 
 
-def test_clone_is_marked_listed_and_dropped(test_server: PgServer, worker_id: str) -> None:
+def test_clone_is_marked_listed_and_dropped(test_server: PgServer, unique: Any) -> None:
     golden_before = fingerprint(test_server.dsn(test_server.golden))
-    made = clones.create(test_server.admin, source=test_server.golden, name=f"t_{worker_id}_harness", wait=60)
+    made = clones.create(test_server.admin, source=test_server.golden, name=unique("harness"), wait=60)
     try:
         assert "password" not in made.dsn and f"dbname={made.name}" in made.dsn
         with connect(test_server.admin, autocommit=True) as admin:
@@ -55,9 +55,9 @@ def test_drop_refuses_anything_but_a_marked_clone(test_server: PgServer, victim:
             assert admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
 
 
-def test_a_renamed_clone_loses_its_mark(test_server: PgServer, admin: Any, worker_id: str) -> None:
-    made = clones.create(test_server.admin, source=test_server.golden, name=f"t_{worker_id}_renamed_a", wait=60)
-    renamed = f"t_{worker_id}_renamed_b"
+def test_a_renamed_clone_loses_its_mark(test_server: PgServer, admin: Any, unique: Any) -> None:
+    made = clones.create(test_server.admin, source=test_server.golden, name=unique("renamed_a"), wait=60)
+    renamed = unique("renamed_b")
     admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(made.name), sql.Identifier(renamed)))
     try:
         assert not clones.is_marked_clone(admin, renamed)
@@ -75,11 +75,11 @@ def test_busy_golden_gives_a_clear_error_not_a_hang(test_server: PgServer) -> No
         assert time.monotonic() - started < 3
 
 
-def test_gc_drops_idle_clones_and_keeps_busy_ones(test_server: PgServer, worker_id: str) -> None:
-    source = f"t_{worker_id}_gc_source"
+def test_gc_drops_idle_clones_and_keeps_busy_ones(test_server: PgServer, unique: Any) -> None:
+    source = unique("gc_source")
     base = clones.create(test_server.admin, source=test_server.golden, name=source, wait=60)
-    idle = clones.create(test_server.admin, source=source, name=f"t_{worker_id}_gc_idle")
-    busy = clones.create(test_server.admin, source=source, name=f"t_{worker_id}_gc_busy")
+    idle = clones.create(test_server.admin, source=source, name=unique("gc_idle"))
+    busy = clones.create(test_server.admin, source=source, name=unique("gc_busy"))
     try:
         assert clones.gc(test_server.admin, source=source) == ([], [])  # too young: maybe a running rehearsal
         with connect(busy.dsn):
@@ -91,13 +91,13 @@ def test_gc_drops_idle_clones_and_keeps_busy_ones(test_server: PgServer, worker_
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_both_strategies_make_identical_clones(test_server: PgServer, worker_id: str) -> None:
+def test_both_strategies_make_identical_clones(test_server: PgServer, unique: Any) -> None:
     if test_server.version < 15:
         pytest.skip("CREATE DATABASE ... STRATEGY needs PostgreSQL 15 or later")
     golden_print = fingerprint(test_server.dsn(test_server.golden))
     for strategy in clones.STRATEGIES:
         made = clones.create(test_server.admin, source=test_server.golden,
-                             name=f"t_{worker_id}_{strategy.lower()}", strategy=strategy, wait=60)
+                             name=unique(f"{strategy.lower()}"), strategy=strategy, wait=60)
         try:
             assert fingerprint(made.dsn) == golden_print
         finally:

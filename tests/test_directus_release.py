@@ -1,5 +1,6 @@
-"""The release against real Directus 11.3.5: a human ratifies through Directus itself, the gate
-opens only for that, and rollout and rollback keep Directus serving.
+"""The release against real Directus 11.3.5: a human ratifies through Directus itself with
+`oneroof approve` (a signed statement), the gate opens only for that, and rollout and rollback
+keep Directus serving.
 
 One scenario on one bootstrapped database, in order: the gate is judged after each approval
 attempt, so the steps cannot be separate tests that run in any order.
@@ -7,6 +8,7 @@ attempt, so the steps cannot be separate tests that run in any order.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,22 +30,26 @@ from fixtures.directus import (
     start,
 )
 from fixtures.plugin import ROOT
+from fixtures.testing import signers
 
 pytestmark = pytest.mark.directus
 PKG = package.load()
+SIGNERS = signers()
+PASSWORD = "oneroof-test-password"
 TIER2 = ("os_collection_owners", "os_collection_axes", "os_label_rules", "os_lifecycle_policies",
          "os_event_bindings", "os_gov_events", "os_idle_flags", "os_release_ledger")
 
 
 def gate(database: DirectusDatabase) -> tuple[str, list[str]]:
-    report = monitor(database.dsn, PKG.path, confirm_db=database.name)
+    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust)
     assert report.entry == report.exit
     return report.verdict, report.reasons
 
 
-def oneroof(*args: str) -> subprocess.CompletedProcess[str]:
+def oneroof(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
     return subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, check=False)
+                          timeout=300, check=False, env={**base, **(env or {})})
 
 
 def readable(client: DirectusClient, collection: str) -> int:
@@ -54,8 +60,8 @@ def readable(client: DirectusClient, collection: str) -> int:
 def test_ratify_through_directus_then_roll_out_and_back(directus_install: Installation, directus: DirectusServer,
                                                         directus_admin: DirectusClient) -> None:
     database = directus.database
-    assert gate(database) == ("BLOCKED", ["ospa=0 < 1"])
-    l4 = login_as(directus, directus_admin, catalog.account("l4"))
+    assert gate(database) == ("BLOCKED", ["valid approvals 0 < 1"])
+    l4 = login_as(directus, directus_admin, catalog.account("l4"), PASSWORD)
     l3 = login_as(directus, directus_admin, catalog.account("l3"))
     service = directus.client(catalog.account("svc-etl").token)
     proposal = proposal_id(l4)
@@ -74,18 +80,55 @@ def test_ratify_through_directus_then_roll_out_and_back(directus_install: Instal
     assert not create_approval(l3, proposal=proposal, level="L4", package_sha256=PKG.sha256).ok
     assert gate(database)[0] == "BLOCKED"
 
-    # The human L4 approver ratifies: the gate opens.
-    ratified = create_approval(l4, proposal=proposal, level="L4", package_sha256=PKG.sha256,
-                               comment="ratified after review of the ownership seed")
-    assert ratified.ok, ratified.payload
+    # An admin rewrites the service account's approval into the L4 human's name: Directus
+    # accepts it (admins may), but its activity shows who created the row and that it changed.
+    with connect(database.dsn) as conn:  # the service account may not read what it created
+        made = conn.execute("SELECT id FROM os_proposal_approvals WHERE approver = %s",
+                            (catalog.account("svc-etl").id,)).fetchone()
+    assert made is not None
+    directus_admin.patch(f"/items/os_proposal_approvals/{made['id']}", {"approver": str(catalog.account("l4").id)})
+    verdict, reasons = gate(database)
+    assert verdict == "BLOCKED"
+    assert f"Directus shows it was created by user {catalog.account('svc-etl').id}, not by its approver" in reasons[0]
+
+    # An unsigned approval by the L4 human through Directus is only a record: it does not count.
+    unsigned = create_approval(l4, proposal=proposal, level="L4", package_sha256=PKG.sha256)
+    assert unsigned.ok, unsigned.payload
+    verdict, reasons = gate(database)
+    assert verdict == "BLOCKED" and f"#{unsigned.data['id']} no signed statement" in reasons[0]
+
+    # The human L4 approver ratifies with `oneroof approve`: signed, recorded as them: the gate opens.
+    approved = oneroof("approve", "--dsn", database.dsn, "--directus", directus.url, "--email",
+                       catalog.account("l4").email, "--key", str(SIGNERS.keys["l4"]), "--yes",
+                       "--allowed-signers", str(SIGNERS.trust.path), env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert "APPROVED: approval #" in approved.stdout and "GOV-COUNCIL" in approved.stdout
     with connect(database.dsn) as conn:
-        rows = conn.execute("SELECT approver, level FROM os_proposal_approvals ORDER BY id").fetchall()
-    assert [r["approver"] for r in rows] == [catalog.account("svc-etl").id, catalog.account("l4").id]
+        rows = conn.execute("SELECT a.id, a.approver, c.user_created FROM os_proposal_approvals a "
+                            "LEFT JOIN directus_comments c ON c.item = a.id::text ORDER BY a.id").fetchall()
+    l4_id = catalog.account("l4").id
+    assert [(r["approver"], r["user_created"]) for r in rows] == [(l4_id, None), (l4_id, None), (l4_id, l4_id)]
     assert gate(database) == ("OPEN", [])
+
+    # The L2 approver signs offline (--out) and records the statement later (--submit), as themself.
+    login_as(directus, directus_admin, catalog.account("l2"), PASSWORD)
+    handed = Path(database.workdir) / "l2-approval.txt"
+    signed = oneroof("approve", "--dsn", database.dsn, "--email", catalog.account("l2").email, "--key",
+                     str(SIGNERS.keys["l2"]), "--out", str(handed), "--yes")
+    assert signed.returncode == 0, signed.stderr
+    as_l4 = oneroof("approve", "--submit", str(handed), "--directus", directus.url, "--email",
+                    catalog.account("l4").email, "--yes", env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+    assert as_l4.returncode == 2 and "log in as yourself" in as_l4.stderr  # nobody records another's statement
+    submitted = oneroof("approve", "--submit", str(handed), "--directus", directus.url, "--email",
+                        catalog.account("l2").email, "--yes", env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust)
+    assert report.verdict == "OPEN" and len(report.valid_approvals) == 2
 
     # Before the rollout, nobody reads the governance records tier 2 registers.
     assert readable(l4, "os_collection_owners") == 403
-    rolled = oneroof("rollout", "--dsn", database.dsn, "--confirm-db", database.name, "--expect-sha256", PKG.sha256)
+    rolled = oneroof("rollout", "--dsn", database.dsn, "--confirm-db", database.name, "--expect-sha256", PKG.sha256,
+                     "--allowed-signers", str(SIGNERS.trust.path))
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     directus_admin.call("POST", "/utils/cache/clear", params={"system": "true"})  # schema and permissions
     assert directus.client().health() == {"status": "ok"}

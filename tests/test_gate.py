@@ -16,9 +16,10 @@ from psycopg import sql
 from executor import gate, package
 from harness.db import connect, snapshot
 from harness import catalog, clones
-from fixtures.testing import PgServer
+from fixtures.testing import PgServer, signers
 
 PKG = package.load()
+SIGNERS = signers()
 OTHER_SHA = "f" * 64
 APPROVERS = [a.key for a in catalog.ACCOUNTS if a.level] + ["editor"]  # editor: not in os_approvers
 
@@ -44,28 +45,34 @@ def expected_valid(row: Row, on_clone: bool) -> bool:
 
 
 def insert(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
+    """Insert each row with a statement its approver signed for exactly what the row says."""
     for row in rows:
         account = catalog.account(row.approver)
-        conn.execute(
+        level = row.level or account.level or "L1"
+        sha = PKG.sha256 if row.sha == "this" else OTHER_SHA
+        code = catalog.PROPOSAL_CODE if row.proposal == "active" else "OR-WITHDRAWN"
+        found = conn.execute(
             "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, revoked_at, rehearsal) "
-            "SELECT p.id, %s, %s, %s, CASE WHEN %s THEN now() END, %s FROM os_proposals p WHERE p.code = %s",
-            (account.id, row.level or account.level or "L1", PKG.sha256 if row.sha == "this" else OTHER_SHA,
-             row.revoked, row.rehearsal, catalog.PROPOSAL_CODE if row.proposal == "active" else "OR-WITHDRAWN"))
+            "SELECT p.id, %s, %s, %s, CASE WHEN %s THEN now() END, %s FROM os_proposals p WHERE p.code = %s "
+            "RETURNING id", (account.id, level, sha, row.revoked, row.rehearsal, code)).fetchone()
+        assert found is not None
+        SIGNERS.attach(conn, found["id"], SIGNERS.statement(conn, row.approver, level=level, package_sha256=sha,
+                                                            proposal=code), row.approver)
 
 
 def judge(conn: psycopg.Connection[Any], rows: list[Row]) -> gate.Verdict:
     """Insert `rows`, evaluate the gate, and roll everything back."""
     try:
         insert(conn, rows)
-        return gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+        return gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
     finally:
         conn.rollback()
 
 
 @pytest.fixture(scope="module")
-def databases(test_server: PgServer, worker_id: str) -> Iterator[dict[str, str]]:
+def databases(test_server: PgServer, unique: Any) -> Iterator[dict[str, str]]:
     """A marked clone, and an unmarked copy standing in for production, each with a withdrawn proposal."""
-    names = {"clone": f"t_{worker_id}_gate_clone", "production": f"t_{worker_id}_gate_prod"}
+    names = {"clone": unique("gate_clone"), "production": unique("gate_prod")}
     for role, name in names.items():
         clones.create(test_server.admin, source=test_server.golden, name=name, wait=60)
         with connect(test_server.dsn(name), autocommit=True) as conn:
@@ -116,11 +123,11 @@ def test_verdict_table(conns: dict[str, psycopg.Connection[Any]], rows: list[Row
     verdict = judge(conns[where], rows)
     assert verdict.open is opens, verdict.reasons
     if not opens:
-        assert verdict.reasons["approvals"].startswith("ospa=0 < 1")
+        assert verdict.reasons["approvals"].startswith("valid approvals 0 < 1")
 
 
 def test_no_approval_gives_the_seed_reason(conns: dict[str, psycopg.Connection[Any]]) -> None:
-    assert judge(conns["production"], []).reasons == {"approvals": "ospa=0 < 1"}
+    assert judge(conns["production"], []).reasons == {"approvals": "valid approvals 0 < 1"}
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -144,7 +151,7 @@ def test_target_must_be_the_named_database(conns: dict[str, psycopg.Connection[A
     conn = conns["production"]
     try:
         insert(conn, [Row("l4")])
-        verdict = gate.evaluate(conn, PKG, confirm_db="directus")
+        verdict = gate.evaluate(conn, PKG, confirm_db="directus", trust=SIGNERS.trust)
     finally:
         conn.rollback()
     assert list(verdict.reasons) == ["target"] and "'directus'" in verdict.reasons["target"]
@@ -155,7 +162,7 @@ def test_proposal_naming_another_package_blocks(conns: dict[str, psycopg.Connect
     try:
         conn.execute("UPDATE os_proposals SET package_sha256 = %s WHERE code = %s", (OTHER_SHA, catalog.PROPOSAL_CODE))
         insert(conn, [Row("l4")])
-        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
     finally:
         conn.rollback()
     assert "proposal" in verdict.reasons and "not this package" in verdict.reasons["proposal"]
@@ -166,7 +173,7 @@ def test_mixed_state_blocks(conns: dict[str, psycopg.Connection[Any]]) -> None:
     try:
         insert(conn, [Row("l4")])
         conn.execute("INSERT INTO os_collection_axes VALUES ('kh_tags', 'domain', 'documents')")
-        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
     finally:
         conn.rollback()
     assert verdict.state == "mixed" and "state" in verdict.reasons

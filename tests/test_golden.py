@@ -30,9 +30,9 @@ def drop(test_server: PgServer, name: str) -> None:
 
 
 @pytest.fixture
-def scratch_name(test_server: PgServer, worker_id: str) -> Iterator[str]:
+def scratch_name(test_server: PgServer, unique: Any) -> Iterator[str]:
     """A database name for a second golden build, dropped after the test."""
-    name = f"oneroof_t_golden_{worker_id}"
+    name = unique("golden")
     drop(test_server, name)
     yield name
     drop(test_server, name)
@@ -116,7 +116,7 @@ def test_directus_tables_use_directus_11_columns(test_server: PgServer) -> None:
     assert migrations is not None and migrations["n"] > 80
     assert {t for t, _ in columns} == {f"directus_{t}" for t in (
         "collections", "fields", "relations", "users", "roles", "policies", "access", "permissions",
-        "activity", "revisions", "settings", "migrations")}
+        "activity", "revisions", "settings", "migrations", "comments")}
 
 
 def test_governed_collections_are_registered_with_rows(test_server: PgServer) -> None:

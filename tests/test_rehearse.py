@@ -40,24 +40,53 @@ def clones_of(test_server: PgServer, source: str) -> list[str]:
     return [c.name for c in clones.list_clones(test_server.admin) if c.source == source]
 
 
+def production_copy(test_server: PgServer, name: str) -> str:
+    """An unmarked, writable copy of the golden database standing in for production (a golden
+    database itself is never a rollout target, so its gate is not production's)."""
+    clones.create(test_server.admin, source=test_server.golden, name=name, wait=60)
+    with connect(test_server.admin, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
+    return test_server.dsn(name)
+
+
+def drop_database(test_server: PgServer, name: str) -> None:
+    with connect(test_server.admin, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture(scope="module")
-def full_run(test_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[Evidence, Path, str]:
-    """One whole rehearsal on the session's golden database, reading the golden database as the production gate."""
+def production(test_server: PgServer, unique: Any) -> Iterator[tuple[str, str]]:
+    """(DSN, name) of a production stand-in at the seed's figures."""
+    name = unique("prod_rh")
+    dsn = production_copy(test_server, name)
+    yield dsn, name
+    drop_database(test_server, name)
+
+
+@pytest.fixture(scope="module")
+def full_run(test_server: PgServer, production: tuple[str, str],
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[Evidence, Path, str]:
+    """One whole rehearsal on the session's golden database, reading a production stand-in's gate."""
     run_dir = tmp_path_factory.mktemp("rehearsal")
     golden_dsn = test_server.dsn(test_server.golden)
     before = fingerprint(golden_dsn)
-    evidence = rehearse(test_server.admin, run_dir=run_dir, golden_name=test_server.golden, prod_dsn=golden_dsn,
-                        prod_db=test_server.golden)
+    evidence = rehearse(test_server.admin, run_dir=run_dir, golden_name=test_server.golden, prod_dsn=production[0],
+                        prod_db=production[1])
     return evidence, run_dir, before
 
 
 def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidence, Path, str],
-                                                         test_server: PgServer) -> None:
+                                                         test_server: PgServer, production: tuple[str, str]) -> None:
     evidence, run_dir, before = full_run
     assert evidence.ok, [(s.name, s.detail) for s in evidence.steps if not s.ok]
     assert [s.name for s in evidence.steps] == [
         "package", "golden", "clone", "baseline", "monitor_blocked", "rollout_blocked", "approve", "monitor_open",
         "rollout", "finalized", "rollback", "greenfield", "rollback_again", "drop_clone", "golden_intact"]
+    approve = evidence.step("approve")
+    assert approve is not None and approve.figures["signed"] is True and approve.figures["key"].startswith("SHA256:")
+    assert "signed with one-off key" in approve.detail and "trusted only on the clone" in approve.detail
+    texts = {r.component: r.evidence for r in report.matrix(evidence)}
+    assert f"signed statement, one-off key {approve.figures['key']} trusted only on the clone" in texts["Gate monitor"]
     rows = {r.component: r.status for r in report.matrix(evidence)}
     assert list(rows) == SEED_ROWS
     assert rows == {
@@ -68,7 +97,7 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidenc
     assert report.verdict(evidence) == {"release_readiness": "GO (engineering-complete, execution-proven)",
                                         "production_execution": "NO-GO until os_proposal_approvals ≥ 1"}
     assert report.compliance(evidence).startswith(
-        f"Zero production mutations. Entry==exit (db={test_server.golden}, ospa=0, own=0, gap=210, conflict=0, "
+        f"Zero production mutations. Entry==exit (db={production[1]}, ospa=0, own=0, gap=210, conflict=0, "
         "gov_emit=0, inventory=35, axis=0, idle=0, system_issues=204,556)")
     assert evidence.clone not in clones_of(test_server, test_server.golden)
     assert fingerprint(test_server.dsn(test_server.golden)) == before
@@ -115,9 +144,9 @@ def test_a_failed_step_in_stored_evidence_turns_its_row_no_go(oneroof: Any, full
 
 
 @pytest.fixture
-def other_golden(test_server: PgServer, worker_id: str) -> Iterator[str]:
+def other_golden(test_server: PgServer, unique: Any) -> Iterator[str]:
     """A golden database name of the test's own (rehearse builds it), dropped afterwards with its clones."""
-    name = f"t_{worker_id}_golden_rh"
+    name = unique("golden_rh")
     yield name
     with connect(test_server.admin, autocommit=True) as admin:
         for clone in clones_of(test_server, name) + [name]:
@@ -179,3 +208,96 @@ def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_g
     assert proc.returncode == 130, "".join(seen) + err
     assert "Traceback" not in err and "interrupted" in err
     assert clones_of(test_server, other_golden) == []
+    evidence = Evidence.from_json(json.loads(next(tmp_path.glob("*/evidence.json")).read_text()))
+    stopped = [s for s in evidence.steps if not s.ok]
+    assert evidence.interrupted and [s.name for s in stopped] == ["baseline"]
+    assert stopped[0].detail == "interrupted (Ctrl-C) before this step finished" and stopped[0].exit_code == 130
+    assert "baseline stage on the clone: interrupted (Ctrl-C)" in report.matrix(evidence)[2].evidence
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--package", "/missing"], 2, "package directory /missing does not exist"),
+    (["--expect-sha256", "xyz"], 2, "--expect-sha256"),
+    (["--expect-sha256", "0" * 64], 4, "is not the pinned"),
+    (["--scale", "0"], 2, "--scale 0"),
+    (["--golden", "Bad-Name"], 2, "is not a valid identifier"),
+    (["--prod-dsn", "postgresql://u:pw@[::1/x"], 2, "cannot parse the DSN"),
+], ids=["missing-package", "bad-pin", "wrong-pin", "scale", "golden-name", "prod-dsn"])
+def test_bad_input_is_refused_before_anything_is_written(oneroof: Any, test_server: PgServer, tmp_path: Path,
+                                                        args: list[str], code: int, message: str) -> None:
+    runs = tmp_path / "runs"
+    result = oneroof("rehearse", "--dsn", test_server.admin, "--golden", test_server.golden, "--runs-dir", str(runs),
+                     *args)
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == "" and not runs.exists()  # no run directory, no report, no "latest run"
+    assert oneroof("report", "--runs-dir", str(runs)).returncode == 2
+
+
+def test_a_rehearsal_that_stops_early_keeps_its_step_numbers(test_server: PgServer, tmp_path: Path) -> None:
+    """Called as a function with a package that cannot load: one failure, the closing step keeps
+    its number, and no second failure about a golden fingerprint that was never due."""
+    lines: list[str] = []
+    evidence = rehearse(test_server.admin, run_dir=tmp_path, package_dir=tmp_path / "missing",
+                        golden_name=test_server.golden, progress=lines.append)
+    assert [(s.name, s.ok) for s in evidence.steps] == [("package", False), ("drop_clone", True)]
+    numbered = [line.split("]")[0] + "]" for line in lines if line.startswith("[")]
+    assert numbered == ["[ 1/15]", "[14/15]", "[15/15]"], lines
+    assert not any("never taken" in line for line in lines)
+    rows = {r.component: r for r in report.matrix(evidence)}
+    assert rows["Clone harness"].evidence == "FAILED: not reached: clone, golden_intact"
+
+
+def test_production_baseline_agrees_with_an_auditors_plain_run(full_run: tuple[Evidence, Path, str],
+                                                                test_server: PgServer, unique: Any,
+                                                                tmp_path: Path) -> None:
+    """Production with an approval row that does not count (ospa=1, valid approvals 0): the
+    rehearsal's production baseline fails [ospa] exactly as an auditor's `pytest -m baseline`
+    does, and the report keeps the two counts apart."""
+    from executor.rehearse import _production
+
+    name = unique("prod_ospa")
+    dsn = production_copy(test_server, name)
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, revoked_at) "
+                         "SELECT p.id, a.user_id, a.level, p.package_sha256, now() FROM os_proposals p, os_approvers a "
+                         "WHERE a.kind = 'human' AND a.level = 'L4' LIMIT 1")
+        evidence = Evidence.from_json(json.loads(json.dumps(full_run[0].as_json())))
+        _production(evidence, dsn, name, package.DEFAULT_DIR, None, lambda _m: None, 16, tmp_path)
+        auditor = subprocess.run([sys.executable, "-m", "pytest", "invariants", "-m", "baseline", "--dsn", dsn,
+                                  "--expect-db", name, "-p", "no:cacheprovider", "-rf"], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=300, check=False,
+                                 env={k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))})
+    finally:
+        drop_database(test_server, name)
+    prod = evidence.production
+    assert prod is not None and prod["metrics"]["ospa"] == 1 and prod["valid_approvals"] == []
+    assert auditor.returncode == prod["baseline_exit"] == 1, auditor.stdout
+    assert prod["baseline_failed"] == ["test_metric_matches_baseline[ospa]"]
+    assert "FAILED invariants/test_baseline.py::test_metric_matches_baseline[ospa]" in auditor.stdout
+    assert auditor.stdout.count("FAILED ") == 1
+    rows = {r.component: r for r in report.matrix(evidence)}
+    assert rows["Human ratification gate"].status.startswith("CLOSED — single blocker: valid approvals 0 < 1 (ospa=1:")
+    assert "except ospa=1" in rows["Verification suite"].evidence
+    assert report.verdict(evidence)["production_execution"].startswith("NO-GO until a valid approval (ospa=1")
+    assert "ospa=1" in report.compliance(evidence)
+    for fmt in ("md", "json", "html", "text"):
+        assert "ospa=0" not in report.render(evidence, fmt)
+
+
+def test_report_rejected_option_production_note_and_width(full_run: tuple[Evidence, Path, str]) -> None:
+    evidence, _, _ = full_run
+    option3 = report.as_json(evidence)["matrix"][4]
+    assert option3["component"] == "Option 3 inert shadow"
+    assert (option3["go"], option3["rejected"]) == (False, True)
+    page = report.as_html(evidence)
+    assert '<td class="rejected">NO-GO — REJECTED</td>' in page
+    unread = Evidence.from_json(json.loads(json.dumps(evidence.as_json())))
+    unread.production = None
+    assert "production not read: pass --prod-dsn" in report.as_html(unread)
+    for shown in (evidence, unread):
+        text = report.as_text(shown)
+        assert max(len(line) for line in text.splitlines()) <= 100, text
+        assert all(component in text for component in SEED_ROWS)

@@ -19,22 +19,18 @@ from harness.db import connect
 from harness.errors import Blocked, InvariantFailed, LockHeld
 from harness import catalog, clones
 from fixtures.plugin import ROOT
+from fixtures.testing import signers
 from invariants import metrics
 
 PKG = package.load()
+TRUST = signers().trust
 FINAL = {"ospa": 1, "own": 35, "gap": 0, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 35, "idle": 0,
          "system_issues": 204_556}
 
 
 def approve(conn: psycopg.Connection[Any], key: str = "l4", sha: str = PKG.sha256, rehearsal: bool = False) -> int:
-    """Record an approval as a human would through Directus; returns its id."""
-    account = catalog.account(key)
-    row = conn.execute(
-        "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal) "
-        "SELECT id, %s, %s, %s, %s FROM os_proposals WHERE code = %s RETURNING id",
-        (account.id, account.level, sha, rehearsal, catalog.PROPOSAL_CODE)).fetchone()
-    assert row is not None
-    return int(row["id"])
+    """Record a signed approval as a human would with `oneroof approve`; returns its id."""
+    return signers().approve(conn, key, sha=sha, rehearsal=rehearsal)
 
 
 def reading(dsn: str) -> metrics.Reading:
@@ -46,7 +42,7 @@ def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones
     before = reading(clone.dsn).fingerprint
     result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
     assert result.returncode == 3, result.stderr
-    assert result.stdout.splitlines()[0] == "BLOCKED: ospa=0 < 1"
+    assert result.stdout.splitlines()[0] == "BLOCKED: valid approvals 0 < 1"
     entry = result.stdout.split("entry ")[1].split()[0]
     exit_ = result.stdout.split("exit  ")[1].split()[0]
     assert entry == exit_ == before == reading(clone.dsn).fingerprint
@@ -55,7 +51,7 @@ def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones
 def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Clone, clone_conn: Any) -> None:
     approval = approve(clone_conn)
     before = reading(clone.dsn)
-    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name)
+    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
     assert (outcome.action, outcome.approvals, outcome.audit_exit) == ("applied", (approval,), 0)
     after = reading(clone.dsn)
     assert {k: v for k, v in after.metrics.items() if k != "db"} == FINAL
@@ -64,7 +60,7 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
                       for t in (2, 3, 4, 5, 6)]
     assert outcome.entry == before.fingerprint and outcome.exit == after.fingerprint != before.fingerprint
 
-    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name)
+    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
     assert again.action == "already-finalized" and reading(clone.dsn).fingerprint == after.fingerprint
 
     back = release.rollback(clone.dsn, PKG, confirm_db=clone.name)
@@ -114,8 +110,8 @@ def test_revocation_after_the_gate_session_blocks_under_the_lock(clone: clones.C
             clone_conn.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (approval,))
 
     with pytest.raises(Blocked) as caught:
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=revoke_when_locking)
-    assert caught.value.reasons[0].startswith("ospa=0 < 1") and "revoked" in caught.value.reasons[0]
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=revoke_when_locking, trust=TRUST)
+    assert caught.value.reasons[0].startswith("valid approvals 0 < 1") and "revoked" in caught.value.reasons[0]
     assert reading(clone.dsn).metrics["own"] == 0
     assert caught.value.exit != before  # the revocation itself is the only change
 
@@ -130,7 +126,7 @@ def test_second_executor_exits_5_while_the_first_applies(clone: clones.Clone, cl
                 [sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
                 capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
 
-    first = release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=start_second_executor)
+    first = release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=start_second_executor, trust=TRUST)
     assert first.action == "applied"
     assert second["proc"].returncode == 5, second["proc"].stdout + second["proc"].stderr
     assert "another executor holds the release lock" in second["proc"].stderr
@@ -173,7 +169,7 @@ def test_broken_tier_rolls_everything_back(clone: clones.Clone, clone_conn: Any,
     approve(clone_conn, sha=pkg.sha256)
     before = reading(clone.dsn).fingerprint
     with pytest.raises(InvariantFailed, match=message):
-        release.rollout(clone.dsn, pkg, confirm_db=clone.name)
+        release.rollout(clone.dsn, pkg, confirm_db=clone.name, trust=TRUST)
     assert reading(clone.dsn).fingerprint == before
     assert clone_conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
 
@@ -192,7 +188,7 @@ def test_monitor_verdicts(oneroof: Any, clone: clones.Clone, clone_conn: Any) ->
     blocked = oneroof("monitor", "--json", "--dsn", clone.dsn)
     assert blocked.returncode == 3
     data = json.loads(blocked.stdout)
-    assert (data["verdict"], data["reasons"]) == ("BLOCKED", ["ospa=0 < 1"])
+    assert (data["verdict"], data["reasons"]) == ("BLOCKED", ["valid approvals 0 < 1"])
     assert data["fingerprint"]["equal"] and data["metrics"]["ospa"] == 0
     approve(clone_conn, "svc-etl")
     still = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
@@ -205,7 +201,7 @@ def test_monitor_verdicts(oneroof: Any, clone: clones.Clone, clone_conn: Any) ->
 def test_rollout_takes_no_lock_on_content_or_system_issues(clone: clones.Clone, clone_conn: Any) -> None:
     approve(clone_conn)
     with connect(clone.dsn) as conn:
-        verdict = gate.evaluate(conn, PKG, confirm_db=clone.name)
+        verdict = gate.evaluate(conn, PKG, confirm_db=clone.name, trust=TRUST)
         release.apply_tiers(conn, PKG, verdict)
         locked = {r["relname"] for r in conn.execute(
             "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
@@ -228,7 +224,7 @@ def test_concurrent_readers_see_greenfield_or_finalized_never_a_mix(clone: clone
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
         release.rollback(clone.dsn, PKG, confirm_db=clone.name)
     finally:
         stop.set()
@@ -257,15 +253,15 @@ def test_a_session_setting_cannot_fake_the_clone_mark(oneroof: Any, test_server:
 def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(oneroof: Any, clone: clones.Clone,
                                                                   clone_conn: Any) -> None:
     first = approve(clone_conn)
-    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     release.rollback(clone.dsn, PKG, confirm_db=clone.name)
     blocked = oneroof("monitor", "--dsn", clone.dsn)
     assert blocked.returncode == 3
     assert f"#{first} authorised a deployment that was rolled back since" in blocked.stdout
     with pytest.raises(Blocked):
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     second = approve(clone_conn, "l2")
-    assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False).approvals == (second,)
+    assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False, trust=TRUST).approvals == (second,)
 
 
 def test_a_human_approver_with_a_static_token_does_not_count(oneroof: Any, clone: clones.Clone,
@@ -286,3 +282,73 @@ def test_pytest_addopts_cannot_reach_the_gate_session(oneroof: Any, clone: clone
                      env={"PYTEST_ADDOPTS": "--snapshot-update"})
     assert result.returncode == 3 and "the gate session failed" in result.stdout
     assert snapshot.read_bytes() == before and reading(clone.dsn).metrics["own"] == 0
+
+
+def _as_golden(test_server_admin: str, name: str, *, mark: bool) -> None:
+    """Give database `name` the database settings a golden build leaves (or only read-only)."""
+    from psycopg import sql
+
+    with connect(test_server_admin, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
+        if mark:
+            admin.execute(sql.SQL("ALTER DATABASE {} SET oneroof.golden = on").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("mark", [True, False], ids=["golden", "read-only"])
+def test_a_golden_or_read_only_database_is_refused_up_front(oneroof: Any, test_server: Any, clone: clones.Clone,
+                                                            clone_conn: Any, mark: bool) -> None:
+    approve(clone_conn)  # approved, so nothing but the target's nature closes the gate
+    _as_golden(test_server.admin, clone.name, mark=mark)
+    before = reading(clone.dsn).fingerprint
+    result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
+    assert result.returncode == 3, result.stdout + result.stderr
+    blocked = [line for line in result.stdout.splitlines() if line.startswith("BLOCKED: ")]
+    expected = "a golden database is never a rollout target" if mark else "default_transaction_read_only"
+    assert len(blocked) == 1 and expected in blocked[0] and "oneroof clone create" in blocked[0], result.stdout
+    assert "FOR UPDATE" not in result.stdout + result.stderr
+    assert reading(clone.dsn).fingerprint == before
+    monitor = oneroof("monitor", "--dsn", clone.dsn, "--json")
+    assert monitor.returncode == 3 and any(expected in r for r in json.loads(monitor.stdout)["reasons"])
+
+
+def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(oneroof: Any, clone: clones.Clone,
+                                                                              clone_conn: Any) -> None:
+    """ospa keeps the source document's meaning (rows of os_proposal_approvals); the gate's own
+    count is "valid approvals", in the text and the JSON alike."""
+    approve(clone_conn)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
+    release.rollback(clone.dsn, PKG, confirm_db=clone.name)  # the approval is spent now
+    text = oneroof("monitor", "--dsn", clone.dsn)
+    assert text.returncode == 3
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("BLOCKED: valid approvals 0 < 1 (ospa=1: 1 approval row, 1 not valid: #"), lines[0]
+    assert "ospa           1" in lines
+    assert not any("ospa=0" in line for line in lines), text.stdout
+    data = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
+    assert data["metrics"]["ospa"] == 1 and data["valid_approvals"] == []
+    assert data["reasons"][0].startswith("valid approvals 0 < 1 (ospa=1:")
+
+
+def test_ctrl_c_after_the_commit_says_the_tiers_are_live(clone: clones.Clone, clone_conn: Any) -> None:
+    import os
+    import signal
+
+    approve(clone_conn)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
+                            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "finalized audit" in line:  # the commit is done
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "interrupted after the commit: tiers 2-6 are live" in last and f"oneroof rollback --confirm-db {clone.name}" in last
+    assert reading(clone.dsn).metrics["own"] == 35

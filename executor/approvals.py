@@ -1,0 +1,253 @@
+"""Signed approvals: what `oneroof approve` shows, signs and records through Directus, and what
+`oneroof approvals verify` re-checks for auditors, offline (no Directus, no key from the database).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+from executor import directus, gate, signatures
+from executor.package import Package
+from harness.db import connect, snapshot
+from harness.errors import UsageError
+
+SEED_PAIR = re.compile(r"\('([a-z0-9_]+)', '([A-Z][A-Z-]*)'\)")
+COMMENT_COLLECTION = "os_proposal_approvals"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an approver is about to sign: the statement and the facts it was made from."""
+
+    statement: signatures.Statement
+    proposal_id: int
+    tiers: tuple[str, ...]
+    ownership: dict[str, list[str]]
+
+    def summary(self) -> list[str]:
+        s = self.statement
+        lines = [f"package      {s.package_sha256}",
+                 f"proposal     {s.proposal}" + (f" (#{self.proposal_id})" if self.proposal_id else ""),
+                 *([f"tiers        {', '.join(self.tiers)}"] if self.tiers else []),
+                 f"target       database {s.database!r} on cluster system_identifier {s.system_identifier}",
+                 f"approver     {s.approver_email} ({s.approver_id}) at level {s.level}",
+                 f"valid        from {s.issued_at} until {s.expires_at}",
+                 *([f"ownership    {sum(len(v) for v in self.ownership.values())} collections:"]
+                   if self.ownership else [])]
+        for unit, names in sorted(self.ownership.items()):
+            lines.append(f"  {unit:<12} {len(names):>2}: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
+        return lines
+
+
+def ownership_map(package: Package) -> dict[str, list[str]]:
+    """The ownership seed of the package's ownership tier (tier 3): owner unit -> collections."""
+    seed: dict[str, list[str]] = {}
+    for tier in package.tiers:
+        if tier.number == 3:
+            for collection, unit in SEED_PAIR.findall(tier.deploy):
+                seed.setdefault(unit, []).append(collection)
+    return seed
+
+
+def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) -> Plan:
+    """Read, read-only, what the statement names: the target's identity, the proposal, and the
+    approver's Directus id and level; UsageError when any of them does not allow an approval."""
+    with connect(dsn, application_name="oneroof-approve") as conn, snapshot(conn):
+        cluster = gate.system_identifier(conn)
+        if cluster is None:
+            raise UsageError("this role may not read the cluster's system_identifier (pg_control_system()): "
+                             "connect with a role that has pg_monitor, or ask the operator to")
+        proposal = conn.execute("SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s",
+                                (package.proposal,)).fetchone()
+        user = conn.execute(
+            "SELECT u.id::text AS id, u.email, u.status, r.level, r.kind FROM directus_users AS u "
+            "LEFT JOIN os_approvers AS r ON r.user_id = u.id WHERE lower(u.email) = lower(%s)", (email,)).fetchone()
+        database = conn.info.dbname
+    if proposal is None:
+        raise UsageError(f"proposal {package.proposal} does not exist in {database!r}: is this the right target?")
+    if proposal["package_sha256"] != package.sha256 or proposal["status"] not in ("pending", "ratified"):
+        raise UsageError(f"proposal {package.proposal} is {proposal['status']} and names package "
+                         f"{proposal['package_sha256'][:12]}, not this package {package.sha256[:12]}: do not approve")
+    if user is None or user["kind"] != "human" or user["status"] != "active":
+        raise UsageError(f"{email} is not an active human approver in {database!r} (os_approvers)")
+    if user["level"] not in package.levels:
+        raise UsageError(f"{email} is at level {user['level']}; this package needs {'/'.join(package.levels)}")
+    statement = signatures.Statement.new(
+        package_sha256=package.sha256, proposal=package.proposal, approver_id=user["id"],
+        approver_email=user["email"], level=user["level"], database=database, system_identifier=cluster,
+        valid_for=valid_for)
+    return Plan(statement, int(proposal["id"]), tuple(f"{t.number} {t.name}" for t in package.tiers),
+                ownership_map(package))
+
+
+def sign(plan: Plan, key: str, package: Package, trust: signatures.TrustRoot | None) -> tuple[str, str]:
+    """Sign the plan's statement with the approver's key; (bundle, key fingerprint).
+
+    Refuses a key that sealed the package, and, given the allowed signers, a key they do not
+    list for the approver (so nobody records an approval that cannot count)."""
+    message = plan.statement.message()
+    signature = signatures.sign(message, key)
+    try:
+        fingerprint = signatures.signer(message, signature)
+        if trust is not None:
+            signatures.verify(message, signature, trust, plan.statement.approver_email)
+    except signatures.BadStatement as exc:
+        raise signatures.SigningFailed(f"the new signature does not verify: {exc}") from exc
+    if package.sealer_key == fingerprint:
+        raise signatures.SigningFailed(f"{fingerprint} sealed this package: the approver must not be its sealer "
+                                       "(four eyes); sign with your own key")
+    return signatures.bundle(plan.statement, signature), fingerprint
+
+
+def whoami(session: directus.Session) -> tuple[str, str]:
+    """The logged-in Directus user: (id, email)."""
+    me = session.call("GET", "/users/me?fields=id,email")
+    if not isinstance(me, dict) or not me.get("id"):
+        raise directus.DirectusRefused("Directus did not say who is logged in (GET /users/me)")
+    return str(me["id"]), str(me.get("email") or "")
+
+
+def handed_over(text: str) -> Plan:
+    """The plan of a statement signed elsewhere (`approve --out`), to record it: its signature must
+    be valid for it (whose key it is, the gate judges against the allowed signers)."""
+    try:
+        message, signature = signatures.parse_bundle(text)
+        statement = signatures.Statement.parse(message)
+        signatures.signer(message, signature)
+    except signatures.BadStatement as exc:
+        raise UsageError(f"the handed-over statement cannot be recorded: {exc}") from exc
+    return Plan(statement, 0, (), {})
+
+
+def record(session: directus.Session, plan: Plan, text: str) -> int:
+    """Create the approval through Directus as the logged-in approver (Directus fills in
+    `approver`), then store the signed statement as a comment on it; the approval's id."""
+    s = plan.statement
+    me, _ = whoami(session)
+    if me != s.approver_id:
+        raise directus.DirectusRefused(f"the Directus login is user {me}, not the approver {s.approver_email} "
+                                       f"({s.approver_id}): log in as yourself")
+    proposal_id = plan.proposal_id
+    if not proposal_id:  # a handed-over statement: look the proposal up as the approver sees it
+        found = session.call("GET", f"/items/os_proposals?filter[code][_eq]={urllib.parse.quote(s.proposal)}"
+                                    "&fields=id,package_sha256")
+        if not found or found[0].get("package_sha256") != s.package_sha256:
+            raise directus.DirectusRefused(f"Directus shows no proposal {s.proposal} naming package "
+                                           f"{s.package_sha256[:12]}: the statement is for another release")
+        proposal_id = int(found[0]["id"])
+    created = session.call("POST", "/items/os_proposal_approvals",
+                           {"proposal_id": proposal_id, "level": s.level, "package_sha256": s.package_sha256})
+    if not isinstance(created, dict) or "id" not in created:
+        raise directus.DirectusRefused("Directus created the approval but did not return its id")
+    approval = int(created["id"])
+    try:
+        session.call("POST", "/comments", {"collection": COMMENT_COLLECTION, "item": str(approval), "comment": text})
+    except directus.DirectusRefused as exc:
+        raise directus.DirectusRefused(f"approval #{approval} was created, but its signed statement was not stored "
+                                       f"({exc.message}); it does not count: revoke it and run `oneroof approve` "
+                                       "again") from exc
+    return approval
+
+
+# -- the auditor's re-check -----------------------------------------------------------------------
+
+@dataclass
+class Finding:
+    """One approval or deployment and what the re-check found."""
+
+    what: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Audit:
+    """Every approval and every deployment of the target, re-checked against an allowed-signers file."""
+
+    database: str
+    system_identifier: str | None
+    allowed_signers_sha256: str
+    approvals: list[Finding] = field(default_factory=list)
+    deployments: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.deployments)
+
+
+AUDIT_APPROVALS_SQL = """
+SELECT a.id, a.approver::text AS approver_id, u.email, a.level, a.package_sha256, p.code AS proposal,
+       coalesce((SELECT array_agg(c.comment ORDER BY c.date_created, c.id) FROM directus_comments AS c
+                 WHERE c.collection = 'os_proposal_approvals' AND c.item = a.id::text), '{}') AS statements
+FROM os_proposal_approvals AS a
+LEFT JOIN directus_users AS u ON u.id = a.approver
+LEFT JOIN os_proposals AS p ON p.id = a.proposal_id
+ORDER BY a.id
+"""
+
+AUDIT_DEPLOYMENTS_SQL = """
+SELECT executed_at, package_sha256, database, approval_ids, allowed_signers_sha256,
+       array_agg(tier ORDER BY tier) AS tiers
+FROM os_release_ledger WHERE action = 'deploy'
+GROUP BY executed_at, package_sha256, database, approval_ids, allowed_signers_sha256
+ORDER BY executed_at
+"""
+
+
+def _judge(row: dict[str, Any], trust: signatures.TrustRoot, *, package_sha256: str, database: str,
+           cluster: str | None, at: dt.datetime | None) -> tuple[bool, str]:
+    problems = []
+    for text in row["statements"]:
+        try:
+            statement, fingerprint = signatures.check(
+                text, trust, approver_id=row["approver_id"], approver_email=row["email"] or "", level=row["level"],
+                package_sha256=package_sha256, proposal=row["proposal"] or "", database=database,
+                system_identifier=cluster, now=at)
+        except signatures.BadStatement as exc:
+            problems.append(str(exc))
+            continue
+        return True, (f"signed by {row['email']} with {fingerprint}, valid {statement.issued_at} .. "
+                      f"{statement.expires_at}")
+    return False, "; ".join(problems) or "no signed statement"
+
+
+def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
+    """Re-check, read-only, every approval's statement and every deployment in the ledger."""
+    with connect(dsn, application_name="oneroof-audit") as conn, snapshot(conn):
+        cluster = gate.system_identifier(conn)
+        rows = {r["id"]: {**r, "statements": list(r["statements"])}
+                for r in conn.execute(AUDIT_APPROVALS_SQL).fetchall()}
+        deployments = conn.execute(AUDIT_DEPLOYMENTS_SQL).fetchall()
+        database = conn.info.dbname
+    result = Audit(database, cluster, trust.sha256)
+    for approval_id, row in rows.items():
+        ok, detail = _judge(row, trust, package_sha256=row["package_sha256"], database=database, cluster=cluster,
+                            at=None)
+        result.approvals.append(Finding(f"approval #{approval_id}", ok, detail))
+    for deployment in deployments:
+        at: dt.datetime = deployment["executed_at"]
+        what = (f"deployment {signatures.utc(at)} of package {deployment['package_sha256'][:12]} "
+                f"(tiers {','.join(str(t) for t in deployment['tiers'])})")
+        problems: list[str] = []
+        recorded = deployment["allowed_signers_sha256"]
+        if recorded != trust.sha256:
+            problems.append(f"the ledger records allowed signers {recorded or 'none'}, not this file's "
+                            f"{trust.sha256}: re-run with the file of that hash")
+        if not deployment["approval_ids"]:
+            problems.append("it names no approval")
+        for approval_id in deployment["approval_ids"]:
+            named = rows.get(approval_id)
+            if named is None:
+                problems.append(f"approval #{approval_id} is gone")
+                continue
+            ok, detail = _judge(named, trust, package_sha256=deployment["package_sha256"],
+                                database=deployment["database"], cluster=cluster, at=at)
+            if not ok:
+                problems.append(f"approval #{approval_id}: {detail}")
+        result.deployments.append(Finding(what, not problems, "; ".join(problems) or
+                                          f"approvals {', '.join(f'#{i}' for i in deployment['approval_ids'])} verify"))
+    return result

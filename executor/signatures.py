@@ -1,0 +1,336 @@
+"""Signed approval statements: canonical JSON signed with OpenSSH signatures (SSHSIG), checked
+against an allowed-signers file that never comes from the target database.
+
+The crypto is OpenSSH's own: `ssh-keygen -Y sign` makes signatures and `ssh-keygen -Y verify` is
+the verifier of record, the same command an auditor runs offline. It handles every key type
+OpenSSH does, hardware `sk-` keys and keys held in ssh-agent included. This module only builds
+and parses the texts around it, strictly: one statement has exactly one accepted spelling, so
+any changed byte of a statement or of its signature is refused.
+
+A bundle, as stored in Directus and written by `oneroof approve --out`, is the statement (one
+line of canonical JSON) followed by the armored signature of that line (newline included):
+
+    head -n 1 approval.txt > statement.json
+    tail -n +2 approval.txt > statement.json.sig
+    ssh-keygen -Y verify -f allowed_signers -I EMAIL -n oneroof-approval@v1 -s statement.json.sig < statement.json
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import OneroofError, UsageError
+
+NAMESPACE = "oneroof-approval@v1"  # ssh-keygen -n: a signature made for anything else never verifies here
+PACKAGE_NAMESPACE = "oneroof-package@v1"  # the sealer's signature of a manifest
+STATEMENT_TYPE = "oneroof-approval/v1"
+ENV = "ONEROOF_ALLOWED_SIGNERS"
+MAX_VALIDITY = dt.timedelta(days=30)  # a statement may not be valid for longer
+CLOCK_SKEW = dt.timedelta(minutes=5)  # how far in the future issued_at may be
+ARMOR_BEGIN, ARMOR_END, ARMOR_WIDTH = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----", 70
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+FINGERPRINT = re.compile(r"\b(SHA256:[A-Za-z0-9+/]{43})\b")
+TIMEOUT = 60.0
+
+
+class BadStatement(Exception):
+    """A statement or signature that cannot be accepted; the message is the gate's reason."""
+
+
+class SigningFailed(OneroofError):
+    """ssh-keygen could not sign (a wrong key file, a locked agent, a missing hardware key)."""
+
+
+def utc(moment: dt.datetime) -> str:
+    """RFC 3339 in UTC to the second, the one spelling statements use."""
+    return moment.astimezone(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Any, what: str) -> dt.datetime:
+    if not isinstance(text, str) or not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", text):
+        raise BadStatement(f"its statement's {what} is not a UTC time like 2026-01-31T12:00:00Z")
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError as exc:
+        raise BadStatement(f"its statement's {what} is not a valid time") from exc
+
+
+@dataclass(frozen=True)
+class Statement:
+    """What an approver signs: this package, this proposal, this level, this target, until then."""
+
+    package_sha256: str
+    proposal: str
+    approver_id: str
+    approver_email: str
+    level: str
+    database: str
+    system_identifier: str
+    issued_at: str
+    expires_at: str
+    nonce: str
+
+    @classmethod
+    def new(cls, *, package_sha256: str, proposal: str, approver_id: str, approver_email: str, level: str,
+            database: str, system_identifier: str, valid_for: dt.timedelta,
+            now: dt.datetime | None = None) -> Statement:
+        issued = now or dt.datetime.now(dt.timezone.utc)
+        return cls(package_sha256, proposal, approver_id, approver_email, level, database, system_identifier,
+                   utc(issued), utc(issued + valid_for), secrets.token_hex(16))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": STATEMENT_TYPE, "package_sha256": self.package_sha256, "proposal": self.proposal,
+                "approver": {"id": self.approver_id, "email": self.approver_email}, "level": self.level,
+                "target": {"database": self.database, "system_identifier": self.system_identifier},
+                "issued_at": self.issued_at, "expires_at": self.expires_at, "nonce": self.nonce}
+
+    def message(self) -> bytes:
+        """The signed bytes: canonical JSON (sorted keys, no spaces, ASCII) and a newline."""
+        return (json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n").encode()
+
+    @property
+    def issued(self) -> dt.datetime:
+        return parse_time(self.issued_at, "issued_at")
+
+    @property
+    def expires(self) -> dt.datetime:
+        return parse_time(self.expires_at, "expires_at")
+
+    @classmethod
+    def parse(cls, message: bytes) -> Statement:
+        """The statement in `message`; BadStatement unless it is exactly the canonical spelling."""
+        try:
+            data = json.loads(message.decode("ascii"))
+            statement = cls(data["package_sha256"], data["proposal"], data["approver"]["id"],
+                            data["approver"]["email"], data["level"], data["target"]["database"],
+                            data["target"]["system_identifier"], data["issued_at"], data["expires_at"],
+                            data["nonce"])
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise BadStatement("its statement is not a oneroof approval statement") from exc
+        if data.get("type") != STATEMENT_TYPE or not all(isinstance(v, str) for v in vars(statement).values()):
+            raise BadStatement(f"its statement is not of type {STATEMENT_TYPE}")
+        if statement.message() != message:
+            raise BadStatement("its statement is not in canonical form (keys, order or spacing changed)")
+        statement.issued, statement.expires  # noqa: B018 - both must parse
+        return statement
+
+
+def armor(raw: bytes) -> str:
+    """ssh-keygen's armor of a binary signature: 70 base64 characters a line."""
+    text = binascii.b2a_base64(raw, newline=False).decode()
+    lines = [text[i:i + ARMOR_WIDTH] for i in range(0, len(text), ARMOR_WIDTH)]
+    return "\n".join([ARMOR_BEGIN, *lines, ARMOR_END]) + "\n"
+
+
+def check_armor(signature: str) -> str:
+    """`signature` if it is exactly ssh-keygen's armor of some bytes, else BadStatement (so no
+    changed padding bit or line break slips through base64's leniency)."""
+    lines = signature.rstrip("\n").split("\n")
+    if not signature.isascii() or len(lines) < 3 or lines[0] != ARMOR_BEGIN or lines[-1] != ARMOR_END:
+        raise BadStatement("its signature is not an armored SSH signature")
+    try:
+        raw = binascii.a2b_base64("".join(lines[1:-1]).encode(), strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadStatement("its signature is not valid base64") from exc
+    if armor(raw) != signature:
+        raise BadStatement("its signature is not in ssh-keygen's armored form")
+    return signature
+
+
+def bundle(statement: Statement, signature: str) -> str:
+    """The text stored beside an approval: the statement line, then its armored signature."""
+    return statement.message().decode() + check_armor(signature)
+
+
+def parse_bundle(text: str) -> tuple[bytes, str]:
+    """(signed message, armored signature) of a bundle; BadStatement when it is not one."""
+    first, sep, rest = text.partition("\n")
+    if not sep or not first.startswith("{") or not first.isascii():
+        raise BadStatement("its statement is not a oneroof approval statement")
+    return (first + "\n").encode(), check_armor(rest)
+
+
+# -- the trust root -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrustRoot:
+    """An allowed-signers file (ssh-keygen's format: `EMAIL [options] KEYTYPE KEY`), read once."""
+
+    path: Path
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @classmethod
+    def load(cls, path: str | Path, what: str = "--allowed-signers") -> TrustRoot:
+        file = Path(path).expanduser()
+        try:
+            data = file.read_bytes()
+            data.decode("ascii")
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise UsageError(f"{what} {file}: cannot read it ({type(exc).__name__}); pass the allowed-signers "
+                             "file from the reviewed repository") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{what} {file} is not an allowed-signers file (not ASCII text)") from exc
+        return cls(file.resolve(), data)
+
+
+def trust_root(flag: str | None) -> TrustRoot | None:
+    """The trust root named by --allowed-signers, else by $ONEROOF_ALLOWED_SIGNERS, else none."""
+    if flag:
+        return TrustRoot.load(flag)
+    if os.environ.get(ENV):
+        return TrustRoot.load(os.environ[ENV], ENV)
+    return None
+
+
+# -- ssh-keygen ---------------------------------------------------------------------------------
+
+def _ssh_keygen(args: list[str], stdin: bytes, *, agent: bool = False) -> subprocess.CompletedProcess[bytes]:
+    binary = shutil.which("ssh-keygen")
+    if binary is None:
+        raise UsageError("ssh-keygen is not on PATH: install the OpenSSH client (it signs and verifies approvals)")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
+    if agent and os.environ.get("SSH_AUTH_SOCK"):
+        env["SSH_AUTH_SOCK"] = os.environ["SSH_AUTH_SOCK"]
+    try:
+        return subprocess.run([binary, *args], input=stdin, capture_output=True, env=env, timeout=TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise SigningFailed(f"ssh-keygen {args[0]} {args[1]} did not answer within {TIMEOUT:.0f} s "
+                            "(a hardware key waiting for a touch?)") from exc
+
+
+def _fingerprint(output: bytes) -> str:
+    found = FINGERPRINT.search(output.decode(errors="replace"))
+    if not found:
+        raise BadStatement("ssh-keygen did not name the signing key")
+    return found.group(1)
+
+
+def sign(message: bytes, key: str | Path, namespace: str = NAMESPACE) -> str:
+    """Sign `message` with ssh-keygen: `key` is a private key file, or the public key of a key
+    held in ssh-agent (hardware sk- keys ask for a touch). Returns the armored signature."""
+    path = Path(key).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--key {path}: no such key file (a private key, or the .pub of a key in ssh-agent)")
+    proc = _ssh_keygen(["-Y", "sign", "-n", namespace, "-f", str(path)], message, agent=True)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise SigningFailed(f"ssh-keygen could not sign with {path}: {detail[-1] if detail else 'no reason given'}")
+    return check_armor(proc.stdout.decode())
+
+
+def one_off_key(directory: Path, comment: str) -> Path:
+    """A new ed25519 key without passphrase in `directory` (for a rehearsal); its private key path."""
+    key = directory / "one-off-key"
+    proc = _ssh_keygen(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)], b"")
+    if proc.returncode != 0:
+        raise SigningFailed(f"ssh-keygen could not make a one-off key: {proc.stderr.decode(errors='replace').strip()}")
+    return key
+
+
+def key_fingerprint(key: str | Path) -> str:
+    """The SHA256 fingerprint of a key file (private or public), as `ssh-keygen -l` prints it."""
+    proc = _ssh_keygen(["-l", "-f", str(Path(key).expanduser())], b"")
+    if proc.returncode != 0:
+        raise UsageError(f"{key} is not an SSH key file ssh-keygen can read")
+    return _fingerprint(proc.stdout)
+
+
+def signer(message: bytes, signature: str, namespace: str = NAMESPACE) -> str:
+    """The fingerprint of the key that made `signature` over `message`, whoever it belongs to
+    (`ssh-keygen -Y check-novalidate`); BadStatement when the signature is not valid for it."""
+    with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
+        sig = Path(tmp) / "statement.sig"
+        sig.write_text(check_armor(signature))
+        proc = _ssh_keygen(["-Y", "check-novalidate", "-n", namespace, "-s", str(sig)], message)
+    if proc.returncode != 0:
+        raise BadStatement("its signature is not valid for its statement (a changed byte, or another namespace)")
+    return _fingerprint(proc.stdout)
+
+
+def verify(message: bytes, signature: str, trust: TrustRoot, principal: str, namespace: str = NAMESPACE) -> str:
+    """Verify with `ssh-keygen -Y verify` that a key the allowed signers list for `principal`
+    signed `message`; the key's fingerprint, else BadStatement saying which check failed."""
+    if not EMAIL.match(principal):
+        raise BadStatement(f"approver email {principal!r} is not a plain address to look up in the allowed signers")
+    with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
+        allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "statement.sig"
+        allowed.write_bytes(trust.data)
+        sig.write_text(check_armor(signature))
+        proc = _ssh_keygen(["-Y", "verify", "-f", str(allowed), "-I", principal, "-n", namespace, "-s", str(sig)],
+                           message)
+    if proc.returncode == 0:
+        return _fingerprint(proc.stdout)
+    fingerprint = signer(message, signature, namespace)  # raises when the signature itself is bad
+    raise BadStatement(f"signed by key {fingerprint}, which the allowed signers ({trust.sha256[:12]}) do not "
+                       f"list for {principal}")
+
+
+def principals(signature: str, trust: TrustRoot) -> list[str]:
+    """The principals the allowed signers list for the key that made `signature` (any namespace):
+    `ssh-keygen -Y find-principals`."""
+    with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
+        allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "manifest.sig"
+        allowed.write_bytes(trust.data)
+        sig.write_text(check_armor(signature))
+        proc = _ssh_keygen(["-Y", "find-principals", "-s", str(sig), "-f", str(allowed)], b"")
+    if proc.returncode != 0:
+        return []
+    return [p.strip() for p in proc.stdout.decode(errors="replace").splitlines() if p.strip()]
+
+
+def check(statement_text: str, trust: TrustRoot, *, approver_id: str, approver_email: str, level: str,
+          package_sha256: str, proposal: str, database: str, system_identifier: str | None,
+          now: dt.datetime | None) -> tuple[Statement, str]:
+    """Every check of one stored statement, in order, each with its own reason (BadStatement):
+    its form, its signature by a key the allowed signers list for the approver's email, then
+    what it names (approver, package, proposal, level, target) and when it is valid (at `now`;
+    None leaves the clock out, for an auditor's listing of past approvals).
+    Returns the statement and the signing key's fingerprint."""
+    message, signature = parse_bundle(statement_text)
+    statement = Statement.parse(message)
+    fingerprint = verify(message, signature, trust, approver_email)
+    if statement.approver_id != approver_id or statement.approver_email != approver_email:
+        raise BadStatement(f"its statement is signed for approver {statement.approver_email}, not this row's "
+                           f"{approver_email}")
+    if statement.package_sha256 != package_sha256:
+        raise BadStatement(f"its statement approves package {statement.package_sha256[:12]}, not {package_sha256[:12]}")
+    if statement.proposal != proposal:
+        raise BadStatement(f"its statement approves proposal {statement.proposal}, not {proposal}")
+    if statement.level != level:
+        raise BadStatement(f"its statement is signed at level {statement.level}, not {level}")
+    if statement.database != database:
+        raise BadStatement(f"its statement is signed for database {statement.database!r}, not {database!r}")
+    if system_identifier is None:
+        raise BadStatement("the cluster's system_identifier cannot be read (pg_control_system() is not granted "
+                           "to this role): grant it EXECUTE on pg_control_system() or the pg_monitor role")
+    if statement.system_identifier != system_identifier:
+        raise BadStatement(f"its statement is signed for cluster {statement.system_identifier}, not this cluster "
+                           f"{system_identifier}")
+    if statement.expires - statement.issued > MAX_VALIDITY or statement.expires <= statement.issued:
+        raise BadStatement(f"its statement's validity is not between 0 and {MAX_VALIDITY.days} days")
+    if now is None:
+        return statement, fingerprint
+    if statement.issued > now + CLOCK_SKEW:
+        raise BadStatement(f"its statement is issued in the future ({statement.issued_at})")
+    if statement.expires <= now:
+        raise BadStatement(f"its statement expired at {statement.expires_at}")
+    return statement, fingerprint
