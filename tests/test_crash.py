@@ -36,7 +36,8 @@ from harness import clones
 from harness.db import connect
 from fixtures.plugin import ROOT
 from fixtures.testing import PROFILE
-from tests.test_release import approve
+from tests.test_release import TRUST, approve
+from executor import signatures
 
 pytestmark = pytest.mark.proof
 PKG = package.load()
@@ -144,9 +145,11 @@ MATRIX = [(p, "SIGKILL") for p in ROLLOUT + ROLLBACK] + OTHER_WAYS
 
 
 def executor_env() -> dict[str, str]:
-    """The executor subprocess imports this checkout and sees none of the caller's PG*/ONEROOF_*."""
+    """The executor subprocess imports this checkout and sees none of the caller's PG*/ONEROOF_*
+    (but the tests' allowed-signers file)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
     env["PYTHONPATH"] = str(ROOT)
+    env[signatures.ENV] = str(TRUST.path)  # the tests' allowed signers: the approvals are signed with test keys
     return env
 
 
@@ -234,7 +237,7 @@ def stage_state(clone: clones.Clone) -> str:
 def converge(clone: clones.Clone, clone_conn: Any, command: str) -> str:
     """Re-run the command that was killed; it must reach its end state. Returns the action taken."""
     if command == "rollout":
-        outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+        outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
         assert outcome.action in ("applied", "already-finalized")
         want = "finalized"
     else:
@@ -253,7 +256,7 @@ def prepare(clone: clones.Clone, clone_conn: Any, command: str) -> None:
     """A fresh approval; for a rollback point, the tiers applied first."""
     approve(clone_conn)
     if command == "rollback":
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False)
+        release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
 
 
 def check_after(clone: clones.Clone, observer: psycopg.Connection[Any], record: Callable[[str, object], None]) -> str:
