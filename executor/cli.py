@@ -81,9 +81,42 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_provenance(name: str, prov: Any) -> None:
+    print(f"{name}\t{prov.describe()}")
+    if prov.kind == "production snapshot":
+        for key in ("host", "port", "database", "system_identifier", "server_version", "taken_at", "fingerprint",
+                    "tool"):
+            print(f"  {key:<18}{getattr(prov, key) or 'unknown'}")
+    elif prov.tool:
+        print(f"  {'built_at':<18}{prov.taken_at}\n  {'tool':<18}{prov.tool}")
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
+    admin = target.admin_dsn(args.dsn, _err)
+    if args.action == "list":
+        found = golden.list_goldens(admin)
+        for name, prov in found:
+            print(f"{name}\t{prov.describe()}")
+        _err(f"{len(found)} golden database(s)")
+        return 0
+    if args.action == "show":
+        _print_provenance(args.target, golden.provenance(admin, args.target))
+        return 0
+    if args.action == "snapshot":
+        from executor.snapshot import take
+
+        snap = take(args.prod_dsn, admin, name=args.name, replace=args.replace, jobs=args.jobs, progress=_progress)
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in snap.phases.items())
+        _err(f"snapshot {snap.name}: {snap.tables} tables, {snap.bytes / 1e6:,.1f} MB in {snap.seconds:.1f} s "
+             f"({phases})")
+        _err(f"production entry {snap.entry}\nproduction exit  {snap.exit}\ngolden           {snap.golden}\n"
+             f"entry == exit == golden: yes; transaction id assigned on production: no")
+        for text in snap.notes:
+            _err(f"note: {text}")
+        print(snap.name)
+        return 0
     pkg = package.load(Path(args.package))
-    result = golden.build(target.admin_dsn(args.dsn, _err), name=args.name, scale=args.scale,
+    result = golden.build(admin, name=args.name, scale=args.scale, tool=f"oneroof {__version__}",
                           package_sha256=pkg.sha256, replace=args.replace, progress=_progress)
     _err(f"built {result.name}: scale {result.scale}, {result.system_issues:,} system issues, "
          f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s")
@@ -256,7 +289,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
                         golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
-                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err, prod_trust=prod_trust)
+                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err, prod_trust=prod_trust,
+                        snapshot_from=args.snapshot_from, jobs=args.jobs)
     for fmt, name in (("md", "report.md"), ("html", "report.html")):
         (run_dir / name).write_text(report.render(evidence, fmt))
     print(report.as_text(evidence), end="")
@@ -415,13 +449,22 @@ def build_parser() -> Parser:
     p.add_argument("action", choices=("start", "stop", "status", "url"))
     p.set_defaults(func=cmd_server)
 
-    p = sub.add_parser("golden", help="build the golden database",
-                       description="Build the golden database: Directus 11 system tables, 35 governed collections, "
-                       "system_issues (204,556 rows x scale) and the tier-1 governance layer.")
-    p.add_argument("action", choices=("build",))
+    p = sub.add_parser("golden", help="build, snapshot, list or show golden databases",
+                       description="build: the synthetic golden database (every Directus 11 system table, 35 "
+                       "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer). "
+                       "snapshot --from PROD_DSN: a consistent read-only copy of production, its secrets replaced "
+                       "by markers, equal to production's fingerprint. list / show NAME: golden databases and "
+                       "where they came from.")
+    p.add_argument("action", choices=("build", "snapshot", "list", "show"))
+    p.add_argument("target", nargs="?", help="show: the golden database")
+    p.add_argument("--from", dest="prod_dsn", default=None,
+                   help="snapshot: libpq DSN of the production database (read-only; its password in "
+                   "~/.pgpass, never in the DSN)")
+    p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
     p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
-    p.add_argument("--replace", action="store_true", help="rebuild an existing golden database")
+    p.add_argument("--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database "
+                   "that oneroof made")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package whose hash the proposal names")
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_golden)
@@ -506,6 +549,10 @@ def build_parser() -> Parser:
     p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
     p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
     p.add_argument("--golden", default=catalog.GOLDEN_NAME, help=f"golden database (default {catalog.GOLDEN_NAME})")
+    p.add_argument("--from", dest="snapshot_from", default=None, metavar="PROD_DSN",
+                   help="first snapshot production (read-only) into the golden database named by --golden, "
+                   "replacing a golden oneroof made; production's gate is then read too")
+    p.add_argument("--jobs", type=int, default=1, help="with --from: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--prod-dsn", default=None, help="read the production gate here, read-only (entry == exit)")
     p.add_argument("--prod-db", default=None, help="the production database name the operator expects")
     p.add_argument("--runs-dir", default=None, help="where run directories go (default $ONEROOF_HOME/runs)")
@@ -578,6 +625,12 @@ def _validate(args: argparse.Namespace) -> None:
             args.name = args.new_name
     if args.command == "golden" and args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    if args.command == "golden" and args.action == "snapshot" and not args.prod_dsn:
+        raise UsageError("golden snapshot needs --from PROD_DSN, the production database to copy")
+    if args.command in ("golden", "rehearse") and not 1 <= args.jobs <= 64:
+        raise UsageError(f"--jobs {args.jobs} is out of range: use a whole number from 1 to 64")
+    if args.command == "golden" and args.action == "show" and not args.target:
+        raise UsageError("golden show needs the NAME of a golden database (see `oneroof golden list`)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from harness.db import connect, database_exists, public, with_dbname
 from harness.errors import Blocked, CloneError, OneroofError
 from executor.monitor import monitor
 from harness import catalog, clones, golden
+from harness.snapshot import Provenance
 from invariants import metrics
 
 Progress = Callable[[str], None]
@@ -60,6 +61,8 @@ class Evidence:
     seconds: float = 0.0
     clone_seconds: float = 0.0
     interrupted: bool = False
+    golden_origin: str = ""  # "clone of production `directus` on host X at T" or "synthetic golden"
+    golden_provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -138,6 +141,12 @@ def approve_rehearsal(dsn: str, approver: str = "l4", *, key: Path | None = None
     return int(row["id"])
 
 
+def marks_golden(admin_dsn: str, name: str) -> bool:
+    """True when database `name` carries the golden mark."""
+    with connect(admin_dsn, autocommit=True) as admin:
+        return marks.is_golden(admin, name)
+
+
 def _reading(dsn: str) -> metrics.Reading:
     with connect(dsn, application_name="oneroof-rehearse") as conn:
         conn.read_only = True
@@ -151,11 +160,15 @@ class Failed(Exception):
 def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAULT_DIR, scale: int = 1,
              golden_name: str = catalog.GOLDEN_NAME, expect_sha256: str | None = None, keep: bool = False,
              prod_dsn: str | None = None, prod_db: str | None = None, progress: Progress | None = None,
-             prod_trust: signatures.TrustRoot | None = None) -> Evidence:
+             prod_trust: signatures.TrustRoot | None = None, snapshot_from: str | None = None,
+             jobs: int = 1) -> Evidence:
     """Rehearse the release on a fresh clone and write evidence.json into `run_dir`.
 
     The rehearsal approval is signed with a one-off key that only the clone's gate trusts;
-    `prod_trust` is the allowed signers for reading the production gate (--prod-dsn)."""
+    `prod_trust` is the allowed signers for reading the production gate (--prod-dsn). With
+    `snapshot_from` (a production DSN), the golden database is first (re-)snapshotted from
+    production, and production's gate is read at the end (unless `prod_dsn` names another)."""
+    prod_dsn = prod_dsn or snapshot_from
     note = progress or (lambda _m: None)
     started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,22 +193,47 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         s.figures = {"sha256": pkg.sha256, "files": 1 + 2 * len(pkg.tiers)}
         s.detail = f"{pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches its manifest hash"
 
+    def snapshot_step(s: Step) -> None:
+        from executor.snapshot import take
+
+        assert snapshot_from is not None
+        made = take(snapshot_from, admin_dsn, name=golden_name, replace=True, jobs=jobs,
+                    progress=lambda m: note(f"        .. {m}"))
+        s.entry, s.exit = made.entry, made.exit
+        s.figures = {"golden": made.golden, "xid_assigned": made.xid_assigned, "tables": made.tables,
+                     "bytes": made.bytes, "phases": made.phases, **made.metrics}
+        s.detail = (f"{made.provenance.describe()}: {made.tables} tables, {made.bytes / 1e6:,.1f} MB; production "
+                    "entry == exit == golden fingerprint, no transaction id assigned")
+
+    if snapshot_from:
+        steps.append(("snapshot", "snapshot production into the golden database (read-only)", snapshot_step))
+
     @step("golden", "golden database present and bound to this package")
     def _(s: Step) -> None:
         pkg = state["pkg"]
         with connect(admin_dsn, autocommit=True) as admin:
             exists = database_exists(admin, golden_name)
         stale = False
+        origin = Provenance("synthetic")
         if exists:
             with connect(golden_dsn) as conn:
                 row = conn.execute("SELECT package_sha256 FROM os_proposals WHERE code = %s",
                                    (pkg.proposal,)).fetchone()
             stale = row is None or row["package_sha256"] != pkg.sha256
+            origin = golden.provenance(admin_dsn, golden_name) if marks_golden(admin_dsn, golden_name) else origin
+        if stale and origin.kind == "production snapshot":
+            raise Failed(f"golden {golden_name} is a snapshot of production whose proposal "
+                         f"{'is missing' if row is None else 'names package ' + row['package_sha256'][:12]}, not this "
+                         f"package {pkg.sha256[:12]}: production has not been prepared for this package")
         if not exists or stale:
             built = golden.build(admin_dsn, name=golden_name, scale=scale, package_sha256=pkg.sha256, replace=stale)
             s.detail = f"{'rebuilt (its proposal named another package)' if stale else 'built'} in {built.seconds:.1f} s"
         else:
             s.detail = "present"
+        origin = (golden.provenance(admin_dsn, golden_name) if marks_golden(admin_dsn, golden_name)
+                  else Provenance("unmarked"))
+        evidence.golden_origin, evidence.golden_provenance = origin.describe(), asdict(origin)
+        s.detail += f"; {origin.describe()}"
         reading = _reading(golden_dsn)
         state["golden_entry"] = reading.fingerprint
         s.entry, s.figures = reading.fingerprint, reading.metrics

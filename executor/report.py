@@ -149,8 +149,8 @@ def matrix(evidence: Evidence) -> list[Row]:
     intact = evidence.step("golden_intact")
     kept = f" Clone kept: {evidence.kept_clone_dsn}." if evidence.kept_clone_dsn else " Rehearsal clone created & dropped."
     rows.append(Row("Clone harness", "RETAINED" if ok else "NO-GO",
-                    (f"Golden {evidence.golden} intact (fingerprint {intact.entry[:12] if intact else ''} before == after)."
-                     + kept) if ok else _failed(evidence, "clone", "drop_clone", "golden_intact"), ok))
+                    (f"Golden {evidence.golden} ({evidence.golden_origin or 'origin not recorded'}) intact "
+                     f"(fingerprint {intact.entry[:12] if intact else ''} before == after)." + kept) if ok else _failed(evidence, "clone", "drop_clone", "golden_intact"), ok))
 
     if gate == "BLOCKED":
         if _approvals_only(prod):
@@ -225,7 +225,7 @@ def as_markdown(evidence: Evidence) -> str:
     lines = [f"# One-Roof release GO/NO-GO ({evidence.started_at})", "",
              f"Package {evidence.package.get('name', '?')} {evidence.package.get('version', '')} "
              f"`{evidence.package.get('sha256', 'unverified')}`; {evidence.tool}; rehearsal {evidence.seconds:.1f} s.",
-             "", "## Classification matrix", "", "| Component | Status | Evidence |", "|---|---|---|"]
+             "", f"Golden `{evidence.golden}`: {evidence.golden_origin or 'origin not recorded'}.", "", "## Classification matrix", "", "| Component | Status | Evidence |", "|---|---|---|"]
     lines += [f"| {r.component} | {r.status} | {r.evidence.replace('|', '/')} |" for r in matrix(evidence)]
     v = verdict(evidence)
     lines += ["", "## Overall verdict", "", f"RELEASE READINESS: {v['release_readiness']}. "
@@ -250,7 +250,8 @@ def as_text(evidence: Evidence) -> str:
                              break_on_hyphens=False)
     v = verdict(evidence)
     out.append("")
-    for text in (f"RELEASE READINESS: {v['release_readiness']}", f"PRODUCTION EXECUTION: {v['production_execution']}",
+    for text in (f"Golden {evidence.golden}: {evidence.golden_origin or 'origin not recorded'}",
+                 f"RELEASE READINESS: {v['release_readiness']}", f"PRODUCTION EXECUTION: {v['production_execution']}",
                  f"Forbidden-compliance: {compliance(evidence)}"):
         out += textwrap.wrap(text, TEXT_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
     return "\n".join(out) + "\n"
@@ -290,6 +291,7 @@ def as_html(evidence: Evidence) -> str:
 <body><h1>One-Roof release GO/NO-GO</h1>
 <p>{e(evidence.started_at)} · package {e(str(evidence.package.get('name', '?')))} <code>{e(str(evidence.package.get('sha256', 'unverified')))}</code>
 · {e(evidence.tool)} · rehearsal {evidence.seconds:.1f} s</p>
+<p>Golden <code>{e(evidence.golden)}</code>: {e(evidence.golden_origin or 'origin not recorded')}</p>
 <h2>Classification matrix</h2><table><tr><th>Component</th><th>Status</th><th>Evidence</th></tr>{rows}</table>
 <h2>Overall verdict</h2><p class="verdict">RELEASE READINESS: {e(v['release_readiness'])}<br>
 PRODUCTION EXECUTION: {e(v['production_execution'])}</p>

@@ -1,7 +1,9 @@
 """The SQL of the ten metrics and of the fingerprint: the one place that defines them.
 
 Every reading happens in one REPEATABLE READ READ ONLY transaction, so the figures and the
-table digests describe a single snapshot and the read cannot write.
+table digests describe a single snapshot and the read cannot write. Rows are ordered with
+COLLATE "C", so a digest does not depend on the database's locale (a production database and
+its copy on the rehearsal server may differ there).
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ DIRECTUS_TABLES = ("directus_collections", "directus_fields", "directus_users", 
                    "directus_permissions")
 
 DIGEST_SQL = sql.SQL("SELECT {tables}").format(tables=sql.SQL(", ").join(
-    sql.SQL("(SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {} AS t) AS {}").format(
+    sql.SQL("(SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text COLLATE \"C\"), '')) "
+            "FROM {} AS t) AS {}").format(
         sql.Identifier(table), sql.Identifier(table))
     for table in FINGERPRINT_TABLES))
 
@@ -118,6 +121,14 @@ def read_some(conn: psycopg.Connection[Any], names: tuple[str, ...]) -> dict[str
     row = conn.execute(select(names)).fetchone()
     assert row is not None
     return {name: row[name] for name in names}
+
+
+def fingerprint_in_snapshot(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, Any]]:
+    """Check the target, then its fingerprint and metrics inside the caller's transaction (a golden
+    snapshot reads production once, in the transaction whose snapshot it exports)."""
+    check_target(conn)
+    reading = read_in_snapshot(conn)
+    return reading.fingerprint, reading.metrics
 
 
 def read(conn: psycopg.Connection[Any]) -> Reading:

@@ -114,9 +114,12 @@ def test_directus_tables_use_directus_11_columns(test_server: PgServer) -> None:
     assert ("directus_permissions", "role") not in columns  # Directus 10 shape
     assert {("directus_access", c) for c in ("role", "user", "policy")} <= columns
     assert migrations is not None and migrations["n"] > 80
+    # Every system table of a Directus 11.3.5 bootstrap: Directus starts on the golden database.
     assert {t for t, _ in columns} == {f"directus_{t}" for t in (
-        "collections", "fields", "relations", "users", "roles", "policies", "access", "permissions",
-        "activity", "revisions", "settings", "migrations", "comments")}
+        "access", "activity", "collections", "comments", "dashboards", "extensions", "fields", "files", "flows",
+        "folders", "migrations", "notifications", "operations", "panels", "permissions", "policies", "presets",
+        "relations", "revisions", "roles", "sessions", "settings", "shares", "translations", "users", "versions",
+        "webhooks")}
 
 
 def test_governed_collections_are_registered_with_rows(test_server: PgServer) -> None:
@@ -128,3 +131,9 @@ def test_governed_collections_are_registered_with_rows(test_server: PgServer) ->
     governed = {name for name, _, _ in catalog.GOVERNED}
     assert len(governed) == 35
     assert governed | set(catalog.UNGOVERNED) | set(catalog.TIER1_REGISTERED) <= registered
+
+
+def test_build_records_its_provenance(test_server: PgServer) -> None:
+    prov = golden.provenance(test_server.admin, test_server.golden)
+    assert (prov.kind, prov.scale, prov.describe()) == ("synthetic", 1, "synthetic golden (scale 1)")
+    assert prov.taken_at.startswith("20")

@@ -1,0 +1,451 @@
+"""Golden snapshots of production: a consistent, read-only copy of a Directus production database,
+restored on the rehearsal server as a golden database, with production's secrets left behind.
+
+One exported snapshot (`pg_export_snapshot()` in a REPEATABLE READ READ ONLY transaction) serves
+the fingerprint read before the copy, `pg_dump --snapshot` itself and the fingerprint read after
+it, so the three see the same data. The copy is restored under a temporary name and renamed into
+place only when its fingerprint equals production's; anything else leaves nothing behind.
+
+The fingerprint is not computed here (the harness does not import the invariant suite): the
+caller passes `read`, a function that checks the target and returns its fingerprint and metrics
+inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from harness.db import LOCK_TIMEOUT_MS, check_identifier, connect, database_exists, parse, with_dbname
+from harness.errors import DatabaseExists, OneroofError, UsageError
+from harness.marks import GOLDEN_SETTING, is_golden
+from harness.server import bin_dir
+
+Progress = Callable[[str], None]
+Reader = Callable[[psycopg.Connection[Any]], tuple[str, dict[str, Any]]]
+PROVENANCE_SETTING = "oneroof.provenance"
+# Secrets that stay in production. Each value becomes a marker of its own (unique, since
+# directus_users.token is unique, and unguessable, so a marker is no key to a clone): NULL stays
+# NULL and a value stays a value, so the gate still sees which approver has a static token.
+SECRETS: dict[str, tuple[str, ...]] = {
+    "directus_users": ("password", "token", "tfa_secret", "auth_data"),
+    "directus_settings": ("mapbox_key", "basemaps"),
+    "directus_shares": ("password",),
+    "directus_webhooks": ("headers",),
+}
+# Tables whose rows are not copied at all: live session tokens.
+NO_DATA = ("directus_sessions",)
+MARKER = "oneroof:redacted:"
+PROGRESS_EVERY = 2.0  # seconds between progress lines
+
+
+class SnapshotFailed(OneroofError):
+    """The copy is not production at the snapshot (or the copy failed); nothing was kept."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a golden database came from; stored on it as the database setting oneroof.provenance."""
+
+    kind: str  # "production snapshot" or "synthetic"
+    host: str = ""
+    port: str = ""
+    database: str = ""
+    system_identifier: str | None = None
+    server_version: str = ""
+    taken_at: str = ""
+    fingerprint: str = ""
+    tool: str = ""
+    scale: int | None = None
+
+    def describe(self) -> str:
+        """One line for the evidence and the report."""
+        if self.kind == "synthetic":
+            return "synthetic golden" + (f" (scale {self.scale})" if self.scale else "")
+        if self.kind != "production snapshot":
+            return "a database not made by oneroof (no golden mark)"
+        return f"clone of production `{self.database}` on host {self.host}:{self.port} at {self.taken_at}"
+
+    @classmethod
+    def from_setting(cls, text: str | None) -> Provenance:
+        if not text:
+            return cls("synthetic")
+        try:
+            data = json.loads(text)
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (ValueError, TypeError):
+            return cls("unknown")
+
+
+@dataclass
+class SnapshotResult:
+    """What `take` made and what it saw."""
+
+    name: str
+    provenance: Provenance
+    entry: str
+    exit: str
+    golden: str
+    xid_assigned: bool
+    metrics: dict[str, Any]
+    tables: int
+    bytes: int
+    phases: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["provenance"] = asdict(self.provenance)
+        return data
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+class _Watch:
+    """Progress of one pg_dump or pg_restore: tables and bytes done, elapsed, estimate; on stderr
+    through `note`, every PROGRESS_EVERY seconds, from a thread that reads the tool's --verbose."""
+
+    DONE = re.compile(r"(?:finished item \d+ TABLE DATA|dumping contents of table|processing data for table)"
+                      r"\s+\"?([^\"\s]+(?:\s[^\"\s]+)?)\"?")
+
+    def __init__(self, phase: str, note: Progress, tables: int, total_bytes: int,
+                 done_bytes: Callable[[set[str]], int]) -> None:
+        self.phase, self.note, self.tables, self.total = phase, note, tables, total_bytes
+        self.done_bytes = done_bytes
+        self.done: set[str] = set()
+        self.lines: list[str] = []
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def feed(self, line: str) -> None:
+        self.lines.append(line)
+        del self.lines[:-40]
+        found = self.DONE.search(line)
+        if found:
+            self.done.add(found.group(1).replace(" ", "."))
+        if time.monotonic() - self.last >= PROGRESS_EVERY:
+            self.report()
+
+    def report(self) -> None:
+        self.last = time.monotonic()
+        elapsed = self.last - self.started
+        done = min(self.done_bytes(self.done), self.total) if self.total else self.done_bytes(self.done)
+        left = f", ~{elapsed * (self.total - done) / done:.0f} s left" if done and self.total else ""
+        self.note(f"{self.phase}: {min(len(self.done), self.tables)}/{self.tables} tables, {_mb(done)} of "
+                  f"~{_mb(self.total)}, {elapsed:.1f} s elapsed{left}")
+
+
+def _run_tool(argv: list[str], env: dict[str, str], watch: _Watch) -> None:
+    """Run pg_dump or pg_restore, feeding its stderr to `watch`; on any exit (also Ctrl-C) the
+    child is gone when this returns. A failure is a SnapshotFailed with the tool's last line."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            watch.feed(line.rstrip("\n"))
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    if code != 0:
+        errors = [ln for ln in watch.lines if "error" in ln.lower()] or watch.lines or [f"exit code {code}"]
+        raise SnapshotFailed(f"{Path(argv[0]).name} failed: {errors[-1].strip()}; nothing was kept")
+    watch.report()
+
+
+def _tool_env(dsn: str) -> tuple[str, dict[str, str]]:
+    """A DSN without its password, and an environment that carries the password (PGPASSWORD), so
+    no password appears on a command line that `ps` would show."""
+    params = parse(dsn)
+    password = params.pop("password", None)
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    if password:
+        env["PGPASSWORD"] = str(password)
+    from psycopg import conninfo
+    return conninfo.make_conninfo("", **params), env
+
+
+def _server_facts(prod_dsn: str) -> dict[str, Any]:
+    """The source's identity, read in a separate read-only session before the snapshot (so a refused
+    pg_control_system() cannot abort the snapshot's transaction)."""
+    params = parse(prod_dsn)
+    with connect(prod_dsn, autocommit=True, application_name="oneroof-snapshot") as conn:
+        conn.read_only = True
+        row = conn.execute(
+            "SELECT current_database() AS db, current_setting('server_version') AS version, "
+            "pg_encoding_to_char(encoding) AS encoding, datcollate, datctype "
+            "FROM pg_database WHERE datname = current_database()").fetchone()
+        assert row is not None
+        try:
+            ident = conn.execute("SELECT system_identifier::text AS id FROM pg_control_system()").fetchone()
+            system_identifier = ident["id"] if ident else None
+        except psycopg.errors.InsufficientPrivilege:
+            system_identifier = None  # needs pg_monitor or superuser; recorded as unknown
+    host = str(params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "local socket")
+    port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
+    return {"db": row["db"], "version": row["version"], "encoding": row["encoding"], "collate": row["datcollate"],
+            "ctype": row["datctype"], "system_identifier": system_identifier, "host": host, "port": port}
+
+
+COLUMNS_SQL = """
+SELECT n.nspname || '.' || c.relname AS table, array_agg(a.attname::text ORDER BY a.attnum) AS columns,
+       array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) AS types
+FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+WHERE c.relkind IN ('r', 'p') AND c.relname = ANY (%s) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+GROUP BY n.nspname, c.relname"""
+# An estimate from the catalog (pages at the last VACUUM or ANALYZE): pg_relation_size() would
+# take a lock on every table, and wait behind any session holding one.
+SIZE_SQL = """
+SELECT count(*) AS tables, coalesce(sum(c.relpages), 0)::bigint * current_setting('block_size')::bigint AS bytes
+FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+AND NOT c.relname = ANY (%s)"""
+
+
+def _redact_file(path: Path, columns: list[str], types: list[str], secret: tuple[str, ...]) -> int:
+    """Replace each non-NULL value of the `secret` columns in one COPY text file by a marker.
+    Returns the number of values replaced."""
+    positions = [(i, types[i] in ("json", "jsonb")) for i, name in enumerate(columns) if name in secret]
+    if not positions:
+        return 0
+    replaced = 0
+    out = path.with_suffix(".redacting")
+    with path.open("rb") as src, out.open("wb") as dst:
+        for line in src:
+            body = line.rstrip(b"\n")
+            if body == b"\\.":
+                dst.write(line)
+                continue
+            fields = body.split(b"\t")
+            for index, is_json in positions:
+                if index < len(fields) and fields[index] != b"\\N":
+                    marker = MARKER + secrets.token_hex(12)
+                    fields[index] = (json.dumps(marker) if is_json else marker).encode()
+                    replaced += 1
+            dst.write(b"\t".join(fields) + b"\n")
+    out.replace(path)
+    return replaced
+
+
+# Column attribute options PostgreSQL itself knows; any other (a patched server's private option,
+# such as `pg_attver`) would make the restore fail on a stock server, and is planner metadata at
+# most: it is left out of the copy.
+ATTRIBUTE_OPTION = re.compile(r"^ALTER TABLE ONLY \S+ ALTER COLUMN \S+ SET \((?P<options>[^)]*)\);$")
+KNOWN_ATTRIBUTE_OPTIONS = ("n_distinct", "n_distinct_inherited")
+
+
+def _restore_schema(dump: Path, workdir: Path, dsn: str, env: dict[str, str]) -> None:
+    """Restore the pre-data section (tables, types, sequences) through psql, without owners and
+    privileges, leaving out attribute options a stock server does not know."""
+    script = workdir / "pre-data.sql"
+    _run_quiet([str(bin_dir() / "pg_restore"), "--section=pre-data", "--no-owner", "--no-privileges",
+                f"--file={script}", str(dump)], env)
+    kept = []
+    for line in script.read_text(encoding="utf-8").splitlines(keepends=True):
+        found = ATTRIBUTE_OPTION.match(line.rstrip("\n"))
+        if found and any(o.split("=")[0].strip() not in KNOWN_ATTRIBUTE_OPTIONS
+                         for o in found.group("options").split(",")):
+            continue
+        kept.append(line)
+    script.write_text("".join(kept), encoding="utf-8")
+    _run_quiet([str(bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                f"--dbname={dsn}", f"--file={script}"], env)
+
+
+def _run_quiet(argv: list[str], env: dict[str, str]) -> None:
+    """Run a client tool to its end (subprocess.run kills it on Ctrl-C); SnapshotFailed with its
+    last line when it fails."""
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+                          timeout=3600)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout or f"exit code {proc.returncode}").strip().splitlines()
+        raise SnapshotFailed(f"{Path(argv[0]).name} failed: {lines[-1] if lines else proc.returncode}; "
+                             "nothing was kept")
+
+
+def _toc(dump: Path, env: dict[str, str]) -> dict[str, str]:
+    """TABLE DATA entries of a directory dump: `schema.table` -> data file name."""
+    listing = subprocess.run([str(bin_dir() / "pg_restore"), "-l", str(dump)], env=env, capture_output=True,
+                             text=True, check=True, timeout=300).stdout
+    files = {}
+    for line in listing.splitlines():
+        found = re.match(r"^(\d+); \d+ \d+ TABLE DATA (\S+) (\S+) ", line)
+        if found:
+            files[f"{found.group(2)}.{found.group(3)}"] = f"{found.group(1)}.dat"
+    return files
+
+
+def _dir_bytes(path: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in path.glob("*.dat"))
+    except OSError:
+        return 0
+
+
+def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, replace: bool = False,
+         jobs: int = 1, progress: Progress | None = None) -> SnapshotResult:
+    """Copy production (`prod_dsn`, read-only) into golden database `name` on the server of
+    `admin_dsn`. Refuses an existing database unless `replace`, and then only a golden database
+    oneroof made. Raises SnapshotFailed when the copy's fingerprint differs from production's."""
+    note = progress or (lambda _m: None)
+    check_identifier(name, "golden name")
+    if not 1 <= jobs <= 64:
+        raise UsageError(f"--jobs {jobs} is out of range: use a whole number from 1 to 64")
+    started = time.monotonic()
+    phases: dict[str, float] = {}
+    temp = check_identifier(f"{name[:40]}__snapshot_{secrets.token_hex(4)}", "database name")
+    workdir = Path(tempfile.mkdtemp(prefix="oneroof-snapshot-"))  # 0700: the dump holds secrets until redacted
+    dump = workdir / "dump"
+    prod_public, prod_env = _tool_env(prod_dsn)
+    prod_env["PGAPPNAME"] = "oneroof-snapshot-dump"
+    created = False
+    try:
+        with connect(admin_dsn, autocommit=True) as admin:
+            got = admin.execute("SELECT pg_try_advisory_lock(hashtext('oneroof.golden'), hashtext(%s)) AS got",
+                                (name,)).fetchone()
+            if not (got and got["got"]):
+                raise DatabaseExists(f"another build or snapshot of {name!r} is running on this server: wait for it")
+            if database_exists(admin, name):
+                if not replace:
+                    raise DatabaseExists(f"database {name!r} already exists: pass --replace to refresh it from "
+                                         "production, or --name to make another")
+                if not is_golden(admin, name):
+                    raise DatabaseExists(f"database {name!r} exists and is not a golden database made by oneroof: "
+                                         "--replace only refreshes a golden database")
+
+            t = time.monotonic()
+            facts = _server_facts(prod_dsn)
+            note(f"source: database {facts['db']} on {facts['host']}:{facts['port']}, PostgreSQL {facts['version']}")
+            # Same encoding and locale as the source when this server has it, else C (the fingerprint
+            # orders its rows with COLLATE "C", so it does not depend on the copy's locale).
+            try:
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}")
+                              .format(sql.Identifier(temp), sql.Literal(facts["encoding"]),
+                                      sql.Literal(facts["collate"]), sql.Literal(facts["ctype"])))
+            except psycopg.Error:
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE 'C' "
+                                      "LC_CTYPE 'C'").format(sql.Identifier(temp), sql.Literal(facts["encoding"])))
+            created = True
+
+            with connect(prod_dsn, application_name="oneroof-snapshot") as src:
+                src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                src.read_only = True
+                snap = src.execute("SELECT pg_export_snapshot() AS id").fetchone()
+                assert snap is not None
+                entry, prod_metrics = read(src)
+                cols = {r["table"]: (list(r["columns"]), list(r["types"]))
+                        for r in src.execute(COLUMNS_SQL, (list(SECRETS),)).fetchall()}
+                size = src.execute(SIZE_SQL, (list(NO_DATA),)).fetchone()
+                assert size is not None
+                taken_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+                phases["read production"] = time.monotonic() - t
+                note(f"snapshot {snap['id']} taken at {taken_at}: fingerprint {entry[:16]}, "
+                     f"{size['tables']} tables, {_mb(size['bytes'])} on disk")
+
+                t = time.monotonic()
+                watch = _Watch("dump", note, int(size["tables"]), int(size["bytes"]), lambda _d: _dir_bytes(dump))
+                _run_tool([str(bin_dir() / "pg_dump"), "--format=directory", f"--jobs={jobs}", "--compress=0",
+                           f"--snapshot={snap['id']}", "--no-sync", "--verbose", "--no-owner", "--no-privileges",
+                           "--no-tablespaces", "--no-publications", "--no-subscriptions", "--no-security-labels",
+                           f"--lock-wait-timeout={LOCK_TIMEOUT_MS}",
+                           *[f"--exclude-table-data=*.{table}" for table in NO_DATA],
+                           f"--file={dump}", f"--dbname={prod_public}"], prod_env, watch)
+                phases["dump"] = time.monotonic() - t
+
+                exit_fp, _ = read(src)
+                assigned = src.execute("SELECT txid_current_if_assigned() AS xid").fetchone()
+                xid_assigned = assigned is not None and assigned["xid"] is not None
+                src.rollback()
+            if exit_fp != entry or xid_assigned:
+                raise SnapshotFailed(f"production's read was not clean (entry {entry[:12]}, exit {exit_fp[:12]}, "
+                                     f"transaction id assigned: {xid_assigned}); nothing was kept")
+
+            t = time.monotonic()
+            admin_public, admin_env = _tool_env(with_dbname(admin_dsn, temp))
+            files = _toc(dump, admin_env)
+            redacted = 0
+            # In every schema: Directus may live outside `public` (DB_SEARCH_PATH).
+            for qualified, file in files.items():
+                secret = SECRETS.get(qualified.split(".", 1)[-1], ())
+                if secret and qualified in cols:
+                    redacted += _redact_file(dump / file, *cols[qualified], secret)
+            phases["redact secrets"] = time.monotonic() - t
+            note(f"secrets redacted: {redacted} value(s) in {', '.join(SECRETS)}; no rows of {', '.join(NO_DATA)}")
+
+            t = time.monotonic()
+            sizes = {table: (dump / file).stat().st_size for table, file in files.items() if (dump / file).exists()}
+            watch = _Watch("restore", note, len(files), sum(sizes.values()),
+                           lambda done: sum(v for k, v in sizes.items() if k in done or k.split(".", 1)[-1] in done))
+            _restore_schema(dump, workdir, admin_public, admin_env)
+            _run_tool([str(bin_dir() / "pg_restore"), f"--jobs={jobs}", "--no-owner", "--no-privileges",
+                       "--section=data", "--section=post-data", "--exit-on-error", "--verbose",
+                       f"--dbname={admin_public}", str(dump)], admin_env, watch)
+            phases["restore"] = time.monotonic() - t
+            total_bytes = sum(sizes.values())
+            shutil.rmtree(workdir, ignore_errors=True)
+
+            t = time.monotonic()
+            with connect(with_dbname(admin_dsn, temp)) as copy:
+                copy.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                copy.read_only = True
+                golden_fp, _ = read(copy)
+                copy.rollback()
+            phases["verify copy"] = time.monotonic() - t
+            if golden_fp != entry:
+                raise SnapshotFailed(f"the copy's fingerprint {golden_fp[:16]} differs from production's {entry[:16]} "
+                                     "at the snapshot; nothing was kept")
+
+            provenance = Provenance("production snapshot", facts["host"], facts["port"], facts["db"],
+                                    facts["system_identifier"], facts["version"], taken_at, entry, tool)
+            if replace and database_exists(admin, name):
+                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(temp), sql.Identifier(name)))
+            created = False
+            mark(admin, name, provenance)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if created:
+            with connect(admin_dsn, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(temp)))
+    return SnapshotResult(name, provenance, entry, exit_fp, golden_fp, xid_assigned, prod_metrics,
+                          len(files), total_bytes, phases, time.monotonic() - started,
+                          [] if facts["system_identifier"] else
+                          ["system_identifier unknown: the role may not call pg_control_system() (grant pg_monitor)"])
+
+
+def mark(admin: psycopg.Connection[Any], name: str, provenance: Provenance) -> None:
+    """Mark database `name` golden and read-only by default, and record where it came from."""
+    for setting, value in ((GOLDEN_SETTING, "on"), (PROVENANCE_SETTING, json.dumps(asdict(provenance))),
+                           ("default_transaction_read_only", "on")):
+        admin.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+            sql.Identifier(name), sql.Identifier(*setting.split(".")), sql.Literal(value)))
