@@ -23,7 +23,8 @@ import psycopg
 
 from executor import __version__, gate, signatures
 from harness.db import connect
-from harness.errors import Blocked, IntegrityError, Interrupted, InvariantFailed, LockHeld, MissingPrivilege, UsageError
+from harness.errors import (Blocked, DatabaseUnreachable, IntegrityError, Interrupted, InvariantFailed, LockHeld,
+                            MissingPrivilege, UsageError)
 from executor.package import Package
 from invariants import metrics
 
@@ -129,10 +130,16 @@ def all_or_nothing(conn: psycopg.Connection[Any], what: str) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
+        if conn.broken:  # the server cut the connection or went away: it rolls the transaction back itself
+            raise DatabaseUnreachable(
+                f"lost the connection to the server while {what} ran ({str(exc).strip().splitlines()[0]}): "
+                "the server rolls back an unfinished transaction, so nothing was kept; check with "
+                "`oneroof monitor`, then retry") from exc
         conn.rollback()
         raise InvariantFailed(f"{what} failed and everything was rolled back: {str(exc).splitlines()[0]}") from exc
     except BaseException:
-        conn.rollback()
+        if not conn.broken:
+            conn.rollback()
         raise
     conn.commit()
 
