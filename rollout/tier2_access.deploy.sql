@@ -26,7 +26,7 @@ INSERT INTO directus_fields (collection, field, special, interface, readonly, hi
 SELECT c.table_name, c.column_name, CASE WHEN c.data_type = 'jsonb' THEN 'cast-json' END, 'input', true, false,
        c.ordinal_position, 'full', false
 FROM information_schema.columns AS c
-WHERE c.table_schema = current_schema()
+WHERE c.table_schema = 'public'
   AND c.table_name IN ('os_collection_owners', 'os_collection_axes', 'os_label_rules', 'os_lifecycle_policies', 'os_event_bindings', 'os_gov_events', 'os_idle_flags', 'os_release_ledger')
   AND NOT EXISTS (SELECT 1 FROM directus_fields AS f WHERE f.collection = c.table_name AND f.field = c.column_name);
 
