@@ -252,8 +252,9 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         made = state["clone"]
         junit = run_dir / f"junit-{stages.replace(' ', '-')}.xml"
         s.exit_code = release.run_stage(made.dsn, stages, expect_db=made.name, package_dir=state["pkg"].path,
-                                        expect_sha256=state["pkg"].sha256,
-                                        extra=("--junitxml", str(junit)))
+                                        expect_sha256=state["pkg"].sha256, extra=("--junitxml", str(junit)),
+                                        # the finalized stage judges the owners' approvals: with the clone's trust root
+                                        allowed_signers=state["signer"].trust.path if "signer" in state else None)
         s.figures = {"junit": junit.name}
         if s.exit_code != expect_exit:
             raise Failed(f"pytest -m {stages} exited {s.exit_code}; see {junit}")

@@ -400,7 +400,8 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
             _note(progress, "finalized audit: pytest invariants -m finalized")
             t = time.monotonic()
             outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package_dir=package.path,
-                                           expect_sha256=package.sha256)
+                                           expect_sha256=package.sha256,
+                                           allowed_signers=trust.path if trust is not None else None)
             seconds["audit"] = time.monotonic() - t
         final = _reading(dsn)
     except KeyboardInterrupt:  # after the commit "interrupted" alone would hide that the tiers are live

@@ -75,7 +75,7 @@ def _furnish(dsn: str) -> tuple[str, ...]:
     """Make the database look like a production Directus: extra content, secrets everywhere."""
     secret = [f"s3cr3t{secrets.token_hex(8)}" for _ in range(12)]
     with connect(dsn) as conn:
-        conn.execute("CREATE TABLE prod_extra (id integer PRIMARY KEY, note text, data jsonb, at timestamptz)")
+        conn.execute("CREATE TABLE public.prod_extra (id integer PRIMARY KEY, note text, data jsonb, at timestamptz)")
         # Tabs, newlines, backslashes, quotes, non-ASCII and NULLs: the copy must be byte-exact.
         conn.execute("INSERT INTO prod_extra SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE "
                      "E'line\\tone\\nline two \\\\ ''q'' ' || i || ' Hà Nội' END, "
