@@ -35,7 +35,7 @@ from executor import gate, package, release
 from harness import clones
 from harness.db import connect
 from fixtures.plugin import ROOT
-from fixtures.testing import PROFILE
+from fixtures.testing import PROFILE, signers
 from tests.test_release import TRUST, approve
 from executor import signatures
 
@@ -229,7 +229,7 @@ def stage_state(clone: clones.Clone) -> str:
     with connect(clone.dsn) as conn:
         state = gate.state(conn)
     assert state in ("greenfield", "finalized"), f"the database is {state} after the crash"
-    code = release.run_stage(clone.dsn, state, expect_db=clone.name)
+    code = release.run_stage(clone.dsn, state, expect_db=clone.name, allowed_signers=signers().trust.path)
     assert code == 0, f"the {state} invariant stage failed (pytest exit {code}) after the crash"
     return state
 

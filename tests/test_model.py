@@ -354,7 +354,8 @@ class ReleaseModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             if self.state != "mixed":
-                code = release.run_stage(self.clone.dsn, self.state, expect_db=self.clone.name)
+                code = release.run_stage(self.clone.dsn, self.state, expect_db=self.clone.name,
+                                         allowed_signers=signers().trust.path)
                 assert code == 0, f"the {self.state} invariant stage failed (pytest exit {code})"
         finally:
             self.conn.close()
