@@ -276,6 +276,8 @@ def _restore_schema(dump: Path, workdir: Path, dsn: str, env: dict[str, str]) ->
         if found and any(o.split("=")[0].strip() not in KNOWN_ATTRIBUTE_OPTIONS
                          for o in found.group("options").split(",")):
             continue
+        if line.startswith("SET transaction_timeout"):  # pg_dump 17+ writes it; a server before 17 refuses it
+            continue
         kept.append(line)
     script.write_text("".join(kept), encoding="utf-8")
     _run_quiet([str(bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
@@ -312,6 +314,11 @@ def _dir_bytes(path: Path) -> int:
         return 0
 
 
+# pg_restore 18 sets transaction_timeout, which servers before 17 do not know; production itself
+# may be older (pg_dump 18 reads servers from 9.2 on).
+MIN_REHEARSAL_SERVER = 170000
+
+
 def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, replace: bool = False,
          jobs: int = 1, progress: Progress | None = None) -> SnapshotResult:
     """Copy production (`prod_dsn`, read-only) into golden database `name` on the server of
@@ -331,6 +338,10 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
     created = False
     try:
         with connect(admin_dsn, autocommit=True) as admin:
+            if admin.info.server_version < MIN_REHEARSAL_SERVER:
+                raise UsageError(f"the rehearsal server runs PostgreSQL {admin.info.server_version // 10000}; the copy "
+                                 "is restored with pg_restore 18, which needs a rehearsal server of PostgreSQL 17 or "
+                                 "later: leave out --dsn to use the embedded PostgreSQL 18 (production may be older)")
             got = admin.execute("SELECT pg_try_advisory_lock(hashtext('oneroof.golden'), hashtext(%s)) AS got",
                                 (name,)).fetchone()
             if not (got and got["got"]):

@@ -13,6 +13,7 @@ import pytest
 
 from executor import package
 from harness.db import connect
+from harness.errors import OneroofError
 from harness import clones
 from harness.catalog import GOLDEN_NAME
 from fixtures.testing import PASSWORD_ROLE, PgServer
@@ -296,3 +297,21 @@ def test_a_command_that_starts_the_embedded_server_says_so(oneroof: Any, tmp_pat
         assert "starting" not in again.stderr  # already running: nothing to say
     finally:
         oneroof("server", "stop", env=env)
+
+
+def test_golden_snapshot_refuses_a_rehearsal_server_before_17(oneroof: Any, test_server: PgServer) -> None:
+    """pg_restore 18 cannot restore into PostgreSQL 16 or older: one line, exit 2, nothing made."""
+    service = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    try:
+        with connect(service) as conn:
+            version = conn.info.server_version
+    except OneroofError:
+        pytest.skip("needs the PostgreSQL service on 127.0.0.1:5432 as an old rehearsal server")
+    if version >= 170000:
+        pytest.skip(f"the service on 127.0.0.1:5432 is PostgreSQL {version // 10000}, not older than 17")
+    result = oneroof("golden", "snapshot", "--from", test_server.admin, "--dsn", service, "--name", "oneroof_never_made")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "needs a rehearsal server of PostgreSQL 17 or later" in result.stderr and "Traceback" not in result.stderr
+    with connect(service) as conn:
+        assert conn.execute("SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'oneroof_never_made%%'"
+                            ).fetchone()["n"] == 0

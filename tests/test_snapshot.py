@@ -106,6 +106,14 @@ def _furnish(dsn: str) -> tuple[str, ...]:
     return tuple(secret)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def rehearsal_server_of_17_or_later(test_server: PgServer) -> None:
+    """The copy is restored with pg_restore 18 into the test server, which must be 17 or later."""
+    if test_server.version < 17:
+        pytest.skip(f"golden snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
+                    f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)")
+
+
 @pytest.fixture(scope="module")
 def production(worker_id: str) -> Iterator[Production]:
     """A Directus production database on the PostgreSQL 15 service, dropped after the module."""
