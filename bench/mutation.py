@@ -62,7 +62,7 @@ STATE = Path(tempfile.gettempdir()) / "oneroof-mutation"
 def prepare(admin: str) -> list[dict[str, Any]]:
     """Build a golden database and one database per control and selected violation."""
     from executor import package, release
-    from executor.rehearse import approve_rehearsal
+    from fixtures.testing import signers
     from harness import clones, golden
     from harness.db import connect
     from tests.test_kill_matrix import CONTROLS, VIOLATIONS
@@ -70,13 +70,22 @@ def prepare(admin: str) -> list[dict[str, Any]]:
     pkg = package.load()
     cleanup(admin, [f"mut_{i:02d}" for i in range(len(SELECTED) + len(CONTROL_ORDER))])
     golden.build(admin, name="mut_golden", package_sha256=pkg.sha256, replace=True)
-    sources = {"greenfield": "mut_golden"}
-    for state in ("approved", "finalized"):
-        made = clones.create(admin, source="mut_golden", name=f"mut_{state}", wait=60)
-        approve_rehearsal(made.dsn)
+
+    def fresh(state: str, name: str) -> clones.Clone:
+        """A clone in a starting state, as the kill matrix makes one: a signed L4 approval names
+        this clone's database, so each approved or finalized clone is approved (and rolled out) itself."""
+        made = clones.create(admin, source="mut_golden", name=name, wait=60)
+        if state in ("approved", "finalized"):
+            with connect(made.dsn, autocommit=True) as conn:
+                signers().approve(conn, "l4")
         if state == "finalized":
-            release.rollout(made.dsn, pkg, confirm_db=made.name, gate_session=False, audit=False)
-        sources[state] = made.name
+            release.rollout(made.dsn, pkg, confirm_db=made.name, gate_session=False, audit=False,
+                            trust=signers().trust)
+        return made
+
+    # The tests' trust root outlives this process (signers() removes its keys at exit): the check
+    # of every mutant verifies the approvals' statements against it, as an auditor's reviewed file.
+    shutil.copyfile(signers().trust.path, STATE / "allowed_signers")
     tampered = STATE / "tampered"
     shutil.rmtree(tampered, ignore_errors=True)
     shutil.copytree(pkg.path, tampered)
@@ -88,7 +97,7 @@ def prepare(admin: str) -> list[dict[str, Any]]:
     plan += [(n, by_name[n].state, by_name[n].stage, by_name[n].sql, sorted(by_name[n].fails), by_name[n].expect_db,
               by_name[n].hold_lock, by_name[n].tamper_package, by_name[n].says) for n in SELECTED]
     for index, (name, state, stage, statements, fails, expect_db, hold_lock, tamper, says) in enumerate(plan):
-        made = clones.create(admin, source=sources[state], name=f"mut_{index:02d}", wait=60)
+        made = fresh(state, f"mut_{index:02d}")
         with connect(made.dsn, autocommit=True) as conn:
             for statement in statements:
                 conn.execute(statement.encode())
@@ -104,7 +113,7 @@ def check() -> int:
     import psycopg
     import pytest
 
-    from executor import gate
+    from executor import gate, signatures
     from tests import test_content as content_tests
     from tests import test_gate_policy as policy
 
@@ -122,6 +131,7 @@ def check() -> int:
         return 1
     prepared = json.loads((STATE / "prepared.json").read_text())
     by_name = {e["name"]: e for e in prepared}
+    os.environ[signatures.ENV] = str(STATE / "allowed_signers")
     from harness.db import connect, snapshot
     states = {"control-greenfield": "greenfield", "control-finalized": "finalized", "gate-mixed-state": "mixed",
               "owner-inactive": "mixed", "leftover-inactive-owner": "mixed"}
@@ -141,7 +151,8 @@ def check() -> int:
             code = pytest.main([str(ROOT / "invariants"), "-m", entry["stage"], "--dsn", entry["dsn"], "--expect-db",
                                 entry["expect_db"], "--package", entry["package"], "-p", "no:cacheprovider",
                                 "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "-q", "--no-header",
-                                "--junitxml", str(junit)])
+                                # this process imported syrupy before pytest could rewrite it
+                                "-W", "ignore::pytest.PytestAssertRewriteWarning", "--junitxml", str(junit)])
         finally:
             if lock is not None:
                 lock.close()
@@ -261,7 +272,7 @@ def cleanup(admin: str, names: list[str]) -> None:
 
     from harness.db import connect
     with connect(admin, autocommit=True) as conn:
-        for name in names + ["mut_approved", "mut_finalized", "mut_golden"]:
+        for name in names + ["mut_golden"]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
