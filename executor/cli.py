@@ -49,6 +49,19 @@ def _trust_option(parser: argparse.ArgumentParser) -> None:
                         "approvals' signed statements are verified against (default $ONEROOF_ALLOWED_SIGNERS)")
 
 
+def _rehearsal_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rehearsal", default=None, metavar="EVIDENCE",
+                        help="evidence.json of a GO rehearsal of this package on a snapshot of the target; a target "
+                        "that is not a marked clone is BLOCKED without one, or when a table the package reads or "
+                        "writes changed since the snapshot (default $ONEROOF_REHEARSAL)")
+
+
+def _rehearsal(args: argparse.Namespace) -> Any:
+    from executor import rehearsal
+
+    return rehearsal.from_flag(args.rehearsal)
+
+
 def _trust(args: argparse.Namespace) -> Any:
     from executor import signatures
 
@@ -187,10 +200,12 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     if args.expect_sha256 is not None:
         package.check_sha256(args.expect_sha256)
     trust = _trust(args)
+    bound = _rehearsal(args)
     code = run_stage(target.target_dsn(args.dsn, progress=_err), args.stage, expect_db=args.expect_db,
                      package_dir=Path(args.package), expect_sha256=args.expect_sha256,
                      extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False,
-                     allowed_signers=trust.path if trust is not None else None)
+                     allowed_signers=trust.path if trust is not None else None,
+                     rehearsal=bound.path if bound is not None else None)
     # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
     return 2 if code == PYTEST_USAGE_ERROR else code
 
@@ -199,8 +214,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from executor.monitor import monitor
 
     trust = _trust(args)  # bad input before any server is touched
+    bound = _rehearsal(args)
     report = monitor(target.target_dsn(args.dsn, progress=_err), Path(args.package), expect_sha256=args.expect_sha256,
-                     confirm_db=args.confirm_db, trust=trust)
+                     confirm_db=args.confirm_db, trust=trust, rehearsal=bound)
     if args.json:
         print(json.dumps(report.as_json()))
     else:
@@ -213,6 +229,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         trusted = report.allowed_signers
         print("allowed signers " + (f"sha256 {trusted['sha256']} ({trusted['path']})" if trusted
                                            else "none given (--allowed-signers or ONEROOF_ALLOWED_SIGNERS)"))
+        given = report.rehearsal
+        print(f"{'rehearsal':<15}" + (f"sha256 {given['sha256']} ({given['path']})" if given
+                                      else "none given (--rehearsal or ONEROOF_REHEARSAL)"))
         _print_metrics(report.as_json())
     return 0 if report.verdict == "OPEN" else 3
 
@@ -233,9 +252,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     pkg = package.load(Path(args.package), args.expect_sha256)
     trust = _trust(args)
+    bound = _rehearsal(args)
     dsn = target.target_dsn(args.dsn, progress=_err)
     try:
-        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust)
+        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust,
+                                  rehearsal=bound)
     except Blocked as exc:
         for reason in exc.reasons:
             print(f"BLOCKED: {reason}")
@@ -505,6 +526,7 @@ def build_parser() -> Parser:
                    f"(default {catalog.GOLDEN_NAME})")
     _package_options(p)
     _trust_option(p)
+    _rehearsal_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_verify)
 
@@ -515,6 +537,7 @@ def build_parser() -> Parser:
     p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
     _package_options(p)
     _trust_option(p)
+    _rehearsal_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_monitor)
 
@@ -528,6 +551,7 @@ def build_parser() -> Parser:
     p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
     _package_options(p)
     _trust_option(p)
+    _rehearsal_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollout)
 

@@ -14,11 +14,11 @@ from typing import Any
 import psycopg
 
 from harness.marks import connected_is_clone, is_golden
-from executor import signatures
+from executor import rehearsal as rehearsals, signatures
 from executor.package import APPROVER_LEVELS, MIN_APPROVALS, Package
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
-CONDITIONS = ("proposal", "approvals", "target", "state", "lock")
+CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     allowed_signers_sha256: str | None = None  # the trust root the approvals were verified against
     statement_nonces: tuple[str, ...] = ()  # the nonces of the valid approvals' statements
+    rehearsal_sha256: str | None = None  # the evidence file the target's rollout is bound to (not on a clone)
 
     @property
     def open(self) -> bool:
@@ -188,6 +189,12 @@ def statement_problem(approval: Approval, package: Package, signing: Signing,
     return problems[0] if len(problems) == 1 else "; ".join(dict.fromkeys(problems))
 
 
+def clock(now: dt.datetime | None) -> dt.datetime:
+    """The time statements are judged at: `now` when a caller gives one (the tests), else this
+    machine's clock (never the database's, nor none: a statement is always judged at a time)."""
+    return now or dt.datetime.now(dt.timezone.utc)
+
+
 def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
     """The cluster's system_identifier (pg_control_system()), or None for a role that may not read it."""
     row = conn.execute("SELECT has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') AS ok").fetchone()
@@ -239,12 +246,13 @@ def lock_holder(conn: psycopg.Connection[Any]) -> int | None:
 
 def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str | None,
              check_lock: bool = True, trust: signatures.TrustRoot | None = None,
-             now: dt.datetime | None = None) -> Verdict:
+             now: dt.datetime | None = None, rehearsal: rehearsals.Rehearsal | None = None) -> Verdict:
     """Judge every gate condition on `conn` (inside the caller's transaction).
 
     When the package requires signatures, an approval counts only with a statement that
     verifies against `trust`, the allowed-signers file (never keys from the database), judged
-    at `now` (this machine's clock, not the database's)."""
+    at `now` (this machine's clock, not the database's). A target that is not a marked clone
+    must be bound to `rehearsal`, the evidence of a GO rehearsal on a snapshot of it."""
     reasons: dict[str, str] = {}
     notes: list[str] = []
     proposal = conn.execute("SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s",
@@ -262,8 +270,7 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
     sealers = frozenset(p.lower() for p in signatures.principals(package.seal_signature, trust)) \
         if package.seal_signature and trust is not None else frozenset()
     spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
-    signing = Signing(trust, conn.info.dbname, system_identifier(conn), now or dt.datetime.now(dt.timezone.utc),
-                      sealers, spent)
+    signing = Signing(trust, conn.info.dbname, system_identifier(conn), clock(now), sealers, spent)
     nonces: dict[str, int] = {}
     valid, invalid = [], []
     for approval in rows:
@@ -291,6 +298,17 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
     if unwritable:
         reasons["target"] = f"{reasons['target']}; {unwritable}" if "target" in reasons else unwritable
 
+    bound = None
+    if on_clone:
+        if rehearsal is not None:
+            notes.append("rehearsed: not required on a marked clone (the rehearsal evidence was not compared)")
+    elif unwritable is None:  # a database that can never take the release needs no rehearsal either
+        unbound = rehearsals.problem(conn, rehearsal, package, signing.system_identifier)
+        if unbound:
+            reasons["rehearsed"] = unbound
+        elif rehearsal is not None:
+            bound = rehearsal.sha256
+
     current = state(conn)
     if current == "mixed":
         reasons["state"] = "state=mixed: some tier 2-6 facets are present; run `oneroof rollback` first"
@@ -303,4 +321,4 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
             reasons["lock"] = f"the release lock is held by another executor (pid {holder})"
     return Verdict(reasons, tuple(valid), current, proposal["id"] if proposal else None, notes,
                    trust.sha256 if trust is not None else None,
-                   tuple(sorted(n for n, i in nonces.items() if i in valid)))
+                   tuple(sorted(n for n, i in nonces.items() if i in valid)), bound)

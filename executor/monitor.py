@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import gate, package, signatures
+from executor import gate, package, rehearsal as rehearsals, signatures
 from harness.db import connect, snapshot
 from harness.errors import IntegrityError
 from invariants import metrics
@@ -27,24 +27,31 @@ class Report:
     exit: str
     allowed_signers: dict[str, str] | None = None  # path and SHA-256 of the trust root
     system_identifier: str | None = None
+    blocked_by: dict[str, str] | None = None  # the reasons by gate condition
+    rehearsal: dict[str, str] | None = None  # path and SHA-256 of the rehearsal evidence given
 
     def as_json(self) -> dict[str, Any]:
         return {"database": self.database, "metrics": self.metrics,
                 "fingerprint": {"entry": self.entry, "exit": self.exit, "equal": self.entry == self.exit},
                 "verdict": self.verdict, "reasons": self.reasons, "notes": self.notes, "state": self.state,
                 "valid_approvals": self.valid_approvals, "allowed_signers": self.allowed_signers,
-                "target": {"database": self.database, "system_identifier": self.system_identifier}}
+                "target": {"database": self.database, "system_identifier": self.system_identifier},
+                "blocked_by": self.blocked_by or {}, "rehearsal": self.rehearsal}
 
 
 def monitor(dsn: str, package_dir: Path, *, expect_sha256: str | None = None,
-            confirm_db: str | None = None, trust: signatures.TrustRoot | None = None) -> Report:
+            confirm_db: str | None = None, trust: signatures.TrustRoot | None = None,
+            rehearsal: rehearsals.Rehearsal | None = None) -> Report:
     """Read the gate on `dsn` in read-only transactions between two fingerprints, verifying the
-    approvals' statements against the allowed signers `trust`."""
+    approvals' statements against the allowed signers `trust`, and a target that is not a marked
+    clone against the evidence of `rehearsal`."""
     reasons: list[str] = []
+    blocked_by: dict[str, str] = {}
     try:
         pkg: package.Package | None = package.load(package_dir, expect_sha256)
     except IntegrityError as exc:
         pkg, reasons = None, [f"package: {exc.message}"]
+        blocked_by["package"] = reasons[0]
     with connect(dsn, application_name="oneroof-monitor") as conn:
         conn.read_only = True
         entry = metrics.read(conn)
@@ -54,10 +61,12 @@ def monitor(dsn: str, package_dir: Path, *, expect_sha256: str | None = None,
             cluster = gate.system_identifier(conn)
         if pkg is not None:
             with snapshot(conn):
-                verdict = gate.evaluate(conn, pkg, confirm_db=confirm_db, trust=trust)
+                verdict = gate.evaluate(conn, pkg, confirm_db=confirm_db, trust=trust, rehearsal=rehearsal)
             reasons += list(verdict.reasons.values())
+            blocked_by.update(verdict.reasons)
             notes, state, valid = verdict.notes, verdict.state, list(verdict.valid_approvals)
         exit_ = metrics.read(conn)
     trusted = {"path": str(trust.path), "sha256": trust.sha256} if trust is not None else None
+    given = {"path": rehearsal.path, "sha256": rehearsal.sha256} if rehearsal is not None and rehearsal.path else None
     return Report(entry.metrics["db"], "BLOCKED" if reasons else "OPEN", reasons, notes, state, valid,
-                  entry.metrics, entry.fingerprint, exit_.fingerprint, trusted, cluster)
+                  entry.metrics, entry.fingerprint, exit_.fingerprint, trusted, cluster, blocked_by, given)

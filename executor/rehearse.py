@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, gate, package, release, signatures
+from executor import __version__, gate, package, rehearsal as rehearsals, release, signatures
 from harness import marks
-from harness.db import connect, database_exists, public, with_dbname
+from harness.db import connect, database_exists, public, snapshot, with_dbname
 from harness.errors import Blocked, CloneError, OneroofError
 from executor.monitor import monitor
 from harness import catalog, clones, golden
@@ -63,6 +63,9 @@ class Evidence:
     interrupted: bool = False
     golden_origin: str = ""  # "clone of production `directus` on host X at T" or "synthetic golden"
     golden_provenance: dict[str, Any] = field(default_factory=dict)
+    # The tables the package reads or writes and the inventory, digested on the golden database:
+    # what a rollout bound to this evidence requires production still to be (gate condition `rehearsed`).
+    bound: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -237,6 +240,9 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         reading = _reading(golden_dsn)
         state["golden_entry"] = reading.fingerprint
         s.entry, s.figures = reading.fingerprint, reading.metrics
+        with connect(golden_dsn, application_name="oneroof-rehearse") as conn, snapshot(conn):
+            evidence.bound = {"tables": rehearsals.digests(conn, rehearsals.bound_tables(pkg)), "on": golden_name}
+        s.detail += f"; {len(evidence.bound['tables'])} tables the package reads or writes digested"
 
     @step("clone", "create the rehearsal clone")
     def _(s: Step) -> None:
@@ -461,7 +467,9 @@ def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_
     note(f"[{total:2}/{total}] read the production gate and its baseline (read-only) ...")
     t = time.monotonic()
     try:
-        report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db, trust=trust)
+        # judged with this very rehearsal: the `rehearsed` condition says whether it binds a rollout there
+        report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db, trust=trust,
+                         rehearsal=rehearsals.from_evidence(evidence.as_json()))
     except OneroofError as exc:
         evidence.production = {"error": exc.message, "dsn": public(prod_dsn)}
         note(f"        could not read the production gate: {exc.message}")

@@ -21,7 +21,7 @@ from typing import Any
 import pglast
 import psycopg
 
-from executor import __version__, gate, signatures
+from executor import __version__, gate, rehearsal as rehearsals, signatures
 from harness.db import connect
 from harness.errors import (Blocked, DatabaseUnreachable, IntegrityError, Interrupted, InvariantFailed, LockHeld,
                             MissingPrivilege, UsageError)
@@ -66,7 +66,7 @@ STAGE_TIMED_OUT = 124  # the exit code `timeout` uses
 
 def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_dir: Path | None = None,
               expect_sha256: str | None = None, extra: tuple[str, ...] = (), quiet: bool = True,
-              allowed_signers: Path | None = None) -> int:
+              allowed_signers: Path | None = None, rehearsal: str | None = None) -> int:
     """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code.
 
     The target and options travel in ONEROOF_* variables, so no password shows in a process list.
@@ -83,7 +83,8 @@ def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_di
                          "the package's, reviewed and hashed")
     env["ONEROOF_RELEASE_SESSION"] = "1"
     for name, value in (("ONEROOF_EXPECT_DB", expect_db), ("ONEROOF_PACKAGE", package_dir),
-                        ("ONEROOF_EXPECT_SHA256", expect_sha256), (signatures.ENV, allowed_signers)):
+                        ("ONEROOF_EXPECT_SHA256", expect_sha256), (signatures.ENV, allowed_signers),
+                        (rehearsals.ENV, rehearsal)):
         if value:
             env[name] = str(value)
     command = [sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", stages,
@@ -280,7 +281,7 @@ def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.V
     for tier in package.tiers:
         _run(conn, tier.deploy_file, tier.deploy_statements)
         _ledger(conn, "deploy", tier.number, package, verdict.proposal_id, list(verdict.valid_approvals),
-                verdict.allowed_signers_sha256, list(verdict.statement_nonces))
+                verdict.allowed_signers_sha256, list(verdict.statement_nonces), verdict.rehearsal_sha256)
 
 
 def revert_tiers(conn: psycopg.Connection[Any], package: Package, proposal_id: int | None) -> None:
@@ -304,21 +305,25 @@ def _run(conn: psycopg.Connection[Any], name: str, statements: tuple[str, ...]) 
 
 
 def _ledger(conn: psycopg.Connection[Any], action: str, tier: int, package: Package, proposal_id: int | None,
-            approvals: list[int], allowed_signers_sha256: str | None = None, nonces: list[str] | None = None) -> None:
+            approvals: list[int], allowed_signers_sha256: str | None = None, nonces: list[str] | None = None,
+            rehearsal_sha256: str | None = None) -> None:
     conn.execute(
         "INSERT INTO os_release_ledger (action, tier, package_name, package_sha256, proposal_id, approval_ids, "
-        "tool_version, allowed_signers_sha256, statement_nonces) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "tool_version, allowed_signers_sha256, statement_nonces, rehearsal_sha256) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (action, tier, f"{package.name} {package.version}", package.sha256, proposal_id, approvals,
-         f"oneroof {__version__}", allowed_signers_sha256, nonces or []))
+         f"oneroof {__version__}", allowed_signers_sha256, nonces or [], rehearsal_sha256))
 
 
 def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool = True, audit: bool = True,
-            progress: Progress | None = None, trust: signatures.TrustRoot | None = None) -> Outcome:
+            progress: Progress | None = None, trust: signatures.TrustRoot | None = None,
+            rehearsal: rehearsals.Rehearsal | None = None) -> Outcome:
     """Apply tiers 2-6 if and only if the gate is open. Raises Blocked (nothing changed, with the
     entry and exit fingerprints attached), LockHeld or InvariantFailed (rolled back).
 
-    `trust` is the allowed-signers file the approvals' statements are verified against; the
-    ledger records its SHA-256 with the deployment."""
+    `trust` is the allowed-signers file the approvals' statements are verified against, and
+    `rehearsal` the evidence a target that is not a marked clone is bound to; the ledger records
+    the SHA-256 of both with the deployment."""
     seconds: dict[str, float] = {}
     started = time.monotonic()
     entry = _reading(dsn)
@@ -330,7 +335,8 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
 
     with connect(dsn, application_name="oneroof-executor") as conn:
         conn.read_only = True
-        verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust)
+        verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust,
+                                rehearsal=rehearsal)
         holder = gate.lock_holder(conn)
         conn.rollback()
     if holder is not None:  # a second executor stops at once, before its gate session
@@ -351,7 +357,8 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
         t = time.monotonic()
         code = run_stage(dsn, "gate or baseline", expect_db=confirm_db, package_dir=package.path,
                          expect_sha256=package.sha256, extra=GATE_SESSION,
-                         allowed_signers=trust.path if trust is not None else None)
+                         allowed_signers=trust.path if trust is not None else None,
+                         rehearsal=rehearsal.path if rehearsal is not None else None)
         seconds["gate_session"] = time.monotonic() - t
         if code != 0:
             raise blocked({"session": f"the gate session failed (pytest exit {code}): "
@@ -364,7 +371,8 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
             # First without row locks (they would assign a transaction id): a gate closed since
             # the session, or a race lost to another executor, ends here having written nothing.
             conn.read_only = True
-            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust)
+            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust,
+                                    rehearsal=rehearsal)
             conn.rollback()
             conn.read_only = False
             if verdict.state == "finalized" and "target" not in verdict.reasons:  # another executor won
@@ -381,7 +389,8 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
             conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
             conn.execute("SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) "
                          "FOR SHARE")
-            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust)
+            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust,
+                                    rehearsal=rehearsal)
             if not verdict.open or verdict.state != "greenfield":
                 conn.rollback()
                 reasons = verdict.reasons or {"state": f"state={verdict.state} under the lock"}

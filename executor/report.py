@@ -52,7 +52,18 @@ def production_gate(evidence: Evidence) -> tuple[str, str]:
         return "UNKNOWN", f"production gate unreadable: {prod['error']}"
     if prod.get("state") == "finalized":
         return "FINALIZED", "tiers 2-6 already applied in production"
-    return prod["verdict"], "; ".join(prod["reasons"])
+    # The human gate: every condition but `rehearsed`, which binds the rollout to a rehearsal and is
+    # judged apart (see unbound()).
+    reasons = [r for r in prod["reasons"] if r != unbound(prod)]
+    return ("BLOCKED" if reasons else "OPEN") if prod["verdict"] in ("OPEN", "BLOCKED") else prod["verdict"], \
+        "; ".join(reasons)
+
+
+def unbound(prod: dict[str, Any]) -> str | None:
+    """Why a rollout of production would not be bound to this rehearsal (the gate condition
+    `rehearsed`, read with this very evidence), or None."""
+    reason = (prod.get("blocked_by") or {}).get("rehearsed")
+    return str(reason) if reason else None
 
 
 OSPA_TEST = "test_metric_matches_baseline[ospa]"
@@ -60,7 +71,7 @@ OSPA_TEST = "test_metric_matches_baseline[ospa]"
 
 def _approvals_only(prod: dict[str, Any]) -> bool:
     """True when the production gate's one reason is the valid-approvals count."""
-    reasons = prod.get("reasons") or []
+    reasons = [r for r in prod.get("reasons") or [] if r != unbound(prod)]
     return len(reasons) == 1 and str(reasons[0]).startswith("valid approvals ")
 
 
@@ -173,8 +184,13 @@ def matrix(evidence: Evidence) -> list[Row]:
                     "or agent accounts, unsigned rows, and rehearsal approvals outside a marked clone, never count.",
                     gate in ("OPEN", "FINALIZED")))
 
-    if gate == "OPEN" and evidence.ok and not drift:
-        status, text = "GO — press the button", "oneroof rollout --confirm-db " + str(prod.get("database"))
+    loose = unbound(prod)
+    if gate == "OPEN" and evidence.ok and not drift and not loose:
+        status, text = "GO — press the button", (f"oneroof rollout --confirm-db {prod.get('database')} "
+                                                 "--rehearsal evidence.json")
+    elif loose and gate in ("OPEN", "BLOCKED") and evidence.ok:
+        status, text = "NO-GO", (f"{'Ratified' if gate == 'OPEN' else 'Gated on valid approvals ≥ 1'}; and this "
+                                 f"rehearsal does not bind a rollout of production: {loose}.")
     elif gate == "FINALIZED":
         status, text = "DONE", "Tiers 2-6 are live in production."
     else:
@@ -193,12 +209,16 @@ def verdict(evidence: Evidence) -> dict[str, str]:
         production = "NO-GO: the rehearsal did not hold"
     elif baseline_drift(evidence):
         production = "NO-GO: production differs from the rehearsed baseline (see the verification suite row)"
+    elif gate == "OPEN" and unbound(evidence.production or {}):
+        production = f"NO-GO: a human has ratified, but this rehearsal does not bind the rollout: {unbound(evidence.production or {})}"
     elif gate == "OPEN":
-        production = "GO: a human has ratified; run the gated executor"
+        production = "GO: a human has ratified; run the gated executor with this evidence (--rehearsal)"
     elif gate == "FINALIZED":
         production = "DONE"
     elif gate == "BLOCKED" and _approvals_only(evidence.production or {}):
-        production = f"NO-GO until {_until(evidence.production or {})}"
+        loose = unbound(evidence.production or {})
+        production = f"NO-GO until {_until(evidence.production or {})}" + (
+            f"; and this rehearsal does not bind the rollout: {loose}" if loose else "")
     else:
         production = f"NO-GO: {why}"
     return {"release_readiness": readiness, "production_execution": production}

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from executor import gate, package, signatures
+from executor import gate, package, rehearsal, signatures
 from invariants import content as invariants_content
 from harness.db import connect, snapshot
 from harness.errors import OneroofError
@@ -53,10 +53,13 @@ def release_package(oneroof_options: Options) -> package.Package:
 def verdict(target_conn: psycopg.Connection[dict[str, Any]], release_package: package.Package,
             oneroof_options: Options) -> gate.Verdict:
     """The gate's verdict on the target, for the database the run expects, with the approvals'
-    statements verified against --allowed-signers."""
+    statements verified against --allowed-signers and a target that is not a marked clone bound to
+    --rehearsal."""
     trust = signatures.TrustRoot.load(oneroof_options.allowed_signers) if oneroof_options.allowed_signers else None
+    bound = rehearsal.load(oneroof_options.rehearsal) if oneroof_options.rehearsal else None  # checked at start-up
     with snapshot(target_conn):
-        return gate.evaluate(target_conn, release_package, confirm_db=oneroof_options.expect_db, trust=trust)
+        return gate.evaluate(target_conn, release_package, confirm_db=oneroof_options.expect_db, trust=trust,
+                             rehearsal=bound)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from executor import package
+from executor import package, rehearsal
 from harness.db import connect
 from executor.monitor import monitor
 from harness import catalog
@@ -30,7 +30,7 @@ from fixtures.directus import (
     start,
 )
 from fixtures.plugin import ROOT
-from fixtures.testing import signers
+from fixtures.testing import bound_evidence, signers
 
 pytestmark = pytest.mark.directus
 PKG = package.load()
@@ -40,8 +40,14 @@ TIER2 = ("os_collection_owners", "os_collection_axes", "os_label_rules", "os_lif
          "os_event_bindings", "os_gov_events", "os_idle_flags", "os_release_ledger")
 
 
+# The rehearsal evidence the Directus database stands bound to (it is not a marked clone: its
+# rollout needs one; tests/test_rehearsed.py proves that condition with real rehearsals).
+BOUND: dict[str, Path] = {}
+
+
 def gate(database: DirectusDatabase) -> tuple[str, list[str]]:
-    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust)
+    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust,
+                     rehearsal=rehearsal.load(BOUND[database.name]))
     assert report.entry == report.exit
     return report.verdict, report.reasons
 
@@ -58,8 +64,9 @@ def readable(client: DirectusClient, collection: str) -> int:
 
 
 def test_ratify_through_directus_then_roll_out_and_back(directus_install: Installation, directus: DirectusServer,
-                                                        directus_admin: DirectusClient) -> None:
+                                                        directus_admin: DirectusClient, tmp_path: Path) -> None:
     database = directus.database
+    BOUND[database.name] = bound_evidence(database.dsn, tmp_path)
     assert gate(database) == ("BLOCKED", ["valid approvals 0 < 1"])
     l4 = login_as(directus, directus_admin, catalog.account("l4"), PASSWORD)
     l3 = login_as(directus, directus_admin, catalog.account("l3"))
@@ -122,13 +129,14 @@ def test_ratify_through_directus_then_roll_out_and_back(directus_install: Instal
     submitted = oneroof("approve", "--submit", str(handed), "--directus", directus.url, "--email",
                         catalog.account("l2").email, "--yes", env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust)
+    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust,
+                     rehearsal=rehearsal.load(BOUND[database.name]))
     assert report.verdict == "OPEN" and len(report.valid_approvals) == 2
 
     # Before the rollout, nobody reads the governance records tier 2 registers.
     assert readable(l4, "os_collection_owners") == 403
     rolled = oneroof("rollout", "--dsn", database.dsn, "--confirm-db", database.name, "--expect-sha256", PKG.sha256,
-                     "--allowed-signers", str(SIGNERS.trust.path))
+                     "--allowed-signers", str(SIGNERS.trust.path), "--rehearsal", str(BOUND[database.name]))
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     directus_admin.call("POST", "/utils/cache/clear", params={"system": "true"})  # schema and permissions
     assert directus.client().health() == {"status": "ok"}

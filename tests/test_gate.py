@@ -13,15 +13,18 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from executor import gate, package
+from executor import gate, package, rehearsal
 from harness.db import connect, snapshot
 from harness import catalog, clones
-from fixtures.testing import PgServer, signers
+from fixtures.testing import PgServer, bound_evidence, signers
 
 PKG = package.load()
 SIGNERS = signers()
 OTHER_SHA = "f" * 64
 APPROVERS = [a.key for a in catalog.ACCOUNTS if a.level] + ["editor"]  # editor: not in os_approvers
+# The rehearsal evidence each database stands bound to (the production stand-in's; tests/test_rehearsed.py
+# proves the condition itself with real rehearsals).
+BOUND: dict[str, rehearsal.Rehearsal] = {}
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,14 @@ def judge(conn: psycopg.Connection[Any], rows: list[Row]) -> gate.Verdict:
     """Insert `rows`, evaluate the gate, and roll everything back."""
     try:
         insert(conn, rows)
-        return gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
+        return gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust,
+                             rehearsal=BOUND.get(conn.info.dbname))
     finally:
         conn.rollback()
 
 
 @pytest.fixture(scope="module")
-def databases(test_server: PgServer, unique: Any) -> Iterator[dict[str, str]]:
+def databases(test_server: PgServer, unique: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A marked clone, and an unmarked copy standing in for production, each with a withdrawn proposal."""
     names = {"clone": unique("gate_clone"), "production": unique("gate_prod")}
     for role, name in names.items():
@@ -81,6 +85,7 @@ def databases(test_server: PgServer, unique: Any) -> Iterator[dict[str, str]]:
         if role == "production":
             with connect(test_server.admin, autocommit=True) as admin:
                 admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
+            BOUND[name] = rehearsal.load(bound_evidence(test_server.dsn(name), tmp_path_factory.mktemp("bound")))
     try:
         yield {role: test_server.dsn(name) for role, name in names.items()}
     finally:
@@ -151,7 +156,8 @@ def test_target_must_be_the_named_database(conns: dict[str, psycopg.Connection[A
     conn = conns["production"]
     try:
         insert(conn, [Row("l4")])
-        verdict = gate.evaluate(conn, PKG, confirm_db="directus", trust=SIGNERS.trust)
+        verdict = gate.evaluate(conn, PKG, confirm_db="directus", trust=SIGNERS.trust,
+                                rehearsal=BOUND[conn.info.dbname])
     finally:
         conn.rollback()
     assert list(verdict.reasons) == ["target"] and "'directus'" in verdict.reasons["target"]

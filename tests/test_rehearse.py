@@ -41,6 +41,10 @@ def evidence_content(test_server: PgServer) -> dict[str, str]:
         return metrics.read_content(conn)
 
 
+UNBOUND = ("the rehearsal ran on a synthetic golden database, not on a snapshot of {!r}: rehearse on a fresh "
+           "snapshot (`oneroof rehearse --from PROD_DSN`) and pass its evidence with --rehearsal")
+
+
 def clones_of(test_server: PgServer, source: str) -> list[str]:
     return [c.name for c in clones.list_clones(test_server.admin) if c.source == source]
 
@@ -104,8 +108,13 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidenc
         "Verification suite": "GO", "Gate monitor": "GO — live-validated", "Option 3 inert shadow": "NO-GO — REJECTED",
         "Clone harness": "RETAINED", "Human ratification gate": "CLOSED — single blocker ospa=0.",
         "Production activation (tiers 2–6 in prod)": "NO-GO"}
-    assert report.verdict(evidence) == {"release_readiness": "GO (engineering-complete, execution-proven)",
-                                        "production_execution": "NO-GO until os_proposal_approvals ≥ 1"}
+    # The stand-in is no snapshot's source: the synthetic golden's rehearsal binds no rollout there,
+    # and the report says so beside the missing ratification.
+    assert report.verdict(evidence) == {
+        "release_readiness": "GO (engineering-complete, execution-proven)",
+        "production_execution": "NO-GO until os_proposal_approvals ≥ 1; and this rehearsal does not bind the rollout: "
+                                f"{UNBOUND.format(production[1])}"}
+    assert list(evidence.production["blocked_by"]) == ["approvals", "rehearsed"]
     assert report.compliance(evidence).startswith(
         f"Zero production mutations. Entry==exit (db={production[1]}, ospa=0, own=0, gap=210, conflict=0, "
         "gov_emit=0, inventory=35, axis=0, idle=0, system_issues=204,556)")
@@ -133,7 +142,7 @@ def test_report_renders_from_the_stored_evidence(oneroof: Any, full_run: tuple[E
     assert data["verdict"] == report.verdict(evidence)
     markdown = oneroof("report", "--run", str(run_dir)).stdout
     assert "| Human ratification gate | CLOSED — single blocker ospa=0. |" in markdown
-    assert "PRODUCTION EXECUTION: NO-GO until os_proposal_approvals ≥ 1." in markdown
+    assert "PRODUCTION EXECUTION: NO-GO until os_proposal_approvals ≥ 1; and this rehearsal does not bind " in markdown
     page = oneroof("report", "--run", str(run_dir), "--format", "html").stdout
     assert page.startswith("<!doctype html>") and "Clone harness" in page and "RETAINED" in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page must be self-contained"

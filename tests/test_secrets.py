@@ -54,7 +54,7 @@ def test_public_drops_every_secret() -> None:
         assert "127.0.0.1" in shown and "dbname=d" in shown
         assert_no_secret(shown)
         options = Options(dsn=dsn, expect_db="d", package="rollout", expect_sha256="", allowed_signers="",
-                          test_server=dsn)
+                          rehearsal="", test_server=dsn)
         assert "dbname=d" in repr(options)  # what pytest shows of a failing test's oneroof_options
         assert_no_secret(repr(options))
 

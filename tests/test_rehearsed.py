@@ -1,0 +1,220 @@
+"""The gate condition `rehearsed`: a rollout on a database that is not a marked clone is bound to
+the evidence of a GO rehearsal of the same package, on a snapshot of this same database, made on
+what it still is.
+
+Production is a database on the PostgreSQL 15 service (as in tests/test_snapshot.py); it is
+snapshotted into the test server (PostgreSQL 17 or later: the embedded run) and rehearsed there
+for real, then rolled out with and without the evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from executor import gate, package, rehearsal, report
+from executor.rehearse import rehearse
+from fixtures.testing import PgServer, signers
+from harness import catalog, clones, golden
+from harness.db import connect, public, snapshot, with_dbname
+from harness.errors import OneroofError
+from tests.test_snapshot import DEFAULT_PRODUCTION, PRODUCTION_ENV, Production, _drop, _furnish
+
+PKG = package.load()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def rehearsal_server_of_17_or_later(test_server: PgServer) -> None:
+    if test_server.version < 17:
+        pytest.skip(f"a snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
+                    f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)")
+
+
+@pytest.fixture
+def production(worker_id: str) -> Iterator[Production]:
+    """A Directus production database on the PostgreSQL 15 service (no oneroof marks), dropped after the test."""
+    admin = os.environ.get(PRODUCTION_ENV) or DEFAULT_PRODUCTION
+    try:
+        with connect(admin, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except OneroofError as exc:
+        pytest.skip(f"the PostgreSQL service that plays production ({public(admin)}) is unreachable: {exc.message}; "
+                    f"start it, or set {PRODUCTION_ENV} to the admin DSN of another server")
+    name = f"oneroof_prod_{worker_id}_{secrets.token_hex(3)}"
+    try:
+        golden.build(admin, name=name, package_sha256=PKG.sha256)
+        with connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
+        made = _furnish(with_dbname(admin, name))
+        yield Production(admin, name, with_dbname(admin, name), made)
+    finally:
+        _drop(admin, name)
+
+
+def test_the_bound_tables_are_what_the_package_reads_or_writes_but_the_approvals() -> None:
+    tables = rehearsal.bound_tables(PKG)
+    assert {"directus_permissions", "directus_policies", "directus_access", "directus_roles", "directus_fields",
+            "directus_collections", "os_collection_inventory", "os_collection_owners", "os_collection_axes",
+            "os_label_rules", "os_lifecycle_policies", "os_event_bindings", "os_proposals"} <= set(tables)
+    assert not set(tables) & {"os_proposal_approvals", "directus_comments", "directus_activity"}
+    assert list(tables) == sorted(tables)
+
+
+def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Production, test_server: PgServer,
+                                                           unique: Any, oneroof: Any, tmp_path: Path) -> None:
+    name = unique("bound")
+    run = tmp_path / "run"
+    try:
+        evidence = rehearse(test_server.admin, run_dir=run, golden_name=name, snapshot_from=production.dsn)
+    finally:
+        _drop(test_server.admin, name)
+    assert evidence.ok, [(s.name, s.detail) for s in evidence.steps if not s.ok]
+    path = run / "evidence.json"
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sorted(evidence.bound["tables"]) == list(rehearsal.bound_tables(PKG))
+    # Production's gate, read at the end of the rehearsal with this very evidence: bound, so only
+    # the human's approval is missing.
+    assert evidence.production is not None and list(evidence.production["blocked_by"]) == ["approvals"]
+    assert report.verdict(evidence)["production_execution"] == "NO-GO until os_proposal_approvals ≥ 1"
+
+    dsn, db = production.dsn, production.name
+    with connect(dsn, autocommit=True) as conn:  # the human ratifies production, after the rehearsal
+        signers().approve(conn, "l4")
+
+    without = oneroof("rollout", "--dsn", dsn, "--confirm-db", db)
+    assert without.returncode == 3, without.stdout + without.stderr
+    assert "BLOCKED: no rehearsal evidence" in without.stdout and "entry == exit: yes" in without.stdout
+    shown = json.loads(oneroof("monitor", "--dsn", dsn, "--confirm-db", db, "--json").stdout)
+    assert list(shown["blocked_by"]) == ["rehearsed"] and shown["rehearsal"] is None
+    shown = oneroof("monitor", "--dsn", dsn, "--confirm-db", db, "--rehearsal", str(path))
+    assert shown.returncode == 0 and shown.stdout.startswith("OPEN"), shown.stdout
+    assert f"rehearsal      sha256 {sha}" in shown.stdout
+    gate_stage = oneroof("verify", "--stage", "gate", "--dsn", dsn, "--expect-db", db, "--rehearsal", str(path))
+    assert gate_stage.returncode == 0, gate_stage.stdout[-3000:]
+    gate_stage = oneroof("verify", "--stage", "gate", "--dsn", dsn, "--expect-db", db)
+    assert gate_stage.returncode == 1 and "test_gate_condition_holds[rehearsed]" in gate_stage.stdout
+
+    # A Directus admin edits a permission and the inventory after the rehearsal.
+    with connect(dsn, autocommit=True) as conn:
+        permission = conn.execute("SELECT id, fields FROM directus_permissions ORDER BY id LIMIT 1").fetchone()
+        listed = conn.execute("SELECT collection, domain FROM os_collection_inventory ORDER BY 1 LIMIT 1").fetchone()
+        assert permission is not None and listed is not None
+        conn.execute("UPDATE directus_permissions SET fields = 'id,title' WHERE id = %s", (permission["id"],))
+        conn.execute("UPDATE os_collection_inventory SET domain = 'moved' WHERE collection = %s",
+                     (listed["collection"],))
+    changed = oneroof("rollout", "--dsn", dsn, "--confirm-db", db, "--rehearsal", str(path))
+    assert changed.returncode == 3, changed.stdout + changed.stderr
+    assert ("BLOCKED: production changed since the rehearsal: directus_permissions, os_collection_inventory "
+            f"(snapshot of {evidence.golden_provenance['taken_at']}); snapshot and rehearse again") in changed.stdout
+    assert "entry == exit: yes" in changed.stdout
+
+    # Put back exactly as it was, and a second human approves: approvals are no change to production.
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE directus_permissions SET fields = %s WHERE id = %s",
+                     (permission["fields"], permission["id"]))
+        conn.execute("UPDATE os_collection_inventory SET domain = %s WHERE collection = %s",
+                     (listed["domain"], listed["collection"]))
+        signers().approve(conn, "l2")
+    applied = oneroof("rollout", "--dsn", dsn, "--confirm-db", db, "--rehearsal", str(path))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert applied.stdout.startswith(f"APPLIED: {db}")
+    with connect(dsn) as conn:
+        rows = conn.execute("SELECT rehearsal_sha256 FROM os_release_ledger WHERE action = 'deploy'").fetchall()
+    assert [r["rehearsal_sha256"] for r in rows] == [sha] * 5
+
+
+def _evidence(database: str, cluster: str | None, **changes: Any) -> rehearsal.Rehearsal:
+    """A rehearsal that would bind `database` on `cluster` but for `changes` (as a forger or a
+    careless operator would hand one in)."""
+    data: dict[str, Any] = {
+        "package": {"sha256": PKG.sha256}, "started_at": "2026-11-26T00:00:00+00:00",
+        "steps": [{"name": step, "ok": True} for step in rehearsal.REQUIRED_STEPS],
+        "golden_provenance": {"kind": "production snapshot", "database": database, "system_identifier": cluster,
+                              "taken_at": "2026-11-26T00:00:00+00:00"},
+        "bound": {"tables": {}}}
+    for key, value in changes.items():
+        data[key] = value
+    return rehearsal.from_evidence(data, "/runs/evidence.json", "0" * 64)
+
+
+def test_each_evidence_that_does_not_bind_says_why(production: Production, test_server: PgServer) -> None:
+    with connect(production.dsn) as conn, snapshot(conn):
+        cluster = gate.system_identifier(conn)
+        db = production.name
+        assert cluster is not None
+
+        def why(evidence: rehearsal.Rehearsal | None) -> str:
+            verdict = gate.evaluate(conn, PKG, confirm_db=db, rehearsal=evidence)
+            return verdict.reasons.get("rehearsed", "")
+
+        steps = [{"name": step, "ok": step != "rollout"} for step in rehearsal.REQUIRED_STEPS]
+        cases = {
+            "no rehearsal evidence: ": None,
+            "is not GO (step rollout failed)": _evidence(db, cluster, steps=steps, ok=True),  # the file's `ok` is not read
+            "is not GO (it has no step greenfield)": _evidence(
+                db, cluster, steps=[{"name": step, "ok": True} for step in rehearsal.REQUIRED_STEPS if step != "greenfield"]),
+            "is not GO (it was interrupted)": _evidence(db, cluster, interrupted=True),
+            f"was of package {'1' * 12}, not this package {PKG.sha256[:12]}":
+                _evidence(db, cluster, package={"sha256": "1" * 64}),
+            f"ran on a synthetic golden database, not on a snapshot of {db!r}":
+                _evidence(db, cluster, golden_provenance={"kind": "synthetic"}),
+            f"ran on a snapshot of 'directus', not of {db!r}": _evidence("directus", cluster),
+            f"on cluster 7, not on this cluster {cluster}": _evidence(db, "7"),
+            "production changed since the rehearsal: directus_access, directus_collections": _evidence(db, cluster),
+        }
+        for expected, evidence in cases.items():
+            assert expected in why(evidence), (expected, why(evidence))
+        bound = rehearsal.digests(conn, rehearsal.bound_tables(PKG))
+        exact = _evidence(db, cluster, bound={"tables": bound})
+        assert why(exact) == ""
+        assert gate.evaluate(conn, PKG, confirm_db=db, rehearsal=exact).rehearsal_sha256 == "0" * 64
+        off_by_one = dict(bound, os_proposals=bound["os_proposals"].replace(":", ":0", 1))
+        assert why(replace(exact, tables=off_by_one)).startswith(
+            "production changed since the rehearsal: os_proposals (snapshot of 2026-11-26T00:00:00+00:00)")
+
+    # A marked clone needs no rehearsal: it is where rehearsals happen.
+    made = clones.create(test_server.admin, source=test_server.golden, wait=60)
+    try:
+        with connect(made.dsn) as conn, snapshot(conn):
+            assert "rehearsed" not in gate.evaluate(conn, PKG, confirm_db=made.name).reasons
+    finally:
+        clones.drop(test_server.admin, made.name)
+
+
+def test_the_digest_does_not_depend_on_the_session(production: Production) -> None:
+    """Production and its copy may run with other time zones and output styles: the digest pins them."""
+    tables = rehearsal.bound_tables(PKG) + ("os_release_ledger", "directus_users")
+    with connect(production.dsn) as conn, snapshot(conn):
+        plain = rehearsal.digests(conn, tables)
+    odd = "-c TimeZone=Pacific/Chatham -c DateStyle=SQL,DMY -c IntervalStyle=iso_8601 -c extra_float_digits=-3"
+    with connect(production.dsn + f" options='{odd}'") as conn, snapshot(conn):
+        assert rehearsal.digests(conn, tables) == plain
+        assert conn.execute("SELECT current_setting('TimeZone') AS tz").fetchone() == {"tz": "Pacific/Chatham"}
+    with connect(production.dsn, autocommit=True) as conn:  # a secret column is not digested, a login is
+        conn.execute("UPDATE directus_users SET password = 'other', token = NULL")
+        with snapshot(conn):
+            assert rehearsal.digests(conn, tables) == plain
+        conn.execute("UPDATE directus_users SET email = upper(email) WHERE id = %s", (catalog.account("l4").id,))
+        with snapshot(conn):
+            assert [t for t in tables if rehearsal.digests(conn, tables)[t] != plain[t]] == ["directus_users"]
+
+
+@pytest.mark.parametrize("command", ["rollout", "monitor", "verify"])
+def test_bad_rehearsal_evidence_is_one_line_exit_2(command: str, oneroof: Any, tmp_path: Path) -> None:
+    extra = {"rollout": ["--confirm-db", "x"], "monitor": [], "verify": ["--stage", "gate"]}[command]
+    dsn = "host=127.0.0.1 port=1 dbname=unreachable"  # never reached: the evidence is checked first
+    (tmp_path / "other.json").write_text('{"hello": "world"}')
+    for given, says in ((tmp_path / "missing.json", "No such file"), (tmp_path / "other.json", "not the evidence")):
+        result = oneroof(command, *extra, "--dsn", dsn, "--rehearsal", str(given))
+        assert result.returncode == 2, (given, result.stdout, result.stderr)
+        assert says in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
