@@ -1,14 +1,20 @@
 """The gate's judgement of one approval (executor/gate.py approval_problem), case by case: every
-reason an approval does not count, and the cases that do count. Plain values, no database: the
-database side is tests/test_gate.py; this table is what the mutation run leans on."""
+reason an approval does not count, and the cases that do count; then the signed statement of an
+approval (gate.statement_problem). Plain values and ssh-keygen, no database: the database side is
+tests/test_gate.py and tests/test_signatures.py; these tables are what the mutation run leans on."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from executor import gate, package
+from executor import gate, package, signatures
+from fixtures.testing import _keygen, signers
+from harness import catalog
 
 PKG = package.load()
 VALID = gate.Approval(id=1, proposal_code=PKG.proposal, proposal_status="pending", package_sha256=PKG.sha256,
@@ -58,3 +64,97 @@ def test_a_package_cannot_widen_the_levels() -> None:
 def test_verdict_is_open_only_without_reasons() -> None:
     assert gate.Verdict({}, (1,), "greenfield", 1).open
     assert not gate.Verdict({"lock": "held"}, (1,), "greenfield", 1).open
+
+
+# -- the signed statement of one approval (gate.statement_problem): plain values and ssh-keygen, no database
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+CLUSTER = "7301234567890123456"
+L4 = catalog.account("l4")
+SIGNED = dataclasses.replace(VALID, approver_id=str(L4.id), approver_email=L4.email)
+
+
+def statement(key: str = "l4", **overrides: str) -> tuple[str, str]:
+    """(bundle, nonce) of a statement by the L4 approver for database `directus` on CLUSTER, issued
+    five minutes before NOW for an hour, signed with the key of account `key`."""
+    fields = dict(package_sha256=PKG.sha256, proposal=PKG.proposal, approver_id=str(L4.id), approver_email=L4.email,
+                  level="L4", database="directus", system_identifier=CLUSTER)
+    made = signatures.Statement.new(**{**fields, **overrides}, valid_for=dt.timedelta(hours=1),
+                                    now=NOW - dt.timedelta(minutes=5))
+    return signatures.bundle(made, signatures.sign(made.message(), signers().keys.get(key, signers().outsider))), \
+        made.nonce
+
+
+def signing(**changes: Any) -> gate.Signing:
+    return dataclasses.replace(gate.Signing(signers().trust, "directus", CLUSTER, NOW), **changes)
+
+
+def problem(texts: list[str], sign: gate.Signing | None = None, pkg: package.Package = PKG,
+            nonces: dict[str, int] | None = None) -> str | None:
+    approval = dataclasses.replace(SIGNED, statements=tuple(texts))
+    return gate.statement_problem(approval, pkg, sign or signing(), {} if nonces is None else nonces)
+
+
+def test_a_statement_that_verifies_counts_once() -> None:
+    text, nonce = statement()
+    nonces: dict[str, int] = {}
+    assert problem([text], nonces=nonces) is None
+    assert nonces == {nonce: SIGNED.id}
+    assert problem([text], nonces={nonce: 9}) == "its statement is the one of #9 (a statement counts once)"
+
+
+def test_each_statement_that_does_not_count_says_why() -> None:
+    text, nonce = statement()
+    fingerprint = signatures.key_fingerprint(signers().keys["l4"])
+    cases = [
+        ([], signing(), PKG, "no signed statement (the approver signs with `oneroof approve`)"),
+        ([text], signing(trust=None), PKG, "no allowed signers to verify its statement against: pass "
+                                           f"--allowed-signers FILE or set {signatures.ENV}"),
+        ([text], signing(), dataclasses.replace(PKG, sealer_key=fingerprint),
+         f"signed by {fingerprint}, the key that sealed the package (four eyes)"),
+        ([text], signing(sealers=frozenset({L4.email.lower()})), PKG,
+         f"its approver {L4.email} sealed the package (four eyes)"),
+        ([text], signing(spent_nonces=frozenset({nonce})), PKG,
+         "its statement authorised a deployment that was rolled back since; sign a new one"),
+        ([text], signing(now=NOW + dt.timedelta(hours=2)), PKG,
+         f"its statement expired at {signatures.utc(NOW + dt.timedelta(minutes=55))}"),
+        ([statement(database="other")[0]], signing(), PKG, "its statement is signed for database 'other', not 'directus'"),
+    ]
+    for texts, sign, pkg, reason in cases:
+        assert problem(texts, sign, pkg) == reason
+
+
+def test_one_good_statement_among_bad_ones_counts(tmp_path: Path) -> None:
+    """Every statement on the row is tried: a bad one first does not hide a good one after it."""
+    good, _ = statement()
+    spent, spent_nonce = statement()
+    replayed, replayed_nonce = statement()
+    assert problem([statement(key="outsider")[0], good]) is None
+    assert problem([spent, good], signing(spent_nonces=frozenset({spent_nonce}))) is None
+    assert problem([replayed, good], nonces={replayed_nonce: 9}) is None
+    # An approver with two keys, one of which sealed the package: a statement signed with the other counts.
+    second = _keygen(tmp_path / "second", L4.email)
+    both = tmp_path / "allowed_signers"
+    both.write_text(signers().trust.path.read_text()
+                    + f"{L4.email} {' '.join(second.with_suffix('.pub').read_text().split()[:2])}\n")
+    sealed = dataclasses.replace(PKG, sealer_key=signatures.key_fingerprint(signers().keys["l4"]))
+    made = signatures.Statement.new(package_sha256=PKG.sha256, proposal=PKG.proposal, approver_id=str(L4.id),
+                                    approver_email=L4.email, level="L4", database="directus", system_identifier=CLUSTER,
+                                    valid_for=dt.timedelta(hours=1), now=NOW - dt.timedelta(minutes=5))
+    other = signatures.bundle(made, signatures.sign(made.message(), second))
+    trust = signing(trust=signatures.TrustRoot.load(both))
+    assert problem([good], trust, sealed) is not None
+    assert problem([good, other], trust, sealed) is None
+
+
+def test_the_problems_of_several_statements_are_listed_once_each() -> None:
+    other = statement(database="other")[0]
+    assert problem([other, other]) == "its statement is signed for database 'other', not 'directus'"
+    both = problem([other, statement(database="third")[0]])
+    assert both == ("its statement is signed for database 'other', not 'directus'; "
+                    "its statement is signed for database 'third', not 'directus'")
+
+
+def test_statements_are_judged_at_this_machines_clock() -> None:
+    assert gate.clock(NOW) == NOW
+    assert abs(gate.clock(None) - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(seconds=5)
