@@ -52,7 +52,8 @@ SELECTED = [
     "gate-approval-revoked", "gate-proposal-withdrawn", "gate-mixed-state", "gate-wrong-database", "gate-lock-held",
     "gate-package-tampered", "owner-inactive", "approval-revoked-after-finalization", "axis-value-changed",
     "collection-added-to-inventory", "ledger-row-missing", "wrong-database", "leftover-inactive-owner",
-    "leftover-field", "baseline-approval-recorded", "baseline-wrong-database",
+    "leftover-field", "baseline-approval-recorded", "baseline-wrong-database", "gate-proposal-names-another-package",
+    "ledger-row-altered", "gate-not-rehearsed",
 ]
 # The controls first: a mutant that breaks an invariant usually fails an untouched database.
 CONTROL_ORDER = ("finalized", "greenfield", "gate", "baseline")
@@ -122,7 +123,14 @@ def check() -> int:
             policy.test_approval_problem(*case[1:])
         policy.test_a_package_cannot_widen_the_levels()
         policy.test_verdict_is_open_only_without_reasons()
+        policy.test_a_statement_that_verifies_counts_once()
+        policy.test_each_statement_that_does_not_count_says_why()
+        policy.test_the_problems_of_several_statements_are_listed_once_each()
+        policy.test_statements_are_judged_at_this_machines_clock()
         folder = STATE / "content-test"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        policy.test_one_good_statement_among_bad_ones_counts(folder)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         content_tests.test_snapshot_entries_read_back_what_syrupy_wrote(folder)
@@ -177,8 +185,11 @@ def check() -> int:
 
 def check_content() -> int:
     """The rehearsal's content digests (tests/test_rehearse.py, too slow to replay whole): the
-    release changed no content row, and a deleted system_issues row changes exactly that table."""
-    from harness.db import connect
+    release changed no content row, and a deleted system_issues row changes exactly that table;
+    a clone's fingerprint is its golden's (tests/test_clones.py); the target checks' messages
+    (tests/test_cli.py)."""
+    from harness.db import connect, with_dbname
+    from harness.errors import OneroofError
     from invariants import metrics
 
     prepared = {e["name"]: e for e in json.loads((STATE / "prepared.json").read_text())}
@@ -195,7 +206,31 @@ def check_content() -> int:
           == digests["baseline-approval-recorded"] and changed == ["system_issues"])
     if not ok:
         print("killed by the content digests")
-    return 0 if ok else 1
+        return 1
+    dsn = prepared["control-greenfield"]["dsn"]
+    with connect(dsn) as clone, connect(with_dbname(dsn, "mut_golden")) as source:
+        if metrics.read(clone).fingerprint != metrics.read(source).fingerprint:
+            print("killed by tests/test_clones.py: a clone's fingerprint is not its golden's")
+            return 1
+    said = []
+    with connect(with_dbname(dsn, "postgres")) as conn:
+        try:
+            metrics.check_target(conn)
+        except OneroofError as exc:
+            said.append(exc.message)
+    with connect(dsn) as conn:
+        conn.execute("DROP VIEW os_governance_gap")
+        conn.execute("DROP TABLE os_idle_flags, os_gov_events")
+        try:
+            metrics.check_target(conn)
+        except OneroofError as exc:
+            said.append(exc.message)
+        conn.rollback()
+    if not (len(said) == 2 and said[0].startswith("database 'postgres' is not a Directus database (no directus_collections)")
+            and "lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live" in said[1]):
+        print(f"killed by tests/test_cli.py (target messages): {said}")
+        return 1
+    return 0
 
 
 def run(admin: str, minutes: float) -> int:

@@ -131,14 +131,15 @@ def test_wrong_password_is_refused_and_never_printed(oneroof: Any, test_server: 
 
 
 def test_database_that_is_not_directus(oneroof: Any, test_server: PgServer) -> None:
-    one_line_error(oneroof("probe", "--dsn", test_server.dsn("postgres")), "not a Directus database")
+    one_line_error(oneroof("probe", "--dsn", test_server.dsn("postgres")),
+                   "'postgres' is not a Directus database (no directus_collections); point --dsn at")
 
 
 def test_directus_without_tier_one(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
     clone_conn.execute("DROP VIEW os_governance_gap")
     clone_conn.execute("DROP TABLE os_idle_flags, os_gov_events")
     result = oneroof("probe", "--dsn", clone.dsn)
-    one_line_error(result, "lacks the One-Roof tier-1 table", "tier 1 must be live")
+    one_line_error(result, "is Directus but lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live")
 
 
 def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, unique: Any) -> None:
