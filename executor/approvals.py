@@ -190,10 +190,10 @@ ORDER BY a.id
 """
 
 AUDIT_DEPLOYMENTS_SQL = """
-SELECT executed_at, package_sha256, database, approval_ids, allowed_signers_sha256,
+SELECT executed_at, package_sha256, database, approval_ids, allowed_signers_sha256, rehearsal_sha256,
        array_agg(tier ORDER BY tier) AS tiers
 FROM os_release_ledger WHERE action = 'deploy'
-GROUP BY executed_at, package_sha256, database, approval_ids, allowed_signers_sha256
+GROUP BY executed_at, package_sha256, database, approval_ids, allowed_signers_sha256, rehearsal_sha256
 ORDER BY executed_at
 """
 
@@ -248,6 +248,9 @@ def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
                                 database=deployment["database"], cluster=cluster, at=at)
             if not ok:
                 problems.append(f"approval #{approval_id}: {detail}")
+        rehearsed = (f"; bound to rehearsal evidence sha256 {deployment['rehearsal_sha256']}"
+                     if deployment["rehearsal_sha256"] else "; no rehearsal evidence recorded")
         result.deployments.append(Finding(what, not problems, "; ".join(problems) or
-                                          f"approvals {', '.join(f'#{i}' for i in deployment['approval_ids'])} verify"))
+                                          f"approvals {', '.join(f'#{i}' for i in deployment['approval_ids'])} verify"
+                                          + rehearsed))
     return result

@@ -210,7 +210,8 @@ def verdict(evidence: Evidence) -> dict[str, str]:
     elif baseline_drift(evidence):
         production = "NO-GO: production differs from the rehearsed baseline (see the verification suite row)"
     elif gate == "OPEN" and unbound(evidence.production or {}):
-        production = f"NO-GO: a human has ratified, but this rehearsal does not bind the rollout: {unbound(evidence.production or {})}"
+        production = ("NO-GO: a human has ratified, but this rehearsal does not bind the rollout: "
+                      f"{unbound(evidence.production or {})}")
     elif gate == "OPEN":
         production = "GO: a human has ratified; run the gated executor with this evidence (--rehearsal)"
     elif gate == "FINALIZED":

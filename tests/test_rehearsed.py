@@ -22,7 +22,8 @@ import pytest
 from psycopg import sql
 
 from executor import gate, package, rehearsal, report
-from executor.rehearse import rehearse
+from executor.monitor import monitor
+from executor.rehearse import Evidence, rehearse
 from fixtures.testing import PgServer, signers
 from harness import catalog, clones, golden
 from harness.db import connect, public, snapshot, with_dbname
@@ -69,6 +70,16 @@ def test_the_bound_tables_are_what_the_package_reads_or_writes_but_the_approvals
     assert list(tables) == sorted(tables)
 
 
+def judged(path: Path, dsn: str) -> tuple[str, str, str]:
+    """The report of the rehearsal at `path` with production's gate read now, with that evidence:
+    (production execution verdict, status and text of the production activation row)."""
+    evidence = Evidence.from_json(json.loads(path.read_text()))
+    read = monitor(dsn, PKG.path, trust=signers().trust, rehearsal=rehearsal.load(path))
+    evidence.production = {**(evidence.production or {}), **read.as_json()}
+    row = next(r for r in report.matrix(evidence) if r.component.startswith("Production activation"))
+    return report.verdict(evidence)["production_execution"], row.status, row.evidence
+
+
 def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Production, test_server: PgServer,
                                                            unique: Any, oneroof: Any, tmp_path: Path) -> None:
     name = unique("bound")
@@ -90,6 +101,9 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Productio
     with connect(dsn, autocommit=True) as conn:  # the human ratifies production, after the rehearsal
         signers().approve(conn, "l4")
 
+    assert judged(path, dsn) == (
+        "GO: a human has ratified; run the gated executor with this evidence (--rehearsal)",
+        "GO — press the button", f"oneroof rollout --confirm-db {db} --rehearsal evidence.json")
     without = oneroof("rollout", "--dsn", dsn, "--confirm-db", db)
     assert without.returncode == 3, without.stdout + without.stderr
     assert "BLOCKED: no rehearsal evidence" in without.stdout and "entry == exit: yes" in without.stdout
@@ -111,6 +125,10 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Productio
         conn.execute("UPDATE directus_permissions SET fields = 'id,title' WHERE id = %s", (permission["id"],))
         conn.execute("UPDATE os_collection_inventory SET domain = 'moved' WHERE collection = %s",
                      (listed["collection"],))
+    verdict, status, _ = judged(path, dsn)
+    assert status == "NO-GO" and verdict.startswith(
+        "NO-GO: a human has ratified, but this rehearsal does not bind the rollout: production changed since the "
+        "rehearsal: directus_permissions, os_collection_inventory")
     changed = oneroof("rollout", "--dsn", dsn, "--confirm-db", db, "--rehearsal", str(path))
     assert changed.returncode == 3, changed.stdout + changed.stderr
     assert ("BLOCKED: production changed since the rehearsal: directus_permissions, os_collection_inventory "
@@ -130,6 +148,8 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Productio
     with connect(dsn) as conn:
         rows = conn.execute("SELECT rehearsal_sha256 FROM os_release_ledger WHERE action = 'deploy'").fetchall()
     assert [r["rehearsal_sha256"] for r in rows] == [sha] * 5
+    audit = oneroof("approvals", "verify", "--dsn", dsn)
+    assert audit.returncode == 0 and f"bound to rehearsal evidence sha256 {sha}" in audit.stdout, audit.stdout
 
 
 def _evidence(database: str, cluster: str | None, **changes: Any) -> rehearsal.Rehearsal:
@@ -159,9 +179,10 @@ def test_each_evidence_that_does_not_bind_says_why(production: Production, test_
         steps = [{"name": step, "ok": step != "rollout"} for step in rehearsal.REQUIRED_STEPS]
         cases = {
             "no rehearsal evidence: ": None,
-            "is not GO (step rollout failed)": _evidence(db, cluster, steps=steps, ok=True),  # the file's `ok` is not read
+            # the file's own `ok` is not read: GO is recomputed from the steps
+            "is not GO (step rollout failed)": _evidence(db, cluster, steps=steps, ok=True),
             "is not GO (it has no step greenfield)": _evidence(
-                db, cluster, steps=[{"name": step, "ok": True} for step in rehearsal.REQUIRED_STEPS if step != "greenfield"]),
+                db, cluster, steps=[{"name": n, "ok": True} for n in rehearsal.REQUIRED_STEPS if n != "greenfield"]),
             "is not GO (it was interrupted)": _evidence(db, cluster, interrupted=True),
             f"was of package {'1' * 12}, not this package {PKG.sha256[:12]}":
                 _evidence(db, cluster, package={"sha256": "1" * 64}),
