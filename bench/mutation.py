@@ -127,6 +127,8 @@ def check() -> int:
         policy.test_each_statement_that_does_not_count_says_why()
         policy.test_the_problems_of_several_statements_are_listed_once_each()
         policy.test_statements_are_judged_at_this_machines_clock()
+        policy.test_what_the_gate_judged_cannot_be_altered_afterwards()
+        content_tests.test_the_reader_takes_only_what_it_knows()
         folder = STATE / "content-test"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -143,12 +145,31 @@ def check() -> int:
     from harness.db import connect, snapshot
     states = {"control-greenfield": "greenfield", "control-finalized": "finalized", "gate-mixed-state": "mixed",
               "owner-inactive": "mixed", "leftover-inactive-owner": "mixed"}
-    for name, want in states.items():  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
+    for name, want in states.items():
         with connect(by_name[name]["dsn"]) as conn, snapshot(conn):
             if gate.state(conn) != want:
                 print(f"killed by gate.state on {name}")
                 return 1
-    junit = STATE / "check.xml"
+    from tests import test_gate as gate_tests
+    with connect(by_name["control-greenfield"]["dsn"]) as conn:
+        for case in gate_tests.STATES:  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
+            if gate_tests.state_after(conn, case) != case.split(":")[0]:
+                print(f"killed by tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed[{case}]")
+                return 1
+        # tests/test_signatures.py: a role that may not call pg_control_system() reads no cluster
+        conn.execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_control_system() FROM PUBLIC")
+        conn.execute("CREATE ROLE mut_unprivileged")
+        conn.execute("SET LOCAL ROLE mut_unprivileged")
+        try:
+            unread = gate.system_identifier(conn)
+        except psycopg.Error as exc:
+            unread = repr(exc)
+        conn.rollback()
+        if unread is not None or gate.system_identifier(conn) is None:
+            print(f"killed by tests/test_signatures.py (an unreadable system_identifier): {unread}")
+            return 1
+        conn.rollback()
+    junit = STATE / f"check-{os.getpid()}.xml"  # one per process: two checks never share it
     for entry in prepared:
         lock = None
         if entry["hold_lock"]:
@@ -219,15 +240,18 @@ def check_content() -> int:
         except OneroofError as exc:
             said.append(exc.message)
     with connect(dsn) as conn:
-        conn.execute("DROP VIEW os_governance_gap")
-        conn.execute("DROP TABLE os_idle_flags, os_gov_events")
-        try:
-            metrics.check_target(conn)
-        except OneroofError as exc:
-            said.append(exc.message)
-        conn.rollback()
-    if not (len(said) == 2 and said[0].startswith("database 'postgres' is not a Directus database (no directus_collections)")
-            and "lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live" in said[1]):
+        for drop in (("DROP VIEW os_governance_gap", "DROP TABLE os_idle_flags, os_gov_events"),
+                     ("DROP TABLE system_issues CASCADE",)):
+            for statement in drop:
+                conn.execute(statement)
+            try:
+                metrics.check_target(conn)
+            except OneroofError as exc:
+                said.append(exc.message)
+            conn.rollback()
+    if not (len(said) == 3 and said[0].startswith("database 'postgres' is not a Directus database (no directus_collections)")
+            and "lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live" in said[1]
+            and "lacks the One-Roof tier-1 table system_issues; tier 1 must be live" in said[2]):
         print(f"killed by tests/test_cli.py (target messages): {said}")
         return 1
     return 0

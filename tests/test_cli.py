@@ -142,6 +142,12 @@ def test_directus_without_tier_one(oneroof: Any, clone: clones.Clone, clone_conn
     one_line_error(result, "is Directus but lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live")
 
 
+def test_directus_without_one_tier_one_table(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    clone_conn.execute("DROP TABLE system_issues CASCADE")
+    result = oneroof("probe", "--dsn", clone.dsn)
+    one_line_error(result, "lacks the One-Roof tier-1 table system_issues; tier 1 must be live")
+
+
 def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, unique: Any) -> None:
     name = unique("scale_zero")
     one_line_error(oneroof("golden", "build", "--scale", "0", "--name", name, "--dsn", test_server.admin), "--scale 0")

@@ -3,12 +3,13 @@ plain data comes back equal (no database: the stages' own sessions test the rest
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
 from syrupy.extensions.amber import AmberDataSerializer
 
-from invariants.content import snapshot_entries
+from invariants.content import _literal, snapshot_entries
 
 VALUES = {
     "nested": {"a": [1, -2, 0], "b": {"c": None, "d": True, "e": False}, "f": "it's \"quoted\""},
@@ -36,3 +37,14 @@ def test_a_snapshot_that_is_not_plain_data_is_refused(tmp_path: Path) -> None:
     path.write_text("# serializer version: 1\n# name: test_bad\n  print('x')\n# ---\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not a snapshot value"):
         snapshot_entries(path)
+
+
+def test_the_reader_takes_only_what_it_knows() -> None:
+    """Empty constructor calls read as empty values; any other operator or name is refused."""
+    def read(text: str) -> object:
+        return _literal(ast.parse(text, mode="eval").body)
+
+    assert (read("dict()"), read("list()"), read("set()"), read("-3")) == ({}, [], set(), -3)
+    for text in ("not 1", "+1", "x", "1 - 2", "dict(a=1)", "list([1], [2])"):
+        with pytest.raises(ValueError, match="not a snapshot value"):
+            read(text)

@@ -15,6 +15,7 @@ import pytest
 from executor import gate, package, signatures
 from fixtures.testing import _keygen, signers
 from harness import catalog
+from invariants import metrics
 
 PKG = package.load()
 VALID = gate.Approval(id=1, proposal_code=PKG.proposal, proposal_status="pending", package_sha256=PKG.sha256,
@@ -158,3 +159,13 @@ def test_the_problems_of_several_statements_are_listed_once_each() -> None:
 def test_statements_are_judged_at_this_machines_clock() -> None:
     assert gate.clock(NOW) == NOW
     assert abs(gate.clock(None) - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(seconds=5)
+
+
+def test_what_the_gate_judged_cannot_be_altered_afterwards() -> None:
+    """A verdict, an approval and a reading are frozen: nothing between the gate's judgement and the
+    release can change what it judged."""
+    verdict = gate.Verdict({}, (1,), "greenfield", 1)
+    reading = metrics.Reading({"ospa": 0}, {})
+    for value, field in ((verdict, "reasons"), (VALID, "revoked"), (reading, "metrics")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, field, None)
