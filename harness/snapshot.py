@@ -33,8 +33,8 @@ import psycopg
 from psycopg import sql
 
 from harness.db import LOCK_TIMEOUT_MS, check_identifier, connect, database_exists, parse, with_dbname
-from harness.errors import DatabaseExists, OneroofError, UsageError
-from harness.marks import GOLDEN_SETTING, is_golden
+from harness.errors import OneroofError, UsageError
+from harness.marks import GOLDEN_SETTING, claim_golden_name
 from harness.server import bin_dir
 
 Progress = Callable[[str], None]
@@ -342,17 +342,8 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
                 raise UsageError(f"the rehearsal server runs PostgreSQL {admin.info.server_version // 10000}; the copy "
                                  "is restored with pg_restore 18, which needs a rehearsal server of PostgreSQL 17 or "
                                  "later: leave out --dsn to use the embedded PostgreSQL 18 (production may be older)")
-            got = admin.execute("SELECT pg_try_advisory_lock(hashtext('oneroof.golden'), hashtext(%s)) AS got",
-                                (name,)).fetchone()
-            if not (got and got["got"]):
-                raise DatabaseExists(f"another build or snapshot of {name!r} is running on this server: wait for it")
-            if database_exists(admin, name):
-                if not replace:
-                    raise DatabaseExists(f"database {name!r} already exists: pass --replace to refresh it from "
-                                         "production, or --name to make another")
-                if not is_golden(admin, name):
-                    raise DatabaseExists(f"database {name!r} exists and is not a golden database made by oneroof: "
-                                         "--replace only refreshes a golden database")
+            claim_golden_name(admin, name, replace=replace, action="golden snapshot",
+                              renew="refresh it from production")
 
             t = time.monotonic()
             facts = _server_facts(prod_dsn)
