@@ -2,6 +2,7 @@
 and executor/gate.py the tests kill.
 
     python bench/mutation.py run [--dsn ADMIN_DSN] [--minutes 45]
+    python bench/mutation.py survivors [--tests tests/test_x.py ...]   # re-judge the survivors
 
 cosmic-ray mutates one place of the source at a time, on disk, and runs the test command below
 (`check`) once per mutant: a mutant is killed when the check fails. The check is a targeted,
@@ -69,16 +70,18 @@ def prepare(admin: str) -> list[dict[str, Any]]:
     from tests.test_kill_matrix import CONTROLS, VIOLATIONS
 
     pkg = package.load()
-    cleanup(admin, [f"mut_{i:02d}" for i in range(len(SELECTED) + len(CONTROL_ORDER))])
+    cleanup(admin, [f"mut_{i:02d}" for i in range(len(SELECTED) + len(CONTROL_ORDER) + 1)])
     golden.build(admin, name="mut_golden", package_sha256=pkg.sha256, replace=True)
 
     def fresh(state: str, name: str) -> clones.Clone:
         """A clone in a starting state, as the kill matrix makes one: a signed L4 approval names
         this clone's database, so each approved or finalized clone is approved (and rolled out) itself."""
         made = clones.create(admin, source="mut_golden", name=name, wait=60)
-        if state in ("approved", "finalized"):
+        if state in ("approved", "approved twice", "finalized"):
             with connect(made.dsn, autocommit=True) as conn:
                 signers().approve(conn, "l4")
+                if state == "approved twice":
+                    signers().approve(conn, "l2")
         if state == "finalized":
             release.rollout(made.dsn, pkg, confirm_db=made.name, gate_session=False, audit=False,
                             trust=signers().trust)
@@ -95,6 +98,8 @@ def prepare(admin: str) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     by_name = {v.name: v for v in VIOLATIONS}
     plan = [(f"control-{stage}", CONTROLS[stage], stage, (), [], None, False, False, ()) for stage in CONTROL_ORDER]
+    # two valid approvals open the gate as one does (tests/test_gate.py, "two valid humans")
+    plan += [("control-gate-approved-twice", "approved twice", "gate", (), [], None, False, False, ())]
     plan += [(n, by_name[n].state, by_name[n].stage, by_name[n].sql, sorted(by_name[n].fails), by_name[n].expect_db,
               by_name[n].hold_lock, by_name[n].tamper_package, by_name[n].says) for n in SELECTED]
     for index, (name, state, stage, statements, fails, expect_db, hold_lock, tamper, says) in enumerate(plan):
@@ -107,6 +112,11 @@ def prepare(admin: str) -> list[dict[str, Any]]:
                         "package": str(tampered if tamper else pkg.path)})
     (STATE / "prepared.json").write_text(json.dumps(entries, indent=1))
     return entries
+
+
+def gate_package() -> Any:
+    from executor import package
+    return package.load()
 
 
 def check() -> int:
@@ -150,6 +160,12 @@ def check() -> int:
             if gate.state(conn) != want:
                 print(f"killed by gate.state on {name}")
                 return 1
+    for name, finalized in (("control-greenfield", False), ("control-finalized", True)):
+        with connect(by_name[name]["dsn"]) as conn, snapshot(conn):  # tests/test_gate.py: finalized is a note
+            notes = [n for n in gate.evaluate(conn, gate_package(), confirm_db=None).notes if n.startswith("state=")]
+        if notes != (["state=finalized: tiers 2-6 are already applied"] if finalized else []):
+            print(f"killed by tests/test_gate.py::test_finalized_is_a_note_not_a_reason: {notes}")
+            return 1
     from tests import test_gate as gate_tests
     with connect(by_name["control-greenfield"]["dsn"]) as conn:
         for case in gate_tests.STATES:  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
@@ -326,6 +342,47 @@ def report(session: Path) -> int:
     return 0
 
 
+def survivors(admin: str, session: Path, tests: list[str]) -> int:
+    """Second pass, after tests were added for a run's survivors: apply each survivor again
+    (`cosmic-ray apply`), run the current check and, with `tests`, those pytest files of tests/
+    (slower, a test server of their own); report which survive still and the combined score."""
+    dump = subprocess.run(["cosmic-ray", "dump", str(session)], capture_output=True, text=True, check=True).stdout
+    results = [json.loads(line) for line in dump.splitlines()]
+    done = [(w, r) for w, r in results if r is not None and r.get("worker_outcome") != "skipped"]
+    left = [w["mutations"][0] for w, r in done if not (r.get("test_outcome") == "killed"
+                                                       or r.get("worker_outcome") in ("exception", "abnormal", "timeout"))]
+    originals = {name: (ROOT / name).read_bytes() for name in MUTATED}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))},
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)}
+    entries = prepare(admin)
+    still = []
+    try:
+        for mutation in left:
+            where = f"{mutation['module_path']}:{mutation['start_pos'][0]} {mutation['operator_name']} #{mutation['occurrence']}"
+            subprocess.run(["cosmic-ray", "apply", mutation["module_path"], mutation["operator_name"],
+                            str(mutation["occurrence"])], cwd=ROOT, env=env, check=True, capture_output=True)
+            try:
+                killed = subprocess.run([sys.executable, "-B", str(Path(__file__).resolve()), "check"], cwd=ROOT, env=env,
+                                        capture_output=True, text=True, check=False, timeout=300).returncode != 0
+                if not killed and tests:
+                    killed = subprocess.run([sys.executable, "-B", "-m", "pytest", *tests, "-x", "-q", "-p",
+                                             "no:randomly"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                            check=False, timeout=1800).returncode != 0
+            finally:
+                (ROOT / mutation["module_path"]).write_bytes(originals[mutation["module_path"]])
+            print(f"  {'killed now' if killed else 'survived'}: {where}", flush=True)
+            if not killed:
+                still.append(where)
+    finally:
+        for name, data in originals.items():
+            (ROOT / name).write_bytes(data)
+        cleanup(admin, [e["db"] for e in entries])
+    total, first = len(done), len(done) - len(left)
+    print(f"mutants run {total}: killed by the run {first}, by this pass {len(left) - len(still)}, survived "
+          f"{len(still)}; score {100 * (total - len(still)) / total if total else 0:.1f}%")
+    return 0
+
+
 def cleanup(admin: str, names: list[str]) -> None:
     from psycopg import sql
 
@@ -337,9 +394,12 @@ def cleanup(admin: str, names: list[str]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("run", "check", "report"))
+    parser.add_argument("action", choices=("run", "check", "report", "survivors"),
+                        help="run: prepare, mutate, report; survivors: re-judge a run's survivors with today's tests")
     parser.add_argument("--dsn", help="admin DSN of a server (default: the embedded server under $ONEROOF_HOME)")
     parser.add_argument("--minutes", type=float, default=45.0, help="time bound of the cosmic-ray run")
+    parser.add_argument("--session", default=str(STATE / "session.sqlite"), help="survivors: the run's session")
+    parser.add_argument("--tests", nargs="*", default=[], help="survivors: pytest files of tests/ to run too")
     args = parser.parse_args()
     if args.action == "check":
         return check()
@@ -347,6 +407,8 @@ def main() -> int:
         return report(STATE / "session.sqlite")
     from executor import target
     admin = args.dsn or target.admin_dsn(None)
+    if args.action == "survivors":
+        return survivors(admin, Path(args.session), args.tests)
     return run(admin, args.minutes)
 
 

@@ -48,3 +48,7 @@ def test_the_reader_takes_only_what_it_knows() -> None:
     for text in ("not 1", "+1", "x", "1 - 2", "dict(a=1)", "list([1], [2])"):
         with pytest.raises(ValueError, match="not a snapshot value"):
             read(text)
+    long = "some_very_long_name_that_amber_never_writes_" * 4
+    with pytest.raises(ValueError) as refused:
+        read(long)
+    assert str(refused.value) == "not a snapshot value: " + ast.dump(ast.parse(long, mode="eval").body)[:80]

@@ -120,6 +120,7 @@ CASES = [
     ("rehearsal L4 on a marked clone", [Row("l4", rehearsal=True)], "clone", True),
     ("agent and revoked L2", [Row("agent"), Row("l2", revoked=True)], "production", False),
     ("service, then valid L2", [Row("svc-etl"), Row("l2")], "production", True),
+    ("two valid humans", [Row("l4"), Row("l2")], "production", True),
 ]
 
 
@@ -230,6 +231,26 @@ def state_after(conn: psycopg.Connection[Any], case: str) -> str:
         return gate.state(conn)
     finally:
         conn.rollback()
+
+
+def test_finalized_is_a_note_not_a_reason(conns: dict[str, psycopg.Connection[Any]]) -> None:
+    """The executor reads a finalized target as done (exit 0): the gate notes it, and notes nothing
+    of the state on a greenfield target."""
+    conn = conns["production"]
+    evaluate = lambda: gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust,  # noqa: E731
+                                     rehearsal=BOUND[conn.info.dbname])
+    assert not [n for n in evaluate().notes if n.startswith("state=")]
+    try:
+        conn.execute("SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', '{1}', true)",
+                     (catalog.PROPOSAL_CODE,))
+        for tier in PKG.tiers:
+            for statement in tier.deploy_statements:
+                conn.execute(statement.encode())
+        verdict = evaluate()
+    finally:
+        conn.rollback()
+    assert verdict.state == "finalized" and "state" not in verdict.reasons
+    assert "state=finalized: tiers 2-6 are already applied" in verdict.notes
 
 
 @pytest.mark.parametrize("case", list(STATES))

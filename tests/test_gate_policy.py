@@ -166,6 +166,6 @@ def test_what_the_gate_judged_cannot_be_altered_afterwards() -> None:
     release can change what it judged."""
     verdict = gate.Verdict({}, (1,), "greenfield", 1)
     reading = metrics.Reading({"ospa": 0}, {})
-    for value, field in ((verdict, "reasons"), (VALID, "revoked"), (reading, "metrics")):
+    for value, field in ((verdict, "reasons"), (VALID, "revoked"), (reading, "metrics"), (signing(), "now")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(value, field, None)
