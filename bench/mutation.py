@@ -166,6 +166,27 @@ def check() -> int:
         if notes != (["state=finalized: tiers 2-6 are already applied"] if finalized else []):
             print(f"killed by tests/test_gate.py::test_finalized_is_a_note_not_a_reason: {notes}")
             return 1
+    with connect(by_name["control-gate"]["dsn"]) as conn:  # an approved marked clone
+        from executor import rehearsal, signatures
+        pkg = gate_package()
+        trust = signatures.TrustRoot.load(STATE / "allowed_signers")
+        evidence = rehearsal.from_evidence({"steps": [], "package": {}}, "/evidence.json", "0" * 64)
+        with snapshot(conn):
+            plain = gate.evaluate(conn, pkg, confirm_db=None, trust=trust)
+            given = gate.evaluate(conn, pkg, confirm_db=None, trust=trust, rehearsal=evidence)
+            proposal = conn.execute("SELECT id FROM os_proposals WHERE code = %s", (pkg.proposal,)).fetchone()
+        note = "rehearsed: not required on a marked clone (the rehearsal evidence was not compared)"
+        if (plain.allowed_signers_sha256 != trust.sha256 or plain.proposal_id != proposal["id"]
+                or note in plain.notes or note not in given.notes or given.rehearsal_sha256 is not None):
+            print("killed by tests/test_signatures.py / tests/test_rehearsed.py: what the verdict records")
+            return 1
+        conn.execute("SET LOCAL default_transaction_read_only = on")  # tests/test_release.py: refused up front
+        unwritable = gate.read_only_target(conn)
+        conn.rollback()
+        if not unwritable or "read-only by default" not in unwritable or gate.read_only_target(conn) is not None:
+            print(f"killed by tests/test_release.py (a read-only target): {unwritable}")
+            return 1
+        conn.rollback()
     from tests import test_gate as gate_tests
     with connect(by_name["control-greenfield"]["dsn"]) as conn:
         for case in gate_tests.STATES:  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
@@ -217,6 +238,15 @@ def check() -> int:
         if not cases or failed != set(entry["fails"]) or code not in (0, 1) or (code == 0) != (not entry["fails"]):
             print(f"killed by kill matrix {entry['name']}: exit {code}, failed {sorted(failed)[:5]}")
             return 1
+    # tests/test_release.py: a gate session skips ospa (a human's approval row), and only ospa
+    code = pytest.main([str(ROOT / "invariants"), "-m", "baseline", "--dsn", by_name["baseline-approval-recorded"]["dsn"],
+                        "--expect-db", by_name["baseline-approval-recorded"]["db"], "-o", "oneroof_gate_session=true",
+                        "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "-q",
+                        "--no-header", "-rs", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--junitxml", str(junit)])
+    skipped = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase") if c.find("skipped") is not None]
+    if code != 0 or skipped != ["test_metric_matches_baseline[ospa]"]:
+        print(f"killed by tests/test_release.py (the gate session's baseline): exit {code}, skipped {skipped}")
+        return 1
     return check_content()
 
 

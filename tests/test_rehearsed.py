@@ -206,7 +206,11 @@ def test_each_evidence_that_does_not_bind_says_why(production: Production, test_
     made = clones.create(test_server.admin, source=test_server.golden, wait=60)
     try:
         with connect(made.dsn) as conn, snapshot(conn):
-            assert "rehearsed" not in gate.evaluate(conn, PKG, confirm_db=made.name).reasons
+            plain = gate.evaluate(conn, PKG, confirm_db=made.name)
+            given = gate.evaluate(conn, PKG, confirm_db=made.name, rehearsal=_evidence(db, cluster))
+        assert "rehearsed" not in plain.reasons and "rehearsed" not in given.reasons
+        note = "rehearsed: not required on a marked clone (the rehearsal evidence was not compared)"
+        assert note not in plain.notes and note in given.notes and given.rehearsal_sha256 is None
     finally:
         clones.drop(test_server.admin, made.name)
 
