@@ -180,6 +180,18 @@ def check() -> int:
                 or note in plain.notes or note not in given.notes or given.rehearsal_sha256 is not None):
             print("killed by tests/test_signatures.py / tests/test_rehearsed.py: what the verdict records")
             return 1
+    with connect(by_name["gate-not-rehearsed"]["dsn"]) as conn, snapshot(conn):  # no clone mark: production
+        # tests/test_rehearsed.py: evidence that binds this database opens `rehearsed`, and the verdict names it
+        data = {"package": {"sha256": pkg.sha256}, "steps": [{"name": n, "ok": True} for n in rehearsal.REQUIRED_STEPS],
+                "golden_provenance": {"kind": "production snapshot", "database": conn.info.dbname,
+                                      "system_identifier": gate.system_identifier(conn)},
+                "bound": {"tables": rehearsal.digests(conn, rehearsal.bound_tables(pkg))}}
+        bound = gate.evaluate(conn, pkg, confirm_db=None, trust=trust,
+                              rehearsal=rehearsal.from_evidence(data, "/evidence.json", "1" * 64))
+    if "rehearsed" in bound.reasons or bound.rehearsal_sha256 != "1" * 64:
+        print(f"killed by tests/test_rehearsed.py: {bound.reasons.get('rehearsed')}, {bound.rehearsal_sha256}")
+        return 1
+    with connect(by_name["control-gate"]["dsn"]) as conn:
         conn.execute("SET LOCAL default_transaction_read_only = on")  # tests/test_release.py: refused up front
         unwritable = gate.read_only_target(conn)
         conn.rollback()
