@@ -194,9 +194,13 @@ def check() -> int:
     with connect(by_name["control-gate"]["dsn"]) as conn:
         conn.execute("SET LOCAL default_transaction_read_only = on")  # tests/test_release.py: refused up front
         unwritable = gate.read_only_target(conn)
+        alone = gate.evaluate(conn, pkg, confirm_db=None, trust=trust).reasons.get("target")
+        both = gate.evaluate(conn, pkg, confirm_db="directus", trust=trust).reasons.get("target")
         conn.rollback()
-        if not unwritable or "read-only by default" not in unwritable or gate.read_only_target(conn) is not None:
-            print(f"killed by tests/test_release.py (a read-only target): {unwritable}")
+        if (not unwritable or "read-only by default" not in unwritable or gate.read_only_target(conn) is not None
+                or alone != unwritable or both != f"connected to {conn.info.dbname!r}, but the operator named "
+                                                 f"'directus' (--confirm-db); {unwritable}"):
+            print(f"killed by tests/test_release.py (a read-only target): {unwritable}; {alone}; {both}")
             return 1
         conn.rollback()
     from tests import test_gate as gate_tests
@@ -285,6 +289,12 @@ def check_content() -> int:
           == digests["baseline-approval-recorded"] and changed == ["system_issues"])
     if not ok:
         print("killed by the content digests")
+        return 1
+    with connect(prepared["control-finalized"]["dsn"]) as conn:  # tests/test_release.py: the figures it checks
+        figures = metrics.read_some(conn, metrics.GOVERNANCE)
+        conn.rollback()
+    if figures != {"own": 35, "gap": 0, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 35, "idle": 0}:
+        print(f"killed by tests/test_release.py (the finalized figures): {figures}")
         return 1
     dsn = prepared["control-greenfield"]["dsn"]
     with connect(dsn) as clone, connect(with_dbname(dsn, "mut_golden")) as source:

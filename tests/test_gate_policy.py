@@ -46,6 +46,10 @@ CASES = [
     ("static-token", {"has_token": True}, False, PKG, "approver has a static token, so automation could act as them"),
     ("spent", {"spent": True}, False, PKG, "authorised a deployment that was rolled back since; ratify again"),
     ("rehearsal-off-clone", {"rehearsal": True}, False, PKG, "a rehearsal approval on a database that is not a marked clone"),
+    ("created-by-its-approver", {"created_by": "u-1", "approver_id": "u-1"}, False, PKG, None),
+    ("created-by-someone-else", {"created_by": "u-2", "approver_id": "u-1"}, False, PKG,
+     "Directus shows it was created by user u-2, not by its approver"),
+    ("changed-after-creation", {"updates": 2}, False, PKG, "Directus shows it was changed after its creation (2 change(s))"),
 ]
 
 

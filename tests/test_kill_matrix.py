@@ -172,7 +172,7 @@ FINALIZED = [
       "UPDATE os_proposals SET status = 'pending'", tier("tier3_ownership"), ("pending",)),
     v("approval-revoked-after-finalization", "history and status", "finalized", "finalized",
       "UPDATE os_proposal_approvals SET revoked_at = now()", {f"{RATIFIED}[{c}]" for c in COLLECTIONS},
-      ("kg_claims: tier3_ownership", "not valid now")),
+      ("kg_claims: tier3_ownership", "of which [1] are not valid now (valid: [])")),
     v("owner-unit-renamed", "history and status", "finalized", "finalized",
       "UPDATE os_owner_units SET name = 'Ministry of Trade' WHERE code = 'MOIT'", tier("tier3_ownership"),
       ("Ministry of Trade",)),
