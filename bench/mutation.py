@@ -309,7 +309,7 @@ def check_content() -> int:
             said.append(exc.message)
     with connect(dsn) as conn:
         for drop in (("DROP VIEW os_governance_gap", "DROP TABLE os_idle_flags, os_gov_events"),
-                     ("DROP TABLE system_issues CASCADE",)):
+                     ("DROP TABLE system_issues CASCADE",), ("DROP TABLE os_release_ledger, system_issues CASCADE",)):
             for statement in drop:
                 conn.execute(statement)
             try:
@@ -317,7 +317,7 @@ def check_content() -> int:
             except OneroofError as exc:
                 said.append(exc.message)
             conn.rollback()
-    if not (len(said) == 3 and said[0].startswith("database 'postgres' is not a Directus database (no directus_collections)")
+    if not (len(said) == 4 and "lacks the One-Roof tier-1 table os_release_ledger and 1 more; tier" in said[3] and said[0].startswith("database 'postgres' is not a Directus database (no directus_collections)")
             and "lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live" in said[1]
             and "lacks the One-Roof tier-1 table system_issues; tier 1 must be live" in said[2]):
         print(f"killed by tests/test_cli.py (target messages): {said}")

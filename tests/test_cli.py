@@ -142,10 +142,13 @@ def test_directus_without_tier_one(oneroof: Any, clone: clones.Clone, clone_conn
     one_line_error(result, "is Directus but lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live")
 
 
-def test_directus_without_one_tier_one_table(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
-    clone_conn.execute("DROP TABLE system_issues CASCADE")
+@pytest.mark.parametrize(("tables", "named"), [("system_issues", "system_issues;"),
+                                                ("os_release_ledger, system_issues", "os_release_ledger and 1 more;")])
+def test_directus_without_one_or_two_tier_one_tables(oneroof: Any, clone: clones.Clone, clone_conn: Any, tables: str,
+                                                     named: str) -> None:
+    clone_conn.execute(f"DROP TABLE {tables} CASCADE")
     result = oneroof("probe", "--dsn", clone.dsn)
-    one_line_error(result, "lacks the One-Roof tier-1 table system_issues; tier 1 must be live")
+    one_line_error(result, f"lacks the One-Roof tier-1 table {named} tier 1 must be live")
 
 
 def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, unique: Any) -> None:
