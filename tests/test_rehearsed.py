@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg import sql
 
 from executor import gate, package, rehearsal, report
 from executor.monitor import monitor
 from executor.rehearse import Evidence, rehearse
 from fixtures.testing import PgServer, signers
-from harness import catalog, clones, golden
-from harness.db import connect, public, snapshot, with_dbname
-from harness.errors import OneroofError
-from tests.test_snapshot import DEFAULT_PRODUCTION, PRODUCTION_ENV, Production, _drop, _furnish
+from harness import catalog, clones
+from harness.db import connect, snapshot
+from tests.test_snapshot import Production, _drop, production_database
 
 PKG = package.load()
 
@@ -42,23 +38,9 @@ def rehearsal_server_of_17_or_later(test_server: PgServer) -> None:
 
 @pytest.fixture
 def production(worker_id: str) -> Iterator[Production]:
-    """A Directus production database on the PostgreSQL 15 service (no oneroof marks), dropped after the test."""
-    admin = os.environ.get(PRODUCTION_ENV) or DEFAULT_PRODUCTION
-    try:
-        with connect(admin, autocommit=True) as conn:
-            conn.execute("SELECT 1")
-    except OneroofError as exc:
-        pytest.skip(f"the PostgreSQL service that plays production ({public(admin)}) is unreachable: {exc.message}; "
-                    f"start it, or set {PRODUCTION_ENV} to the admin DSN of another server")
-    name = f"oneroof_prod_{worker_id}_{secrets.token_hex(3)}"
-    try:
-        golden.build(admin, name=name, package_sha256=PKG.sha256)
-        with connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
-        made = _furnish(with_dbname(admin, name))
-        yield Production(admin, name, with_dbname(admin, name), made)
-    finally:
-        _drop(admin, name)
+    """A Directus production database on the PostgreSQL 15 service, dropped after the test."""
+    with production_database(worker_id) as made:
+        yield made
 
 
 def test_the_bound_tables_are_what_the_package_reads_or_writes_but_the_approvals() -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,10 @@ def rehearsal_server_of_17_or_later(test_server: PgServer) -> None:
                     f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)")
 
 
-@pytest.fixture(scope="module")
-def production(worker_id: str) -> Iterator[Production]:
-    """A Directus production database on the PostgreSQL 15 service, dropped after the module."""
+@contextmanager
+def production_database(worker_id: str) -> Iterator[Production]:
+    """A Directus production database on the PostgreSQL 15 service (no oneroof marks, extra content
+    and secrets everywhere), dropped at the end; skips when the service is unreachable."""
     admin = os.environ.get(PRODUCTION_ENV) or DEFAULT_PRODUCTION
     try:
         with connect(admin, autocommit=True) as conn:
@@ -133,6 +135,13 @@ def production(worker_id: str) -> Iterator[Production]:
         yield Production(admin, name, with_dbname(admin, name), made)
     finally:
         _drop(admin, name)
+
+
+@pytest.fixture(scope="module")
+def production(worker_id: str) -> Iterator[Production]:
+    """A Directus production database on the PostgreSQL 15 service, dropped after the module."""
+    with production_database(worker_id) as made:
+        yield made
 
 
 @dataclass(frozen=True)
