@@ -36,13 +36,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from psycopg import sql
 
-from executor import gate, package, release
+from executor import gate, package, rehearsal, release
 from harness import catalog, clones
 from harness.db import connect
 from harness.errors import Blocked, IntegrityError
 from harness.marks import CLONE_SETTING
 from fixtures.plugin import ROOT
-from fixtures.testing import PgServer, database_settings, signers
+from fixtures.testing import PgServer, bound_evidence, database_settings, signers
 from tests.test_release import TRUST
 from tests.test_crash import ROLLBACK, ROLLOUT, advisory_locks, executor_env, holding, wait_gone, wait_until_blocked
 
@@ -109,6 +109,13 @@ class ReleaseModel(RuleBasedStateMachine):
         self.marked = True
         self.drifted = False
         self.system_issues = self._count_issues()
+        self.evidence = Path(tempfile.mkdtemp(prefix="oneroof-model-evidence-"))
+
+    def _rehearsal(self) -> Path:
+        """Evidence that binds a rollout of the clone as it is now. Unmarked, the clone stands for
+        production, whose rollout needs a rehearsal: the model hands one over for what production is
+        (the binding itself, and every way it fails, is tests/test_rehearsed.py's)."""
+        return bound_evidence(self.clone.dsn, self.evidence)
 
     def _count_issues(self) -> int:
         row = self.conn.execute("SELECT count(*) AS n FROM system_issues").fetchone()
@@ -204,12 +211,12 @@ class ReleaseModel(RuleBasedStateMachine):
         valid = self._valid()
         if self.state == "finalized":
             outcome = release.rollout(self.clone.dsn, PKG, confirm_db=self.clone.name, gate_session=False,
-                                      audit=False, trust=TRUST)
+                                      audit=False, trust=TRUST, rehearsal=rehearsal.load(self._rehearsal()))
             assert outcome.action == "already-finalized"
             OUTCOMES["already-finalized"] = OUTCOMES.get("already-finalized", 0) + 1
         elif self.state == "greenfield" and self._open():
             outcome = release.rollout(self.clone.dsn, PKG, confirm_db=self.clone.name, gate_session=False,
-                                      audit=False, trust=TRUST)
+                                      audit=False, trust=TRUST, rehearsal=rehearsal.load(self._rehearsal()))
             assert outcome.action == "applied" and sorted(outcome.approvals) == valid
             rows = self.conn.execute("SELECT approval_ids FROM os_release_ledger ORDER BY id DESC LIMIT 5").fetchall()
             assert all(sorted(r["approval_ids"]) == valid for r in rows), rows
@@ -219,7 +226,7 @@ class ReleaseModel(RuleBasedStateMachine):
         else:
             with pytest.raises(Blocked):
                 release.rollout(self.clone.dsn, PKG, confirm_db=self.clone.name, gate_session=False, audit=False,
-                                trust=TRUST)
+                                trust=TRUST, rehearsal=rehearsal.load(self._rehearsal()))
             OUTCOMES["blocked"] = OUTCOMES.get("blocked", 0) + 1
 
     @rule()
@@ -244,15 +251,17 @@ class ReleaseModel(RuleBasedStateMachine):
         point = data.draw(st.sampled_from([p for p in (ROLLOUT if command == "rollout" else ROLLBACK) if p.table]))
         if command == "rollout":  # the release function itself: the CLI would first spend seconds in its gate session
             args = [sys.executable, "-c", "import os, sys; from pathlib import Path; "
-                    "from executor import package, release, signatures; release.rollout(sys.argv[1], package.load(), "
-                    "confirm_db=sys.argv[2], gate_session=False, audit=False, "
-                    "trust=signatures.TrustRoot.load(Path(os.environ[signatures.ENV])))"]
+                    "from executor import package, rehearsal, release, signatures; release.rollout(sys.argv[1], "
+                    "package.load(), confirm_db=sys.argv[2], gate_session=False, audit=False, "
+                    "trust=signatures.TrustRoot.load(Path(os.environ[signatures.ENV])), "
+                    "rehearsal=rehearsal.from_flag(None))"]
         else:
             args = [sys.executable, "-m", "executor", "rollback", "--dsn"]
         with connect(self.clone.dsn, autocommit=True, application_name="oneroof-test-observer") as observer:
             with holding(self.clone, point.lock) as blocker:
                 proc = subprocess.Popen([*args, self.clone.dsn, *(["--confirm-db"] if command == "rollback" else []),
-                                         self.clone.name], cwd=ROOT, env=executor_env(), stdout=subprocess.PIPE,
+                                         self.clone.name], cwd=ROOT, stdout=subprocess.PIPE,
+                                        env={**executor_env(), rehearsal.ENV: str(self._rehearsal())},
                                         stderr=subprocess.PIPE, text=True)
                 wait_until_blocked(observer, proc, point, blocker.info.backend_pid)
                 proc.send_signal(signal.SIGKILL)
@@ -329,8 +338,11 @@ class ReleaseModel(RuleBasedStateMachine):
     def verdict_is_the_models(self) -> None:
         with connect(self.clone.dsn) as conn:
             conn.read_only = True
-            verdict = gate.evaluate(conn, PKG, confirm_db=self.clone.name, trust=TRUST)
+            verdict = gate.evaluate(conn, PKG, confirm_db=self.clone.name, trust=TRUST,
+                                    rehearsal=rehearsal.load(self._rehearsal()))
+            unbound = gate.evaluate(conn, PKG, confirm_db=self.clone.name, trust=TRUST).reasons.get("rehearsed")
             conn.rollback()
+        assert (unbound is not None) == (not self.marked), unbound  # production needs its rehearsal, a clone not
         valid = self._valid()
         assert (verdict.open, sorted(verdict.valid_approvals)) == (self._open(), valid), verdict.reasons
         assert ("approvals" in verdict.reasons) == (not valid)
@@ -359,6 +371,7 @@ class ReleaseModel(RuleBasedStateMachine):
                 assert code == 0, f"the {self.state} invariant stage failed (pytest exit {code})"
         finally:
             self.conn.close()
+            shutil.rmtree(self.evidence, ignore_errors=True)
             with connect(self.server.admin, autocommit=True) as admin:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(self.clone.name)))

@@ -20,12 +20,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from executor import release
+from executor import rehearsal, release
 from harness import clones, golden, server
 from harness.db import connect, with_dbname
 from harness.errors import Blocked
 from fixtures.plugin import ROOT
-from fixtures.testing import signers
+from fixtures.testing import bound_evidence, signers
 from tests.test_release import PKG, approve
 
 pytestmark = pytest.mark.proof
@@ -110,9 +110,10 @@ def test_a_read_only_command_writes_nothing(quiet: str, name: str) -> None:
     assert after == before, {k: after[k] - before[k] for k in after if after[k] != before[k]}
 
 
-def test_a_rollout_blocked_under_the_lock_writes_nothing_but_the_revocation(quiet: str) -> None:
+def test_a_rollout_blocked_under_the_lock_writes_nothing_but_the_revocation(quiet: str, tmp_path: Path) -> None:
     with connect(quiet, autocommit=True) as conn:
         approval = approve(conn)
+    bound = rehearsal.load(bound_evidence(quiet, tmp_path))  # the stand-in is production: its rollout is bound
     before = counters(quiet)
 
     def revoke(message: str) -> None:
@@ -121,7 +122,8 @@ def test_a_rollout_blocked_under_the_lock_writes_nothing_but_the_revocation(quie
                 conn.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (approval,))
 
     with pytest.raises(Blocked, match="revoked") as caught:
-        release.rollout(quiet, PKG, confirm_db=PRODUCTION, trust=signers().trust, audit=False, progress=revoke)
+        release.rollout(quiet, PKG, confirm_db=PRODUCTION, trust=signers().trust, audit=False, progress=revoke,
+                        rehearsal=bound)
     after = counters(quiet)
     # the revocation is the one transaction and the one row written; the rollout adds none
     assert {k: after[k] - before[k] for k in after} == {
