@@ -168,6 +168,7 @@ def check() -> int:
             return 1
     with connect(by_name["control-gate"]["dsn"]) as conn:  # an approved marked clone
         from executor import rehearsal, signatures
+        from fixtures.testing import bound_evidence
         pkg = gate_package()
         trust = signatures.TrustRoot.load(STATE / "allowed_signers")
         evidence = rehearsal.from_evidence({"steps": [], "package": {}}, "/evidence.json", "0" * 64)
@@ -182,13 +183,9 @@ def check() -> int:
             return 1
     with connect(by_name["gate-not-rehearsed"]["dsn"]) as conn, snapshot(conn):  # no clone mark: production
         # tests/test_rehearsed.py: evidence that binds this database opens `rehearsed`, and the verdict names it
-        data = {"package": {"sha256": pkg.sha256}, "steps": [{"name": n, "ok": True} for n in rehearsal.REQUIRED_STEPS],
-                "golden_provenance": {"kind": "production snapshot", "database": conn.info.dbname,
-                                      "system_identifier": gate.system_identifier(conn)},
-                "bound": {"tables": rehearsal.digests(conn, rehearsal.bound_tables(pkg))}}
-        bound = gate.evaluate(conn, pkg, confirm_db=None, trust=trust,
-                              rehearsal=rehearsal.from_evidence(data, "/evidence.json", "1" * 64))
-    if "rehearsed" in bound.reasons or bound.rehearsal_sha256 != "1" * 64:
+        evidence = rehearsal.load(bound_evidence(by_name["gate-not-rehearsed"]["dsn"], STATE))
+        bound = gate.evaluate(conn, pkg, confirm_db=None, trust=trust, rehearsal=evidence)
+    if "rehearsed" in bound.reasons or bound.rehearsal_sha256 != evidence.sha256:
         print(f"killed by tests/test_rehearsed.py: {bound.reasons.get('rehearsed')}, {bound.rehearsal_sha256}")
         return 1
     with connect(by_name["control-gate"]["dsn"]) as conn:

@@ -20,6 +20,7 @@ approval, verified against the allowed signers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -48,9 +49,10 @@ PINNED = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("IntervalStyle", "pos
           ("bytea_output", "hex"), ("extra_float_digits", "1"))
 
 
+@functools.lru_cache(maxsize=8)
 def bound_tables(package: Package) -> tuple[str, ...]:
     """Every table the package's deploy and revert SQL name (reads or writes), and the governed
-    inventory, but the approvals; sorted."""
+    inventory, but the approvals; sorted. Parsed once per package: the gate asks on every evaluation."""
     names: set[str] = {INVENTORY}
     ctes: set[str] = set()
 

@@ -55,8 +55,10 @@ def production_gate(evidence: Evidence) -> tuple[str, str]:
     # The human gate: every condition but `rehearsed`, which binds the rollout to a rehearsal and is
     # judged apart (see unbound()).
     reasons = [r for r in prod["reasons"] if r != unbound(prod)]
-    return ("BLOCKED" if reasons else "OPEN") if prod["verdict"] in ("OPEN", "BLOCKED") else prod["verdict"], \
-        "; ".join(reasons)
+    verdict = prod["verdict"]
+    if verdict in ("OPEN", "BLOCKED"):
+        verdict = "BLOCKED" if reasons else "OPEN"
+    return verdict, "; ".join(reasons)
 
 
 def unbound(prod: dict[str, Any]) -> str | None:

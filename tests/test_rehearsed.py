@@ -50,6 +50,11 @@ def test_the_bound_tables_are_what_the_package_reads_or_writes_but_the_approvals
             "os_label_rules", "os_lifecycle_policies", "os_event_bindings", "os_proposals"} <= set(tables)
     assert not set(tables) & {"os_proposal_approvals", "directus_comments", "directus_activity"}
     assert list(tables) == sorted(tables)
+    # A tier that reads more is bound to more, by the parser; but never to the approvals.
+    first = replace(PKG.tiers[0], deploy=PKG.tiers[0].deploy + "\nSELECT 1 FROM os_owner_units JOIN "
+                    "os_proposal_approvals ON true JOIN directus_comments ON true WHERE EXISTS (SELECT 1 FROM x);")
+    more = rehearsal.bound_tables(replace(PKG, tiers=(first, *PKG.tiers[1:])))
+    assert set(more) - set(tables) == {"os_owner_units", "x"}
 
 
 def judged(path: Path, dsn: str) -> tuple[str, str, str]:
