@@ -1,4 +1,6 @@
-"""pytest glue of oneroof: the verification plugin (options, target, read-only enforcement,
-entry==exit guard, snapshot location) and the fixtures of the project's own tests."""
+"""pytest glue of the checkout: the verification plugin, the one a production session loads (options,
+target, read-only enforcement, entry==exit guard, snapshot location). The project's own tests add
+their test-only support in tests/conftest.py.
+"""
 
-pytest_plugins = ["pytester", "fixtures.plugin", "fixtures.testing", "fixtures.directus"]
+pytest_plugins = ["oneroof.fixtures.plugin"]

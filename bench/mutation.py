@@ -36,8 +36,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MUTATED = ["executor/gate.py", "invariants/content.py", "invariants/test_finalized.py", "invariants/test_greenfield.py",
-           "invariants/conftest.py", "invariants/test_baseline.py", "invariants/test_gate.py", "invariants/metrics.py"]
+MUTATED = [
+    "core/gate.py",
+    "core/content.py",
+    "invariants/test_finalized.py",
+    "invariants/test_greenfield.py",
+    "invariants/conftest.py",
+    "invariants/test_baseline.py",
+    "invariants/test_gate.py",
+    "core/metrics.py",
+]
 # cosmic-ray's operators, but for the variants that mostly duplicate another: `==` and `!=` are
 # only negated (not turned into <, <=, >, >=, is, is not). `|` is left alone: in these files it
 # is almost only in type annotations, which `from __future__ import annotations` never evaluates
@@ -50,11 +58,25 @@ EXCLUDED_OPERATORS = [
 ]
 # The kill-matrix violations the check replays (the whole matrix stays in tests/, run by CI).
 SELECTED = [
-    "gate-approval-revoked", "gate-proposal-withdrawn", "gate-mixed-state", "gate-wrong-database", "gate-lock-held",
-    "gate-package-tampered", "owner-inactive", "approval-revoked-after-finalization", "axis-value-changed",
-    "collection-added-to-inventory", "ledger-row-missing", "wrong-database", "leftover-inactive-owner",
-    "leftover-field", "baseline-approval-recorded", "baseline-wrong-database", "gate-proposal-names-another-package",
-    "ledger-row-altered", "gate-not-rehearsed",
+    "gate-approval-revoked",
+    "gate-proposal-withdrawn",
+    "gate-mixed-state",
+    "gate-wrong-database",
+    "gate-lock-held",
+    "gate-package-tampered",
+    "owner-inactive",
+    "approval-revoked-after-finalization",
+    "axis-value-changed",
+    "collection-added-to-inventory",
+    "ledger-row-missing",
+    "wrong-database",
+    "leftover-inactive-owner",
+    "leftover-field",
+    "baseline-approval-recorded",
+    "baseline-wrong-database",
+    "gate-proposal-names-another-package",
+    "ledger-row-altered",
+    "gate-not-rehearsed",
 ]
 # The controls first: a mutant that breaks an invariant usually fails an untouched database.
 CONTROL_ORDER = ("finalized", "greenfield", "gate", "baseline")
@@ -63,10 +85,11 @@ STATE = Path(tempfile.gettempdir()) / "oneroof-mutation"
 
 def prepare(admin: str) -> list[dict[str, Any]]:
     """Build a golden database and one database per control and selected violation."""
-    from executor import package, release
-    from fixtures.testing import signers
-    from harness import clones, golden
-    from harness.db import connect
+    from oneroof.core import package
+    from oneroof.executor import release
+    from oneroof.harness import clones, golden
+    from oneroof.harness.db import connect
+    from tests.support.testing import signers
     from tests.test_kill_matrix import CONTROLS, VIOLATIONS
 
     pkg = package.load()
@@ -75,7 +98,8 @@ def prepare(admin: str) -> list[dict[str, Any]]:
 
     def fresh(state: str, name: str) -> clones.Clone:
         """A clone in a starting state, as the kill matrix makes one: a signed L4 approval names
-        this clone's database, so each approved or finalized clone is approved (and rolled out) itself."""
+        this clone's database, so each approved or finalized clone is approved (and rolled out) itself.
+        """
         made = clones.create(admin, source="mut_golden", name=name, wait=60)
         if state in ("approved", "approved twice", "finalized"):
             with connect(made.dsn, autocommit=True) as conn:
@@ -83,8 +107,7 @@ def prepare(admin: str) -> list[dict[str, Any]]:
                 if state == "approved twice":
                     signers().approve(conn, "l2")
         if state == "finalized":
-            release.rollout(made.dsn, pkg, confirm_db=made.name, gate_session=False, audit=False,
-                            trust=signers().trust)
+            release.rollout(made.dsn, pkg, confirm_db=made.name, gate_session=False, audit=False, trust=signers().trust)
         return made
 
     # The tests' trust root outlives this process (signers() removes its keys at exit): the check
@@ -92,30 +115,54 @@ def prepare(admin: str) -> list[dict[str, Any]]:
     shutil.copyfile(signers().trust.path, STATE / "allowed_signers")
     tampered = STATE / "tampered"
     shutil.rmtree(tampered, ignore_errors=True)
-    shutil.copytree(pkg.path, tampered)
+    package.bundle(pkg.path, tampered)
     (tampered / "tier4_axes.deploy.sql").write_text(
-        (tampered / "tier4_axes.deploy.sql").read_text().replace("'domain'", "'region'"))
+        (tampered / "tier4_axes.deploy.sql").read_text().replace("'domain'", "'region'")
+    )
     entries: list[dict[str, Any]] = []
     by_name = {v.name: v for v in VIOLATIONS}
     plan = [(f"control-{stage}", CONTROLS[stage], stage, (), [], None, False, False, ()) for stage in CONTROL_ORDER]
     # two valid approvals open the gate as one does (tests/test_gate.py, "two valid humans")
     plan += [("control-gate-approved-twice", "approved twice", "gate", (), [], None, False, False, ())]
-    plan += [(n, by_name[n].state, by_name[n].stage, by_name[n].sql, sorted(by_name[n].fails), by_name[n].expect_db,
-              by_name[n].hold_lock, by_name[n].tamper_package, by_name[n].says) for n in SELECTED]
+    plan += [
+        (
+            n,
+            by_name[n].state,
+            by_name[n].stage,
+            by_name[n].sql,
+            sorted(by_name[n].fails),
+            by_name[n].expect_db,
+            by_name[n].hold_lock,
+            by_name[n].tamper_package,
+            by_name[n].says,
+        )
+        for n in SELECTED
+    ]
     for index, (name, state, stage, statements, fails, expect_db, hold_lock, tamper, says) in enumerate(plan):
         made = fresh(state, f"mut_{index:02d}")
         with connect(made.dsn, autocommit=True) as conn:
             for statement in statements:
                 conn.execute(statement.encode())
-        entries.append({"name": name, "dsn": made.dsn, "db": made.name, "stage": stage, "fails": fails,
-                        "expect_db": expect_db or made.name, "hold_lock": hold_lock, "says": list(says),
-                        "package": str(tampered if tamper else pkg.path)})
+        entries.append(
+            {
+                "name": name,
+                "dsn": made.dsn,
+                "db": made.name,
+                "stage": stage,
+                "fails": fails,
+                "expect_db": expect_db or made.name,
+                "hold_lock": hold_lock,
+                "says": list(says),
+                "package": str(tampered if tamper else pkg.path),
+            }
+        )
     (STATE / "prepared.json").write_text(json.dumps(entries, indent=1))
     return entries
 
 
 def gate_package() -> Any:
-    from executor import package
+    from oneroof.core import package
+
     return package.load()
 
 
@@ -124,7 +171,7 @@ def check() -> int:
     import psycopg
     import pytest
 
-    from executor import gate, signatures
+    from oneroof.core import gate, signatures
     from tests import test_content as content_tests
     from tests import test_gate_policy as policy
 
@@ -152,36 +199,49 @@ def check() -> int:
     prepared = json.loads((STATE / "prepared.json").read_text())
     by_name = {e["name"]: e for e in prepared}
     os.environ[signatures.ENV] = str(STATE / "allowed_signers")
-    from harness.db import connect, snapshot
-    states = {"control-greenfield": "greenfield", "control-finalized": "finalized", "gate-mixed-state": "mixed",
-              "owner-inactive": "mixed", "leftover-inactive-owner": "mixed"}
+    from oneroof.harness.db import connect, consistent_read
+
+    states = {
+        "control-greenfield": "greenfield",
+        "control-finalized": "finalized",
+        "gate-mixed-state": "mixed",
+        "owner-inactive": "mixed",
+        "leftover-inactive-owner": "mixed",
+    }
     for name, want in states.items():
-        with connect(by_name[name]["dsn"]) as conn, snapshot(conn):
+        with connect(by_name[name]["dsn"]) as conn, consistent_read(conn):
             if gate.state(conn) != want:
                 print(f"killed by gate.state on {name}")
                 return 1
     for name, finalized in (("control-greenfield", False), ("control-finalized", True)):
-        with connect(by_name[name]["dsn"]) as conn, snapshot(conn):  # tests/test_gate.py: finalized is a note
+        with connect(by_name[name]["dsn"]) as conn, consistent_read(conn):  # tests/test_gate.py: finalized is a note
             notes = [n for n in gate.evaluate(conn, gate_package(), confirm_db=None).notes if n.startswith("state=")]
         if notes != (["state=finalized: tiers 2-6 are already applied"] if finalized else []):
             print(f"killed by tests/test_gate.py::test_finalized_is_a_note_not_a_reason: {notes}")
             return 1
     with connect(by_name["control-gate"]["dsn"]) as conn:  # an approved marked clone
-        from executor import rehearsal, signatures
-        from fixtures.testing import bound_evidence
+        from oneroof.core import evidence as rehearsal
+        from oneroof.core import signatures
+        from tests.support.testing import bound_evidence
+
         pkg = gate_package()
         trust = signatures.TrustRoot.load(STATE / "allowed_signers")
         evidence = rehearsal.from_evidence({"steps": [], "package": {}}, "/evidence.json", "0" * 64)
-        with snapshot(conn):
+        with consistent_read(conn):
             plain = gate.evaluate(conn, pkg, confirm_db=None, trust=trust)
             given = gate.evaluate(conn, pkg, confirm_db=None, trust=trust, rehearsal=evidence)
             proposal = conn.execute("SELECT id FROM os_proposals WHERE code = %s", (pkg.proposal,)).fetchone()
         note = "rehearsed: not required on a marked clone (the rehearsal evidence was not compared)"
-        if (plain.allowed_signers_sha256 != trust.sha256 or plain.proposal_id != proposal["id"]
-                or note in plain.notes or note not in given.notes or given.rehearsal_sha256 is not None):
+        if (
+            plain.allowed_signers_sha256 != trust.sha256
+            or plain.proposal_id != proposal["id"]
+            or note in plain.notes
+            or note not in given.notes
+            or given.rehearsal_sha256 is not None
+        ):
             print("killed by tests/test_signatures.py / tests/test_rehearsed.py: what the verdict records")
             return 1
-    with connect(by_name["gate-not-rehearsed"]["dsn"]) as conn, snapshot(conn):  # no clone mark: production
+    with connect(by_name["gate-not-rehearsed"]["dsn"]) as conn, consistent_read(conn):  # no clone mark: production
         # tests/test_rehearsed.py: evidence that binds this database opens `rehearsed`, and the verdict names it
         evidence = rehearsal.load(bound_evidence(by_name["gate-not-rehearsed"]["dsn"], STATE))
         bound = gate.evaluate(conn, pkg, confirm_db=None, trust=trust, rehearsal=evidence)
@@ -194,13 +254,19 @@ def check() -> int:
         alone = gate.evaluate(conn, pkg, confirm_db=None, trust=trust).reasons.get("target")
         both = gate.evaluate(conn, pkg, confirm_db="directus", trust=trust).reasons.get("target")
         conn.rollback()
-        if (not unwritable or "read-only by default" not in unwritable or gate.read_only_target(conn) is not None
-                or alone != unwritable or both != f"connected to {conn.info.dbname!r}, but the operator named "
-                                                 f"'directus' (--confirm-db); {unwritable}"):
+        if (
+            not unwritable
+            or "read-only by default" not in unwritable
+            or gate.read_only_target(conn) is not None
+            or alone != unwritable
+            or both
+            != f"connected to {conn.info.dbname!r}, but the operator named 'directus' (--confirm-db); {unwritable}"
+        ):
             print(f"killed by tests/test_release.py (a read-only target): {unwritable}; {alone}; {both}")
             return 1
         conn.rollback()
     from tests import test_gate as gate_tests
+
     with connect(by_name["control-greenfield"]["dsn"]) as conn:
         for case in gate_tests.STATES:  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
             if gate_tests.state_after(conn, case) != case.split(":")[0]:
@@ -227,11 +293,32 @@ def check() -> int:
             lock.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
         try:
             junit.unlink(missing_ok=True)
-            code = pytest.main([str(ROOT / "invariants"), "-m", entry["stage"], "--dsn", entry["dsn"], "--expect-db",
-                                entry["expect_db"], "--package", entry["package"], "-p", "no:cacheprovider",
-                                "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "-q", "--no-header",
-                                # this process imported syrupy before pytest could rewrite it
-                                "-W", "ignore::pytest.PytestAssertRewriteWarning", "--junitxml", str(junit)])
+            code = pytest.main(
+                [
+                    str(ROOT / "invariants"),
+                    "-m",
+                    entry["stage"],
+                    "--dsn",
+                    entry["dsn"],
+                    "--expect-db",
+                    entry["expect_db"],
+                    "--package",
+                    entry["package"],
+                    "-p",
+                    "no:cacheprovider",
+                    "--rootdir",
+                    str(ROOT),
+                    "-c",
+                    str(ROOT / "pyproject.toml"),
+                    "-q",
+                    "--no-header",
+                    # this process imported syrupy before pytest could rewrite it
+                    "-W",
+                    "ignore::pytest.PytestAssertRewriteWarning",
+                    "--junitxml",
+                    str(junit),
+                ]
+            )
         finally:
             if lock is not None:
                 lock.close()
@@ -252,10 +339,32 @@ def check() -> int:
             print(f"killed by kill matrix {entry['name']}: exit {code}, failed {sorted(failed)[:5]}")
             return 1
     # tests/test_release.py: a gate session skips ospa (a human's approval row), and only ospa
-    code = pytest.main([str(ROOT / "invariants"), "-m", "baseline", "--dsn", by_name["baseline-approval-recorded"]["dsn"],
-                        "--expect-db", by_name["baseline-approval-recorded"]["db"], "-o", "oneroof_gate_session=true",
-                        "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "-q",
-                        "--no-header", "-rs", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--junitxml", str(junit)])
+    code = pytest.main(
+        [
+            str(ROOT / "invariants"),
+            "-m",
+            "baseline",
+            "--dsn",
+            by_name["baseline-approval-recorded"]["dsn"],
+            "--expect-db",
+            by_name["baseline-approval-recorded"]["db"],
+            "-o",
+            "oneroof_gate_session=true",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(ROOT),
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "-q",
+            "--no-header",
+            "-rs",
+            "-W",
+            "ignore::pytest.PytestAssertRewriteWarning",
+            "--junitxml",
+            str(junit),
+        ]
+    )
     skipped = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase") if c.find("skipped") is not None]
     if code != 0 or skipped != ["test_metric_matches_baseline[ospa]"]:
         print(f"killed by tests/test_release.py (the gate session's baseline): exit {code}, skipped {skipped}")
@@ -267,10 +376,11 @@ def check_content() -> int:
     """The rehearsal's content digests (tests/test_rehearse.py, too slow to replay whole): the
     release changed no content row, and a deleted system_issues row changes exactly that table;
     a clone's fingerprint is its golden's (tests/test_clones.py); the target checks' messages
-    (tests/test_cli.py)."""
-    from harness.db import connect, with_dbname
-    from harness.errors import OneroofError
-    from invariants import metrics
+    (tests/test_cli.py).
+    """
+    from oneroof.core import metrics
+    from oneroof.harness.db import connect, with_dbname
+    from oneroof.harness.errors import OneroofError
 
     prepared = {e["name"]: e for e in json.loads((STATE / "prepared.json").read_text())}
     digests = {}
@@ -282,8 +392,11 @@ def check_content() -> int:
         deleted = metrics.content_digests(conn)
         conn.rollback()
     changed = sorted(t for t in digests["control-greenfield"] if digests["control-greenfield"][t] != deleted.get(t))
-    ok = (len(digests["control-greenfield"]) == 36 and digests["control-greenfield"] == digests["control-finalized"]
-          == digests["baseline-approval-recorded"] and changed == ["system_issues"])
+    ok = (
+        len(digests["control-greenfield"]) == 36
+        and digests["control-greenfield"] == digests["control-finalized"] == digests["baseline-approval-recorded"]
+        and changed == ["system_issues"]
+    )
     if not ok:
         print("killed by the content digests")
         return 1
@@ -305,8 +418,11 @@ def check_content() -> int:
         except OneroofError as exc:
             said.append(exc.message)
     with connect(dsn) as conn:
-        for drop in (("DROP VIEW os_governance_gap", "DROP TABLE os_idle_flags, os_gov_events"),
-                     ("DROP TABLE system_issues CASCADE",), ("DROP TABLE os_release_ledger, system_issues CASCADE",)):
+        for drop in (
+            ("DROP VIEW os_governance_gap", "DROP TABLE os_idle_flags, os_gov_events"),
+            ("DROP TABLE system_issues CASCADE",),
+            ("DROP TABLE os_release_ledger, system_issues CASCADE",),
+        ):
             for statement in drop:
                 conn.execute(statement)
             try:
@@ -314,9 +430,13 @@ def check_content() -> int:
             except OneroofError as exc:
                 said.append(exc.message)
             conn.rollback()
-    if not (len(said) == 4 and "lacks the One-Roof tier-1 table os_release_ledger and 1 more; tier" in said[3] and said[0].startswith("database 'postgres' is not a Directus database (no directus_collections)")
-            and "lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live" in said[1]
-            and "lacks the One-Roof tier-1 table system_issues; tier 1 must be live" in said[2]):
+    if not (
+        len(said) == 4
+        and "lacks the One-Roof tier-1 table os_release_ledger and 1 more; tier" in said[3]
+        and said[0].startswith("database 'postgres' is not a Directus database (no directus_collections)")
+        and "lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live" in said[1]
+        and "lacks the One-Roof tier-1 table system_issues; tier 1 must be live" in said[2]
+    ):
         print(f"killed by tests/test_cli.py (target messages): {said}")
         return 1
     return 0
@@ -331,29 +451,36 @@ def run(admin: str, minutes: float) -> int:
         shutil.rmtree(ROOT / folder / "__pycache__", ignore_errors=True)
     config = STATE / "cosmic-ray.toml"
     command = f"{sys.executable} -B {Path(__file__).resolve()} check"
-    config.write_text("[cosmic-ray]\n"
-                      f"module-path = {json.dumps(MUTATED)}\n"
-                      "timeout = 300.0\nexcluded-modules = []\n"
-                      f"test-command = {json.dumps(command)}\n\n"
-                      "[cosmic-ray.distributor]\nname = \"local\"\n\n"
-                      "[cosmic-ray.filters.operators-filter]\n"
-                      f"exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}\n")
+    config.write_text(
+        "[cosmic-ray]\n"
+        f"module-path = {json.dumps(MUTATED)}\n"
+        "timeout = 300.0\nexcluded-modules = []\n"
+        f"test-command = {json.dumps(command)}\n\n"
+        '[cosmic-ray.distributor]\nname = "local"\n\n'
+        "[cosmic-ray.filters.operators-filter]\n"
+        f"exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}\n"
+    )
     session = STATE / "session.sqlite"
     session.unlink(missing_ok=True)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))},
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))},
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
     try:
         subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env, check=True)
         subprocess.run(["cr-filter-operators", str(session), str(config)], cwd=ROOT, env=env, check=True)
-        baseline = subprocess.run([sys.executable, "-B", str(Path(__file__).resolve()), "check"], cwd=ROOT, env=env,
-                                  check=False)
+        baseline = subprocess.run(
+            [sys.executable, "-B", str(Path(__file__).resolve()), "check"], cwd=ROOT, env=env, check=False
+        )
         if baseline.returncode != 0:
             print("the unmutated code fails the check: fix that first")
             return 1
         started = time.monotonic()
         try:
-            subprocess.run(["cosmic-ray", "exec", str(config), str(session)], cwd=ROOT, env=env, check=False,
-                           timeout=minutes * 60)
+            subprocess.run(
+                ["cosmic-ray", "exec", str(config), str(session)], cwd=ROOT, env=env, check=False, timeout=minutes * 60
+            )
         except subprocess.TimeoutExpired:
             print(f"stopped after {minutes} minutes; the figures below cover the mutants run so far")
         print(f"cosmic-ray exec: {time.monotonic() - started:.0f} s")
@@ -377,15 +504,23 @@ def report(session: Path) -> int:
             skipped += 1
             continue
         mutation = work["mutations"][0]
-        if result.get("test_outcome") == "killed" or result.get("worker_outcome") in ("exception", "abnormal", "timeout"):
+        if result.get("test_outcome") == "killed" or result.get("worker_outcome") in (
+            "exception",
+            "abnormal",
+            "timeout",
+        ):
             killed += 1
         else:
             survived += 1
-            survivors.append(f"{mutation['module_path']}:{mutation['start_pos'][0]} {mutation['operator_name']} "
-                             f"#{mutation['occurrence']}")
+            survivors.append(
+                f"{mutation['module_path']}:{mutation['start_pos'][0]} {mutation['operator_name']} "
+                f"#{mutation['occurrence']}"
+            )
     done = killed + survived
-    print(f"mutants: {done + pending} (and {skipped} of excluded operators), run {done}, killed {killed}, survived {survived}, "
-          f"score {100 * killed / done if done else 0:.1f}%")
+    print(
+        f"mutants: {done + pending} (and {skipped} of excluded operators), run {done}, killed {killed}, survived {survived}, "
+        f"score {100 * killed / done if done else 0:.1f}%"
+    )
     for survivor in survivors:
         print(f"  survived: {survivor}")
     return 0
@@ -394,29 +529,66 @@ def report(session: Path) -> int:
 def survivors(admin: str, session: Path, tests: list[str]) -> int:
     """Second pass, after tests were added for a run's survivors: apply each survivor again
     (`cosmic-ray apply`), run the current check and, with `tests`, those pytest files of tests/
-    (slower, a test server of their own); report which survive still and the combined score."""
+    (slower, a test server of their own); report which survive still and the combined score.
+    """
     dump = subprocess.run(["cosmic-ray", "dump", str(session)], capture_output=True, text=True, check=True).stdout
     results = [json.loads(line) for line in dump.splitlines()]
     done = [(w, r) for w, r in results if r is not None and r.get("worker_outcome") != "skipped"]
-    left = [w["mutations"][0] for w, r in done if not (r.get("test_outcome") == "killed"
-                                                       or r.get("worker_outcome") in ("exception", "abnormal", "timeout"))]
+    left = [
+        w["mutations"][0]
+        for w, r in done
+        if not (r.get("test_outcome") == "killed" or r.get("worker_outcome") in ("exception", "abnormal", "timeout"))
+    ]
     originals = {name: (ROOT / name).read_bytes() for name in MUTATED}
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))},
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))},
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
     entries = prepare(admin)
     still = []
     try:
         for mutation in left:
             where = f"{mutation['module_path']}:{mutation['start_pos'][0]} {mutation['operator_name']} #{mutation['occurrence']}"
-            subprocess.run(["cosmic-ray", "apply", mutation["module_path"], mutation["operator_name"],
-                            str(mutation["occurrence"])], cwd=ROOT, env=env, check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "cosmic-ray",
+                    "apply",
+                    mutation["module_path"],
+                    mutation["operator_name"],
+                    str(mutation["occurrence"]),
+                ],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             try:
-                killed = subprocess.run([sys.executable, "-B", str(Path(__file__).resolve()), "check"], cwd=ROOT, env=env,
-                                        capture_output=True, text=True, check=False, timeout=300).returncode != 0
+                killed = (
+                    subprocess.run(
+                        [sys.executable, "-B", str(Path(__file__).resolve()), "check"],
+                        cwd=ROOT,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                        timeout=300,
+                    ).returncode
+                    != 0
+                )
                 if not killed and tests:
-                    killed = subprocess.run([sys.executable, "-B", "-m", "pytest", *tests, "-x", "-q", "-p",
-                                             "no:randomly"], cwd=ROOT, env=env, capture_output=True, text=True,
-                                            check=False, timeout=1800).returncode != 0
+                    killed = (
+                        subprocess.run(
+                            [sys.executable, "-B", "-m", "pytest", *tests, "-x", "-q", "-p", "no:randomly"],
+                            cwd=ROOT,
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            check=False,
+                            timeout=1800,
+                        ).returncode
+                        != 0
+                    )
             finally:
                 (ROOT / mutation["module_path"]).write_bytes(originals[mutation["module_path"]])
             print(f"  {'killed now' if killed else 'survived'}: {where}", flush=True)
@@ -427,15 +599,18 @@ def survivors(admin: str, session: Path, tests: list[str]) -> int:
             (ROOT / name).write_bytes(data)
         cleanup(admin, [e["db"] for e in entries])
     total, first = len(done), len(done) - len(left)
-    print(f"mutants run {total}: killed by the run {first}, by this pass {len(left) - len(still)}, survived "
-          f"{len(still)}; score {100 * (total - len(still)) / total if total else 0:.1f}%")
+    print(
+        f"mutants run {total}: killed by the run {first}, by this pass {len(left) - len(still)}, survived "
+        f"{len(still)}; score {100 * (total - len(still)) / total if total else 0:.1f}%"
+    )
     return 0
 
 
 def cleanup(admin: str, names: list[str]) -> None:
     from psycopg import sql
 
-    from harness.db import connect
+    from oneroof.harness.db import connect
+
     with connect(admin, autocommit=True) as conn:
         for name in names + ["mut_golden"]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -443,8 +618,11 @@ def cleanup(admin: str, names: list[str]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("run", "check", "report", "survivors"),
-                        help="run: prepare, mutate, report; survivors: re-judge a run's survivors with today's tests")
+    parser.add_argument(
+        "action",
+        choices=("run", "check", "report", "survivors"),
+        help="run: prepare, mutate, report; survivors: re-judge a run's survivors with today's tests",
+    )
     parser.add_argument("--dsn", help="admin DSN of a server (default: the embedded server under $ONEROOF_HOME)")
     parser.add_argument("--minutes", type=float, default=45.0, help="time bound of the cosmic-ray run")
     parser.add_argument("--session", default=str(STATE / "session.sqlite"), help="survivors: the run's session")
@@ -454,7 +632,8 @@ def main() -> int:
         return check()
     if args.action == "report":
         return report(STATE / "session.sqlite")
-    from executor import target
+    from oneroof.core import target
+
     admin = args.dsn or target.admin_dsn(None)
     if args.action == "survivors":
         return survivors(admin, Path(args.session), args.tests)

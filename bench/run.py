@@ -25,12 +25,15 @@ sys.path.insert(0, str(ROOT))
 
 from psycopg import conninfo, sql  # noqa: E402
 
-from executor import package  # noqa: E402
-from harness.db import connect, with_dbname  # noqa: E402
-from executor import gate, release  # noqa: E402
-from executor.rehearse import approve_rehearsal, one_off_signer  # noqa: E402
-from harness import catalog, clones, golden, server  # noqa: E402
-from invariants import metrics  # noqa: E402
+from oneroof.core import (
+    gate,  # noqa: E402
+    metrics,  # noqa: E402
+    package,  # noqa: E402
+)
+from oneroof.executor import release  # noqa: E402
+from oneroof.executor.rehearse import approve_rehearsal, one_off_signer  # noqa: E402
+from oneroof.harness import catalog, clones, golden, server  # noqa: E402
+from oneroof.harness.db import connect, with_dbname  # noqa: E402
 
 
 def timed(func: Callable[[], object]) -> float:
@@ -58,20 +61,26 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
     keys = Path(tempfile.mkdtemp(prefix="oneroof-bench-key-"))
     signer = one_off_signer(keys)  # signed rehearsal approvals, as `oneroof rehearse` makes them
     try:
+
         def approve() -> None:  # a rollback spends the approval that authorised the deployment
             approve_rehearsal(clone.dsn, key=signer.key)
 
         approve()
         with connect(clone.dsn) as conn:  # which tables does the deploy lock?
             release.apply_tiers(conn, pkg, gate.evaluate(conn, pkg, confirm_db=clone.name, trust=signer.trust))
-            LOCKED.update(r["relname"] for r in conn.execute(
-                "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                "WHERE l.pid = pg_backend_pid() AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace").fetchall())
+            LOCKED.update(
+                r["relname"]
+                for r in conn.execute(
+                    "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE l.pid = pg_backend_pid() AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace"
+                ).fetchall()
+            )
             conn.rollback()
         for _ in range(repeat):
             approve()
-            out = release.rollout(clone.dsn, pkg, confirm_db=clone.name, gate_session=False, audit=False,
-                                  trust=signer.trust)
+            out = release.rollout(
+                clone.dsn, pkg, confirm_db=clone.name, gate_session=False, audit=False, trust=signer.trust
+            )
             times["rollout"].append(out.seconds["transaction"])
             back = release.rollback(clone.dsn, pkg, confirm_db=clone.name)
             times["rollback"].append(back.seconds["transaction"])
@@ -85,8 +94,18 @@ def bench_rehearse(admin: str, home: Path | None, repeat: int) -> None:
     """`oneroof rehearse` as a whole process on scale 1 (golden already built), and its cloning share."""
     runs = Path(tempfile.mkdtemp(prefix="oneroof-bench-runs-"))
     env = dict(os.environ, ONEROOF_HOME=str(home)) if home else dict(os.environ)
-    command = [sys.executable, "-m", "executor", "rehearse", "--dsn", admin, "--golden", "bench_golden_s1",
-               "--runs-dir", str(runs)]
+    command = [
+        sys.executable,
+        "-m",
+        "oneroof.executor",
+        "rehearse",
+        "--dsn",
+        admin,
+        "--golden",
+        "bench_golden_s1",
+        "--runs-dir",
+        str(runs),
+    ]
     totals, shares = [], []
     for _ in range(max(3, repeat // 2)):
         totals.append(timed(lambda: subprocess.run(command, check=True, capture_output=True, env=env)))
@@ -102,8 +121,14 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
     """A clone by CREATE DATABASE ... TEMPLATE against a pg_dump | pg_restore copy, interleaved."""
     bin_dir = server.bin_dir()
     params = conninfo.conninfo_to_dict(admin)
-    args = ["-h", str(params.get("host", "127.0.0.1")), "-p", str(params.get("port", 5432)),
-            "-U", str(params.get("user", "postgres"))]
+    args = [
+        "-h",
+        str(params.get("host", "127.0.0.1")),
+        "-p",
+        str(params.get("port", 5432)),
+        "-U",
+        str(params.get("user", "postgres")),
+    ]
     client_env = dict(os.environ, **({"PGPASSFILE": str(params["passfile"])} if params.get("passfile") else {}))
     template, dump = [], []
     with connect(admin, autocommit=True) as conn:
@@ -111,8 +136,9 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
         time.sleep(2)  # let the build's writeback settle: both sides then start alike
         for i in range(3 if scale > 1 else repeat):
             # pg_dump's session may still be closing: wait it out, so the clone's time is its own
-            while conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = %s",
-                               (source,)).fetchone()["n"]:  # type: ignore[index]
+            while conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = %s", (source,)).fetchone()[
+                "n"
+            ]:  # type: ignore[index]
                 time.sleep(0.05)
             made = clones.create(admin, source=source, name=f"bench_tpl_{i}", wait=30)
             template.append(made.seconds)
@@ -120,10 +146,15 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
 
             def copy() -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"bench_dump_{i}")))
-                dumper = subprocess.Popen([str(bin_dir / "pg_dump"), *args, "-Fc", source],
-                                          stdout=subprocess.PIPE, env=client_env)
-                subprocess.run([str(bin_dir / "pg_restore"), *args, "-d", f"bench_dump_{i}"], stdin=dumper.stdout,
-                               check=True, env=client_env)
+                dumper = subprocess.Popen(
+                    [str(bin_dir / "pg_dump"), *args, "-Fc", source], stdout=subprocess.PIPE, env=client_env
+                )
+                subprocess.run(
+                    [str(bin_dir / "pg_restore"), *args, "-d", f"bench_dump_{i}"],
+                    stdin=dumper.stdout,
+                    check=True,
+                    env=client_env,
+                )
                 assert dumper.wait() == 0
 
             dump.append(timed(copy))
@@ -144,8 +175,10 @@ def bench_content(admin: str, name: str, scale: int, repeat: int) -> None:
             digest_t.append(timed(lambda: metrics.read_content(conn)))
         count_t, digest_t = count_t[1:], digest_t[1:]
     row(f"content digests (system_issues + 35 collections), scale {scale}", f"{median(digest_t) * 1000:.0f} ms")
-    row(f"content digests / count(*) system_issues, scale {scale}",
-        f"{median([d / c for d, c in zip(digest_t, count_t)]):.1f}x")
+    row(
+        f"content digests / count(*) system_issues, scale {scale}",
+        f"{median([d / c for d, c in zip(digest_t, count_t)]):.1f}x",
+    )
 
 
 def main() -> int:
@@ -153,8 +186,12 @@ def main() -> int:
     parser.add_argument("--dsn", help="admin DSN of an existing server (default: a temporary embedded one)")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--scales", default="1,20")
-    parser.add_argument("--only", choices=("all", "content"), default="all",
-                        help="content: only the rehearsal's content digests, at each scale")
+    parser.add_argument(
+        "--only",
+        choices=("all", "content"),
+        default="all",
+        help="content: only the rehearsal's content digests, at each scale",
+    )
     args = parser.parse_args()
 
     home = None
@@ -174,14 +211,18 @@ def main() -> int:
                 golden.build(admin, name=name, scale=scale, package_sha256=sha, replace=True)
                 bench_content(admin, name, scale, args.repeat)
             return 0
-        builds = [timed(lambda: golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True))
-                  for _ in range(3)]
+        builds = [
+            timed(lambda: golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True))
+            for _ in range(3)
+        ]
         row("golden build, scale 1", f"{median(builds):.2f} s", "< 30 s")
 
         env = dict(os.environ, ONEROOF_HOME=str(home)) if home else dict(os.environ)
-        probe_cmd = [sys.executable, "-m", "executor", "probe", "--dsn", with_dbname(admin, "bench_golden_s1")]
-        probes = [timed(lambda: subprocess.run(probe_cmd, check=True, capture_output=True, env=env))
-                  for _ in range(args.repeat)]
+        probe_cmd = [sys.executable, "-m", "oneroof.executor", "probe", "--dsn", with_dbname(admin, "bench_golden_s1")]
+        probes = [
+            timed(lambda: subprocess.run(probe_cmd, check=True, capture_output=True, env=env))
+            for _ in range(args.repeat)
+        ]
         row("`oneroof probe` whole process", f"{median(probes) * 1000:.0f} ms", "< 500 ms")
         bench_clone_vs_dump(admin, "bench_golden_s1", 1, args.repeat)
 
@@ -209,7 +250,11 @@ def main() -> int:
         for label in ("rollout", "rollback"):
             one, many = median(release_times[scales[0]][label]), median(release_times[scales[-1]][label])
             for scale in scales:
-                row(f"{label} transaction, scale {scale}", f"{median(release_times[scale][label]) * 1000:.0f} ms", "< 1 s")
+                row(
+                    f"{label} transaction, scale {scale}",
+                    f"{median(release_times[scale][label]) * 1000:.0f} ms",
+                    "< 1 s",
+                )
             row(f"{label} transaction, scale {scales[-1]} / scale {scales[0]}", f"{many / one:.2f}", "<= 1.5")
         bench_rehearse(admin, home, args.repeat)
         row("tables locked by the rollout transaction", ", ".join(sorted(LOCKED)) or "none")

@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from psycopg import sql  # noqa: E402
 
-from executor import package  # noqa: E402
-from executor.snapshot import take  # noqa: E402
-from harness import golden, server  # noqa: E402
-from harness.db import connect, with_dbname  # noqa: E402
-from harness.snapshot import _tool_env  # noqa: E402
+from oneroof.core import package  # noqa: E402
+from oneroof.executor.capture import take  # noqa: E402
+from oneroof.harness import golden, server  # noqa: E402
+from oneroof.harness.capture import _tool_env  # noqa: E402
+from oneroof.harness.db import connect, with_dbname  # noqa: E402
 
 DEFAULT_PROD = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -57,12 +57,19 @@ def plain_copy(prod_dsn: str, admin: str, name: str) -> float:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     src, src_env = _tool_env(prod_dsn)
     dst, dst_env = _tool_env(with_dbname(admin, name))
-    dumper = subprocess.Popen([str(server.bin_dir() / "pg_dump"), "-Fc", f"--dbname={src}"], stdout=subprocess.PIPE,
-                              env=src_env)
+    dumper = subprocess.Popen(
+        [str(server.bin_dir() / "pg_dump"), "-Fc", f"--dbname={src}"], stdout=subprocess.PIPE, env=src_env
+    )
     # Exit 1 is allowed: a stock PostgreSQL 18 refuses the private column options (`pg_attver`) that
     # the PostgreSQL 15 service here sets; pg_restore goes on and restores all the data.
-    restored = subprocess.run([str(server.bin_dir() / "pg_restore"), "--no-owner", f"--dbname={dst}"],
-                              stdin=dumper.stdout, env=dst_env, capture_output=True, text=True, check=False)
+    restored = subprocess.run(
+        [str(server.bin_dir() / "pg_restore"), "--no-owner", f"--dbname={dst}"],
+        stdin=dumper.stdout,
+        env=dst_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert restored.returncode in (0, 1), restored.stderr[-2000:]
     assert dumper.wait() == 0
     seconds = time.perf_counter() - started
@@ -123,13 +130,29 @@ def main() -> int:
                 row(f"golden snapshot --jobs {jobs}, scale {scale}", f"{mine:.1f} s")
                 row(f"golden snapshot --jobs {jobs} / plain copy, scale {scale}", f"{ratio:.2f}x", "<= 1.2x")
             if phases:
-                row(f"phases of --jobs 2, scale {scale}",
-                    ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in phases.items()))
+                row(
+                    f"phases of --jobs 2, scale {scale}",
+                    ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in phases.items()),
+                )
             drop(admin, f"bench_snap_{tag}")
 
             runs = Path(tempfile.mkdtemp(prefix="oneroof-bench-runs-"))
-            command = [sys.executable, "-m", "executor", "rehearse", "--dsn", admin, "--from", prod_dsn,
-                       "--golden", f"bench_rh_{tag}", "--jobs", "2", "--runs-dir", str(runs)]
+            command = [
+                sys.executable,
+                "-m",
+                "oneroof.executor",
+                "rehearse",
+                "--dsn",
+                admin,
+                "--from",
+                prod_dsn,
+                "--golden",
+                f"bench_rh_{tag}",
+                "--jobs",
+                "2",
+                "--runs-dir",
+                str(runs),
+            ]
             started = time.perf_counter()
             done = subprocess.run(command, capture_output=True, env=env, cwd=ROOT, check=False)
             seconds = time.perf_counter() - started
@@ -139,8 +162,10 @@ def main() -> int:
             # Beyond scale 1, system_issues is not the seed's 204,556: the baseline stage says NO-GO.
             verdict = "GO" if done.returncode == 0 else f"NO-GO at {', '.join(failed)}"
             snapshot_step = next(s for s in evidence["steps"] if s["name"] == "snapshot")
-            row(f"`oneroof rehearse --from PROD --jobs 2` whole process, scale {scale}",
-                f"{seconds:.1f} s ({verdict}; snapshot step {snapshot_step['seconds']:.1f} s)")
+            row(
+                f"`oneroof rehearse --from PROD --jobs 2` whole process, scale {scale}",
+                f"{seconds:.1f} s ({verdict}; snapshot step {snapshot_step['seconds']:.1f} s)",
+            )
             shutil.rmtree(runs, ignore_errors=True)
             drop(admin, f"bench_rh_{tag}")
     finally:

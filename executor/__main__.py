@@ -1,5 +1,5 @@
 """`python -m executor`: the same as the `oneroof` console script."""
 
-from executor.cli import main
+from oneroof.executor.cli import main
 
 raise SystemExit(main())

@@ -10,10 +10,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor import directus, gate, signatures
-from executor.package import Package
-from harness.db import connect, snapshot
-from harness.errors import UsageError
+from oneroof.core import gate, signatures
+from oneroof.core.package import Package
+from oneroof.executor import directus
+from oneroof.harness.db import connect, consistent_read
+from oneroof.harness.errors import UsageError
 
 SEED_PAIR = re.compile(r"\('([a-z0-9_]+)', '([A-Z][A-Z-]*)'\)")
 COMMENT_COLLECTION = "os_proposal_approvals"
@@ -30,14 +31,15 @@ class Plan:
 
     def summary(self) -> list[str]:
         s = self.statement
-        lines = [f"package      {s.package_sha256}",
-                 f"proposal     {s.proposal}" + (f" (#{self.proposal_id})" if self.proposal_id else ""),
-                 *([f"tiers        {', '.join(self.tiers)}"] if self.tiers else []),
-                 f"target       database {s.database!r} on cluster system_identifier {s.system_identifier}",
-                 f"approver     {s.approver_email} ({s.approver_id}) at level {s.level}",
-                 f"valid        from {s.issued_at} until {s.expires_at}",
-                 *([f"ownership    {sum(len(v) for v in self.ownership.values())} collections:"]
-                   if self.ownership else [])]
+        lines = [
+            f"package      {s.package_sha256}",
+            f"proposal     {s.proposal}" + (f" (#{self.proposal_id})" if self.proposal_id else ""),
+            *([f"tiers        {', '.join(self.tiers)}"] if self.tiers else []),
+            f"target       database {s.database!r} on cluster system_identifier {s.system_identifier}",
+            f"approver     {s.approver_email} ({s.approver_id}) at level {s.level}",
+            f"valid        from {s.issued_at} until {s.expires_at}",
+            *([f"ownership    {sum(len(v) for v in self.ownership.values())} collections:"] if self.ownership else []),
+        ]
         for unit, names in sorted(self.ownership.items()):
             lines.append(f"  {unit:<12} {len(names):>2}: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
         return lines
@@ -55,40 +57,56 @@ def ownership_map(package: Package) -> dict[str, list[str]]:
 
 def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) -> Plan:
     """Read, read-only, what the statement names: the target's identity, the proposal, and the
-    approver's Directus id and level; UsageError when any of them does not allow an approval."""
-    with connect(dsn, application_name="oneroof-approve") as conn, snapshot(conn):
+    approver's Directus id and level; UsageError when any of them does not allow an approval.
+    """
+    with connect(dsn, application_name="oneroof-approve") as conn, consistent_read(conn):
         cluster = gate.system_identifier(conn)
         if cluster is None:
-            raise UsageError("this role may not read the cluster's system_identifier (pg_control_system()): "
-                             "connect with a role that has pg_monitor, or ask the operator to")
-        proposal = conn.execute("SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s",
-                                (package.proposal,)).fetchone()
+            raise UsageError(
+                "this role may not read the cluster's system_identifier (pg_control_system()): "
+                "connect with a role that has pg_monitor, or ask the operator to"
+            )
+        proposal = conn.execute(
+            "SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s", (package.proposal,)
+        ).fetchone()
         user = conn.execute(
             "SELECT u.id::text AS id, u.email, u.status, r.level, r.kind FROM directus_users AS u "
-            "LEFT JOIN os_approvers AS r ON r.user_id = u.id WHERE lower(u.email) = lower(%s)", (email,)).fetchone()
+            "LEFT JOIN os_approvers AS r ON r.user_id = u.id WHERE lower(u.email) = lower(%s)",
+            (email,),
+        ).fetchone()
         database = conn.info.dbname
     if proposal is None:
         raise UsageError(f"proposal {package.proposal} does not exist in {database!r}: is this the right target?")
     if proposal["package_sha256"] != package.sha256 or proposal["status"] not in ("pending", "ratified"):
-        raise UsageError(f"proposal {package.proposal} is {proposal['status']} and names package "
-                         f"{proposal['package_sha256'][:12]}, not this package {package.sha256[:12]}: do not approve")
+        raise UsageError(
+            f"proposal {package.proposal} is {proposal['status']} and names package "
+            f"{proposal['package_sha256'][:12]}, not this package {package.sha256[:12]}: do not approve"
+        )
     if user is None or user["kind"] != "human" or user["status"] != "active":
         raise UsageError(f"{email} is not an active human approver in {database!r} (os_approvers)")
     if user["level"] not in package.levels:
         raise UsageError(f"{email} is at level {user['level']}; this package needs {'/'.join(package.levels)}")
     statement = signatures.Statement.new(
-        package_sha256=package.sha256, proposal=package.proposal, approver_id=user["id"],
-        approver_email=user["email"], level=user["level"], database=database, system_identifier=cluster,
-        valid_for=valid_for)
-    return Plan(statement, int(proposal["id"]), tuple(f"{t.number} {t.name}" for t in package.tiers),
-                ownership_map(package))
+        package_sha256=package.sha256,
+        proposal=package.proposal,
+        approver_id=user["id"],
+        approver_email=user["email"],
+        level=user["level"],
+        database=database,
+        system_identifier=cluster,
+        valid_for=valid_for,
+    )
+    return Plan(
+        statement, int(proposal["id"]), tuple(f"{t.number} {t.name}" for t in package.tiers), ownership_map(package)
+    )
 
 
 def sign(plan: Plan, key: str, package: Package, trust: signatures.TrustRoot | None) -> tuple[str, str]:
     """Sign the plan's statement with the approver's key; (bundle, key fingerprint).
 
     Refuses a key that sealed the package, and, given the allowed signers, a key they do not
-    list for the approver (so nobody records an approval that cannot count)."""
+    list for the approver (so nobody records an approval that cannot count).
+    """
     message = plan.statement.message()
     signature = signatures.sign(message, key)
     try:
@@ -98,8 +116,10 @@ def sign(plan: Plan, key: str, package: Package, trust: signatures.TrustRoot | N
     except signatures.BadStatement as exc:
         raise signatures.SigningFailed(f"the new signature does not verify: {exc}") from exc
     if package.sealer_key == fingerprint:
-        raise signatures.SigningFailed(f"{fingerprint} sealed this package: the approver must not be its sealer "
-                                       "(four eyes); sign with your own key")
+        raise signatures.SigningFailed(
+            f"{fingerprint} sealed this package: the approver must not be its sealer "
+            "(four eyes); sign with your own key"
+        )
     return signatures.bundle(plan.statement, signature), fingerprint
 
 
@@ -113,7 +133,8 @@ def whoami(session: directus.Session) -> tuple[str, str]:
 
 def handed_over(text: str) -> Plan:
     """The plan of a statement signed elsewhere (`approve --out`), to record it: its signature must
-    be valid for it (whose key it is, the gate judges against the allowed signers)."""
+    be valid for it (whose key it is, the gate judges against the allowed signers).
+    """
     try:
         message, signature = signatures.parse_bundle(text)
         statement = signatures.Statement.parse(message)
@@ -125,35 +146,47 @@ def handed_over(text: str) -> Plan:
 
 def record(session: directus.Session, plan: Plan, text: str) -> int:
     """Create the approval through Directus as the logged-in approver (Directus fills in
-    `approver`), then store the signed statement as a comment on it; the approval's id."""
+    `approver`), then store the signed statement as a comment on it; the approval's id.
+    """
     s = plan.statement
     me, _ = whoami(session)
     if me != s.approver_id:
-        raise directus.DirectusRefused(f"the Directus login is user {me}, not the approver {s.approver_email} "
-                                       f"({s.approver_id}): log in as yourself")
+        raise directus.DirectusRefused(
+            f"the Directus login is user {me}, not the approver {s.approver_email} "
+            f"({s.approver_id}): log in as yourself"
+        )
     proposal_id = plan.proposal_id
     if not proposal_id:  # a handed-over statement: look the proposal up as the approver sees it
-        found = session.call("GET", f"/items/os_proposals?filter[code][_eq]={urllib.parse.quote(s.proposal)}"
-                                    "&fields=id,package_sha256")
+        found = session.call(
+            "GET", f"/items/os_proposals?filter[code][_eq]={urllib.parse.quote(s.proposal)}&fields=id,package_sha256"
+        )
         if not found or found[0].get("package_sha256") != s.package_sha256:
-            raise directus.DirectusRefused(f"Directus shows no proposal {s.proposal} naming package "
-                                           f"{s.package_sha256[:12]}: the statement is for another release")
+            raise directus.DirectusRefused(
+                f"Directus shows no proposal {s.proposal} naming package "
+                f"{s.package_sha256[:12]}: the statement is for another release"
+            )
         proposal_id = int(found[0]["id"])
-    created = session.call("POST", "/items/os_proposal_approvals",
-                           {"proposal_id": proposal_id, "level": s.level, "package_sha256": s.package_sha256})
+    created = session.call(
+        "POST",
+        "/items/os_proposal_approvals",
+        {"proposal_id": proposal_id, "level": s.level, "package_sha256": s.package_sha256},
+    )
     if not isinstance(created, dict) or "id" not in created:
         raise directus.DirectusRefused("Directus created the approval but did not return its id")
     approval = int(created["id"])
     try:
         session.call("POST", "/comments", {"collection": COMMENT_COLLECTION, "item": str(approval), "comment": text})
     except directus.DirectusRefused as exc:
-        raise directus.DirectusRefused(f"approval #{approval} was created, but its signed statement was not stored "
-                                       f"({exc.message}); it does not count: revoke it and run `oneroof approve` "
-                                       "again") from exc
+        raise directus.DirectusRefused(
+            f"approval #{approval} was created, but its signed statement was not stored "
+            f"({exc.message}); it does not count: revoke it and run `oneroof approve` "
+            "again"
+        ) from exc
     return approval
 
 
 # -- the auditor's re-check -----------------------------------------------------------------------
+
 
 @dataclass
 class Finding:
@@ -198,45 +231,67 @@ ORDER BY executed_at
 """
 
 
-def _judge(row: dict[str, Any], trust: signatures.TrustRoot, *, package_sha256: str, database: str,
-           cluster: str | None, at: dt.datetime | None) -> tuple[bool, str]:
+def _judge(
+    row: dict[str, Any],
+    trust: signatures.TrustRoot,
+    *,
+    package_sha256: str,
+    database: str,
+    cluster: str | None,
+    at: dt.datetime | None,
+) -> tuple[bool, str]:
     problems = []
     for text in row["statements"]:
         try:
             statement, fingerprint = signatures.check(
-                text, trust, approver_id=row["approver_id"], approver_email=row["email"] or "", level=row["level"],
-                package_sha256=package_sha256, proposal=row["proposal"] or "", database=database,
-                system_identifier=cluster, now=at)
+                text,
+                trust,
+                approver_id=row["approver_id"],
+                approver_email=row["email"] or "",
+                level=row["level"],
+                package_sha256=package_sha256,
+                proposal=row["proposal"] or "",
+                database=database,
+                system_identifier=cluster,
+                now=at,
+            )
         except signatures.BadStatement as exc:
             problems.append(str(exc))
             continue
-        return True, (f"signed by {row['email']} with {fingerprint}, valid {statement.issued_at} .. "
-                      f"{statement.expires_at}")
+        return True, (
+            f"signed by {row['email']} with {fingerprint}, valid {statement.issued_at} .. {statement.expires_at}"
+        )
     return False, "; ".join(problems) or "no signed statement"
 
 
 def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
     """Re-check, read-only, every approval's statement and every deployment in the ledger."""
-    with connect(dsn, application_name="oneroof-audit") as conn, snapshot(conn):
+    with connect(dsn, application_name="oneroof-audit") as conn, consistent_read(conn):
         cluster = gate.system_identifier(conn)
-        rows = {r["id"]: {**r, "statements": list(r["statements"])}
-                for r in conn.execute(AUDIT_APPROVALS_SQL).fetchall()}
+        rows = {
+            r["id"]: {**r, "statements": list(r["statements"])} for r in conn.execute(AUDIT_APPROVALS_SQL).fetchall()
+        }
         deployments = conn.execute(AUDIT_DEPLOYMENTS_SQL).fetchall()
         database = conn.info.dbname
     result = Audit(database, cluster, trust.sha256)
     for approval_id, row in rows.items():
-        ok, detail = _judge(row, trust, package_sha256=row["package_sha256"], database=database, cluster=cluster,
-                            at=None)
+        ok, detail = _judge(
+            row, trust, package_sha256=row["package_sha256"], database=database, cluster=cluster, at=None
+        )
         result.approvals.append(Finding(f"approval #{approval_id}", ok, detail))
     for deployment in deployments:
         at: dt.datetime = deployment["executed_at"]
-        what = (f"deployment {signatures.utc(at)} of package {deployment['package_sha256'][:12]} "
-                f"(tiers {','.join(str(t) for t in deployment['tiers'])})")
+        what = (
+            f"deployment {signatures.utc(at)} of package {deployment['package_sha256'][:12]} "
+            f"(tiers {','.join(str(t) for t in deployment['tiers'])})"
+        )
         problems: list[str] = []
         recorded = deployment["allowed_signers_sha256"]
         if recorded != trust.sha256:
-            problems.append(f"the ledger records allowed signers {recorded or 'none'}, not this file's "
-                            f"{trust.sha256}: re-run with the file of that hash")
+            problems.append(
+                f"the ledger records allowed signers {recorded or 'none'}, not this file's "
+                f"{trust.sha256}: re-run with the file of that hash"
+            )
         if not deployment["approval_ids"]:
             problems.append("it names no approval")
         for approval_id in deployment["approval_ids"]:
@@ -244,13 +299,27 @@ def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
             if named is None:
                 problems.append(f"approval #{approval_id} is gone")
                 continue
-            ok, detail = _judge(named, trust, package_sha256=deployment["package_sha256"],
-                                database=deployment["database"], cluster=cluster, at=at)
+            ok, detail = _judge(
+                named,
+                trust,
+                package_sha256=deployment["package_sha256"],
+                database=deployment["database"],
+                cluster=cluster,
+                at=at,
+            )
             if not ok:
                 problems.append(f"approval #{approval_id}: {detail}")
-        rehearsed = (f"; bound to rehearsal evidence sha256 {deployment['rehearsal_sha256']}"
-                     if deployment["rehearsal_sha256"] else "; no rehearsal evidence recorded")
-        result.deployments.append(Finding(what, not problems, "; ".join(problems) or
-                                          f"approvals {', '.join(f'#{i}' for i in deployment['approval_ids'])} verify"
-                                          + rehearsed))
+        rehearsed = (
+            f"; bound to rehearsal evidence sha256 {deployment['rehearsal_sha256']}"
+            if deployment["rehearsal_sha256"]
+            else "; no rehearsal evidence recorded"
+        )
+        result.deployments.append(
+            Finding(
+                what,
+                not problems,
+                "; ".join(problems)
+                or f"approvals {', '.join(f'#{i}' for i in deployment['approval_ids'])} verify" + rehearsed,
+            )
+        )
     return result

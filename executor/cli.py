@@ -11,12 +11,12 @@ from typing import Any, NoReturn
 
 import psycopg
 
-from executor import __version__, package, target
-from harness.db import check_identifier, connect, first_line, parse
-from harness.errors import OneroofError, UsageError
-from harness import catalog, clones, golden, server
+from oneroof.core import package, target
+from oneroof.executor import __version__
+from oneroof.harness import catalog, clones, golden, server
+from oneroof.harness.db import check_identifier, connect, first_line, parse
+from oneroof.harness.errors import OneroofError, UsageError
 
-ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("baseline", "greenfield", "finalized", "gate")
 PYTEST_USAGE_ERROR = 4
 AUDIT_FAILED = 6  # rollout: applied and committed, but the finalized audit after the commit failed
@@ -38,42 +38,57 @@ def _progress(message: str) -> None:
 
 
 def _package_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package directory "
-                        "(default: rollout/ in the checkout)")
+    parser.add_argument(
+        "--package",
+        default=str(package.DEFAULT_DIR),
+        help="release package directory (default: rollout/ in the checkout)",
+    )
     parser.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
 
 
 def _trust_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--allowed-signers", default=None, metavar="FILE",
-                        help="allowed-signers file (ssh-keygen format, from the reviewed repository) that "
-                        "approvals' signed statements are verified against (default $ONEROOF_ALLOWED_SIGNERS)")
+    parser.add_argument(
+        "--allowed-signers",
+        default=None,
+        metavar="FILE",
+        help="allowed-signers file (ssh-keygen format, from the reviewed repository) that "
+        "approvals' signed statements are verified against (default $ONEROOF_ALLOWED_SIGNERS)",
+    )
 
 
 def _rehearsal_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rehearsal", default=None, metavar="EVIDENCE",
-                        help="evidence.json of a GO rehearsal of this package on a snapshot of the target; a target "
-                        "that is not a marked clone is BLOCKED without one, or when a table the package reads or "
-                        "writes changed since the snapshot (default $ONEROOF_REHEARSAL)")
+    parser.add_argument(
+        "--rehearsal",
+        default=None,
+        metavar="EVIDENCE",
+        help="evidence.json of a GO rehearsal of this package on a snapshot of the target; a target "
+        "that is not a marked clone is BLOCKED without one, or when a table the package reads or "
+        "writes changed since the snapshot (default $ONEROOF_REHEARSAL)",
+    )
 
 
 def _rehearsal(args: argparse.Namespace) -> Any:
-    from executor import rehearsal
+    from oneroof.core import evidence as rehearsal
 
     return rehearsal.from_flag(args.rehearsal)
 
 
 def _trust(args: argparse.Namespace) -> Any:
-    from executor import signatures
+    from oneroof.core import signatures
 
     return signatures.trust_root(args.allowed_signers)
 
 
 def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--dsn", help=f"libpq URI or key=value string of {what}; without it the PG* "
-                        "variables, else the embedded server (started on demand)")
+    parser.add_argument(
+        "--dsn",
+        help=f"libpq URI or key=value string of {what}; without it the PG* "
+        "variables, else the embedded server (started on demand)",
+    )
 
 
 # -- commands ---------------------------------------------------------------------------------
+
 
 def cmd_server(args: argparse.Namespace) -> int:
     home = server.home_dir()
@@ -87,8 +102,11 @@ def cmd_server(args: argparse.Namespace) -> int:
         print("stopped" if server.stop(home) else f"not running (data {home / 'pgdata'})")
     elif args.action == "status":
         found = server.status(home)
-        print(f"running on 127.0.0.1:{found.port} (pid {found.pid}, data {found.pgdata})" if found
-              else f"not running (data {home / 'pgdata'})")
+        print(
+            f"running on 127.0.0.1:{found.port} (pid {found.pid}, data {found.pgdata})"
+            if found
+            else f"not running (data {home / 'pgdata'})"
+        )
     else:
         print(server.start(home).dsn())
     return 0
@@ -97,8 +115,16 @@ def cmd_server(args: argparse.Namespace) -> int:
 def _print_provenance(name: str, prov: Any) -> None:
     print(f"{name}\t{prov.describe()}")
     if prov.kind == "production snapshot":
-        for key in ("host", "port", "database", "system_identifier", "server_version", "taken_at", "fingerprint",
-                    "tool"):
+        for key in (
+            "host",
+            "port",
+            "database",
+            "system_identifier",
+            "server_version",
+            "taken_at",
+            "fingerprint",
+            "tool",
+        ):
             print(f"  {key:<18}{getattr(prov, key) or 'unknown'}")
     elif prov.tool:
         print(f"  {'built_at':<18}{prov.taken_at}\n  {'tool':<18}{prov.tool}")
@@ -116,23 +142,35 @@ def cmd_golden(args: argparse.Namespace) -> int:
         _print_provenance(args.target, golden.provenance(admin, args.target))
         return 0
     if args.action == "snapshot":
-        from executor.snapshot import take
+        from oneroof.executor.capture import take
 
         snap = take(args.prod_dsn, admin, name=args.name, replace=args.replace, jobs=args.jobs, progress=_progress)
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in snap.phases.items())
-        _err(f"snapshot {snap.name}: {snap.tables} tables, {snap.bytes / 1e6:,.1f} MB in {snap.seconds:.1f} s "
-             f"({phases})")
-        _err(f"production entry {snap.entry}\nproduction exit  {snap.exit}\ngolden           {snap.golden}\n"
-             f"entry == exit == golden: yes; transaction id assigned on production: no")
+        _err(
+            f"snapshot {snap.name}: {snap.tables} tables, {snap.bytes / 1e6:,.1f} MB in {snap.seconds:.1f} s ({phases})"
+        )
+        _err(
+            f"production entry {snap.entry}\nproduction exit  {snap.exit}\ngolden           {snap.golden}\n"
+            f"entry == exit == golden: yes; transaction id assigned on production: no"
+        )
         for text in snap.notes:
             _err(f"note: {text}")
         print(snap.name)
         return 0
     pkg = package.load(Path(args.package))
-    result = golden.build(admin, name=args.name, scale=args.scale, tool=f"oneroof {__version__}",
-                          package_sha256=pkg.sha256, replace=args.replace, progress=_progress)
-    _err(f"built {result.name}: scale {result.scale}, {result.system_issues:,} system issues, "
-         f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s")
+    result = golden.build(
+        admin,
+        name=args.name,
+        scale=args.scale,
+        tool=f"oneroof {__version__}",
+        package_sha256=pkg.sha256,
+        replace=args.replace,
+        progress=_progress,
+    )
+    _err(
+        f"built {result.name}: scale {result.scale}, {result.system_issues:,} system issues, "
+        f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s"
+    )
     print(result.name)
     return 0
 
@@ -140,8 +178,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 def cmd_clone(args: argparse.Namespace) -> int:
     admin = target.admin_dsn(args.dsn, _err)
     if args.action == "create":
-        clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy,
-                              wait=args.wait)
+        clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy, wait=args.wait)
         _err(f"created clone {clone.name} of {clone.source} in {clone.seconds:.2f} s")
         if args.json:  # both the DSN and the name an auditor's --expect-db needs
             print(json.dumps({"name": clone.name, "source": clone.source, "dsn": clone.dsn}))
@@ -174,7 +211,7 @@ def _print_metrics(data: dict[str, Any]) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from executor.probe import probe
+    from oneroof.executor.probe import probe
 
     result = probe(target.target_dsn(args.dsn, progress=_err))
     if args.json:
@@ -185,15 +222,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
-    from executor.release import run_stage
+    from oneroof.executor.release import run_stage
 
     # A verification never writes or relaxes snapshots: --snapshot-update, and every other
     # syrupy option, belongs to an auditor's plain pytest run on a branch.
     snapshot_options = [a.split("=", 1)[0] for a in extra if a.startswith("--snapshot")]
     if snapshot_options:
-        raise UsageError(f"verify does not take {', '.join(snapshot_options)}: it is a verification and never "
-                         "changes snapshots; to update them, run `pytest invariants --snapshot-update ...` on a branch "
-                         "then `oneroof package seal`, and commit the reviewed diff of rollout/snapshots/")
+        raise UsageError(
+            f"verify does not take {', '.join(snapshot_options)}: it is a verification and never "
+            "changes snapshots; to update them, run `pytest invariants --snapshot-update ...` on a branch "
+            "then `oneroof package seal`, and commit the reviewed diff of rollout/snapshots/"
+        )
 
     if not Path(args.package).is_dir():
         raise UsageError(f"package directory {args.package} does not exist: pass --package DIR")
@@ -201,22 +240,34 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
         package.check_sha256(args.expect_sha256)
     trust = _trust(args)
     bound = _rehearsal(args)
-    code = run_stage(target.target_dsn(args.dsn, progress=_err), args.stage, expect_db=args.expect_db,
-                     package_dir=Path(args.package), expect_sha256=args.expect_sha256,
-                     extra=(*(["-n", str(args.n)] if args.n else []), *extra), quiet=False,
-                     allowed_signers=trust.path if trust is not None else None,
-                     rehearsal=bound.path if bound is not None else None)
+    code = run_stage(
+        target.target_dsn(args.dsn, progress=_err),
+        args.stage,
+        expect_db=args.expect_db,
+        package_dir=Path(args.package),
+        expect_sha256=args.expect_sha256,
+        extra=(*(["-n", str(args.n)] if args.n else []), *extra),
+        quiet=False,
+        allowed_signers=trust.path if trust is not None else None,
+        rehearsal=bound.path if bound is not None else None,
+    )
     # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
     return 2 if code == PYTEST_USAGE_ERROR else code
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from executor.monitor import monitor
+    from oneroof.executor.monitor import monitor
 
     trust = _trust(args)  # bad input before any server is touched
     bound = _rehearsal(args)
-    report = monitor(target.target_dsn(args.dsn, progress=_err), Path(args.package), expect_sha256=args.expect_sha256,
-                     confirm_db=args.confirm_db, trust=trust, rehearsal=bound)
+    report = monitor(
+        target.target_dsn(args.dsn, progress=_err),
+        Path(args.package),
+        expect_sha256=args.expect_sha256,
+        confirm_db=args.confirm_db,
+        trust=trust,
+        rehearsal=bound,
+    )
     if args.json:
         print(json.dumps(report.as_json()))
     else:
@@ -225,57 +276,80 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"BLOCKED: {reason}")
         for note in report.notes:
             print(f"note: {note}")
-        print(f"{'target':<15}{report.database} on cluster {report.system_identifier or '(system_identifier unreadable)'}")
+        print(
+            f"{'target':<15}{report.database} on cluster {report.system_identifier or '(system_identifier unreadable)'}"
+        )
         trusted = report.allowed_signers
-        print("allowed signers " + (f"sha256 {trusted['sha256']} ({trusted['path']})" if trusted
-                                           else "none given (--allowed-signers or ONEROOF_ALLOWED_SIGNERS)"))
+        print(
+            "allowed signers "
+            + (
+                f"sha256 {trusted['sha256']} ({trusted['path']})"
+                if trusted
+                else "none given (--allowed-signers or ONEROOF_ALLOWED_SIGNERS)"
+            )
+        )
         given = report.rehearsal
-        print(f"{'rehearsal':<15}" + (f"sha256 {given['sha256']} ({given['path']})" if given
-                                      else "none given (--rehearsal or ONEROOF_REHEARSAL)"))
+        print(
+            f"{'rehearsal':<15}"
+            + (
+                f"sha256 {given['sha256']} ({given['path']})"
+                if given
+                else "none given (--rehearsal or ONEROOF_REHEARSAL)"
+            )
+        )
         _print_metrics(report.as_json())
     return 0 if report.verdict == "OPEN" else 3
 
 
 def _print_outcome(outcome: Any) -> None:
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in outcome.seconds.items())
-    print(f"{outcome.action.upper()}: {outcome.database} (package {outcome.package_sha256[:12]}"
-          f"{', approvals ' + ', '.join(f'#{i}' for i in outcome.approvals) if outcome.approvals else ''})"
-          f"{'; ' + timings if timings else ''}")
+    print(
+        f"{outcome.action.upper()}: {outcome.database} (package {outcome.package_sha256[:12]}"
+        f"{', approvals ' + ', '.join(f'#{i}' for i in outcome.approvals) if outcome.approvals else ''})"
+        f"{'; ' + timings if timings else ''}"
+    )
     if outcome.metrics:
         print("  " + " ".join(f"{k}={v}" for k, v in outcome.metrics.items() if k != "db"))
     print(f"  entry {outcome.entry}\n  exit  {outcome.exit}")
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from executor import release
-    from harness.errors import Blocked
+    from oneroof.executor import release
+    from oneroof.harness.errors import Blocked
 
     pkg = package.load(Path(args.package), args.expect_sha256)
     trust = _trust(args)
     bound = _rehearsal(args)
     dsn = target.target_dsn(args.dsn, progress=_err)
     try:
-        outcome = release.rollout(dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust,
-                                  rehearsal=bound)
+        outcome = release.rollout(
+            dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust, rehearsal=bound
+        )
     except Blocked as exc:
         for reason in exc.reasons:
             print(f"BLOCKED: {reason}")
-        print(f"  nothing was changed: entry {exc.entry}\n                      exit  {exc.exit}"
-              f"\n  entry == exit: {'yes' if exc.entry == exc.exit else 'NO'}")
+        print(
+            f"  nothing was changed: entry {exc.entry}\n                      exit  {exc.exit}"
+            f"\n  entry == exit: {'yes' if exc.entry == exc.exit else 'NO'}"
+        )
         return 3
     _print_outcome(outcome)
     if outcome.audit_exit not in (None, 0):
-        _err(f"oneroof: error: tiers 2-6 are committed and live, but the finalized audit failed (pytest exit "
-             f"{outcome.audit_exit}); inspect with `oneroof verify --stage finalized`, undo with `oneroof rollback`")
+        _err(
+            f"oneroof: error: tiers 2-6 are committed and live, but the finalized audit failed (pytest exit "
+            f"{outcome.audit_exit}); inspect with `oneroof verify --stage finalized`, undo with `oneroof rollback`"
+        )
         return AUDIT_FAILED
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from executor import release
+    from oneroof.executor import release
 
     pkg = package.load(Path(args.package), args.expect_sha256)
-    outcome = release.rollback(target.target_dsn(args.dsn, progress=_err), pkg, confirm_db=args.confirm_db, progress=_progress)
+    outcome = release.rollback(
+        target.target_dsn(args.dsn, progress=_err), pkg, confirm_db=args.confirm_db, progress=_progress
+    )
     _print_outcome(outcome)
     return 0
 
@@ -287,8 +361,8 @@ def _runs_dir(args: argparse.Namespace) -> Path:
 def cmd_rehearse(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from executor import report
-    from executor.rehearse import rehearse
+    from oneroof.executor import report
+    from oneroof.executor.rehearse import rehearse
 
     # Bad input is refused before anything is written: no run directory, no report, and so no
     # "latest run" that is only a typo (exit 2; a package that fails its integrity check, exit 4).
@@ -302,16 +376,27 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     admin = target.admin_dsn(args.dsn, _err)
     with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
         pass
-    run_dir = _runs_dir(args) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = _runs_dir(args) / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create the run directory {run_dir}: {exc.strerror}; pass --runs-dir") from exc
     _err(f"rehearsal run {run_dir}")
-    evidence = rehearse(admin, run_dir=run_dir, package_dir=Path(args.package), scale=args.scale,
-                        golden_name=args.golden, expect_sha256=args.expect_sha256, keep=args.keep,
-                        prod_dsn=args.prod_dsn, prod_db=args.prod_db, progress=_err, prod_trust=prod_trust,
-                        snapshot_from=args.snapshot_from, jobs=args.jobs)
+    evidence = rehearse(
+        admin,
+        run_dir=run_dir,
+        package_dir=Path(args.package),
+        scale=args.scale,
+        golden_name=args.golden,
+        expect_sha256=args.expect_sha256,
+        keep=args.keep,
+        prod_dsn=args.prod_dsn,
+        prod_db=args.prod_db,
+        progress=_err,
+        prod_trust=prod_trust,
+        snapshot_from=args.snapshot_from,
+        jobs=args.jobs,
+    )
     for fmt, name in (("md", "report.md"), ("html", "report.html")):
         (run_dir / name).write_text(report.render(evidence, fmt))
     print(report.as_text(evidence), end="")
@@ -325,8 +410,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from executor import report
-    from executor.rehearse import Evidence
+    from oneroof.executor import report
+    from oneroof.executor.rehearse import Evidence
 
     if args.run:
         run = Path(args.run)
@@ -367,13 +452,15 @@ def cmd_approve(args: argparse.Namespace) -> int:
     import getpass
     import os
 
-    from executor import approvals, directus
+    from oneroof.executor import approvals, directus
 
     if not 1 <= args.valid_hours <= 24 * 30:
         raise UsageError(f"--valid-hours {args.valid_hours} is not between 1 and 720 (30 days)")
     if not args.out and not args.directus:
-        raise UsageError("--directus URL is missing: the approval is recorded through Directus as you "
-                         "(or pass --out FILE to write the signed statement for an offline hand-over)")
+        raise UsageError(
+            "--directus URL is missing: the approval is recorded through Directus as you "
+            "(or pass --out FILE to write the signed statement for an offline hand-over)"
+        )
     if args.submit and (args.out or args.key):
         raise UsageError("--submit records a statement signed before: it takes neither --key nor --out")
     if not args.submit and not args.key:
@@ -391,8 +478,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
         plan = approvals.handed_over(text)
     else:
         pkg = package.load(Path(args.package), args.expect_sha256)
-        plan = approvals.prepare(target.target_dsn(args.dsn), pkg, email=args.email,
-                                 valid_for=dt.timedelta(hours=args.valid_hours))
+        plan = approvals.prepare(
+            target.target_dsn(args.dsn), pkg, email=args.email, valid_for=dt.timedelta(hours=args.valid_hours)
+        )
     session = None
     if not args.out:
         password = os.environ.get("ONEROOF_DIRECTUS_PASSWORD")
@@ -413,8 +501,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
     if args.submit:
         assert session is not None
         approval = approvals.record(session, plan, text)
-        print(f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email} "
-              f"with the statement signed before, valid until {plan.statement.expires_at}")
+        print(
+            f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email} "
+            f"with the statement signed before, valid until {plan.statement.expires_at}"
+        )
         return 0
     text, fingerprint = approvals.sign(plan, args.key, pkg, trust)
     if args.out:
@@ -423,116 +513,168 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 out.write(text)
         except FileExistsError as exc:
             raise UsageError(f"--out {args.out} exists: choose a new file") from exc
-        print(f"signed with {fingerprint}; statement written to {args.out} (it counts once it is recorded "
-              "through Directus as you)")
+        print(
+            f"signed with {fingerprint}; statement written to {args.out} (it counts once it is recorded "
+            "through Directus as you)"
+        )
         return 0
     assert session is not None
     approval = approvals.record(session, plan, text)
-    print(f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email}, "
-          f"signed with {fingerprint}, valid until {plan.statement.expires_at}")
+    print(
+        f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email}, "
+        f"signed with {fingerprint}, valid until {plan.statement.expires_at}"
+    )
     return 0
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    from executor import approvals
+    from oneroof.executor import approvals
 
     trust = _trust(args)
     if trust is None:
         raise UsageError("--allowed-signers FILE is missing: the audit verifies against the reviewed allowed signers")
     result = approvals.audit(target.target_dsn(args.dsn), trust)
-    print(f"database {result.database} on cluster {result.system_identifier or '(unreadable)'}; "
-          f"allowed signers sha256 {result.allowed_signers_sha256}")
+    print(
+        f"database {result.database} on cluster {result.system_identifier or '(unreadable)'}; "
+        f"allowed signers sha256 {result.allowed_signers_sha256}"
+    )
     for finding in result.approvals:
         print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
     for finding in result.deployments:
         print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
-    print(f"{len(result.approvals)} approvals ({sum(f.ok for f in result.approvals)} verified), "
-          f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified)")
+    print(
+        f"{len(result.approvals)} approvals ({sum(f.ok for f in result.approvals)} verified), "
+        f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified)"
+    )
     return 0 if result.ok else 1
 
 
 # -- parser -----------------------------------------------------------------------------------
 
+
 def build_parser() -> Parser:
-    parser = Parser(prog="oneroof", description="Verify, rehearse and release the One-Roof governance tiers "
-                    "of a Directus production database behind a human ratification gate.",
-                    epilog="Exit codes: 0 ok/OPEN/GO, 1 invariant failed/NO-GO, 2 bad input or unreachable "
-                    "database, 3 BLOCKED, 4 package integrity, 5 release lock held, 6 rollout applied but its audit "
-                    "failed (tiers live: inspect, or roll back), 130 interrupted (Ctrl-C). `verify` exits with "
-                    "pytest's own codes, but a pytest usage error is 2.")
+    parser = Parser(
+        prog="oneroof",
+        description="Verify, rehearse and release the One-Roof governance tiers "
+        "of a Directus production database behind a human ratification gate.",
+        epilog="Exit codes: 0 ok/OPEN/GO, 1 invariant failed/NO-GO, 2 bad input or unreachable "
+        "database, 3 BLOCKED, 4 package integrity, 5 release lock held, 6 rollout applied but its audit "
+        "failed (tiers live: inspect, or roll back), 130 interrupted (Ctrl-C). `verify` exits with "
+        "pytest's own codes, but a pytest usage error is 2.",
+    )
     parser.add_argument("--version", action="version", version=f"oneroof {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    p = sub.add_parser("server", help="the embedded PostgreSQL 18 server",
-                       description="Start, stop or inspect the embedded PostgreSQL server; its data lives under "
-                       "$ONEROOF_HOME (default: the user data directory).")
+    p = sub.add_parser(
+        "server",
+        help="the embedded PostgreSQL 18 server",
+        description="Start, stop or inspect the embedded PostgreSQL server; its data lives under "
+        "$ONEROOF_HOME (default: the user data directory).",
+    )
     p.add_argument("action", choices=("start", "stop", "status", "url"))
     p.set_defaults(func=cmd_server)
 
-    p = sub.add_parser("golden", help="build, snapshot, list or show golden databases",
-                       description="build: the synthetic golden database (every Directus 11 system table, 35 "
-                       "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer). "
-                       "snapshot --from PROD_DSN: a consistent read-only copy of production, its secrets replaced "
-                       "by markers, equal to production's fingerprint. list / show NAME: golden databases and "
-                       "where they came from.")
+    p = sub.add_parser(
+        "golden",
+        help="build, snapshot, list or show golden databases",
+        description="build: the synthetic golden database (every Directus 11 system table, 35 "
+        "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer). "
+        "snapshot --from PROD_DSN: a consistent read-only copy of production, its secrets replaced "
+        "by markers, equal to production's fingerprint. list / show NAME: golden databases and "
+        "where they came from.",
+    )
     p.add_argument("action", choices=("build", "snapshot", "list", "show"))
     p.add_argument("target", nargs="?", help="show: the golden database")
-    p.add_argument("--from", dest="prod_dsn", default=None,
-                   help="snapshot: libpq DSN of the production database (read-only; its password in "
-                   "~/.pgpass, never in the DSN)")
+    p.add_argument(
+        "--from",
+        dest="prod_dsn",
+        default=None,
+        help="snapshot: libpq DSN of the production database (read-only; its password in ~/.pgpass, never in the DSN)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
     p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
-    p.add_argument("--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database "
-                   "that oneroof made")
+    p.add_argument(
+        "--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database that oneroof made"
+    )
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package whose hash the proposal names")
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_golden)
 
-    p = sub.add_parser("clone", help="rehearsal clones of the golden database",
-                       description="Create, drop, list and collect marked clones (CREATE DATABASE ... TEMPLATE).")
+    p = sub.add_parser(
+        "clone",
+        help="rehearsal clones of the golden database",
+        description="Create, drop, list and collect marked clones (CREATE DATABASE ... TEMPLATE).",
+    )
     p.add_argument("action", choices=("create", "drop", "list", "gc"))
     p.add_argument("name", nargs="?", help="the clone to drop")
     p.add_argument("--from", dest="source", default=None, help=f"source database (default {catalog.GOLDEN_NAME})")
     p.add_argument("--name", dest="new_name", default=None, help="name of the new clone (default: generated)")
-    p.add_argument("--strategy", default="FILE_COPY", choices=clones.STRATEGIES,
-                   help="CREATE DATABASE strategy on PostgreSQL 15+ (default FILE_COPY)")
-    p.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES",
-                   help="gc: only clones made more than this many minutes ago (default 60; 0 for all)")
-    p.add_argument("--wait", type=float, default=5.0,
-                   help="seconds to wait for other sessions to leave the source (default 5)")
-    p.add_argument("--json", action="store_true",
-                   help='create: print one JSON object {"name": ..., "source": ..., "dsn": ...} instead of the DSN')
+    p.add_argument(
+        "--strategy",
+        default="FILE_COPY",
+        choices=clones.STRATEGIES,
+        help="CREATE DATABASE strategy on PostgreSQL 15+ (default FILE_COPY)",
+    )
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=60.0,
+        metavar="MINUTES",
+        help="gc: only clones made more than this many minutes ago (default 60; 0 for all)",
+    )
+    p.add_argument(
+        "--wait", type=float, default=5.0, help="seconds to wait for other sessions to leave the source (default 5)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='create: print one JSON object {"name": ..., "source": ..., "dsn": ...} instead of the DSN',
+    )
     _dsn_option(p, "the server (any database on it)")
     p.set_defaults(func=cmd_clone)
 
-    p = sub.add_parser("probe", help="the ten metrics and the fingerprint, read-only",
-                       description="Read the ten metrics between an entry and an exit fingerprint, read-only. "
-                       "Exit 0 when the fingerprints are equal, 1 when they differ (the database changed while it "
-                       "was read, so the read proves nothing).")
+    p = sub.add_parser(
+        "probe",
+        help="the ten metrics and the fingerprint, read-only",
+        description="Read the ten metrics between an entry and an exit fingerprint, read-only. "
+        "Exit 0 when the fingerprints are equal, 1 when they differ (the database changed while it "
+        "was read, so the read proves nothing).",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("verify", help="run the invariant suite (pytest) against a database",
-                       description="Run the invariants of one stage with pytest; arguments it does not know "
-                       "are passed to pytest. Exits with pytest's code.")
-    p.add_argument("--stage", required=True, choices=STAGES,
-                   help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
-                   "finalized (every facet), gate (the package and every gate condition)")
+    p = sub.add_parser(
+        "verify",
+        help="run the invariant suite (pytest) against a database",
+        description="Run the invariants of one stage with pytest; arguments it does not know "
+        "are passed to pytest. Exits with pytest's code.",
+    )
+    p.add_argument(
+        "--stage",
+        required=True,
+        choices=STAGES,
+        help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
+        "finalized (every facet), gate (the package and every gate condition)",
+    )
     p.add_argument("-n", type=int, default=0, help="pytest-xdist workers")
-    p.add_argument("--expect-db", default=None, help="the database name the run expects "
-                   f"(default {catalog.GOLDEN_NAME})")
+    p.add_argument(
+        "--expect-db", default=None, help=f"the database name the run expects (default {catalog.GOLDEN_NAME})"
+    )
     _package_options(p)
     _trust_option(p)
     _rehearsal_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("monitor", help="the gate verdict (OPEN/BLOCKED) and its reasons, read-only",
-                       description="One read-only shot: prints OPEN or BLOCKED with every reason, the metrics and "
-                       "the entry and exit fingerprints. Exit 0 OPEN, 3 BLOCKED.")
+    p = sub.add_parser(
+        "monitor",
+        help="the gate verdict (OPEN/BLOCKED) and its reasons, read-only",
+        description="One read-only shot: prints OPEN or BLOCKED with every reason, the metrics and "
+        "the entry and exit fingerprints. Exit 0 OPEN, 3 BLOCKED.",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
     _package_options(p)
@@ -541,13 +683,16 @@ def build_parser() -> Parser:
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_monitor)
 
-    p = sub.add_parser("rollout", help="the gated executor: apply tiers 2-6 once a human has ratified",
-                       description="Verify the package, run the gate session, take the release lock and apply "
-                       "tiers 2-6 in one transaction, then audit. Exit 0 applied or already finalized, 1 invariant "
-                       "failed (nothing kept), 2 bad input or unreachable database, 3 BLOCKED (nothing changed), "
-                       "4 package integrity, 5 lock held, 6 applied and committed but the audit after the commit "
-                       "failed (tiers live: inspect with `oneroof verify --stage finalized`, undo with `oneroof "
-                       "rollback`), 130 interrupted.")
+    p = sub.add_parser(
+        "rollout",
+        help="the gated executor: apply tiers 2-6 once a human has ratified",
+        description="Verify the package, run the gate session, take the release lock and apply "
+        "tiers 2-6 in one transaction, then audit. Exit 0 applied or already finalized, 1 invariant "
+        "failed (nothing kept), 2 bad input or unreachable database, 3 BLOCKED (nothing changed), "
+        "4 package integrity, 5 lock held, 6 applied and committed but the audit after the commit "
+        "failed (tiers live: inspect with `oneroof verify --stage finalized`, undo with `oneroof "
+        "rollback`), 130 interrupted.",
+    )
     p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
     _package_options(p)
     _trust_option(p)
@@ -555,29 +700,40 @@ def build_parser() -> Parser:
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollout)
 
-    p = sub.add_parser("rollback", help="revert tiers 6..2 (idempotent)",
-                       description="Take the release lock and revert tiers 6..2 in one transaction; on a greenfield "
-                       "database nothing changes. Approvals and the ledger are kept. Only the package the ledger says was deployed "
-                       "is reverted. Exit 0 reverted or already greenfield, 1 invariant failed (nothing kept), 2 bad input "
-                       "or a missing privilege, 4 package integrity or not the deployed package, 5 lock held.")
+    p = sub.add_parser(
+        "rollback",
+        help="revert tiers 6..2 (idempotent)",
+        description="Take the release lock and revert tiers 6..2 in one transaction; on a greenfield "
+        "database nothing changes. Approvals and the ledger are kept. Only the package the ledger says was deployed "
+        "is reverted. Exit 0 reverted or already greenfield, 1 invariant failed (nothing kept), 2 bad input "
+        "or a missing privilege, 4 package integrity or not the deployed package, 5 lock held.",
+    )
     p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
     _package_options(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("rehearse", help="the main job: the whole release on a fresh clone, then the report",
-                       description="Verify the package, build the golden database if missing, clone it, and on the "
-                       "clone: baseline stage, monitor BLOCKED, blocked rollout, rehearsal approval, monitor OPEN, "
-                       "rollout, finalized stage, rollback, greenfield stage, rollback again; drop the clone, check "
-                       "the golden database is unchanged, optionally read the production gate, and write the "
-                       "evidence and the GO/NO-GO report. Exit 0 GO, 1 NO-GO, 2 bad input (nothing written), "
-                       "4 package integrity (nothing written), 130 interrupted.")
+    p = sub.add_parser(
+        "rehearse",
+        help="the main job: the whole release on a fresh clone, then the report",
+        description="Verify the package, build the golden database if missing, clone it, and on the "
+        "clone: baseline stage, monitor BLOCKED, blocked rollout, rehearsal approval, monitor OPEN, "
+        "rollout, finalized stage, rollback, greenfield stage, rollback again; drop the clone, check "
+        "the golden database is unchanged, optionally read the production gate, and write the "
+        "evidence and the GO/NO-GO report. Exit 0 GO, 1 NO-GO, 2 bad input (nothing written), "
+        "4 package integrity (nothing written), 130 interrupted.",
+    )
     p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
     p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
     p.add_argument("--golden", default=catalog.GOLDEN_NAME, help=f"golden database (default {catalog.GOLDEN_NAME})")
-    p.add_argument("--from", dest="snapshot_from", default=None, metavar="PROD_DSN",
-                   help="first snapshot production (read-only) into the golden database named by --golden, "
-                   "replacing a golden oneroof made; production's gate is then read too")
+    p.add_argument(
+        "--from",
+        dest="snapshot_from",
+        default=None,
+        metavar="PROD_DSN",
+        help="first snapshot production (read-only) into the golden database named by --golden, "
+        "replacing a golden oneroof made; production's gate is then read too",
+    )
     p.add_argument("--jobs", type=int, default=1, help="with --from: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--prod-dsn", default=None, help="read the production gate here, read-only (entry == exit)")
     p.add_argument("--prod-db", default=None, help="the production database name the operator expects")
@@ -587,39 +743,67 @@ def build_parser() -> Parser:
     _dsn_option(p, "the rehearsal server (any database on it)")
     p.set_defaults(func=cmd_rehearse)
 
-    p = sub.add_parser("report", help="the GO/NO-GO matrix from rehearsal evidence",
-                       description="Render the classification matrix, verdict and compliance line from a "
-                       "rehearsal's evidence.json (default: the latest run).")
-    p.add_argument("--format", default="md", choices=("md", "json", "html", "text"),
-                   help="md (Markdown, default), json (matrix, verdict, compliance and the evidence), html (one "
-                   "self-contained page) or text (the terminal matrix, 100 columns)")
+    p = sub.add_parser(
+        "report",
+        help="the GO/NO-GO matrix from rehearsal evidence",
+        description="Render the classification matrix, verdict and compliance line from a "
+        "rehearsal's evidence.json (default: the latest run).",
+    )
+    p.add_argument(
+        "--format",
+        default="md",
+        choices=("md", "json", "html", "text"),
+        help="md (Markdown, default), json (matrix, verdict, compliance and the evidence), html (one "
+        "self-contained page) or text (the terminal matrix, 100 columns)",
+    )
     p.add_argument("--run", default=None, help="a run directory or evidence.json (default: the latest run)")
     p.add_argument("--runs-dir", default=None, help="where run directories are (default $ONEROOF_HOME/runs)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("package", help="release package integrity",
-                       description="hash: print the package hash; verify: check every file against the "
-                       "manifest (exit 4 on any difference); seal: record new file hashes after editing SQL.")
+    p = sub.add_parser(
+        "package",
+        help="release package integrity",
+        description="hash: print the package hash; verify: check every file against the "
+        "manifest (exit 4 on any difference); seal: record new file hashes after editing SQL.",
+    )
     p.add_argument("action", choices=("hash", "verify", "seal"))
     p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
-    p.add_argument("--sign", default=None, metavar="KEY", help="seal: also sign the manifest with this SSH key "
-                   "(the manifest names its fingerprint; approvals signed by it do not count)")
+    p.add_argument(
+        "--sign",
+        default=None,
+        metavar="KEY",
+        help="seal: also sign the manifest with this SSH key "
+        "(the manifest names its fingerprint; approvals signed by it do not count)",
+    )
     p.set_defaults(func=cmd_package)
 
-    p = sub.add_parser("approve", help="a human approver signs the ratification and records it through Directus",
-                       description="Show exactly what is approved (package, proposal, tiers, target database and "
-                       "cluster, ownership map), ask for confirmation, sign the statement with your own SSH key "
-                       "(ssh-keygen: a key file, or the .pub of a key in ssh-agent, hardware sk- keys included), "
-                       "and record the approval through Directus as you (your login; the password is asked for, "
-                       "or read from ONEROOF_DIRECTUS_PASSWORD). The signed statement is stored as a comment on "
-                       "the approval. --out writes it to a file instead.")
-    p.add_argument("--email", required=True, help="your Directus login, the principal of your key in the allowed signers")
+    p = sub.add_parser(
+        "approve",
+        help="a human approver signs the ratification and records it through Directus",
+        description="Show exactly what is approved (package, proposal, tiers, target database and "
+        "cluster, ownership map), ask for confirmation, sign the statement with your own SSH key "
+        "(ssh-keygen: a key file, or the .pub of a key in ssh-agent, hardware sk- keys included), "
+        "and record the approval through Directus as you (your login; the password is asked for, "
+        "or read from ONEROOF_DIRECTUS_PASSWORD). The signed statement is stored as a comment on "
+        "the approval. --out writes it to a file instead.",
+    )
+    p.add_argument(
+        "--email", required=True, help="your Directus login, the principal of your key in the allowed signers"
+    )
     p.add_argument("--key", default=None, help="your private key file, or the .pub of your key in ssh-agent")
-    p.add_argument("--submit", default=None, metavar="FILE", help="record, through Directus as you, a statement "
-                   "signed before with --out (an offline hand-over)")
-    p.add_argument("--directus", default=None, metavar="URL", help="the Directus instance, e.g. https://hub.gov.example")
-    p.add_argument("--valid-hours", type=int, default=72, help="how long the statement is valid (default 72, at most 720)")
+    p.add_argument(
+        "--submit",
+        default=None,
+        metavar="FILE",
+        help="record, through Directus as you, a statement signed before with --out (an offline hand-over)",
+    )
+    p.add_argument(
+        "--directus", default=None, metavar="URL", help="the Directus instance, e.g. https://hub.gov.example"
+    )
+    p.add_argument(
+        "--valid-hours", type=int, default=72, help="how long the statement is valid (default 72, at most 720)"
+    )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (the summary is still printed)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the signed statement to FILE; record nothing")
     _package_options(p)
@@ -627,10 +811,13 @@ def build_parser() -> Parser:
     _dsn_option(p, "the target database (read-only: its name, cluster identity, proposal and your level)")
     p.set_defaults(func=cmd_approve)
 
-    p = sub.add_parser("approvals", help="auditors: re-check every approval and deployment offline",
-                       description="verify: re-check, read-only, every approval's signed statement and every "
-                       "deployment in the ledger against an allowed-signers file; no Directus, no key from the "
-                       "database. Exit 0 when every deployment verifies, 1 otherwise.")
+    p = sub.add_parser(
+        "approvals",
+        help="auditors: re-check every approval and deployment offline",
+        description="verify: re-check, read-only, every approval's signed statement and every "
+        "deployment in the ledger against an allowed-signers file; no Directus, no key from the "
+        "database. Exit 0 when every deployment verifies, 1 otherwise.",
+    )
     p.add_argument("action", choices=("verify",))
     _trust_option(p)
     _dsn_option(p, "the target database")
@@ -676,8 +863,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except psycopg.Error as exc:  # a refusal the command did not expect: permissions, timeouts
         if args.debug:
             raise
-        _err(f"oneroof: error: the database refused: {first_line(exc)} (check the role's privileges and the "
-             "server's state; --debug shows where)")
+        _err(
+            f"oneroof: error: the database refused: {first_line(exc)} (check the role's privileges and the "
+            "server's state; --debug shows where)"
+        )
         return 2
     except BrokenPipeError:  # `oneroof monitor | head -1`
         sys.stderr.close()

@@ -9,7 +9,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import OneroofError, UsageError
+from oneroof.harness.errors import OneroofError, UsageError
 
 TIMEOUT = 30.0
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import gate, package, rehearsal as rehearsals, signatures
-from harness.db import connect, snapshot
-from harness.errors import IntegrityError
-from invariants import metrics
+from oneroof.core import evidence as rehearsals
+from oneroof.core import gate, metrics, package, signatures
+from oneroof.harness.db import connect, consistent_read
+from oneroof.harness.errors import IntegrityError
 
 
 @dataclass(frozen=True)
@@ -31,20 +31,35 @@ class Report:
     rehearsal: dict[str, str] | None = None  # path and SHA-256 of the rehearsal evidence given
 
     def as_json(self) -> dict[str, Any]:
-        return {"database": self.database, "metrics": self.metrics,
-                "fingerprint": {"entry": self.entry, "exit": self.exit, "equal": self.entry == self.exit},
-                "verdict": self.verdict, "reasons": self.reasons, "notes": self.notes, "state": self.state,
-                "valid_approvals": self.valid_approvals, "allowed_signers": self.allowed_signers,
-                "target": {"database": self.database, "system_identifier": self.system_identifier},
-                "blocked_by": self.blocked_by or {}, "rehearsal": self.rehearsal}
+        return {
+            "database": self.database,
+            "metrics": self.metrics,
+            "fingerprint": {"entry": self.entry, "exit": self.exit, "equal": self.entry == self.exit},
+            "verdict": self.verdict,
+            "reasons": self.reasons,
+            "notes": self.notes,
+            "state": self.state,
+            "valid_approvals": self.valid_approvals,
+            "allowed_signers": self.allowed_signers,
+            "target": {"database": self.database, "system_identifier": self.system_identifier},
+            "blocked_by": self.blocked_by or {},
+            "rehearsal": self.rehearsal,
+        }
 
 
-def monitor(dsn: str, package_dir: Path, *, expect_sha256: str | None = None,
-            confirm_db: str | None = None, trust: signatures.TrustRoot | None = None,
-            rehearsal: rehearsals.Rehearsal | None = None) -> Report:
+def monitor(
+    dsn: str,
+    package_dir: Path,
+    *,
+    expect_sha256: str | None = None,
+    confirm_db: str | None = None,
+    trust: signatures.TrustRoot | None = None,
+    rehearsal: rehearsals.Rehearsal | None = None,
+) -> Report:
     """Read the gate on `dsn` in read-only transactions between two fingerprints, verifying the
     approvals' statements against the allowed signers `trust`, and a target that is not a marked
-    clone against the evidence of `rehearsal`."""
+    clone against the evidence of `rehearsal`.
+    """
     reasons: list[str] = []
     blocked_by: dict[str, str] = {}
     try:
@@ -57,10 +72,10 @@ def monitor(dsn: str, package_dir: Path, *, expect_sha256: str | None = None,
         entry = metrics.read(conn)
         notes: list[str] = []
         state, valid = "unknown", []
-        with snapshot(conn):
+        with consistent_read(conn):
             cluster = gate.system_identifier(conn)
         if pkg is not None:
-            with snapshot(conn):
+            with consistent_read(conn):
                 verdict = gate.evaluate(conn, pkg, confirm_db=confirm_db, trust=trust, rehearsal=rehearsal)
             reasons += list(verdict.reasons.values())
             blocked_by.update(verdict.reasons)
@@ -68,5 +83,18 @@ def monitor(dsn: str, package_dir: Path, *, expect_sha256: str | None = None,
         exit_ = metrics.read(conn)
     trusted = {"path": str(trust.path), "sha256": trust.sha256} if trust is not None else None
     given = {"path": rehearsal.path, "sha256": rehearsal.sha256} if rehearsal is not None and rehearsal.path else None
-    return Report(entry.metrics["db"], "BLOCKED" if reasons else "OPEN", reasons, notes, state, valid,
-                  entry.metrics, entry.fingerprint, exit_.fingerprint, trusted, cluster, blocked_by, given)
+    return Report(
+        entry.metrics["db"],
+        "BLOCKED" if reasons else "OPEN",
+        reasons,
+        notes,
+        state,
+        valid,
+        entry.metrics,
+        entry.fingerprint,
+        exit_.fingerprint,
+        trusted,
+        cluster,
+        blocked_by,
+        given,
+    )

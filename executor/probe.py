@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.db import connect
-from invariants import metrics
+from oneroof.core import metrics
+from oneroof.harness.db import connect
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,11 @@ class Probe:
         return self.entry == self.exit
 
     def as_json(self) -> dict[str, Any]:
-        return {"database": self.database, "metrics": self.metrics,
-                "fingerprint": {"entry": self.entry, "exit": self.exit, "equal": self.equal}}
+        return {
+            "database": self.database,
+            "metrics": self.metrics,
+            "fingerprint": {"entry": self.entry, "exit": self.exit, "equal": self.equal},
+        }
 
 
 def probe(dsn: str) -> Probe:

@@ -13,20 +13,20 @@ import json
 import shutil
 import tempfile
 import time
-from xml.etree import ElementTree
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
-from executor import __version__, gate, package, rehearsal as rehearsals, release, signatures
-from harness import marks
-from harness.db import connect, database_exists, public, snapshot, with_dbname
-from harness.errors import Blocked, CloneError, OneroofError
-from executor.monitor import monitor
-from harness import catalog, clones, golden
-from harness.snapshot import Provenance
-from invariants import metrics
+from oneroof.core import evidence as rehearsals
+from oneroof.core import gate, metrics, package, signatures
+from oneroof.executor import __version__, release
+from oneroof.executor.monitor import monitor
+from oneroof.harness import catalog, clones, golden, marks
+from oneroof.harness.capture import Provenance
+from oneroof.harness.db import connect, consistent_read, database_exists, public, with_dbname
+from oneroof.harness.errors import Blocked, CloneError, OneroofError
 
 Progress = Callable[[str], None]
 
@@ -98,7 +98,8 @@ class OneOffSigner:
 def one_off_signer(directory: Path, approver: str = "l4") -> OneOffSigner:
     """Make a fresh key for the rehearsal approver and an allowed-signers file naming only it (for
     the approval namespace only). It lives in `directory`, which the rehearsal removes at its end;
-    no other trust root ever lists it."""
+    no other trust root ever lists it.
+    """
     key = signatures.one_off_key(directory, "oneroof rehearsal one-off key")
     public_key = " ".join(key.with_suffix(".pub").read_text().split()[:2])
     allowed = directory / "allowed_signers"
@@ -106,19 +107,24 @@ def one_off_signer(directory: Path, approver: str = "l4") -> OneOffSigner:
     return OneOffSigner(key, signatures.TrustRoot.load(allowed), signatures.key_fingerprint(key))
 
 
-def approve_rehearsal(dsn: str, approver: str = "l4", *, key: Path | None = None,
-                      valid_for: dt.timedelta = dt.timedelta(hours=1)) -> int:
+def approve_rehearsal(
+    dsn: str, approver: str = "l4", *, key: Path | None = None, valid_for: dt.timedelta = dt.timedelta(hours=1)
+) -> int:
     """Insert a rehearsal approval by a human approver; refused unless the target is a marked clone.
 
     With `key`, the approval carries a statement signed with it for this clone (its name and
-    cluster), stored as a Directus comment by the approver, as `oneroof approve` stores one."""
+    cluster), stored as a Directus comment by the approver, as `oneroof approve` stores one.
+    """
     with connect(dsn, autocommit=True) as conn:
         if not marks.connected_is_clone(conn):
-            raise CloneError(f"refusing a rehearsal approval on {conn.info.dbname!r}: it is not a marked clone; "
-                             "only a human ratifies production")
+            raise CloneError(
+                f"refusing a rehearsal approval on {conn.info.dbname!r}: it is not a marked clone; "
+                "only a human ratifies production"
+            )
         account = catalog.account(approver)
-        proposal = conn.execute("SELECT id, package_sha256 FROM os_proposals WHERE code = %s",
-                                (catalog.PROPOSAL_CODE,)).fetchone()
+        proposal = conn.execute(
+            "SELECT id, package_sha256 FROM os_proposals WHERE code = %s", (catalog.PROPOSAL_CODE,)
+        ).fetchone()
         if proposal is None:
             raise CloneError(f"no proposal {catalog.PROPOSAL_CODE} on the clone to approve")
         text = None
@@ -127,20 +133,29 @@ def approve_rehearsal(dsn: str, approver: str = "l4", *, key: Path | None = None
             if cluster is None:
                 raise CloneError("the rehearsal role may not read pg_control_system(): grant it pg_monitor")
             statement = signatures.Statement.new(
-                package_sha256=proposal["package_sha256"], proposal=catalog.PROPOSAL_CODE,
-                approver_id=str(account.id), approver_email=account.email, level=str(account.level),
-                database=conn.info.dbname, system_identifier=cluster, valid_for=valid_for)
+                package_sha256=proposal["package_sha256"],
+                proposal=catalog.PROPOSAL_CODE,
+                approver_id=str(account.id),
+                approver_email=account.email,
+                level=str(account.level),
+                database=conn.info.dbname,
+                system_identifier=cluster,
+                valid_for=valid_for,
+            )
             text = signatures.bundle(statement, signatures.sign(statement.message(), key))
         with conn.transaction():
             row = conn.execute(
                 "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal, comment) "
                 "VALUES (%s, %s, %s, %s, true, 'rehearsal approval by oneroof rehearse') RETURNING id",
-                (proposal["id"], account.id, account.level, proposal["package_sha256"])).fetchone()
+                (proposal["id"], account.id, account.level, proposal["package_sha256"]),
+            ).fetchone()
             assert row is not None
             if text is not None:
-                conn.execute("INSERT INTO directus_comments (id, collection, item, comment, user_created) "
-                             "VALUES (gen_random_uuid(), 'os_proposal_approvals', %s, %s, %s)",
-                             (str(row["id"]), text, account.id))
+                conn.execute(
+                    "INSERT INTO directus_comments (id, collection, item, comment, user_created) "
+                    "VALUES (gen_random_uuid(), 'os_proposal_approvals', %s, %s, %s)",
+                    (str(row["id"]), text, account.id),
+                )
     return int(row["id"])
 
 
@@ -160,23 +175,36 @@ class Failed(Exception):
     """A rehearsal step did not hold; its message is the step's detail."""
 
 
-def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAULT_DIR, scale: int = 1,
-             golden_name: str = catalog.GOLDEN_NAME, expect_sha256: str | None = None, keep: bool = False,
-             prod_dsn: str | None = None, prod_db: str | None = None, progress: Progress | None = None,
-             prod_trust: signatures.TrustRoot | None = None, snapshot_from: str | None = None,
-             jobs: int = 1) -> Evidence:
+def rehearse(
+    admin_dsn: str,
+    *,
+    run_dir: Path,
+    package_dir: Path = package.DEFAULT_DIR,
+    scale: int = 1,
+    golden_name: str = catalog.GOLDEN_NAME,
+    expect_sha256: str | None = None,
+    keep: bool = False,
+    prod_dsn: str | None = None,
+    prod_db: str | None = None,
+    progress: Progress | None = None,
+    prod_trust: signatures.TrustRoot | None = None,
+    snapshot_from: str | None = None,
+    jobs: int = 1,
+) -> Evidence:
     """Rehearse the release on a fresh clone and write evidence.json into `run_dir`.
 
     The rehearsal approval is signed with a one-off key that only the clone's gate trusts;
     `prod_trust` is the allowed signers for reading the production gate (--prod-dsn). With
     `snapshot_from` (a production DSN), the golden database is first (re-)snapshotted from
-    production, and production's gate is read at the end (unless `prod_dsn` names another)."""
+    production, and production's gate is read at the end (unless `prod_dsn` names another).
+    """
     prod_dsn = prod_dsn or snapshot_from
     note = progress or (lambda _m: None)
     started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
-    evidence = Evidence(f"oneroof {__version__}", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                        {}, golden_name)
+    evidence = Evidence(
+        f"oneroof {__version__}", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), {}, golden_name
+    )
     steps: list[tuple[str, str, Callable[[Step], None]]] = []
     state: dict[str, Any] = {}
     golden_dsn = with_dbname(admin_dsn, golden_name)
@@ -185,28 +213,48 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         def register(func: Callable[[Step], None]) -> Callable[[Step], None]:
             steps.append((name, title, func))
             return func
+
         return register
 
     @step("package", "verify the package and its pinned hash")
     def _(s: Step) -> None:
         pkg = package.load(package_dir, expect_sha256)
         state["pkg"] = pkg
-        evidence.package = {"name": pkg.name, "version": pkg.version, "sha256": pkg.sha256,
-                            "tiers": [t.number for t in pkg.tiers], "pinned": bool(expect_sha256)}
+        evidence.package = {
+            "name": pkg.name,
+            "version": pkg.version,
+            "sha256": pkg.sha256,
+            "tiers": [t.number for t in pkg.tiers],
+            "pinned": bool(expect_sha256),
+        }
         s.figures = {"sha256": pkg.sha256, "files": 1 + 2 * len(pkg.tiers)}
         s.detail = f"{pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches its manifest hash"
 
     def snapshot_step(s: Step) -> None:
-        from executor.snapshot import take
+        from oneroof.executor.capture import take
 
         assert snapshot_from is not None
-        made = take(snapshot_from, admin_dsn, name=golden_name, replace=True, jobs=jobs,
-                    progress=lambda m: note(f"        .. {m}"))
+        made = take(
+            snapshot_from,
+            admin_dsn,
+            name=golden_name,
+            replace=True,
+            jobs=jobs,
+            progress=lambda m: note(f"        .. {m}"),
+        )
         s.entry, s.exit = made.entry, made.exit
-        s.figures = {"golden": made.golden, "xid_assigned": made.xid_assigned, "tables": made.tables,
-                     "bytes": made.bytes, "phases": made.phases, **made.metrics}
-        s.detail = (f"{made.provenance.describe()}: {made.tables} tables, {made.bytes / 1e6:,.1f} MB; production "
-                    "entry == exit == golden fingerprint, no transaction id assigned")
+        s.figures = {
+            "golden": made.golden,
+            "xid_assigned": made.xid_assigned,
+            "tables": made.tables,
+            "bytes": made.bytes,
+            "phases": made.phases,
+            **made.metrics,
+        }
+        s.detail = (
+            f"{made.provenance.describe()}: {made.tables} tables, {made.bytes / 1e6:,.1f} MB; production "
+            "entry == exit == golden fingerprint, no transaction id assigned"
+        )
 
     if snapshot_from:
         steps.append(("snapshot", "snapshot production into the golden database (read-only)", snapshot_step))
@@ -220,27 +268,35 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         origin = Provenance("synthetic")
         if exists:
             with connect(golden_dsn) as conn:
-                row = conn.execute("SELECT package_sha256 FROM os_proposals WHERE code = %s",
-                                   (pkg.proposal,)).fetchone()
+                row = conn.execute(
+                    "SELECT package_sha256 FROM os_proposals WHERE code = %s", (pkg.proposal,)
+                ).fetchone()
             stale = row is None or row["package_sha256"] != pkg.sha256
             origin = golden.provenance(admin_dsn, golden_name) if marks_golden(admin_dsn, golden_name) else origin
         if stale and origin.kind == "production snapshot":
-            raise Failed(f"golden {golden_name} is a snapshot of production whose proposal "
-                         f"{'is missing' if row is None else 'names package ' + row['package_sha256'][:12]}, not this "
-                         f"package {pkg.sha256[:12]}: production has not been prepared for this package")
+            raise Failed(
+                f"golden {golden_name} is a snapshot of production whose proposal "
+                f"{'is missing' if row is None else 'names package ' + row['package_sha256'][:12]}, not this "
+                f"package {pkg.sha256[:12]}: production has not been prepared for this package"
+            )
         if not exists or stale:
             built = golden.build(admin_dsn, name=golden_name, scale=scale, package_sha256=pkg.sha256, replace=stale)
-            s.detail = f"{'rebuilt (its proposal named another package)' if stale else 'built'} in {built.seconds:.1f} s"
+            s.detail = (
+                f"{'rebuilt (its proposal named another package)' if stale else 'built'} in {built.seconds:.1f} s"
+            )
         else:
             s.detail = "present"
-        origin = (golden.provenance(admin_dsn, golden_name) if marks_golden(admin_dsn, golden_name)
-                  else Provenance("unmarked"))
+        origin = (
+            golden.provenance(admin_dsn, golden_name)
+            if marks_golden(admin_dsn, golden_name)
+            else Provenance("unmarked")
+        )
         evidence.golden_origin, evidence.golden_provenance = origin.describe(), asdict(origin)
         s.detail += f"; {origin.describe()}"
         reading = _reading(golden_dsn)
         state["golden_entry"] = reading.fingerprint
         s.entry, s.figures = reading.fingerprint, reading.metrics
-        with connect(golden_dsn, application_name="oneroof-rehearse") as conn, snapshot(conn):
+        with connect(golden_dsn, application_name="oneroof-rehearse") as conn, consistent_read(conn):
             evidence.bound = {"tables": rehearsals.digests(conn, rehearsals.bound_tables(pkg)), "on": golden_name}
         s.detail += f"; {len(evidence.bound['tables'])} tables the package reads or writes digested"
 
@@ -257,10 +313,16 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     def stage(s: Step, stages: str, expect_exit: int = 0) -> None:
         made = state["clone"]
         junit = run_dir / f"junit-{stages.replace(' ', '-')}.xml"
-        s.exit_code = release.run_stage(made.dsn, stages, expect_db=made.name, package_dir=state["pkg"].path,
-                                        expect_sha256=state["pkg"].sha256, extra=("--junitxml", str(junit)),
-                                        # the finalized stage judges the owners' approvals: with the clone's trust root
-                                        allowed_signers=state["signer"].trust.path if "signer" in state else None)
+        s.exit_code = release.run_stage(
+            made.dsn,
+            stages,
+            expect_db=made.name,
+            package_dir=state["pkg"].path,
+            expect_sha256=state["pkg"].sha256,
+            extra=("--junitxml", str(junit)),
+            # the finalized stage judges the owners' approvals: with the clone's trust root
+            allowed_signers=state["signer"].trust.path if "signer" in state else None,
+        )
         s.figures = {"junit": junit.name}
         if s.exit_code != expect_exit:
             raise Failed(f"pytest -m {stages} exited {s.exit_code}; see {junit}")
@@ -306,10 +368,18 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     def _(s: Step) -> None:
         signer = state["signer"]
         approval = approve_rehearsal(state["clone"].dsn, key=signer.key)
-        s.figures = {"approval_id": approval, "approver": catalog.account("l4").email, "level": "L4",
-                     "signed": True, "key": signer.fingerprint, "allowed_signers_sha256": signer.trust.sha256}
-        s.detail = (f"rehearsal approval #{approval} by the L4 approver, signed with one-off key "
-                    f"{signer.fingerprint}, trusted only on the clone")
+        s.figures = {
+            "approval_id": approval,
+            "approver": catalog.account("l4").email,
+            "level": "L4",
+            "signed": True,
+            "key": signer.fingerprint,
+            "allowed_signers_sha256": signer.trust.sha256,
+        }
+        s.detail = (
+            f"rehearsal approval #{approval} by the L4 approver, signed with one-off key "
+            f"{signer.fingerprint}, trusted only on the clone"
+        )
 
     @step("monitor_open", "monitor says OPEN after the approval")
     def _(s: Step) -> None:
@@ -327,8 +397,11 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         changed = sorted(t for t in before.keys() | digests.keys() if before.get(t) != digests.get(t))
         if changed:
             s.figures["changed"] = changed
-            raise Failed(f"content changed {expect_same_as}: {', '.join(changed)} (rows:digest "
-                         + "; ".join(f"{t} {before.get(t)} -> {digests.get(t)}" for t in changed[:3]) + ")")
+            raise Failed(
+                f"content changed {expect_same_as}: {', '.join(changed)} (rows:digest "
+                + "; ".join(f"{t} {before.get(t)} -> {digests.get(t)}" for t in changed[:3])
+                + ")"
+            )
         s.detail = f"{len(digests)} tables unchanged {expect_same_as}"
 
     @step("content_before", "digest system_issues and every governed collection")
@@ -342,8 +415,10 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
         s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
         if out.action != "applied":
             raise Failed(f"rollout did {out.action}")
-        s.detail = (f"greenfield -> finalized exit 0 (gate session {out.seconds.get('gate_session', 0):.2f} s, "
-                    f"transaction {out.seconds['transaction'] * 1000:.0f} ms)")
+        s.detail = (
+            f"greenfield -> finalized exit 0 (gate session {out.seconds.get('gate_session', 0):.2f} s, "
+            f"transaction {out.seconds['transaction'] * 1000:.0f} ms)"
+        )
 
     @step("content_after_rollout", "content unchanged by the rollout")
     def _(s: Step) -> None:
@@ -414,8 +489,16 @@ def rehearse(admin_dsn: str, *, run_dir: Path, package_dir: Path = package.DEFAU
     return evidence
 
 
-def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_dsn: str, keep: bool,
-            note: Progress, total: int, prod: bool = False) -> None:
+def _finish(
+    evidence: Evidence,
+    state: dict[str, Any],
+    admin_dsn: str,
+    golden_dsn: str,
+    keep: bool,
+    note: Progress,
+    total: int,
+    prod: bool = False,
+) -> None:
     made = state.get("clone")
     drop = Step("drop_clone", "drop the rehearsal clone" if not keep else "keep the rehearsal clone (--keep)")
     # The closing steps keep their own numbers, however early the rehearsal stopped.
@@ -451,8 +534,9 @@ def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_ds
         reading = _reading(golden_dsn)
         intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
         intact.ok = reading.fingerprint == entry
-        intact.detail = ("fingerprint before == after" if intact.ok
-                         else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
+        intact.detail = (
+            "fingerprint before == after" if intact.ok else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}"
+        )
     except OneroofError as exc:
         intact.detail = exc.message
     intact.seconds = time.monotonic() - t
@@ -460,16 +544,30 @@ def _finish(evidence: Evidence, state: dict[str, Any], admin_dsn: str, golden_ds
     note(f"        {'ok' if intact.ok else 'FAILED'} in {intact.seconds:.2f} s: {intact.detail}")
 
 
-def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_dir: Path,
-                expect_sha256: str | None, note: Progress, total: int, run_dir: Path,
-                trust: signatures.TrustRoot | None = None) -> None:
+def _production(
+    evidence: Evidence,
+    prod_dsn: str,
+    prod_db: str | None,
+    package_dir: Path,
+    expect_sha256: str | None,
+    note: Progress,
+    total: int,
+    run_dir: Path,
+    trust: signatures.TrustRoot | None = None,
+) -> None:
     """Read the production gate and run the baseline stage there: both read-only, entry == exit."""
     note(f"[{total:2}/{total}] read the production gate and its baseline (read-only) ...")
     t = time.monotonic()
     try:
         # judged with this very rehearsal: the `rehearsed` condition says whether it binds a rollout there
-        report = monitor(prod_dsn, package_dir, expect_sha256=expect_sha256, confirm_db=prod_db, trust=trust,
-                         rehearsal=rehearsals.from_evidence(evidence.as_json()))
+        report = monitor(
+            prod_dsn,
+            package_dir,
+            expect_sha256=expect_sha256,
+            confirm_db=prod_db,
+            trust=trust,
+            rehearsal=rehearsals.from_evidence(evidence.as_json()),
+        )
     except OneroofError as exc:
         evidence.production = {"error": exc.message, "dsn": public(prod_dsn)}
         note(f"        could not read the production gate: {exc.message}")
@@ -477,13 +575,24 @@ def _production(evidence: Evidence, prod_dsn: str, prod_db: str | None, package_
     junit = run_dir / "junit-production-baseline.xml"
     # The very checks of an auditor's plain `pytest invariants -m baseline`, ospa included, so the
     # two agree on the same database; the report judges an ospa that moved (approval rows) apart.
-    baseline = release.run_stage(prod_dsn, "baseline", expect_db=prod_db or report.database,
-                                 extra=("--junitxml", str(junit)),
-                                 allowed_signers=trust.path if trust is not None else None)
-    evidence.production = {**report.as_json(), "dsn": public(prod_dsn), "baseline_exit": baseline,
-                           "baseline_failed": failed_tests(junit), "seconds": time.monotonic() - t}
-    note(f"        {report.verdict}{': ' + report.reasons[0] if report.reasons else ''}; "
-         f"baseline stage exit {baseline}; entry == exit: {report.entry == report.exit}")
+    baseline = release.run_stage(
+        prod_dsn,
+        "baseline",
+        expect_db=prod_db or report.database,
+        extra=("--junitxml", str(junit)),
+        allowed_signers=trust.path if trust is not None else None,
+    )
+    evidence.production = {
+        **report.as_json(),
+        "dsn": public(prod_dsn),
+        "baseline_exit": baseline,
+        "baseline_failed": failed_tests(junit),
+        "seconds": time.monotonic() - t,
+    }
+    note(
+        f"        {report.verdict}{': ' + report.reasons[0] if report.reasons else ''}; "
+        f"baseline stage exit {baseline}; entry == exit: {report.entry == report.exit}"
+    )
 
 
 def failed_tests(junit: Path) -> list[str]:
@@ -492,5 +601,8 @@ def failed_tests(junit: Path) -> list[str]:
         root = ElementTree.parse(junit).getroot()
     except (OSError, ElementTree.ParseError):
         return []
-    return sorted(str(case.get("name")) for case in root.iter("testcase")
-                  if case.find("failure") is not None or case.find("error") is not None)
+    return sorted(
+        str(case.get("name"))
+        for case in root.iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    )

@@ -21,14 +21,23 @@ from typing import Any
 import pglast
 import psycopg
 
-from executor import __version__, gate, rehearsal as rehearsals, signatures
-from harness.db import connect
-from harness.errors import (Blocked, DatabaseUnreachable, IntegrityError, Interrupted, InvariantFailed, LockHeld,
-                            MissingPrivilege, UsageError)
-from executor.package import Package
-from invariants import metrics
+from oneroof.core import evidence as rehearsals
+from oneroof.core import gate, metrics, settings, signatures
+from oneroof.core.package import Package
+from oneroof.executor import __version__
+from oneroof.harness.db import connect
+from oneroof.harness.errors import (
+    Blocked,
+    DatabaseUnreachable,
+    IntegrityError,
+    Interrupted,
+    InvariantFailed,
+    LockHeld,
+    MissingPrivilege,
+    UsageError,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = settings.ROOT
 Progress = Callable[[str], None]
 FINALIZED = {"own": 35, "gap": 0, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 35, "idle": 0}
 GREENFIELD = {"own": 0, "gap": 210, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 0, "idle": 0}
@@ -64,9 +73,51 @@ STAGE_TIMEOUT = 1800.0  # seconds; a stage session that runs longer counts as fa
 STAGE_TIMED_OUT = 124  # the exit code `timeout` uses
 
 
-def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_dir: Path | None = None,
-              expect_sha256: str | None = None, extra: tuple[str, ...] = (), quiet: bool = True,
-              allowed_signers: Path | None = None, rehearsal: str | None = None) -> int:
+def session_args() -> list[str]:
+    """How the executor's sessions run the suite, from the checkout or an installed copy alike: the
+    invariants and their conftest with the production plugin only (no other conftest, no
+    configuration file but these flags, no sys.path change), every warning an error.
+    """
+    invariants = ROOT / "invariants"
+    return [
+        str(invariants),
+        "-p",
+        "oneroof.fixtures.plugin",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:benchmark",
+        "--rootdir",
+        str(ROOT),
+        "--confcutdir",
+        str(invariants),
+        "-c",
+        os.devnull,
+        "--import-mode=importlib",
+        "--strict-markers",
+        "-W",
+        "error",
+        "-o",
+        "xfail_strict=true",
+        "-o",
+        "truncation_limit_lines=0",
+        "-o",
+        "truncation_limit_chars=0",
+    ]
+
+
+def run_stage(
+    dsn: str,
+    stages: str,
+    *,
+    expect_db: str | None = None,
+    package_dir: Path | None = None,
+    expect_sha256: str | None = None,
+    extra: tuple[str, ...] = (),
+    quiet: bool = True,
+    allowed_signers: Path | None = None,
+    rehearsal: str | None = None,
+) -> int:
     """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code.
 
     The target and options travel in ONEROOF_* variables, so no password shows in a process list.
@@ -74,25 +125,39 @@ def run_stage(dsn: str, stages: str, *, expect_db: str | None = None, package_di
     # Nothing from the caller's environment may change how the session runs (PYTEST_ADDOPTS
     # could add --snapshot-update to a gate session): only the ONEROOF_* settings below.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))}
-    env["ONEROOF_DSN"] = dsn
+    env[settings.DSN.env] = dsn
     # The session compares against the package's hashed snapshots: it refuses every option that
     # would write them or relax the comparison (fixtures/plugin.py checks again inside pytest).
     refused = [arg for arg in extra if arg.startswith("--snapshot")]
     if refused:
-        raise UsageError(f"{refused[0]} is refused in a session the executor runs: the expected figures are "
-                         "the package's, reviewed and hashed")
-    env["ONEROOF_RELEASE_SESSION"] = "1"
-    for name, value in (("ONEROOF_EXPECT_DB", expect_db), ("ONEROOF_PACKAGE", package_dir),
-                        ("ONEROOF_EXPECT_SHA256", expect_sha256), (signatures.ENV, allowed_signers),
-                        (rehearsals.ENV, rehearsal)):
+        raise UsageError(
+            f"{refused[0]} is refused in a session the executor runs: the expected figures are "
+            "the package's, reviewed and hashed"
+        )
+    env[settings.RELEASE_SESSION_ENV] = "1"
+    for setting, value in (
+        (settings.EXPECT_DB, expect_db),
+        (settings.PACKAGE, package_dir),
+        (settings.EXPECT_SHA256, expect_sha256),
+        (settings.ALLOWED_SIGNERS, allowed_signers),
+        (settings.REHEARSAL, rehearsal),
+    ):
         if value:
-            env[name] = str(value)
-    command = [sys.executable, "-m", "pytest", str(ROOT / "invariants"), "-m", stages,
-               "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-               *(["-q", "--no-header"] if quiet else []), *extra]
+            env[setting.env] = str(value)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *session_args(),
+        "-m",
+        stages,
+        *(["-q", "--no-header"] if quiet else []),
+        *extra,
+    ]
     try:
-        proc = subprocess.run(command, cwd=ROOT, env=env, check=False, capture_output=quiet, text=True,
-                              timeout=STAGE_TIMEOUT)
+        proc = subprocess.run(
+            command, cwd=ROOT, env=env, check=False, capture_output=quiet, text=True, timeout=STAGE_TIMEOUT
+        )
     except subprocess.TimeoutExpired:
         return STAGE_TIMED_OUT
     return proc.returncode
@@ -114,11 +179,14 @@ def release_lock(dsn: str) -> Iterator[psycopg.Connection[Any]]:
                 break
             holder = gate.lock_holder(conn)
             if holder is not None:
-                raise LockHeld(f"another executor holds the release lock on {conn.info.dbname!r} (pid {holder}): "
-                               "wait for it to finish, then retry")
+                raise LockHeld(
+                    f"another executor holds the release lock on {conn.info.dbname!r} (pid {holder}): "
+                    "wait for it to finish, then retry"
+                )
         else:
-            raise LockHeld(f"another executor holds the release lock on {conn.info.dbname!r}: "
-                           "wait for it to finish, then retry")
+            raise LockHeld(
+                f"another executor holds the release lock on {conn.info.dbname!r}: wait for it to finish, then retry"
+            )
         try:
             yield conn
         finally:
@@ -135,7 +203,8 @@ def all_or_nothing(conn: psycopg.Connection[Any], what: str) -> Iterator[None]:
             raise DatabaseUnreachable(
                 f"lost the connection to the server while {what} ran ({str(exc).strip().splitlines()[0]}): "
                 "the server rolls back an unfinished transaction, so nothing was kept; check with "
-                "`oneroof monitor`, then retry") from exc
+                "`oneroof monitor`, then retry"
+            ) from exc
         conn.rollback()
         raise InvariantFailed(f"{what} failed and everything was rolled back: {str(exc).splitlines()[0]}") from exc
     except BaseException:
@@ -158,32 +227,52 @@ def check_figures(conn: psycopg.Connection[Any], expected: dict[str, int], what:
     got = metrics.read_some(conn, metrics.GOVERNANCE)
     wrong = {k: got[k] for k, v in expected.items() if got[k] != v}
     if wrong:
-        raise InvariantFailed(f"{what} invariants failed inside the transaction "
-                              f"({', '.join(f'{k}={v}' for k, v in wrong.items())}); nothing was kept")
-    touched = [r["relname"] for r in conn.execute(
-        "SELECT c.relname FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation "
-        "WHERE l.pid = pg_backend_pid() AND c.relkind IN ('r', 'p') "
-        "AND c.relnamespace <> 'pg_catalog'::regnamespace "
-        "AND c.relname NOT LIKE 'os\\_%%' AND c.relname NOT LIKE 'directus\\_%%' ORDER BY 1").fetchall()]
+        raise InvariantFailed(
+            f"{what} invariants failed inside the transaction "
+            f"({', '.join(f'{k}={v}' for k, v in wrong.items())}); nothing was kept"
+        )
+    touched = [
+        r["relname"]
+        for r in conn.execute(
+            "SELECT c.relname FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation "
+            "WHERE l.pid = pg_backend_pid() AND c.relkind IN ('r', 'p') "
+            "AND c.relnamespace <> 'pg_catalog'::regnamespace "
+            "AND c.relname NOT LIKE 'os\\_%%' AND c.relname NOT LIKE 'directus\\_%%' ORDER BY 1"
+        ).fetchall()
+    ]
     if touched:
         raise InvariantFailed(f"the {what} transaction touched data tables ({', '.join(touched)}); nothing was kept")
 
 
 # What the gate, the metrics and the fingerprint read, besides what the package names.
-READ_TABLES = tuple(sorted({*metrics.FINGERPRINT_TABLES, *metrics.TIER1_TABLES, *metrics.DIRECTUS_TABLES,
-                            "directus_users", "directus_roles", "os_release_ledger"}))
+READ_TABLES = tuple(
+    sorted(
+        {
+            *metrics.FINGERPRINT_TABLES,
+            *metrics.TIER1_TABLES,
+            *metrics.DIRECTUS_TABLES,
+            "directus_users",
+            "directus_roles",
+            "os_release_ledger",
+        }
+    )
+)
 # The rollout locks these rows FOR SHARE (a revocation or suspension waits for the release),
 # and the proposal FOR UPDATE; PostgreSQL asks for UPDATE on at least one column of each for that.
 ROW_LOCKED = ("os_proposal_approvals", "os_approvers", "directus_users", "os_proposals")
-WRITES: tuple[tuple[type[Any], str], ...] = ((pglast.ast.InsertStmt, "INSERT"), (pglast.ast.UpdateStmt, "UPDATE"),
-                                            (pglast.ast.DeleteStmt, "DELETE"))
+WRITES: tuple[tuple[type[Any], str], ...] = (
+    (pglast.ast.InsertStmt, "INSERT"),
+    (pglast.ast.UpdateStmt, "UPDATE"),
+    (pglast.ast.DeleteStmt, "DELETE"),
+)
 ANY_COLUMN = "*"
 Privilege = tuple[str, str, str | None]  # (privilege, table, column: None for the table, ANY_COLUMN for any)
 
 
 def _relations(node: Any, found: set[Privilege], ctes: set[str]) -> None:
     """Collect the privileges a parse tree needs: what each statement writes (UPDATE per column
-    it sets), and SELECT on every relation it names; `ctes` gathers the names of WITH queries."""
+    it sets), and SELECT on every relation it names; `ctes` gathers the names of WITH queries.
+    """
     if isinstance(node, pglast.ast.Node):
         for kind, privilege in WRITES:
             if isinstance(node, kind) and node.relation is not None:
@@ -192,10 +281,16 @@ def _relations(node: Any, found: set[Privilege], ctes: set[str]) -> None:
                     found.update(("UPDATE", table, str(target.name)) for target in node.targetList or ())
                 else:
                     found.add((privilege, table, None))
-        if isinstance(node, pglast.ast.InsertStmt) and node.relation is not None and node.onConflictClause is not None \
-                and node.onConflictClause.action == pglast.enums.OnConflictAction.ONCONFLICT_UPDATE:
-            found.update(("UPDATE", str(node.relation.relname), str(target.name))
-                         for target in node.onConflictClause.targetList or ())
+        if (
+            isinstance(node, pglast.ast.InsertStmt)
+            and node.relation is not None
+            and node.onConflictClause is not None
+            and node.onConflictClause.action == pglast.enums.OnConflictAction.ONCONFLICT_UPDATE
+        ):
+            found.update(
+                ("UPDATE", str(node.relation.relname), str(target.name))
+                for target in node.onConflictClause.targetList or ()
+            )
         # information_schema and pg_catalog are readable by every role
         if isinstance(node, pglast.ast.RangeVar) and node.schemaname in (None, "public"):
             found.add(("SELECT", str(node.relname), None))
@@ -211,7 +306,8 @@ def _relations(node: Any, found: set[Privilege], ctes: set[str]) -> None:
 def required_privileges(package: Package, action: str) -> list[Privilege]:
     """Every privilege a `rollout` or `rollback` of `package` needs, sorted by table: what its SQL
     writes and reads, the ledger row it writes, what the gate and the metrics read, and for a
-    rollout UPDATE on some column of each table whose rows the gate's re-check locks."""
+    rollout UPDATE on some column of each table whose rows the gate's re-check locks.
+    """
     found: set[Privilege] = {("SELECT", t, None) for t in READ_TABLES} | {("INSERT", "os_release_ledger", None)}
     ctes: set[str] = set()
     for tier in package.tiers:
@@ -249,39 +345,55 @@ WHERE s.seq IS NOT NULL AND NOT has_sequence_privilege(s.seq, 'USAGE') ORDER BY 
 
 def check_privileges(conn: psycopg.Connection[Any], package: Package, action: str) -> None:
     """Raise MissingPrivilege, naming the first missing privilege, unless the connected role holds
-    all that `action` needs (has_table_privilege and friends: nothing is tried, nothing written)."""
+    all that `action` needs (has_table_privilege and friends: nothing is tried, nothing written).
+    """
     need = required_privileges(package, action)
-    rows = conn.execute(PRIVILEGES_SQL, ([p[0] for p in need], [p[1] for p in need],
-                                         [p[2] for p in need])).fetchall()
+    rows = conn.execute(PRIVILEGES_SQL, ([p[0] for p in need], [p[1] for p in need], [p[2] for p in need])).fetchall()
     missing = [describe(need[int(r["ord"]) - 1]) for r in rows]
     inserted = sorted({table for what, table, _ in need if what == "INSERT"})
     missing += [f"USAGE on sequence {r['seq']}" for r in conn.execute(SEQUENCES_SQL, (inserted,)).fetchall()]
     if missing:
         role = conn.execute("SELECT current_user AS role").fetchone()
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise MissingPrivilege(f"role {role['role'] if role else '?'!r} lacks {missing[0]}{more} that the {action} "
-                               "needs: grant the release role's privileges (README, \"The release role\"); "
-                               "nothing was changed")
+        raise MissingPrivilege(
+            f"role {role['role'] if role else '?'!r} lacks {missing[0]}{more} that the {action} "
+            'needs: grant the release role\'s privileges (README, "The release role"); '
+            "nothing was changed"
+        )
 
 
 def _disabled_bindings_only(conn: psycopg.Connection[Any]) -> None:
     row = conn.execute("SELECT count(*) AS n FROM os_event_bindings WHERE enabled").fetchone()
     if row and row["n"]:
-        raise InvariantFailed(f"{row['n']} event bindings are enabled; tier 6 must create them disabled; nothing was kept")
+        raise InvariantFailed(
+            f"{row['n']} event bindings are enabled; tier 6 must create them disabled; nothing was kept"
+        )
 
 
 def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.Verdict) -> None:
     """Inside the caller's transaction: deploy tiers 2-6 in order and write a ledger row per tier."""
     approvals = "{" + ",".join(str(i) for i in verdict.valid_approvals) + "}"
-    for setting, value in (("oneroof.proposal", package.proposal), ("oneroof.approval_ids", approvals),
-                           ("oneroof.package_sha256", package.sha256)):
+    for setting, value in (
+        ("oneroof.proposal", package.proposal),
+        ("oneroof.approval_ids", approvals),
+        ("oneroof.package_sha256", package.sha256),
+    ):
         conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
     if not verdict.valid_approvals:  # the gate was checked; this is the last line of defence
         raise InvariantFailed("no valid approval: nothing is applied without one; nothing was kept")
     for tier in package.tiers:
         _run(conn, tier.deploy_file, tier.deploy_statements)
-        _ledger(conn, "deploy", tier.number, package, verdict.proposal_id, list(verdict.valid_approvals),
-                verdict.allowed_signers_sha256, list(verdict.statement_nonces), verdict.rehearsal_sha256)
+        _ledger(
+            conn,
+            "deploy",
+            tier.number,
+            package,
+            verdict.proposal_id,
+            list(verdict.valid_approvals),
+            verdict.allowed_signers_sha256,
+            list(verdict.statement_nonces),
+            verdict.rehearsal_sha256,
+        )
 
 
 def revert_tiers(conn: psycopg.Connection[Any], package: Package, proposal_id: int | None) -> None:
@@ -304,47 +416,79 @@ def _run(conn: psycopg.Connection[Any], name: str, statements: tuple[str, ...]) 
             raise InvariantFailed(f"{name}: statement {index} ended the release transaction; nothing after it was kept")
 
 
-def _ledger(conn: psycopg.Connection[Any], action: str, tier: int, package: Package, proposal_id: int | None,
-            approvals: list[int], allowed_signers_sha256: str | None = None, nonces: list[str] | None = None,
-            rehearsal_sha256: str | None = None) -> None:
+def _ledger(
+    conn: psycopg.Connection[Any],
+    action: str,
+    tier: int,
+    package: Package,
+    proposal_id: int | None,
+    approvals: list[int],
+    allowed_signers_sha256: str | None = None,
+    nonces: list[str] | None = None,
+    rehearsal_sha256: str | None = None,
+) -> None:
     conn.execute(
         "INSERT INTO os_release_ledger (action, tier, package_name, package_sha256, proposal_id, approval_ids, "
         "tool_version, allowed_signers_sha256, statement_nonces, rehearsal_sha256) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (action, tier, f"{package.name} {package.version}", package.sha256, proposal_id, approvals,
-         f"oneroof {__version__}", allowed_signers_sha256, nonces or [], rehearsal_sha256))
+        (
+            action,
+            tier,
+            f"{package.name} {package.version}",
+            package.sha256,
+            proposal_id,
+            approvals,
+            f"oneroof {__version__}",
+            allowed_signers_sha256,
+            nonces or [],
+            rehearsal_sha256,
+        ),
+    )
 
 
-def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool = True, audit: bool = True,
-            progress: Progress | None = None, trust: signatures.TrustRoot | None = None,
-            rehearsal: rehearsals.Rehearsal | None = None) -> Outcome:
+def rollout(
+    dsn: str,
+    package: Package,
+    *,
+    confirm_db: str,
+    gate_session: bool = True,
+    audit: bool = True,
+    progress: Progress | None = None,
+    trust: signatures.TrustRoot | None = None,
+    rehearsal: rehearsals.Rehearsal | None = None,
+) -> Outcome:
     """Apply tiers 2-6 if and only if the gate is open. Raises Blocked (nothing changed, with the
     entry and exit fingerprints attached), LockHeld or InvariantFailed (rolled back).
 
     `trust` is the allowed-signers file the approvals' statements are verified against, and
     `rehearsal` the evidence a target that is not a marked clone is bound to; the ledger records
-    the SHA-256 of both with the deployment."""
+    the SHA-256 of both with the deployment.
+    """
     seconds: dict[str, float] = {}
     started = time.monotonic()
     entry = _reading(dsn)
     database = entry.metrics["db"]
 
     def blocked(reasons: dict[str, str]) -> Blocked:
-        return Blocked(list(reasons.values()), database=database, entry=entry.fingerprint,
-                       exit=_reading(dsn).fingerprint)
+        return Blocked(
+            list(reasons.values()), database=database, entry=entry.fingerprint, exit=_reading(dsn).fingerprint
+        )
 
     with connect(dsn, application_name="oneroof-executor") as conn:
         conn.read_only = True
-        verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust,
-                                rehearsal=rehearsal)
+        verdict = gate.evaluate(
+            conn, package, confirm_db=confirm_db, check_lock=False, trust=trust, rehearsal=rehearsal
+        )
         holder = gate.lock_holder(conn)
         conn.rollback()
     if holder is not None:  # a second executor stops at once, before its gate session
-        raise LockHeld(f"another executor holds the release lock on {database!r} (pid {holder}): "
-                       "wait for it to finish, then retry")
+        raise LockHeld(
+            f"another executor holds the release lock on {database!r} (pid {holder}): wait for it to finish, then retry"
+        )
     if verdict.state == "finalized" and "target" not in verdict.reasons:
-        return Outcome("already-finalized", database, package.sha256, entry.fingerprint, entry.fingerprint,
-                       metrics=entry.metrics)
+        return Outcome(
+            "already-finalized", database, package.sha256, entry.fingerprint, entry.fingerprint, metrics=entry.metrics
+        )
     with connect(dsn, application_name="oneroof-executor") as conn:
         conn.read_only = True
         check_privileges(conn, package, "rollout")
@@ -355,14 +499,24 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
     if gate_session:
         _note(progress, "gate session: pytest invariants -m 'gate or baseline'")
         t = time.monotonic()
-        code = run_stage(dsn, "gate or baseline", expect_db=confirm_db, package_dir=package.path,
-                         expect_sha256=package.sha256, extra=GATE_SESSION,
-                         allowed_signers=trust.path if trust is not None else None,
-                         rehearsal=rehearsal.path if rehearsal is not None else None)
+        code = run_stage(
+            dsn,
+            "gate or baseline",
+            expect_db=confirm_db,
+            package_dir=package.path,
+            expect_sha256=package.sha256,
+            extra=GATE_SESSION,
+            allowed_signers=trust.path if trust is not None else None,
+            rehearsal=rehearsal.path if rehearsal is not None else None,
+        )
         seconds["gate_session"] = time.monotonic() - t
         if code != 0:
-            raise blocked({"session": f"the gate session failed (pytest exit {code}): "
-                           f"run `oneroof verify --stage gate` and `--stage baseline` to see which invariant"})
+            raise blocked(
+                {
+                    "session": f"the gate session failed (pytest exit {code}): "
+                    f"run `oneroof verify --stage gate` and `--stage baseline` to see which invariant"
+                }
+            )
 
     _note(progress, "taking the release lock")
     with release_lock(dsn):
@@ -371,13 +525,20 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
             # First without row locks (they would assign a transaction id): a gate closed since
             # the session, or a race lost to another executor, ends here having written nothing.
             conn.read_only = True
-            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust,
-                                    rehearsal=rehearsal)
+            verdict = gate.evaluate(
+                conn, package, confirm_db=confirm_db, check_lock=False, trust=trust, rehearsal=rehearsal
+            )
             conn.rollback()
             conn.read_only = False
             if verdict.state == "finalized" and "target" not in verdict.reasons:  # another executor won
-                return Outcome("already-finalized", database, package.sha256, entry.fingerprint,
-                               _reading(dsn).fingerprint, metrics=entry.metrics)
+                return Outcome(
+                    "already-finalized",
+                    database,
+                    package.sha256,
+                    entry.fingerprint,
+                    _reading(dsn).fingerprint,
+                    metrics=entry.metrics,
+                )
             if not verdict.open or verdict.state != "greenfield":
                 raise blocked(verdict.reasons or {"state": f"state={verdict.state} under the lock"})
             # Lock the proposal, the approvals, the approvers and their users: a revocation or a
@@ -387,36 +548,49 @@ def rollout(dsn: str, package: Package, *, confirm_db: str, gate_session: bool =
             conn.execute("SELECT 1 FROM os_proposals WHERE code = %s FOR UPDATE", (package.proposal,))
             conn.execute("SELECT 1 FROM os_proposal_approvals FOR SHARE")
             conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
-            conn.execute("SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) "
-                         "FOR SHARE")
-            verdict = gate.evaluate(conn, package, confirm_db=confirm_db, check_lock=False, trust=trust,
-                                    rehearsal=rehearsal)
+            conn.execute(
+                "SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) FOR SHARE"
+            )
+            verdict = gate.evaluate(
+                conn, package, confirm_db=confirm_db, check_lock=False, trust=trust, rehearsal=rehearsal
+            )
             if not verdict.open or verdict.state != "greenfield":
                 conn.rollback()
                 reasons = verdict.reasons or {"state": f"state={verdict.state} under the lock"}
                 raise blocked(reasons)
-            _note(progress, f"applying tiers {package.tiers[0].number}-{package.tiers[-1].number} "
-                  f"with approvals {', '.join(f'#{i}' for i in verdict.valid_approvals)}")
+            _note(
+                progress,
+                f"applying tiers {package.tiers[0].number}-{package.tiers[-1].number} "
+                f"with approvals {', '.join(f'#{i}' for i in verdict.valid_approvals)}",
+            )
             with all_or_nothing(conn, "a tier"):
                 apply_tiers(conn, package, verdict)
                 check_figures(conn, FINALIZED, "finalized")
                 _disabled_bindings_only(conn)
             seconds["transaction"] = time.monotonic() - t
-    outcome = Outcome("applied", database, package.sha256, entry.fingerprint, approvals=verdict.valid_approvals,
-                      seconds=seconds)
+    outcome = Outcome(
+        "applied", database, package.sha256, entry.fingerprint, approvals=verdict.valid_approvals, seconds=seconds
+    )
     try:
         if audit:
             _note(progress, "finalized audit: pytest invariants -m finalized")
             t = time.monotonic()
-            outcome.audit_exit = run_stage(dsn, "finalized", expect_db=confirm_db, package_dir=package.path,
-                                           expect_sha256=package.sha256,
-                                           allowed_signers=trust.path if trust is not None else None)
+            outcome.audit_exit = run_stage(
+                dsn,
+                "finalized",
+                expect_db=confirm_db,
+                package_dir=package.path,
+                expect_sha256=package.sha256,
+                allowed_signers=trust.path if trust is not None else None,
+            )
             seconds["audit"] = time.monotonic() - t
         final = _reading(dsn)
     except KeyboardInterrupt:  # after the commit "interrupted" alone would hide that the tiers are live
-        raise Interrupted(f"interrupted after the commit: tiers 2-6 are live on {database!r}; check them with "
-                          f"`oneroof verify --stage finalized --expect-db {database}`, or undo with "
-                          f"`oneroof rollback --confirm-db {database}`") from None
+        raise Interrupted(
+            f"interrupted after the commit: tiers 2-6 are live on {database!r}; check them with "
+            f"`oneroof verify --stage finalized --expect-db {database}`, or undo with "
+            f"`oneroof rollback --confirm-db {database}`"
+        ) from None
     outcome.exit, outcome.metrics = final.fingerprint, final.metrics
     seconds["total"] = time.monotonic() - started
     return outcome
@@ -432,15 +606,21 @@ SELECT (SELECT l.package_sha256 FROM os_release_ledger AS l
 def deployed_package(conn: psycopg.Connection[Any], package: Package) -> None:
     """Raise IntegrityError unless `package` is the one to revert: the package of the current
     deployment by the ledger (its newest row is a deploy), else, with no deployment on record
-    since the last revert, the package the proposal names."""
+    since the last revert, the package the proposal names.
+    """
     row = conn.execute(DEPLOYED_SQL, (package.proposal,)).fetchone()
     assert row is not None
-    expected, source = ((row["deployed"], "the ledger records for the current deployment") if row["deployed"]
-                        else (row["proposed"], f"proposal {package.proposal} names (no deployment on record)"))
+    expected, source = (
+        (row["deployed"], "the ledger records for the current deployment")
+        if row["deployed"]
+        else (row["proposed"], f"proposal {package.proposal} names (no deployment on record)")
+    )
     if expected != package.sha256:
         conn.rollback()
-        raise IntegrityError(f"package {package.sha256} is not the package {source}, {expected}: roll back with "
-                             "that package (pin it with --expect-sha256); nothing was changed")
+        raise IntegrityError(
+            f"package {package.sha256} is not the package {source}, {expected}: roll back with "
+            "that package (pin it with --expect-sha256); nothing was changed"
+        )
 
 
 def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress | None = None) -> Outcome:
@@ -449,8 +629,10 @@ def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress 
     started = time.monotonic()
     entry = _reading(dsn)
     if entry.metrics["db"] != confirm_db:
-        raise UsageError(f"connected to {entry.metrics['db']!r}, but --confirm-db names {confirm_db!r}: "
-                         "name the database you mean to roll back")
+        raise UsageError(
+            f"connected to {entry.metrics['db']!r}, but --confirm-db names {confirm_db!r}: "
+            "name the database you mean to roll back"
+        )
     with connect(dsn, application_name="oneroof-executor") as conn:
         conn.read_only = True
         check_privileges(conn, package, "rollback")
@@ -464,8 +646,14 @@ def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress 
             current = gate.state(conn)
             if current == "greenfield":
                 conn.rollback()
-                return Outcome("already-greenfield", confirm_db, package.sha256, entry.fingerprint,
-                               _reading(dsn).fingerprint, metrics=entry.metrics)
+                return Outcome(
+                    "already-greenfield",
+                    confirm_db,
+                    package.sha256,
+                    entry.fingerprint,
+                    _reading(dsn).fingerprint,
+                    metrics=entry.metrics,
+                )
             proposal = conn.execute("SELECT id FROM os_proposals WHERE code = %s", (package.proposal,)).fetchone()
             _note(progress, f"reverting tiers {package.tiers[-1].number}-{package.tiers[0].number} (state {current})")
             with all_or_nothing(conn, "a revert"):
@@ -476,5 +664,12 @@ def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress 
             seconds["transaction"] = time.monotonic() - t
     final = _reading(dsn)
     seconds["total"] = time.monotonic() - started
-    return Outcome("reverted", confirm_db, package.sha256, entry.fingerprint, final.fingerprint,
-                   seconds=seconds, metrics=final.metrics)
+    return Outcome(
+        "reverted",
+        confirm_db,
+        package.sha256,
+        entry.fingerprint,
+        final.fingerprint,
+        seconds=seconds,
+        metrics=final.metrics,
+    )

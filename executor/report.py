@@ -11,7 +11,7 @@ import textwrap
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from executor.rehearse import Evidence
+from oneroof.executor.rehearse import Evidence
 
 FIGURES = ("db", "ospa", "own", "gap", "conflict", "gov_emit", "inventory", "axis", "idle", "system_issues")
 
@@ -39,8 +39,9 @@ def _failed(evidence: Evidence, *names: str) -> str:
 
 
 def _figures(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={metrics[k]:,}" if isinstance(metrics[k], int) else f"{k}={metrics[k]}"
-                     for k in FIGURES if k in metrics)
+    return ", ".join(
+        f"{k}={metrics[k]:,}" if isinstance(metrics[k], int) else f"{k}={metrics[k]}" for k in FIGURES if k in metrics
+    )
 
 
 def production_gate(evidence: Evidence) -> tuple[str, str]:
@@ -63,7 +64,8 @@ def production_gate(evidence: Evidence) -> tuple[str, str]:
 
 def unbound(prod: dict[str, Any]) -> str | None:
     """Why a rollout of production would not be bound to this rehearsal (the gate condition
-    `rehearsed`, read with this very evidence), or None."""
+    `rehearsed`, read with this very evidence), or None.
+    """
     reason = (prod.get("blocked_by") or {}).get("rehearsed")
     return str(reason) if reason else None
 
@@ -86,7 +88,8 @@ def _ospa(prod: dict[str, Any]) -> int | None:
 def baseline_drift(evidence: Evidence) -> list[str]:
     """The production baseline tests that failed, but for ospa: approval rows recorded since the
     baseline are the gate's to judge, not a drift of the figures the release was rehearsed on.
-    A failed stage with no readable test list counts as a drift."""
+    A failed stage with no readable test list counts as a drift.
+    """
     prod = evidence.production or {}
     code = prod.get("baseline_exit", 0)
     if code == 0:
@@ -113,18 +116,33 @@ def matrix(evidence: Evidence) -> list[Row]:
 
     ok = _ok(evidence, "package", "rollout_blocked", "content_before", "rollout", "content_after_rollout")
     held = "HELD at gate" if gate != "OPEN" else "gate OPEN"
-    rows.append(Row("Production rollout executor", f"GO — execution-proven, {held}" if ok else "NO-GO",
-                    (f"Hash-verified ({pkg}); blocked attempt exit 3 with entry == exit; ran greenfield→finalized "
-                     f"exit 0 on fresh clone {clone}, content untouched (row digests of system_issues and the governed "
-                     "collections equal before and after)."
-                     + (" Cannot run in prod until valid approvals ≥ 1." if gate != "OPEN" else ""))
-                    if ok else _failed(evidence, "package", "rollout_blocked", "content_before", "rollout",
-                                       "content_after_rollout"), ok))
+    rows.append(
+        Row(
+            "Production rollout executor",
+            f"GO — execution-proven, {held}" if ok else "NO-GO",
+            (
+                f"Hash-verified ({pkg}); blocked attempt exit 3 with entry == exit; ran greenfield→finalized "
+                f"exit 0 on fresh clone {clone}, content untouched (row digests of system_issues and the governed "
+                "collections equal before and after)."
+                + (" Cannot run in prod until valid approvals ≥ 1." if gate != "OPEN" else "")
+            )
+            if ok
+            else _failed(evidence, "package", "rollout_blocked", "content_before", "rollout", "content_after_rollout"),
+            ok,
+        )
+    )
 
     ok = _ok(evidence, "rollback", "content_after_rollback", "rollback_again")
-    rows.append(Row("Rollback executor", "GO" if ok else "NO-GO",
-                    f"Idempotent finalized→greenfield on clone {clone}, content untouched; a second rollback changed nothing."
-                    if ok else _failed(evidence, "rollback", "content_after_rollback", "rollback_again"), ok))
+    rows.append(
+        Row(
+            "Rollback executor",
+            "GO" if ok else "NO-GO",
+            f"Idempotent finalized→greenfield on clone {clone}, content untouched; a second rollback changed nothing."
+            if ok
+            else _failed(evidence, "rollback", "content_after_rollback", "rollback_again"),
+            ok,
+        )
+    )
 
     ok = _ok(evidence, "baseline", "finalized", "greenfield")
     prod_note = ""
@@ -133,45 +151,90 @@ def matrix(evidence: Evidence) -> list[Row]:
         if prod["baseline_exit"] == 0:
             prod_note = " Baseline reads validated live in prod (read-only, entry == exit)."
         elif not drift:
-            prod_note = (f" Baseline reads validated live in prod (read-only, entry == exit), except ospa={_ospa(prod)}: "
-                         f"approval rows recorded since the baseline, which the gate judges (valid approvals "
-                         f"{len(prod.get('valid_approvals') or [])}).")
+            prod_note = (
+                f" Baseline reads validated live in prod (read-only, entry == exit), except ospa={_ospa(prod)}: "
+                f"approval rows recorded since the baseline, which the gate judges (valid approvals "
+                f"{len(prod.get('valid_approvals') or [])})."
+            )
         else:
-            prod_note = (f" Baseline stage FAILED in prod (pytest exit {prod['baseline_exit']}: {', '.join(drift)}): "
-                         "production differs from the figures the release was rehearsed on.")
-    rows.append(Row("Verification suite", "GO" if ok else "NO-GO",
-                    "Invariants PASS on clone: baseline, finalized and greenfield stages (JUnit XML in the run)."
-                    + prod_note if ok else _failed(evidence, "baseline", "finalized", "greenfield"), ok))
+            prod_note = (
+                f" Baseline stage FAILED in prod (pytest exit {prod['baseline_exit']}: {', '.join(drift)}): "
+                "production differs from the figures the release was rehearsed on."
+            )
+    rows.append(
+        Row(
+            "Verification suite",
+            "GO" if ok else "NO-GO",
+            "Invariants PASS on clone: baseline, finalized and greenfield stages (JUnit XML in the run)." + prod_note
+            if ok
+            else _failed(evidence, "baseline", "finalized", "greenfield"),
+            ok,
+        )
+    )
 
     ok = _ok(evidence, "monitor_blocked", "monitor_open")
     vs_prod = f" Verdict vs prod → {gate}{'/' + why if why and gate == 'BLOCKED' else ''}." if live else ""
     approve = evidence.step("approve")
-    signed = (f" (signed statement, one-off key {approve.figures['key']} trusted only on the clone)"
-              if approve is not None and approve.figures.get("signed") else "")
-    rows.append(Row("Gate monitor", ("GO — live-validated" if live else "GO") if ok else "NO-GO",
-                    (f"On clone: BLOCKED (valid approvals 0 < 1) before, OPEN after the rehearsal approval{signed}.{vs_prod} "
-                     "Read-only (entry == exit), no daemon.") if ok else _failed(evidence, "monitor_blocked", "monitor_open"),
-                    ok))
+    signed = (
+        f" (signed statement, one-off key {approve.figures['key']} trusted only on the clone)"
+        if approve is not None and approve.figures.get("signed")
+        else ""
+    )
+    rows.append(
+        Row(
+            "Gate monitor",
+            ("GO — live-validated" if live else "GO") if ok else "NO-GO",
+            (
+                f"On clone: BLOCKED (valid approvals 0 < 1) before, OPEN after the rehearsal approval{signed}.{vs_prod} "
+                "Read-only (entry == exit), no daemon."
+            )
+            if ok
+            else _failed(evidence, "monitor_blocked", "monitor_open"),
+            ok,
+        )
+    )
 
     tiers = evidence.package.get("tiers", [])
     ok = tiers == [2, 3, 4, 5, 6] and _ok(evidence, "approve")
-    rows.append(Row("Option 3 inert shadow", "NO-GO — REJECTED" if ok else "NO-GO — REJECTED (rejection not verified)",
-                    f"Package carries tiers {', '.join(map(str, tiers)) or '?'} only: no shadow tier, no override "
-                    "flag; the rehearsal approval counted only because the target is a marked clone."
-                    if ok else "Package or rehearsal approval not verified: " + _failed(evidence, "package", "approve"),
-                    False, rejected=ok))
+    rows.append(
+        Row(
+            "Option 3 inert shadow",
+            "NO-GO — REJECTED" if ok else "NO-GO — REJECTED (rejection not verified)",
+            f"Package carries tiers {', '.join(map(str, tiers)) or '?'} only: no shadow tier, no override "
+            "flag; the rehearsal approval counted only because the target is a marked clone."
+            if ok
+            else "Package or rehearsal approval not verified: " + _failed(evidence, "package", "approve"),
+            False,
+            rejected=ok,
+        )
+    )
 
     ok = _ok(evidence, "clone", "drop_clone", "golden_intact")
     intact = evidence.step("golden_intact")
-    kept = f" Clone kept: {evidence.kept_clone_dsn}." if evidence.kept_clone_dsn else " Rehearsal clone created & dropped."
-    rows.append(Row("Clone harness", "RETAINED" if ok else "NO-GO",
-                    (f"Golden {evidence.golden} ({evidence.golden_origin or 'origin not recorded'}) intact "
-                     f"(fingerprint {intact.entry[:12] if intact else ''} before == after)." + kept) if ok else _failed(evidence, "clone", "drop_clone", "golden_intact"), ok))
+    kept = (
+        f" Clone kept: {evidence.kept_clone_dsn}." if evidence.kept_clone_dsn else " Rehearsal clone created & dropped."
+    )
+    rows.append(
+        Row(
+            "Clone harness",
+            "RETAINED" if ok else "NO-GO",
+            (
+                f"Golden {evidence.golden} ({evidence.golden_origin or 'origin not recorded'}) intact "
+                f"(fingerprint {intact.entry[:12] if intact else ''} before == after)." + kept
+            )
+            if ok
+            else _failed(evidence, "clone", "drop_clone", "golden_intact"),
+            ok,
+        )
+    )
 
     if gate == "BLOCKED":
         if _approvals_only(prod):
-            status = ("CLOSED — single blocker ospa=0." if _ospa(prod) == 0
-                      else f"CLOSED — single blocker: {prod['reasons'][0]}")
+            status = (
+                "CLOSED — single blocker ospa=0."
+                if _ospa(prod) == 0
+                else f"CLOSED — single blocker: {prod['reasons'][0]}"
+            )
         else:
             status = f"CLOSED — {why}"
     elif gate == "OPEN":
@@ -180,25 +243,41 @@ def matrix(evidence: Evidence) -> list[Row]:
         status = "RATIFIED — tiers 2-6 live"
     else:
         status = f"UNKNOWN — {why}"
-    rows.append(Row("Human ratification gate", status,
-                    "Requires human L2/L4 (Option 1) with a statement signed by the approver's own key, verified "
-                    "against allowed signers kept outside the database. Agent cannot open it: approvals by service "
-                    "or agent accounts, unsigned rows, and rehearsal approvals outside a marked clone, never count.",
-                    gate in ("OPEN", "FINALIZED")))
+    rows.append(
+        Row(
+            "Human ratification gate",
+            status,
+            "Requires human L2/L4 (Option 1) with a statement signed by the approver's own key, verified "
+            "against allowed signers kept outside the database. Agent cannot open it: approvals by service "
+            "or agent accounts, unsigned rows, and rehearsal approvals outside a marked clone, never count.",
+            gate in ("OPEN", "FINALIZED"),
+        )
+    )
 
     loose = unbound(prod)
     if gate == "OPEN" and evidence.ok and not drift and not loose:
-        status, text = "GO — press the button", (f"oneroof rollout --confirm-db {prod.get('database')} "
-                                                 "--rehearsal evidence.json")
+        status, text = (
+            "GO — press the button",
+            (f"oneroof rollout --confirm-db {prod.get('database')} --rehearsal evidence.json"),
+        )
     elif loose and gate in ("OPEN", "BLOCKED") and evidence.ok:
-        status, text = "NO-GO", (f"{'Ratified' if gate == 'OPEN' else 'Gated on valid approvals ≥ 1'}; and this "
-                                 f"rehearsal does not bind a rollout of production: {loose}.")
+        status, text = (
+            "NO-GO",
+            (
+                f"{'Ratified' if gate == 'OPEN' else 'Gated on valid approvals ≥ 1'}; and this "
+                f"rehearsal does not bind a rollout of production: {loose}."
+            ),
+        )
     elif gate == "FINALIZED":
         status, text = "DONE", "Tiers 2-6 are live in production."
     else:
         unchanged = " Unchanged (entry == exit)." if prod.get("fingerprint", {}).get("equal") else ""
-        status, text = ("NO-GO", f"Gated on valid approvals ≥ 1.{unchanged}" if gate != "UNKNOWN"
-                        else f"Gated on valid approvals ≥ 1; {why}.")
+        status, text = (
+            "NO-GO",
+            f"Gated on valid approvals ≥ 1.{unchanged}"
+            if gate != "UNKNOWN"
+            else f"Gated on valid approvals ≥ 1; {why}.",
+        )
     rows.append(Row("Production activation (tiers 2–6 in prod)", status, text, status.startswith(("GO", "DONE"))))
     return rows
 
@@ -212,8 +291,10 @@ def verdict(evidence: Evidence) -> dict[str, str]:
     elif baseline_drift(evidence):
         production = "NO-GO: production differs from the rehearsed baseline (see the verification suite row)"
     elif gate == "OPEN" and unbound(evidence.production or {}):
-        production = ("NO-GO: a human has ratified, but this rehearsal does not bind the rollout: "
-                      f"{unbound(evidence.production or {})}")
+        production = (
+            "NO-GO: a human has ratified, but this rehearsal does not bind the rollout: "
+            f"{unbound(evidence.production or {})}"
+        )
     elif gate == "OPEN":
         production = "GO: a human has ratified; run the gated executor with this evidence (--rehearsal)"
     elif gate == "FINALIZED":
@@ -221,7 +302,8 @@ def verdict(evidence: Evidence) -> dict[str, str]:
     elif gate == "BLOCKED" and _approvals_only(evidence.production or {}):
         loose = unbound(evidence.production or {})
         production = f"NO-GO until {_until(evidence.production or {})}" + (
-            f"; and this rehearsal does not bind the rollout: {loose}" if loose else "")
+            f"; and this rehearsal does not bind the rollout: {loose}" if loose else ""
+        )
     else:
         production = f"NO-GO: {why}"
     return {"release_readiness": readiness, "production_execution": production}
@@ -232,33 +314,65 @@ def compliance(evidence: Evidence) -> str:
     prod = evidence.production
     if prod and "metrics" in prod:
         equal = prod["fingerprint"]["equal"]
-        return (f"{'Zero production mutations' if equal else 'PRODUCTION CHANGED DURING THE READ'}. "
-                f"Entry{'==' if equal else '!='}exit ({_figures(prod['metrics'])}).")
+        return (
+            f"{'Zero production mutations' if equal else 'PRODUCTION CHANGED DURING THE READ'}. "
+            f"Entry{'==' if equal else '!='}exit ({_figures(prod['metrics'])})."
+        )
     intact = evidence.step("golden_intact")
     if intact and intact.figures:
         rel = "==" if intact.ok else "!="
-        return (f"Production not read. Golden database entry{rel}exit ({_figures(intact.figures)}). "
-                "No external dispatch, no shadow commit, no gate bypass.")
+        return (
+            f"Production not read. Golden database entry{rel}exit ({_figures(intact.figures)}). "
+            "No external dispatch, no shadow commit, no gate bypass."
+        )
     return "No figures recorded."
 
 
 def as_json(evidence: Evidence) -> dict[str, Any]:
-    return {"matrix": [asdict(r) for r in matrix(evidence)], "verdict": verdict(evidence),
-            "compliance": compliance(evidence), "evidence": evidence.as_json()}
+    return {
+        "matrix": [asdict(r) for r in matrix(evidence)],
+        "verdict": verdict(evidence),
+        "compliance": compliance(evidence),
+        "evidence": evidence.as_json(),
+    }
 
 
 def as_markdown(evidence: Evidence) -> str:
-    lines = [f"# One-Roof release GO/NO-GO ({evidence.started_at})", "",
-             f"Package {evidence.package.get('name', '?')} {evidence.package.get('version', '')} "
-             f"`{evidence.package.get('sha256', 'unverified')}`; {evidence.tool}; rehearsal {evidence.seconds:.1f} s.",
-             "", f"Golden `{evidence.golden}`: {evidence.golden_origin or 'origin not recorded'}.", "", "## Classification matrix", "", "| Component | Status | Evidence |", "|---|---|---|"]
+    lines = [
+        f"# One-Roof release GO/NO-GO ({evidence.started_at})",
+        "",
+        f"Package {evidence.package.get('name', '?')} {evidence.package.get('version', '')} "
+        f"`{evidence.package.get('sha256', 'unverified')}`; {evidence.tool}; rehearsal {evidence.seconds:.1f} s.",
+        "",
+        f"Golden `{evidence.golden}`: {evidence.golden_origin or 'origin not recorded'}.",
+        "",
+        "## Classification matrix",
+        "",
+        "| Component | Status | Evidence |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r.component} | {r.status} | {r.evidence.replace('|', '/')} |" for r in matrix(evidence)]
     v = verdict(evidence)
-    lines += ["", "## Overall verdict", "", f"RELEASE READINESS: {v['release_readiness']}. "
-              f"PRODUCTION EXECUTION: {v['production_execution']}.", "", "## Forbidden-compliance", "",
-              compliance(evidence), "", "## Steps", "", "| # | step | result | exit | seconds |", "|---|---|---|---|---|"]
-    lines += [f"| {i} | {s.title} | {'ok' if s.ok else 'FAILED'}: {s.detail.replace('|', '/')} | "
-              f"{'' if s.exit_code is None else s.exit_code} | {s.seconds:.2f} |" for i, s in enumerate(evidence.steps, 1)]
+    lines += [
+        "",
+        "## Overall verdict",
+        "",
+        f"RELEASE READINESS: {v['release_readiness']}. PRODUCTION EXECUTION: {v['production_execution']}.",
+        "",
+        "## Forbidden-compliance",
+        "",
+        compliance(evidence),
+        "",
+        "## Steps",
+        "",
+        "| # | step | result | exit | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {i} | {s.title} | {'ok' if s.ok else 'FAILED'}: {s.detail.replace('|', '/')} | "
+        f"{'' if s.exit_code is None else s.exit_code} | {s.seconds:.2f} |"
+        for i, s in enumerate(evidence.steps, 1)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -272,13 +386,17 @@ def as_text(evidence: Evidence) -> str:
     out = [f"{'Component':<{width}}Status"]
     for r in rows:
         out.append(f"{r.component:<{width}}{r.status}")
-        out += textwrap.wrap(r.evidence, TEXT_WIDTH, initial_indent="    ", subsequent_indent="    ",
-                             break_on_hyphens=False)
+        out += textwrap.wrap(
+            r.evidence, TEXT_WIDTH, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False
+        )
     v = verdict(evidence)
     out.append("")
-    for text in (f"Golden {evidence.golden}: {evidence.golden_origin or 'origin not recorded'}",
-                 f"RELEASE READINESS: {v['release_readiness']}", f"PRODUCTION EXECUTION: {v['production_execution']}",
-                 f"Forbidden-compliance: {compliance(evidence)}"):
+    for text in (
+        f"Golden {evidence.golden}: {evidence.golden_origin or 'origin not recorded'}",
+        f"RELEASE READINESS: {v['release_readiness']}",
+        f"PRODUCTION EXECUTION: {v['production_execution']}",
+        f"Forbidden-compliance: {compliance(evidence)}",
+    ):
         out += textwrap.wrap(text, TEXT_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
     return "\n".join(out) + "\n"
 
@@ -295,32 +413,42 @@ def as_html(evidence: Evidence) -> str:
     e = html.escape
     v = verdict(evidence)
     longest = max((s.seconds for s in evidence.steps), default=1.0) or 1.0
-    rows = "".join(f"<tr><td>{e(r.component)}</td>"
-                   f"<td class=\"{'rejected' if r.rejected else 'go' if r.go else 'nogo'}\">{e(r.status)}</td>"
-                   f"<td>{e(r.evidence)}</td></tr>" for r in matrix(evidence))
+    rows = "".join(
+        f"<tr><td>{e(r.component)}</td>"
+        f'<td class="{"rejected" if r.rejected else "go" if r.go else "nogo"}">{e(r.status)}</td>'
+        f"<td>{e(r.evidence)}</td></tr>"
+        for r in matrix(evidence)
+    )
     steps = "".join(
-        f"<tr><td>{i}</td><td>{e(s.title)}</td><td class=\"{'go' if s.ok else 'nogo'}\">{'ok' if s.ok else 'FAILED'}</td>"
-        f"<td>{e(s.detail)}</td><td>{s.seconds:.2f} s<br><span class=bar style=\"width:{max(2, 160 * s.seconds / longest):.0f}px\">"
-        f"</span></td></tr>" for i, s in enumerate(evidence.steps, 1))
+        f'<tr><td>{i}</td><td>{e(s.title)}</td><td class="{"go" if s.ok else "nogo"}">{"ok" if s.ok else "FAILED"}</td>'
+        f'<td>{e(s.detail)}</td><td>{s.seconds:.2f} s<br><span class=bar style="width:{max(2, 160 * s.seconds / longest):.0f}px">'
+        f"</span></td></tr>"
+        for i, s in enumerate(evidence.steps, 1)
+    )
     intact = evidence.step("golden_intact")
     figures = intact.figures if intact and intact.figures else {}
     prod_metrics = (evidence.production or {}).get("metrics")
     if prod_metrics:
-        fig_rows = "".join(f"<tr><td>{e(k)}</td><td>{e(str(figures.get(k, '')))}</td>"
-                           f"<td>{e(str(prod_metrics.get(k, '')))}</td></tr>" for k in FIGURES)
+        fig_rows = "".join(
+            f"<tr><td>{e(k)}</td><td>{e(str(figures.get(k, '')))}</td><td>{e(str(prod_metrics.get(k, '')))}</td></tr>"
+            for k in FIGURES
+        )
     else:  # one note in place of an empty column
-        fig_rows = "".join(f"<tr><td>{e(k)}</td><td>{e(str(figures.get(k, '')))}</td>"
-                           + (f"<td rowspan={len(FIGURES)} class=note>production not read: pass --prod-dsn</td>"
-                              if i == 0 else "") + "</tr>" for i, k in enumerate(FIGURES))
+        fig_rows = "".join(
+            f"<tr><td>{e(k)}</td><td>{e(str(figures.get(k, '')))}</td>"
+            + (f"<td rowspan={len(FIGURES)} class=note>production not read: pass --prod-dsn</td>" if i == 0 else "")
+            + "</tr>"
+            for i, k in enumerate(FIGURES)
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>One-Roof release GO/NO-GO</title><style>{CSS}</style></head>
 <body><h1>One-Roof release GO/NO-GO</h1>
-<p>{e(evidence.started_at)} · package {e(str(evidence.package.get('name', '?')))} <code>{e(str(evidence.package.get('sha256', 'unverified')))}</code>
+<p>{e(evidence.started_at)} · package {e(str(evidence.package.get("name", "?")))} <code>{e(str(evidence.package.get("sha256", "unverified")))}</code>
 · {e(evidence.tool)} · rehearsal {evidence.seconds:.1f} s</p>
-<p>Golden <code>{e(evidence.golden)}</code>: {e(evidence.golden_origin or 'origin not recorded')}</p>
+<p>Golden <code>{e(evidence.golden)}</code>: {e(evidence.golden_origin or "origin not recorded")}</p>
 <h2>Classification matrix</h2><table><tr><th>Component</th><th>Status</th><th>Evidence</th></tr>{rows}</table>
-<h2>Overall verdict</h2><p class="verdict">RELEASE READINESS: {e(v['release_readiness'])}<br>
-PRODUCTION EXECUTION: {e(v['production_execution'])}</p>
+<h2>Overall verdict</h2><p class="verdict">RELEASE READINESS: {e(v["release_readiness"])}<br>
+PRODUCTION EXECUTION: {e(v["production_execution"])}</p>
 <h2>Forbidden-compliance</h2><p>{e(compliance(evidence))}</p>
 <h2>Figures</h2><table><tr><th>metric</th><th>golden (after rehearsal)</th><th>production</th></tr>{fig_rows}</table>
 <h2>Step timeline</h2><table><tr><th>#</th><th>step</th><th>result</th><th>detail</th><th>duration</th></tr>{steps}</table>

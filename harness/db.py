@@ -12,7 +12,7 @@ import psycopg
 from psycopg import conninfo
 from psycopg.rows import dict_row
 
-from harness.errors import DatabaseUnreachable, UnsafeSchema, UsageError
+from oneroof.harness.errors import DatabaseUnreachable, UnsafeSchema, UsageError
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SECRET_KEYS = ("password", "sslpassword")  # libpq keywords whose values are never shown
@@ -66,11 +66,13 @@ def parse(dsn: str) -> dict[str, Any]:
     """The DSN as a dict of libpq keywords; UsageError when it cannot be parsed."""
     try:
         return conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
+    except psycopg.ProgrammingError:
         # libpq's message quotes the DSN, password included: it is not shown.
         # `from None`: not even --debug's traceback may show the chained message.
-        raise UsageError("cannot parse the DSN: check its syntax (a libpq URI or key=value pairs); "
-                         "it is not shown here because it may hold a password") from None
+        raise UsageError(
+            "cannot parse the DSN: check its syntax (a libpq URI or key=value pairs); "
+            "it is not shown here because it may hold a password"
+        ) from None
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
@@ -82,7 +84,8 @@ def with_dbname(dsn: str, dbname: str) -> str:
 
 def public(dsn: str) -> str:
     """A DSN fit to print: the password and sslpassword are dropped, everything else kept (libpq
-    reads PGPASSWORD or .pgpass)."""
+    reads PGPASSWORD or .pgpass).
+    """
     params = {k: v for k, v in parse(dsn).items() if k not in SECRET_KEYS}
     return conninfo.make_conninfo("", **params)
 
@@ -111,11 +114,13 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oneroof",
-            search_path: str = SEARCH_PATH) -> psycopg.Connection[dict[str, Any]]:
+def connect(
+    dsn: str, *, autocommit: bool = False, application_name: str = "oneroof", search_path: str = SEARCH_PATH
+) -> psycopg.Connection[dict[str, Any]]:
     """Open a connection with dict rows and a pinned search_path (checked once connected);
     an unreachable server or a refused login is a DatabaseUnreachable, a function or operator
-    that could shadow a built-in is an UnsafeSchema."""
+    that could shadow a built-in is an UnsafeSchema.
+    """
     params = parse(dsn)
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     params.setdefault("application_name", application_name)
@@ -127,9 +132,11 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "oner
     params["options"] = f"{params['options']} -c search_path={search_path}"
     try:
         conn = psycopg.connect(conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row)
-    except psycopg.ProgrammingError as exc:
-        raise UsageError("the DSN has an invalid value (e.g. a non-numeric port or connect_timeout); "
-                         "it is not shown here because it may hold a password") from None
+    except psycopg.ProgrammingError:
+        raise UsageError(
+            "the DSN has an invalid value (e.g. a non-numeric port or connect_timeout); "
+            "it is not shown here because it may hold a password"
+        ) from None
     except psycopg.OperationalError as exc:
         where = public(dsn) or "the server named by the PG* environment variables"
         raise DatabaseUnreachable(
@@ -157,8 +164,10 @@ def pin(conn: psycopg.Connection[Any], search_path: str = SEARCH_PATH) -> None:
             conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (search_path,))
             row = conn.execute("SELECT pg_catalog.current_setting('search_path') AS path").fetchone()
             if row is None or row["path"] != search_path:
-                raise UnsafeSchema(f"the connection's search_path is {row and row['path']!r}, not {search_path!r}, "
-                                   "and cannot be set: connect without a pooler that rewrites settings")
+                raise UnsafeSchema(
+                    f"the connection's search_path is {row and row['path']!r}, not {search_path!r}, "
+                    "and cannot be set: connect without a pooler that rewrites settings"
+                )
         shadows = [f"{r['kind']} {r['name']}" for r in conn.execute(SHADOW_SQL).fetchall()]
     finally:
         if idle and not conn.autocommit:
@@ -167,11 +176,12 @@ def pin(conn: psycopg.Connection[Any], search_path: str = SEARCH_PATH) -> None:
         raise UnsafeSchema(
             f"{shadows[0]}{f' and {len(shadows) - 1} more' if len(shadows) > 1 else ''} shares a built-in's name "
             "and belongs to a role that is not a superuser: it could run in place of the built-in inside "
-            "oneroof's queries; drop it or move it out of the search path (public), then retry")
+            "oneroof's queries; drop it or move it out of the search path (public), then retry"
+        )
 
 
 @contextmanager
-def snapshot(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+def consistent_read(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """A REPEATABLE READ READ ONLY transaction: every read inside sees one snapshot and cannot write.
 
     The connection's own settings are restored afterwards; its open transaction, if any, is

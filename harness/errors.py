@@ -77,11 +77,15 @@ class HashMismatch(IntegrityError):
 
     def __init__(self, path: str, expected: str, actual: str) -> None:
         if path == "package":
-            message = (f"package: sha256 {actual} is not the pinned {expected}: this is not the package that "
-                       "was ratified; stop, and find out which one is")
+            message = (
+                f"package: sha256 {actual} is not the pinned {expected}: this is not the package that "
+                "was ratified; stop, and find out which one is"
+            )
         else:
-            message = (f"{path}: sha256 {actual} does not match the manifest's {expected}; "
-                       "restore the file or rebuild the package")
+            message = (
+                f"{path}: sha256 {actual} does not match the manifest's {expected}; "
+                "restore the file or rebuild the package"
+            )
         super().__init__(message)
         self.path, self.expected, self.actual = path, expected, actual
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from harness.errors import DatabaseExists
+from oneroof.harness.errors import DatabaseExists
 
 CLONE_SETTING = "oneroof.clone"
 CLONE_OF_SETTING = "oneroof.clone_of"
@@ -50,9 +50,11 @@ def claim_golden_name(admin: psycopg.Connection[Any], name: str, *, replace: boo
     """Before a golden database `name` is made (`action`: "golden build", "golden snapshot"): take
     the server's one-at-a-time lock of that name for the admin session, and refuse an existing
     database unless `replace`, and then one without the golden mark. `renew` says what --replace
-    would do ("rebuild it", "refresh it from production")."""
-    got = admin.execute("SELECT pg_try_advisory_lock(hashtext('oneroof.golden'), hashtext(%s)) AS got",
-                        (name,)).fetchone()
+    would do ("rebuild it", "refresh it from production").
+    """
+    got = admin.execute(
+        "SELECT pg_try_advisory_lock(hashtext('oneroof.golden'), hashtext(%s)) AS got", (name,)
+    ).fetchone()
     if not (got and got["got"]):
         raise DatabaseExists(f"another golden build or snapshot of {name!r} is running on this server: wait for it")
     if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
@@ -60,5 +62,7 @@ def claim_golden_name(admin: psycopg.Connection[Any], name: str, *, replace: boo
     if not replace:
         raise DatabaseExists(f"database {name!r} already exists: pass --replace to {renew}, or --name to make another")
     if not is_golden(admin, name):
-        raise DatabaseExists(f"database {name!r} exists and is not a golden database made by oneroof: {action} "
-                             "--replace only replaces a golden database")
+        raise DatabaseExists(
+            f"database {name!r} exists and is not a golden database made by oneroof: {action} "
+            "--replace only replaces a golden database"
+        )

@@ -1,5 +1,6 @@
 """Fixtures shared by the invariant stages: the release package, the gate verdict and the
-per-collection governance facts of the target, each read once per session."""
+per-collection governance facts of the target, each read once per session.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +9,22 @@ from typing import Any
 
 import psycopg
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
-from executor import gate, package, rehearsal, signatures
-from invariants import content as invariants_content
-from harness.db import connect, snapshot
-from harness.errors import OneroofError
-from harness.catalog import GOVERNED
-from fixtures.plugin import TARGET, Options
+from oneroof.core import content as invariants_content
+from oneroof.core import evidence as rehearsal
+from oneroof.core import gate, package, signatures
+from oneroof.core.settings import Options
+from oneroof.fixtures.plugin import TARGET, OneroofSnapshots
+from oneroof.harness.catalog import GOVERNED
+from oneroof.harness.db import connect, consistent_read
+from oneroof.harness.errors import OneroofError
+
 
 def governed_collections(config: pytest.Config) -> list[str]:
     """The target's governed collections (its inventory, sorted), read once per process; the
-    package's own 35 when there is no target. Every xdist worker reads the same sorted list."""
+    package's own 35 when there is no target. Every xdist worker reads the same sorted list.
+    """
     if GOVERNED_KEY not in config.stash:
         names = sorted(name for name, _, _ in GOVERNED)
         if TARGET in config.stash:
@@ -50,26 +56,31 @@ def release_package(oneroof_options: Options) -> package.Package:
 
 
 @pytest.fixture(scope="session")
-def verdict(target_conn: psycopg.Connection[dict[str, Any]], release_package: package.Package,
-            oneroof_options: Options) -> gate.Verdict:
+def verdict(
+    target_conn: psycopg.Connection[dict[str, Any]], release_package: package.Package, oneroof_options: Options
+) -> gate.Verdict:
     """The gate's verdict on the target, for the database the run expects, with the approvals'
     statements verified against --allowed-signers and a target that is not a marked clone bound to
-    --rehearsal."""
+    --rehearsal.
+    """
     trust = signatures.TrustRoot.load(oneroof_options.allowed_signers) if oneroof_options.allowed_signers else None
     bound = rehearsal.load(oneroof_options.rehearsal) if oneroof_options.rehearsal else None  # checked at start-up
-    with snapshot(target_conn):
-        return gate.evaluate(target_conn, release_package, confirm_db=oneroof_options.expect_db, trust=trust,
-                             rehearsal=bound)
+    with consistent_read(target_conn):
+        return gate.evaluate(
+            target_conn, release_package, confirm_db=oneroof_options.expect_db, trust=trust, rehearsal=bound
+        )
 
 
 @pytest.fixture(scope="session")
 def content(target_conn: psycopg.Connection[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """What tiers 2-6 wrote on the target, one document per tier, read in one snapshot."""
-    with snapshot(target_conn):
+    with consistent_read(target_conn):
         return invariants_content.read(target_conn)
 
 
-def expected_content(release_package: package.Package, stage: str) -> dict[str, dict[str, Any]]:
-    """The package's intended documents of a stage, from its (hash-verified) snapshot file."""
-    entries = invariants_content.snapshot_entries(release_package.path / "snapshots" / f"test_{stage}.ambr")
-    return {tier: entries.get(f"test_tier_content[{tier}]", {}) for tier in invariants_content.TIERS}
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Syrupy's snapshot, stored with the release package's expected figures (a conftest fixture, so
+    it overrides syrupy's own whichever order the plugins load in).
+    """
+    return snapshot.use_extension(OneroofSnapshots)

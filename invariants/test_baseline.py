@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from fixtures.plugin import GATE_SESSION_INI, Options
-from invariants.metrics import METRICS, Reading
+from oneroof.core.metrics import METRICS, Reading
+from oneroof.core.settings import GATE_SESSION_INI, Options
 
 pytestmark = pytest.mark.baseline
 
@@ -16,8 +16,9 @@ def test_database_is_the_one_the_run_expects(reading: Reading, oneroof_options: 
 
 
 @pytest.mark.parametrize("metric", [m for m in METRICS if m != "db"])
-def test_metric_matches_baseline(metric: str, reading: Reading, snapshot: SnapshotAssertion,
-                                 pytestconfig: pytest.Config) -> None:
+def test_metric_matches_baseline(
+    metric: str, reading: Reading, snapshot: SnapshotAssertion, pytestconfig: pytest.Config
+) -> None:
     if metric == "ospa" and pytestconfig.getini(GATE_SESSION_INI):
         pytest.skip("gate session: the approvals are judged by test_gate_condition_holds[approvals]")
     assert {metric: reading.metrics[metric]} == snapshot

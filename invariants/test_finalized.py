@@ -1,7 +1,8 @@
 """Finalized stage: tiers 2-6 applied, and exactly what the package intends. Each tier's content
 (every row with its values) matches its snapshot document; each governed collection's facets
 match that document, one test per collection and facet; the owners' approvals are still valid;
-the figures match the finalized snapshot; the ledger records the deployment."""
+the figures match the finalized snapshot; the ledger records the deployment.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ import psycopg
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from executor import gate, package
-from fixtures.plugin import Options
-from harness.catalog import GOVERNED
-from harness.db import snapshot
-from invariants.conftest import expected_content
-from invariants.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, facet
-from invariants.metrics import METRICS, Reading
+from oneroof.core import gate, package
+from oneroof.core.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, expected_documents, facet
+from oneroof.core.metrics import METRICS, Reading
+from oneroof.core.settings import Options
+from oneroof.harness.catalog import GOVERNED
+from oneroof.harness.db import consistent_read
 
 pytestmark = pytest.mark.finalized
 COLLECTIONS = [name for name, _, _ in GOVERNED]
@@ -25,17 +25,18 @@ COLLECTIONS = [name for name, _, _ in GOVERNED]
 
 @pytest.fixture(scope="module")
 def intended(release_package: package.Package) -> dict[str, dict[str, Any]]:
-    return expected_content(release_package, "finalized")
+    return expected_documents(package.snapshots_dir(release_package.path), "finalized")
 
 
 def test_database_is_the_one_the_run_expects(reading: Reading, oneroof_options: Options) -> None:
     assert reading.metrics["db"] == oneroof_options.expect_db, (
-        f"connected to {reading.metrics['db']!r}, but the run expects {oneroof_options.expect_db!r} (--expect-db)")
+        f"connected to {reading.metrics['db']!r}, but the run expects {oneroof_options.expect_db!r} (--expect-db)"
+    )
 
 
 def test_inventory_is_the_governed_set(target_conn: psycopg.Connection[dict[str, Any]]) -> None:
     """The package's ownership seed names these 35 collections; the inventory must hold exactly them."""
-    with snapshot(target_conn):
+    with consistent_read(target_conn):
         rows = target_conn.execute("SELECT collection FROM os_collection_inventory ORDER BY 1").fetchall()
     assert sorted(r["collection"] for r in rows) == sorted(COLLECTIONS)
 
@@ -47,8 +48,9 @@ def test_tier_content(tier: str, content: dict[str, dict[str, Any]], snapshot: S
 
 
 @pytest.mark.parametrize("facet_name", list(FACETS))
-def test_collection_content(collection: str, facet_name: str, content: dict[str, dict[str, Any]],
-                            intended: dict[str, dict[str, Any]]) -> None:
+def test_collection_content(
+    collection: str, facet_name: str, content: dict[str, dict[str, Any]], intended: dict[str, dict[str, Any]]
+) -> None:
     tier = FACETS[facet_name][0]
     want, got = facet(intended, facet_name, collection), facet(content, facet_name, collection)
     assert want is not None, f"{collection}: the package intends no {facet_name} for it ({tier} snapshot)"
@@ -57,25 +59,29 @@ def test_collection_content(collection: str, facet_name: str, content: dict[str,
 
 @pytest.mark.parametrize("facet_name", list(GOVERNANCE_FACETS))
 @pytest.mark.parametrize("governance_collection", TIER2_COLLECTIONS)
-def test_governance_collection_content(governance_collection: str, facet_name: str,
-                                       content: dict[str, dict[str, Any]],
-                                       intended: dict[str, dict[str, Any]]) -> None:
+def test_governance_collection_content(
+    governance_collection: str, facet_name: str, content: dict[str, dict[str, Any]], intended: dict[str, dict[str, Any]]
+) -> None:
     want, got = facet(intended, facet_name, governance_collection), facet(content, facet_name, governance_collection)
-    assert got == want, (f"{governance_collection}: tier2_access {facet_name}: expected {want!r}, found {got!r}")
+    assert got == want, f"{governance_collection}: tier2_access {facet_name}: expected {want!r}, found {got!r}"
 
 
-def test_owners_are_ratified_by_valid_approvals(collection: str, target_conn: psycopg.Connection[dict[str, Any]],
-                                                verdict: gate.Verdict) -> None:
+def test_owners_are_ratified_by_valid_approvals(
+    collection: str, target_conn: psycopg.Connection[dict[str, Any]], verdict: gate.Verdict
+) -> None:
     """Each owner names approvals of its proposal that the gate still counts (not revoked, by an
-    active human L2/L4 ...): an approval withdrawn after finalization fails every collection."""
-    with snapshot(target_conn):
-        rows = target_conn.execute("SELECT owner_unit, approval_ids FROM os_collection_owners WHERE collection = %s",
-                                   (collection,)).fetchall()
+    active human L2/L4 ...): an approval withdrawn after finalization fails every collection.
+    """
+    with consistent_read(target_conn):
+        rows = target_conn.execute(
+            "SELECT owner_unit, approval_ids FROM os_collection_owners WHERE collection = %s", (collection,)
+        ).fetchall()
     for row in rows:
         invalid = sorted(set(row["approval_ids"]) - set(verdict.valid_approvals))
         assert row["approval_ids"] and not invalid, (
             f"{collection}: tier3_ownership owner {row['owner_unit']} rests on approvals {row['approval_ids']}, "
-            f"of which {invalid or 'none'} are not valid now (valid: {list(verdict.valid_approvals)})")
+            f"of which {invalid or 'none'} are not valid now (valid: {list(verdict.valid_approvals)})"
+        )
 
 
 @pytest.mark.parametrize("metric", [m for m in METRICS if m not in ("db", "ospa")])
@@ -83,12 +89,14 @@ def test_metric_is_finalized(metric: str, reading: Reading, snapshot: SnapshotAs
     assert {metric: reading.metrics[metric]} == snapshot
 
 
-def test_ledger_records_each_tier(target_conn: psycopg.Connection[dict[str, Any]],
-                                  release_package: package.Package) -> None:
-    with snapshot(target_conn):
+def test_ledger_records_each_tier(
+    target_conn: psycopg.Connection[dict[str, Any]], release_package: package.Package
+) -> None:
+    with consistent_read(target_conn):
         rows = target_conn.execute(
             "SELECT DISTINCT ON (tier) tier, action, package_sha256, approval_ids FROM os_release_ledger "
-            "ORDER BY tier, id DESC").fetchall()
+            "ORDER BY tier, id DESC"
+        ).fetchall()
     assert [r["tier"] for r in rows] == [t.number for t in release_package.tiers]
     for row in rows:
         assert row["action"] == "deploy" and row["package_sha256"] == release_package.sha256, row

@@ -1,5 +1,6 @@
 """Gate stage: the release package verifies and every gate condition holds, one test per
-condition so a blocked gate names its reason."""
+condition so a blocked gate names its reason.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from executor import gate, package
-from fixtures.plugin import Options
+from oneroof.core import gate, package
+from oneroof.core.settings import Options
 
 pytestmark = pytest.mark.gate
 

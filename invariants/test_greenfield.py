@@ -1,6 +1,7 @@
 """Greenfield stage: nothing of tiers 2-6 is left anywhere, active or not, as before the release
 and after a rollback; the proposal is pending again. Approvals and the ledger are history and
-may be present."""
+may be present.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import psycopg
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from fixtures.plugin import Options
-from harness.catalog import GOVERNED
-from harness.db import snapshot
-from invariants.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, facet
-from invariants.metrics import METRICS, Reading
+from oneroof.core.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, facet
+from oneroof.core.metrics import METRICS, Reading
+from oneroof.core.settings import Options
+from oneroof.harness.catalog import GOVERNED
+from oneroof.harness.db import consistent_read
 
 pytestmark = pytest.mark.greenfield
 COLLECTIONS = [name for name, _, _ in GOVERNED]
@@ -22,12 +23,13 @@ COLLECTIONS = [name for name, _, _ in GOVERNED]
 
 def test_database_is_the_one_the_run_expects(reading: Reading, oneroof_options: Options) -> None:
     assert reading.metrics["db"] == oneroof_options.expect_db, (
-        f"connected to {reading.metrics['db']!r}, but the run expects {oneroof_options.expect_db!r} (--expect-db)")
+        f"connected to {reading.metrics['db']!r}, but the run expects {oneroof_options.expect_db!r} (--expect-db)"
+    )
 
 
 def test_inventory_is_the_governed_set(target_conn: psycopg.Connection[dict[str, Any]]) -> None:
     """The package's ownership seed names these 35 collections; the inventory must hold exactly them."""
-    with snapshot(target_conn):
+    with consistent_read(target_conn):
         rows = target_conn.execute("SELECT collection FROM os_collection_inventory ORDER BY 1").fetchall()
     assert sorted(r["collection"] for r in rows) == sorted(COLLECTIONS)
 
@@ -39,16 +41,16 @@ def test_tier_content(tier: str, content: dict[str, dict[str, Any]], snapshot: S
 
 
 @pytest.mark.parametrize("facet_name", list(FACETS))
-def test_collection_has_no_release_facet(collection: str, facet_name: str,
-                                         content: dict[str, dict[str, Any]]) -> None:
+def test_collection_has_no_release_facet(collection: str, facet_name: str, content: dict[str, dict[str, Any]]) -> None:
     found = facet(content, facet_name, collection)
     assert found is None, f"{collection}: {FACETS[facet_name][0]} {facet_name} is left: {found!r}"
 
 
 @pytest.mark.parametrize("facet_name", list(GOVERNANCE_FACETS))
 @pytest.mark.parametrize("governance_collection", TIER2_COLLECTIONS)
-def test_governance_collection_is_unregistered(governance_collection: str, facet_name: str,
-                                               content: dict[str, dict[str, Any]]) -> None:
+def test_governance_collection_is_unregistered(
+    governance_collection: str, facet_name: str, content: dict[str, dict[str, Any]]
+) -> None:
     found = facet(content, facet_name, governance_collection)
     assert found is None, f"{governance_collection}: tier2_access {facet_name} is left: {found!r}"
 

@@ -1,5 +1,6 @@
 """The command line as a user runs it: the embedded server, the main job, probe, verify, and
-every kind of bad input (one line, exit 2, no traceback, nothing written)."""
+every kind of bad input (one line, exit 2, no traceback, nothing written).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +12,24 @@ from typing import Any
 import psycopg
 import pytest
 
-from executor import package
-from harness.db import connect
-from harness.errors import OneroofError
-from harness import clones
-from harness.catalog import GOLDEN_NAME
-from fixtures.testing import PASSWORD_ROLE, PgServer
+from oneroof.core import package
+from oneroof.harness import clones
+from oneroof.harness.catalog import GOLDEN_NAME
+from oneroof.harness.db import connect
+from oneroof.harness.errors import OneroofError
+from tests.support.testing import PASSWORD_ROLE, PgServer
 
-SEED = {"ospa": 0, "own": 0, "gap": 210, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 0, "idle": 0,
-        "system_issues": 204_556}
+SEED = {
+    "ospa": 0,
+    "own": 0,
+    "gap": 210,
+    "conflict": 0,
+    "gov_emit": 0,
+    "inventory": 35,
+    "axis": 0,
+    "idle": 0,
+    "system_issues": 204_556,
+}
 
 
 def one_line_error(result: Any, *fragments: str) -> None:
@@ -65,9 +75,16 @@ def test_embedded_server_and_the_main_job(oneroof: Any, tmp_path: Path) -> None:
         matrix = main_job.stdout.split("\n\n")[0].splitlines()[1:]
         assert max(map(len, matrix)) <= 100  # the evidence wraps under its row
         rows = [line.split("  ")[0] for line in matrix if not line.startswith(" ")]
-        assert rows == ["Production rollout executor", "Rollback executor", "Verification suite", "Gate monitor",
-                        "Option 3 inert shadow", "Clone harness", "Human ratification gate",
-                        "Production activation (tiers 2–6 in prod)"]
+        assert rows == [
+            "Production rollout executor",
+            "Rollback executor",
+            "Verification suite",
+            "Gate monitor",
+            "Option 3 inert shadow",
+            "Clone harness",
+            "Human ratification gate",
+            "Production activation (tiers 2–6 in prod)",
+        ]
         assert "RELEASE READINESS: GO" in main_job.stdout
         assert list((tmp_path / "home" / "runs").glob("*/report.html"))
     finally:
@@ -95,15 +112,28 @@ def test_verify_runs_the_baseline_stage(oneroof: Any, clone: clones.Clone, clone
 
 def test_clone_commands(oneroof: Any, test_server: PgServer, unique: Any) -> None:
     name = unique("cli_clone")
-    created = oneroof("clone", "create", "--from", test_server.golden, "--name", name, "--wait", "60", "--dsn", test_server.admin)
+    created = oneroof(
+        "clone", "create", "--from", test_server.golden, "--name", name, "--wait", "60", "--dsn", test_server.admin
+    )
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip().splitlines()[-1] == clones.public(test_server.dsn(name))
     assert name in oneroof("clone", "list", "--dsn", test_server.admin).stdout
     assert oneroof("clone", "drop", name, "--dsn", test_server.admin).returncode == 0
     assert not database_exists(test_server, name)
     # the auditor's runbook: CLONE and CLONE_NAME from one JSON object
-    as_json = oneroof("clone", "create", "--from", test_server.golden, "--name", name, "--wait", "60", "--json",
-                      "--dsn", test_server.admin)
+    as_json = oneroof(
+        "clone",
+        "create",
+        "--from",
+        test_server.golden,
+        "--name",
+        name,
+        "--wait",
+        "60",
+        "--json",
+        "--dsn",
+        test_server.admin,
+    )
     assert as_json.returncode == 0, as_json.stderr
     made = json.loads(as_json.stdout)
     assert made == {"name": name, "source": test_server.golden, "dsn": clones.public(test_server.dsn(name))}
@@ -131,21 +161,28 @@ def test_wrong_password_is_refused_and_never_printed(oneroof: Any, test_server: 
 
 
 def test_database_that_is_not_directus(oneroof: Any, test_server: PgServer) -> None:
-    one_line_error(oneroof("probe", "--dsn", test_server.dsn("postgres")),
-                   "'postgres' is not a Directus database (no directus_collections); point --dsn at")
+    one_line_error(
+        oneroof("probe", "--dsn", test_server.dsn("postgres")),
+        "'postgres' is not a Directus database (no directus_collections); point --dsn at",
+    )
 
 
 def test_directus_without_tier_one(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
     clone_conn.execute("DROP VIEW os_governance_gap")
     clone_conn.execute("DROP TABLE os_idle_flags, os_gov_events")
     result = oneroof("probe", "--dsn", clone.dsn)
-    one_line_error(result, "is Directus but lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live")
+    one_line_error(
+        result, "is Directus but lacks the One-Roof tier-1 table os_gov_events and 2 more; tier 1 must be live"
+    )
 
 
-@pytest.mark.parametrize(("tables", "named"), [("system_issues", "system_issues;"),
-                                                ("os_release_ledger, system_issues", "os_release_ledger and 1 more;")])
-def test_directus_without_one_or_two_tier_one_tables(oneroof: Any, clone: clones.Clone, clone_conn: Any, tables: str,
-                                                     named: str) -> None:
+@pytest.mark.parametrize(
+    ("tables", "named"),
+    [("system_issues", "system_issues;"), ("os_release_ledger, system_issues", "os_release_ledger and 1 more;")],
+)
+def test_directus_without_one_or_two_tier_one_tables(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any, tables: str, named: str
+) -> None:
     clone_conn.execute(f"DROP TABLE {tables} CASCADE")
     result = oneroof("probe", "--dsn", clone.dsn)
     one_line_error(result, f"lacks the One-Roof tier-1 table {named} tier 1 must be live")
@@ -158,8 +195,10 @@ def test_scale_zero_builds_nothing(oneroof: Any, test_server: PgServer, unique: 
 
 
 def test_unknown_stage(oneroof: Any, test_server: PgServer) -> None:
-    one_line_error(oneroof("verify", "--stage", "production", "--dsn", test_server.dsn(test_server.golden)),
-                   "invalid choice: 'production'")
+    one_line_error(
+        oneroof("verify", "--stage", "production", "--dsn", test_server.dsn(test_server.golden)),
+        "invalid choice: 'production'",
+    )
 
 
 @pytest.mark.parametrize("command", [["golden", "build", "--name"], ["clone", "create", "--name"]])
@@ -169,8 +208,9 @@ def test_name_that_is_not_an_identifier(oneroof: Any, test_server: PgServer, com
     assert database_exists(test_server, "postgres")
 
 
-def test_a_role_without_privileges_is_a_one_line_error(oneroof: Any, test_server: PgServer, admin: Any,
-                                                       unique: Any) -> None:
+def test_a_role_without_privileges_is_a_one_line_error(
+    oneroof: Any, test_server: PgServer, admin: Any, unique: Any
+) -> None:
     from psycopg import sql
 
     role = unique("nopriv")  # roles are cluster-wide: a fixed name would collide with another run
@@ -196,8 +236,13 @@ def test_report_of_garbage_evidence_is_bad_input(oneroof: Any, tmp_path: Path) -
 
 
 def test_rehearse_against_an_unreachable_server_is_bad_input(oneroof: Any, tmp_path: Path) -> None:
-    result = oneroof("rehearse", "--dsn", f"host=127.0.0.1 port={closed_port()} user=postgres dbname=postgres",
-                     "--runs-dir", str(tmp_path))
+    result = oneroof(
+        "rehearse",
+        "--dsn",
+        f"host=127.0.0.1 port={closed_port()} user=postgres dbname=postgres",
+        "--runs-dir",
+        str(tmp_path),
+    )
     one_line_error(result, "cannot connect")
 
 
@@ -215,8 +260,11 @@ def test_debug_shows_the_traceback(oneroof: Any, test_server: PgServer) -> None:
 
 
 def test_existing_golden_is_refused_without_replace(oneroof: Any, test_server: PgServer) -> None:
-    one_line_error(oneroof("golden", "build", "--name", test_server.golden, "--dsn", test_server.admin),
-                   "already exists", "--replace")
+    one_line_error(
+        oneroof("golden", "build", "--name", test_server.golden, "--dsn", test_server.admin),
+        "already exists",
+        "--replace",
+    )
 
 
 def test_embedded_server_runs_for_an_ordinary_user() -> None:
@@ -233,12 +281,24 @@ def test_embedded_server_runs_for_an_ordinary_user() -> None:
     env = {"PATH": os.environ["PATH"], "ONEROOF_HOME": str(home), "HOME": str(home)}
 
     def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-m", "executor", *args],
-                              capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent,
-                              timeout=120, check=False)
+        return subprocess.run(
+            ["runuser", "-u", "nobody", "--", sys.executable, "-m", "oneroof.executor", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(__file__).parent.parent,
+            timeout=120,
+            check=False,
+        )
 
-    probe = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", "import executor"],
-                           capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, check=False)
+    probe = subprocess.run(
+        ["runuser", "-u", "nobody", "--", sys.executable, "-c", "import executor"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        check=False,
+    )
     if probe.returncode != 0:
         pytest.skip(f"the user nobody cannot import this checkout: {probe.stderr.strip().splitlines()[-1]}")
     try:
@@ -260,10 +320,11 @@ def test_unwritable_home_is_a_one_line_error(oneroof: Any) -> None:
     one_line_error(result, "cannot use /proc/oneroof-cannot-be-here", "ONEROOF_HOME")
 
 
-@pytest.mark.parametrize("option", ["--snapshot-update", "--snapshot-warn-unused", "--snapshot-details",
-                                    "--snapshot-default-extension=x.Y"])
+@pytest.mark.parametrize(
+    "option", ["--snapshot-update", "--snapshot-warn-unused", "--snapshot-details", "--snapshot-default-extension=x.Y"]
+)
 def test_verify_refuses_snapshot_options(oneroof: Any, clone: clones.Clone, option: str) -> None:
-    snapshot_dir = package.DEFAULT_DIR / "snapshots"
+    snapshot_dir = package.snapshots_dir(package.DEFAULT_DIR)
     before = {p.name: p.read_bytes() for p in snapshot_dir.iterdir()}
     result = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--expect-db", clone.name, option)
     one_line_error(result, f"verify does not take {option.split('=')[0]}", "pytest invariants --snapshot-update")
@@ -277,16 +338,26 @@ def test_debug_after_the_subcommand_shows_the_traceback(oneroof: Any, test_serve
 
 
 def test_verify_bad_input_is_2_not_pytests_4(oneroof: Any, clone: clones.Clone) -> None:
-    one_line_error(oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--package", "/missing"),
-                   "package directory /missing does not exist")
+    one_line_error(
+        oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--package", "/missing"),
+        "package directory /missing does not exist",
+    )
     unknown = oneroof("verify", "--stage", "baseline", "--dsn", clone.dsn, "--no-such-pytest-flag")
     assert unknown.returncode == 2 and "--no-such-pytest-flag" in unknown.stderr
 
 
 def test_help_lists_every_exit_code_and_explains_every_option(oneroof: Any) -> None:
     top = oneroof("--help").stdout
-    for code in ("0 ok", "1 invariant", "2 bad input", "3 BLOCKED", "4 package", "5 release lock", "6 rollout",
-                 "130 interrupted"):
+    for code in (
+        "0 ok",
+        "1 invariant",
+        "2 bad input",
+        "3 BLOCKED",
+        "4 package",
+        "5 release lock",
+        "6 rollout",
+        "130 interrupted",
+    ):
         assert code in " ".join(top.split()), top
     rollout = " ".join(oneroof("rollout", "--help").stdout.split())
     assert "6 applied and committed but the audit" in rollout and "130 interrupted" in rollout
@@ -319,9 +390,15 @@ def test_golden_snapshot_refuses_a_rehearsal_server_before_17(oneroof: Any, test
         pytest.skip("needs the PostgreSQL service on 127.0.0.1:5432 as an old rehearsal server")
     if version >= 170000:
         pytest.skip(f"the service on 127.0.0.1:5432 is PostgreSQL {version // 10000}, not older than 17")
-    result = oneroof("golden", "snapshot", "--from", test_server.admin, "--dsn", service, "--name", "oneroof_never_made")
+    result = oneroof(
+        "golden", "snapshot", "--from", test_server.admin, "--dsn", service, "--name", "oneroof_never_made"
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "needs a rehearsal server of PostgreSQL 17 or later" in result.stderr and "Traceback" not in result.stderr
     with connect(service) as conn:
-        assert conn.execute("SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'oneroof_never_made%%'"
-                            ).fetchone()["n"] == 0
+        assert (
+            conn.execute("SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'oneroof_never_made%%'").fetchone()[
+                "n"
+            ]
+            == 0
+        )

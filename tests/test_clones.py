@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from harness.db import connect
-from harness.errors import CloneError
-from harness import clones
-from fixtures.testing import PgServer
-from invariants import metrics
+from oneroof.core import metrics
+from oneroof.harness import clones
+from oneroof.harness.db import connect
+from oneroof.harness.errors import CloneError
+from tests.support.testing import PgServer
 
 
 def fingerprint(dsn: str) -> str:
@@ -96,8 +96,9 @@ def test_both_strategies_make_identical_clones(test_server: PgServer, unique: An
         pytest.skip("CREATE DATABASE ... STRATEGY needs PostgreSQL 15 or later")
     golden_print = fingerprint(test_server.dsn(test_server.golden))
     for strategy in clones.STRATEGIES:
-        made = clones.create(test_server.admin, source=test_server.golden,
-                             name=unique(f"{strategy.lower()}"), strategy=strategy, wait=60)
+        made = clones.create(
+            test_server.admin, source=test_server.golden, name=unique(f"{strategy.lower()}"), strategy=strategy, wait=60
+        )
         try:
             assert fingerprint(made.dsn) == golden_print
         finally:

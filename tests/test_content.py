@@ -1,5 +1,6 @@
 """invariants/content.py reads the package's amber snapshots back: every value syrupy writes for
-plain data comes back equal (no database: the stages' own sessions test the rest)."""
+plain data comes back equal (no database: the stages' own sessions test the rest).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 import pytest
 from syrupy.extensions.amber import AmberDataSerializer
 
-from invariants.content import _literal, snapshot_entries
+from oneroof.core.content import _literal, snapshot_entries
 
 VALUES = {
-    "nested": {"a": [1, -2, 0], "b": {"c": None, "d": True, "e": False}, "f": "it's \"quoted\""},
+    "nested": {"a": [1, -2, 0], "b": {"c": None, "d": True, "e": False}, "f": 'it\'s "quoted"'},
     "scalars": [-7, 3, "x", None],
     "tuple": ("t", -1),
     "set": {"s"},
@@ -28,8 +29,9 @@ def test_snapshot_entries_read_back_what_syrupy_wrote(tmp_path: Path) -> None:
     path = tmp_path / "test_values.ambr"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     read = snapshot_entries(path)
-    assert read == {f"test_values[{name}]": (list(value) if isinstance(value, tuple) else value)
-                    for name, value in VALUES.items()}
+    assert read == {
+        f"test_values[{name}]": (list(value) if isinstance(value, tuple) else value) for name, value in VALUES.items()
+    }
 
 
 def test_a_snapshot_that_is_not_plain_data_is_refused(tmp_path: Path) -> None:
@@ -41,6 +43,7 @@ def test_a_snapshot_that_is_not_plain_data_is_refused(tmp_path: Path) -> None:
 
 def test_the_reader_takes_only_what_it_knows() -> None:
     """Empty constructor calls read as empty values; any other operator or name is refused."""
+
     def read(text: str) -> object:
         return _literal(ast.parse(text, mode="eval").body)
 

@@ -15,110 +15,36 @@ junitxml properties: `pytest -m proof tests/test_crash.py --junitxml=crash.xml` 
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-import pglast
 import psycopg
 import pytest
-from psycopg import sql
 
-from executor import gate, package, release
-from harness import clones
-from harness.db import connect
-from fixtures.plugin import ROOT
-from fixtures.testing import PROFILE, signers
-from tests.test_release import TRUST, approve
-from executor import signatures
+from oneroof.core import gate
+from oneroof.executor import release
+from oneroof.harness import clones
+from oneroof.harness.db import connect
+from tests.support.crash import (
+    PKG,
+    ROLLBACK,
+    ROLLOUT,
+    Point,
+    advisory_locks,
+    executor_env,
+    holding,
+    wait_gone,
+    wait_until_blocked,
+)
+from tests.support.release import TRUST, approve
+from tests.support.testing import PROFILE, ROOT, signers
 
 pytestmark = pytest.mark.proof
-PKG = package.load()
-EXECUTOR_APPS = ("oneroof-executor", "oneroof-release-lock")
-WAIT_FOR_POINT = 120.0  # seconds for the executor to reach the point (its gate session runs first)
-
-
-@dataclass(frozen=True)
-class Point:
-    """A statement of a release transaction and how to make the executor wait at it."""
-
-    command: str  # rollout / rollback
-    label: str
-    tier: int | None
-    lock: sql.Composable  # what our session runs (in its open transaction) to block the statement
-    query: str  # how the blocked statement's text starts in pg_stat_activity
-    table: str | None = None  # the relation the executor waits for, when it is a table lock
-
-    @property
-    def id(self) -> str:
-        return f"{self.command}:{self.label}"
-
-
-def _written_table(statement: str) -> str:
-    node = pglast.parse_sql(statement)[0].stmt
-    return str(node.relation.relname)  # the package holds only INSERT, UPDATE and DELETE (and SELECT)
-
-
-def _first_words(statement: str) -> str:
-    return " ".join(statement.split())[:60]
-
-
-def statement_points(pkg: package.Package, command: str) -> list[Point]:
-    """One point per statement of the transaction that is the first to write its table.
-
-    Our session holds that table in SHARE mode: reads (the gate, the figures, the pytest gate
-    session) pass, and the first INSERT/UPDATE/DELETE of it waits. A statement that writes a
-    table already written earlier in the same transaction cannot be singled out this way (the
-    executor holds its ROW EXCLUSIVE lock); in this package only the ledger rows after the first
-    one are such statements.
-    """
-    tiers = pkg.tiers if command == "rollout" else tuple(reversed(pkg.tiers))
-    kind = "deploy" if command == "rollout" else "revert"
-    written: set[str] = set()
-    points = []
-
-    def add(label: str, tier: int, table: str, query: str) -> None:
-        if table not in written:
-            points.append(Point(command, label, tier, sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
-                sql.Identifier(table)), query, table))
-        written.add(table)
-
-    for tier in tiers:
-        for index, statement in enumerate(getattr(tier, f"{kind}_statements"), 1):
-            table = _written_table(statement)
-            add(f"tier{tier.number}-{kind}-{index}-{table}", tier.number, table, _first_words(statement))
-        add(f"tier{tier.number}-ledger", tier.number, "os_release_ledger", "INSERT INTO os_release_ledger")
-    return points
-
-
-def opening_points(pkg: package.Package) -> list[Point]:
-    """The rollout transaction's first statements, before any write: the row locks it takes on the
-    proposal, the approvals, the approvers and their users (our session holds them FOR UPDATE)."""
-    code = sql.Literal(pkg.proposal)
-    return [
-        Point("rollout", "lock-proposal", None,
-              sql.SQL("SELECT 1 FROM os_proposals WHERE code = {} FOR UPDATE").format(code),
-              "SELECT 1 FROM os_proposals WHERE code ="),
-        Point("rollout", "lock-approvals", None, sql.SQL("SELECT 1 FROM os_proposal_approvals FOR UPDATE"),
-              "SELECT 1 FROM os_proposal_approvals FOR SHARE"),
-        Point("rollout", "lock-approvers", None, sql.SQL("SELECT 1 FROM os_approvers FOR UPDATE"),
-              "SELECT 1 FROM os_approvers FOR SHARE"),
-        Point("rollout", "lock-approver-users", None,
-              sql.SQL("SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) "
-                      "FOR UPDATE"),
-              "SELECT 1 FROM directus_users WHERE id IN"),
-    ]
-
-
-ROLLOUT = opening_points(PKG) + statement_points(PKG, "rollout")
-ROLLBACK = statement_points(PKG, "rollback")
 
 
 def _first_of_each_tier(points: list[Point]) -> list[Point]:
@@ -138,90 +64,22 @@ if PROFILE == "nightly":
     RANDOM_DELAYS = 10  # per command
 else:
     rollout_tiers, rollback_tiers = _first_of_each_tier(ROLLOUT), _first_of_each_tier(ROLLBACK)
-    OTHER_WAYS = ([(p, "SIGINT") for p in (rollout_tiers[1], rollback_tiers[0])]
-                  + [(p, "terminate") for p in (rollout_tiers[-1], rollback_tiers[-1])])
+    OTHER_WAYS = [(p, "SIGINT") for p in (rollout_tiers[1], rollback_tiers[0])] + [
+        (p, "terminate") for p in (rollout_tiers[-1], rollback_tiers[-1])
+    ]
     RANDOM_DELAYS = 3
 MATRIX = [(p, "SIGKILL") for p in ROLLOUT + ROLLBACK] + OTHER_WAYS
 
 
-def executor_env() -> dict[str, str]:
-    """The executor subprocess imports this checkout and sees none of the caller's PG*/ONEROOF_*
-    (but the tests' allowed-signers file)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    env[signatures.ENV] = str(TRUST.path)  # the tests' allowed signers: the approvals are signed with test keys
-    return env
-
-
 def start_executor(command: str, clone: clones.Clone, home: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "executor", command, "--dsn", clone.dsn, "--confirm-db", clone.name],
-                            cwd=ROOT, env={**executor_env(), "ONEROOF_HOME": home}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-WAITING_SQL = """
-SELECT a.pid, a.query, a.wait_event_type, a.wait_event,
-       EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.pid = a.pid AND NOT l.granted
-               AND l.relation IS NOT DISTINCT FROM to_regclass(%(table)s)) AS on_table
-FROM pg_stat_activity AS a
-WHERE a.datname = current_database() AND a.application_name = 'oneroof-executor' AND a.state = 'active'
-  AND a.wait_event_type = 'Lock' AND %(blocker)s = ANY (pg_blocking_pids(a.pid))
-"""
-
-
-def wait_until_blocked(observer: psycopg.Connection[Any], proc: subprocess.Popen[str], point: Point,
-                       blocker_pid: int) -> int:
-    """The pid of the executor's backend once it waits at `point` behind our lock; fails if the
-    executor ends first, or waits at any other statement."""
-    deadline = time.monotonic() + WAIT_FOR_POINT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the executor ended (exit {proc.returncode}) before reaching {point.id}:\n{out}{err}")
-        rows = observer.execute(WAITING_SQL, {"table": point.table, "blocker": blocker_pid}).fetchall()
-        if rows:
-            (row,) = rows
-            text = " ".join(row["query"].split())
-            assert text.startswith(point.query), f"waiting at another statement than {point.id}: {text[:200]}"
-            if point.table:
-                assert row["on_table"], f"{point.id}: the executor waits, but not for {point.table}"
-            return int(row["pid"])
-        time.sleep(0.02)
-    proc.kill()
-    pytest.fail(f"the executor did not reach {point.id} within {WAIT_FOR_POINT:.0f} s")
-
-
-def executor_sessions(observer: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    return observer.execute(
-        "SELECT pid, application_name, state FROM pg_stat_activity WHERE datname = current_database() "
-        "AND application_name = ANY (%s)", (list(EXECUTOR_APPS),)).fetchall()
-
-
-def advisory_locks(observer: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    return observer.execute(
-        "SELECT pid, classid, objid FROM pg_locks WHERE locktype = 'advisory' "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
-
-
-def wait_gone(observer: psycopg.Connection[Any]) -> None:
-    """Wait until the killed executor's server sessions have ended (a backend blocked on a lock
-    notices its client is gone only when it next talks to it)."""
-    deadline = time.monotonic() + 30
-    while executor_sessions(observer):
-        assert time.monotonic() < deadline, f"executor sessions outlived the executor: {executor_sessions(observer)}"
-        time.sleep(0.05)
-
-
-@contextmanager
-def holding(clone: clones.Clone, lock: sql.Composable) -> Iterator[psycopg.Connection[Any]]:
-    """A session of ours that holds `lock` in an open transaction until the block ends."""
-    with connect(clone.dsn, application_name="oneroof-test-blocker") as blocker:
-        blocker.execute("SET lock_timeout = 0")
-        blocker.execute(lock)
-        try:
-            yield blocker
-        finally:
-            blocker.rollback()
+    return subprocess.Popen(
+        [sys.executable, "-m", "oneroof.executor", command, "--dsn", clone.dsn, "--confirm-db", clone.name],
+        cwd=ROOT,
+        env={**executor_env(), "ONEROOF_HOME": home},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stage_state(clone: clones.Clone) -> str:
@@ -268,13 +126,21 @@ def check_after(clone: clones.Clone, observer: psycopg.Connection[Any], record: 
 
 
 def ledger(clone_conn: Any) -> list[tuple[str, int]]:
-    return [(r["action"], r["tier"]) for r in clone_conn.execute(
-        "SELECT action, tier FROM os_release_ledger ORDER BY id").fetchall()]
+    return [
+        (r["action"], r["tier"])
+        for r in clone_conn.execute("SELECT action, tier FROM os_release_ledger ORDER BY id").fetchall()
+    ]
 
 
 @pytest.mark.parametrize(("point", "how"), MATRIX, ids=[f"{p.id}:{how}" for p, how in MATRIX])
-def test_crash_at_a_statement(point: Point, how: str, clone: clones.Clone, clone_conn: Any,
-                              oneroof_home: Any, figure: Callable[[str, object], None]) -> None:
+def test_crash_at_a_statement(
+    point: Point,
+    how: str,
+    clone: clones.Clone,
+    clone_conn: Any,
+    oneroof_home: Any,
+    figure: Callable[[str, object], None],
+) -> None:
     prepare(clone, clone_conn, point.command)
     history = ledger(clone_conn)
     figure("kill_point", point.id)
@@ -298,8 +164,11 @@ def test_crash_at_a_statement(point: Point, how: str, clone: clones.Clone, clone
         if how == "SIGKILL":
             out, err = proc.communicate(timeout=60)
         # What the executor said when it could still speak: one line, no traceback.
-        code, said = {"SIGKILL": (-signal.SIGKILL, ""), "SIGINT": (130, "oneroof: interrupted"),
-                      "terminate": (2, "oneroof: error: lost the connection to the server while a")}[how]
+        code, said = {
+            "SIGKILL": (-signal.SIGKILL, ""),
+            "SIGINT": (130, "oneroof: interrupted"),
+            "terminate": (2, "oneroof: error: lost the connection to the server while a"),
+        }[how]
         assert proc.returncode == code, out + err
         assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(said), err
         state = check_after(clone, observer, figure)
@@ -310,11 +179,18 @@ def test_crash_at_a_statement(point: Point, how: str, clone: clones.Clone, clone
 
 @pytest.mark.parametrize("command", ["rollout", "rollback"])
 @pytest.mark.parametrize("seed", range(RANDOM_DELAYS))
-def test_crash_at_a_random_delay(command: str, seed: int, clone: clones.Clone, clone_conn: Any,
-                                 oneroof_home: Any, figure: Callable[[str, object], None]) -> None:
+def test_crash_at_a_random_delay(
+    command: str,
+    seed: int,
+    clone: clones.Clone,
+    clone_conn: Any,
+    oneroof_home: Any,
+    figure: Callable[[str, object], None],
+) -> None:
     """Hold the transaction's first write, release it, and SIGKILL after a random delay, spread
-    evenly on a log scale from 1 ms to 2 s: inside the tiers, at the commit, or after it."""
-    first = (ROLLOUT if command == "rollout" else ROLLBACK)
+    evenly on a log scale from 1 ms to 2 s: inside the tiers, at the commit, or after it.
+    """
+    first = ROLLOUT if command == "rollout" else ROLLBACK
     point = next(p for p in first if p.table)
     delay = 10 ** random.Random(f"{command}-{seed}").uniform(-3.0, 0.3)
     prepare(clone, clone_conn, command)
@@ -328,7 +204,7 @@ def test_crash_at_a_random_delay(command: str, seed: int, clone: clones.Clone, c
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         state = check_after(clone, observer, figure)
-    done = ("finalized" if command == "rollout" else "greenfield")
+    done = "finalized" if command == "rollout" else "greenfield"
     if state == done:  # it committed before the kill: a re-run finds nothing to do
         assert converge(clone, clone_conn, command) in ("already-finalized", "already-greenfield")
     else:

@@ -1,5 +1,6 @@
 """The golden database against a real Directus 11.3.5: the system tables' columns match a fresh
-bootstrap, and the golden layer applied to a bootstrapped database is served by Directus."""
+bootstrap, and the golden layer applied to a bootstrapped database is served by Directus.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +9,28 @@ from typing import Any
 
 import pytest
 
-from harness.db import connect
-from executor import package
-from executor.monitor import monitor
-from harness import catalog, clones
-from fixtures.directus import (DirectusClient, DirectusDatabase, DirectusServer, Installation, columns,
-                               ratify_on_clone)
-from fixtures.testing import PgServer, signers
+from oneroof.core import package
+from oneroof.executor.monitor import monitor
+from oneroof.harness import catalog, clones
+from oneroof.harness.db import connect
+from tests.support.directus import (
+    DirectusClient,
+    DirectusDatabase,
+    DirectusServer,
+    Installation,
+    columns,
+    ratify_on_clone,
+)
+from tests.support.testing import PgServer, signers
 
 pytestmark = pytest.mark.directus
 SIGNERS = signers()
 
 
-SYSTEM_TABLES_SQL = ("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
-                     "AND table_name LIKE 'directus\\_%' ORDER BY table_name")
+SYSTEM_TABLES_SQL = (
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+    "AND table_name LIKE 'directus\\_%' ORDER BY table_name"
+)
 # Keys, checks, foreign keys and indexes of the directus_* tables, by name and definition.
 STRUCTURE_SQL = """
 SELECT 'constraint' AS kind, c.conrelid::regclass::text AS tbl, c.conname AS name, pg_get_constraintdef(c.oid) AS def
@@ -46,8 +55,11 @@ def test_golden_system_tables_match_a_real_bootstrap(test_server: PgServer, dire
     # Every system table a bootstrap creates, not a subset: Directus starts on the golden database.
     assert tables == bootstrapped and len(tables) == 27, (tables, bootstrapped)
     assert len(ours) > 300, len(ours)
-    differences = [f"{column}: golden {ours.get(column)}, Directus {real.get(column)}"
-                   for column in sorted(ours.keys() | real.keys()) if ours.get(column) != real.get(column)]
+    differences = [
+        f"{column}: golden {ours.get(column)}, Directus {real.get(column)}"
+        for column in sorted(ours.keys() | real.keys())
+        if ours.get(column) != real.get(column)
+    ]
     assert not differences, "golden DDL differs from directus@11.3.5:\n" + "\n".join(differences)
     assert len(real_structure) > 100
     extra = sorted(set(our_structure) ^ set(real_structure))
@@ -55,14 +67,17 @@ def test_golden_system_tables_match_a_real_bootstrap(test_server: PgServer, dire
 
 
 def test_directus_serves_a_clone_of_the_golden_and_a_human_ratifies_there(
-        directus_install: Installation, test_server: PgServer, tmp_path: Path) -> None:
+    directus_install: Installation, test_server: PgServer, tmp_path: Path
+) -> None:
     """Directus 11.3.5 starts on a clone of the synthetic golden database as it is (no bootstrap),
-    and the L4 human approver logs in through /auth/login and ratifies through REST: the gate opens."""
+    and the L4 human approver logs in through /auth/login and ratifies through REST: the gate opens.
+    """
     sha = package.load().sha256
     made = clones.create(test_server.admin, source=test_server.golden, name=clones.default_name("t_dx"), wait=60)
     try:
-        running, approved = ratify_on_clone(directus_install, made.dsn, tmp_path, SIGNERS.keys["l4"],
-                                            SIGNERS.trust.path)
+        running, approved = ratify_on_clone(
+            directus_install, made.dsn, tmp_path, SIGNERS.keys["l4"], SIGNERS.trust.path
+        )
         try:
             assert approved.returncode == 0, approved.stdout + approved.stderr
             assert running.client().health() == {"status": "ok"}

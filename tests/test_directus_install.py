@@ -1,6 +1,7 @@
 """The npm install of Directus is not silent: while npm runs, a line with the elapsed time and
 npm's latest output comes every heartbeat. A stand-in npm (a shell script that prints, sleeps and
-fails) plays the part of the minutes-long install."""
+fails) plays the part of the minutes-long install.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import directus
+from tests.support import directus
 
 
 def test_a_long_npm_install_reports_progress_every_heartbeat(tmp_path: Path) -> None:
@@ -21,8 +22,9 @@ def test_a_long_npm_install_reports_progress_every_heartbeat(tmp_path: Path) -> 
     lines: list[str] = []
     with pytest.raises(directus.InstallFailed, match="failed with exit code 3") as failed:
         (tmp_path / "cache").mkdir()
-        directus._npm_install(tmp_path / "cache", npm=str(npm), node="node", timeout=60, progress=lines.append,
-                              heartbeat=1.0)
+        directus._npm_install(
+            tmp_path / "cache", npm=str(npm), node="node", timeout=60, progress=lines.append, heartbeat=1.0
+        )
     assert "npm ERR! gave up" in str(failed.value)
     assert lines[0].startswith(f"installing directus@{directus.DIRECTUS_VERSION} with npm into")
     beats = lines[1:]

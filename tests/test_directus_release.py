@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from executor import package, rehearsal
-from harness.db import connect
-from executor.monitor import monitor
-from harness import catalog
-from fixtures.directus import (
+from oneroof.core import evidence as rehearsal
+from oneroof.core import package
+from oneroof.executor.monitor import monitor
+from oneroof.harness import catalog
+from oneroof.harness.db import connect
+from tests.support.directus import (
     DirectusClient,
     DirectusDatabase,
     DirectusServer,
@@ -29,15 +30,22 @@ from fixtures.directus import (
     proposal_id,
     start,
 )
-from fixtures.plugin import ROOT
-from fixtures.testing import bound_evidence, signers
+from tests.support.testing import ROOT, bound_evidence, signers
 
 pytestmark = pytest.mark.directus
 PKG = package.load()
 SIGNERS = signers()
 PASSWORD = "oneroof-test-password"
-TIER2 = ("os_collection_owners", "os_collection_axes", "os_label_rules", "os_lifecycle_policies",
-         "os_event_bindings", "os_gov_events", "os_idle_flags", "os_release_ledger")
+TIER2 = (
+    "os_collection_owners",
+    "os_collection_axes",
+    "os_label_rules",
+    "os_lifecycle_policies",
+    "os_event_bindings",
+    "os_gov_events",
+    "os_idle_flags",
+    "os_release_ledger",
+)
 
 
 # The rehearsal evidence the Directus database stands bound to (it is not a marked clone: its
@@ -46,16 +54,28 @@ BOUND: dict[str, Path] = {}
 
 
 def gate(database: DirectusDatabase) -> tuple[str, list[str]]:
-    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust,
-                     rehearsal=rehearsal.load(BOUND[database.name]))
+    report = monitor(
+        database.dsn,
+        PKG.path,
+        confirm_db=database.name,
+        trust=SIGNERS.trust,
+        rehearsal=rehearsal.load(BOUND[database.name]),
+    )
     assert report.entry == report.exit
     return report.verdict, report.reasons
 
 
 def oneroof(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-    return subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, check=False, env={**base, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "oneroof.executor", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+        env={**base, **(env or {})},
+    )
 
 
 def readable(client: DirectusClient, collection: str) -> int:
@@ -63,8 +83,9 @@ def readable(client: DirectusClient, collection: str) -> int:
     return client.request("GET", f"/items/{collection}", params={"limit": 1}).status
 
 
-def test_ratify_through_directus_then_roll_out_and_back(directus_install: Installation, directus: DirectusServer,
-                                                        directus_admin: DirectusClient, tmp_path: Path) -> None:
+def test_ratify_through_directus_then_roll_out_and_back(
+    directus_install: Installation, directus: DirectusServer, directus_admin: DirectusClient, tmp_path: Path
+) -> None:
     database = directus.database
     BOUND[database.name] = bound_evidence(database.dsn, tmp_path)
     assert gate(database) == ("BLOCKED", ["valid approvals 0 < 1"])
@@ -75,8 +96,9 @@ def test_ratify_through_directus_then_roll_out_and_back(directus_install: Instal
 
     # A service account may create the row through Directus, but it never counts, even when it
     # names a human approver: Directus refuses `approver`, and fills it in itself.
-    forged = create_approval(service, proposal=proposal, level="L4", package_sha256=PKG.sha256,
-                             approver=str(catalog.account("l4").id))
+    forged = create_approval(
+        service, proposal=proposal, level="L4", package_sha256=PKG.sha256, approver=str(catalog.account("l4").id)
+    )
     assert forged.status == 403, forged.payload
     as_service = create_approval(service, proposal=proposal, level="L4", package_sha256=PKG.sha256)
     assert as_service.ok, as_service.payload
@@ -90,8 +112,9 @@ def test_ratify_through_directus_then_roll_out_and_back(directus_install: Instal
     # An admin rewrites the service account's approval into the L4 human's name: Directus
     # accepts it (admins may), but its activity shows who created the row and that it changed.
     with connect(database.dsn) as conn:  # the service account may not read what it created
-        made = conn.execute("SELECT id FROM os_proposal_approvals WHERE approver = %s",
-                            (catalog.account("svc-etl").id,)).fetchone()
+        made = conn.execute(
+            "SELECT id FROM os_proposal_approvals WHERE approver = %s", (catalog.account("svc-etl").id,)
+        ).fetchone()
     assert made is not None
     directus_admin.patch(f"/items/os_proposal_approvals/{made['id']}", {"approver": str(catalog.account("l4").id)})
     verdict, reasons = gate(database)
@@ -105,14 +128,28 @@ def test_ratify_through_directus_then_roll_out_and_back(directus_install: Instal
     assert verdict == "BLOCKED" and f"#{unsigned.data['id']} no signed statement" in reasons[0]
 
     # The human L4 approver ratifies with `oneroof approve`: signed, recorded as them: the gate opens.
-    approved = oneroof("approve", "--dsn", database.dsn, "--directus", directus.url, "--email",
-                       catalog.account("l4").email, "--key", str(SIGNERS.keys["l4"]), "--yes",
-                       "--allowed-signers", str(SIGNERS.trust.path), env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+    approved = oneroof(
+        "approve",
+        "--dsn",
+        database.dsn,
+        "--directus",
+        directus.url,
+        "--email",
+        catalog.account("l4").email,
+        "--key",
+        str(SIGNERS.keys["l4"]),
+        "--yes",
+        "--allowed-signers",
+        str(SIGNERS.trust.path),
+        env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
+    )
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert "APPROVED: approval #" in approved.stdout and "GOV-COUNCIL" in approved.stdout
     with connect(database.dsn) as conn:
-        rows = conn.execute("SELECT a.id, a.approver, c.user_created FROM os_proposal_approvals a "
-                            "LEFT JOIN directus_comments c ON c.item = a.id::text ORDER BY a.id").fetchall()
+        rows = conn.execute(
+            "SELECT a.id, a.approver, c.user_created FROM os_proposal_approvals a "
+            "LEFT JOIN directus_comments c ON c.item = a.id::text ORDER BY a.id"
+        ).fetchall()
     l4_id = catalog.account("l4").id
     assert [(r["approver"], r["user_created"]) for r in rows] == [(l4_id, None), (l4_id, None), (l4_id, l4_id)]
     assert gate(database) == ("OPEN", [])
@@ -120,23 +157,67 @@ def test_ratify_through_directus_then_roll_out_and_back(directus_install: Instal
     # The L2 approver signs offline (--out) and records the statement later (--submit), as themself.
     login_as(directus, directus_admin, catalog.account("l2"), PASSWORD)
     handed = Path(database.workdir) / "l2-approval.txt"
-    signed = oneroof("approve", "--dsn", database.dsn, "--email", catalog.account("l2").email, "--key",
-                     str(SIGNERS.keys["l2"]), "--out", str(handed), "--yes")
+    signed = oneroof(
+        "approve",
+        "--dsn",
+        database.dsn,
+        "--email",
+        catalog.account("l2").email,
+        "--key",
+        str(SIGNERS.keys["l2"]),
+        "--out",
+        str(handed),
+        "--yes",
+    )
     assert signed.returncode == 0, signed.stderr
-    as_l4 = oneroof("approve", "--submit", str(handed), "--directus", directus.url, "--email",
-                    catalog.account("l4").email, "--yes", env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+    as_l4 = oneroof(
+        "approve",
+        "--submit",
+        str(handed),
+        "--directus",
+        directus.url,
+        "--email",
+        catalog.account("l4").email,
+        "--yes",
+        env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
+    )
     assert as_l4.returncode == 2 and "log in as yourself" in as_l4.stderr  # nobody records another's statement
-    submitted = oneroof("approve", "--submit", str(handed), "--directus", directus.url, "--email",
-                        catalog.account("l2").email, "--yes", env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+    submitted = oneroof(
+        "approve",
+        "--submit",
+        str(handed),
+        "--directus",
+        directus.url,
+        "--email",
+        catalog.account("l2").email,
+        "--yes",
+        env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
+    )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    report = monitor(database.dsn, PKG.path, confirm_db=database.name, trust=SIGNERS.trust,
-                     rehearsal=rehearsal.load(BOUND[database.name]))
+    report = monitor(
+        database.dsn,
+        PKG.path,
+        confirm_db=database.name,
+        trust=SIGNERS.trust,
+        rehearsal=rehearsal.load(BOUND[database.name]),
+    )
     assert report.verdict == "OPEN" and len(report.valid_approvals) == 2
 
     # Before the rollout, nobody reads the governance records tier 2 registers.
     assert readable(l4, "os_collection_owners") == 403
-    rolled = oneroof("rollout", "--dsn", database.dsn, "--confirm-db", database.name, "--expect-sha256", PKG.sha256,
-                     "--allowed-signers", str(SIGNERS.trust.path), "--rehearsal", str(BOUND[database.name]))
+    rolled = oneroof(
+        "rollout",
+        "--dsn",
+        database.dsn,
+        "--confirm-db",
+        database.name,
+        "--expect-sha256",
+        PKG.sha256,
+        "--allowed-signers",
+        str(SIGNERS.trust.path),
+        "--rehearsal",
+        str(BOUND[database.name]),
+    )
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     directus_admin.call("POST", "/utils/cache/clear", params={"system": "true"})  # schema and permissions
     assert directus.client().health() == {"status": "ok"}

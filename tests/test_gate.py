@@ -1,5 +1,6 @@
 """The gate: which approvals count, judged by a table of cases and by random approval sets
-against the policy written independently here."""
+against the policy written independently here.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from executor import gate, package, rehearsal
-from harness.db import connect, snapshot
-from harness import catalog, clones
-from fixtures.testing import PgServer, bound_evidence, signers
+from oneroof.core import evidence as rehearsal
+from oneroof.core import gate, package
+from oneroof.harness import catalog, clones
+from oneroof.harness.db import connect, consistent_read
+from tests.support.testing import PgServer, bound_evidence, signers
 
 PKG = package.load()
 SIGNERS = signers()
@@ -42,9 +44,16 @@ class Row:
 def expected_valid(row: Row, on_clone: bool) -> bool:
     """The policy of DESIGN.md section 5, written independently of executor/gate.py."""
     account = catalog.account(row.approver)
-    return (row.proposal == "active" and row.sha == "this" and not row.revoked
-            and account.status == "active" and account.kind == "human" and account.level in ("L2", "L4")
-            and (row.level or account.level) == account.level and (on_clone or not row.rehearsal))
+    return (
+        row.proposal == "active"
+        and row.sha == "this"
+        and not row.revoked
+        and account.status == "active"
+        and account.kind == "human"
+        and account.level in ("L2", "L4")
+        and (row.level or account.level) == account.level
+        and (on_clone or not row.rehearsal)
+    )
 
 
 def insert(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
@@ -57,18 +66,25 @@ def insert(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
         found = conn.execute(
             "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, revoked_at, rehearsal) "
             "SELECT p.id, %s, %s, %s, CASE WHEN %s THEN now() END, %s FROM os_proposals p WHERE p.code = %s "
-            "RETURNING id", (account.id, level, sha, row.revoked, row.rehearsal, code)).fetchone()
+            "RETURNING id",
+            (account.id, level, sha, row.revoked, row.rehearsal, code),
+        ).fetchone()
         assert found is not None
-        SIGNERS.attach(conn, found["id"], SIGNERS.statement(conn, row.approver, level=level, package_sha256=sha,
-                                                            proposal=code), row.approver)
+        SIGNERS.attach(
+            conn,
+            found["id"],
+            SIGNERS.statement(conn, row.approver, level=level, package_sha256=sha, proposal=code),
+            row.approver,
+        )
 
 
 def judge(conn: psycopg.Connection[Any], rows: list[Row]) -> gate.Verdict:
     """Insert `rows`, evaluate the gate, and roll everything back."""
     try:
         insert(conn, rows)
-        return gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust,
-                             rehearsal=BOUND.get(conn.info.dbname))
+        return gate.evaluate(
+            conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust, rehearsal=BOUND.get(conn.info.dbname)
+        )
     finally:
         conn.rollback()
 
@@ -80,8 +96,11 @@ def databases(test_server: PgServer, unique: Any, tmp_path_factory: pytest.TempP
     for role, name in names.items():
         clones.create(test_server.admin, source=test_server.golden, name=name, wait=60)
         with connect(test_server.dsn(name), autocommit=True) as conn:
-            conn.execute("INSERT INTO os_proposals (code, title, package_sha256, status, created_at) "
-                         "VALUES ('OR-WITHDRAWN', 'an older seed', %s, 'withdrawn', now())", (PKG.sha256,))
+            conn.execute(
+                "INSERT INTO os_proposals (code, title, package_sha256, status, created_at) "
+                "VALUES ('OR-WITHDRAWN', 'an older seed', %s, 'withdrawn', now())",
+                (PKG.sha256,),
+            )
         if role == "production":
             with connect(test_server.admin, autocommit=True) as admin:
                 admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
@@ -137,16 +156,26 @@ def test_no_approval_gives_the_seed_reason(conns: dict[str, psycopg.Connection[A
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.builds(Row, approver=st.sampled_from(APPROVERS),
-                               level=st.none() | st.sampled_from(["L1", "L2", "L3", "L4", "L5"]),
-                               proposal=st.sampled_from(["active", "withdrawn"]),
-                               sha=st.sampled_from(["this", "other"]), revoked=st.booleans(),
-                               rehearsal=st.booleans()), max_size=5),
-       where=st.sampled_from(["clone", "production"]))
+@given(
+    rows=st.lists(
+        st.builds(
+            Row,
+            approver=st.sampled_from(APPROVERS),
+            level=st.none() | st.sampled_from(["L1", "L2", "L3", "L4", "L5"]),
+            proposal=st.sampled_from(["active", "withdrawn"]),
+            sha=st.sampled_from(["this", "other"]),
+            revoked=st.booleans(),
+            rehearsal=st.booleans(),
+        ),
+        max_size=5,
+    ),
+    where=st.sampled_from(["clone", "production"]),
+)
 @example(rows=[Row("l2", rehearsal=True)], where="production")
 @example(rows=[Row("l4", level="L2")], where="clone")
-def test_random_approval_sets_follow_the_policy(conns: dict[str, psycopg.Connection[Any]], rows: list[Row],
-                                                where: str) -> None:
+def test_random_approval_sets_follow_the_policy(
+    conns: dict[str, psycopg.Connection[Any]], rows: list[Row], where: str
+) -> None:
     verdict = judge(conns[where], rows)
     expected = sum(expected_valid(r, where == "clone") for r in rows)
     assert len(verdict.valid_approvals) == expected
@@ -157,8 +186,9 @@ def test_target_must_be_the_named_database(conns: dict[str, psycopg.Connection[A
     conn = conns["production"]
     try:
         insert(conn, [Row("l4")])
-        verdict = gate.evaluate(conn, PKG, confirm_db="directus", trust=SIGNERS.trust,
-                                rehearsal=BOUND[conn.info.dbname])
+        verdict = gate.evaluate(
+            conn, PKG, confirm_db="directus", trust=SIGNERS.trust, rehearsal=BOUND[conn.info.dbname]
+        )
     finally:
         conn.rollback()
     assert list(verdict.reasons) == ["target"] and "'directus'" in verdict.reasons["target"]
@@ -186,10 +216,12 @@ def test_mixed_state_blocks(conns: dict[str, psycopg.Connection[Any]]) -> None:
     assert verdict.state == "mixed" and "state" in verdict.reasons
 
 
-def test_lock_held_by_another_session_blocks(databases: dict[str, str], conns: dict[str, psycopg.Connection[Any]]) -> None:
+def test_lock_held_by_another_session_blocks(
+    databases: dict[str, str], conns: dict[str, psycopg.Connection[Any]]
+) -> None:
     with connect(databases["production"], autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
-        with snapshot(conns["production"]) as conn:
+        with consistent_read(conns["production"]) as conn:
             verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname)
     assert "lock" in verdict.reasons and "held by another executor" in verdict.reasons["lock"]
 
@@ -197,22 +229,33 @@ def test_lock_held_by_another_session_blocks(databases: dict[str, str], conns: d
 STATES = {
     "greenfield": [],
     "finalized": ["tiers"],
-    "finalized: an inventory of one collection": ["DELETE FROM os_collection_inventory WHERE collection <> 'kh_tags'",
-                                                  "tiers"],
+    "finalized: an inventory of one collection": [
+        "DELETE FROM os_collection_inventory WHERE collection <> 'kh_tags'",
+        "tiers",
+    ],
     "mixed: one axis": ["INSERT INTO os_collection_axes VALUES ('kh_tags', 'domain', 'documents')"],
-    "mixed: an inactive owner": ["INSERT INTO os_collection_owners (collection, owner_unit, proposal_id, approval_ids, "
-                                 "active) SELECT 'kh_tags', 'DOT', id, '{}', false FROM os_proposals WHERE code = "
-                                 "'OR-T3-OWNERSHIP-SEED'"],
+    "mixed: an inactive owner": [
+        "INSERT INTO os_collection_owners (collection, owner_unit, proposal_id, approval_ids, "
+        "active) SELECT 'kh_tags', 'DOT', id, '{}', false FROM os_proposals WHERE code = "
+        "'OR-T3-OWNERSHIP-SEED'"
+    ],
     "mixed: finalized but one owner": ["tiers", "DELETE FROM os_collection_owners WHERE collection = 'kh_tags'"],
     "mixed: finalized but one lifecycle": ["tiers", "DELETE FROM os_lifecycle_policies WHERE collection = 'kh_tags'"],
-    "mixed: finalized but the permissions": ["tiers", "DELETE FROM directus_permissions WHERE policy = "
-                                             "'75c09095-c4f0-5d33-aaa1-31764f52c0b5'"],
+    "mixed: finalized but the permissions": [
+        "tiers",
+        "DELETE FROM directus_permissions WHERE policy = '75c09095-c4f0-5d33-aaa1-31764f52c0b5'",
+    ],
     # No collection governed any more, so no owner is missing and no gap is left: the permissions
     # left behind are still a trace, not a finalized release.
-    "mixed: no inventory, the permissions left": ["tiers", "DELETE FROM os_collection_owners",
-                                                  "DELETE FROM os_collection_axes", "DELETE FROM os_label_rules",
-                                                  "DELETE FROM os_lifecycle_policies", "DELETE FROM os_event_bindings",
-                                                  "DELETE FROM os_collection_inventory"],
+    "mixed: no inventory, the permissions left": [
+        "tiers",
+        "DELETE FROM os_collection_owners",
+        "DELETE FROM os_collection_axes",
+        "DELETE FROM os_label_rules",
+        "DELETE FROM os_lifecycle_policies",
+        "DELETE FROM os_event_bindings",
+        "DELETE FROM os_collection_inventory",
+    ],
 }
 
 
@@ -221,8 +264,10 @@ def state_after(conn: psycopg.Connection[Any], case: str) -> str:
     try:
         for step in STATES[case]:
             if step == "tiers":
-                conn.execute("SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', "
-                             "'{1}', true)", (catalog.PROPOSAL_CODE,))
+                conn.execute(
+                    "SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', '{1}', true)",
+                    (catalog.PROPOSAL_CODE,),
+                )
                 for tier in PKG.tiers:
                     for statement in tier.deploy_statements:
                         conn.execute(statement.encode())
@@ -235,14 +280,22 @@ def state_after(conn: psycopg.Connection[Any], case: str) -> str:
 
 def test_finalized_is_a_note_not_a_reason(conns: dict[str, psycopg.Connection[Any]]) -> None:
     """The executor reads a finalized target as done (exit 0): the gate notes it, and notes nothing
-    of the state on a greenfield target."""
+    of the state on a greenfield target.
+    """
     conn = conns["production"]
-    evaluate = lambda: gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust,  # noqa: E731
-                                     rehearsal=BOUND[conn.info.dbname])
+    evaluate = lambda: gate.evaluate(
+        conn,
+        PKG,
+        confirm_db=conn.info.dbname,
+        trust=SIGNERS.trust,  # noqa: E731
+        rehearsal=BOUND[conn.info.dbname],
+    )
     assert not [n for n in evaluate().notes if n.startswith("state=")]
     try:
-        conn.execute("SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', '{1}', true)",
-                     (catalog.PROPOSAL_CODE,))
+        conn.execute(
+            "SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', '{1}', true)",
+            (catalog.PROPOSAL_CODE,),
+        )
         for tier in PKG.tiers:
             for statement in tier.deploy_statements:
                 conn.execute(statement.encode())

@@ -1,7 +1,8 @@
 """The gate's judgement of one approval (executor/gate.py approval_problem), case by case: every
 reason an approval does not count, and the cases that do count; then the signed statement of an
 approval (gate.statement_problem). Plain values and ssh-keygen, no database: the database side is
-tests/test_gate.py and tests/test_signatures.py; these tables are what the mutation run leans on."""
+tests/test_gate.py and tests/test_signatures.py; these tables are what the mutation run leans on.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +13,23 @@ from typing import Any
 
 import pytest
 
-from executor import gate, package, signatures
-from fixtures.testing import _keygen, signers
-from harness import catalog
-from invariants import metrics
+from oneroof.core import gate, metrics, package, signatures
+from oneroof.harness import catalog
+from tests.support.testing import _keygen, signers
 
 PKG = package.load()
-VALID = gate.Approval(id=1, proposal_code=PKG.proposal, proposal_status="pending", package_sha256=PKG.sha256,
-                      level="L4", revoked=False, rehearsal=False, user_status="active", approver_kind="human",
-                      approver_level="L4")
+VALID = gate.Approval(
+    id=1,
+    proposal_code=PKG.proposal,
+    proposal_status="pending",
+    package_sha256=PKG.sha256,
+    level="L4",
+    revoked=False,
+    rehearsal=False,
+    user_status="active",
+    approver_kind="human",
+    approver_level="L4",
+)
 L4_ONLY = dataclasses.replace(PKG, levels=("L4",))
 
 # (case, changes to the valid approval, on a marked clone, the package, the reason it does not count or None)
@@ -40,16 +49,38 @@ CASES = [
     ("unregistered-approver", {"approver_kind": None}, False, PKG, "approver is a unregistered account"),
     ("level-l3", {"level": "L3", "approver_level": "L3"}, False, PKG, "approver level L3 is not one of L2/L4"),
     ("level-l5", {"level": "L5", "approver_level": "L5"}, False, PKG, "approver level L5 is not one of L2/L4"),
-    ("level-not-in-package", {"level": "L2", "approver_level": "L2"}, False, L4_ONLY,
-     "approver level L2 is not one of L4"),
+    (
+        "level-not-in-package",
+        {"level": "L2", "approver_level": "L2"},
+        False,
+        L4_ONLY,
+        "approver level L2 is not one of L4",
+    ),
     ("claims-another-level", {"level": "L2"}, False, PKG, "claims level L2 but the approver is L4"),
     ("static-token", {"has_token": True}, False, PKG, "approver has a static token, so automation could act as them"),
     ("spent", {"spent": True}, False, PKG, "authorised a deployment that was rolled back since; ratify again"),
-    ("rehearsal-off-clone", {"rehearsal": True}, False, PKG, "a rehearsal approval on a database that is not a marked clone"),
+    (
+        "rehearsal-off-clone",
+        {"rehearsal": True},
+        False,
+        PKG,
+        "a rehearsal approval on a database that is not a marked clone",
+    ),
     ("created-by-its-approver", {"created_by": "u-1", "approver_id": "u-1"}, False, PKG, None),
-    ("created-by-someone-else", {"created_by": "u-2", "approver_id": "u-1"}, False, PKG,
-     "Directus shows it was created by user u-2, not by its approver"),
-    ("changed-after-creation", {"updates": 2}, False, PKG, "Directus shows it was changed after its creation (2 change(s))"),
+    (
+        "created-by-someone-else",
+        {"created_by": "u-2", "approver_id": "u-1"},
+        False,
+        PKG,
+        "Directus shows it was created by user u-2, not by its approver",
+    ),
+    (
+        "changed-after-creation",
+        {"updates": 2},
+        False,
+        PKG,
+        "Directus shows it was changed after its creation (2 change(s))",
+    ),
 ]
 
 
@@ -73,7 +104,7 @@ def test_verdict_is_open_only_without_reasons() -> None:
 
 # -- the signed statement of one approval (gate.statement_problem): plain values and ssh-keygen, no database
 
-NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 CLUSTER = "7301234567890123456"
 L4 = catalog.account("l4")
 SIGNED = dataclasses.replace(VALID, approver_id=str(L4.id), approver_email=L4.email)
@@ -81,21 +112,32 @@ SIGNED = dataclasses.replace(VALID, approver_id=str(L4.id), approver_email=L4.em
 
 def statement(key: str = "l4", **overrides: str) -> tuple[str, str]:
     """(bundle, nonce) of a statement by the L4 approver for database `directus` on CLUSTER, issued
-    five minutes before NOW for an hour, signed with the key of account `key`."""
-    fields = dict(package_sha256=PKG.sha256, proposal=PKG.proposal, approver_id=str(L4.id), approver_email=L4.email,
-                  level="L4", database="directus", system_identifier=CLUSTER)
-    made = signatures.Statement.new(**{**fields, **overrides}, valid_for=dt.timedelta(hours=1),
-                                    now=NOW - dt.timedelta(minutes=5))
-    return signatures.bundle(made, signatures.sign(made.message(), signers().keys.get(key, signers().outsider))), \
-        made.nonce
+    five minutes before NOW for an hour, signed with the key of account `key`.
+    """
+    fields = dict(
+        package_sha256=PKG.sha256,
+        proposal=PKG.proposal,
+        approver_id=str(L4.id),
+        approver_email=L4.email,
+        level="L4",
+        database="directus",
+        system_identifier=CLUSTER,
+    )
+    made = signatures.Statement.new(
+        **{**fields, **overrides}, valid_for=dt.timedelta(hours=1), now=NOW - dt.timedelta(minutes=5)
+    )
+    return signatures.bundle(
+        made, signatures.sign(made.message(), signers().keys.get(key, signers().outsider))
+    ), made.nonce
 
 
 def signing(**changes: Any) -> gate.Signing:
     return dataclasses.replace(gate.Signing(signers().trust, "directus", CLUSTER, NOW), **changes)
 
 
-def problem(texts: list[str], sign: gate.Signing | None = None, pkg: package.Package = PKG,
-            nonces: dict[str, int] | None = None) -> str | None:
+def problem(
+    texts: list[str], sign: gate.Signing | None = None, pkg: package.Package = PKG, nonces: dict[str, int] | None = None
+) -> str | None:
     approval = dataclasses.replace(SIGNED, statements=tuple(texts))
     return gate.statement_problem(approval, pkg, sign or signing(), {} if nonces is None else nonces)
 
@@ -113,17 +155,42 @@ def test_each_statement_that_does_not_count_says_why() -> None:
     fingerprint = signatures.key_fingerprint(signers().keys["l4"])
     cases = [
         ([], signing(), PKG, "no signed statement (the approver signs with `oneroof approve`)"),
-        ([text], signing(trust=None), PKG, "no allowed signers to verify its statement against: pass "
-                                           f"--allowed-signers FILE or set {signatures.ENV}"),
-        ([text], signing(), dataclasses.replace(PKG, sealer_key=fingerprint),
-         f"signed by {fingerprint}, the key that sealed the package (four eyes)"),
-        ([text], signing(sealers=frozenset({L4.email.lower()})), PKG,
-         f"its approver {L4.email} sealed the package (four eyes)"),
-        ([text], signing(spent_nonces=frozenset({nonce})), PKG,
-         "its statement authorised a deployment that was rolled back since; sign a new one"),
-        ([text], signing(now=NOW + dt.timedelta(hours=2)), PKG,
-         f"its statement expired at {signatures.utc(NOW + dt.timedelta(minutes=55))}"),
-        ([statement(database="other")[0]], signing(), PKG, "its statement is signed for database 'other', not 'directus'"),
+        (
+            [text],
+            signing(trust=None),
+            PKG,
+            f"no allowed signers to verify its statement against: pass --allowed-signers FILE or set {signatures.ENV}",
+        ),
+        (
+            [text],
+            signing(),
+            dataclasses.replace(PKG, sealer_key=fingerprint),
+            f"signed by {fingerprint}, the key that sealed the package (four eyes)",
+        ),
+        (
+            [text],
+            signing(sealers=frozenset({L4.email.lower()})),
+            PKG,
+            f"its approver {L4.email} sealed the package (four eyes)",
+        ),
+        (
+            [text],
+            signing(spent_nonces=frozenset({nonce})),
+            PKG,
+            "its statement authorised a deployment that was rolled back since; sign a new one",
+        ),
+        (
+            [text],
+            signing(now=NOW + dt.timedelta(hours=2)),
+            PKG,
+            f"its statement expired at {signatures.utc(NOW + dt.timedelta(minutes=55))}",
+        ),
+        (
+            [statement(database="other")[0]],
+            signing(),
+            PKG,
+            "its statement is signed for database 'other', not 'directus'",
+        ),
     ]
     for texts, sign, pkg, reason in cases:
         assert problem(texts, sign, pkg) == reason
@@ -140,12 +207,22 @@ def test_one_good_statement_among_bad_ones_counts(tmp_path: Path) -> None:
     # An approver with two keys, one of which sealed the package: a statement signed with the other counts.
     second = _keygen(tmp_path / "second", L4.email)
     both = tmp_path / "allowed_signers"
-    both.write_text(signers().trust.path.read_text()
-                    + f"{L4.email} {' '.join(second.with_suffix('.pub').read_text().split()[:2])}\n")
+    both.write_text(
+        signers().trust.path.read_text()
+        + f"{L4.email} {' '.join(second.with_suffix('.pub').read_text().split()[:2])}\n"
+    )
     sealed = dataclasses.replace(PKG, sealer_key=signatures.key_fingerprint(signers().keys["l4"]))
-    made = signatures.Statement.new(package_sha256=PKG.sha256, proposal=PKG.proposal, approver_id=str(L4.id),
-                                    approver_email=L4.email, level="L4", database="directus", system_identifier=CLUSTER,
-                                    valid_for=dt.timedelta(hours=1), now=NOW - dt.timedelta(minutes=5))
+    made = signatures.Statement.new(
+        package_sha256=PKG.sha256,
+        proposal=PKG.proposal,
+        approver_id=str(L4.id),
+        approver_email=L4.email,
+        level="L4",
+        database="directus",
+        system_identifier=CLUSTER,
+        valid_for=dt.timedelta(hours=1),
+        now=NOW - dt.timedelta(minutes=5),
+    )
     other = signatures.bundle(made, signatures.sign(made.message(), second))
     trust = signing(trust=signatures.TrustRoot.load(both))
     assert problem([good], trust, sealed) is not None
@@ -156,18 +233,21 @@ def test_the_problems_of_several_statements_are_listed_once_each() -> None:
     other = statement(database="other")[0]
     assert problem([other, other]) == "its statement is signed for database 'other', not 'directus'"
     both = problem([other, statement(database="third")[0]])
-    assert both == ("its statement is signed for database 'other', not 'directus'; "
-                    "its statement is signed for database 'third', not 'directus'")
+    assert both == (
+        "its statement is signed for database 'other', not 'directus'; "
+        "its statement is signed for database 'third', not 'directus'"
+    )
 
 
 def test_statements_are_judged_at_this_machines_clock() -> None:
     assert gate.clock(NOW) == NOW
-    assert abs(gate.clock(None) - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(seconds=5)
+    assert abs(gate.clock(None) - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
 
 
 def test_what_the_gate_judged_cannot_be_altered_afterwards() -> None:
     """A verdict, an approval and a reading are frozen: nothing between the gate's judgement and the
-    release can change what it judged."""
+    release can change what it judged.
+    """
     verdict = gate.Verdict({}, (1,), "greenfield", 1)
     reading = metrics.Reading({"ospa": 0}, {})
     for value, field in ((verdict, "reasons"), (VALID, "revoked"), (reading, "metrics"), (signing(), "now")):

@@ -9,12 +9,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from executor import package
-from harness.db import connect
-from harness.errors import DatabaseExists
-from harness import catalog, golden
-from fixtures.testing import PgServer
-from invariants import metrics
+from oneroof.core import metrics, package
+from oneroof.harness import catalog, golden
+from oneroof.harness.db import connect
+from oneroof.harness.errors import DatabaseExists
+from tests.support.testing import PgServer
 
 SEED = {"ospa": 0, "own": 0, "gap": 210, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 0, "idle": 0}
 
@@ -71,8 +70,7 @@ def test_existing_database_is_not_overwritten(test_server: PgServer) -> None:
     assert read(test_server.dsn(test_server.golden)).fingerprint == before
 
 
-def test_replace_refuses_a_database_oneroof_did_not_build(test_server: PgServer, admin: Any,
-                                                          scratch_name: str) -> None:
+def test_replace_refuses_a_database_oneroof_did_not_build(test_server: PgServer, admin: Any, scratch_name: str) -> None:
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch_name)))
     with pytest.raises(DatabaseExists, match="not a golden database"):
         golden.build(test_server.admin, name=scratch_name, package_sha256="0" * 64, replace=True)
@@ -96,7 +94,8 @@ def test_accounts_cover_every_kind_of_approver(test_server: PgServer) -> None:
     with connect(test_server.dsn(test_server.golden)) as conn:
         rows = conn.execute(
             "SELECT a.kind, a.level, u.status, u.token IS NOT NULL AS has_token FROM os_approvers a "
-            "JOIN directus_users u ON u.id = a.user_id ORDER BY a.kind, a.level, u.status").fetchall()
+            "JOIN directus_users u ON u.id = a.user_id ORDER BY a.kind, a.level, u.status"
+        ).fetchall()
     humans = {r["level"] for r in rows if r["kind"] == "human" and r["status"] == "active"}
     assert humans == {"L1", "L2", "L3", "L4", "L5"}
     assert any(r["kind"] == "human" and r["status"] == "suspended" for r in rows)
@@ -106,20 +105,51 @@ def test_accounts_cover_every_kind_of_approver(test_server: PgServer) -> None:
 
 def test_directus_tables_use_directus_11_columns(test_server: PgServer) -> None:
     with connect(test_server.dsn(test_server.golden)) as conn:
-        columns = {(r["table_name"], r["column_name"]) for r in conn.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
-            "AND table_name LIKE 'directus\\_%'").fetchall()}
+        columns = {
+            (r["table_name"], r["column_name"])
+            for r in conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                "AND table_name LIKE 'directus\\_%'"
+            ).fetchall()
+        }
         migrations = conn.execute("SELECT count(*) AS n FROM directus_migrations").fetchone()
     assert ("directus_permissions", "policy") in columns
     assert ("directus_permissions", "role") not in columns  # Directus 10 shape
     assert {("directus_access", c) for c in ("role", "user", "policy")} <= columns
     assert migrations is not None and migrations["n"] > 80
     # Every system table of a Directus 11.3.5 bootstrap: Directus starts on the golden database.
-    assert {t for t, _ in columns} == {f"directus_{t}" for t in (
-        "access", "activity", "collections", "comments", "dashboards", "extensions", "fields", "files", "flows",
-        "folders", "migrations", "notifications", "operations", "panels", "permissions", "policies", "presets",
-        "relations", "revisions", "roles", "sessions", "settings", "shares", "translations", "users", "versions",
-        "webhooks")}
+    assert {t for t, _ in columns} == {
+        f"directus_{t}"
+        for t in (
+            "access",
+            "activity",
+            "collections",
+            "comments",
+            "dashboards",
+            "extensions",
+            "fields",
+            "files",
+            "flows",
+            "folders",
+            "migrations",
+            "notifications",
+            "operations",
+            "panels",
+            "permissions",
+            "policies",
+            "presets",
+            "relations",
+            "revisions",
+            "roles",
+            "sessions",
+            "settings",
+            "shares",
+            "translations",
+            "users",
+            "versions",
+            "webhooks",
+        )
+    }
 
 
 def test_governed_collections_are_registered_with_rows(test_server: PgServer) -> None:

@@ -1,12 +1,12 @@
 """Attacks on the gate from inside the database: shadow schemas and search paths, a temporary
 table, an overloaded built-in, a rollback with another package, a future-dated approval, roles
-without the release role's privileges; and a rollout that loses a race under the lock."""
+without the release role's privileges; and a rollout that loses a race under the lock.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +15,13 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from executor import gate, package, release
-from harness import catalog, clones
-from harness.db import SEARCH_PATH, connect, pin
-from harness.errors import Blocked, IntegrityError, MissingPrivilege, UnsafeSchema
-from fixtures.plugin import ROOT
-from fixtures.testing import PgServer, signers
-from tests.test_release import PKG, approve, reading
+from oneroof.core import gate, package
+from oneroof.executor import release
+from oneroof.harness import catalog, clones
+from oneroof.harness.db import SEARCH_PATH, connect, pin
+from oneroof.harness.errors import Blocked, IntegrityError, MissingPrivilege, UnsafeSchema
+from tests.support.release import PKG, approve, reading
+from tests.support.testing import ROOT, PgServer, signers
 
 Role = Callable[..., str]
 
@@ -37,7 +37,8 @@ def as_role(dsn: str, role: str) -> str:
 @pytest.fixture
 def make_role(test_server: PgServer, clone: clones.Clone, worker_id: str) -> Iterator[Role]:
     """make_role("reader", *grants) -> a login role of a unique name given `grants` on the clone
-    ({role} and {db} are filled in); dropped with everything it owns after the test."""
+    ({role} and {db} are filled in); dropped with everything it owns after the test.
+    """
     made: list[str] = []
 
     def make(kind: str, *grants: str) -> str:
@@ -66,8 +67,11 @@ def readme_grants() -> list[str]:
     return [s.replace("TO release", "TO {role}").replace("DATABASE directus", "DATABASE {db}") for s in statements]
 
 
-SELECT_ONLY = ("GRANT CONNECT ON DATABASE {db} TO {role}", "GRANT USAGE ON SCHEMA public TO {role}",
-               "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+SELECT_ONLY = (
+    "GRANT CONNECT ON DATABASE {db} TO {role}",
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+)
 ATTACKER = (*SELECT_ONLY, "GRANT CREATE ON DATABASE {db} TO {role}")
 
 
@@ -77,8 +81,10 @@ def ledger(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 # -- the release role ------------------------------------------------------------------------
 
+
 def test_the_readme_grants_are_enough_to_roll_out_and_back_and_cannot_approve(
-        oneroof: Any, clone: clones.Clone, clone_conn: Any, make_role: Role) -> None:
+    oneroof: Any, clone: clones.Clone, clone_conn: Any, make_role: Role
+) -> None:
     role = make_role("release", *readme_grants())
     dsn = as_role(clone.dsn, role)
     approve(clone_conn)
@@ -87,16 +93,20 @@ def test_the_readme_grants_are_enough_to_roll_out_and_back_and_cannot_approve(
     reverted = oneroof("rollback", "--dsn", dsn, "--confirm-db", clone.name, "--expect-sha256", PKG.sha256)
     assert reverted.returncode == 0 and reverted.stdout.startswith("REVERTED"), reverted.stdout + reverted.stderr
     with connect(dsn, autocommit=True) as conn:
-        for forge in ("INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
-                      "SELECT proposal_id, approver, level, package_sha256 FROM os_proposal_approvals",
-                      "UPDATE os_proposal_approvals SET revoked_at = NULL, approved_at = now()",
-                      "UPDATE directus_users SET status = 'active'", "UPDATE os_approvers SET level = 'L4'"):
+        for forge in (
+            "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
+            "SELECT proposal_id, approver, level, package_sha256 FROM os_proposal_approvals",
+            "UPDATE os_proposal_approvals SET revoked_at = NULL, approved_at = now()",
+            "UPDATE directus_users SET status = 'active'",
+            "UPDATE os_approvers SET level = 'L4'",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(forge)
 
 
 def test_a_select_only_role_reads_and_is_refused_before_the_gate_session(
-        oneroof: Any, clone: clones.Clone, clone_conn: Any, make_role: Role) -> None:
+    oneroof: Any, clone: clones.Clone, clone_conn: Any, make_role: Role
+) -> None:
     dsn = as_role(clone.dsn, make_role("reader", *SELECT_ONLY))
     assert oneroof("probe", "--dsn", dsn).returncode == 0
     assert oneroof("monitor", "--dsn", dsn).returncode == 3
@@ -106,8 +116,9 @@ def test_a_select_only_role_reads_and_is_refused_before_the_gate_session(
     before = reading(clone.dsn).fingerprint
     refused = oneroof("rollout", "--dsn", dsn, "--confirm-db", clone.name)
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert re.search(r"role 't_\w+_reader_\w+' lacks INSERT on directus_access and \d+ more that the rollout needs",
-                     refused.stderr), refused.stderr
+    assert re.search(
+        r"role 't_\w+_reader_\w+' lacks INSERT on directus_access and \d+ more that the rollout needs", refused.stderr
+    ), refused.stderr
     assert "gate session" not in refused.stderr and reading(clone.dsn).fingerprint == before
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False)
     finalized = reading(clone.dsn).fingerprint
@@ -134,10 +145,13 @@ def check_both(conn: psycopg.Connection[Any]) -> None:
 
 # -- the pinned schema -----------------------------------------------------------------------
 
-FORGED = ("CREATE TABLE {schema}.os_proposal_approvals (LIKE public.os_proposal_approvals INCLUDING DEFAULTS)",
-          "INSERT INTO {schema}.os_proposal_approvals (id, proposal_id, approver, level, package_sha256) "
-          "SELECT 1, id, %s, 'L4', package_sha256 FROM public.os_proposals WHERE code = %s",
-          "GRANT USAGE ON SCHEMA {schema} TO PUBLIC", "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO PUBLIC")
+FORGED = (
+    "CREATE TABLE {schema}.os_proposal_approvals (LIKE public.os_proposal_approvals INCLUDING DEFAULTS)",
+    "INSERT INTO {schema}.os_proposal_approvals (id, proposal_id, approver, level, package_sha256) "
+    "SELECT 1, id, %s, 'L4', package_sha256 FROM public.os_proposals WHERE code = %s",
+    "GRANT USAGE ON SCHEMA {schema} TO PUBLIC",
+    "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO PUBLIC",
+)
 
 
 def forge(dsn: str, schema: str) -> None:
@@ -150,8 +164,9 @@ def forge(dsn: str, schema: str) -> None:
 
 
 @pytest.mark.parametrize("where", ["user-schema", "role", "database", "PGOPTIONS", "dsn-options"])
-def test_a_shadow_schema_cannot_open_the_gate(oneroof: Any, test_server: PgServer, clone: clones.Clone,
-                                              clone_conn: Any, make_role: Role, where: str) -> None:
+def test_a_shadow_schema_cannot_open_the_gate(
+    oneroof: Any, test_server: PgServer, clone: clones.Clone, clone_conn: Any, make_role: Role, where: str
+) -> None:
     releaser = make_role("release", *readme_grants())
     attacker = make_role("attacker", *ATTACKER)
     schema = releaser if where == "user-schema" else "shadow"  # "$user" opens the release role's default path
@@ -172,7 +187,9 @@ def test_a_shadow_schema_cannot_open_the_gate(oneroof: Any, test_server: PgServe
         assert plain.execute("SELECT count(*) FROM os_proposal_approvals").fetchone() == (1,)
 
     monitor = oneroof("monitor", "--json", "--dsn", dsn, env=env)
-    assert monitor.returncode == 3 and '"reasons": ["valid approvals 0 < 1"]' in monitor.stdout, monitor.stdout + monitor.stderr
+    assert monitor.returncode == 3 and '"reasons": ["valid approvals 0 < 1"]' in monitor.stdout, (
+        monitor.stdout + monitor.stderr
+    )
     assert '"ospa": 0' in monitor.stdout
     rollout = oneroof("rollout", "--dsn", dsn, "--confirm-db", clone.name, env=env)
     assert rollout.returncode == 3 and rollout.stdout.startswith("BLOCKED: valid approvals 0 < 1"), rollout.stdout
@@ -181,15 +198,19 @@ def test_a_shadow_schema_cannot_open_the_gate(oneroof: Any, test_server: PgServe
 
 
 def test_a_temporary_table_does_not_shadow_the_approvals(clone: clones.Clone) -> None:
-    forged = ("CREATE TEMP TABLE os_proposal_approvals AS SELECT * FROM public.os_proposal_approvals",
-              "INSERT INTO pg_temp.os_proposal_approvals (id, proposal_id, approver, level, package_sha256, approved_at, "
-              "rehearsal) SELECT 1, id, %s, 'L4', package_sha256, now(), false FROM public.os_proposals WHERE code = %s")
+    forged = (
+        "CREATE TEMP TABLE os_proposal_approvals AS SELECT * FROM public.os_proposal_approvals",
+        "INSERT INTO pg_temp.os_proposal_approvals (id, proposal_id, approver, level, package_sha256, approved_at, "
+        "rehearsal) SELECT 1, id, %s, 'L4', package_sha256, now(), false FROM public.os_proposals WHERE code = %s",
+    )
     for pinned in (True, False):
         with connect(clone.dsn) as conn:
             if not pinned:  # what PostgreSQL does by default: pg_temp is searched first
-                conn.execute("SET search_path = \"$user\", public")
+                conn.execute('SET search_path = "$user", public')
             for statement in forged:
-                conn.execute(statement, (catalog.account("l4").id, catalog.PROPOSAL_CODE) if "%s" in statement else None)
+                conn.execute(
+                    statement, (catalog.account("l4").id, catalog.PROPOSAL_CODE) if "%s" in statement else None
+                )
             signers().attach(conn, 1, signers().statement(conn))  # a perfect forgery: signed, too
             verdict = gate.evaluate(conn, PKG, confirm_db=clone.name, trust=signers().trust)
             conn.rollback()
@@ -206,14 +227,17 @@ def test_a_search_path_the_startup_packet_did_not_set_is_set_and_checked(clone: 
         assert conn.execute("SHOW search_path").fetchone() == {"search_path": SEARCH_PATH}
 
 
-def test_an_overloaded_builtin_by_a_non_superuser_is_refused(oneroof: Any, clone: clones.Clone,
-                                                             make_role: Role) -> None:
+def test_an_overloaded_builtin_by_a_non_superuser_is_refused(
+    oneroof: Any, clone: clones.Clone, make_role: Role
+) -> None:
     attacker = make_role("attacker", *SELECT_ONLY, "GRANT CREATE ON SCHEMA public TO {role}")
     with psycopg.connect(as_role(clone.dsn, attacker), autocommit=True) as conn:
-        conn.execute("CREATE FUNCTION public.thirty_five(bigint, varchar) RETURNS bigint LANGUAGE sql "
-                     "AS 'SELECT 35::bigint'")
-        conn.execute("CREATE AGGREGATE public.count(varchar) (sfunc = public.thirty_five, stype = bigint, "
-                     "initcond = '35')")
+        conn.execute(
+            "CREATE FUNCTION public.thirty_five(bigint, varchar) RETURNS bigint LANGUAGE sql AS 'SELECT 35::bigint'"
+        )
+        conn.execute(
+            "CREATE AGGREGATE public.count(varchar) (sfunc = public.thirty_five, stype = bigint, initcond = '35')"
+        )
         # the attack is real: an exact match on varchar beats pg_catalog's count("any")
         conn.execute("SET search_path = pg_catalog, public")
         assert conn.execute("SELECT count(DISTINCT collection) FROM os_collection_axes").fetchone() == (35,)
@@ -226,12 +250,13 @@ def test_an_overloaded_builtin_by_a_non_superuser_is_refused(oneroof: Any, clone
 
 # -- rollback bound to the deployment --------------------------------------------------------
 
+
 @pytest.fixture
 def other_package(tmp_path: Path) -> Callable[[str, str, str], Path]:
     """A sealed copy of the package with one file changed."""
 
     def make(file: str, old: str, new: str) -> Path:
-        copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / f"copy-{secrets.token_hex(3)}"))
+        copy = package.bundle(package.DEFAULT_DIR, tmp_path / f"copy-{secrets.token_hex(3)}").path
         text = (copy / file).read_text()
         assert old in text
         (copy / file).write_text(text.replace(old, new, 1))
@@ -242,14 +267,19 @@ def other_package(tmp_path: Path) -> Callable[[str, str, str], Path]:
 
 
 @pytest.mark.parametrize("change", ["resealed-revert", "other-version"])
-def test_rollback_refuses_a_package_that_was_not_deployed(oneroof: Any, clone: clones.Clone, clone_conn: Any,
-                                                          other_package: Any, change: str) -> None:
+def test_rollback_refuses_a_package_that_was_not_deployed(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any, other_package: Any, change: str
+) -> None:
     approve(clone_conn)
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False)
     if change == "resealed-revert":  # its revert would forge an approval
-        copy = other_package("tier6_lifecycle.revert.sql", "DELETE", "INSERT INTO os_proposal_approvals (proposal_id, "
-                             "approver, level, package_sha256) SELECT id, approver, 'L4', package_sha256 FROM "
-                             "os_proposals, (SELECT approver FROM os_proposal_approvals LIMIT 1) AS a;\nDELETE")
+        copy = other_package(
+            "tier6_lifecycle.revert.sql",
+            "DELETE",
+            "INSERT INTO os_proposal_approvals (proposal_id, "
+            "approver, level, package_sha256) SELECT id, approver, 'L4', package_sha256 FROM "
+            "os_proposals, (SELECT approver FROM os_proposal_approvals LIMIT 1) AS a;\nDELETE",
+        )
     else:
         copy = other_package("manifest.toml", f'version = "{PKG.version}"', 'version = "9.9.9"')
     other = package.load(copy)
@@ -258,16 +288,28 @@ def test_rollback_refuses_a_package_that_was_not_deployed(oneroof: Any, clone: c
     result = oneroof("rollback", "--dsn", clone.dsn, "--confirm-db", clone.name, "--package", str(copy))
     assert result.returncode == 4, result.stdout + result.stderr
     assert f"is not the package the ledger records for the current deployment, {PKG.sha256}" in result.stderr
-    pinned = oneroof("rollback", "--dsn", clone.dsn, "--confirm-db", clone.name, "--package", str(copy),
-                     "--expect-sha256", PKG.sha256)
+    pinned = oneroof(
+        "rollback",
+        "--dsn",
+        clone.dsn,
+        "--confirm-db",
+        clone.name,
+        "--package",
+        str(copy),
+        "--expect-sha256",
+        PKG.sha256,
+    )
     assert pinned.returncode == 4 and "is not the pinned" in pinned.stderr
     assert reading(clone.dsn).fingerprint == before and ledger(clone_conn) == rows
-    assert oneroof("rollback", "--dsn", clone.dsn, "--confirm-db", clone.name,
-                   "--expect-sha256", PKG.sha256).returncode == 0
+    assert (
+        oneroof("rollback", "--dsn", clone.dsn, "--confirm-db", clone.name, "--expect-sha256", PKG.sha256).returncode
+        == 0
+    )
 
 
 def test_rollback_of_a_mixed_database_without_a_deployment_follows_the_proposal(
-        clone: clones.Clone, clone_conn: Any, other_package: Any) -> None:
+    clone: clones.Clone, clone_conn: Any, other_package: Any
+) -> None:
     clone_conn.execute("INSERT INTO os_collection_axes VALUES ('kh_tags', 'domain', 'documents')")  # by hand
     copy = package.load(other_package("manifest.toml", f'version = "{PKG.version}"', 'version = "9.9.9"'))
     with pytest.raises(IntegrityError, match=f"proposal {catalog.PROPOSAL_CODE} names"):
@@ -277,11 +319,18 @@ def test_rollback_of_a_mixed_database_without_a_deployment_follows_the_proposal(
 
 # -- approvals spent by the ledger -----------------------------------------------------------
 
+
 def test_a_future_dated_approval_is_spent_by_a_rollback(clone: clones.Clone, clone_conn: Any) -> None:
     approval = approve(clone_conn)
-    clone_conn.execute("UPDATE os_proposal_approvals SET approved_at = now() + interval '1 day' WHERE id = %s",
-                       (approval,))
-    assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False).action == "applied"
+    clone_conn.execute(
+        "UPDATE os_proposal_approvals SET approved_at = now() + interval '1 day' WHERE id = %s", (approval,)
+    )
+    assert (
+        release.rollout(
+            clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False
+        ).action
+        == "applied"
+    )
     assert release.rollback(clone.dsn, PKG, confirm_db=clone.name).action == "reverted"
     with pytest.raises(Blocked) as caught:
         release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False)
@@ -291,17 +340,30 @@ def test_a_future_dated_approval_is_spent_by_a_rollback(clone: clones.Clone, clo
 
 # -- under the lock --------------------------------------------------------------------------
 
-def test_a_rollout_that_lost_the_race_under_the_lock_says_already_finalized(clone: clones.Clone,
-                                                                            clone_conn: Any) -> None:
+
+def test_a_rollout_that_lost_the_race_under_the_lock_says_already_finalized(
+    clone: clones.Clone, clone_conn: Any
+) -> None:
     approve(clone_conn)
 
     def the_other_executor_wins(message: str) -> None:
         if message.startswith("taking the release lock"):
-            assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False,
-                                   audit=False).action == "applied"
+            assert (
+                release.rollout(
+                    clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False
+                ).action
+                == "applied"
+            )
 
-    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False,
-                              progress=the_other_executor_wins)
+    outcome = release.rollout(
+        clone.dsn,
+        PKG,
+        confirm_db=clone.name,
+        trust=signers().trust,
+        gate_session=False,
+        audit=False,
+        progress=the_other_executor_wins,
+    )
     assert outcome.action == "already-finalized"
     assert clone_conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 5}
 
@@ -316,11 +378,26 @@ def test_a_rollout_blocked_under_the_lock_locks_no_row(clone: clones.Clone, clon
 
     before = lockers(clone_conn)
     with pytest.raises(Blocked, match="revoked"):
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False, progress=revoke)
+        release.rollout(
+            clone.dsn,
+            PKG,
+            confirm_db=clone.name,
+            trust=signers().trust,
+            gate_session=False,
+            audit=False,
+            progress=revoke,
+        )
     assert lockers(clone_conn) == before  # the revocation's new row version has none either
 
 
 def lockers(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
     """The xmax of every row the gate's re-check would lock (a row lock writes its locker there)."""
-    return {table: [r["x"] for r in conn.execute(sql.SQL("SELECT xmax::text AS x FROM {} ORDER BY ctid").format(
-        sql.Identifier(table))).fetchall()] for table in release.ROW_LOCKED}
+    return {
+        table: [
+            r["x"]
+            for r in conn.execute(
+                sql.SQL("SELECT xmax::text AS x FROM {} ORDER BY ctid").format(sql.Identifier(table))
+            ).fetchall()
+        ]
+        for table in release.ROW_LOCKED
+    }

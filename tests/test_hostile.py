@@ -20,32 +20,50 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from psycopg import sql
 
-from executor import package
-from harness import catalog, clones, golden
-from harness.db import IDENTIFIER, connect
-from harness.errors import CloneError, UsageError
-from fixtures.plugin import ROOT
-from fixtures.testing import PgServer, database_settings
+from oneroof.core import package
+from oneroof.harness import catalog, clones, golden
+from oneroof.harness.db import IDENTIFIER, connect
+from oneroof.harness.errors import CloneError, UsageError
+from tests.support.testing import ROOT, PgServer, database_settings
 
 pytestmark = pytest.mark.proof
 PKG = package.load()
-HOSTILE = list("'\";\\$`%-. ()[]{}*/=\t\n?!#&|<>~^@,:+") + ["--", "/*", "*/", "$$", "$x$", "é", "ß", "İ", "Ω",
-                                                             "漢", "字", "🙂", "\u202e", "\u200b", "\ufeff"]
-FRAGMENTS = st.one_of(st.sampled_from(HOSTILE), st.characters(codec="utf-8", exclude_categories=("Cs",),
-                                                              exclude_characters="\x00"),
-                      st.sampled_from(["kh_tags", "DROP TABLE system_issues", "x", "a" * 20]))
+HOSTILE = list("'\";\\$`%-. ()[]{}*/=\t\n?!#&|<>~^@,:+") + [
+    "--",
+    "/*",
+    "*/",
+    "$$",
+    "$x$",
+    "é",
+    "ß",
+    "İ",
+    "Ω",
+    "漢",
+    "字",
+    "🙂",
+    "\u202e",
+    "\u200b",
+    "\ufeff",
+]
+FRAGMENTS = st.one_of(
+    st.sampled_from(HOSTILE),
+    st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
+    st.sampled_from(["kh_tags", "DROP TABLE system_issues", "x", "a" * 20]),
+)
 
 
 def names_of(min_size: int, max_bytes: int) -> st.SearchStrategy[str]:
     """Names made of hostile fragments, at most `max_bytes` bytes of UTF-8."""
-    return st.lists(FRAGMENTS, min_size=min_size, max_size=24).map("".join).filter(
-        lambda name: len(name.encode()) <= max_bytes)
+    return (
+        st.lists(FRAGMENTS, min_size=min_size, max_size=24)
+        .map("".join)
+        .filter(lambda name: len(name.encode()) <= max_bytes)
+    )
 
 
 def _fits(name: str) -> bool:
@@ -66,8 +84,15 @@ DATABASE_NAMES: dict[str, int] = {"hostile_inputs": 0, "got_through": 0}
 def cli(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
     env.update(PYTHONPATH=str(ROOT), ONEROOF_HOME=str(home))
-    return subprocess.run([sys.executable, "-m", "executor", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "oneroof.executor", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:
@@ -78,7 +103,9 @@ def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:
             rows = conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(name))).fetchone()
             meta = conn.execute(
                 "SELECT c.collection, (SELECT count(*) FROM directus_fields f WHERE f.collection = c.collection) AS n "
-                "FROM directus_collections c WHERE c.collection = %s", (name,)).fetchone()
+                "FROM directus_collections c WHERE c.collection = %s",
+                (name,),
+            ).fetchone()
             assert rows is not None and meta is not None, name
             found[name] = (int(rows["n"]), int(meta["n"]), str(meta["collection"]))
     return found
@@ -86,7 +113,8 @@ def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:
 
 def database_names(admin: str) -> set[str]:
     """The server's databases but those other xdist workers make and drop meanwhile (golden
-    builds in progress, clones of the golden database)."""
+    builds in progress, clones of the golden database).
+    """
     with connect(admin, autocommit=True) as conn:
         names = {r["datname"] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
     return {n for n in names if "__building_" not in n and "_clone_" not in n}
@@ -97,8 +125,9 @@ def database_names(admin: str) -> set[str]:
 @example(names=["a" * 63, "MixedCase", "semi;colon", "$$; SELECT 1; $$", "\u202eevil"])
 @example(names=["'''''", "%"])  # found by hypothesis: a '%' in a name was read as a placeholder
 @database_settings(0.5)
-def test_hostile_collection_names_round_trip(names: list[str], test_server: PgServer, tmp_path_factory: Any,
-                                             worker_id: str, figure: Any) -> None:
+def test_hostile_collection_names_round_trip(
+    names: list[str], test_server: PgServer, tmp_path_factory: Any, worker_id: str, figure: Any
+) -> None:
     home = tmp_path_factory.mktemp("home")
     name = f"oneroof_t_hostile_{worker_id}"
     RECORD["hostile_inputs"] += len(names)
@@ -175,11 +204,16 @@ def test_hostile_clone_names_are_refused_or_kept_exactly(name: str, test_server:
 
 
 @pytest.mark.parametrize("name", [INJECTION, "x; DROP DATABASE postgres", "Upper", "a" * 64, "é"])
-def test_the_command_line_refuses_a_hostile_database_name_in_one_line(name: str, test_server: PgServer,
-                                                                       tmp_path: Path) -> None:
+def test_the_command_line_refuses_a_hostile_database_name_in_one_line(
+    name: str, test_server: PgServer, tmp_path: Path
+) -> None:
     before = database_names(test_server.admin)
-    for args in (("clone", "create", "--from", test_server.golden, "--name", name),
-                 ("clone", "create", "--from", name), ("golden", "build", "--name", name), ("clone", "drop", name)):
+    for args in (
+        ("clone", "create", "--from", test_server.golden, "--name", name),
+        ("clone", "create", "--from", name),
+        ("golden", "build", "--name", name),
+        ("clone", "drop", name),
+    ):
         result = cli(tmp_path, *args, "--dsn", test_server.admin)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -191,6 +225,7 @@ def test_the_command_line_refuses_a_hostile_database_name_in_one_line(name: str,
 def test_the_golden_builder_refuses_a_collection_name_it_cannot_keep(name: str, test_server: PgServer) -> None:
     before = database_names(test_server.admin)
     with pytest.raises(UsageError, match="collection name"):
-        golden.build(test_server.admin, name="oneroof_t_never_built", package_sha256=PKG.sha256,
-                     extra_collections=(name,))
+        golden.build(
+            test_server.admin, name="oneroof_t_never_built", package_sha256=PKG.sha256, extra_collections=(name,)
+        )
     assert database_names(test_server.admin) == before

@@ -30,21 +30,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from psycopg import sql
 
-from executor import gate, package, rehearsal, release
-from harness import catalog, clones
-from harness.db import connect
-from harness.errors import Blocked, IntegrityError
-from harness.marks import CLONE_SETTING
-from fixtures.plugin import ROOT
-from fixtures.testing import PgServer, bound_evidence, database_settings, signers
-from tests.test_release import TRUST
-from tests.test_crash import ROLLBACK, ROLLOUT, advisory_locks, executor_env, holding, wait_gone, wait_until_blocked
+from oneroof.core import evidence as rehearsal
+from oneroof.core import gate, package
+from oneroof.executor import release
+from oneroof.harness import catalog, clones
+from oneroof.harness.db import connect
+from oneroof.harness.errors import Blocked, IntegrityError
+from oneroof.harness.marks import CLONE_SETTING
+from tests.support.crash import ROLLBACK, ROLLOUT, advisory_locks, executor_env, holding, wait_gone, wait_until_blocked
+from tests.support.release import TRUST
+from tests.support.testing import ROOT, PgServer, bound_evidence, database_settings, signers
 
 pytestmark = pytest.mark.proof
 PKG = package.load()
@@ -96,8 +96,12 @@ class ReleaseModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clone = clones.create(self.server.admin, source=self.server.golden,
-                                   name=clones.default_name(f"m_{secrets.token_hex(2)}"), wait=120)
+        self.clone = clones.create(
+            self.server.admin,
+            source=self.server.golden,
+            name=clones.default_name(f"m_{secrets.token_hex(2)}"),
+            wait=120,
+        )
         self.conn = connect(self.clone.dsn, autocommit=True, application_name="oneroof-test-model")
         self.state = "greenfield"
         self.approvals: list[Approval] = []
@@ -114,7 +118,8 @@ class ReleaseModel(RuleBasedStateMachine):
     def _rehearsal(self) -> Path:
         """Evidence that binds a rollout of the clone as it is now. Unmarked, the clone stands for
         production, whose rollout needs a rehearsal: the model hands one over for what production is
-        (the binding itself, and every way it fails, is tests/test_rehearsed.py's)."""
+        (the binding itself, and every way it fails, is tests/test_rehearsed.py's).
+        """
         return bound_evidence(self.clone.dsn, self.evidence)
 
     def _count_issues(self) -> int:
@@ -129,12 +134,20 @@ class ReleaseModel(RuleBasedStateMachine):
     # -- the policy, modelled -------------------------------------------------------------
     def _counts(self, a: Approval) -> bool:
         account = catalog.account(a.account)
-        return (a.sha == PKG.sha256 and not a.revoked and a.signed
-                and account.status == "active" and a.account not in self.suspended
-                and account.kind == "human" and account.level in ALLOWED_LEVELS and a.level == account.level
-                and account.token is None and a.account not in self.tokens
-                and a.tick > self.last_revert
-                and (not a.rehearsal or self.marked))
+        return (
+            a.sha == PKG.sha256
+            and not a.revoked
+            and a.signed
+            and account.status == "active"
+            and a.account not in self.suspended
+            and account.kind == "human"
+            and account.level in ALLOWED_LEVELS
+            and a.level == account.level
+            and account.token is None
+            and a.account not in self.tokens
+            and a.tick > self.last_revert
+            and (not a.rehearsal or self.marked)
+        )
 
     def _valid(self) -> list[int]:
         return [a.id for a in self.approvals if self._counts(a)]
@@ -162,7 +175,8 @@ class ReleaseModel(RuleBasedStateMachine):
         row = self.conn.execute(
             "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal) "
             "SELECT id, %s, %s, %s, %s FROM os_proposals WHERE code = %s RETURNING id",
-            (account.id, level, sha, rehearsal, catalog.PROPOSAL_CODE)).fetchone()
+            (account.id, level, sha, rehearsal, catalog.PROPOSAL_CODE),
+        ).fetchone()
         assert row is not None
         if signed:
             statement = signers().statement(self.conn, key, package_sha256=sha, level=str(level))
@@ -201,8 +215,9 @@ class ReleaseModel(RuleBasedStateMachine):
             if self.marked:
                 admin.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(name, setting))
             else:
-                admin.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(name, setting,
-                                                                              sql.Literal(self.clone.name)))
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} SET {} = {}").format(name, setting, sql.Literal(self.clone.name))
+                )
         self.marked = not self.marked
 
     @rule()
@@ -210,13 +225,27 @@ class ReleaseModel(RuleBasedStateMachine):
         self._step("rollout")
         valid = self._valid()
         if self.state == "finalized":
-            outcome = release.rollout(self.clone.dsn, PKG, confirm_db=self.clone.name, gate_session=False,
-                                      audit=False, trust=TRUST, rehearsal=rehearsal.load(self._rehearsal()))
+            outcome = release.rollout(
+                self.clone.dsn,
+                PKG,
+                confirm_db=self.clone.name,
+                gate_session=False,
+                audit=False,
+                trust=TRUST,
+                rehearsal=rehearsal.load(self._rehearsal()),
+            )
             assert outcome.action == "already-finalized"
             OUTCOMES["already-finalized"] = OUTCOMES.get("already-finalized", 0) + 1
         elif self.state == "greenfield" and self._open():
-            outcome = release.rollout(self.clone.dsn, PKG, confirm_db=self.clone.name, gate_session=False,
-                                      audit=False, trust=TRUST, rehearsal=rehearsal.load(self._rehearsal()))
+            outcome = release.rollout(
+                self.clone.dsn,
+                PKG,
+                confirm_db=self.clone.name,
+                gate_session=False,
+                audit=False,
+                trust=TRUST,
+                rehearsal=rehearsal.load(self._rehearsal()),
+            )
             assert outcome.action == "applied" and sorted(outcome.approvals) == valid
             rows = self.conn.execute("SELECT approval_ids FROM os_release_ledger ORDER BY id DESC LIMIT 5").fetchall()
             assert all(sorted(r["approval_ids"]) == valid for r in rows), rows
@@ -225,8 +254,15 @@ class ReleaseModel(RuleBasedStateMachine):
             OUTCOMES["applied"] = OUTCOMES.get("applied", 0) + 1
         else:
             with pytest.raises(Blocked):
-                release.rollout(self.clone.dsn, PKG, confirm_db=self.clone.name, gate_session=False, audit=False,
-                                trust=TRUST, rehearsal=rehearsal.load(self._rehearsal()))
+                release.rollout(
+                    self.clone.dsn,
+                    PKG,
+                    confirm_db=self.clone.name,
+                    gate_session=False,
+                    audit=False,
+                    trust=TRUST,
+                    rehearsal=rehearsal.load(self._rehearsal()),
+                )
             OUTCOMES["blocked"] = OUTCOMES.get("blocked", 0) + 1
 
     @rule()
@@ -250,33 +286,43 @@ class ReleaseModel(RuleBasedStateMachine):
         command = "rollout" if self.state == "greenfield" else "rollback"
         point = data.draw(st.sampled_from([p for p in (ROLLOUT if command == "rollout" else ROLLBACK) if p.table]))
         if command == "rollout":  # the release function itself: the CLI would first spend seconds in its gate session
-            args = [sys.executable, "-c", "import os, sys; from pathlib import Path; "
-                    "from executor import package, rehearsal, release, signatures; release.rollout(sys.argv[1], "
-                    "package.load(), confirm_db=sys.argv[2], gate_session=False, audit=False, "
-                    "trust=signatures.TrustRoot.load(Path(os.environ[signatures.ENV])), "
-                    "rehearsal=rehearsal.from_flag(None))"]
+            args = [
+                sys.executable,
+                "-c",
+                "import os, sys; from pathlib import Path; "
+                "from executor import package, rehearsal, release, signatures; release.rollout(sys.argv[1], "
+                "package.load(), confirm_db=sys.argv[2], gate_session=False, audit=False, "
+                "trust=signatures.TrustRoot.load(Path(os.environ[signatures.ENV])), "
+                "rehearsal=rehearsal.from_flag(None))",
+            ]
         else:
-            args = [sys.executable, "-m", "executor", "rollback", "--dsn"]
+            args = [sys.executable, "-m", "oneroof.executor", "rollback", "--dsn"]
         with connect(self.clone.dsn, autocommit=True, application_name="oneroof-test-observer") as observer:
             with holding(self.clone, point.lock) as blocker:
-                proc = subprocess.Popen([*args, self.clone.dsn, *(["--confirm-db"] if command == "rollback" else []),
-                                         self.clone.name], cwd=ROOT, stdout=subprocess.PIPE,
-                                        env={**executor_env(), rehearsal.ENV: str(self._rehearsal())},
-                                        stderr=subprocess.PIPE, text=True)
+                proc = subprocess.Popen(
+                    [*args, self.clone.dsn, *(["--confirm-db"] if command == "rollback" else []), self.clone.name],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    env={**executor_env(), rehearsal.ENV: str(self._rehearsal())},
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
                 wait_until_blocked(observer, proc, point, blocker.info.backend_pid)
                 proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=60)
             wait_gone(observer)
         OUTCOMES[f"{command} killed"] = OUTCOMES.get(f"{command} killed", 0) + 1
 
-    @rule(how=st.sampled_from(["flip-a-byte", "extra-file", "missing-file", "manifest-space"]),
-          which=st.integers(0, 2 * len(PKG.tiers) - 1))
+    @rule(
+        how=st.sampled_from(["flip-a-byte", "extra-file", "missing-file", "manifest-space"]),
+        which=st.integers(0, 2 * len(PKG.tiers) - 1),
+    )
     def tamper(self, how: str, which: int) -> None:
         """A tampered copy of the package is refused (exit 4) before the database is touched."""
         self._step(f"tamper:{how}")
         before = self._fingerprint()
         with tempfile.TemporaryDirectory(prefix="oneroof-tamper-") as tmp:
-            copy = Path(shutil.copytree(PKG.path, Path(tmp) / "pkg"))
+            copy = package.bundle(PKG.path, Path(tmp) / "pkg").path
             tier = PKG.tiers[which // 2]
             file = copy / (tier.deploy_file if which % 2 == 0 else tier.revert_file)
             if how == "flip-a-byte":
@@ -292,9 +338,25 @@ class ReleaseModel(RuleBasedStateMachine):
                 manifest.write_bytes(manifest.read_bytes() + b" ")
             with pytest.raises(IntegrityError):
                 package.load(copy)
-            proc = subprocess.run([sys.executable, "-m", "executor", "rollout", "--dsn", self.clone.dsn,
-                                   "--confirm-db", self.clone.name, "--package", str(copy)],
-                                  cwd=ROOT, env=executor_env(), capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "oneroof.executor",
+                    "rollout",
+                    "--dsn",
+                    self.clone.dsn,
+                    "--confirm-db",
+                    self.clone.name,
+                    "--package",
+                    str(copy),
+                ],
+                cwd=ROOT,
+                env=executor_env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         assert proc.returncode == 4, proc.stdout + proc.stderr
         assert self._fingerprint() == before
 
@@ -313,14 +375,16 @@ class ReleaseModel(RuleBasedStateMachine):
         if self.state == "finalized":
             self.conn.execute("DELETE FROM os_collection_axes WHERE collection = 'kh_tags' AND axis = 'domain'")
         else:
-            self.conn.execute("INSERT INTO os_collection_axes (collection, axis, value) "
-                              "VALUES ('kh_tags', 'domain', 'documents')")
+            self.conn.execute(
+                "INSERT INTO os_collection_axes (collection, axis, value) VALUES ('kh_tags', 'domain', 'documents')"
+            )
         self.state = "mixed"
         self.drifted = True
 
     # -- after every step -----------------------------------------------------------------
     def _fingerprint(self) -> str:
-        from invariants import metrics
+        from oneroof.core import metrics
+
         with connect(self.clone.dsn) as conn:
             return metrics.read(conn).fingerprint
 
@@ -330,16 +394,18 @@ class ReleaseModel(RuleBasedStateMachine):
             assert gate.state(conn) == self.state
             if self.state != "mixed":
                 with conn.transaction():
-                    release.check_figures(conn, release.FINALIZED if self.state == "finalized" else release.GREENFIELD,
-                                          self.state)
+                    release.check_figures(
+                        conn, release.FINALIZED if self.state == "finalized" else release.GREENFIELD, self.state
+                    )
         assert self._count_issues() == self.system_issues
 
     @invariant()
     def verdict_is_the_models(self) -> None:
         with connect(self.clone.dsn) as conn:
             conn.read_only = True
-            verdict = gate.evaluate(conn, PKG, confirm_db=self.clone.name, trust=TRUST,
-                                    rehearsal=rehearsal.load(self._rehearsal()))
+            verdict = gate.evaluate(
+                conn, PKG, confirm_db=self.clone.name, trust=TRUST, rehearsal=rehearsal.load(self._rehearsal())
+            )
             unbound = gate.evaluate(conn, PKG, confirm_db=self.clone.name, trust=TRUST).reasons.get("rehearsed")
             conn.rollback()
         assert (unbound is not None) == (not self.marked), unbound  # production needs its rehearsal, a clone not
@@ -366,15 +432,17 @@ class ReleaseModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             if self.state != "mixed":
-                code = release.run_stage(self.clone.dsn, self.state, expect_db=self.clone.name,
-                                         allowed_signers=signers().trust.path)
+                code = release.run_stage(
+                    self.clone.dsn, self.state, expect_db=self.clone.name, allowed_signers=signers().trust.path
+                )
                 assert code == 0, f"the {self.state} invariant stage failed (pytest exit {code})"
         finally:
             self.conn.close()
             shutil.rmtree(self.evidence, ignore_errors=True)
             with connect(self.server.admin, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(self.clone.name)))
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.clone.name))
+                )
 
 
 def test_the_release_follows_its_model(test_server: PgServer, figure: Any) -> None:
@@ -385,7 +453,9 @@ def test_the_release_follows_its_model(test_server: PgServer, figure: Any) -> No
     figure("steps", sum(STEPS.values()))
     figure("rules", ", ".join(f"{k} {v}" for k, v in sorted(STEPS.items())))
     figure("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(OUTCOMES.items())))
-    print(f"state machine: {sum(STEPS.values())} steps: {dict(sorted(STEPS.items()))}; {dict(sorted(OUTCOMES.items()))}")
+    print(
+        f"state machine: {sum(STEPS.values())} steps: {dict(sorted(STEPS.items()))}; {dict(sorted(OUTCOMES.items()))}"
+    )
     # A rule that silently stopped running fails here (every kind runs within the `ci` budget).
     ran = {name.split(":")[0] for name in STEPS}
     if sum(STEPS.values()) >= 100:

@@ -1,9 +1,9 @@
 """The release package: its hash, and every changed, missing or extra byte refused before the
-database is touched."""
+database is touched.
+"""
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,17 +12,21 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from executor import package
-from harness.errors import HashMismatch, IntegrityError, UsageError
+from oneroof.core import package
+from oneroof.harness.errors import HashMismatch, IntegrityError, UsageError
 
-FILES = sorted(p.relative_to(package.DEFAULT_DIR).as_posix() for p in package.DEFAULT_DIR.rglob("*") if p.is_file())
+# The checkout's layout: the release package in rollout/, its expected figures in the top-level snapshots/.
+FILES = sorted(
+    [p.relative_to(package.DEFAULT_DIR).as_posix() for p in package.DEFAULT_DIR.rglob("*") if p.is_file()]
+    + [f"snapshots/{p.name}" for p in package.snapshots_dir(package.DEFAULT_DIR).iterdir()]
+)
 PINNED = package.load().sha256
 
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     """A copy of the repository's package to damage."""
-    return Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "rollout"))
+    return package.bundle(package.DEFAULT_DIR, tmp_path / "rollout").path
 
 
 def test_hash_is_the_sha256_of_the_manifest_bytes() -> None:
@@ -31,13 +35,22 @@ def test_hash_is_the_sha256_of_the_manifest_bytes() -> None:
 
 def test_package_lists_tiers_two_to_six_with_deploy_and_revert() -> None:
     pkg = package.load(expect_sha256=PINNED)
-    assert [(t.number, t.name) for t in pkg.tiers] == [(2, "access"), (3, "ownership"), (4, "axes"),
-                                                       (5, "label_rules"), (6, "lifecycle")]
+    assert [(t.number, t.name) for t in pkg.tiers] == [
+        (2, "access"),
+        (3, "ownership"),
+        (4, "axes"),
+        (5, "label_rules"),
+        (6, "lifecycle"),
+    ]
     assert (pkg.min_approvals, pkg.levels) == (1, ("L2", "L4"))
-    assert set(FILES) == ({"manifest.toml"} | {t.deploy_file for t in pkg.tiers} | {t.revert_file for t in pkg.tiers}
-                          | set(pkg.snapshots))
-    assert pkg.snapshots == ("snapshots/test_baseline.ambr", "snapshots/test_finalized.ambr",
-                             "snapshots/test_greenfield.ambr")
+    assert set(FILES) == (
+        {"manifest.toml"} | {t.deploy_file for t in pkg.tiers} | {t.revert_file for t in pkg.tiers} | set(pkg.snapshots)
+    )
+    assert pkg.snapshots == (
+        "snapshots/test_baseline.ambr",
+        "snapshots/test_finalized.ambr",
+        "snapshots/test_greenfield.ambr",
+    )
 
 
 def test_changed_snapshot_is_refused_naming_both_hashes(copy: Path) -> None:
@@ -105,13 +118,25 @@ def test_pinned_hash_mismatch_is_refused() -> None:
         package.load(expect_sha256="0" * 64)
 
 
-@pytest.mark.parametrize("statement", [
-    "BEGIN;", "COMMIT;", "rollback;", "SAVEPOINT s1;", "START TRANSACTION;", "END;", "END WORK;",
-    "SELECT $$ ; $$; COMMIT;",  # a dollar-quoted string hides nothing from the parser
-    "SELECT E'\\''; COMMIT; SELECT '';",  # nor does an escaped quote
-    "DO 'BEGIN NULL; END';", "CALL release_everything();", "CREATE INDEX CONCURRENTLY i ON system_issues (code);",
-    "DROP TABLE system_issues;", "TRUNCATE os_release_ledger;",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "BEGIN;",
+        "COMMIT;",
+        "rollback;",
+        "SAVEPOINT s1;",
+        "START TRANSACTION;",
+        "END;",
+        "END WORK;",
+        "SELECT $$ ; $$; COMMIT;",  # a dollar-quoted string hides nothing from the parser
+        "SELECT E'\\''; COMMIT; SELECT '';",  # nor does an escaped quote
+        "DO 'BEGIN NULL; END';",
+        "CALL release_everything();",
+        "CREATE INDEX CONCURRENTLY i ON system_issues (code);",
+        "DROP TABLE system_issues;",
+        "TRUNCATE os_release_ledger;",
+    ],
+)
 def test_anything_but_data_statements_is_refused_at_verify_time(copy: Path, statement: str) -> None:
     target = copy / "tier4_axes.deploy.sql"
     target.write_text(target.read_text() + "\n" + statement + "\n")
@@ -128,9 +153,14 @@ def test_sql_that_does_not_parse_is_refused(copy: Path) -> None:
         package.load(copy)
 
 
-@pytest.mark.parametrize(("old", "new"), [("min_approvals = 1", "min_approvals = 0"),
-                                          ('levels = ["L2", "L4"]', 'levels = ["L2", "L3", "L4"]'),
-                                          ('levels = ["L2", "L4"]', "levels = []")])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("min_approvals = 1", "min_approvals = 0"),
+        ('levels = ["L2", "L4"]', 'levels = ["L2", "L3", "L4"]'),
+        ('levels = ["L2", "L4"]', "levels = []"),
+    ],
+)
 def test_a_package_cannot_lower_the_gate(copy: Path, old: str, new: str) -> None:
     manifest = copy / "manifest.toml"
     manifest.write_text(manifest.read_text().replace(old, new))
@@ -176,11 +206,15 @@ def test_flipping_any_byte_of_any_file_is_refused(data: Any) -> None:
         name, offset, mask = "manifest.toml", 0, 0x01
     else:
         name = data.draw(st.sampled_from(FILES), label="file")
-        size = (package.DEFAULT_DIR / name).stat().st_size
+        size = (
+            (package.DEFAULT_DIR.parent / name if name.startswith("snapshots/") else package.DEFAULT_DIR / name)
+            .stat()
+            .st_size
+        )
         offset = data.draw(st.integers(0, size - 1), label="offset")
         mask = data.draw(st.integers(1, 255), label="mask")
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(shutil.copytree(package.DEFAULT_DIR, Path(tmp) / "rollout"))
+        copy = package.bundle(package.DEFAULT_DIR, Path(tmp) / "rollout").path
         raw = bytearray((copy / name).read_bytes())
         raw[offset] ^= mask
         (copy / name).write_bytes(bytes(raw))

@@ -1,6 +1,7 @@
 """Races (proof): eight executors at once, and rollouts racing rollbacks, as real processes
 against a clone. Exactly one deployment at a time, never a mixed database, no duplicate ledger
-row, no lock left behind."""
+row, no lock left behind.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from executor import gate
-from harness import clones
-from harness.db import connect
-from fixtures.plugin import ROOT
-from fixtures.testing import signers
-from tests.test_release import FINAL, PKG, approve, reading
+from oneroof.core import gate
+from oneroof.harness import clones
+from oneroof.harness.db import connect
+from tests.support.release import FINAL, approve, reading
+from tests.support.testing import ROOT, signers
 
 pytestmark = pytest.mark.proof
 EXECUTORS = 8
@@ -31,8 +31,14 @@ GREENFIELD = {**FINAL, "own": 0, "gap": 210, "axis": 0}
 
 def start(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "ONEROOF_ALLOWED_SIGNERS": str(signers().trust.path)}  # the tests' trust root
-    return subprocess.Popen([sys.executable, "-m", "executor", *args], cwd=ROOT, text=True, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "oneroof.executor", *args],
+        cwd=ROOT,
+        text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(procs: list[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
@@ -49,11 +55,14 @@ def finish(procs: list[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
 
 def assert_clean(conn: psycopg.Connection[Any], dsn: str) -> str:
     """No release lock left, exactly greenfield or finalized, and a ledger of whole, alternating
-    deployments and reverts (tiers 2..6, then 6..2), without a duplicate row. Returns the state."""
+    deployments and reverts (tiers 2..6, then 6..2), without a duplicate row. Returns the state.
+    """
     for _ in range(100):  # a finished executor's session may take a moment to end on the server
-        held = conn.execute("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = %s::bigint::oid "
-                            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                            (gate.LOCK_KEY[1],)).fetchone()
+        held = conn.execute(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = %s::bigint::oid "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (gate.LOCK_KEY[1],),
+        ).fetchone()
         if held == {"n": 0}:
             break
         time.sleep(0.05)
@@ -75,13 +84,16 @@ def test_eight_executors_at_once_apply_exactly_once(clone: clones.Clone, clone_c
     results = finish([start("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name) for _ in range(EXECUTORS)])
     applied = [r for r in results if r[0] == 0 and r[1].startswith("APPLIED")]
     finalized = [r for r in results if r[0] == 0 and r[1].startswith("ALREADY-FINALIZED")]
-    held = [r for r in results if r[0] == 5 and "another executor holds the release lock" in r[2]
-            and " (pid " in r[2]]
+    held = [r for r in results if r[0] == 5 and "another executor holds the release lock" in r[2] and " (pid " in r[2]]
     assert len(applied) == 1, results
-    assert len(applied) + len(finalized) + len(held) == EXECUTORS, [r for r in results if r not in applied + finalized + held]
+    assert len(applied) + len(finalized) + len(held) == EXECUTORS, [
+        r for r in results if r not in applied + finalized + held
+    ]
     assert assert_clean(clone_conn, clone.dsn) == "finalized"
-    print(f"\n{EXECUTORS} concurrent executors: {len(applied)} applied, {len(held)} exit 5 (lock held), "
-          f"{len(finalized)} ALREADY-FINALIZED")
+    print(
+        f"\n{EXECUTORS} concurrent executors: {len(applied)} applied, {len(held)} exit 5 (lock held), "
+        f"{len(finalized)} ALREADY-FINALIZED"
+    )
 
 
 def test_rollouts_racing_rollbacks_end_in_one_state(clone: clones.Clone, clone_conn: Any) -> None:

@@ -2,7 +2,8 @@
 and under the release lock, against a database standing for production, on a server of the
 test's own where nothing else runs. No transaction id is assigned (the server's next xid does not
 move), the write counters of pg_stat_database and pg_stat_user_tables do not move, and every
-command's entry fingerprint equals its exit fingerprint."""
+command's entry fingerprint equals its exit fingerprint.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +15,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from executor import rehearsal, release
-from harness import clones, golden, server
-from harness.db import connect, with_dbname
-from harness.errors import Blocked
-from fixtures.plugin import ROOT
-from fixtures.testing import bound_evidence, signers
-from tests.test_release import PKG, approve
+from oneroof.core import evidence as rehearsal
+from oneroof.executor import release
+from oneroof.harness import clones, golden, server
+from oneroof.harness.db import connect, with_dbname
+from oneroof.harness.errors import Blocked
+from tests.support.release import PKG, approve
+from tests.support.testing import ROOT, bound_evidence, signers
 
 pytestmark = pytest.mark.proof
 PRODUCTION = "directus_standin"
@@ -43,7 +43,8 @@ FROM pg_stat_database AS d WHERE d.datname = current_database()
 @pytest.fixture(scope="module")
 def quiet() -> Iterator[str]:
     """A server of this module's own, autovacuum off (its ANALYZE would take transaction ids),
-    holding a golden database and an unmarked copy of it standing for production."""
+    holding a golden database and an unmarked copy of it standing for production.
+    """
     home = Path(tempfile.mkdtemp(prefix="oneroof-quiet-"))
     try:
         admin = server.start(home, fast=True, auth="trust").dsn()
@@ -64,11 +65,13 @@ def quiet() -> Iterator[str]:
 
 def counters(dsn: str) -> dict[str, int]:
     """The write counters and the next transaction id, once every other session has gone and
-    its statistics are flushed."""
+    its statistics are flushed.
+    """
     with psycopg.connect(dsn, autocommit=True) as conn:
         for _ in range(100):
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND pid <> pg_backend_pid()").fetchone()
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
             if row == (0,):
                 break
             time.sleep(0.05)
@@ -84,8 +87,15 @@ def counters(dsn: str) -> dict[str, int]:
 def oneroof(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
     env["ONEROOF_ALLOWED_SIGNERS"] = str(signers().trust.path)  # the tests' trust root
-    return subprocess.run([sys.executable, "-m", "executor", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "oneroof.executor", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 COMMANDS = {  # name: (arguments, exit code, the line proving entry == exit)
@@ -122,11 +132,18 @@ def test_a_rollout_blocked_under_the_lock_writes_nothing_but_the_revocation(quie
                 conn.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (approval,))
 
     with pytest.raises(Blocked, match="revoked") as caught:
-        release.rollout(quiet, PKG, confirm_db=PRODUCTION, trust=signers().trust, audit=False, progress=revoke,
-                        rehearsal=bound)
+        release.rollout(
+            quiet, PKG, confirm_db=PRODUCTION, trust=signers().trust, audit=False, progress=revoke, rehearsal=bound
+        )
     after = counters(quiet)
     # the revocation is the one transaction and the one row written; the rollout adds none
     assert {k: after[k] - before[k] for k in after} == {
-        "tup_inserted": 0, "tup_updated": 1, "tup_deleted": 0, "n_tup_ins": 0, "n_tup_upd": 1, "n_tup_del": 0,
-        "next_xid": 1}
+        "tup_inserted": 0,
+        "tup_updated": 1,
+        "tup_deleted": 0,
+        "n_tup_ins": 0,
+        "n_tup_upd": 1,
+        "n_tup_del": 0,
+        "next_xid": 1,
+    }
     assert caught.value.entry != caught.value.exit  # the revocation changed the approvals' digest

@@ -1,12 +1,12 @@
 """`oneroof rehearse` and the GO/NO-GO report: a full rehearsal, a broken package, the clone-only
-rehearsal approval, a report from stored evidence, --keep, and Ctrl-C."""
+rehearsal approval, a report from stored evidence, --keep, and Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,18 +17,24 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from executor import package, report
-from harness.db import connect
-from harness.errors import CloneError
-from executor.rehearse import Evidence, approve_rehearsal, rehearse
-from harness import clones
-from fixtures.plugin import ROOT
-from fixtures.testing import PgServer
-from invariants import metrics
+from oneroof.core import metrics, package
+from oneroof.executor import report
+from oneroof.executor.rehearse import Evidence, approve_rehearsal, rehearse
+from oneroof.harness import clones
+from oneroof.harness.db import connect
+from oneroof.harness.errors import CloneError
+from tests.support.testing import ROOT, PgServer
 
-SEED_ROWS = ["Production rollout executor", "Rollback executor", "Verification suite", "Gate monitor",
-             "Option 3 inert shadow", "Clone harness", "Human ratification gate",
-             "Production activation (tiers 2–6 in prod)"]
+SEED_ROWS = [
+    "Production rollout executor",
+    "Rollback executor",
+    "Verification suite",
+    "Gate monitor",
+    "Option 3 inert shadow",
+    "Clone harness",
+    "Human ratification gate",
+    "Production activation (tiers 2–6 in prod)",
+]
 
 
 def fingerprint(dsn: str) -> str:
@@ -41,8 +47,10 @@ def evidence_content(test_server: PgServer) -> dict[str, str]:
         return metrics.read_content(conn)
 
 
-UNBOUND = ("the rehearsal ran on a synthetic golden database, not on a snapshot of {!r}: rehearse on a fresh "
-           "snapshot (`oneroof rehearse --from PROD_DSN`) and pass its evidence with --rehearsal")
+UNBOUND = (
+    "the rehearsal ran on a synthetic golden database, not on a snapshot of {!r}: rehearse on a fresh "
+    "snapshot (`oneroof rehearse --from PROD_DSN`) and pass its evidence with --rehearsal"
+)
 
 
 def clones_of(test_server: PgServer, source: str) -> list[str]:
@@ -51,7 +59,8 @@ def clones_of(test_server: PgServer, source: str) -> list[str]:
 
 def production_copy(test_server: PgServer, name: str) -> str:
     """An unmarked, writable copy of the golden database standing in for production (a golden
-    database itself is never a rollout target, so its gate is not production's)."""
+    database itself is never a rollout target, so its gate is not production's).
+    """
     clones.create(test_server.admin, source=test_server.golden, name=name, wait=60)
     with connect(test_server.admin, autocommit=True) as admin:
         admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
@@ -73,29 +82,54 @@ def production(test_server: PgServer, unique: Any) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def full_run(test_server: PgServer, production: tuple[str, str],
-             tmp_path_factory: pytest.TempPathFactory) -> tuple[Evidence, Path, str]:
+def full_run(
+    test_server: PgServer, production: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Evidence, Path, str]:
     """One whole rehearsal on the session's golden database, reading a production stand-in's gate."""
     run_dir = tmp_path_factory.mktemp("rehearsal")
     golden_dsn = test_server.dsn(test_server.golden)
     before = fingerprint(golden_dsn)
-    evidence = rehearse(test_server.admin, run_dir=run_dir, golden_name=test_server.golden, prod_dsn=production[0],
-                        prod_db=production[1])
+    evidence = rehearse(
+        test_server.admin,
+        run_dir=run_dir,
+        golden_name=test_server.golden,
+        prod_dsn=production[0],
+        prod_db=production[1],
+    )
     return evidence, run_dir, before
 
 
-def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidence, Path, str],
-                                                         test_server: PgServer, production: tuple[str, str]) -> None:
+def test_full_rehearsal_is_go_and_production_stays_no_go(
+    full_run: tuple[Evidence, Path, str], test_server: PgServer, production: tuple[str, str]
+) -> None:
     evidence, run_dir, before = full_run
     assert evidence.ok, [(s.name, s.detail) for s in evidence.steps if not s.ok]
     assert [s.name for s in evidence.steps] == [
-        "package", "golden", "clone", "baseline", "monitor_blocked", "rollout_blocked", "approve", "monitor_open",
-        "content_before", "rollout", "content_after_rollout", "finalized", "rollback", "content_after_rollback",
-        "greenfield", "rollback_again", "drop_clone", "golden_intact"]
+        "package",
+        "golden",
+        "clone",
+        "baseline",
+        "monitor_blocked",
+        "rollout_blocked",
+        "approve",
+        "monitor_open",
+        "content_before",
+        "rollout",
+        "content_after_rollout",
+        "finalized",
+        "rollback",
+        "content_after_rollback",
+        "greenfield",
+        "rollback_again",
+        "drop_clone",
+        "golden_intact",
+    ]
     golden_content = evidence_content(test_server)
     assert len(golden_content) == 36 and golden_content["system_issues"].startswith("204556:")
     assert evidence.step("content_before").figures == {  # type: ignore[union-attr]
-        "tables": 36, "rows": sum(int(d.split(":")[0]) for d in golden_content.values())}
+        "tables": 36,
+        "rows": sum(int(d.split(":")[0]) for d in golden_content.values()),
+    }
     approve = evidence.step("approve")
     assert approve is not None and approve.figures["signed"] is True and approve.figures["key"].startswith("SHA256:")
     assert "signed with one-off key" in approve.detail and "trusted only on the clone" in approve.detail
@@ -104,24 +138,36 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(full_run: tuple[Evidenc
     rows = {r.component: r.status for r in report.matrix(evidence)}
     assert list(rows) == SEED_ROWS
     assert rows == {
-        "Production rollout executor": "GO — execution-proven, HELD at gate", "Rollback executor": "GO",
-        "Verification suite": "GO", "Gate monitor": "GO — live-validated", "Option 3 inert shadow": "NO-GO — REJECTED",
-        "Clone harness": "RETAINED", "Human ratification gate": "CLOSED — single blocker ospa=0.",
-        "Production activation (tiers 2–6 in prod)": "NO-GO"}
+        "Production rollout executor": "GO — execution-proven, HELD at gate",
+        "Rollback executor": "GO",
+        "Verification suite": "GO",
+        "Gate monitor": "GO — live-validated",
+        "Option 3 inert shadow": "NO-GO — REJECTED",
+        "Clone harness": "RETAINED",
+        "Human ratification gate": "CLOSED — single blocker ospa=0.",
+        "Production activation (tiers 2–6 in prod)": "NO-GO",
+    }
     # The stand-in is no snapshot's source: the synthetic golden's rehearsal binds no rollout there,
     # and the report says so beside the missing ratification.
     assert report.verdict(evidence) == {
         "release_readiness": "GO (engineering-complete, execution-proven)",
         "production_execution": "NO-GO until os_proposal_approvals ≥ 1; and this rehearsal does not bind the rollout: "
-                                f"{UNBOUND.format(production[1])}"}
+        f"{UNBOUND.format(production[1])}",
+    }
     assert list(evidence.production["blocked_by"]) == ["approvals", "rehearsed"]
     assert report.compliance(evidence).startswith(
         f"Zero production mutations. Entry==exit (db={production[1]}, ospa=0, own=0, gap=210, conflict=0, "
-        "gov_emit=0, inventory=35, axis=0, idle=0, system_issues=204,556)")
+        "gov_emit=0, inventory=35, axis=0, idle=0, system_issues=204,556)"
+    )
     assert evidence.clone not in clones_of(test_server, test_server.golden)
     assert fingerprint(test_server.dsn(test_server.golden)) == before
-    assert {p.name for p in run_dir.iterdir()} >= {"evidence.json", "junit-baseline.xml", "junit-finalized.xml",
-                                                  "junit-greenfield.xml", "junit-production-baseline.xml"}
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "evidence.json",
+        "junit-baseline.xml",
+        "junit-finalized.xml",
+        "junit-greenfield.xml",
+        "junit-production-baseline.xml",
+    }
     assert evidence.production is not None and evidence.production["baseline_exit"] == 0
     assert "Baseline reads validated live in prod" in report.matrix(evidence)[2].evidence
 
@@ -148,8 +194,9 @@ def test_report_renders_from_the_stored_evidence(oneroof: Any, full_run: tuple[E
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page must be self-contained"
 
 
-def test_a_failed_step_in_stored_evidence_turns_its_row_no_go(oneroof: Any, full_run: tuple[Evidence, Path, str],
-                                                              tmp_path: Path) -> None:
+def test_a_failed_step_in_stored_evidence_turns_its_row_no_go(
+    oneroof: Any, full_run: tuple[Evidence, Path, str], tmp_path: Path
+) -> None:
     _, run_dir, _ = full_run
     data = json.loads((run_dir / "evidence.json").read_text())
     rollback = next(s for s in data["steps"] if s["name"] == "rollback_again")
@@ -157,7 +204,10 @@ def test_a_failed_step_in_stored_evidence_turns_its_row_no_go(oneroof: Any, full
     (tmp_path / "evidence.json").write_text(json.dumps(data))
     rendered = json.loads(oneroof("report", "--run", str(tmp_path), "--format", "json").stdout)
     rows = {r["component"]: r for r in rendered["matrix"]}
-    assert rows["Rollback executor"]["status"] == "NO-GO" and "the second rollback did reverted" in rows["Rollback executor"]["evidence"]
+    assert (
+        rows["Rollback executor"]["status"] == "NO-GO"
+        and "the second rollback did reverted" in rows["Rollback executor"]["evidence"]
+    )
     assert rows["Production rollout executor"]["status"].startswith("GO")
     assert rendered["verdict"]["release_readiness"].startswith("NO-GO")
 
@@ -173,8 +223,9 @@ def other_golden(test_server: PgServer, unique: Any) -> Iterator[str]:
 
 
 def test_broken_package_fails_drops_the_clone_and_turns_the_executor_no_go(
-        test_server: PgServer, other_golden: str, tmp_path: Path) -> None:
-    broken = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "broken"))
+    test_server: PgServer, other_golden: str, tmp_path: Path
+) -> None:
+    broken = package.bundle(package.DEFAULT_DIR, tmp_path / "broken").path
     tier6 = broken / "tier6_lifecycle.deploy.sql"
     tier6.write_text(tier6.read_text().replace("'os_gov_events', false", "'os_gov_events', true"))
     package.seal(broken)
@@ -190,8 +241,9 @@ def test_broken_package_fails_drops_the_clone_and_turns_the_executor_no_go(
     assert report.verdict(evidence)["release_readiness"].startswith("NO-GO")
 
 
-def test_rehearsal_approval_is_refused_on_an_unmarked_database(test_server: PgServer, clone: clones.Clone,
-                                                                clone_conn: Any) -> None:
+def test_rehearsal_approval_is_refused_on_an_unmarked_database(
+    test_server: PgServer, clone: clones.Clone, clone_conn: Any
+) -> None:
     with connect(test_server.admin, autocommit=True) as admin:
         admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(clone.name)))
     with pytest.raises(CloneError, match="not a marked clone"):
@@ -199,10 +251,12 @@ def test_rehearsal_approval_is_refused_on_an_unmarked_database(test_server: PgSe
     assert clone_conn.execute("SELECT count(*) AS n FROM os_proposal_approvals").fetchone() == {"n": 0}
 
 
-def test_keep_keeps_the_clone_and_prints_its_dsn(oneroof: Any, test_server: PgServer, other_golden: str,
-                                                 tmp_path: Path) -> None:
-    result = oneroof("rehearse", "--keep", "--dsn", test_server.admin, "--golden", other_golden,
-                     "--runs-dir", str(tmp_path))
+def test_keep_keeps_the_clone_and_prints_its_dsn(
+    oneroof: Any, test_server: PgServer, other_golden: str, tmp_path: Path
+) -> None:
+    result = oneroof(
+        "rehearse", "--keep", "--dsn", test_server.admin, "--golden", other_golden, "--runs-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     kept = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("kept clone: ")]
     assert len(kept) == 1
@@ -213,9 +267,26 @@ def test_keep_keeps_the_clone_and_prints_its_dsn(oneroof: Any, test_server: PgSe
 
 def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_golden: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "executor", "rehearse", "--dsn", test_server.admin, "--golden",
-                             other_golden, "--runs-dir", str(tmp_path)], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oneroof.executor",
+            "rehearse",
+            "--dsn",
+            test_server.admin,
+            "--golden",
+            other_golden,
+            "--runs-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:
@@ -234,19 +305,25 @@ def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_g
     assert "baseline stage on the clone: interrupted (Ctrl-C)" in report.matrix(evidence)[2].evidence
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["--package", "/missing"], 2, "package directory /missing does not exist"),
-    (["--expect-sha256", "xyz"], 2, "--expect-sha256"),
-    (["--expect-sha256", "0" * 64], 4, "is not the pinned"),
-    (["--scale", "0"], 2, "--scale 0"),
-    (["--golden", "Bad-Name"], 2, "is not a valid identifier"),
-    (["--prod-dsn", "postgresql://u:pw@[::1/x"], 2, "cannot parse the DSN"),
-], ids=["missing-package", "bad-pin", "wrong-pin", "scale", "golden-name", "prod-dsn"])
-def test_bad_input_is_refused_before_anything_is_written(oneroof: Any, test_server: PgServer, tmp_path: Path,
-                                                        args: list[str], code: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--package", "/missing"], 2, "package directory /missing does not exist"),
+        (["--expect-sha256", "xyz"], 2, "--expect-sha256"),
+        (["--expect-sha256", "0" * 64], 4, "is not the pinned"),
+        (["--scale", "0"], 2, "--scale 0"),
+        (["--golden", "Bad-Name"], 2, "is not a valid identifier"),
+        (["--prod-dsn", "postgresql://u:pw@[::1/x"], 2, "cannot parse the DSN"),
+    ],
+    ids=["missing-package", "bad-pin", "wrong-pin", "scale", "golden-name", "prod-dsn"],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+    oneroof: Any, test_server: PgServer, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
     runs = tmp_path / "runs"
-    result = oneroof("rehearse", "--dsn", test_server.admin, "--golden", test_server.golden, "--runs-dir", str(runs),
-                     *args)
+    result = oneroof(
+        "rehearse", "--dsn", test_server.admin, "--golden", test_server.golden, "--runs-dir", str(runs), *args
+    )
     assert result.returncode == code, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
@@ -256,10 +333,16 @@ def test_bad_input_is_refused_before_anything_is_written(oneroof: Any, test_serv
 
 def test_a_rehearsal_that_stops_early_keeps_its_step_numbers(test_server: PgServer, tmp_path: Path) -> None:
     """Called as a function with a package that cannot load: one failure, the closing step keeps
-    its number, and no second failure about a golden fingerprint that was never due."""
+    its number, and no second failure about a golden fingerprint that was never due.
+    """
     lines: list[str] = []
-    evidence = rehearse(test_server.admin, run_dir=tmp_path, package_dir=tmp_path / "missing",
-                        golden_name=test_server.golden, progress=lines.append)
+    evidence = rehearse(
+        test_server.admin,
+        run_dir=tmp_path,
+        package_dir=tmp_path / "missing",
+        golden_name=test_server.golden,
+        progress=lines.append,
+    )
     assert [(s.name, s.ok) for s in evidence.steps] == [("package", False), ("drop_clone", True)]
     numbered = [line.split("]")[0] + "]" for line in lines if line.startswith("[")]
     assert numbered == ["[ 1/18]", "[17/18]", "[18/18]"], lines
@@ -268,27 +351,49 @@ def test_a_rehearsal_that_stops_early_keeps_its_step_numbers(test_server: PgServ
     assert rows["Clone harness"].evidence == "FAILED: not reached: clone, golden_intact"
 
 
-def test_production_baseline_agrees_with_an_auditors_plain_run(full_run: tuple[Evidence, Path, str],
-                                                                test_server: PgServer, unique: Any,
-                                                                tmp_path: Path) -> None:
+def test_production_baseline_agrees_with_an_auditors_plain_run(
+    full_run: tuple[Evidence, Path, str], test_server: PgServer, unique: Any, tmp_path: Path
+) -> None:
     """Production with an approval row that does not count (ospa=1, valid approvals 0): the
     rehearsal's production baseline fails [ospa] exactly as an auditor's `pytest -m baseline`
-    does, and the report keeps the two counts apart."""
-    from executor.rehearse import _production
+    does, and the report keeps the two counts apart.
+    """
+    from oneroof.executor.rehearse import _production
 
     name = unique("prod_ospa")
     dsn = production_copy(test_server, name)
     try:
         with connect(dsn, autocommit=True) as conn:
-            conn.execute("INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, revoked_at) "
-                         "SELECT p.id, a.user_id, a.level, p.package_sha256, now() FROM os_proposals p, os_approvers a "
-                         "WHERE a.kind = 'human' AND a.level = 'L4' LIMIT 1")
+            conn.execute(
+                "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, revoked_at) "
+                "SELECT p.id, a.user_id, a.level, p.package_sha256, now() FROM os_proposals p, os_approvers a "
+                "WHERE a.kind = 'human' AND a.level = 'L4' LIMIT 1"
+            )
         evidence = Evidence.from_json(json.loads(json.dumps(full_run[0].as_json())))
         _production(evidence, dsn, name, package.DEFAULT_DIR, None, lambda _m: None, 16, tmp_path)
-        auditor = subprocess.run([sys.executable, "-m", "pytest", "invariants", "-m", "baseline", "--dsn", dsn,
-                                  "--expect-db", name, "-p", "no:cacheprovider", "-rf"], cwd=ROOT, capture_output=True,
-                                 text=True, timeout=300, check=False,
-                                 env={k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))})
+        auditor = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "invariants",
+                "-m",
+                "baseline",
+                "--dsn",
+                dsn,
+                "--expect-db",
+                name,
+                "-p",
+                "no:cacheprovider",
+                "-rf",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))},
+        )
     finally:
         drop_database(test_server, name)
     prod = evidence.production
@@ -329,10 +434,12 @@ CONTENT_CHANGES = {
 
 
 @pytest.mark.parametrize("change", sorted(CONTENT_CHANGES))
-def test_a_content_change_during_the_rehearsal_is_no_go(test_server: PgServer, other_golden: str, tmp_path: Path,
-                                                         change: str) -> None:
+def test_a_content_change_during_the_rehearsal_is_no_go(
+    test_server: PgServer, other_golden: str, tmp_path: Path, change: str
+) -> None:
     """A row of system_issues or of a governed collection changed while the release ran: the
-    content digests before and after the rollout differ, and the rehearsal names the table."""
+    content digests before and after the rollout differ, and the rehearsal names the table.
+    """
     clone_name: list[str] = []
 
     def progress(message: str) -> None:
@@ -349,4 +456,6 @@ def test_a_content_change_during_the_rehearsal_is_no_go(test_server: PgServer, o
     assert [s.name for s in failed] == ["content_after_rollout"], [(s.name, s.detail) for s in failed]
     assert failed[0].figures["changed"] == [table] and f"content changed by the rollout: {table}" in failed[0].detail
     rows = {r.component: r for r in report.matrix(evidence)}
-    assert rows["Production rollout executor"].status == "NO-GO" and table in rows["Production rollout executor"].evidence
+    assert (
+        rows["Production rollout executor"].status == "NO-GO" and table in rows["Production rollout executor"].evidence
+    )

@@ -18,13 +18,15 @@ from typing import Any
 
 import pytest
 
-from executor import gate, package, rehearsal, report
-from executor.monitor import monitor
-from executor.rehearse import Evidence, rehearse
-from fixtures.testing import PgServer, signers
-from harness import catalog, clones
-from harness.db import connect, snapshot
-from tests.test_snapshot import Production, _drop, production_database
+from oneroof.core import evidence as rehearsal
+from oneroof.core import gate, package
+from oneroof.executor import report
+from oneroof.executor.monitor import monitor
+from oneroof.executor.rehearse import Evidence, rehearse
+from oneroof.harness import catalog, clones
+from oneroof.harness.db import connect, consistent_read
+from tests.support.production import Production, drop_database, production_database
+from tests.support.testing import PgServer, signers
 
 PKG = package.load()
 
@@ -32,8 +34,10 @@ PKG = package.load()
 @pytest.fixture(scope="module", autouse=True)
 def rehearsal_server_of_17_or_later(test_server: PgServer) -> None:
     if test_server.version < 17:
-        pytest.skip(f"a snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
-                    f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)")
+        pytest.skip(
+            f"a snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
+            f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)"
+        )
 
 
 @pytest.fixture
@@ -45,21 +49,37 @@ def production(worker_id: str) -> Iterator[Production]:
 
 def test_the_bound_tables_are_what_the_package_reads_or_writes_but_the_approvals() -> None:
     tables = rehearsal.bound_tables(PKG)
-    assert {"directus_permissions", "directus_policies", "directus_access", "directus_roles", "directus_fields",
-            "directus_collections", "os_collection_inventory", "os_collection_owners", "os_collection_axes",
-            "os_label_rules", "os_lifecycle_policies", "os_event_bindings", "os_proposals"} <= set(tables)
+    assert {
+        "directus_permissions",
+        "directus_policies",
+        "directus_access",
+        "directus_roles",
+        "directus_fields",
+        "directus_collections",
+        "os_collection_inventory",
+        "os_collection_owners",
+        "os_collection_axes",
+        "os_label_rules",
+        "os_lifecycle_policies",
+        "os_event_bindings",
+        "os_proposals",
+    } <= set(tables)
     assert not set(tables) & {"os_proposal_approvals", "directus_comments", "directus_activity"}
     assert list(tables) == sorted(tables)
     # A tier that reads more is bound to more, by the parser; but never to the approvals.
-    first = replace(PKG.tiers[0], deploy=PKG.tiers[0].deploy + "\nSELECT 1 FROM os_owner_units JOIN "
-                    "os_proposal_approvals ON true JOIN directus_comments ON true WHERE EXISTS (SELECT 1 FROM x);")
+    first = replace(
+        PKG.tiers[0],
+        deploy=PKG.tiers[0].deploy + "\nSELECT 1 FROM os_owner_units JOIN "
+        "os_proposal_approvals ON true JOIN directus_comments ON true WHERE EXISTS (SELECT 1 FROM x);",
+    )
     more = rehearsal.bound_tables(replace(PKG, tiers=(first, *PKG.tiers[1:])))
     assert set(more) - set(tables) == {"os_owner_units", "x"}
 
 
 def judged(path: Path, dsn: str) -> tuple[str, str, str]:
     """The report of the rehearsal at `path` with production's gate read now, with that evidence:
-    (production execution verdict, status and text of the production activation row)."""
+    (production execution verdict, status and text of the production activation row).
+    """
     evidence = Evidence.from_json(json.loads(path.read_text()))
     read = monitor(dsn, PKG.path, trust=signers().trust, rehearsal=rehearsal.load(path))
     evidence.production = {**(evidence.production or {}), **read.as_json()}
@@ -67,14 +87,15 @@ def judged(path: Path, dsn: str) -> tuple[str, str, str]:
     return report.verdict(evidence)["production_execution"], row.status, row.evidence
 
 
-def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Production, test_server: PgServer,
-                                                           unique: Any, oneroof: Any, tmp_path: Path) -> None:
+def test_a_rollout_on_production_is_bound_to_its_rehearsal(
+    production: Production, test_server: PgServer, unique: Any, oneroof: Any, tmp_path: Path
+) -> None:
     name = unique("bound")
     run = tmp_path / "run"
     try:
         evidence = rehearse(test_server.admin, run_dir=run, golden_name=name, snapshot_from=production.dsn)
     finally:
-        _drop(test_server.admin, name)
+        drop_database(test_server.admin, name)
     assert evidence.ok, [(s.name, s.detail) for s in evidence.steps if not s.ok]
     path = run / "evidence.json"
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -90,7 +111,9 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Productio
 
     assert judged(path, dsn) == (
         "GO: a human has ratified; run the gated executor with this evidence (--rehearsal)",
-        "GO — press the button", f"oneroof rollout --confirm-db {db} --rehearsal evidence.json")
+        "GO — press the button",
+        f"oneroof rollout --confirm-db {db} --rehearsal evidence.json",
+    )
     without = oneroof("rollout", "--dsn", dsn, "--confirm-db", db)
     assert without.returncode == 3, without.stdout + without.stderr
     assert "BLOCKED: no rehearsal evidence" in without.stdout and "entry == exit: yes" in without.stdout
@@ -110,24 +133,31 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Productio
         listed = conn.execute("SELECT collection, domain FROM os_collection_inventory ORDER BY 1 LIMIT 1").fetchone()
         assert permission is not None and listed is not None
         conn.execute("UPDATE directus_permissions SET fields = 'id,title' WHERE id = %s", (permission["id"],))
-        conn.execute("UPDATE os_collection_inventory SET domain = 'moved' WHERE collection = %s",
-                     (listed["collection"],))
+        conn.execute(
+            "UPDATE os_collection_inventory SET domain = 'moved' WHERE collection = %s", (listed["collection"],)
+        )
     verdict, status, _ = judged(path, dsn)
     assert status == "NO-GO" and verdict.startswith(
         "NO-GO: a human has ratified, but this rehearsal does not bind the rollout: production changed since the "
-        "rehearsal: directus_permissions, os_collection_inventory")
+        "rehearsal: directus_permissions, os_collection_inventory"
+    )
     changed = oneroof("rollout", "--dsn", dsn, "--confirm-db", db, "--rehearsal", str(path))
     assert changed.returncode == 3, changed.stdout + changed.stderr
-    assert ("BLOCKED: production changed since the rehearsal: directus_permissions, os_collection_inventory "
-            f"(snapshot of {evidence.golden_provenance['taken_at']}); snapshot and rehearse again") in changed.stdout
+    assert (
+        "BLOCKED: production changed since the rehearsal: directus_permissions, os_collection_inventory "
+        f"(snapshot of {evidence.golden_provenance['taken_at']}); snapshot and rehearse again"
+    ) in changed.stdout
     assert "entry == exit: yes" in changed.stdout
 
     # Put back exactly as it was, and a second human approves: approvals are no change to production.
     with connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE directus_permissions SET fields = %s WHERE id = %s",
-                     (permission["fields"], permission["id"]))
-        conn.execute("UPDATE os_collection_inventory SET domain = %s WHERE collection = %s",
-                     (listed["domain"], listed["collection"]))
+        conn.execute(
+            "UPDATE directus_permissions SET fields = %s WHERE id = %s", (permission["fields"], permission["id"])
+        )
+        conn.execute(
+            "UPDATE os_collection_inventory SET domain = %s WHERE collection = %s",
+            (listed["domain"], listed["collection"]),
+        )
         signers().approve(conn, "l2")
     applied = oneroof("rollout", "--dsn", dsn, "--confirm-db", db, "--rehearsal", str(path))
     assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -141,20 +171,27 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(production: Productio
 
 def _evidence(database: str, cluster: str | None, **changes: Any) -> rehearsal.Rehearsal:
     """A rehearsal that would bind `database` on `cluster` but for `changes` (as a forger or a
-    careless operator would hand one in)."""
+    careless operator would hand one in).
+    """
     data: dict[str, Any] = {
-        "package": {"sha256": PKG.sha256}, "started_at": "2026-11-26T00:00:00+00:00",
+        "package": {"sha256": PKG.sha256},
+        "started_at": "2026-11-26T00:00:00+00:00",
         "steps": [{"name": step, "ok": True} for step in rehearsal.REQUIRED_STEPS],
-        "golden_provenance": {"kind": "production snapshot", "database": database, "system_identifier": cluster,
-                              "taken_at": "2026-11-26T00:00:00+00:00"},
-        "bound": {"tables": {}}}
+        "golden_provenance": {
+            "kind": "production snapshot",
+            "database": database,
+            "system_identifier": cluster,
+            "taken_at": "2026-11-26T00:00:00+00:00",
+        },
+        "bound": {"tables": {}},
+    }
     for key, value in changes.items():
         data[key] = value
     return rehearsal.from_evidence(data, "/runs/evidence.json", "0" * 64)
 
 
 def test_each_evidence_that_does_not_bind_says_why(production: Production, test_server: PgServer) -> None:
-    with connect(production.dsn) as conn, snapshot(conn):
+    with connect(production.dsn) as conn, consistent_read(conn):
         cluster = gate.system_identifier(conn)
         db = production.name
         assert cluster is not None
@@ -169,12 +206,15 @@ def test_each_evidence_that_does_not_bind_says_why(production: Production, test_
             # the file's own `ok` is not read: GO is recomputed from the steps
             "is not GO (step rollout failed)": _evidence(db, cluster, steps=steps, ok=True),
             "is not GO (it has no step greenfield)": _evidence(
-                db, cluster, steps=[{"name": n, "ok": True} for n in rehearsal.REQUIRED_STEPS if n != "greenfield"]),
+                db, cluster, steps=[{"name": n, "ok": True} for n in rehearsal.REQUIRED_STEPS if n != "greenfield"]
+            ),
             "is not GO (it was interrupted)": _evidence(db, cluster, interrupted=True),
-            f"was of package {'1' * 12}, not this package {PKG.sha256[:12]}":
-                _evidence(db, cluster, package={"sha256": "1" * 64}),
-            f"ran on a synthetic golden database, not on a snapshot of {db!r}":
-                _evidence(db, cluster, golden_provenance={"kind": "synthetic"}),
+            f"was of package {'1' * 12}, not this package {PKG.sha256[:12]}": _evidence(
+                db, cluster, package={"sha256": "1" * 64}
+            ),
+            f"ran on a synthetic golden database, not on a snapshot of {db!r}": _evidence(
+                db, cluster, golden_provenance={"kind": "synthetic"}
+            ),
             f"ran on a snapshot of 'directus', not of {db!r}": _evidence("directus", cluster),
             f"on cluster 7, not on this cluster {cluster}": _evidence(db, "7"),
             "production changed since the rehearsal: directus_access, directus_collections": _evidence(db, cluster),
@@ -187,12 +227,13 @@ def test_each_evidence_that_does_not_bind_says_why(production: Production, test_
         assert gate.evaluate(conn, PKG, confirm_db=db, rehearsal=exact).rehearsal_sha256 == "0" * 64
         off_by_one = dict(bound, os_proposals=bound["os_proposals"].replace(":", ":0", 1))
         assert why(replace(exact, tables=off_by_one)).startswith(
-            "production changed since the rehearsal: os_proposals (snapshot of 2026-11-26T00:00:00+00:00)")
+            "production changed since the rehearsal: os_proposals (snapshot of 2026-11-26T00:00:00+00:00)"
+        )
 
     # A marked clone needs no rehearsal: it is where rehearsals happen.
     made = clones.create(test_server.admin, source=test_server.golden, wait=60)
     try:
-        with connect(made.dsn) as conn, snapshot(conn):
+        with connect(made.dsn) as conn, consistent_read(conn):
             plain = gate.evaluate(conn, PKG, confirm_db=made.name)
             given = gate.evaluate(conn, PKG, confirm_db=made.name, rehearsal=_evidence(db, cluster))
         assert "rehearsed" not in plain.reasons and "rehearsed" not in given.reasons
@@ -205,18 +246,18 @@ def test_each_evidence_that_does_not_bind_says_why(production: Production, test_
 def test_the_digest_does_not_depend_on_the_session(production: Production) -> None:
     """Production and its copy may run with other time zones and output styles: the digest pins them."""
     tables = rehearsal.bound_tables(PKG) + ("os_release_ledger", "directus_users")
-    with connect(production.dsn) as conn, snapshot(conn):
+    with connect(production.dsn) as conn, consistent_read(conn):
         plain = rehearsal.digests(conn, tables)
     odd = "-c TimeZone=Pacific/Chatham -c DateStyle=SQL,DMY -c IntervalStyle=iso_8601 -c extra_float_digits=-3"
-    with connect(production.dsn + f" options='{odd}'") as conn, snapshot(conn):
+    with connect(production.dsn + f" options='{odd}'") as conn, consistent_read(conn):
         assert rehearsal.digests(conn, tables) == plain
         assert conn.execute("SELECT current_setting('TimeZone') AS tz").fetchone() == {"tz": "Pacific/Chatham"}
     with connect(production.dsn, autocommit=True) as conn:  # a secret column is not digested, a login is
         conn.execute("UPDATE directus_users SET password = 'other', token = NULL")
-        with snapshot(conn):
+        with consistent_read(conn):
             assert rehearsal.digests(conn, tables) == plain
         conn.execute("UPDATE directus_users SET email = upper(email) WHERE id = %s", (catalog.account("l4").id,))
-        with snapshot(conn):
+        with consistent_read(conn):
             assert [t for t in tables if rehearsal.digests(conn, tables)[t] != plain[t]] == ["directus_users"]
 
 

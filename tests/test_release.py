@@ -1,41 +1,25 @@
 """The gated executor end to end on clones: blocked, applied, idempotent, revoked under the
-lock, two executors at once, a broken tier, and the monitor's verdicts."""
+lock, two executors at once, a broken tier, and the monitor's verdicts.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from executor import gate, package, release
-from harness.db import connect
-from harness.errors import Blocked, InvariantFailed, LockHeld
-from harness import catalog, clones
-from fixtures.plugin import ROOT
-from fixtures.testing import signers
-from invariants import metrics
-
-PKG = package.load()
-TRUST = signers().trust
-FINAL = {"ospa": 1, "own": 35, "gap": 0, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 35, "idle": 0,
-         "system_issues": 204_556}
-
-
-def approve(conn: psycopg.Connection[Any], key: str = "l4", sha: str = PKG.sha256, rehearsal: bool = False) -> int:
-    """Record a signed approval as a human would with `oneroof approve`; returns its id."""
-    return signers().approve(conn, key, sha=sha, rehearsal=rehearsal)
-
-
-def reading(dsn: str) -> metrics.Reading:
-    with connect(dsn) as conn:
-        return metrics.read(conn)
+from oneroof.core import gate, metrics, package
+from oneroof.executor import release
+from oneroof.harness import catalog, clones
+from oneroof.harness.db import connect
+from oneroof.harness.errors import Blocked, InvariantFailed, LockHeld
+from tests.support.release import FINAL, PKG, TRUST, approve, reading
+from tests.support.testing import ROOT
 
 
 def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones.Clone) -> None:
@@ -55,9 +39,13 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
     assert (outcome.action, outcome.approvals, outcome.audit_exit) == ("applied", (approval,), 0)
     after = reading(clone.dsn)
     assert {k: v for k, v in after.metrics.items() if k != "db"} == FINAL
-    ledger = clone_conn.execute("SELECT tier, action, package_sha256, approval_ids FROM os_release_ledger ORDER BY id").fetchall()
-    assert ledger == [{"tier": t, "action": "deploy", "package_sha256": PKG.sha256, "approval_ids": [approval]}
-                      for t in (2, 3, 4, 5, 6)]
+    ledger = clone_conn.execute(
+        "SELECT tier, action, package_sha256, approval_ids FROM os_release_ledger ORDER BY id"
+    ).fetchall()
+    assert ledger == [
+        {"tier": t, "action": "deploy", "package_sha256": PKG.sha256, "approval_ids": [approval]}
+        for t in (2, 3, 4, 5, 6)
+    ]
     assert outcome.entry == before.fingerprint and outcome.exit == after.fingerprint != before.fingerprint
 
     again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
@@ -71,7 +59,9 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
 
     twice = release.rollback(clone.dsn, PKG, confirm_db=clone.name)
     assert twice.action == "already-greenfield" and reading(clone.dsn).fingerprint == before.fingerprint
-    actions = clone_conn.execute("SELECT action, count(*) AS n FROM os_release_ledger GROUP BY action ORDER BY action").fetchall()
+    actions = clone_conn.execute(
+        "SELECT action, count(*) AS n FROM os_release_ledger GROUP BY action ORDER BY action"
+    ).fetchall()
     assert actions == [{"action": "deploy", "n": 5}, {"action": "revert", "n": 5}]
 
 
@@ -87,8 +77,9 @@ def test_cli_rollout_and_stages(oneroof: Any, clone: clones.Clone, clone_conn: A
     assert oneroof("rollback", "--dsn", clone.dsn, "--confirm-db", clone.name).stdout.startswith("ALREADY-GREENFIELD")
 
 
-def test_pinned_hash_mismatch_exits_4_before_touching_the_database(oneroof: Any, clone: clones.Clone,
-                                                                   clone_conn: Any) -> None:
+def test_pinned_hash_mismatch_exits_4_before_touching_the_database(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any
+) -> None:
     approve(clone_conn)
     result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name, "--expect-sha256", "0" * 64)
     assert result.returncode == 4 and reading(clone.dsn).metrics["own"] == 0
@@ -123,8 +114,13 @@ def test_second_executor_exits_5_while_the_first_applies(clone: clones.Clone, cl
     def start_second_executor(message: str) -> None:
         if message.startswith("applying tiers"):
             second["proc"] = subprocess.run(
-                [sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
-                capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+                [sys.executable, "-m", "oneroof.executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=120,
+                check=False,
+            )
 
     first = release.rollout(clone.dsn, PKG, confirm_db=clone.name, progress=start_second_executor, trust=TRUST)
     assert first.action == "applied"
@@ -145,7 +141,7 @@ def broken(tmp_path: Path) -> Any:
     """Make a test copy of the package with one tier changed, sealed so that it verifies."""
 
     def make(tier_file: str, old: str, new: str) -> package.Package:
-        copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "broken"))
+        copy = package.bundle(package.DEFAULT_DIR, tmp_path / "broken").path
         target = copy / tier_file
         assert old in target.read_text()
         target.write_text(target.read_text().replace(old, new))
@@ -155,15 +151,24 @@ def broken(tmp_path: Path) -> Any:
     return make
 
 
-@pytest.mark.parametrize(("tier_file", "old", "new", "message"), [
-    ("tier5_label_rules.deploy.sql", "'require'", "'demand'", "a tier failed"),
-    ("tier6_lifecycle.deploy.sql", "'os_gov_events', false", "'os_gov_events', true", "event bindings are enabled"),
-    ("tier3_ownership.deploy.sql", "    ('moit_price_index', 'MOIT'),\n", "", "own=34, gap=1"),
-    ("tier4_axes.deploy.sql", "DO NOTHING;\n", "DO NOTHING;\nDELETE FROM system_issues WHERE id = 1;\n",
-     "touched data tables [(]system_issues[)]"),
-], ids=["sql-error", "enabled-binding", "missing-owner", "writes-system-issues"])
-def test_broken_tier_rolls_everything_back(clone: clones.Clone, clone_conn: Any, broken: Any, tier_file: str,
-                                           old: str, new: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("tier_file", "old", "new", "message"),
+    [
+        ("tier5_label_rules.deploy.sql", "'require'", "'demand'", "a tier failed"),
+        ("tier6_lifecycle.deploy.sql", "'os_gov_events', false", "'os_gov_events', true", "event bindings are enabled"),
+        ("tier3_ownership.deploy.sql", "    ('moit_price_index', 'MOIT'),\n", "", "own=34, gap=1"),
+        (
+            "tier4_axes.deploy.sql",
+            "DO NOTHING;\n",
+            "DO NOTHING;\nDELETE FROM system_issues WHERE id = 1;\n",
+            "touched data tables [(]system_issues[)]",
+        ),
+    ],
+    ids=["sql-error", "enabled-binding", "missing-owner", "writes-system-issues"],
+)
+def test_broken_tier_rolls_everything_back(
+    clone: clones.Clone, clone_conn: Any, broken: Any, tier_file: str, old: str, new: str, message: str
+) -> None:
     pkg = broken(tier_file, old, new)
     clone_conn.execute("UPDATE os_proposals SET package_sha256 = %s", (pkg.sha256,))
     approve(clone_conn, sha=pkg.sha256)
@@ -203,9 +208,13 @@ def test_rollout_takes_no_lock_on_content_or_system_issues(clone: clones.Clone, 
     with connect(clone.dsn) as conn:
         verdict = gate.evaluate(conn, PKG, confirm_db=clone.name, trust=TRUST)
         release.apply_tiers(conn, PKG, verdict)
-        locked = {r["relname"] for r in conn.execute(
-            "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE l.pid = pg_backend_pid() AND c.relkind = 'r'").fetchall()}
+        locked = {
+            r["relname"]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE l.pid = pg_backend_pid() AND c.relkind = 'r'"
+            ).fetchall()
+        }
         conn.rollback()
     content = {name for name, _, _ in catalog.GOVERNED} | set(catalog.UNGOVERNED) | {"system_issues"}
     assert locked and not locked & content, sorted(locked & content)
@@ -232,8 +241,9 @@ def test_concurrent_readers_see_greenfield_or_finalized_never_a_mix(clone: clone
     assert seen <= {0, 210} and seen
 
 
-def test_a_session_setting_cannot_fake_the_clone_mark(oneroof: Any, test_server: Any, clone: clones.Clone,
-                                                      clone_conn: Any) -> None:
+def test_a_session_setting_cannot_fake_the_clone_mark(
+    oneroof: Any, test_server: Any, clone: clones.Clone, clone_conn: Any
+) -> None:
     with connect(test_server.admin, autocommit=True) as admin:  # now an unmarked copy: production
         admin.execute(clones.sql.SQL("ALTER DATABASE {} RESET ALL").format(clones.sql.Identifier(clone.name)))
     approve(clone_conn, rehearsal=True)
@@ -241,17 +251,21 @@ def test_a_session_setting_cannot_fake_the_clone_mark(oneroof: Any, test_server:
     with connect(spoofed) as conn:
         assert conn.execute("SELECT current_setting('oneroof.clone') AS v").fetchone() == {"v": clone.name}
         assert not clones.connected_is_clone(conn)
-    from harness.errors import CloneError
-    from executor.rehearse import approve_rehearsal
+    from oneroof.executor.rehearse import approve_rehearsal
+    from oneroof.harness.errors import CloneError
+
     with pytest.raises(CloneError, match="not a marked clone"):
         approve_rehearsal(spoofed)
-    result = oneroof("rollout", "--dsn", spoofed, "--confirm-db", clone.name, env={"PGOPTIONS": f"-c oneroof.clone={clone.name}"})
+    result = oneroof(
+        "rollout", "--dsn", spoofed, "--confirm-db", clone.name, env={"PGOPTIONS": f"-c oneroof.clone={clone.name}"}
+    )
     assert result.returncode == 3 and "not a marked clone" in result.stdout
     assert reading(clone.dsn).metrics["own"] == 0
 
 
-def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(oneroof: Any, clone: clones.Clone,
-                                                                  clone_conn: Any) -> None:
+def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any
+) -> None:
     first = approve(clone_conn)
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     release.rollback(clone.dsn, PKG, confirm_db=clone.name)
@@ -264,10 +278,12 @@ def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(oneroof: Any,
     assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False, trust=TRUST).approvals == (second,)
 
 
-def test_a_human_approver_with_a_static_token_does_not_count(oneroof: Any, clone: clones.Clone,
-                                                             clone_conn: Any) -> None:
-    clone_conn.execute("UPDATE directus_users SET token = 'handed-to-a-script' WHERE id = %s",
-                       (catalog.account("l4").id,))
+def test_a_human_approver_with_a_static_token_does_not_count(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any
+) -> None:
+    clone_conn.execute(
+        "UPDATE directus_users SET token = 'handed-to-a-script' WHERE id = %s", (catalog.account("l4").id,)
+    )
     approve(clone_conn)
     result = oneroof("monitor", "--dsn", clone.dsn)
     assert result.returncode == 3 and "approver has a static token" in result.stdout
@@ -276,10 +292,11 @@ def test_a_human_approver_with_a_static_token_does_not_count(oneroof: Any, clone
 def test_pytest_addopts_cannot_reach_the_gate_session(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
     clone_conn.execute("DELETE FROM system_issues WHERE id = 7")  # production drifted from the baseline
     approve(clone_conn)
-    snapshot = ROOT / "rollout" / "snapshots" / "test_baseline.ambr"
+    snapshot = ROOT / "snapshots" / "test_baseline.ambr"
     before = snapshot.read_bytes()
-    result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name,
-                     env={"PYTEST_ADDOPTS": "--snapshot-update"})
+    result = oneroof(
+        "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name, env={"PYTEST_ADDOPTS": "--snapshot-update"}
+    )
     assert result.returncode == 3 and "the gate session failed" in result.stdout
     assert snapshot.read_bytes() == before and reading(clone.dsn).metrics["own"] == 0
 
@@ -296,8 +313,9 @@ def _as_golden(test_server_admin: str, name: str, *, mark: bool) -> None:
 
 
 @pytest.mark.parametrize("mark", [True, False], ids=["golden", "read-only"])
-def test_a_golden_or_read_only_database_is_refused_up_front(oneroof: Any, test_server: Any, clone: clones.Clone,
-                                                            clone_conn: Any, mark: bool) -> None:
+def test_a_golden_or_read_only_database_is_refused_up_front(
+    oneroof: Any, test_server: Any, clone: clones.Clone, clone_conn: Any, mark: bool
+) -> None:
     approve(clone_conn)  # approved, so nothing but the target's nature closes the gate
     _as_golden(test_server.admin, clone.name, mark=mark)
     before = reading(clone.dsn).fingerprint
@@ -312,10 +330,12 @@ def test_a_golden_or_read_only_database_is_refused_up_front(oneroof: Any, test_s
     assert monitor.returncode == 3 and any(expected in r for r in json.loads(monitor.stdout)["reasons"])
 
 
-def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(oneroof: Any, clone: clones.Clone,
-                                                                              clone_conn: Any) -> None:
-    """ospa keeps the source document's meaning (rows of os_proposal_approvals); the gate's own
-    count is "valid approvals", in the text and the JSON alike."""
+def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any
+) -> None:
+    """Ospa keeps the source document's meaning (rows of os_proposal_approvals); the gate's own
+    count is "valid approvals", in the text and the JSON alike.
+    """
     approve(clone_conn)
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     release.rollback(clone.dsn, PKG, confirm_db=clone.name)  # the approval is spent now
@@ -337,9 +357,15 @@ def test_ctrl_c_after_the_commit_says_the_tiers_are_live(clone: clones.Clone, cl
     approve(clone_conn)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
     env["ONEROOF_ALLOWED_SIGNERS"] = str(TRUST.path)  # the tests' trust root, as the oneroof fixture gives it
-    proc = subprocess.Popen([sys.executable, "-m", "executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
-                            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oneroof.executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:
@@ -351,5 +377,8 @@ def test_ctrl_c_after_the_commit_says_the_tiers_are_live(clone: clones.Clone, cl
     assert proc.returncode == 130, "".join(seen) + err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert "interrupted after the commit: tiers 2-6 are live" in last and f"oneroof rollback --confirm-db {clone.name}" in last
+    assert (
+        "interrupted after the commit: tiers 2-6 are live" in last
+        and f"oneroof rollback --confirm-db {clone.name}" in last
+    )
     assert reading(clone.dsn).metrics["own"] == 35

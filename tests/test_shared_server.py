@@ -1,6 +1,7 @@
 """Two runs of the test suite against one shared server (two CI jobs, two branches) do not
 collide: every database and role a run makes carries the run's own id, and the run drops them
-all at the end."""
+all at the end.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +12,32 @@ import sys
 
 import pytest
 
-from fixtures.plugin import ROOT
-from fixtures.testing import PgServer, leftovers
+from tests.support.testing import ROOT, PgServer, leftovers
 
 # A few tests that make named databases (clones, a renamed clone, a gc source) and a role.
-INNER = ["tests/test_clones.py::test_clone_is_marked_listed_and_dropped",
-         "tests/test_clones.py::test_a_renamed_clone_loses_its_mark",
-         "tests/test_clones.py::test_gc_drops_idle_clones_and_keeps_busy_ones",
-         "tests/test_cli.py::test_a_role_without_privileges_is_a_one_line_error"]
+INNER = [
+    "tests/test_clones.py::test_clone_is_marked_listed_and_dropped",
+    "tests/test_clones.py::test_a_renamed_clone_loses_its_mark",
+    "tests/test_clones.py::test_gc_drops_idle_clones_and_keeps_busy_ones",
+    "tests/test_cli.py::test_a_role_without_privileges_is_a_one_line_error",
+]
 
 
 @pytest.mark.proof
 def test_two_concurrent_runs_on_one_server_both_pass_and_leave_nothing(test_server: PgServer) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
     env["ONEROOF_TEST_SERVER"] = test_server.admin
-    runs = [subprocess.Popen([sys.executable, "-m", "pytest", *INNER, "-p", "no:cacheprovider"],
-                             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest", *INNER, "-p", "no:cacheprovider"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     for run, out in zip(runs, outputs):
         assert run.returncode == 0, out

@@ -1,12 +1,12 @@
 """Signed approvals (issue 8): a perfect-looking row written by a superuser counts only with a
 statement its approver signed for this package, proposal, level and target, unexpired, by a key
 the allowed signers list for the approver's email, not the sealer's; every changed byte is
-refused; ssh-keygen and oneroof agree in both directions; the auditor's re-check."""
+refused; ssh-keygen and oneroof agree in both directions; the auditor's re-check.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from executor import gate, package, release, signatures
-from harness import catalog, clones
-from harness.db import connect
-from fixtures.testing import PgServer, signers
+from oneroof.core import gate, package, signatures
+from oneroof.executor import release
+from oneroof.harness import catalog, clones
+from oneroof.harness.db import connect
+from tests.support.testing import PgServer, signers
 
 PKG = package.load()
 SIGNERS = signers()
@@ -36,14 +37,21 @@ def target(test_server: PgServer, unique: Any) -> Iterator[psycopg.Connection[An
             yield conn
     finally:
         with connect(test_server.admin, autocommit=True) as admin:
-            admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg.sql.Identifier(made.name)))
+            admin.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(made.name))
+            )
 
 
-def reason(conn: psycopg.Connection[Any], *, pkg: package.Package = PKG, trust: signatures.TrustRoot | None = None,
-           **approve: Any) -> str:
+def reason(
+    conn: psycopg.Connection[Any],
+    *,
+    pkg: package.Package = PKG,
+    trust: signatures.TrustRoot | None = None,
+    **approve: Any,
+) -> str:
     """Insert one human L4 approval (right hash and proposal) as a superuser, judge the gate,
-    roll back; the approvals reason ('' when the gate counts it)."""
+    roll back; the approvals reason ('' when the gate counts it).
+    """
     try:
         SIGNERS.approve(conn, "l4", sha=pkg.sha256, **approve)
         verdict = gate.evaluate(conn, pkg, confirm_db=conn.info.dbname, trust=trust or SIGNERS.trust)
@@ -56,7 +64,7 @@ def test_a_row_signed_by_its_approver_counts(target: psycopg.Connection[Any]) ->
     assert reason(target) == ""
 
 
-PAST = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
+PAST = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
 CASES = {
     "no statement": ({"signed": False}, "no signed statement"),
     "key not in the allowed signers": ({"key": SIGNERS.outsider}, "which the allowed signers"),
@@ -64,7 +72,7 @@ CASES = {
     "signed for another database": ({"database": "directus"}, "signed for database 'directus'"),
     "signed for another cluster": ({"system_identifier": "1"}, "signed for cluster 1, not this cluster"),
     "expired": ({"now": PAST, "valid_for": dt.timedelta(hours=1)}, "its statement expired at"),
-    "issued in the future": ({"now": dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)}, "issued in the future"),
+    "issued in the future": ({"now": dt.datetime.now(dt.UTC) + dt.timedelta(days=1)}, "issued in the future"),
     "valid for too long": ({"valid_for": dt.timedelta(days=31)}, "validity is not between 0 and 30 days"),
     "for another package": ({"package_sha256": "e" * 64}, "approves package eeeeeeeeeeee"),
     "for another proposal": ({"proposal": "OR-OTHER"}, "approves proposal OR-OTHER"),
@@ -74,8 +82,9 @@ CASES = {
 
 
 @pytest.mark.parametrize(("changes", "expected"), CASES.values(), ids=CASES.keys())
-def test_a_perfect_looking_row_without_a_good_statement_is_blocked(target: psycopg.Connection[Any],
-                                                                   changes: dict[str, Any], expected: str) -> None:
+def test_a_perfect_looking_row_without_a_good_statement_is_blocked(
+    target: psycopg.Connection[Any], changes: dict[str, Any], expected: str
+) -> None:
     got = reason(target, **changes)
     assert got.startswith("valid approvals 0 < 1") and expected in got, got
 
@@ -104,7 +113,7 @@ def test_a_statement_counts_once(target: psycopg.Connection[Any]) -> None:
 
 
 def test_the_key_that_sealed_the_package_cannot_approve_it(target: psycopg.Connection[Any], tmp_path: Path) -> None:
-    copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "rollout"))
+    copy = package.bundle(package.DEFAULT_DIR, tmp_path / "rollout").path
     package.seal(copy, SIGNERS.keys["l4"])
     sealed = package.load(copy)
     assert sealed.sealer_key == signatures.key_fingerprint(SIGNERS.keys["l4"])
@@ -119,15 +128,18 @@ def test_the_key_that_sealed_the_package_cannot_approve_it(target: psycopg.Conne
 
 
 def test_a_sealed_package_needs_its_signature(tmp_path: Path) -> None:
-    copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "rollout"))
+    copy = package.bundle(package.DEFAULT_DIR, tmp_path / "rollout").path
     package.seal(copy, SIGNERS.keys["l2"])
     (copy / package.SEAL_SIGNATURE).unlink()
     with pytest.raises(package.IntegrityError, match="manifest.toml.sig is missing"):
         package.load(copy)
     package.seal(copy, SIGNERS.keys["l2"])
-    other = subprocess.run(["ssh-keygen", "-Y", "sign", "-n", signatures.PACKAGE_NAMESPACE, "-f",
-                            str(SIGNERS.outsider)], input=(copy / "manifest.toml").read_bytes(), capture_output=True,
-                           check=True)
+    other = subprocess.run(
+        ["ssh-keygen", "-Y", "sign", "-n", signatures.PACKAGE_NAMESPACE, "-f", str(SIGNERS.outsider)],
+        input=(copy / "manifest.toml").read_bytes(),
+        capture_output=True,
+        check=True,
+    )
     (copy / package.SEAL_SIGNATURE).write_bytes(other.stdout)
     with pytest.raises(package.IntegrityError, match="but the manifest names the sealer"):
         package.load(copy)
@@ -137,13 +149,19 @@ def test_directus_evidence_takes_an_approval_away(target: psycopg.Connection[Any
     svc = catalog.account("svc-etl")
     try:
         approval = SIGNERS.approve(target)
-        target.execute("INSERT INTO directus_activity (action, \"user\", collection, item) "
-                       "VALUES ('create', %s, 'os_proposal_approvals', %s)", (svc.id, str(approval)))
+        target.execute(
+            'INSERT INTO directus_activity (action, "user", collection, item) '
+            "VALUES ('create', %s, 'os_proposal_approvals', %s)",
+            (svc.id, str(approval)),
+        )
         created = gate.evaluate(target, PKG, confirm_db=target.info.dbname, trust=SIGNERS.trust)
-        target.execute("UPDATE directus_activity SET \"user\" = %s WHERE item = %s", (L4.id, str(approval)))
+        target.execute('UPDATE directus_activity SET "user" = %s WHERE item = %s', (L4.id, str(approval)))
         assert gate.evaluate(target, PKG, confirm_db=target.info.dbname, trust=SIGNERS.trust).open
-        target.execute("INSERT INTO directus_activity (action, \"user\", collection, item) "
-                       "VALUES ('update', %s, 'os_proposal_approvals', %s)", (catalog.account("admin").id, str(approval)))
+        target.execute(
+            'INSERT INTO directus_activity (action, "user", collection, item) '
+            "VALUES ('update', %s, 'os_proposal_approvals', %s)",
+            (catalog.account("admin").id, str(approval)),
+        )
         updated = gate.evaluate(target, PKG, confirm_db=target.info.dbname, trust=SIGNERS.trust)
     finally:
         target.rollback()
@@ -152,7 +170,8 @@ def test_directus_evidence_takes_an_approval_away(target: psycopg.Connection[Any
 
 
 def test_a_role_that_cannot_read_the_cluster_identity_is_blocked_with_the_reason(
-        target: psycopg.Connection[Any], test_server: PgServer, unique: Any) -> None:
+    target: psycopg.Connection[Any], test_server: PgServer, unique: Any
+) -> None:
     role = unique("no_control")  # roles are cluster-wide: a fixed name would collide with another run
     with connect(test_server.admin, autocommit=True) as admin:
         admin.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(role)))
@@ -161,8 +180,9 @@ def test_a_role_that_cannot_read_the_cluster_identity_is_blocked_with_the_reason
         SIGNERS.approve(target)
         # PostgreSQL grants pg_control_system() to PUBLIC; a hardened server may revoke it
         target.execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_control_system() FROM PUBLIC")
-        target.execute(psycopg.sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(
-            psycopg.sql.Identifier(role)))
+        target.execute(
+            psycopg.sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(psycopg.sql.Identifier(role))
+        )
         target.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
         assert gate.system_identifier(target) is None
         verdict = gate.evaluate(target, PKG, confirm_db=target.info.dbname, trust=SIGNERS.trust)
@@ -175,8 +195,15 @@ def test_a_role_that_cannot_read_the_cluster_identity_is_blocked_with_the_reason
 
 # -- every byte counts ----------------------------------------------------------------------------
 
-EXPECT = dict(approver_id=str(L4.id), approver_email=L4.email, level="L4", package_sha256=PKG.sha256,
-              proposal=catalog.PROPOSAL_CODE, database="directus", system_identifier="7300000000000000001")
+EXPECT = dict(
+    approver_id=str(L4.id),
+    approver_email=L4.email,
+    level="L4",
+    package_sha256=PKG.sha256,
+    proposal=catalog.PROPOSAL_CODE,
+    database="directus",
+    system_identifier="7300000000000000001",
+)
 
 
 def _bundle() -> str:
@@ -189,7 +216,7 @@ BUNDLE = _bundle()
 
 def accepted(text: str) -> bool:
     try:
-        signatures.check(text, SIGNERS.trust, now=dt.datetime.now(dt.timezone.utc), **EXPECT)
+        signatures.check(text, SIGNERS.trust, now=dt.datetime.now(dt.UTC), **EXPECT)
     except signatures.BadStatement:
         return False
     return True
@@ -200,15 +227,14 @@ def test_the_unchanged_bundle_verifies() -> None:
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(position=st.integers(min_value=0, max_value=len(BUNDLE) - 1),
-       char=st.characters(blacklist_categories=("Cs",)))
+@given(position=st.integers(min_value=0, max_value=len(BUNDLE) - 1), char=st.characters(blacklist_categories=("Cs",)))
 @example(position=BUNDLE.index("\n-----END") - 1, char="A")  # the last base64 character
 @example(position=len(BUNDLE) - 1, char=" ")  # the final newline
 @example(position=BUNDLE.index('"L4"') + 2, char="2")  # the level
 def test_any_single_changed_character_is_refused(position: int, char: str) -> None:
     if BUNDLE[position] == char:
         char = "x" if char != "x" else "y"
-    changed = BUNDLE[:position] + char + BUNDLE[position + 1:]
+    changed = BUNDLE[:position] + char + BUNDLE[position + 1 :]
     assert not accepted(changed)
 
 
@@ -224,28 +250,45 @@ def test_any_single_changed_byte_is_refused(position: int, byte: int) -> None:
 
 # -- ssh-keygen and oneroof agree ---------------------------------------------------------------------
 
+
 def test_a_statement_signed_with_ssh_keygen_verifies(tmp_path: Path) -> None:
     statement = signatures.Statement.new(**EXPECT, valid_for=dt.timedelta(hours=1))
     (tmp_path / "statement.json").write_bytes(statement.message())
-    subprocess.run(["ssh-keygen", "-Y", "sign", "-n", "oneroof-approval@v1", "-f", str(SIGNERS.keys["l4"]),
-                    str(tmp_path / "statement.json")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "ssh-keygen",
+            "-Y",
+            "sign",
+            "-n",
+            "oneroof-approval@v1",
+            "-f",
+            str(SIGNERS.keys["l4"]),
+            str(tmp_path / "statement.json"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     text = statement.message().decode() + (tmp_path / "statement.json.sig").read_text()
     assert accepted(text)
 
 
-def test_a_statement_from_oneroof_approve_verifies_with_ssh_keygen(oneroof: Any, clone: clones.Clone,
-                                                                   tmp_path: Path) -> None:
+def test_a_statement_from_oneroof_approve_verifies_with_ssh_keygen(
+    oneroof: Any, clone: clones.Clone, tmp_path: Path
+) -> None:
     out = tmp_path / "approval.txt"
-    result = oneroof("approve", "--dsn", clone.dsn, "--email", L4.email, "--key", str(SIGNERS.keys["l4"]),
-                     "--out", str(out), "--yes")
+    result = oneroof(
+        "approve", "--dsn", clone.dsn, "--email", L4.email, "--key", str(SIGNERS.keys["l4"]), "--out", str(out), "--yes"
+    )
     assert result.returncode == 0, result.stderr
     assert f"database {clone.name!r} on cluster system_identifier" in result.stdout
     assert "35 collections:" in result.stdout and "GOV-COUNCIL  13: kh_documents" in result.stdout
     assert PKG.sha256 in result.stdout and "tiers        2 access, 3 ownership" in result.stdout
     # The README's commands for an auditor, run as written.
-    script = ("head -n 1 approval.txt > statement.json && tail -n +2 approval.txt > statement.json.sig && "
-              f"ssh-keygen -Y verify -f {SIGNERS.trust.path} -I {L4.email} -n oneroof-approval@v1 "
-              "-s statement.json.sig < statement.json")
+    script = (
+        "head -n 1 approval.txt > statement.json && tail -n +2 approval.txt > statement.json.sig && "
+        f"ssh-keygen -Y verify -f {SIGNERS.trust.path} -I {L4.email} -n oneroof-approval@v1 "
+        "-s statement.json.sig < statement.json"
+    )
     verified = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert verified.returncode == 0 and f'Good "oneroof-approval@v1" signature for {L4.email}' in verified.stdout
     tampered = out.read_text().replace('"level":"L4"', '"level":"L2"')
@@ -256,32 +299,58 @@ def test_a_statement_from_oneroof_approve_verifies_with_ssh_keygen(oneroof: Any,
 
 def test_approve_without_a_terminal_needs_yes(oneroof: Any, clone: clones.Clone, tmp_path: Path) -> None:
     out = tmp_path / "approval.txt"
-    result = oneroof("approve", "--dsn", clone.dsn, "--email", L4.email, "--key", str(SIGNERS.keys["l4"]),
-                     "--out", str(out))
+    result = oneroof(
+        "approve", "--dsn", clone.dsn, "--email", L4.email, "--key", str(SIGNERS.keys["l4"]), "--out", str(out)
+    )
     assert result.returncode == 2 and "no terminal to confirm on" in result.stderr
     assert not out.exists() and "Traceback" not in result.stderr
 
 
 def test_approve_refuses_a_key_not_in_the_allowed_signers(oneroof: Any, clone: clones.Clone, tmp_path: Path) -> None:
-    result = oneroof("approve", "--dsn", clone.dsn, "--email", L4.email, "--key", str(SIGNERS.outsider),
-                     "--out", str(tmp_path / "a.txt"), "--yes", "--allowed-signers", str(SIGNERS.trust.path))
+    result = oneroof(
+        "approve",
+        "--dsn",
+        clone.dsn,
+        "--email",
+        L4.email,
+        "--key",
+        str(SIGNERS.outsider),
+        "--out",
+        str(tmp_path / "a.txt"),
+        "--yes",
+        "--allowed-signers",
+        str(SIGNERS.trust.path),
+    )
     assert result.returncode == 2 and "do not list for" in result.stderr
     assert not (tmp_path / "a.txt").exists()
 
 
 def test_approve_refuses_an_approver_who_is_not_an_active_human_at_an_allowed_level(
-        oneroof: Any, clone: clones.Clone, tmp_path: Path) -> None:
+    oneroof: Any, clone: clones.Clone, tmp_path: Path
+) -> None:
     for key in ("l3", "svc-etl"):
-        result = oneroof("approve", "--dsn", clone.dsn, "--email", catalog.account(key).email, "--key",
-                         str(SIGNERS.keys[key]), "--out", str(tmp_path / f"{key}.txt"), "--yes")
+        result = oneroof(
+            "approve",
+            "--dsn",
+            clone.dsn,
+            "--email",
+            catalog.account(key).email,
+            "--key",
+            str(SIGNERS.keys[key]),
+            "--out",
+            str(tmp_path / f"{key}.txt"),
+            "--yes",
+        )
         assert result.returncode == 2, result.stderr
     assert not list(tmp_path.iterdir())
 
 
 # -- the ledger and the auditor ------------------------------------------------------------------------
 
-def test_the_ledger_records_the_trust_root_and_the_audit_verifies(oneroof: Any, clone: clones.Clone,
-                                                                  clone_conn: Any) -> None:
+
+def test_the_ledger_records_the_trust_root_and_the_audit_verifies(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any
+) -> None:
     approval = SIGNERS.approve(clone_conn)
     SIGNERS.approve(clone_conn, "l2", signed=False)
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=SIGNERS.trust)
@@ -295,14 +364,17 @@ def test_the_ledger_records_the_trust_root_and_the_audit_verifies(oneroof: Any, 
     assert "REFUSED: no signed statement" in audit.stdout
     assert "1 deployments (1 verified)" in audit.stdout
     # the statement behind the deployment is changed afterwards: the auditor sees it
-    clone_conn.execute("UPDATE directus_comments SET comment = replace(comment, '\"level\":\"L4\"', "
-                       "'\"level\":\"L2\"') WHERE item = %s", (str(approval),))
+    clone_conn.execute(
+        'UPDATE directus_comments SET comment = replace(comment, \'"level":"L4"\', \'"level":"L2"\') WHERE item = %s',
+        (str(approval),),
+    )
     changed = oneroof("approvals", "verify", "--dsn", clone.dsn)
     assert changed.returncode == 1 and "1 deployments (0 verified)" in changed.stdout
 
 
-def test_the_audit_names_a_different_trust_root(oneroof: Any, clone: clones.Clone, clone_conn: Any,
-                                                tmp_path: Path) -> None:
+def test_the_audit_names_a_different_trust_root(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any, tmp_path: Path
+) -> None:
     SIGNERS.approve(clone_conn)
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=SIGNERS.trust)
     other = tmp_path / "allowed_signers"
@@ -314,26 +386,31 @@ def test_the_audit_names_a_different_trust_root(oneroof: Any, clone: clones.Clon
 def test_a_re_wrapped_signature_is_refused() -> None:
     statement_line, signature = BUNDLE.split("\n", 1)
     body = "".join(signature.splitlines()[1:-1])
-    rewrapped = "\n".join([signatures.ARMOR_BEGIN, *(body[i:i + 64] for i in range(0, len(body), 64)),
-                           signatures.ARMOR_END]) + "\n"
+    rewrapped = (
+        "\n".join([signatures.ARMOR_BEGIN, *(body[i : i + 64] for i in range(0, len(body), 64)), signatures.ARMOR_END])
+        + "\n"
+    )
     assert rewrapped != signature
     assert not accepted(statement_line + "\n" + rewrapped)
 
 
-def test_the_sealer_cannot_approve_with_another_of_their_keys(target: psycopg.Connection[Any],
-                                                               tmp_path: Path) -> None:
+def test_the_sealer_cannot_approve_with_another_of_their_keys(target: psycopg.Connection[Any], tmp_path: Path) -> None:
     second = tmp_path / "l2-second"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(second)], check=True, capture_output=True)
     allowed = tmp_path / "allowed_signers"
     l2 = catalog.account("l2")
     allowed.write_bytes(SIGNERS.trust.data + f"{l2.email} {second.with_suffix('.pub').read_text()}".encode())
     trust = signatures.TrustRoot.load(allowed)
-    copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "rollout"))
+    copy = package.bundle(package.DEFAULT_DIR, tmp_path / "rollout").path
     package.seal(copy, SIGNERS.keys["l2"])
     sealed = package.load(copy)
     try:
-        SIGNERS.attach(target, SIGNERS.approve(target, "l2", sha=sealed.sha256, signed=False),
-                       SIGNERS.statement(target, "l2", key=second, package_sha256=sealed.sha256), "l2")
+        SIGNERS.attach(
+            target,
+            SIGNERS.approve(target, "l2", sha=sealed.sha256, signed=False),
+            SIGNERS.statement(target, "l2", key=second, package_sha256=sealed.sha256),
+            "l2",
+        )
         verdict = gate.evaluate(target, sealed, confirm_db=target.info.dbname, trust=trust)
     finally:
         target.rollback()
@@ -341,7 +418,8 @@ def test_the_sealer_cannot_approve_with_another_of_their_keys(target: psycopg.Co
 
 
 def test_a_statement_is_spent_by_a_rolled_back_deployment_whichever_row_carries_it(
-        oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    oneroof: Any, clone: clones.Clone, clone_conn: Any
+) -> None:
     first = SIGNERS.approve(clone_conn)
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=SIGNERS.trust)
     release.rollback(clone.dsn, PKG, confirm_db=clone.name)
@@ -358,7 +436,7 @@ def test_a_statement_is_spent_by_a_rolled_back_deployment_whichever_row_carries_
 
 def test_require_signatures_is_the_package_s_to_raise(target: psycopg.Connection[Any], tmp_path: Path) -> None:
     assert PKG.require_signatures
-    copy = Path(shutil.copytree(package.DEFAULT_DIR, tmp_path / "rollout"))
+    copy = package.bundle(package.DEFAULT_DIR, tmp_path / "rollout").path
     manifest = copy / "manifest.toml"
     manifest.write_text(manifest.read_text().replace("require_signatures = true\n", ""))
     package.seal(copy)
@@ -366,21 +444,32 @@ def test_require_signatures_is_the_package_s_to_raise(target: psycopg.Connection
     assert not unsigned.require_signatures and unsigned.sha256 != PKG.sha256  # approvals name the hash
     assert reason(target, pkg=unsigned, signed=False) == ""  # DESIGN.md section 5, without signatures
     assert "no signed statement" in reason(target, signed=False)
-    manifest.write_text(manifest.read_text().replace("min_approvals = 1\n", 'min_approvals = 1\nrequire_signatures = "yes"\n'))
+    manifest.write_text(
+        manifest.read_text().replace("min_approvals = 1\n", 'min_approvals = 1\nrequire_signatures = "yes"\n')
+    )
     package.seal(copy)
     with pytest.raises(package.IntegrityError, match="require_signatures"):
         package.load(copy)
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (("approve", "--email", L4.email, "--out", "x.txt"), "--key is missing"),
-    (("approve", "--email", L4.email, "--key", "/nonexistent/key", "--out", "x.txt"), "no such key file"),
-    (("approve", "--email", L4.email, "--key", str(SIGNERS.keys["l4"])), "--directus URL is missing"),
-    (("approve", "--email", L4.email, "--key", str(SIGNERS.keys["l4"]), "--directus", "ftp://hub"), "not an http(s) URL"),
-    (("approve", "--email", L4.email, "--submit", "a.txt", "--key", "k", "--directus", "http://x"), "neither --key"),
-    (("approvals", "verify", "--allowed-signers", "/nonexistent/allowed"), "cannot read it"),
-    (("monitor", "--allowed-signers", "/nonexistent/allowed"), "cannot read it"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("approve", "--email", L4.email, "--out", "x.txt"), "--key is missing"),
+        (("approve", "--email", L4.email, "--key", "/nonexistent/key", "--out", "x.txt"), "no such key file"),
+        (("approve", "--email", L4.email, "--key", str(SIGNERS.keys["l4"])), "--directus URL is missing"),
+        (
+            ("approve", "--email", L4.email, "--key", str(SIGNERS.keys["l4"]), "--directus", "ftp://hub"),
+            "not an http(s) URL",
+        ),
+        (
+            ("approve", "--email", L4.email, "--submit", "a.txt", "--key", "k", "--directus", "http://x"),
+            "neither --key",
+        ),
+        (("approvals", "verify", "--allowed-signers", "/nonexistent/allowed"), "cannot read it"),
+        (("monitor", "--allowed-signers", "/nonexistent/allowed"), "cannot read it"),
+    ],
+)
 def test_bad_input_to_the_signing_commands_is_one_line(oneroof: Any, args: tuple[str, ...], words: str) -> None:
     result = oneroof(*args)
     assert result.returncode == 2 and words in result.stderr, result.stderr

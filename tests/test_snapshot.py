@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,44 +23,38 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from executor import package, report
-from executor.rehearse import rehearse
-from executor.snapshot import take
-from harness import catalog, clones, golden
-from harness.db import connect, public, with_dbname
-from harness.errors import DatabaseExists, OneroofError
-from harness.server import bin_dir
-from harness.snapshot import MARKER, SnapshotResult
-from fixtures.plugin import ROOT
-from fixtures.testing import PgServer
-from invariants import metrics
+from oneroof.core import metrics, package
+from oneroof.executor import report
+from oneroof.executor.capture import take
+from oneroof.executor.rehearse import rehearse
+from oneroof.harness import clones, golden
+from oneroof.harness.capture import MARKER, SnapshotResult
+from oneroof.harness.db import connect
+from oneroof.harness.errors import DatabaseExists
+from oneroof.harness.server import bin_dir
+from tests.support.production import (
+    Production,
+    drop_database,
+    production_database,
+)
+from tests.support.testing import ROOT, PgServer
 
-PRODUCTION_ENV = "ONEROOF_TEST_PRODUCTION"
-DEFAULT_PRODUCTION = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 # Per-table write counters of production: a snapshot must not move them.
-COUNTERS_SQL = ("SELECT relname, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd FROM pg_stat_user_tables "
-                "ORDER BY relname")
-
-
-@dataclass(frozen=True)
-class Production:
-    admin: str
-    name: str
-    dsn: str
-    secrets: tuple[str, ...]
-
-
-def _drop(admin_dsn: str, name: str) -> None:
-    with connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+COUNTERS_SQL = (
+    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd FROM pg_stat_user_tables ORDER BY relname"
+)
 
 
 def leftovers(admin_dsn: str, name: str) -> list[str]:
     """Databases named `name`, or a snapshot's temporary name of it, on a server."""
     with connect(admin_dsn, autocommit=True) as admin:
-        return [r["datname"] for r in admin.execute(
-            "SELECT datname FROM pg_database WHERE datname = %s OR starts_with(datname, %s) ORDER BY 1",
-            (name, name[:40] + "__snapshot_")).fetchall()]
+        return [
+            r["datname"]
+            for r in admin.execute(
+                "SELECT datname FROM pg_database WHERE datname = %s OR starts_with(datname, %s) ORDER BY 1",
+                (name, name[:40] + "__snapshot_"),
+            ).fetchall()
+        ]
 
 
 def counters(dsn: str) -> list[dict[str, Any]]:
@@ -72,69 +64,14 @@ def counters(dsn: str) -> list[dict[str, Any]]:
         return conn.execute(COUNTERS_SQL).fetchall()
 
 
-def _furnish(dsn: str) -> tuple[str, ...]:
-    """Make the database look like a production Directus: extra content, secrets everywhere."""
-    secret = [f"s3cr3t{secrets.token_hex(8)}" for _ in range(12)]
-    with connect(dsn) as conn:
-        conn.execute("CREATE TABLE public.prod_extra (id integer PRIMARY KEY, note text, data jsonb, at timestamptz)")
-        # Tabs, newlines, backslashes, quotes, non-ASCII and NULLs: the copy must be byte-exact.
-        conn.execute("INSERT INTO prod_extra SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE "
-                     "E'line\\tone\\nline two \\\\ ''q'' ' || i || ' Hà Nội' END, "
-                     "jsonb_build_object('i', i, 'tab', E'a\\tb'), TIMESTAMPTZ '2025-01-01' + i * interval '1 hour' "
-                     "FROM generate_series(1, 5000) AS i")
-        conn.execute("UPDATE directus_users SET password = '$argon2id$v=19$m=65536,t=3,p=4$' || %s || md5(email) "
-                     "WHERE email <> %s", (secret[0], catalog.account("editor-suspended").email))
-        conn.execute("UPDATE directus_users SET tfa_secret = %s WHERE id = %s", (secret[1], catalog.account("l2").id))
-        for i, key in enumerate(("svc-etl", "svc-ci", "agent")):
-            conn.execute("UPDATE directus_users SET token = %s WHERE id = %s", (secret[2 + i], catalog.account(key).id))
-        conn.execute("UPDATE directus_users SET auth_data = %s::json WHERE id = %s",
-                     (f'{{"refresh_token": "{secret[5]}"}}', catalog.account("l2").id))
-        conn.execute("UPDATE directus_settings SET mapbox_key = %s, basemaps = %s::json",
-                     (secret[6], f'[{{"name": "tiles", "url": "https://tiles.example/?key={secret[7]}"}}]'))
-        conn.execute("INSERT INTO directus_shares (id, name, collection, item, password) "
-                     "VALUES (gen_random_uuid(), 'board pack', 'kh_reports', '1', %s)", (secret[8],))
-        conn.execute("INSERT INTO directus_webhooks (name, url, actions, collections, headers) "
-                     "VALUES ('notify', 'https://hooks.example/x', 'create', 'kh_reports', %s::json)",
-                     (f'[{{"header": "Authorization", "value": "Bearer {secret[9]}"}}]',))
-        # Directus may live in another schema (DB_SEARCH_PATH): its secrets stay behind too.
-        conn.execute("CREATE SCHEMA legacy")
-        conn.execute("CREATE TABLE legacy.directus_users AS "
-                     "SELECT id, email, password, token FROM public.directus_users")
-        conn.execute("INSERT INTO directus_sessions (token, \"user\", expires, next_token) "
-                     "VALUES (%s, %s, now() + interval '1 day', %s)",
-                     (secret[10], catalog.account("l4").id, secret[11]))
-        conn.commit()
-    return tuple(secret)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def rehearsal_server_of_17_or_later(test_server: PgServer) -> None:
     """The copy is restored with pg_restore 18 into the test server, which must be 17 or later."""
     if test_server.version < 17:
-        pytest.skip(f"golden snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
-                    f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)")
-
-
-@contextmanager
-def production_database(worker_id: str) -> Iterator[Production]:
-    """A Directus production database on the PostgreSQL 15 service (no oneroof marks, extra content
-    and secrets everywhere), dropped at the end; skips when the service is unreachable."""
-    admin = os.environ.get(PRODUCTION_ENV) or DEFAULT_PRODUCTION
-    try:
-        with connect(admin, autocommit=True) as conn:
-            conn.execute("SELECT 1")
-    except OneroofError as exc:
-        pytest.skip(f"the PostgreSQL service that plays production ({public(admin)}) is unreachable: {exc.message}; "
-                    f"start it, or set {PRODUCTION_ENV} to the admin DSN of another server")
-    name = f"oneroof_prod_{worker_id}_{secrets.token_hex(3)}"
-    try:
-        golden.build(admin, name=name, package_sha256=package.load().sha256)
-        with connect(admin, autocommit=True) as conn:  # production carries no oneroof marks
-            conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
-        made = _furnish(with_dbname(admin, name))
-        yield Production(admin, name, with_dbname(admin, name), made)
-    finally:
-        _drop(admin, name)
+        pytest.skip(
+            f"golden snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
+            f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +100,7 @@ def snap(production: Production, test_server: PgServer, worker_id: str) -> Itera
         time.sleep(0.1)
         yield Snapshot(result, name, test_server.dsn(name), before, counters(production.dsn))
     finally:
-        _drop(test_server.admin, name)
+        drop_database(test_server.admin, name)
 
 
 def reading(dsn: str) -> metrics.Reading:
@@ -193,16 +130,20 @@ def test_production_did_not_move(snap: Snapshot) -> None:
     assert len(snap.before) > 40
 
 
-def test_no_secret_of_production_survives_in_the_golden(snap: Snapshot, production: Production,
-                                                         test_server: PgServer) -> None:
-    dump = subprocess.run([str(bin_dir() / "pg_dump"), f"--dbname={snap.dsn}"], capture_output=True, check=True,
-                          timeout=300).stdout
+def test_no_secret_of_production_survives_in_the_golden(
+    snap: Snapshot, production: Production, test_server: PgServer
+) -> None:
+    dump = subprocess.run(
+        [str(bin_dir() / "pg_dump"), f"--dbname={snap.dsn}"], capture_output=True, check=True, timeout=300
+    ).stdout
     assert b"prod_extra" in dump and len(dump) > 10_000_000
     assert [s for s in production.secrets if s.encode() in dump] == []
     assert b"s3cr3t" not in dump
     # NULL stays NULL and a value stays a value: the gate still sees who has a static token.
-    who = ("SELECT email, password IS NULL AS p, token IS NULL AS t, tfa_secret IS NULL AS f, auth_data IS NULL AS a "
-           "FROM directus_users ORDER BY email")
+    who = (
+        "SELECT email, password IS NULL AS p, token IS NULL AS t, tfa_secret IS NULL AS f, auth_data IS NULL AS a "
+        "FROM directus_users ORDER BY email"
+    )
     with connect(snap.dsn) as copy, connect(production.dsn) as prod:
         assert copy.execute(who).fetchall() == prod.execute(who).fetchall()
         tokens = copy.execute("SELECT token FROM directus_users WHERE token IS NOT NULL").fetchall()
@@ -212,8 +153,9 @@ def test_no_secret_of_production_survives_in_the_golden(snap: Snapshot, producti
         assert settings is not None and settings["mapbox_key"].startswith(MARKER)
 
 
-def test_golden_list_and_show_name_the_source(oneroof: Any, snap: Snapshot, test_server: PgServer,
-                                              production: Production) -> None:
+def test_golden_list_and_show_name_the_source(
+    oneroof: Any, snap: Snapshot, test_server: PgServer, production: Production
+) -> None:
     listed = oneroof("golden", "list", "--dsn", test_server.admin)
     assert listed.returncode == 0, listed.stderr
     assert f"{snap.name}\tclone of production `{production.name}` on host 127.0.0.1:5432" in listed.stdout
@@ -223,10 +165,11 @@ def test_golden_list_and_show_name_the_source(oneroof: Any, snap: Snapshot, test
     assert snap.result.entry in shown.stdout and "system_identifier" in shown.stdout
 
 
-def test_replace_refreshes_only_a_golden_oneroof_made(production: Production, test_server: PgServer,
-                                                      admin: Any, unique: Any) -> None:
+def test_replace_refreshes_only_a_golden_oneroof_made(
+    production: Production, test_server: PgServer, admin: Any, unique: Any
+) -> None:
     name = unique("notgolden")
-    _drop(test_server.admin, name)
+    drop_database(test_server.admin, name)
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         with pytest.raises(DatabaseExists, match="not a golden database"):
@@ -235,12 +178,13 @@ def test_replace_refreshes_only_a_golden_oneroof_made(production: Production, te
             take(production.dsn, test_server.admin, name=test_server.golden)
         assert leftovers(test_server.admin, name) == [name]
     finally:
-        _drop(test_server.admin, name)
+        drop_database(test_server.admin, name)
 
 
 def _hold_a_table(production: Production) -> psycopg.Connection[Any]:
     """A production session holding ACCESS EXCLUSIVE on a table outside the fingerprint, so the
-    snapshot reads its fingerprint and then waits in pg_dump."""
+    snapshot reads its fingerprint and then waits in pg_dump.
+    """
     conn = connect(production.dsn)
     conn.execute("LOCK TABLE prod_extra IN ACCESS EXCLUSIVE MODE")
     return conn
@@ -250,35 +194,62 @@ def _wait_for_dump(production: Production, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     with connect(production.admin, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            if conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name = "
-                            "'oneroof-snapshot-dump' AND wait_event_type = 'Lock'", (production.name,)).fetchone():
+            if conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name = "
+                "'oneroof-snapshot-dump' AND wait_event_type = 'Lock'",
+                (production.name,),
+            ).fetchone():
                 return
             time.sleep(0.1)
     raise AssertionError("pg_dump never waited on the held table")
 
 
 def _sessions(production: Production, wait: float = 10) -> list[str]:
-    """oneroof's sessions left on production, once they have had `wait` seconds to end."""
+    """Oneroof's sessions left on production, once they have had `wait` seconds to end."""
     deadline = time.monotonic() + wait
     with connect(production.admin, autocommit=True) as conn:
         while True:
-            left = [r["application_name"] for r in conn.execute(
-                "SELECT application_name FROM pg_stat_activity WHERE datname = %s AND starts_with(application_name, "
-                "'oneroof-snapshot')", (production.name,)).fetchall()]
+            left = [
+                r["application_name"]
+                for r in conn.execute(
+                    "SELECT application_name FROM pg_stat_activity WHERE datname = %s AND starts_with(application_name, "
+                    "'oneroof-snapshot')",
+                    (production.name,),
+                ).fetchall()
+            ]
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(0.1)
 
 
-def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(production: Production, test_server: PgServer,
-                                                                     unique: Any) -> None:
+def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(
+    production: Production, test_server: PgServer, unique: Any
+) -> None:
     name = unique("snap_int")
     holder = _hold_a_table(production)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-        proc = subprocess.Popen([sys.executable, "-m", "executor", "golden", "snapshot", "--from", production.dsn,
-                                 "--dsn", test_server.admin, "--name", name], cwd=ROOT, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "oneroof.executor",
+                "golden",
+                "snapshot",
+                "--from",
+                production.dsn,
+                "--dsn",
+                test_server.admin,
+                "--name",
+                name,
+            ],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         _wait_for_dump(production)
         assert leftovers(test_server.admin, name) != []  # the temporary database exists mid-copy
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends the foreground group
@@ -291,19 +262,40 @@ def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(production: 
     assert _sessions(production) == []
 
 
-def test_a_source_that_goes_away_mid_copy_leaves_nothing(production: Production, test_server: PgServer,
-                                                        unique: Any) -> None:
+def test_a_source_that_goes_away_mid_copy_leaves_nothing(
+    production: Production, test_server: PgServer, unique: Any
+) -> None:
     name = unique("snap_gone")
     holder = _hold_a_table(production)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-        proc = subprocess.Popen([sys.executable, "-m", "executor", "golden", "snapshot", "--from", production.dsn,
-                                 "--dsn", test_server.admin, "--name", name], cwd=ROOT, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "oneroof.executor",
+                "golden",
+                "snapshot",
+                "--from",
+                production.dsn,
+                "--dsn",
+                test_server.admin,
+                "--name",
+                name,
+            ],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         _wait_for_dump(production)
         with connect(production.admin, autocommit=True) as conn:  # production goes away
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND "
-                         "starts_with(application_name, 'oneroof-snapshot')", (production.name,))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND "
+                "starts_with(application_name, 'oneroof-snapshot')",
+                (production.name,),
+            )
         out, err = proc.communicate(timeout=120)
     finally:
         holder.close()
@@ -312,8 +304,9 @@ def test_a_source_that_goes_away_mid_copy_leaves_nothing(production: Production,
     assert leftovers(test_server.admin, name) == []
 
 
-def test_rehearse_from_production_snapshots_first_and_is_go(production: Production, test_server: PgServer,
-                                                            unique: Any, tmp_path: Path) -> None:
+def test_rehearse_from_production_snapshots_first_and_is_go(
+    production: Production, test_server: PgServer, unique: Any, tmp_path: Path
+) -> None:
     name = unique("snap_rh")
     try:
         evidence = rehearse(test_server.admin, run_dir=tmp_path, golden_name=name, snapshot_from=production.dsn)
@@ -323,21 +316,23 @@ def test_rehearse_from_production_snapshots_first_and_is_go(production: Producti
         assert evidence.golden_provenance["kind"] == "production snapshot"
         assert (evidence.production or {}).get("database") == production.name  # production's gate read too
         assert f"Golden `{name}`: clone of production `{production.name}`" in report.render(evidence, "md")
-        assert clones.list_clones(test_server.admin) == [c for c in clones.list_clones(test_server.admin)
-                                                         if c.source != name]
+        assert clones.list_clones(test_server.admin) == [
+            c for c in clones.list_clones(test_server.admin) if c.source != name
+        ]
     finally:
-        _drop(test_server.admin, name)
+        drop_database(test_server.admin, name)
 
 
 @pytest.mark.directus
 def test_directus_serves_a_clone_of_the_snapshot_and_a_human_ratifies(
-        directus_install: Any, snap: Snapshot, test_server: PgServer, tmp_path: Path) -> None:
-    from executor.monitor import monitor
-    from fixtures.directus import ratify_on_clone
+    directus_install: Any, snap: Snapshot, test_server: PgServer, tmp_path: Path
+) -> None:
+    from oneroof.executor.monitor import monitor
+    from tests.support.directus import ratify_on_clone
 
     made = clones.create(test_server.admin, source=snap.name, name=clones.default_name("t_dxs"), wait=60)
     try:
-        from fixtures.testing import signers
+        from tests.support.testing import signers
 
         trust = signers()
         running, approved = ratify_on_clone(directus_install, made.dsn, tmp_path, trust.keys["l4"], trust.trust.path)
@@ -350,25 +345,25 @@ def test_directus_serves_a_clone_of_the_snapshot_and_a_human_ratifies(
 
 
 def test_bad_snapshot_input_is_one_line_exit_2(oneroof: Any, test_server: PgServer) -> None:
-    for args, says in ((("golden", "snapshot"), "needs --from PROD_DSN"),
-                       (("golden", "snapshot", "--from", "host=127.0.0.1 port=1 dbname=x", "--jobs", "0"),
-                        "--jobs 0 is out of range"),
-                       (("golden", "snapshot", "--from", "host=127.0.0.1 port=1 dbname=x password=hunter2"),
-                        "cannot connect to"),
-                       (("rehearse", "--from", "host=127.0.0.1 port=1 dbname=x", "--jobs", "65"),
-                        "--jobs 65 is out of range"),
-                       (("golden", "show"), "needs the NAME"),
-                       (("golden", "show", "t_no_such_golden"), "no database named")):
+    for args, says in (
+        (("golden", "snapshot"), "needs --from PROD_DSN"),
+        (("golden", "snapshot", "--from", "host=127.0.0.1 port=1 dbname=x", "--jobs", "0"), "--jobs 0 is out of range"),
+        (("golden", "snapshot", "--from", "host=127.0.0.1 port=1 dbname=x password=hunter2"), "cannot connect to"),
+        (("rehearse", "--from", "host=127.0.0.1 port=1 dbname=x", "--jobs", "65"), "--jobs 65 is out of range"),
+        (("golden", "show"), "needs the NAME"),
+        (("golden", "show", "t_no_such_golden"), "no database named"),
+    ):
         result = oneroof(*args, "--dsn", test_server.admin)
         assert result.returncode == 2, (args, result.stderr)
         assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "hunter2" not in result.stderr
 
 
-def test_rehearse_never_rebuilds_a_snapshot_for_another_package(snap: Snapshot, test_server: PgServer,
-                                                                  tmp_path: Path) -> None:
+def test_rehearse_never_rebuilds_a_snapshot_for_another_package(
+    snap: Snapshot, test_server: PgServer, tmp_path: Path
+) -> None:
     other = tmp_path / "package"
-    shutil.copytree(package.DEFAULT_DIR, other)
+    package.bundle(package.DEFAULT_DIR, other)
     deploy = sorted(other.glob("*deploy*.sql"))[0]
     deploy.write_text(deploy.read_text() + "\n-- another package\n")
     assert package.seal(other) != package.load().sha256

@@ -1,6 +1,7 @@
 """End-to-end pytest sessions of the verification suite (pytester), with and without xdist:
 the baseline passes on the golden figures, fails naming the metric that moved, and the
-entry==exit guard fails a session that writes."""
+entry==exit guard fails a session that writes.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from harness import clones
-from fixtures.plugin import ROOT
+from oneroof.harness import clones
+from tests.support.testing import ROOT
 
 CHANGES = {
     "ospa": "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
-            "SELECT p.id, a.user_id, a.level, p.package_sha256 FROM os_proposals p, os_approvers a "
-            "WHERE a.kind = 'human' AND a.level = 'L4' LIMIT 1",
+    "SELECT p.id, a.user_id, a.level, p.package_sha256 FROM os_proposals p, os_approvers a "
+    "WHERE a.kind = 'human' AND a.level = 'L4' LIMIT 1",
     "inventory": "DELETE FROM os_collection_inventory WHERE collection = 'gc_meetings'",
     "system_issues": "DELETE FROM system_issues WHERE id = 1",
 }
@@ -22,13 +23,25 @@ CHANGES = {
 
 def run_invariants(pytester: pytest.Pytester, clone: clones.Clone, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(
-        str(ROOT / "invariants"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-        "--dsn", clone.dsn, "--expect-db", clone.name, "-p", "no:cacheprovider", *args)
+        str(ROOT / "invariants"),
+        "--rootdir",
+        str(ROOT),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--dsn",
+        clone.dsn,
+        "--expect-db",
+        clone.name,
+        "-p",
+        "no:cacheprovider",
+        *args,
+    )
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_baseline_passes_on_the_golden_figures(pytester: pytest.Pytester, clone: clones.Clone,
-                                               xdist: list[str]) -> None:
+def test_baseline_passes_on_the_golden_figures(
+    pytester: pytest.Pytester, clone: clones.Clone, xdist: list[str]
+) -> None:
     result = run_invariants(pytester, clone, "-m", "baseline", *xdist)
     result.assert_outcomes(passed=10)
     assert result.ret == 0
@@ -37,8 +50,9 @@ def test_baseline_passes_on_the_golden_figures(pytester: pytest.Pytester, clone:
 
 @pytest.mark.parametrize("metric", sorted(CHANGES))
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_baseline_fails_naming_the_metric(pytester: pytest.Pytester, clone: clones.Clone,
-                                          clone_conn: Any, metric: str, xdist: list[str]) -> None:
+def test_baseline_fails_naming_the_metric(
+    pytester: pytest.Pytester, clone: clones.Clone, clone_conn: Any, metric: str, xdist: list[str]
+) -> None:
     clone_conn.execute(CHANGES[metric])
     result = run_invariants(pytester, clone, "-m", "baseline", "-rf", *xdist)
     assert result.ret == 1
@@ -53,13 +67,15 @@ def test_database_name_is_checked(pytester: pytest.Pytester, clone: clones.Clone
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_guard_fails_a_session_that_writes(pytester: pytest.Pytester, clone: clones.Clone, xdist: list[str]) -> None:
-    writer = pytester.makepyfile(test_writer="""
+    writer = pytester.makepyfile(
+        test_writer="""
         import psycopg
 
         def test_sneaky_write(target_dsn):
             with psycopg.connect(target_dsn, autocommit=True) as conn:
                 conn.execute("DELETE FROM os_owner_units WHERE code = 'MOIT'")
-    """)
+    """
+    )
     # the unit is referenced by nothing at greenfield, so the delete succeeds and no metric moves
     result = run_invariants(pytester, clone, str(writer), *xdist)
     assert result.ret == 1
@@ -67,10 +83,12 @@ def test_guard_fails_a_session_that_writes(pytester: pytest.Pytester, clone: clo
 
 
 def test_guard_fails_a_test_whose_transaction_got_an_id(pytester: pytest.Pytester, clone: clones.Clone) -> None:
-    sneaky = pytester.makepyfile(test_xid="""
+    sneaky = pytester.makepyfile(
+        test_xid="""
         def test_takes_an_xid(target_conn):
             target_conn.execute("SELECT txid_current()")
-    """)
+    """
+    )
     result = run_invariants(pytester, clone, str(sneaky), "-m", "not baseline")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*was assigned transaction id*verification must not write*"])
@@ -78,8 +96,16 @@ def test_guard_fails_a_test_whose_transaction_got_an_id(pytester: pytest.Pyteste
 
 def test_unreachable_target_stops_the_session_once(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
-        str(ROOT / "invariants"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-        "--dsn", "host=127.0.0.1 port=9 user=postgres dbname=x connect_timeout=2", "-p", "no:cacheprovider")
+        str(ROOT / "invariants"),
+        "--rootdir",
+        str(ROOT),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--dsn",
+        "host=127.0.0.1 port=9 user=postgres dbname=x connect_timeout=2",
+        "-p",
+        "no:cacheprovider",
+    )
     assert result.ret == 2
     shown = result.stdout.str() + result.stderr.str()
     assert shown.count("oneroof: cannot connect to") == 1, shown  # once, without pytest's internals
@@ -87,11 +113,16 @@ def test_unreachable_target_stops_the_session_once(pytester: pytest.Pytester) ->
     assert "collected" not in result.stdout.str()  # stopped before collecting a single test
 
 
-def test_per_collection_invariants_follow_the_targets_inventory(pytester: pytest.Pytester, clone: clones.Clone,
-                                                               clone_conn: Any) -> None:
+def test_per_collection_invariants_follow_the_targets_inventory(
+    pytester: pytest.Pytester, clone: clones.Clone, clone_conn: Any
+) -> None:
     clone_conn.execute("INSERT INTO directus_collections (collection) VALUES ('dot_bridges')")
     clone_conn.execute("INSERT INTO os_collection_inventory VALUES ('dot_bridges', 'transport', 'public', now())")
     result = run_invariants(pytester, clone, "-m", "greenfield", "-rf", "-v")
-    result.stdout.fnmatch_lines(["*test_collection_has_no_release_facet[[]dot_bridges-tier3_owner[]] PASSED*",
-                                 "FAILED *test_inventory_is_the_governed_set*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_collection_has_no_release_facet[[]dot_bridges-tier3_owner[]] PASSED*",
+            "FAILED *test_inventory_is_the_governed_set*",
+        ]
+    )
     assert result.ret == 1

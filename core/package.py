@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +21,17 @@ from typing import Any
 
 import pglast
 
-from executor import signatures
-from harness.errors import HashMismatch, IntegrityError, UsageError
+from oneroof.core import settings, signatures
+from oneroof.harness.errors import HashMismatch, IntegrityError, UsageError
 
 MANIFEST = "manifest.toml"
 SEAL_SIGNATURE = "manifest.toml.sig"  # the sealer's SSH signature of the manifest's bytes
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "rollout"
+DEFAULT_DIR = settings.DEFAULT_PACKAGE
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-# The expected figures the stages compare against (syrupy amber files) live in the package, so
-# the package hash, the pin and the approval cover them too.
+# The expected figures the stages compare against (syrupy amber files): the manifest lists them as
+# snapshots/NAME.ambr with their SHA-256, so the package hash, the pin and the approval cover them.
+# In the checkout (and an installed copy) they sit in the top-level snapshots/ beside the package
+# directory; a bundle (`oneroof package bundle`) carries them inside, one self-contained directory.
 SNAPSHOTS = "snapshots"
 SNAPSHOT_PATH = re.compile(r"^snapshots/[A-Za-z0-9_.-]+\.ambr$")
 # What a tier may contain, judged by PostgreSQL's own parser (libpg_query, through pglast):
@@ -43,8 +46,10 @@ APPROVER_LEVELS = ("L2", "L4")
 def check_sha256(value: str, what: str = "--expect-sha256") -> str:
     """`value` if it is 64 lower-case hex digits, else UsageError (an empty pin is no pin)."""
     if not SHA256.match(value):
-        raise UsageError(f"{what} {value!r} is not a SHA-256 (64 hex digits): pass the hash the approval names, "
-                         "as `oneroof package hash` prints it")
+        raise UsageError(
+            f"{what} {value!r} is not a SHA-256 (64 hex digits): pass the hash the approval names, "
+            "as `oneroof package hash` prints it"
+        )
     return value
 
 
@@ -84,8 +89,10 @@ class Package:
     snapshots: tuple[str, ...] = ()  # the expected figures (syrupy amber files), paths in the package
 
 
-HEADER = ("# The One-Roof release package (canonical form: edit values, then run `oneroof package seal`).\n"
-          "# The package hash is the SHA-256 of this file's bytes: `oneroof package hash`.\n")
+HEADER = (
+    "# The One-Roof release package (canonical form: edit values, then run `oneroof package seal`).\n"
+    "# The package hash is the SHA-256 of this file's bytes: `oneroof package hash`.\n"
+)
 
 
 def _toml_value(value: Any) -> str:
@@ -110,11 +117,22 @@ def canonical(manifest: dict[str, Any]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def snapshots_dir(path: Path) -> Path:
+    """Where the package at `path` keeps its expected figures: its own snapshots/ (a bundle), else
+    the snapshots/ beside it (the checkout's layout).
+    """
+    inside = path / SNAPSHOTS
+    return inside if inside.is_dir() else path.parent / SNAPSHOTS
+
+
 def _manifest(path: Path) -> tuple[dict[str, Any], bytes]:
     file = path / MANIFEST
     if not path.is_dir():
-        hint = (" (oneroof runs from its checkout: install it with `pip install -e .`)"
-                if "site-packages" in path.parts else "")
+        hint = (
+            " (oneroof runs from its checkout: install it with `pip install -e .`)"
+            if "site-packages" in path.parts
+            else ""
+        )
         raise UsageError(f"package directory {path} does not exist: pass --package DIR{hint}")
     try:
         data = file.read_bytes()
@@ -127,7 +145,8 @@ def _manifest(path: Path) -> tuple[dict[str, Any], bytes]:
 
 def statements(name: str, text: str) -> tuple[str, ...]:
     """The statements of a package file, each checked by PostgreSQL's parser; IntegrityError for
-    a file that does not parse or holds anything but INSERT, UPDATE, DELETE and SELECT."""
+    a file that does not parse or holds anything but INSERT, UPDATE, DELETE and SELECT.
+    """
     try:
         parsed = pglast.parse_sql(text)
         split = pglast.split(text)
@@ -136,21 +155,26 @@ def statements(name: str, text: str) -> tuple[str, ...]:
     for index, raw in enumerate(parsed, 1):
         kind = type(raw.stmt).__name__
         if kind not in ALLOWED_STATEMENTS:
-            raise IntegrityError(f"{name}: statement {index} is {kind.removesuffix('Stmt')}; package files may only "
-                                 "INSERT, UPDATE, DELETE or SELECT (they may not control transactions, run DO or "
-                                 "CALL, or change the schema)")
+            raise IntegrityError(
+                f"{name}: statement {index} is {kind.removesuffix('Stmt')}; package files may only "
+                "INSERT, UPDATE, DELETE or SELECT (they may not control transactions, run DO or "
+                "CALL, or change the schema)"
+            )
     return tuple(split)
 
 
 def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
     """Read and verify the package at `path`: every file's bytes, no missing or extra file,
-    no forbidden statement, and the package hash against `expect_sha256` when given."""
+    no forbidden statement, and the package hash against `expect_sha256` when given.
+    """
     path = path.resolve()
     manifest, raw = _manifest(path)
     try:
         if canonical(manifest) != raw:
-            raise IntegrityError(f"{MANIFEST} is not in canonical form (a comment, a space or the order of keys "
-                                 "changed): restore it, or rewrite it with `oneroof package seal`")
+            raise IntegrityError(
+                f"{MANIFEST} is not in canonical form (a comment, a space or the order of keys "
+                "changed): restore it, or rewrite it with `oneroof package seal`"
+            )
         meta, gate, tiers = manifest["package"], manifest["gate"], manifest["tier"]
         listed = {MANIFEST}
         loaded = []
@@ -172,9 +196,18 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
                 except UnicodeDecodeError as exc:
                     raise IntegrityError(f"{name} is not UTF-8 text") from exc
                 parts[kind] = statements(name, texts[kind])
-            loaded.append(Tier(int(entry["number"]), str(entry["name"]), str(entry["deploy"]),
-                               str(entry["revert"]), texts["deploy"], texts["revert"],
-                               parts["deploy"], parts["revert"]))
+            loaded.append(
+                Tier(
+                    int(entry["number"]),
+                    str(entry["name"]),
+                    str(entry["deploy"]),
+                    str(entry["revert"]),
+                    texts["deploy"],
+                    texts["revert"],
+                    parts["deploy"],
+                    parts["revert"],
+                )
+            )
         expected = []
         for entry in manifest.get("snapshot", []):
             name = str(entry["path"])
@@ -182,7 +215,7 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
                 raise IntegrityError(f"snapshot path {name!r} in the manifest is not snapshots/NAME.ambr")
             listed.add(name)
             try:
-                actual = sha256((path / name).read_bytes())
+                actual = sha256((snapshots_dir(path) / name.removeprefix(f"{SNAPSHOTS}/")).read_bytes())
             except FileNotFoundError as exc:
                 raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
             if actual != entry["sha256"]:
@@ -194,20 +227,35 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
         sealer = meta.get("sealer_key")
         if sealer is not None and not (isinstance(sealer, str) and signatures.FINGERPRINT.fullmatch(sealer)):
             raise TypeError("package.sealer_key (an SSH key fingerprint, SHA256:...)")
-        package = Package(path, str(meta["name"]), str(meta["version"]), str(meta["proposal"]),
-                          int(gate["min_approvals"]), tuple(gate["levels"]), tuple(loaded),
-                          sha256(raw), require, sealer, snapshots=tuple(expected))
+        package = Package(
+            path,
+            str(meta["name"]),
+            str(meta["version"]),
+            str(meta["proposal"]),
+            int(gate["min_approvals"]),
+            tuple(gate["levels"]),
+            tuple(loaded),
+            sha256(raw),
+            require,
+            sealer,
+            snapshots=tuple(expected),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{path / MANIFEST} lacks or mistypes {exc}: see rollout/manifest.toml") from exc
     if package.min_approvals < MIN_APPROVALS or not set(package.levels) <= set(APPROVER_LEVELS) or not package.levels:
-        raise IntegrityError(f"{path / MANIFEST} asks for min_approvals = {package.min_approvals} and levels "
-                             f"{list(package.levels)}: the gate needs at least {MIN_APPROVALS} approval from levels "
-                             f"within {list(APPROVER_LEVELS)}; a package cannot lower that")
+        raise IntegrityError(
+            f"{path / MANIFEST} asks for min_approvals = {package.min_approvals} and levels "
+            f"{list(package.levels)}: the gate needs at least {MIN_APPROVALS} approval from levels "
+            f"within {list(APPROVER_LEVELS)}; a package cannot lower that"
+        )
     if package.sealer_key is not None:
         listed.add(SEAL_SIGNATURE)
         package = dataclasses.replace(package, seal_signature=_check_seal(path, raw, package.sealer_key))
-    extra = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
-                   if p.relative_to(path).as_posix() not in listed and not (p.is_dir() and p.name == SNAPSHOTS))
+    present = [p.relative_to(path).as_posix() for p in path.rglob("*") if not (p.is_dir() and p.name == SNAPSHOTS)]
+    folder = snapshots_dir(path)
+    if folder.is_dir() and folder.parent != path:
+        present += [f"{SNAPSHOTS}/{p.name}" for p in folder.iterdir()]
+    extra = sorted(name for name in present if name not in listed)
     if extra:
         raise IntegrityError(f"{extra[0]} is in {path} but not in the manifest: remove it or seal the package")
     if expect_sha256 is not None and check_sha256(expect_sha256) != package.sha256:
@@ -220,8 +268,10 @@ def _check_seal(path: Path, raw: bytes, sealer_key: str) -> str:
     try:
         signature = (path / SEAL_SIGNATURE).read_text(encoding="ascii")
     except FileNotFoundError as exc:
-        raise IntegrityError(f"{SEAL_SIGNATURE} is missing from {path}, but the manifest says the package was "
-                             f"sealed by {sealer_key}: restore it") from exc
+        raise IntegrityError(
+            f"{SEAL_SIGNATURE} is missing from {path}, but the manifest says the package was "
+            f"sealed by {sealer_key}: restore it"
+        ) from exc
     except (UnicodeDecodeError, OSError) as exc:
         raise IntegrityError(f"{SEAL_SIGNATURE} in {path} is not an SSH signature") from exc
     try:
@@ -247,8 +297,10 @@ def seal(path: Path = DEFAULT_DIR, sign_key: Path | None = None) -> str:
         for kind in ("deploy", "revert"):
             tier[f"{kind}_sha256"] = sha256((path / str(tier[kind])).read_bytes())
     # The snapshot files present (after a reviewed --snapshot-update) are the expected figures.
-    manifest["snapshot"] = [{"path": f"{SNAPSHOTS}/{p.name}", "sha256": sha256(p.read_bytes())}
-                            for p in sorted((path / SNAPSHOTS).glob("*.ambr"))]
+    manifest["snapshot"] = [
+        {"path": f"{SNAPSHOTS}/{p.name}", "sha256": sha256(p.read_bytes())}
+        for p in sorted(snapshots_dir(path).glob("*.ambr"))
+    ]
     if not manifest["snapshot"]:
         del manifest["snapshot"]
     manifest["package"].pop("sealer_key", None)
@@ -262,3 +314,21 @@ def seal(path: Path = DEFAULT_DIR, sign_key: Path | None = None) -> str:
     else:
         (path / SEAL_SIGNATURE).unlink(missing_ok=True)
     return sha256(data)
+
+
+def bundle(source: Path, destination: Path) -> Package:
+    """Copy the verified package at `source` into the new directory `destination`, its expected
+    figures inside (destination/snapshots/): one self-contained directory to ship, with the same
+    package hash. Returns the copy, verified.
+    """
+    package = load(source)
+    if destination.exists():
+        raise UsageError(f"{destination} already exists: bundle into a new directory")
+    (destination / SNAPSHOTS).mkdir(parents=True)
+    names = [MANIFEST] + [t.deploy_file for t in package.tiers] + [t.revert_file for t in package.tiers]
+    names += [SEAL_SIGNATURE] if package.seal_signature is not None else []
+    for name in names:
+        shutil.copy2(package.path / name, destination / name)
+    for name in package.snapshots:
+        shutil.copy2(snapshots_dir(package.path) / name.removeprefix(f"{SNAPSHOTS}/"), destination / name)
+    return load(destination, package.sha256)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from harness.db import connect, database_exists, with_dbname
-from harness.errors import UsageError
-from harness import server
-from harness.catalog import GOLDEN_NAME
+from oneroof.harness import server
+from oneroof.harness.catalog import GOLDEN_NAME
+from oneroof.harness.db import connect, database_exists, with_dbname
+from oneroof.harness.errors import UsageError
 
 PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
 
@@ -31,7 +31,8 @@ def admin_dsn(dsn: str | None, progress: Progress | None = None) -> str:
 
 def target_dsn(dsn: str | None, database: str = GOLDEN_NAME, progress: Progress | None = None) -> str:
     """The DSN of the database to read or change: --dsn, the PG* variables, or `database` on the
-    embedded server (started on demand; the database must exist)."""
+    embedded server (started on demand; the database must exist).
+    """
     if dsn is not None:
         return dsn
     if uses_pg_env():
@@ -39,6 +40,8 @@ def target_dsn(dsn: str | None, database: str = GOLDEN_NAME, progress: Progress 
     embedded = server.start(progress=progress).dsn()
     with connect(embedded, autocommit=True) as admin:
         if not database_exists(admin, database):
-            raise UsageError(f"database {database!r} does not exist on the embedded server: "
-                             "run `oneroof golden build` first, or pass --dsn")
+            raise UsageError(
+                f"database {database!r} does not exist on the embedded server: "
+                "run `oneroof golden build` first, or pass --dsn"
+            )
     return with_dbname(embedded, database)

@@ -13,9 +13,10 @@ from typing import Any
 
 import psycopg
 
-from harness.marks import connected_is_clone, is_golden
-from executor import rehearsal as rehearsals, signatures
-from executor.package import APPROVER_LEVELS, MIN_APPROVALS, Package
+from oneroof.core import evidence as rehearsals
+from oneroof.core import signatures
+from oneroof.core.package import APPROVER_LEVELS, MIN_APPROVALS, Package
+from oneroof.harness.marks import connected_is_clone, is_golden
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
 CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock")
@@ -151,8 +152,7 @@ class Signing:
     spent_nonces: frozenset[str] = frozenset()  # statements that authorised a deployment rolled back since
 
 
-def statement_problem(approval: Approval, package: Package, signing: Signing,
-                      nonces: dict[str, int]) -> str | None:
+def statement_problem(approval: Approval, package: Package, signing: Signing, nonces: dict[str, int]) -> str | None:
     """Why the approval's signed statement does not make it count, or None when one verifies.
 
     A statement counts once: a row carrying the statement (nonce) of an earlier row replays it.
@@ -160,15 +160,24 @@ def statement_problem(approval: Approval, package: Package, signing: Signing,
     if not approval.statements:
         return "no signed statement (the approver signs with `oneroof approve`)"
     if signing.trust is None:
-        return ("no allowed signers to verify its statement against: pass --allowed-signers FILE "
-                f"or set {signatures.ENV}")
+        return (
+            f"no allowed signers to verify its statement against: pass --allowed-signers FILE or set {signatures.ENV}"
+        )
     problems = []
     for text in approval.statements:
         try:
             statement, fingerprint = signatures.check(
-                text, signing.trust, approver_id=approval.approver_id, approver_email=approval.approver_email or "",
-                level=approval.level, package_sha256=package.sha256, proposal=package.proposal,
-                database=signing.database, system_identifier=signing.system_identifier, now=signing.now)
+                text,
+                signing.trust,
+                approver_id=approval.approver_id,
+                approver_email=approval.approver_email or "",
+                level=approval.level,
+                package_sha256=package.sha256,
+                proposal=package.proposal,
+                database=signing.database,
+                system_identifier=signing.system_identifier,
+                now=signing.now,
+            )
         except signatures.BadStatement as exc:
             problems.append(str(exc))
             continue
@@ -191,8 +200,9 @@ def statement_problem(approval: Approval, package: Package, signing: Signing,
 
 def clock(now: dt.datetime | None) -> dt.datetime:
     """The time statements are judged at: `now` when a caller gives one (the tests), else this
-    machine's clock (never the database's, nor none: a statement is always judged at a time)."""
-    return now or dt.datetime.now(dt.timezone.utc)
+    machine's clock (never the database's, nor none: a statement is always judged at a time).
+    """
+    return now or dt.datetime.now(dt.UTC)
 
 
 def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
@@ -205,7 +215,7 @@ def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
 
 
 def state(conn: psycopg.Connection[Any]) -> str:
-    """greenfield (no tier 2-6 trace), finalized (every facet present) or mixed."""
+    """Greenfield (no tier 2-6 trace), finalized (every facet present) or mixed."""
     row = conn.execute(STATE_SQL).fetchone()
     assert row is not None
     traces = [row[k] for k in ("owners", "axes", "label_rules", "lifecycle", "bindings", "permissions")]
@@ -225,12 +235,16 @@ def read_only_target(conn: psycopg.Connection[Any]) -> str | None:
     """
     database = conn.info.dbname
     if is_golden(conn, database):
-        return (f"{database!r} is a golden database (oneroof.golden mark): a golden database is never a rollout "
-                "target; clone it with `oneroof clone create` and roll out on the clone, or name production")
+        return (
+            f"{database!r} is a golden database (oneroof.golden mark): a golden database is never a rollout "
+            "target; clone it with `oneroof clone create` and roll out on the clone, or name production"
+        )
     row = conn.execute("SELECT current_setting('default_transaction_read_only') AS ro").fetchone()
     if row and row["ro"] == "on":
-        return (f"{database!r} is read-only by default (default_transaction_read_only=on), so the release "
-                "transaction cannot write: roll out on a clone (`oneroof clone create`), or on a writable target")
+        return (
+            f"{database!r} is read-only by default (default_transaction_read_only=on), so the release "
+            "transaction cannot write: roll out on a clone (`oneroof clone create`), or on a writable target"
+        )
     return None
 
 
@@ -240,35 +254,50 @@ def lock_holder(conn: psycopg.Connection[Any]) -> int | None:
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s::bigint::oid "
         "AND objid = %s::bigint::oid AND objsubid = 2 AND database = "
         "(SELECT oid FROM pg_database WHERE datname = current_database()) AND pid <> pg_backend_pid()",
-        LOCK_KEY).fetchone()
+        LOCK_KEY,
+    ).fetchone()
     return int(row["pid"]) if row else None
 
 
-def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str | None,
-             check_lock: bool = True, trust: signatures.TrustRoot | None = None,
-             now: dt.datetime | None = None, rehearsal: rehearsals.Rehearsal | None = None) -> Verdict:
+def evaluate(
+    conn: psycopg.Connection[Any],
+    package: Package,
+    *,
+    confirm_db: str | None,
+    check_lock: bool = True,
+    trust: signatures.TrustRoot | None = None,
+    now: dt.datetime | None = None,
+    rehearsal: rehearsals.Rehearsal | None = None,
+) -> Verdict:
     """Judge every gate condition on `conn` (inside the caller's transaction).
 
     When the package requires signatures, an approval counts only with a statement that
     verifies against `trust`, the allowed-signers file (never keys from the database), judged
     at `now` (this machine's clock, not the database's). A target that is not a marked clone
-    must be bound to `rehearsal`, the evidence of a GO rehearsal on a snapshot of it."""
+    must be bound to `rehearsal`, the evidence of a GO rehearsal on a snapshot of it.
+    """
     reasons: dict[str, str] = {}
     notes: list[str] = []
-    proposal = conn.execute("SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s",
-                            (package.proposal,)).fetchone()
+    proposal = conn.execute(
+        "SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s", (package.proposal,)
+    ).fetchone()
     if proposal is None:
         reasons["proposal"] = f"proposal {package.proposal} does not exist"
     elif proposal["status"] not in ("pending", "ratified"):
         reasons["proposal"] = f"proposal {package.proposal} is {proposal['status']}"
     elif proposal["package_sha256"] != package.sha256:
-        reasons["proposal"] = (f"proposal {package.proposal} names package {proposal['package_sha256'][:12]}, "
-                               f"not this package {package.sha256[:12]}")
+        reasons["proposal"] = (
+            f"proposal {package.proposal} names package {proposal['package_sha256'][:12]}, "
+            f"not this package {package.sha256[:12]}"
+        )
 
     on_clone = connected_is_clone(conn)
     rows = [Approval(**{**r, "statements": tuple(r["statements"])}) for r in conn.execute(APPROVALS_SQL).fetchall()]
-    sealers = frozenset(p.lower() for p in signatures.principals(package.seal_signature, trust)) \
-        if package.seal_signature and trust is not None else frozenset()
+    sealers = (
+        frozenset(p.lower() for p in signatures.principals(package.seal_signature, trust))
+        if package.seal_signature and trust is not None
+        else frozenset()
+    )
     spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
     signing = Signing(trust, conn.info.dbname, system_identifier(conn), clock(now), sealers, spent)
     nonces: dict[str, int] = {}
@@ -319,6 +348,13 @@ def evaluate(conn: psycopg.Connection[Any], package: Package, *, confirm_db: str
         holder = lock_holder(conn)
         if holder is not None:
             reasons["lock"] = f"the release lock is held by another executor (pid {holder})"
-    return Verdict(reasons, tuple(valid), current, proposal["id"] if proposal else None, notes,
-                   trust.sha256 if trust is not None else None,
-                   tuple(sorted(n for n, i in nonces.items() if i in valid)), bound)
+    return Verdict(
+        reasons,
+        tuple(valid),
+        current,
+        proposal["id"] if proposal else None,
+        notes,
+        trust.sha256 if trust is not None else None,
+        tuple(sorted(n for n, i in nonces.items() if i in valid)),
+        bound,
+    )

@@ -31,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import OneroofError, UsageError
+from oneroof.core import settings
+from oneroof.harness.errors import OneroofError, UsageError
 
 NAMESPACE = "oneroof-approval@v1"  # ssh-keygen -n: a signature made for anything else never verifies here
 PACKAGE_NAMESPACE = "oneroof-package@v1"  # the sealer's signature of a manifest
 STATEMENT_TYPE = "oneroof-approval/v1"
-ENV = "ONEROOF_ALLOWED_SIGNERS"
+ENV = settings.ALLOWED_SIGNERS.env
 MAX_VALIDITY = dt.timedelta(days=30)  # a statement may not be valid for longer
 CLOCK_SKEW = dt.timedelta(minutes=5)  # how far in the future issued_at may be
 ARMOR_BEGIN, ARMOR_END, ARMOR_WIDTH = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----", 70
@@ -57,14 +58,14 @@ class SigningFailed(OneroofError):
 
 def utc(moment: dt.datetime) -> str:
     """RFC 3339 in UTC to the second, the one spelling statements use."""
-    return moment.astimezone(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: Any, what: str) -> dt.datetime:
     if not isinstance(text, str) or not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", text):
         raise BadStatement(f"its statement's {what} is not a UTC time like 2026-01-31T12:00:00Z")
     try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     except ValueError as exc:
         raise BadStatement(f"its statement's {what} is not a valid time") from exc
 
@@ -85,18 +86,45 @@ class Statement:
     nonce: str
 
     @classmethod
-    def new(cls, *, package_sha256: str, proposal: str, approver_id: str, approver_email: str, level: str,
-            database: str, system_identifier: str, valid_for: dt.timedelta,
-            now: dt.datetime | None = None) -> Statement:
-        issued = now or dt.datetime.now(dt.timezone.utc)
-        return cls(package_sha256, proposal, approver_id, approver_email, level, database, system_identifier,
-                   utc(issued), utc(issued + valid_for), secrets.token_hex(16))
+    def new(
+        cls,
+        *,
+        package_sha256: str,
+        proposal: str,
+        approver_id: str,
+        approver_email: str,
+        level: str,
+        database: str,
+        system_identifier: str,
+        valid_for: dt.timedelta,
+        now: dt.datetime | None = None,
+    ) -> Statement:
+        issued = now or dt.datetime.now(dt.UTC)
+        return cls(
+            package_sha256,
+            proposal,
+            approver_id,
+            approver_email,
+            level,
+            database,
+            system_identifier,
+            utc(issued),
+            utc(issued + valid_for),
+            secrets.token_hex(16),
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": STATEMENT_TYPE, "package_sha256": self.package_sha256, "proposal": self.proposal,
-                "approver": {"id": self.approver_id, "email": self.approver_email}, "level": self.level,
-                "target": {"database": self.database, "system_identifier": self.system_identifier},
-                "issued_at": self.issued_at, "expires_at": self.expires_at, "nonce": self.nonce}
+        return {
+            "type": STATEMENT_TYPE,
+            "package_sha256": self.package_sha256,
+            "proposal": self.proposal,
+            "approver": {"id": self.approver_id, "email": self.approver_email},
+            "level": self.level,
+            "target": {"database": self.database, "system_identifier": self.system_identifier},
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "nonce": self.nonce,
+        }
 
     def message(self) -> bytes:
         """The signed bytes: canonical JSON (sorted keys, no spaces, ASCII) and a newline."""
@@ -115,10 +143,18 @@ class Statement:
         """The statement in `message`; BadStatement unless it is exactly the canonical spelling."""
         try:
             data = json.loads(message.decode("ascii"))
-            statement = cls(data["package_sha256"], data["proposal"], data["approver"]["id"],
-                            data["approver"]["email"], data["level"], data["target"]["database"],
-                            data["target"]["system_identifier"], data["issued_at"], data["expires_at"],
-                            data["nonce"])
+            statement = cls(
+                data["package_sha256"],
+                data["proposal"],
+                data["approver"]["id"],
+                data["approver"]["email"],
+                data["level"],
+                data["target"]["database"],
+                data["target"]["system_identifier"],
+                data["issued_at"],
+                data["expires_at"],
+                data["nonce"],
+            )
         except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
             raise BadStatement("its statement is not a oneroof approval statement") from exc
         if data.get("type") != STATEMENT_TYPE or not all(isinstance(v, str) for v in vars(statement).values()):
@@ -132,13 +168,14 @@ class Statement:
 def armor(raw: bytes) -> str:
     """ssh-keygen's armor of a binary signature: 70 base64 characters a line."""
     text = binascii.b2a_base64(raw, newline=False).decode()
-    lines = [text[i:i + ARMOR_WIDTH] for i in range(0, len(text), ARMOR_WIDTH)]
+    lines = [text[i : i + ARMOR_WIDTH] for i in range(0, len(text), ARMOR_WIDTH)]
     return "\n".join([ARMOR_BEGIN, *lines, ARMOR_END]) + "\n"
 
 
 def check_armor(signature: str) -> str:
     """`signature` if it is exactly ssh-keygen's armor of some bytes, else BadStatement (so no
-    changed padding bit or line break slips through base64's leniency)."""
+    changed padding bit or line break slips through base64's leniency).
+    """
     lines = signature.rstrip("\n").split("\n")
     if not signature.isascii() or len(lines) < 3 or lines[0] != ARMOR_BEGIN or lines[-1] != ARMOR_END:
         raise BadStatement("its signature is not an armored SSH signature")
@@ -166,6 +203,7 @@ def parse_bundle(text: str) -> tuple[bytes, str]:
 
 # -- the trust root -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TrustRoot:
     """An allowed-signers file (ssh-keygen's format: `EMAIL [options] KEYTYPE KEY`), read once."""
@@ -184,8 +222,10 @@ class TrustRoot:
             data = file.read_bytes()
             data.decode("ascii")
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            raise UsageError(f"{what} {file}: cannot read it ({type(exc).__name__}); pass the allowed-signers "
-                             "file from the reviewed repository") from exc
+            raise UsageError(
+                f"{what} {file}: cannot read it ({type(exc).__name__}); pass the allowed-signers "
+                "file from the reviewed repository"
+            ) from exc
         except UnicodeDecodeError as exc:
             raise UsageError(f"{what} {file} is not an allowed-signers file (not ASCII text)") from exc
         return cls(file.resolve(), data)
@@ -202,6 +242,7 @@ def trust_root(flag: str | None) -> TrustRoot | None:
 
 # -- ssh-keygen ---------------------------------------------------------------------------------
 
+
 def _ssh_keygen(args: list[str], stdin: bytes, *, agent: bool = False) -> subprocess.CompletedProcess[bytes]:
     binary = shutil.which("ssh-keygen")
     if binary is None:
@@ -210,11 +251,12 @@ def _ssh_keygen(args: list[str], stdin: bytes, *, agent: bool = False) -> subpro
     if agent and os.environ.get("SSH_AUTH_SOCK"):
         env["SSH_AUTH_SOCK"] = os.environ["SSH_AUTH_SOCK"]
     try:
-        return subprocess.run([binary, *args], input=stdin, capture_output=True, env=env, timeout=TIMEOUT,
-                              check=False)
+        return subprocess.run([binary, *args], input=stdin, capture_output=True, env=env, timeout=TIMEOUT, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise SigningFailed(f"ssh-keygen {args[0]} {args[1]} did not answer within {TIMEOUT:.0f} s "
-                            "(a hardware key waiting for a touch?)") from exc
+        raise SigningFailed(
+            f"ssh-keygen {args[0]} {args[1]} did not answer within {TIMEOUT:.0f} s "
+            "(a hardware key waiting for a touch?)"
+        ) from exc
 
 
 def _fingerprint(output: bytes) -> str:
@@ -226,7 +268,8 @@ def _fingerprint(output: bytes) -> str:
 
 def sign(message: bytes, key: str | Path, namespace: str = NAMESPACE) -> str:
     """Sign `message` with ssh-keygen: `key` is a private key file, or the public key of a key
-    held in ssh-agent (hardware sk- keys ask for a touch). Returns the armored signature."""
+    held in ssh-agent (hardware sk- keys ask for a touch). Returns the armored signature.
+    """
     path = Path(key).expanduser()
     if not path.is_file():
         raise UsageError(f"--key {path}: no such key file (a private key, or the .pub of a key in ssh-agent)")
@@ -256,7 +299,8 @@ def key_fingerprint(key: str | Path) -> str:
 
 def signer(message: bytes, signature: str, namespace: str = NAMESPACE) -> str:
     """The fingerprint of the key that made `signature` over `message`, whoever it belongs to
-    (`ssh-keygen -Y check-novalidate`); BadStatement when the signature is not valid for it."""
+    (`ssh-keygen -Y check-novalidate`); BadStatement when the signature is not valid for it.
+    """
     with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
         sig = Path(tmp) / "statement.sig"
         sig.write_text(check_armor(signature))
@@ -268,25 +312,29 @@ def signer(message: bytes, signature: str, namespace: str = NAMESPACE) -> str:
 
 def verify(message: bytes, signature: str, trust: TrustRoot, principal: str, namespace: str = NAMESPACE) -> str:
     """Verify with `ssh-keygen -Y verify` that a key the allowed signers list for `principal`
-    signed `message`; the key's fingerprint, else BadStatement saying which check failed."""
+    signed `message`; the key's fingerprint, else BadStatement saying which check failed.
+    """
     if not EMAIL.match(principal):
         raise BadStatement(f"approver email {principal!r} is not a plain address to look up in the allowed signers")
     with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
         allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "statement.sig"
         allowed.write_bytes(trust.data)
         sig.write_text(check_armor(signature))
-        proc = _ssh_keygen(["-Y", "verify", "-f", str(allowed), "-I", principal, "-n", namespace, "-s", str(sig)],
-                           message)
+        proc = _ssh_keygen(
+            ["-Y", "verify", "-f", str(allowed), "-I", principal, "-n", namespace, "-s", str(sig)], message
+        )
     if proc.returncode == 0:
         return _fingerprint(proc.stdout)
     fingerprint = signer(message, signature, namespace)  # raises when the signature itself is bad
-    raise BadStatement(f"signed by key {fingerprint}, which the allowed signers ({trust.sha256[:12]}) do not "
-                       f"list for {principal}")
+    raise BadStatement(
+        f"signed by key {fingerprint}, which the allowed signers ({trust.sha256[:12]}) do not list for {principal}"
+    )
 
 
 def principals(signature: str, trust: TrustRoot) -> list[str]:
     """The principals the allowed signers list for the key that made `signature` (any namespace):
-    `ssh-keygen -Y find-principals`."""
+    `ssh-keygen -Y find-principals`.
+    """
     with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
         allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "manifest.sig"
         allowed.write_bytes(trust.data)
@@ -297,20 +345,32 @@ def principals(signature: str, trust: TrustRoot) -> list[str]:
     return [p.strip() for p in proc.stdout.decode(errors="replace").splitlines() if p.strip()]
 
 
-def check(statement_text: str, trust: TrustRoot, *, approver_id: str, approver_email: str, level: str,
-          package_sha256: str, proposal: str, database: str, system_identifier: str | None,
-          now: dt.datetime | None) -> tuple[Statement, str]:
+def check(
+    statement_text: str,
+    trust: TrustRoot,
+    *,
+    approver_id: str,
+    approver_email: str,
+    level: str,
+    package_sha256: str,
+    proposal: str,
+    database: str,
+    system_identifier: str | None,
+    now: dt.datetime | None,
+) -> tuple[Statement, str]:
     """Every check of one stored statement, in order, each with its own reason (BadStatement):
     its form, its signature by a key the allowed signers list for the approver's email, then
     what it names (approver, package, proposal, level, target) and when it is valid (at `now`;
     None leaves the clock out, for an auditor's listing of past approvals).
-    Returns the statement and the signing key's fingerprint."""
+    Returns the statement and the signing key's fingerprint.
+    """
     message, signature = parse_bundle(statement_text)
     statement = Statement.parse(message)
     fingerprint = verify(message, signature, trust, approver_email)
     if statement.approver_id != approver_id or statement.approver_email != approver_email:
-        raise BadStatement(f"its statement is signed for approver {statement.approver_email}, not this row's "
-                           f"{approver_email}")
+        raise BadStatement(
+            f"its statement is signed for approver {statement.approver_email}, not this row's {approver_email}"
+        )
     if statement.package_sha256 != package_sha256:
         raise BadStatement(f"its statement approves package {statement.package_sha256[:12]}, not {package_sha256[:12]}")
     if statement.proposal != proposal:
@@ -320,11 +380,14 @@ def check(statement_text: str, trust: TrustRoot, *, approver_id: str, approver_e
     if statement.database != database:
         raise BadStatement(f"its statement is signed for database {statement.database!r}, not {database!r}")
     if system_identifier is None:
-        raise BadStatement("the cluster's system_identifier cannot be read (pg_control_system() is not granted "
-                           "to this role): grant it EXECUTE on pg_control_system() or the pg_monitor role")
+        raise BadStatement(
+            "the cluster's system_identifier cannot be read (pg_control_system() is not granted "
+            "to this role): grant it EXECUTE on pg_control_system() or the pg_monitor role"
+        )
     if statement.system_identifier != system_identifier:
-        raise BadStatement(f"its statement is signed for cluster {statement.system_identifier}, not this cluster "
-                           f"{system_identifier}")
+        raise BadStatement(
+            f"its statement is signed for cluster {statement.system_identifier}, not this cluster {system_identifier}"
+        )
     if statement.expires - statement.issued > MAX_VALIDITY or statement.expires <= statement.issued:
         raise BadStatement(f"its statement's validity is not between 0 and {MAX_VALIDITY.days} days")
     if now is None:

@@ -22,8 +22,16 @@ POLICY_ID = "75c09095-c4f0-5d33-aaa1-31764f52c0b5"
 POLICY_NAME = "One-Roof Governance"
 # The governance collections tier 2 registers in Directus (directus_collections, directus_fields)
 # and grants the policy read on.
-TIER2_COLLECTIONS = ("os_collection_owners", "os_collection_axes", "os_label_rules", "os_lifecycle_policies",
-                     "os_event_bindings", "os_gov_events", "os_idle_flags", "os_release_ledger")
+TIER2_COLLECTIONS = (
+    "os_collection_owners",
+    "os_collection_axes",
+    "os_label_rules",
+    "os_lifecycle_policies",
+    "os_event_bindings",
+    "os_gov_events",
+    "os_idle_flags",
+    "os_release_ledger",
+)
 TIERS = ("tier2_access", "tier3_ownership", "tier4_axes", "tier5_label_rules", "tier6_lifecycle")
 # Per governed collection: the facet, its tier document and the key of that document holding it.
 FACETS = {
@@ -44,30 +52,30 @@ GOVERNANCE_FACETS = {
 _POLICIES = "(SELECT id FROM directus_policies WHERE id = %(policy)s OR name = %(name)s)"
 SQL: dict[str, str] = {
     "policies": "SELECT jsonb_strip_nulls(to_jsonb(p) - 'id') AS row FROM directus_policies AS p "
-                "WHERE p.id = %(policy)s OR p.name = %(name)s",
+    "WHERE p.id = %(policy)s OR p.name = %(name)s",
     "access": "SELECT jsonb_strip_nulls(jsonb_build_object('role', coalesce(r.name, a.role::text), "
-              "'user', coalesce(u.email, a.\"user\"::text), 'policy', pol.name, 'sort', a.sort)) AS row "
-              "FROM directus_access AS a LEFT JOIN directus_roles AS r ON r.id = a.role "
-              "LEFT JOIN directus_users AS u ON u.id = a.\"user\" "
-              "LEFT JOIN directus_policies AS pol ON pol.id = a.policy "
-              f"WHERE a.policy = %(policy)s OR a.policy IN {_POLICIES}",
+    "'user', coalesce(u.email, a.\"user\"::text), 'policy', pol.name, 'sort', a.sort)) AS row "
+    "FROM directus_access AS a LEFT JOIN directus_roles AS r ON r.id = a.role "
+    'LEFT JOIN directus_users AS u ON u.id = a."user" '
+    "LEFT JOIN directus_policies AS pol ON pol.id = a.policy "
+    f"WHERE a.policy = %(policy)s OR a.policy IN {_POLICIES}",
     "permissions": "SELECT p.collection AS key, jsonb_strip_nulls(to_jsonb(p) - 'id' - 'collection' - 'policy') "
-                   f"AS row FROM directus_permissions AS p WHERE p.policy = %(policy)s OR p.policy IN {_POLICIES}",
+    f"AS row FROM directus_permissions AS p WHERE p.policy = %(policy)s OR p.policy IN {_POLICIES}",
     "collections": "SELECT c.collection AS key, jsonb_strip_nulls(to_jsonb(c) - 'collection') AS row "
-                   "FROM directus_collections AS c WHERE c.collection = ANY(%(tier2)s)",
+    "FROM directus_collections AS c WHERE c.collection = ANY(%(tier2)s)",
     "fields": "SELECT f.collection AS key, f.field AS sub, jsonb_strip_nulls(to_jsonb(f) - 'id' - 'collection' "
-              "- 'field') AS row FROM directus_fields AS f WHERE f.collection = ANY(%(tier2)s)",
+    "- 'field') AS row FROM directus_fields AS f WHERE f.collection = ANY(%(tier2)s)",
     "owners": "SELECT o.collection AS key, jsonb_build_object('owner_unit', o.owner_unit, 'active', o.active, "
-              "'proposal', coalesce(p.code, o.proposal_id::text)) AS row "
-              "FROM os_collection_owners AS o LEFT JOIN os_proposals AS p ON p.id = o.proposal_id",
+    "'proposal', coalesce(p.code, o.proposal_id::text)) AS row "
+    "FROM os_collection_owners AS o LEFT JOIN os_proposals AS p ON p.id = o.proposal_id",
     "proposals": "SELECT code AS key, status AS row FROM os_proposals",
     "owner_units": "SELECT code AS key, name AS row FROM os_owner_units",
     "axes": "SELECT collection AS key, axis AS sub, value AS row FROM os_collection_axes",
     "label_rules": "SELECT collection AS key, label AS sub, effect AS row FROM os_label_rules",
     "lifecycle": "SELECT collection AS key, jsonb_build_object('retention_days', retention_days, "
-                 "'idle_after_days', idle_after_days) AS row FROM os_lifecycle_policies",
+    "'idle_after_days', idle_after_days) AS row FROM os_lifecycle_policies",
     "event_bindings": "SELECT collection AS key, event AS sub, jsonb_build_object('target', target, "
-                      "'enabled', enabled) AS row FROM os_event_bindings",
+    "'enabled', enabled) AS row FROM os_event_bindings",
 }
 # How each part is shaped: a sorted list of rows, {key: sorted list of rows}, {key: value},
 # or {key: {sub: value}} (sub keys that repeat, as a label with two effects, keep every value).
@@ -89,8 +97,9 @@ def _key(value: Any) -> str:
 
 
 def _part(conn: psycopg.Connection[Any], name: str) -> Any:
-    rows = conn.execute(SQL[name], {"policy": POLICY_ID, "name": POLICY_NAME,
-                                    "tier2": list(TIER2_COLLECTIONS)}).fetchall()
+    rows = conn.execute(
+        SQL[name], {"policy": POLICY_ID, "name": POLICY_NAME, "tier2": list(TIER2_COLLECTIONS)}
+    ).fetchall()
     if name in LISTS:
         return sorted((r["row"] for r in rows), key=_key)
     if name in KEYED_LISTS:
@@ -107,8 +116,10 @@ def _part(conn: psycopg.Connection[Any], name: str) -> Any:
     nested: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         nested[r["key"]][r["sub"]].append(r["row"])
-    return {k: {s: v[0] if len(v) == 1 else sorted(v, key=_key) for s, v in sorted(subs.items())}
-            for k, subs in sorted(nested.items())}
+    return {
+        k: {s: v[0] if len(v) == 1 else sorted(v, key=_key) for s, v in sorted(subs.items())}
+        for k, subs in sorted(nested.items())
+    }
 
 
 def read(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
@@ -129,11 +140,15 @@ _CALLS = {"dict": dict, "list": list, "tuple": tuple, "set": set, "frozenset": f
 
 def _literal(node: ast.AST) -> Any:
     """A value from syrupy's amber text: literals, and dict(...)/list(...)/tuple(...)/set(...) around them."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tuple" \
-            and not node.keywords:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tuple" and not node.keywords:
         return [_literal(arg) for arg in node.args]  # amber writes a tuple's items as arguments
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS \
-            and not node.keywords and len(node.args) <= 1:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _CALLS
+        and not node.keywords
+        and len(node.args) <= 1
+    ):
         inner = _literal(node.args[0]) if node.args else ()
         return _CALLS[node.func.id](inner)
     if isinstance(node, ast.Dict):
@@ -154,10 +169,18 @@ def snapshot_entries(path: Path) -> dict[str, Any]:
     body: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("# name: "):
-            name, body = line[len("# name: "):], []
+            name, body = line[len("# name: ") :], []
         elif line == "# ---" and name is not None:
             entries[name] = _literal(ast.parse("\n".join(part[2:] for part in body), mode="eval").body)
             name = None
         elif name is not None:
             body.append(line)
     return entries
+
+
+def expected_documents(snapshots: Path, stage: str) -> dict[str, dict[str, Any]]:
+    """The package's intended documents of a stage (`finalized`, `greenfield`), one per tier, from
+    its hash-verified snapshot file in `snapshots` (`package.snapshots_dir`).
+    """
+    entries = snapshot_entries(snapshots / f"test_{stage}.ambr")
+    return {tier: entries.get(f"test_tier_content[{tier}]", {}) for tier in TIERS}

@@ -32,27 +32,46 @@ import pglast
 import psycopg
 from psycopg import sql
 
-from executor.package import Package
-from harness.errors import UsageError
-from harness.snapshot import SECRETS
+from oneroof.core import settings
+from oneroof.core.package import Package
+from oneroof.harness.capture import SECRETS
+from oneroof.harness.errors import UsageError
 
-ENV = "ONEROOF_REHEARSAL"
+ENV = settings.REHEARSAL.env
 INVENTORY = "os_collection_inventory"
 # What a human adds after the rehearsal: the approval rows, their statements (Directus comments)
 # and Directus's record of their creation. Never compared.
 APPROVALS = frozenset({"os_proposal_approvals", "directus_comments", "directus_activity", "directus_revisions"})
 # The steps whose success a rollout leans on: a truncated evidence file does not count as GO.
-REQUIRED_STEPS = ("package", "golden", "clone", "baseline", "rollout_blocked", "approve", "rollout", "finalized",
-                  "rollback", "greenfield", "rollback_again", "golden_intact")
+REQUIRED_STEPS = (
+    "package",
+    "golden",
+    "clone",
+    "baseline",
+    "rollout_blocked",
+    "approve",
+    "rollout",
+    "finalized",
+    "rollback",
+    "greenfield",
+    "rollback_again",
+    "golden_intact",
+)
 # Session settings that change how a row prints, pinned for the digest's statement only.
-PINNED = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("IntervalStyle", "postgres"),
-          ("bytea_output", "hex"), ("extra_float_digits", "1"))
+PINNED = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("bytea_output", "hex"),
+    ("extra_float_digits", "1"),
+)
 
 
 @functools.lru_cache(maxsize=8)
 def bound_tables(package: Package) -> tuple[str, ...]:
     """Every table the package's deploy and revert SQL name (reads or writes), and the governed
-    inventory, but the approvals; sorted. Parsed once per package: the gate asks on every evaluation."""
+    inventory, but the approvals; sorted. Parsed once per package: the gate asks on every evaluation.
+    """
     names: set[str] = {INVENTORY}
     ctes: set[str] = set()
 
@@ -76,13 +95,17 @@ def bound_tables(package: Package) -> tuple[str, ...]:
 
 def digests(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[str, str]:
     """Per table, inside the caller's transaction: "rows:md5" of its rows (as jsonb, without the
-    columns a snapshot redacts), or "absent". The session settings are restored afterwards."""
-    present = {r["name"] for r in conn.execute(
-        "SELECT n.name FROM unnest(%s::text[]) AS n (name) "
-        "WHERE to_regclass(pg_catalog.quote_ident('public') || '.' || pg_catalog.quote_ident(n.name)) IS NOT NULL",
-        (list(tables),)).fetchall()}
-    saved = {name: conn.execute("SELECT pg_catalog.current_setting(%s) AS v", (name,)).fetchone()
-             for name, _ in PINNED}
+    columns a snapshot redacts), or "absent". The session settings are restored afterwards.
+    """
+    present = {
+        r["name"]
+        for r in conn.execute(
+            "SELECT n.name FROM unnest(%s::text[]) AS n (name) "
+            "WHERE to_regclass(pg_catalog.quote_ident('public') || '.' || pg_catalog.quote_ident(n.name)) IS NOT NULL",
+            (list(tables),),
+        ).fetchall()
+    }
+    saved = {name: conn.execute("SELECT pg_catalog.current_setting(%s) AS v", (name,)).fetchone() for name, _ in PINNED}
     for name, pinned in PINNED:
         conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, pinned))
     try:
@@ -91,10 +114,13 @@ def digests(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[str,
             if table not in present:
                 found[table] = "absent"
                 continue
-            row = conn.execute(sql.SQL(
-                "SELECT count(*) AS n, md5(coalesce(string_agg(r.j::text, E'\\n' ORDER BY r.j::text COLLATE \"C\"), "
-                "'')) AS h FROM (SELECT to_jsonb(t) - %s::text[] AS j FROM public.{} AS t) AS r").format(
-                    sql.Identifier(table)), (list(SECRETS.get(table, ())),)).fetchone()
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT count(*) AS n, md5(coalesce(string_agg(r.j::text, E'\\n' ORDER BY r.j::text COLLATE \"C\"), "
+                    "'')) AS h FROM (SELECT to_jsonb(t) - %s::text[] AS j FROM public.{} AS t) AS r"
+                ).format(sql.Identifier(table)),
+                (list(SECRETS.get(table, ())),),
+            ).fetchone()
             assert row is not None
             found[table] = f"{row['n']}:{row['h']}"
         return found
@@ -123,19 +149,35 @@ class Rehearsal:
 
 def from_evidence(data: dict[str, Any], path: str = "", sha256: str = "") -> Rehearsal:
     """Read what the gate needs from evidence (the JSON of `oneroof rehearse`). GO is recomputed
-    from the steps, never taken from the file's own `ok`."""
+    from the steps, never taken from the file's own `ok`.
+    """
     steps = {str(s.get("name")): s for s in data.get("steps") or [] if isinstance(s, dict)}
     failed = next((name for name, s in steps.items() if not s.get("ok")), None)
     missing = [name for name in REQUIRED_STEPS if name not in steps]
-    why = ("it was interrupted" if data.get("interrupted") else f"step {failed} failed" if failed
-           else f"it has no step {missing[0]}" if missing else "")
+    why = (
+        "it was interrupted"
+        if data.get("interrupted")
+        else f"step {failed} failed"
+        if failed
+        else f"it has no step {missing[0]}"
+        if missing
+        else ""
+    )
     provenance = data.get("golden_provenance") or {}
     bound = data.get("bound") or {}
-    return Rehearsal(path, sha256, not why, why, str((data.get("package") or {}).get("sha256") or ""),
-                     str(provenance.get("kind") or "unknown"), str(provenance.get("database") or ""),
-                     provenance.get("system_identifier"), str(provenance.get("taken_at") or ""),
-                     str(data.get("started_at") or ""),
-                     {str(k): str(v) for k, v in (bound.get("tables") or {}).items()})
+    return Rehearsal(
+        path,
+        sha256,
+        not why,
+        why,
+        str((data.get("package") or {}).get("sha256") or ""),
+        str(provenance.get("kind") or "unknown"),
+        str(provenance.get("database") or ""),
+        provenance.get("system_identifier"),
+        str(provenance.get("taken_at") or ""),
+        str(data.get("started_at") or ""),
+        {str(k): str(v) for k, v in (bound.get("tables") or {}).items()},
+    )
 
 
 def load(path: str | Path, source: str = "--rehearsal") -> Rehearsal:
@@ -144,15 +186,18 @@ def load(path: str | Path, source: str = "--rehearsal") -> Rehearsal:
     try:
         raw = file.read_bytes()
     except OSError as exc:
-        raise UsageError(f"{source} {path}: {exc.strerror or exc} (give the evidence.json a rehearsal wrote in "
-                         "its run directory)") from None
+        raise UsageError(
+            f"{source} {path}: {exc.strerror or exc} (give the evidence.json a rehearsal wrote in its run directory)"
+        ) from None
     try:
         data = json.loads(raw)
         if not isinstance(data, dict) or "steps" not in data or "package" not in data:
             raise ValueError
     except ValueError:
-        raise UsageError(f"{source} {path}: not the evidence of a rehearsal (the evidence.json that "
-                         "`oneroof rehearse` writes in its run directory)") from None
+        raise UsageError(
+            f"{source} {path}: not the evidence of a rehearsal (the evidence.json that "
+            "`oneroof rehearse` writes in its run directory)"
+        ) from None
     return from_evidence(data, str(file.resolve()), hashlib.sha256(raw).hexdigest())
 
 
@@ -165,35 +210,46 @@ def from_flag(flag: str | None) -> Rehearsal | None:
     return None
 
 
-def problem(conn: psycopg.Connection[Any], rehearsal: Rehearsal | None, package: Package,
-            system_identifier: str | None) -> str | None:
+def problem(
+    conn: psycopg.Connection[Any], rehearsal: Rehearsal | None, package: Package, system_identifier: str | None
+) -> str | None:
     """Why the target's rollout is not bound to `rehearsal`, or None when it is (inside the
-    caller's transaction)."""
+    caller's transaction).
+    """
     database = conn.info.dbname
-    again = f"rehearse on a fresh snapshot (`oneroof rehearse --from PROD_DSN`) and pass its evidence with --rehearsal"
+    again = "rehearse on a fresh snapshot (`oneroof rehearse --from PROD_DSN`) and pass its evidence with --rehearsal"
     if rehearsal is None:
-        return (f"no rehearsal evidence: {database!r} is not a marked clone, so its rollout needs the evidence of a "
-                f"GO rehearsal on a snapshot of it: {again}")
+        return (
+            f"no rehearsal evidence: {database!r} is not a marked clone, so its rollout needs the evidence of a "
+            f"GO rehearsal on a snapshot of it: {again}"
+        )
     if not rehearsal.go:
         return f"the rehearsal {rehearsal.path} is not GO ({rehearsal.why_not}): {again}"
     if rehearsal.package_sha256 != package.sha256:
-        return (f"the rehearsal was of package {rehearsal.package_sha256[:12] or '(none)'}, not this package "
-                f"{package.sha256[:12]}: {again}")
+        return (
+            f"the rehearsal was of package {rehearsal.package_sha256[:12] or '(none)'}, not this package "
+            f"{package.sha256[:12]}: {again}"
+        )
     if rehearsal.origin != "production snapshot":
-        return (f"the rehearsal ran on a {rehearsal.origin} golden database, not on a snapshot of {database!r}: "
-                f"{again}")
+        return f"the rehearsal ran on a {rehearsal.origin} golden database, not on a snapshot of {database!r}: {again}"
     if rehearsal.database != database:
         return f"the rehearsal ran on a snapshot of {rehearsal.database!r}, not of {database!r}: {again}"
     if system_identifier is None:
-        return ("cannot tell which cluster this is (the role may not call pg_control_system(): grant it "
-                "pg_monitor), so the rehearsal cannot be bound to it")
+        return (
+            "cannot tell which cluster this is (the role may not call pg_control_system(): grant it "
+            "pg_monitor), so the rehearsal cannot be bound to it"
+        )
     if rehearsal.system_identifier != system_identifier:
-        return (f"the rehearsal ran on a snapshot of {database!r} on cluster {rehearsal.system_identifier}, not on "
-                f"this cluster {system_identifier}: {again}")
+        return (
+            f"the rehearsal ran on a snapshot of {database!r} on cluster {rehearsal.system_identifier}, not on "
+            f"this cluster {system_identifier}: {again}"
+        )
     tables = bound_tables(package)
     now = digests(conn, tables)
     changed = [t for t in tables if rehearsal.tables.get(t) != now[t]]
     if changed:
-        return (f"production changed since the rehearsal: {', '.join(changed)} (snapshot of {rehearsal.taken_at}); "
-                "snapshot and rehearse again")
+        return (
+            f"production changed since the rehearsal: {', '.join(changed)} (snapshot of {rehearsal.taken_at}); "
+            "snapshot and rehearse again"
+        )
     return None

@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,10 +31,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from harness.db import LOCK_TIMEOUT_MS, check_identifier, connect, database_exists, parse, with_dbname
-from harness.errors import OneroofError, UsageError
-from harness.marks import GOLDEN_SETTING, claim_golden_name
-from harness.server import bin_dir
+from oneroof.harness.db import LOCK_TIMEOUT_MS, check_identifier, connect, database_exists, parse, with_dbname
+from oneroof.harness.errors import OneroofError, UsageError
+from oneroof.harness.marks import GOLDEN_SETTING, claim_golden_name
+from oneroof.harness.server import bin_dir
 
 Progress = Callable[[str], None]
 Reader = Callable[[psycopg.Connection[Any]], tuple[str, dict[str, Any]]]
@@ -124,13 +123,17 @@ def _mb(n: float) -> str:
 
 class _Watch:
     """Progress of one pg_dump or pg_restore: tables and bytes done, elapsed, estimate; on stderr
-    through `note`, every PROGRESS_EVERY seconds, from a thread that reads the tool's --verbose."""
+    through `note`, every PROGRESS_EVERY seconds, from a thread that reads the tool's --verbose.
+    """
 
-    DONE = re.compile(r"(?:finished item \d+ TABLE DATA|dumping contents of table|processing data for table)"
-                      r"\s+\"?([^\"\s]+(?:\s[^\"\s]+)?)\"?")
+    DONE = re.compile(
+        r"(?:finished item \d+ TABLE DATA|dumping contents of table|processing data for table)"
+        r"\s+\"?([^\"\s]+(?:\s[^\"\s]+)?)\"?"
+    )
 
-    def __init__(self, phase: str, note: Progress, tables: int, total_bytes: int,
-                 done_bytes: Callable[[set[str]], int]) -> None:
+    def __init__(
+        self, phase: str, note: Progress, tables: int, total_bytes: int, done_bytes: Callable[[set[str]], int]
+    ) -> None:
         self.phase, self.note, self.tables, self.total = phase, note, tables, total_bytes
         self.done_bytes = done_bytes
         self.done: set[str] = set()
@@ -152,15 +155,25 @@ class _Watch:
         elapsed = self.last - self.started
         done = min(self.done_bytes(self.done), self.total) if self.total else self.done_bytes(self.done)
         left = f", ~{elapsed * (self.total - done) / done:.0f} s left" if done and self.total else ""
-        self.note(f"{self.phase}: {min(len(self.done), self.tables)}/{self.tables} tables, {_mb(done)} of "
-                  f"~{_mb(self.total)}, {elapsed:.1f} s elapsed{left}")
+        self.note(
+            f"{self.phase}: {min(len(self.done), self.tables)}/{self.tables} tables, {_mb(done)} of "
+            f"~{_mb(self.total)}, {elapsed:.1f} s elapsed{left}"
+        )
 
 
 def _run_tool(argv: list[str], env: dict[str, str], watch: _Watch) -> None:
     """Run pg_dump or pg_restore, feeding its stderr to `watch`; on any exit (also Ctrl-C) the
-    child is gone when this returns. A failure is a SnapshotFailed with the tool's last line."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    child is gone when this returns. A failure is a SnapshotFailed with the tool's last line.
+    """
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -184,26 +197,30 @@ def _run_tool(argv: list[str], env: dict[str, str], watch: _Watch) -> None:
 
 def _tool_env(dsn: str) -> tuple[str, dict[str, str]]:
     """A DSN without its password, and an environment that carries the password (PGPASSWORD), so
-    no password appears on a command line that `ps` would show."""
+    no password appears on a command line that `ps` would show.
+    """
     params = parse(dsn)
     password = params.pop("password", None)
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
     if password:
         env["PGPASSWORD"] = str(password)
     from psycopg import conninfo
+
     return conninfo.make_conninfo("", **params), env
 
 
 def _server_facts(prod_dsn: str) -> dict[str, Any]:
     """The source's identity, read in a separate read-only session before the snapshot (so a refused
-    pg_control_system() cannot abort the snapshot's transaction)."""
+    pg_control_system() cannot abort the snapshot's transaction).
+    """
     params = parse(prod_dsn)
     with connect(prod_dsn, autocommit=True, application_name="oneroof-snapshot") as conn:
         conn.read_only = True
         row = conn.execute(
             "SELECT current_database() AS db, current_setting('server_version') AS version, "
             "pg_encoding_to_char(encoding) AS encoding, datcollate, datctype "
-            "FROM pg_database WHERE datname = current_database()").fetchone()
+            "FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
         assert row is not None
         try:
             ident = conn.execute("SELECT system_identifier::text AS id FROM pg_control_system()").fetchone()
@@ -212,8 +229,16 @@ def _server_facts(prod_dsn: str) -> dict[str, Any]:
             system_identifier = None  # needs pg_monitor or superuser; recorded as unknown
     host = str(params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "local socket")
     port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
-    return {"db": row["db"], "version": row["version"], "encoding": row["encoding"], "collate": row["datcollate"],
-            "ctype": row["datctype"], "system_identifier": system_identifier, "host": host, "port": port}
+    return {
+        "db": row["db"],
+        "version": row["version"],
+        "encoding": row["encoding"],
+        "collate": row["datcollate"],
+        "ctype": row["datctype"],
+        "system_identifier": system_identifier,
+        "host": host,
+        "port": port,
+    }
 
 
 COLUMNS_SQL = """
@@ -234,7 +259,8 @@ AND NOT c.relname = ANY (%s)"""
 
 def _redact_file(path: Path, columns: list[str], types: list[str], secret: tuple[str, ...]) -> int:
     """Replace each non-NULL value of the `secret` columns in one COPY text file by a marker.
-    Returns the number of values replaced."""
+    Returns the number of values replaced.
+    """
     positions = [(i, types[i] in ("json", "jsonb")) for i, name in enumerate(columns) if name in secret]
     if not positions:
         return 0
@@ -266,39 +292,70 @@ KNOWN_ATTRIBUTE_OPTIONS = ("n_distinct", "n_distinct_inherited")
 
 def _restore_schema(dump: Path, workdir: Path, dsn: str, env: dict[str, str]) -> None:
     """Restore the pre-data section (tables, types, sequences) through psql, without owners and
-    privileges, leaving out attribute options a stock server does not know."""
+    privileges, leaving out attribute options a stock server does not know.
+    """
     script = workdir / "pre-data.sql"
-    _run_quiet([str(bin_dir() / "pg_restore"), "--section=pre-data", "--no-owner", "--no-privileges",
-                f"--file={script}", str(dump)], env)
+    _run_quiet(
+        [
+            str(bin_dir() / "pg_restore"),
+            "--section=pre-data",
+            "--no-owner",
+            "--no-privileges",
+            f"--file={script}",
+            str(dump),
+        ],
+        env,
+    )
     kept = []
     for line in script.read_text(encoding="utf-8").splitlines(keepends=True):
         found = ATTRIBUTE_OPTION.match(line.rstrip("\n"))
-        if found and any(o.split("=")[0].strip() not in KNOWN_ATTRIBUTE_OPTIONS
-                         for o in found.group("options").split(",")):
+        if found and any(
+            o.split("=")[0].strip() not in KNOWN_ATTRIBUTE_OPTIONS for o in found.group("options").split(",")
+        ):
             continue
         if line.startswith("SET transaction_timeout"):  # pg_dump 17+ writes it; a server before 17 refuses it
             continue
         kept.append(line)
     script.write_text("".join(kept), encoding="utf-8")
-    _run_quiet([str(bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                f"--dbname={dsn}", f"--file={script}"], env)
+    _run_quiet(
+        [
+            str(bin_dir() / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            f"--dbname={dsn}",
+            f"--file={script}",
+        ],
+        env,
+    )
 
 
 def _run_quiet(argv: list[str], env: dict[str, str]) -> None:
     """Run a client tool to its end (subprocess.run kills it on Ctrl-C); SnapshotFailed with its
-    last line when it fails."""
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
-                          timeout=3600)
+    last line when it fails.
+    """
+    proc = subprocess.run(
+        argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, timeout=3600
+    )
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout or f"exit code {proc.returncode}").strip().splitlines()
-        raise SnapshotFailed(f"{Path(argv[0]).name} failed: {lines[-1] if lines else proc.returncode}; "
-                             "nothing was kept")
+        raise SnapshotFailed(
+            f"{Path(argv[0]).name} failed: {lines[-1] if lines else proc.returncode}; nothing was kept"
+        )
 
 
 def _toc(dump: Path, env: dict[str, str]) -> dict[str, str]:
     """TABLE DATA entries of a directory dump: `schema.table` -> data file name."""
-    listing = subprocess.run([str(bin_dir() / "pg_restore"), "-l", str(dump)], env=env, capture_output=True,
-                             text=True, check=True, timeout=300).stdout
+    listing = subprocess.run(
+        [str(bin_dir() / "pg_restore"), "-l", str(dump)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
     files = {}
     for line in listing.splitlines():
         found = re.match(r"^(\d+); \d+ \d+ TABLE DATA (\S+) (\S+) ", line)
@@ -319,11 +376,21 @@ def _dir_bytes(path: Path) -> int:
 MIN_REHEARSAL_SERVER = 170000
 
 
-def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, replace: bool = False,
-         jobs: int = 1, progress: Progress | None = None) -> SnapshotResult:
+def take(
+    prod_dsn: str,
+    admin_dsn: str,
+    *,
+    name: str,
+    read: Reader,
+    tool: str,
+    replace: bool = False,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> SnapshotResult:
     """Copy production (`prod_dsn`, read-only) into golden database `name` on the server of
     `admin_dsn`. Refuses an existing database unless `replace`, and then only a golden database
-    oneroof made. Raises SnapshotFailed when the copy's fingerprint differs from production's."""
+    oneroof made. Raises SnapshotFailed when the copy's fingerprint differs from production's.
+    """
     note = progress or (lambda _m: None)
     check_identifier(name, "golden name")
     if not 1 <= jobs <= 64:
@@ -339,11 +406,14 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
     try:
         with connect(admin_dsn, autocommit=True) as admin:
             if admin.info.server_version < MIN_REHEARSAL_SERVER:
-                raise UsageError(f"the rehearsal server runs PostgreSQL {admin.info.server_version // 10000}; the copy "
-                                 "is restored with pg_restore 18, which needs a rehearsal server of PostgreSQL 17 or "
-                                 "later: leave out --dsn to use the embedded PostgreSQL 18 (production may be older)")
-            claim_golden_name(admin, name, replace=replace, action="golden snapshot",
-                              renew="refresh it from production")
+                raise UsageError(
+                    f"the rehearsal server runs PostgreSQL {admin.info.server_version // 10000}; the copy "
+                    "is restored with pg_restore 18, which needs a rehearsal server of PostgreSQL 17 or "
+                    "later: leave out --dsn to use the embedded PostgreSQL 18 (production may be older)"
+                )
+            claim_golden_name(
+                admin, name, replace=replace, action="golden snapshot", renew="refresh it from production"
+            )
 
             t = time.monotonic()
             facts = _server_facts(prod_dsn)
@@ -351,12 +421,20 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
             # Same encoding and locale as the source when this server has it, else C (the fingerprint
             # orders its rows with COLLATE "C", so it does not depend on the copy's locale).
             try:
-                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}")
-                              .format(sql.Identifier(temp), sql.Literal(facts["encoding"]),
-                                      sql.Literal(facts["collate"]), sql.Literal(facts["ctype"])))
+                admin.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+                        sql.Identifier(temp),
+                        sql.Literal(facts["encoding"]),
+                        sql.Literal(facts["collate"]),
+                        sql.Literal(facts["ctype"]),
+                    )
+                )
             except psycopg.Error:
-                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE 'C' "
-                                      "LC_CTYPE 'C'").format(sql.Identifier(temp), sql.Literal(facts["encoding"])))
+                admin.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C'").format(
+                        sql.Identifier(temp), sql.Literal(facts["encoding"])
+                    )
+                )
             created = True
 
             with connect(prod_dsn, application_name="oneroof-snapshot") as src:
@@ -365,23 +443,44 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
                 snap = src.execute("SELECT pg_export_snapshot() AS id").fetchone()
                 assert snap is not None
                 entry, prod_metrics = read(src)
-                cols = {r["table"]: (list(r["columns"]), list(r["types"]))
-                        for r in src.execute(COLUMNS_SQL, (list(SECRETS),)).fetchall()}
+                cols = {
+                    r["table"]: (list(r["columns"]), list(r["types"]))
+                    for r in src.execute(COLUMNS_SQL, (list(SECRETS),)).fetchall()
+                }
                 size = src.execute(SIZE_SQL, (list(NO_DATA),)).fetchone()
                 assert size is not None
-                taken_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+                taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                 phases["read production"] = time.monotonic() - t
-                note(f"snapshot {snap['id']} taken at {taken_at}: fingerprint {entry[:16]}, "
-                     f"{size['tables']} tables, {_mb(size['bytes'])} on disk")
+                note(
+                    f"snapshot {snap['id']} taken at {taken_at}: fingerprint {entry[:16]}, "
+                    f"{size['tables']} tables, {_mb(size['bytes'])} on disk"
+                )
 
                 t = time.monotonic()
                 watch = _Watch("dump", note, int(size["tables"]), int(size["bytes"]), lambda _d: _dir_bytes(dump))
-                _run_tool([str(bin_dir() / "pg_dump"), "--format=directory", f"--jobs={jobs}", "--compress=0",
-                           f"--snapshot={snap['id']}", "--no-sync", "--verbose", "--no-owner", "--no-privileges",
-                           "--no-tablespaces", "--no-publications", "--no-subscriptions", "--no-security-labels",
-                           f"--lock-wait-timeout={LOCK_TIMEOUT_MS}",
-                           *[f"--exclude-table-data=*.{table}" for table in NO_DATA],
-                           f"--file={dump}", f"--dbname={prod_public}"], prod_env, watch)
+                _run_tool(
+                    [
+                        str(bin_dir() / "pg_dump"),
+                        "--format=directory",
+                        f"--jobs={jobs}",
+                        "--compress=0",
+                        f"--snapshot={snap['id']}",
+                        "--no-sync",
+                        "--verbose",
+                        "--no-owner",
+                        "--no-privileges",
+                        "--no-tablespaces",
+                        "--no-publications",
+                        "--no-subscriptions",
+                        "--no-security-labels",
+                        f"--lock-wait-timeout={LOCK_TIMEOUT_MS}",
+                        *[f"--exclude-table-data=*.{table}" for table in NO_DATA],
+                        f"--file={dump}",
+                        f"--dbname={prod_public}",
+                    ],
+                    prod_env,
+                    watch,
+                )
                 phases["dump"] = time.monotonic() - t
 
                 exit_fp, _ = read(src)
@@ -389,8 +488,10 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
                 xid_assigned = assigned is not None and assigned["xid"] is not None
                 src.rollback()
             if exit_fp != entry or xid_assigned:
-                raise SnapshotFailed(f"production's read was not clean (entry {entry[:12]}, exit {exit_fp[:12]}, "
-                                     f"transaction id assigned: {xid_assigned}); nothing was kept")
+                raise SnapshotFailed(
+                    f"production's read was not clean (entry {entry[:12]}, exit {exit_fp[:12]}, "
+                    f"transaction id assigned: {xid_assigned}); nothing was kept"
+                )
 
             t = time.monotonic()
             admin_public, admin_env = _tool_env(with_dbname(admin_dsn, temp))
@@ -406,12 +507,30 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
 
             t = time.monotonic()
             sizes = {table: (dump / file).stat().st_size for table, file in files.items() if (dump / file).exists()}
-            watch = _Watch("restore", note, len(files), sum(sizes.values()),
-                           lambda done: sum(v for k, v in sizes.items() if k in done or k.split(".", 1)[-1] in done))
+            watch = _Watch(
+                "restore",
+                note,
+                len(files),
+                sum(sizes.values()),
+                lambda done: sum(v for k, v in sizes.items() if k in done or k.split(".", 1)[-1] in done),
+            )
             _restore_schema(dump, workdir, admin_public, admin_env)
-            _run_tool([str(bin_dir() / "pg_restore"), f"--jobs={jobs}", "--no-owner", "--no-privileges",
-                       "--section=data", "--section=post-data", "--exit-on-error", "--verbose",
-                       f"--dbname={admin_public}", str(dump)], admin_env, watch)
+            _run_tool(
+                [
+                    str(bin_dir() / "pg_restore"),
+                    f"--jobs={jobs}",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--section=data",
+                    "--section=post-data",
+                    "--exit-on-error",
+                    "--verbose",
+                    f"--dbname={admin_public}",
+                    str(dump),
+                ],
+                admin_env,
+                watch,
+            )
             phases["restore"] = time.monotonic() - t
             total_bytes = sum(sizes.values())
             shutil.rmtree(workdir, ignore_errors=True)
@@ -424,11 +543,22 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
                 copy.rollback()
             phases["verify copy"] = time.monotonic() - t
             if golden_fp != entry:
-                raise SnapshotFailed(f"the copy's fingerprint {golden_fp[:16]} differs from production's {entry[:16]} "
-                                     "at the snapshot; nothing was kept")
+                raise SnapshotFailed(
+                    f"the copy's fingerprint {golden_fp[:16]} differs from production's {entry[:16]} "
+                    "at the snapshot; nothing was kept"
+                )
 
-            provenance = Provenance("production snapshot", facts["host"], facts["port"], facts["db"],
-                                    facts["system_identifier"], facts["version"], taken_at, entry, tool)
+            provenance = Provenance(
+                "production snapshot",
+                facts["host"],
+                facts["port"],
+                facts["db"],
+                facts["system_identifier"],
+                facts["version"],
+                taken_at,
+                entry,
+                tool,
+            )
             if replace and database_exists(admin, name):
                 admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
             admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(temp), sql.Identifier(name)))
@@ -439,15 +569,33 @@ def take(prod_dsn: str, admin_dsn: str, *, name: str, read: Reader, tool: str, r
         if created:
             with connect(admin_dsn, autocommit=True) as admin:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(temp)))
-    return SnapshotResult(name, provenance, entry, exit_fp, golden_fp, xid_assigned, prod_metrics,
-                          len(files), total_bytes, phases, time.monotonic() - started,
-                          [] if facts["system_identifier"] else
-                          ["system_identifier unknown: the role may not call pg_control_system() (grant pg_monitor)"])
+    return SnapshotResult(
+        name,
+        provenance,
+        entry,
+        exit_fp,
+        golden_fp,
+        xid_assigned,
+        prod_metrics,
+        len(files),
+        total_bytes,
+        phases,
+        time.monotonic() - started,
+        []
+        if facts["system_identifier"]
+        else ["system_identifier unknown: the role may not call pg_control_system() (grant pg_monitor)"],
+    )
 
 
 def mark(admin: psycopg.Connection[Any], name: str, provenance: Provenance) -> None:
     """Mark database `name` golden and read-only by default, and record where it came from."""
-    for setting, value in ((GOLDEN_SETTING, "on"), (PROVENANCE_SETTING, json.dumps(asdict(provenance))),
-                           ("default_transaction_read_only", "on")):
-        admin.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-            sql.Identifier(name), sql.Identifier(*setting.split(".")), sql.Literal(value)))
+    for setting, value in (
+        (GOLDEN_SETTING, "on"),
+        (PROVENANCE_SETTING, json.dumps(asdict(provenance))),
+        ("default_transaction_read_only", "on"),
+    ):
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(name), sql.Identifier(*setting.split(".")), sql.Literal(value)
+            )
+        )

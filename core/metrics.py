@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from harness.db import snapshot
-from harness.errors import NotDirectus, NotGoverned
+from oneroof.harness.db import consistent_read
+from oneroof.harness.errors import NotDirectus, NotGoverned
 
 METRICS = ("db", "ospa", "own", "gap", "conflict", "gov_emit", "inventory", "axis", "idle", "system_issues")
 
@@ -44,8 +44,9 @@ GOVERNANCE = ("own", "gap", "conflict", "gov_emit", "inventory", "axis", "idle")
 
 def select(names: tuple[str, ...] = METRICS) -> sql.Composed:
     """One SELECT reading the named metrics."""
-    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(
-        sql.SQL(METRIC_SQL[name] + " AS {}").format(sql.Identifier(name)) for name in names))
+    return sql.SQL("SELECT {}").format(
+        sql.SQL(", ").join(sql.SQL(METRIC_SQL[name] + " AS {}").format(sql.Identifier(name)) for name in names)
+    )
 
 
 METRICS_SQL = select()
@@ -53,26 +54,58 @@ METRICS_SQL = select()
 # Every governance table but the ledger (history that rollback keeps), and the Directus metadata
 # the release writes.
 FINGERPRINT_TABLES = (
-    "os_owner_units", "os_collection_inventory", "os_approvers", "os_proposals",
-    "os_proposal_approvals", "os_collection_owners", "os_collection_axes", "os_label_rules",
-    "os_lifecycle_policies", "os_event_bindings", "os_gov_events", "os_idle_flags",
-    "directus_collections", "directus_fields", "directus_relations", "directus_policies",
-    "directus_access", "directus_permissions",
+    "os_owner_units",
+    "os_collection_inventory",
+    "os_approvers",
+    "os_proposals",
+    "os_proposal_approvals",
+    "os_collection_owners",
+    "os_collection_axes",
+    "os_label_rules",
+    "os_lifecycle_policies",
+    "os_event_bindings",
+    "os_gov_events",
+    "os_idle_flags",
+    "directus_collections",
+    "directus_fields",
+    "directus_relations",
+    "directus_policies",
+    "directus_access",
+    "directus_permissions",
 )
 TIER1_TABLES = (
-    "os_owner_units", "os_collection_inventory", "os_approvers", "os_proposals",
-    "os_proposal_approvals", "os_collection_owners", "os_collection_axes", "os_label_rules",
-    "os_lifecycle_policies", "os_event_bindings", "os_gov_events", "os_idle_flags",
-    "os_release_ledger", "os_governance_gap", "system_issues",
+    "os_owner_units",
+    "os_collection_inventory",
+    "os_approvers",
+    "os_proposals",
+    "os_proposal_approvals",
+    "os_collection_owners",
+    "os_collection_axes",
+    "os_label_rules",
+    "os_lifecycle_policies",
+    "os_event_bindings",
+    "os_gov_events",
+    "os_idle_flags",
+    "os_release_ledger",
+    "os_governance_gap",
+    "system_issues",
 )
-DIRECTUS_TABLES = ("directus_collections", "directus_fields", "directus_users", "directus_policies",
-                   "directus_permissions")
+DIRECTUS_TABLES = (
+    "directus_collections",
+    "directus_fields",
+    "directus_users",
+    "directus_policies",
+    "directus_permissions",
+)
 
-DIGEST_SQL = sql.SQL("SELECT {tables}").format(tables=sql.SQL(", ").join(
-    sql.SQL("(SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text COLLATE \"C\"), '')) "
-            "FROM {} AS t) AS {}").format(
-        sql.Identifier(table), sql.Identifier(table))
-    for table in FINGERPRINT_TABLES))
+DIGEST_SQL = sql.SQL("SELECT {tables}").format(
+    tables=sql.SQL(", ").join(
+        sql.SQL(
+            "(SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text COLLATE \"C\"), '')) FROM {} AS t) AS {}"
+        ).format(sql.Identifier(table), sql.Identifier(table))
+        for table in FINGERPRINT_TABLES
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -94,18 +127,22 @@ def check_target(conn: psycopg.Connection[Any]) -> None:
     names = list(DIRECTUS_TABLES) + list(TIER1_TABLES)
     row = conn.execute(
         "SELECT array_agg(name ORDER BY ord) FILTER (WHERE to_regclass(name) IS NULL) AS missing "
-        "FROM unnest(%s::text[]) WITH ORDINALITY AS n (name, ord)", (names,)).fetchone()
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS n (name, ord)",
+        (names,),
+    ).fetchone()
     missing = list((row or {}).get("missing") or [])
     database = conn.info.dbname
     if any(name.startswith("directus_") for name in missing):
         raise NotDirectus(
             f"database {database!r} is not a Directus database (no {missing[0]}); "
-            "point --dsn at the Directus production database or a clone of it")
+            "point --dsn at the Directus production database or a clone of it"
+        )
     if missing:
         raise NotGoverned(
             f"database {database!r} is Directus but lacks the One-Roof tier-1 table {missing[0]}"
             f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}; "
-            "tier 1 must be live before oneroof can verify or release tiers 2-6")
+            "tier 1 must be live before oneroof can verify or release tiers 2-6"
+        )
 
 
 def read_in_snapshot(conn: psycopg.Connection[Any]) -> Reading:
@@ -125,7 +162,8 @@ def read_some(conn: psycopg.Connection[Any], names: tuple[str, ...]) -> dict[str
 
 def fingerprint_in_snapshot(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, Any]]:
     """Check the target, then its fingerprint and metrics inside the caller's transaction (a golden
-    snapshot reads production once, in the transaction whose snapshot it exports)."""
+    snapshot reads production once, in the transaction whose snapshot it exports).
+    """
     check_target(conn)
     reading = read_in_snapshot(conn)
     return reading.fingerprint, reading.metrics
@@ -133,7 +171,7 @@ def fingerprint_in_snapshot(conn: psycopg.Connection[Any]) -> tuple[str, dict[st
 
 def read(conn: psycopg.Connection[Any]) -> Reading:
     """Check the target, then read metrics and digests in one REPEATABLE READ READ ONLY transaction."""
-    with snapshot(conn):
+    with consistent_read(conn):
         check_target(conn)
         return read_in_snapshot(conn)
 
@@ -141,7 +179,8 @@ def read(conn: psycopg.Connection[Any]) -> Reading:
 # -- content digests: what the release must never change ------------------------------------
 
 CONTENT_DIGEST = sql.SQL(
-    "SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) AS h FROM {} AS t")
+    "SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) AS h FROM {} AS t"
+)
 
 
 def content_tables(conn: psycopg.Connection[Any]) -> list[str]:
@@ -153,7 +192,8 @@ def content_tables(conn: psycopg.Connection[Any]) -> list[str]:
 def content_digests(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Per content table, inside the caller's transaction: its row count and an order-free digest of
     its rows (the sum of each row's 64-bit hash, hashtextextended over its text), so no sort is
-    needed at any size. A modified, deleted or added row changes it."""
+    needed at any size. A modified, deleted or added row changes it.
+    """
     digests = {}
     for table in content_tables(conn):
         row = conn.execute(CONTENT_DIGEST.format(sql.Identifier(table))).fetchone()
@@ -164,5 +204,5 @@ def content_digests(conn: psycopg.Connection[Any]) -> dict[str, str]:
 
 def read_content(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """The content digests in one REPEATABLE READ READ ONLY transaction."""
-    with snapshot(conn):
+    with consistent_read(conn):
         return content_digests(conn)
