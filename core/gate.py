@@ -60,6 +60,7 @@ class Verdict:
 
     @property
     def open(self) -> bool:
+        """True when no condition blocks the release."""
         return not self.reasons
 
 
@@ -70,7 +71,8 @@ SELECT a.id, p.code AS proposal_code, p.status AS proposal_status, a.package_sha
        (a.approved_at <= (SELECT max(l.executed_at) FROM os_release_ledger AS l
                           WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE
         -- by the ledger, whatever approved_at says: a deployment named it, and a revert followed
-        OR EXISTS (SELECT FROM os_release_ledger AS d JOIN os_release_ledger AS rv ON rv.action = 'revert' AND rv.id > d.id
+        OR EXISTS (SELECT FROM os_release_ledger AS d
+                   JOIN os_release_ledger AS rv ON rv.action = 'revert' AND rv.id > d.id
                    WHERE d.action = 'deploy' AND a.id = ANY (d.approval_ids))) AS spent,
        a.approver::text AS approver_id, u.email AS approver_email,
        coalesce((SELECT array_agg(c.comment ORDER BY c.date_created, c.id) FROM directus_comments AS c
@@ -122,7 +124,8 @@ def approval_problem(approval: Approval, package: Package, on_clone: bool) -> st
     if approval.user_status != "active":
         return f"approver is {approval.user_status or 'not a Directus user'}"
     if approval.approver_kind != "human":
-        return f"approver is {'an' if approval.approver_kind == 'agent' else 'a'} {approval.approver_kind or 'unregistered'} account"
+        article = "an" if approval.approver_kind == "agent" else "a"
+        return f"approver is {article} {approval.approver_kind or 'unregistered'} account"
     if approval.approver_level not in package.levels or approval.approver_level not in APPROVER_LEVELS:
         return f"approver level {approval.approver_level} is not one of {'/'.join(package.levels)}"
     if approval.level != approval.approver_level:

@@ -62,6 +62,7 @@ def utc(moment: dt.datetime) -> str:
 
 
 def parse_time(text: Any, what: str) -> dt.datetime:
+    """`text` as a UTC time (2026-01-31T12:00:00Z exactly); BadStatement naming `what` otherwise."""
     if not isinstance(text, str) or not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", text):
         raise BadStatement(f"its statement's {what} is not a UTC time like 2026-01-31T12:00:00Z")
     try:
@@ -99,6 +100,7 @@ class Statement:
         valid_for: dt.timedelta,
         now: dt.datetime | None = None,
     ) -> Statement:
+        """A new statement with a fresh nonce, issued at `now` (default: this moment) and valid for `valid_for`."""
         issued = now or dt.datetime.now(dt.UTC)
         return cls(
             package_sha256,
@@ -114,6 +116,7 @@ class Statement:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        """The statement as the JSON document that is signed (its canonical spelling)."""
         return {
             "type": STATEMENT_TYPE,
             "package_sha256": self.package_sha256,
@@ -132,10 +135,12 @@ class Statement:
 
     @property
     def issued(self) -> dt.datetime:
+        """When the approver signed, as a UTC time."""
         return parse_time(self.issued_at, "issued_at")
 
     @property
     def expires(self) -> dt.datetime:
+        """When the statement stops counting, as a UTC time."""
         return parse_time(self.expires_at, "expires_at")
 
     @classmethod
@@ -213,10 +218,12 @@ class TrustRoot:
 
     @property
     def sha256(self) -> str:
+        """SHA-256 of the allowed-signers file's bytes, as recorded beside what it judged."""
         return hashlib.sha256(self.data).hexdigest()
 
     @classmethod
     def load(cls, path: str | Path, what: str = "--allowed-signers") -> TrustRoot:
+        """The allowed-signers file at `path`; UsageError naming `what` if it cannot be read or is not ASCII."""
         file = Path(path).expanduser()
         try:
             data = file.read_bytes()

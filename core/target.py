@@ -14,6 +14,7 @@ PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
 
 
 def uses_pg_env() -> bool:
+    """True when a libpq PG* variable (host, port, database, service, user) is set."""
     return any(os.environ.get(name) for name in PG_ENV)
 
 

@@ -1,3 +1,5 @@
-"""oneroof: verification suite and gated executor for the One-Roof governance release."""
+"""The executor of oneroof: the command line and the commands it runs (rehearse, rollout, rollback,
+verify, monitor, probe, approvals, report). It builds on `oneroof.core` and `oneroof.harness`.
+"""
 
 __version__ = "0.1.0"

@@ -30,6 +30,7 @@ class Plan:
     ownership: dict[str, list[str]]
 
     def summary(self) -> list[str]:
+        """What the approver is about to sign, one line per field, for the confirmation prompt."""
         s = self.statement
         lines = [
             f"package      {s.package_sha256}",
@@ -209,6 +210,7 @@ class Audit:
 
     @property
     def ok(self) -> bool:
+        """True when every deployment in the ledger is backed by statements that verify."""
         return all(f.ok for f in self.deployments)
 
 

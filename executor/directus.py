@@ -26,6 +26,7 @@ class Session:
     token: str
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One authenticated REST call to Directus; its decoded JSON `data`."""
         return _request(self.url, method, path, body, self.token)
 
 

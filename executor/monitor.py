@@ -31,6 +31,7 @@ class Report:
     rehearsal: dict[str, str] | None = None  # path and SHA-256 of the rehearsal evidence given
 
     def as_json(self) -> dict[str, Any]:
+        """The `--json` document of the monitor (the command-line contract's shape)."""
         return {
             "database": self.database,
             "metrics": self.metrics,

@@ -20,9 +20,11 @@ class Probe:
 
     @property
     def equal(self) -> bool:
+        """True when the entry and exit fingerprints are the same: nothing changed during the probe."""
         return self.entry == self.exit
 
     def as_json(self) -> dict[str, Any]:
+        """The `--json` document of the probe (the command-line contract's shape)."""
         return {
             "database": self.database,
             "metrics": self.metrics,

@@ -1,1 +1,4 @@
-"""The parts oneroof runs against real servers: connections and errors, the embedded PostgreSQL, the golden database builder, the clone harness and the database marks. It imports neither `executor` nor `fixtures`."""
+"""The base layer of oneroof, the parts it runs against real servers: connections and errors, the
+embedded PostgreSQL, the golden database builder, captures of production, the clone harness and
+the database marks. It imports nothing else of oneroof.
+"""

@@ -110,6 +110,7 @@ def redact(text: str, secrets: set[str]) -> str:
 
 
 def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (a driver error can run to several), else its type's name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -201,4 +202,5 @@ def consistent_read(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connectio
 
 
 def database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    """True when the server of `conn` has a database named `name`."""
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
