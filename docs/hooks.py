@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import sys
+import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("mkdocs.plugins.oneroof")
 
 # A marker stands alone on its line (so one quoted in a table or in inline code is left alone).
-MARKER = re.compile(r"^[ \t]*<!--[ \t]*oneroof:(?P<kind>[a-z-]+)(?P<arg>(?:[ \t]+[A-Za-z0-9_-]+)*)[ \t]*-->[ \t]*$",
-                    re.MULTILINE)
+MARKER = re.compile(
+    r"^[ \t]*<!--[ \t]*oneroof:(?P<kind>[a-z-]+)(?P<arg>(?:[ \t]+[A-Za-z0-9_-]+)*)[ \t]*-->[ \t]*$", re.MULTILINE
+)
 WIDTH = 100  # usage lines are wrapped at this width, whatever the terminal of the build
 
 # Used only while the code does not export its exit codes (before oneroof.harness.errors has
@@ -47,8 +49,11 @@ WIDTH = 100  # usage lines are wrapped at this width, whatever the terminal of t
 FALLBACK_EXIT_CODES: tuple[tuple[int, str, str], ...] = (
     (0, "OK", "ok; the gate is OPEN; GO"),
     (1, "FAILED", "an invariant failed and nothing was kept; NO-GO"),
-    (2, "USAGE", "bad input, an unreachable database, a refusal by the database or a missing privilege; "
-                 "nothing written"),
+    (
+        2,
+        "USAGE",
+        "bad input, an unreachable database, a refusal by the database or a missing privilege; nothing written",
+    ),
     (3, "BLOCKED", "the gate is closed; nothing changed"),
     (4, "INTEGRITY", "package integrity: a changed, missing or extra file, or another hash than the pinned one"),
     (5, "LOCK_HELD", "the release lock is held by another executor"),
@@ -58,6 +63,7 @@ FALLBACK_EXIT_CODES: tuple[tuple[int, str, str], ...] = (
 
 
 # -- imports: the restructured package first, the pre-restructure modules after ---------------
+
 
 def _import(*names: str) -> Any:
     """The first of the modules `names` that this checkout holds, else the first that imports.
@@ -69,6 +75,7 @@ def _import(*names: str) -> Any:
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    _serve_checkout_as_oneroof()
     errors, found = [], []
     for name in names:
         try:
@@ -82,10 +89,31 @@ def _import(*names: str) -> Any:
         found.append(module)
         _ROOTS.add(_checkout_of(where))
     if found:
-        log.info("oneroof docs: %s was imported from %s, not from this checkout %s",
-                 found[0].__name__, found[0].__file__, ROOT)
+        log.info(
+            "oneroof docs: %s was imported from %s, not from this checkout %s",
+            found[0].__name__,
+            found[0].__file__,
+            ROOT,
+        )
         return found[0]
     raise ImportError("; ".join(errors))
+
+
+def _serve_checkout_as_oneroof() -> None:
+    """Map `oneroof.<folder>` to this checkout's folders (core/, executor/, ...), as the package's
+    own mapping does, unless `oneroof` is already imported: so the pages document this checkout
+    even when an editable install of another checkout answers for `oneroof`.
+    """
+    if "oneroof" in sys.modules or not (ROOT / "core").is_dir() or (ROOT / "oneroof").is_dir():
+        return
+    namespace = types.ModuleType("oneroof")
+    namespace.__path__ = [str(ROOT)]
+    sys.modules["oneroof"] = namespace
+
+
+def cli() -> Any:
+    """This checkout's command-line module (with `main` and `build_parser`)."""
+    return _import("oneroof.executor.cli", "executor.cli")
 
 
 def _checkout_of(path: Path) -> Path:
@@ -100,11 +128,12 @@ _ROOTS = {ROOT}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser of `oneroof`, from this checkout."""
     try:
-        cli = _import("oneroof.executor.cli", "executor.cli")
+        module = cli()
     except ImportError as exc:
         raise PluginError(f"oneroof docs: cannot import the command line: {exc}") from exc
-    parser: argparse.ArgumentParser = cli.build_parser()
+    parser: argparse.ArgumentParser = module.build_parser()
     return parser
 
 
@@ -119,8 +148,14 @@ def settings() -> list[tuple[str, str, str, str, str, str]]:
         if isinstance(setting, tuple):
             attr, flag, ini, env, default, text = setting
         else:
-            attr, flag, ini, env, default, text = (setting.attr, setting.flag, setting.ini, setting.env,
-                                                   setting.default, setting.help)
+            attr, flag, ini, env, default, text = (
+                setting.attr,
+                setting.flag,
+                setting.ini,
+                setting.env,
+                setting.default,
+                setting.help,
+            )
         rows.append((str(attr), str(flag), str(ini), str(env), str(default), str(text)))
     if not rows:
         raise PluginError("oneroof docs: the settings table is empty")
@@ -143,6 +178,7 @@ def exit_codes() -> list[tuple[int, str, str]]:
 
 # -- walking the parser -------------------------------------------------------------------------
 
+
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """The subparsers of `parser`, in the order they were added (empty if it has none)."""
     for action in parser._actions:
@@ -160,13 +196,16 @@ def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
 
 
 def find(parser: argparse.ArgumentParser, path: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of `oneroof PATH...`; a PluginError when the parser lacks that command."""
     current = parser
     for i, word in enumerate(path):
         choices = subcommands(current)
         if word not in choices:
             known = ", ".join(choices) or "none"
-            raise PluginError(f"oneroof docs: `oneroof {' '.join(path[:i + 1])}` is not a command of the parser "
-                              f"(the commands there: {known})")
+            raise PluginError(
+                f"oneroof docs: `oneroof {' '.join(path[: i + 1])}` is not a command of the parser "
+                f"(the commands there: {known})"
+            )
         current = choices[word]
     return current
 
@@ -198,7 +237,7 @@ def _plain(value: str) -> str:
         if value == root:
             return "."
         if value.startswith(root + os.sep):
-            return value[len(root) + 1:] + ("/" if Path(value).is_dir() else "")
+            return value[len(root) + 1 :] + ("/" if Path(value).is_dir() else "")
     return value
 
 
@@ -212,6 +251,7 @@ def _code(text: str) -> str:
 
 
 def usage(parser: argparse.ArgumentParser) -> str:
+    """The usage line of `parser`, without its `usage:` prefix."""
     with _columns(WIDTH):
         text = parser.format_usage()
     return re.sub(r"^usage:\s*", "", text.strip())
@@ -234,6 +274,7 @@ def _default(action: argparse.Action) -> str:
 
 
 def option_rows(parser: argparse.ArgumentParser) -> list[str]:
+    """One Markdown table row per option and positional of `parser`: name, default, help."""
     rows = []
     for action in parser._actions:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
@@ -243,8 +284,7 @@ def option_rows(parser: argparse.ArgumentParser) -> list[str]:
         if action.option_strings:
             metavar = ""
             if action.nargs != 0:
-                metavar = " " + (action.metavar if isinstance(action.metavar, str)
-                                 else action.dest.upper())
+                metavar = " " + (action.metavar if isinstance(action.metavar, str) else action.dest.upper())
             name = ", ".join(f"{flag}{metavar}" for flag in action.option_strings)
         else:
             name = action.metavar if isinstance(action.metavar, str) else action.dest
@@ -263,10 +303,11 @@ def option_rows(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def render_synopsis(root: argparse.ArgumentParser, path: Sequence[str], level: int = 2) -> str:
+    """`## Synopsis` of `oneroof PATH`: its usage, its nested subcommands' usages, its --help text."""
     parser = find(root, path)
     out = [f"{'#' * level} Synopsis", "", "```text", usage(parser)]
     nested = subcommands(parser)
-    for name, sub in nested.items():
+    for sub in nested.values():
         out.append(usage(sub))
     out += ["```", ""]
     if parser.description:
@@ -280,6 +321,7 @@ def render_synopsis(root: argparse.ArgumentParser, path: Sequence[str], level: i
 
 
 def render_options(root: argparse.ArgumentParser, path: Sequence[str], level: int = 2) -> str:
+    """`## Options` of `oneroof PATH`, then a section per nested subcommand."""
     parser = find(root, path)
     out = [f"{'#' * level} Options", ""]
     rows = option_rows(parser)
@@ -287,8 +329,11 @@ def render_options(root: argparse.ArgumentParser, path: Sequence[str], level: in
         out += ["| option | default | meaning |", "|---|---|---|", *rows, ""]
     else:
         out += ["None but `-h`, `--help`.", ""]
-    out += ["`-h`, `--help` prints the same text, and `--debug` (before or after the command) shows a traceback "
-            "with an error.", ""]
+    out += [
+        "`-h`, `--help` prints the same text, and `--debug` (before or after the command) shows a traceback "
+        "with an error.",
+        "",
+    ]
     for name in subcommands(parser):
         out += [f"{'#' * (level + 1)} `oneroof {' '.join(path)} {name}`", ""]
         sub = find(root, [*path, name])
@@ -304,6 +349,7 @@ def render_options(root: argparse.ArgumentParser, path: Sequence[str], level: in
 
 
 def render_commands(root: argparse.ArgumentParser) -> str:
+    """The table of every command, each linking to its page."""
     helps = _help_lines(root)
     out = ["| command | does |", "|---|---|"]
     for name in commands(root):
@@ -312,6 +358,7 @@ def render_commands(root: argparse.ArgumentParser) -> str:
 
 
 def render_settings() -> str:
+    """The settings table: flag, environment variable, ini key, default, meaning."""
     out = ["| flag | environment | ini key | default | meaning |", "|---|---|---|---|---|"]
     for _attr, flag, ini, env, default, text in settings():
         shown = _code(_plain(default)) if default else "(none)"
@@ -320,6 +367,7 @@ def render_settings() -> str:
 
 
 def render_exit_codes() -> str:
+    """The exit-code table: code, name, meaning."""
     out = ["| code | name | meaning |", "|---|---|---|"]
     out += [f"| {code} | `{name}` | {_cell(meaning)} |" for code, name, meaning in exit_codes()]
     return "\n".join(out) + "\n"
@@ -359,8 +407,11 @@ def render(markdown: str, where: str) -> str:
 
 def documented(markdown: str) -> set[str]:
     """The commands whose synopsis a page renders (first word of each marker)."""
-    return {m["arg"].split()[0] for m in MARKER.finditer(markdown)
-            if m["kind"] in ("synopsis", "command") and m["arg"].split()}
+    return {
+        m["arg"].split()[0]
+        for m in MARKER.finditer(markdown)
+        if m["kind"] in ("synopsis", "command") and m["arg"].split()
+    }
 
 
 def check_command_pages(docs_dir: Path) -> None:
@@ -385,11 +436,14 @@ def check_command_pages(docs_dir: Path) -> None:
 
 # -- MkDocs events --------------------------------------------------------------------------------
 
+
 def on_pre_build(config: Any) -> None:
+    """MkDocs: fail the build when a command and its page do not match."""
     check_command_pages(Path(config["docs_dir"]))
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """MkDocs: replace the oneroof markers of a page."""
     return render(markdown, page.file.src_uri)
 
 

@@ -1,6 +1,7 @@
 """The documentation: the site builds strictly, the README stays short, every relative link
 resolves, the reference pages match the parser, and every command the docs mark `ci-runs`
-exits with the code they say. No database is needed."""
+exits with the code they say. No database is needed.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def hooks() -> ModuleType:
 
 # -- the ci-runs convention ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Command:
     page: str  # path:line
@@ -57,8 +59,13 @@ def outside_fences(text: str) -> Iterator[tuple[int, str, bool]]:
             fence = match["fence"]
             yield number, line, False  # the opening fence itself
             continue
-        if fence and match and match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence) \
-                and line.strip() == match["fence"]:
+        if (
+            fence
+            and match
+            and match["fence"][0] == fence[0]
+            and len(match["fence"]) >= len(fence)
+            and line.strip() == match["fence"]
+        ):
             fence = ""
             yield number, line, True
             continue
@@ -96,25 +103,32 @@ def all_ci_commands() -> list[Command]:
     return [command for page in pages() for command in ci_commands(page)]
 
 
-def cli_module() -> str:
-    """The module of this checkout's command line, the one docs/hooks.py documents."""
-    module = hooks()._import("oneroof.executor.cli", "executor.cli")
-    return str(module.__name__)
-
-
-def run(command: Command, module: str) -> subprocess.CompletedProcess[str]:
+def run(command: Command) -> subprocess.CompletedProcess[str]:
+    """`command` run by this checkout's command line (loaded as docs/hooks.py loads it)."""
     words = shlex.split(command.text)
-    program = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from {module} import main; sys.exit(main())"
-    return subprocess.run([sys.executable, "-c", program, *words[1:]], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    program = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('oneroof_docs_hooks', {str(DOCS / 'hooks.py')!r}); "
+        "hooks = importlib.util.module_from_spec(spec); spec.loader.exec_module(hooks); "
+        "sys.exit(hooks.cli().main())"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", program, *words[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 # -- the tests ----------------------------------------------------------------------------------------
 
+
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     hooks()  # skips without mkdocs
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for page in ("index.html", "commands/rollout/index.html", "settings/index.html", "design/index.html"):
         assert (tmp_path / "site" / page).is_file(), page
@@ -159,7 +173,8 @@ def test_a_page_for_a_command_the_parser_lacks_fails_the_build(tmp_path: Path) -
     (tmp_path / "commands").mkdir()
     for name in docs.commands(docs.build_parser()):
         (tmp_path / "commands" / f"{name}.md").write_text(
-            f"<!-- oneroof:synopsis {name} -->\n<!-- oneroof:options {name} -->\n", encoding="utf-8")
+            f"<!-- oneroof:synopsis {name} -->\n<!-- oneroof:options {name} -->\n", encoding="utf-8"
+        )
     docs.check_command_pages(tmp_path)
     (tmp_path / "commands" / "frobnicate.md").write_text("<!-- oneroof:synopsis frobnicate -->\n", encoding="utf-8")
     with pytest.raises(PluginError, match="frobnicate"):
@@ -187,7 +202,7 @@ def test_the_generated_reference_holds_every_option_and_setting() -> None:
 def test_the_readme_exit_codes_are_the_codes_of_the_code() -> None:
     docs = hooks()
     readme = README.read_text(encoding="utf-8")
-    table = readme[readme.index("## Exit codes"):]
+    table = readme[readme.index("## Exit codes") :]
     listed = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)}
     assert listed == {code for code, _name, _meaning in docs.exit_codes()}
 
@@ -203,7 +218,9 @@ def test_the_docs_mark_the_commands_ci_runs() -> None:
 
 @pytest.mark.parametrize("command", all_ci_commands(), ids=lambda c: f"{c.page} {c.text}")
 def test_a_documented_command_exits_as_the_docs_say(command: Command) -> None:
-    result = run(command, cli_module())
+    hooks()  # skips without mkdocs
+    result = run(command)
     assert result.returncode == command.expected, (
         f"{command.page}: `{command.text}` exited {result.returncode}, the docs say {command.expected}\n"
-        f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    )
