@@ -1,4 +1,4 @@
-"""The release gate (DESIGN.md section 5): every condition that must hold before tiers 2-6 may
+"""The release gate (docs/design.md#s5): every condition that must hold before tiers 2-6 may
 be applied, each giving its own reason when it does not.
 
 The conditions read the database only; the executor evaluates them once before its pytest gate

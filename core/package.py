@@ -38,7 +38,7 @@ SNAPSHOT_PATH = re.compile(r"^snapshots/[A-Za-z0-9_.-]+\.ambr$")
 # data statements only. Transaction control, DO blocks, CALL and DDL such as CREATE INDEX
 # CONCURRENTLY belong to the executor or to no release at all.
 ALLOWED_STATEMENTS = ("InsertStmt", "UpdateStmt", "DeleteStmt", "SelectStmt")
-# The gate policy of DESIGN.md section 5: a package may ask for more, never for less.
+# The gate policy of docs/design.md#s5-2: a package may ask for more, never for less.
 MIN_APPROVALS = 1
 APPROVER_LEVELS = ("L2", "L4")
 

@@ -42,7 +42,7 @@ class Row:
 
 
 def expected_valid(row: Row, on_clone: bool) -> bool:
-    """The policy of DESIGN.md section 5, written independently of executor/gate.py."""
+    """The policy of docs/design.md#s5, written independently of core/gate.py."""
     account = catalog.account(row.approver)
     return (
         row.proposal == "active"

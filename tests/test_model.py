@@ -9,7 +9,7 @@ After every step:
 - the state (greenfield, finalized, mixed) is the model's, and a greenfield or finalized database
   has exactly that state's figures;
 - the gate's verdict, and the set of approvals it counts, equal the model's, computed here from
-  the policy of DESIGN.md section 5 without calling the gate's own judgement;
+  the policy of docs/design.md#s5 without calling the gate's own judgement;
 - the ledger holds exactly the rows of the model's history, and no lock or executor session is
   left behind.
 When an example ends, the invariant stage of its last state runs as a real pytest session.
@@ -48,7 +48,7 @@ from tests.support.testing import ROOT, PgServer, bound_evidence, database_setti
 
 pytestmark = pytest.mark.proof
 PKG = package.load()
-ALLOWED_LEVELS = {"L2", "L4"}  # DESIGN.md section 5, written down here again on purpose
+ALLOWED_LEVELS = {"L2", "L4"}  # docs/design.md#s5-2, written down here again on purpose
 OTHER_SHA = "0" * 64
 STEPS: dict[str, int] = {}  # rule name -> times run, over the whole test (the README's figure)
 OUTCOMES: dict[str, int] = {}  # what the rollouts, rollbacks and crashes did

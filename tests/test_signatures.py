@@ -442,7 +442,7 @@ def test_require_signatures_is_the_package_s_to_raise(target: psycopg.Connection
     package.seal(copy)
     unsigned = package.load(copy)
     assert not unsigned.require_signatures and unsigned.sha256 != PKG.sha256  # approvals name the hash
-    assert reason(target, pkg=unsigned, signed=False) == ""  # DESIGN.md section 5, without signatures
+    assert reason(target, pkg=unsigned, signed=False) == ""  # docs/design.md#s5-2, without signatures
     assert "no signed statement" in reason(target, signed=False)
     manifest.write_text(
         manifest.read_text().replace("min_approvals = 1\n", 'min_approvals = 1\nrequire_signatures = "yes"\n')
