@@ -6,12 +6,12 @@ and executor/gate.py the tests kill.
 
 cosmic-ray mutates one place of the source at a time, on disk, and runs the test command below
 (`check`) once per mutant: a mutant is killed when the check fails. The check is a targeted,
-fast selection of the project's tests, run in one process:
+fast selection of the project's tests; it imports no test module, only tests/support:
 
-- tests/test_gate_policy.py (every reason an approval does not count, no database),
-  tests/test_content.py (the amber snapshots read back) and the
-  states of tests/test_gate.py (greenfield, finalized, mixed);
-- the kill matrix (tests/test_kill_matrix.py): the four stages on untouched clones (everything
+- tests/test_gate_policy.py (every reason an approval does not count, no database) and
+  tests/test_content.py (the amber snapshots read back), run by pytest in a process of their own,
+  and the states of tests/test_gate.py (greenfield, finalized, mixed; tests/support/gate_states.py);
+- the kill matrix (tests/support/kill_matrix.py): the four stages on untouched clones (everything
   passes) and a selection of its violations, each on a database prepared once before the run,
   each of which must fail exactly its expected invariant ids.
 
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# The installed oneroof.* needs no path; the checkout's root is here for tests.support (the kill
+# matrix's violations, the gate's states, the tests' signers), which no install carries.
 sys.path.insert(0, str(ROOT))
 
 MUTATED = [
@@ -78,6 +80,12 @@ SELECTED = [
     "ledger-row-altered",
     "gate-not-rehearsed",
 ]
+# The database-free tests each mutant runs first, by pytest node id.
+REPLAYED = [
+    "tests/test_gate_policy.py",
+    "tests/test_content.py::test_the_reader_takes_only_what_it_knows",
+    "tests/test_content.py::test_snapshot_entries_read_back_what_syrupy_wrote",
+]
 # The controls first: a mutant that breaks an invariant usually fails an untouched database.
 CONTROL_ORDER = ("finalized", "greenfield", "gate", "baseline")
 STATE = Path(tempfile.gettempdir()) / "oneroof-mutation"
@@ -89,8 +97,8 @@ def prepare(admin: str) -> list[dict[str, Any]]:
     from oneroof.executor import release
     from oneroof.harness import clones, golden
     from oneroof.harness.db import connect
+    from tests.support.kill_matrix import CONTROLS, VIOLATIONS
     from tests.support.testing import signers
-    from tests.test_kill_matrix import CONTROLS, VIOLATIONS
 
     pkg = package.load()
     cleanup(admin, [f"mut_{i:02d}" for i in range(len(SELECTED) + len(CONTROL_ORDER) + 1)])
@@ -172,29 +180,19 @@ def check() -> int:
     import pytest
 
     from oneroof.core import gate, signatures
-    from tests import test_content as content_tests
-    from tests import test_gate_policy as policy
 
-    try:
-        for case in policy.CASES:
-            policy.test_approval_problem(*case[1:])
-        policy.test_a_package_cannot_widen_the_levels()
-        policy.test_verdict_is_open_only_without_reasons()
-        policy.test_a_statement_that_verifies_counts_once()
-        policy.test_each_statement_that_does_not_count_says_why()
-        policy.test_the_problems_of_several_statements_are_listed_once_each()
-        policy.test_statements_are_judged_at_this_machines_clock()
-        policy.test_what_the_gate_judged_cannot_be_altered_afterwards()
-        content_tests.test_the_reader_takes_only_what_it_knows()
-        folder = STATE / "content-test"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        policy.test_one_good_statement_among_bad_ones_counts(folder)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        content_tests.test_snapshot_entries_read_back_what_syrupy_wrote(folder)
-    except Exception as exc:  # noqa: BLE001 - any failure kills the mutant
-        print(f"killed by tests/test_gate_policy.py or tests/test_content.py: {exc!r}")
+    # The database-free tests run as themselves, through pytest in a process of their own: any
+    # failure (a non-zero exit) kills the mutant.
+    replay = subprocess.run(
+        [sys.executable, "-B", "-m", "pytest", "-p", "no:xdist", "-q", "--no-header", *REPLAYED],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if replay.returncode != 0:
+        last = replay.stdout.strip().splitlines()[-1:] or replay.stderr.strip().splitlines()[-1:]
+        print(f"killed by tests/test_gate_policy.py or tests/test_content.py: exit {replay.returncode}, {last}")
         return 1
     prepared = json.loads((STATE / "prepared.json").read_text())
     by_name = {e["name"]: e for e in prepared}
@@ -265,11 +263,11 @@ def check() -> int:
             print(f"killed by tests/test_release.py (a read-only target): {unwritable}; {alone}; {both}")
             return 1
         conn.rollback()
-    from tests import test_gate as gate_tests
+    from tests.support.gate_states import STATES, state_after
 
     with connect(by_name["control-greenfield"]["dsn"]) as conn:
-        for case in gate_tests.STATES:  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
-            if gate_tests.state_after(conn, case) != case.split(":")[0]:
+        for case in STATES:  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
+            if state_after(conn, case) != case.split(":")[0]:
                 print(f"killed by tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed[{case}]")
                 return 1
         # tests/test_signatures.py: a role that may not call pg_control_system() reads no cluster
@@ -518,8 +516,8 @@ def report(session: Path) -> int:
             )
     done = killed + survived
     print(
-        f"mutants: {done + pending} (and {skipped} of excluded operators), run {done}, killed {killed}, survived {survived}, "
-        f"score {100 * killed / done if done else 0:.1f}%"
+        f"mutants: {done + pending} (and {skipped} of excluded operators), run {done}, killed {killed}, "
+        f"survived {survived}, score {100 * killed / done if done else 0:.1f}%"
     )
     for survivor in survivors:
         print(f"  survived: {survivor}")
@@ -549,7 +547,10 @@ def survivors(admin: str, session: Path, tests: list[str]) -> int:
     still = []
     try:
         for mutation in left:
-            where = f"{mutation['module_path']}:{mutation['start_pos'][0]} {mutation['operator_name']} #{mutation['occurrence']}"
+            where = (
+                f"{mutation['module_path']}:{mutation['start_pos'][0]} {mutation['operator_name']} "
+                f"#{mutation['occurrence']}"
+            )
             subprocess.run(
                 [
                     "cosmic-ray",

@@ -9,6 +9,7 @@ are measured in the same run, interleaved, so a noisy shared machine moves both 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -20,20 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from psycopg import conninfo, sql
 
-from psycopg import conninfo, sql  # noqa: E402
-
-from oneroof.core import (
-    gate,  # noqa: E402
-    metrics,  # noqa: E402
-    package,  # noqa: E402
-)
-from oneroof.executor import release  # noqa: E402
-from oneroof.executor.rehearse import approve_rehearsal, one_off_signer  # noqa: E402
-from oneroof.harness import catalog, clones, golden, server  # noqa: E402
-from oneroof.harness.db import connect, with_dbname  # noqa: E402
+from oneroof.core import gate, metrics, package
+from oneroof.executor import release
+from oneroof.executor.rehearse import approve_rehearsal, one_off_signer
+from oneroof.harness import catalog, clones, golden, server
+from oneroof.harness.db import connect, with_dbname
 
 
 def timed(func: Callable[[], object]) -> float:
@@ -132,6 +126,17 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
     client_env = dict(os.environ, **({"PGPASSFILE": str(params["passfile"])} if params.get("passfile") else {}))
     template, dump = [], []
     with connect(admin, autocommit=True) as conn:
+
+        def copy(target: str) -> None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+            dumper = subprocess.Popen(
+                [str(bin_dir / "pg_dump"), *args, "-Fc", source], stdout=subprocess.PIPE, env=client_env
+            )
+            subprocess.run(
+                [str(bin_dir / "pg_restore"), *args, "-d", target], stdin=dumper.stdout, check=True, env=client_env
+            )
+            assert dumper.wait() == 0
+
         conn.execute("CHECKPOINT")
         time.sleep(2)  # let the build's writeback settle: both sides then start alike
         for i in range(3 if scale > 1 else repeat):
@@ -143,21 +148,7 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
             made = clones.create(admin, source=source, name=f"bench_tpl_{i}", wait=30)
             template.append(made.seconds)
             clones.drop(admin, made.name)
-
-            def copy() -> None:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"bench_dump_{i}")))
-                dumper = subprocess.Popen(
-                    [str(bin_dir / "pg_dump"), *args, "-Fc", source], stdout=subprocess.PIPE, env=client_env
-                )
-                subprocess.run(
-                    [str(bin_dir / "pg_restore"), *args, "-d", f"bench_dump_{i}"],
-                    stdin=dumper.stdout,
-                    check=True,
-                    env=client_env,
-                )
-                assert dumper.wait() == 0
-
-            dump.append(timed(copy))
+            dump.append(timed(functools.partial(copy, f"bench_dump_{i}")))
             conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(f"bench_dump_{i}")))
     row(f"clone by CREATE DATABASE ... TEMPLATE (FILE_COPY, marked), scale {scale}", f"{median(template):.2f} s")
     row(f"copy by pg_dump -Fc \\| pg_restore, scale {scale}", f"{median(dump):.2f} s")
@@ -177,7 +168,7 @@ def bench_content(admin: str, name: str, scale: int, repeat: int) -> None:
     row(f"content digests (system_issues + 35 collections), scale {scale}", f"{median(digest_t) * 1000:.0f} ms")
     row(
         f"content digests / count(*) system_issues, scale {scale}",
-        f"{median([d / c for d, c in zip(digest_t, count_t)]):.1f}x",
+        f"{median([d / c for d, c in zip(digest_t, count_t, strict=True)]):.1f}x",
     )
 
 
@@ -229,7 +220,8 @@ def main() -> int:
         for scale in scales:
             name = f"bench_golden_s{scale}"
             if scale != 1:
-                seconds = timed(lambda: golden.build(admin, name=name, scale=scale, package_sha256=sha, replace=True))
+                build = functools.partial(golden.build, admin, name=name, scale=scale, package_sha256=sha, replace=True)
+                seconds = timed(build)
                 row(f"golden build, scale {scale}", f"{seconds:.1f} s")
             with connect(with_dbname(admin, name)) as conn:
                 conn.read_only = True
@@ -239,7 +231,7 @@ def main() -> int:
                     metric_t.append(timed(lambda: metrics.read_in_snapshot(conn)))
                     conn.rollback()
                 count_t, metric_t = count_t[1:], metric_t[1:]
-            ratio = median([m / c for m, c in zip(metric_t, count_t)])
+            ratio = median([m / c for m, c in zip(metric_t, count_t, strict=True)])
             row(f"count(*) system_issues, scale {scale}", f"{median(count_t) * 1000:.1f} ms")
             row(f"metrics + digests, scale {scale}", f"{median(metric_t) * 1000:.1f} ms")
             row(f"metrics / count ratio, scale {scale}", f"{ratio:.2f}", "<= 1.5")

@@ -26,16 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from psycopg import sql
+
+from oneroof.core import package
+from oneroof.executor.capture import take
+from oneroof.harness import golden, server
+from oneroof.harness.capture import _tool_env
+from oneroof.harness.db import connect, with_dbname
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from psycopg import sql  # noqa: E402
-
-from oneroof.core import package  # noqa: E402
-from oneroof.executor.capture import take  # noqa: E402
-from oneroof.harness import golden, server  # noqa: E402
-from oneroof.harness.capture import _tool_env  # noqa: E402
-from oneroof.harness.db import connect, with_dbname  # noqa: E402
 
 DEFAULT_PROD = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -126,7 +125,7 @@ def main() -> int:
                     plain = statistics.median(times["plain"])
                     row(f"plain pg_dump -Fc \\| pg_restore, scale {scale}", f"{plain:.1f} s")
                 mine = statistics.median(times[f"jobs{jobs}"])
-                ratio = statistics.median([a / b for a, b in zip(times[f"jobs{jobs}"], times["plain"])])
+                ratio = statistics.median([a / b for a, b in zip(times[f"jobs{jobs}"], times["plain"], strict=True)])
                 row(f"golden snapshot --jobs {jobs}, scale {scale}", f"{mine:.1f} s")
                 row(f"golden snapshot --jobs {jobs} / plain copy, scale {scale}", f"{ratio:.2f}x", "<= 1.2x")
             if phases:

@@ -72,7 +72,6 @@ def test_directus_serves_a_clone_of_the_golden_and_a_human_ratifies_there(
     """Directus 11.3.5 starts on a clone of the synthetic golden database as it is (no bootstrap),
     and the L4 human approver logs in through /auth/login and ratifies through REST: the gate opens.
     """
-    sha = package.load().sha256
     made = clones.create(test_server.admin, source=test_server.golden, name=clones.default_name("t_dx"), wait=60)
     try:
         running, approved = ratify_on_clone(

@@ -36,7 +36,7 @@ def as_role(dsn: str, role: str) -> str:
 
 @pytest.fixture
 def make_role(test_server: PgServer, clone: clones.Clone, worker_id: str) -> Iterator[Role]:
-    """make_role("reader", *grants) -> a login role of a unique name given `grants` on the clone
+    """A login role of a unique name given `grants` on the clone, as `make_role("reader", *grants)`
     ({role} and {db} are filled in); dropped with everything it owns after the test.
     """
     made: list[str] = []

@@ -105,7 +105,7 @@ def test_rollouts_racing_rollbacks_end_in_one_state(clone: clones.Clone, clone_c
         for action in chance.sample(["rollout", "rollout", "rollback", "rollback"], 4):
             time.sleep(chance.uniform(0, 0.8))
             procs.append((action, start(action, "--dsn", clone.dsn, "--confirm-db", clone.name)))
-        for (action, _), (code, out, err) in zip(procs, finish([p for _, p in procs])):
+        for (action, _), (code, out, err) in zip(procs, finish([p for _, p in procs]), strict=True):
             word = out.split(":", 1)[0] if code in (0, 3) else f"exit {code}"
             assert code in (0, 3, 5), (action, code, out, err)
             # a rollout may find its approval spent by a rollback that won, or see the database

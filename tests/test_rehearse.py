@@ -428,7 +428,9 @@ def test_report_rejected_option_production_note_and_width(full_run: tuple[Eviden
 
 
 CONTENT_CHANGES = {
-    "system_issues row modified": "UPDATE system_issues SET status = 'resolved' WHERE id = (SELECT min(id) FROM system_issues)",
+    "system_issues row modified": (
+        "UPDATE system_issues SET status = 'resolved' WHERE id = (SELECT min(id) FROM system_issues)"
+    ),
     "content row deleted": "DELETE FROM kh_tags WHERE id = (SELECT min(id) FROM kh_tags)",
 }
 

@@ -39,7 +39,7 @@ def test_two_concurrent_runs_on_one_server_both_pass_and_leave_nothing(test_serv
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
-    for run, out in zip(runs, outputs):
+    for run, out in zip(runs, outputs, strict=True):
         assert run.returncode == 0, out
     ids = [re.search(r"; run ([0-9a-f]{6}) \(", out) for out in outputs]
     assert all(ids), outputs

@@ -212,8 +212,8 @@ def _sessions(production: Production, wait: float = 10) -> list[str]:
             left = [
                 r["application_name"]
                 for r in conn.execute(
-                    "SELECT application_name FROM pg_stat_activity WHERE datname = %s AND starts_with(application_name, "
-                    "'oneroof-snapshot')",
+                    "SELECT application_name FROM pg_stat_activity "
+                    "WHERE datname = %s AND starts_with(application_name, 'oneroof-snapshot')",
                     (production.name,),
                 ).fetchall()
             ]

@@ -1,5 +1,6 @@
 """The crash points of the release transactions and how to hold the executor at one: shared by the
-crash matrix and the model."""
+crash matrix and the model.
+"""
 
 from __future__ import annotations
 

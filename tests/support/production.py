@@ -1,5 +1,6 @@
 """A production stand-in on the PostgreSQL 15 service (or the test server): a governed Directus
-database that the capture tests and the rehearsed tests read."""
+database that the capture tests and the rehearsed tests read.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The release package, trust root, finalized figures and approval helper that the release tests
-share."""
+share.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,65 @@
+"""The states tests/test_gate.py judges gate.state by, as data: each case names the state it
+must read (before any colon) and the steps that make it. bench/mutation.py replays them too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from oneroof.core import gate, package
+from oneroof.harness import catalog
+
+PKG = package.load()
+
+STATES = {
+    "greenfield": [],
+    "finalized": ["tiers"],
+    "finalized: an inventory of one collection": [
+        "DELETE FROM os_collection_inventory WHERE collection <> 'kh_tags'",
+        "tiers",
+    ],
+    "mixed: one axis": ["INSERT INTO os_collection_axes VALUES ('kh_tags', 'domain', 'documents')"],
+    "mixed: an inactive owner": [
+        "INSERT INTO os_collection_owners (collection, owner_unit, proposal_id, approval_ids, "
+        "active) SELECT 'kh_tags', 'DOT', id, '{}', false FROM os_proposals WHERE code = "
+        "'OR-T3-OWNERSHIP-SEED'"
+    ],
+    "mixed: finalized but one owner": ["tiers", "DELETE FROM os_collection_owners WHERE collection = 'kh_tags'"],
+    "mixed: finalized but one lifecycle": ["tiers", "DELETE FROM os_lifecycle_policies WHERE collection = 'kh_tags'"],
+    "mixed: finalized but the permissions": [
+        "tiers",
+        "DELETE FROM directus_permissions WHERE policy = '75c09095-c4f0-5d33-aaa1-31764f52c0b5'",
+    ],
+    # No collection governed any more, so no owner is missing and no gap is left: the permissions
+    # left behind are still a trace, not a finalized release.
+    "mixed: no inventory, the permissions left": [
+        "tiers",
+        "DELETE FROM os_collection_owners",
+        "DELETE FROM os_collection_axes",
+        "DELETE FROM os_label_rules",
+        "DELETE FROM os_lifecycle_policies",
+        "DELETE FROM os_event_bindings",
+        "DELETE FROM os_collection_inventory",
+    ],
+}
+
+
+def state_after(conn: psycopg.Connection[Any], case: str) -> str:
+    """gate.state after the steps of STATES[case], all rolled back ("tiers": deploy tiers 2-6)."""
+    try:
+        for step in STATES[case]:
+            if step == "tiers":
+                conn.execute(
+                    "SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', '{1}', true)",
+                    (catalog.PROPOSAL_CODE,),
+                )
+                for tier in PKG.tiers:
+                    for statement in tier.deploy_statements:
+                        conn.execute(statement.encode())
+            else:
+                conn.execute(step)
+        return gate.state(conn)
+    finally:
+        conn.rollback()
