@@ -262,6 +262,100 @@ def lock_holder(conn: psycopg.Connection[Any]) -> int | None:
     return int(row["pid"]) if row else None
 
 
+def _proposal_reason(conn: psycopg.Connection[Any], package: Package) -> tuple[str | None, int | None]:
+    """Why the package's proposal cannot be released (None when it can), and its id."""
+    proposal = conn.execute(
+        "SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s", (package.proposal,)
+    ).fetchone()
+    if proposal is None:
+        return f"proposal {package.proposal} does not exist", None
+    if proposal["status"] not in ("pending", "ratified"):
+        return f"proposal {package.proposal} is {proposal['status']}", proposal["id"]
+    if proposal["package_sha256"] != package.sha256:
+        return (
+            f"proposal {package.proposal} names package {proposal['package_sha256'][:12]}, "
+            f"not this package {package.sha256[:12]}"
+        ), proposal["id"]
+    return None, proposal["id"]
+
+
+@dataclass(frozen=True)
+class _Approvals:
+    """What the gate found of the approvals: the rows, the valid ids, why the others do not count,
+    and the nonce of each counted statement.
+    """
+
+    rows: int
+    valid: tuple[int, ...]
+    invalid: tuple[str, ...]
+    nonces: dict[str, int]
+
+
+def _judge_approvals(rows: list[Approval], package: Package, signing: Signing, on_clone: bool) -> _Approvals:
+    """Every approval row judged: by the policy, then (when the package requires signatures) by its statement."""
+    nonces: dict[str, int] = {}
+    valid, invalid = [], []
+    for approval in rows:
+        problem = approval_problem(approval, package, on_clone)
+        if problem is None and package.require_signatures:
+            problem = statement_problem(approval, package, signing, nonces)
+        if problem is None:
+            valid.append(approval.id)
+        else:
+            invalid.append(f"#{approval.id} {problem}")
+    return _Approvals(len(rows), tuple(valid), tuple(invalid), nonces)
+
+
+def _approvals_reason(found: _Approvals, package: Package, notes: list[str]) -> str | None:
+    """Why the approvals do not open the gate (None when enough are valid); notes the ignored ones."""
+    needed = max(package.min_approvals, MIN_APPROVALS)
+    if len(found.valid) < needed:
+        # `ospa` keeps the source document's meaning, the rows of os_proposal_approvals; the
+        # gate's own count is "valid approvals".
+        rows_text = f"{found.rows} approval row{'' if found.rows == 1 else 's'}"
+        invalid = found.invalid
+        detail = f" (ospa={found.rows}: {rows_text}, {len(invalid)} not valid: {'; '.join(invalid)})" if invalid else ""
+        return f"valid approvals {len(found.valid)} < {needed}{detail}"
+    if found.invalid:
+        notes.append(f"ignored approvals: {'; '.join(found.invalid)}")
+    return None
+
+
+def _target_reason(conn: psycopg.Connection[Any], confirm_db: str | None) -> tuple[str | None, str | None]:
+    """Why the target cannot take the release (the name the operator confirmed, a read-only
+    database), and the read-only part alone.
+    """
+    reasons = []
+    database = conn.info.dbname
+    if confirm_db is not None and confirm_db != database:
+        reasons.append(f"connected to {database!r}, but the operator named {confirm_db!r} (--confirm-db)")
+    unwritable = read_only_target(conn)
+    if unwritable:
+        reasons.append(unwritable)
+    return ("; ".join(reasons) or None), unwritable
+
+
+def _rehearsed(
+    conn: psycopg.Connection[Any],
+    package: Package,
+    rehearsal: rehearsals.Rehearsal | None,
+    signing: Signing,
+    on_clone: bool,
+    notes: list[str],
+) -> tuple[str | None, str | None]:
+    """Why the target is not bound to a GO rehearsal of this package (None when it is, or needs
+    none), and the SHA-256 of the evidence it is bound to.
+    """
+    if on_clone:
+        if rehearsal is not None:
+            notes.append("rehearsed: not required on a marked clone (the rehearsal evidence was not compared)")
+        return None, None
+    unbound = rehearsals.problem(conn, rehearsal, package, signing.system_identifier)
+    if unbound:
+        return unbound, None
+    return None, (rehearsal.sha256 if rehearsal is not None else None)
+
+
 def evaluate(
     conn: psycopg.Connection[Any],
     package: Package,
@@ -279,21 +373,9 @@ def evaluate(
     at `now` (this machine's clock, not the database's). A target that is not a marked clone
     must be bound to `rehearsal`, the evidence of a GO rehearsal on a snapshot of it.
     """
-    reasons: dict[str, str] = {}
+    found: dict[str, str | None] = {}
     notes: list[str] = []
-    proposal = conn.execute(
-        "SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s", (package.proposal,)
-    ).fetchone()
-    if proposal is None:
-        reasons["proposal"] = f"proposal {package.proposal} does not exist"
-    elif proposal["status"] not in ("pending", "ratified"):
-        reasons["proposal"] = f"proposal {package.proposal} is {proposal['status']}"
-    elif proposal["package_sha256"] != package.sha256:
-        reasons["proposal"] = (
-            f"proposal {package.proposal} names package {proposal['package_sha256'][:12]}, "
-            f"not this package {package.sha256[:12]}"
-        )
-
+    found["proposal"], proposal_id = _proposal_reason(conn, package)
     on_clone = connected_is_clone(conn)
     rows = [Approval(**{**r, "statements": tuple(r["statements"])}) for r in conn.execute(APPROVALS_SQL).fetchall()]
     sealers = (
@@ -303,61 +385,27 @@ def evaluate(
     )
     spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
     signing = Signing(trust, conn.info.dbname, system_identifier(conn), clock(now), sealers, spent)
-    nonces: dict[str, int] = {}
-    valid, invalid = [], []
-    for approval in rows:
-        problem = approval_problem(approval, package, on_clone)
-        if problem is None and package.require_signatures:
-            problem = statement_problem(approval, package, signing, nonces)
-        if problem is None:
-            valid.append(approval.id)
-        else:
-            invalid.append(f"#{approval.id} {problem}")
-    needed = max(package.min_approvals, MIN_APPROVALS)
-    if len(valid) < needed:
-        # `ospa` keeps the source document's meaning, the rows of os_proposal_approvals; the
-        # gate's own count is "valid approvals".
-        rows_text = f"{len(rows)} approval row{'' if len(rows) == 1 else 's'}"
-        detail = f" (ospa={len(rows)}: {rows_text}, {len(invalid)} not valid: {'; '.join(invalid)})" if invalid else ""
-        reasons["approvals"] = f"valid approvals {len(valid)} < {needed}{detail}"
-    elif invalid:
-        notes.append(f"ignored approvals: {'; '.join(invalid)}")
-
-    database = conn.info.dbname
-    if confirm_db is not None and confirm_db != database:
-        reasons["target"] = f"connected to {database!r}, but the operator named {confirm_db!r} (--confirm-db)"
-    unwritable = read_only_target(conn)
-    if unwritable:
-        reasons["target"] = f"{reasons['target']}; {unwritable}" if "target" in reasons else unwritable
-
+    approvals = _judge_approvals(rows, package, signing, on_clone)
+    found["approvals"] = _approvals_reason(approvals, package, notes)
+    found["target"], unwritable = _target_reason(conn, confirm_db)
     bound = None
-    if on_clone:
-        if rehearsal is not None:
-            notes.append("rehearsed: not required on a marked clone (the rehearsal evidence was not compared)")
-    elif unwritable is None:  # a database that can never take the release needs no rehearsal either
-        unbound = rehearsals.problem(conn, rehearsal, package, signing.system_identifier)
-        if unbound:
-            reasons["rehearsed"] = unbound
-        elif rehearsal is not None:
-            bound = rehearsal.sha256
-
+    if on_clone or unwritable is None:  # a database that can never take the release needs no rehearsal either
+        found["rehearsed"], bound = _rehearsed(conn, package, rehearsal, signing, on_clone, notes)
     current = state(conn)
     if current == "mixed":
-        reasons["state"] = "state=mixed: some tier 2-6 facets are present; run `oneroof rollback` first"
+        found["state"] = "state=mixed: some tier 2-6 facets are present; run `oneroof rollback` first"
     elif current == "finalized":
         notes.append("state=finalized: tiers 2-6 are already applied")
-
-    if check_lock:
-        holder = lock_holder(conn)
-        if holder is not None:
-            reasons["lock"] = f"the release lock is held by another executor (pid {holder})"
+    holder = lock_holder(conn) if check_lock else None
+    if holder is not None:
+        found["lock"] = f"the release lock is held by another executor (pid {holder})"
     return Verdict(
-        reasons,
-        tuple(valid),
+        {k: v for k, v in found.items() if v is not None},
+        approvals.valid,
         current,
-        proposal["id"] if proposal else None,
+        proposal_id,
         notes,
         trust.sha256 if trust is not None else None,
-        tuple(sorted(n for n, i in nonces.items() if i in valid)),
+        tuple(sorted(n for n, i in approvals.nonces.items() if i in approvals.valid)),
         bound,
     )
