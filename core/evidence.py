@@ -20,6 +20,7 @@ approval, verified against the allowed signers.
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import json
@@ -42,20 +43,48 @@ INVENTORY = "os_collection_inventory"
 # What a human adds after the rehearsal: the approval rows, their statements (Directus comments)
 # and Directus's record of their creation. Never compared.
 APPROVALS = frozenset({"os_proposal_approvals", "directus_comments", "directus_activity", "directus_revisions"})
+
+
+class StepName(enum.StrEnum):
+    """The rehearsal's steps as its evidence names them, in the order they run: the one spelling
+    shared by the rehearsal that records them, the report that reads them and the gate below.
+    """
+
+    PACKAGE = "package"
+    SNAPSHOT = "snapshot"  # only when the rehearsal snapshots production first (--from)
+    GOLDEN = "golden"
+    CLONE = "clone"
+    BASELINE = "baseline"
+    MONITOR_BLOCKED = "monitor_blocked"
+    ROLLOUT_BLOCKED = "rollout_blocked"
+    APPROVE = "approve"
+    MONITOR_OPEN = "monitor_open"
+    CONTENT_BEFORE = "content_before"
+    ROLLOUT = "rollout"
+    CONTENT_AFTER_ROLLOUT = "content_after_rollout"
+    FINALIZED = "finalized"
+    ROLLBACK = "rollback"
+    CONTENT_AFTER_ROLLBACK = "content_after_rollback"
+    GREENFIELD = "greenfield"
+    ROLLBACK_AGAIN = "rollback_again"
+    DROP_CLONE = "drop_clone"
+    GOLDEN_INTACT = "golden_intact"
+
+
 # The steps whose success a rollout leans on: a truncated evidence file does not count as GO.
 REQUIRED_STEPS = (
-    "package",
-    "golden",
-    "clone",
-    "baseline",
-    "rollout_blocked",
-    "approve",
-    "rollout",
-    "finalized",
-    "rollback",
-    "greenfield",
-    "rollback_again",
-    "golden_intact",
+    StepName.PACKAGE,
+    StepName.GOLDEN,
+    StepName.CLONE,
+    StepName.BASELINE,
+    StepName.ROLLOUT_BLOCKED,
+    StepName.APPROVE,
+    StepName.ROLLOUT,
+    StepName.FINALIZED,
+    StepName.ROLLBACK,
+    StepName.GREENFIELD,
+    StepName.ROLLBACK_AGAIN,
+    StepName.GOLDEN_INTACT,
 )
 # Session settings that change how a row prints, pinned for the digest's statement only.
 PINNED = (
@@ -116,8 +145,9 @@ def digests(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[str,
                 continue
             row = conn.execute(
                 sql.SQL(
-                    "SELECT count(*) AS n, md5(coalesce(string_agg(r.j::text, E'\\n' ORDER BY r.j::text COLLATE \"C\"), "
-                    "'')) AS h FROM (SELECT to_jsonb(t) - %s::text[] AS j FROM public.{} AS t) AS r"
+                    "SELECT count(*) AS n, "
+                    "md5(coalesce(string_agg(r.j::text, E'\\n' ORDER BY r.j::text COLLATE \"C\"), '')) AS h "
+                    "FROM (SELECT to_jsonb(t) - %s::text[] AS j FROM public.{} AS t) AS r"
                 ).format(sql.Identifier(table)),
                 (list(SECRETS.get(table, ())),),
             ).fetchone()

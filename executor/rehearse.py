@@ -1,9 +1,10 @@
 """`oneroof rehearse`, the main job: the whole release on a fresh clone of the golden database,
 each step recorded as evidence for the GO/NO-GO report.
 
-Every step is a plain function returning what it saw; `rehearse` runs them in order, times
-them, records them, stops at the first failure, and always drops its clone (unless kept) and
-checks that the golden database is unchanged.
+The steps are one table, STEPS: each a method of `Run` that records what it saw in its `Step`
+and hands the next steps what they need in `State`. `rehearse` runs them in order, times them,
+records them, stops at the first failure, and always runs the closing steps: drop its clone
+(unless kept) and check that the golden database is unchanged.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+import psycopg
+
 from oneroof.core import evidence as rehearsals
 from oneroof.core import gate, metrics, package, signatures
+from oneroof.core.evidence import StepName
 from oneroof.executor import __version__, release
 from oneroof.executor.monitor import monitor
 from oneroof.harness import catalog, clones, golden, marks
@@ -69,18 +73,22 @@ class Evidence:
 
     @property
     def ok(self) -> bool:
+        """GO: every step recorded held, and the rehearsal was not interrupted."""
         return bool(self.steps) and all(s.ok for s in self.steps) and not self.interrupted
 
     def step(self, name: str) -> Step | None:
+        """The step recorded under `name`, or None when the rehearsal did not reach it."""
         return next((s for s in self.steps if s.name == name), None)
 
     def as_json(self) -> dict[str, Any]:
+        """The content of evidence.json, with the derived `ok`."""
         data = asdict(self)
         data["ok"] = self.ok
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Evidence:
+        """Evidence as `as_json` wrote it (its `ok` is recomputed, never read)."""
         data = {k: v for k, v in data.items() if k != "ok"}
         data["steps"] = [Step(**s) for s in data["steps"]]
         return cls(**data)
@@ -127,22 +135,7 @@ def approve_rehearsal(
         ).fetchone()
         if proposal is None:
             raise CloneError(f"no proposal {catalog.PROPOSAL_CODE} on the clone to approve")
-        text = None
-        if key is not None:
-            cluster = gate.system_identifier(conn)
-            if cluster is None:
-                raise CloneError("the rehearsal role may not read pg_control_system(): grant it pg_monitor")
-            statement = signatures.Statement.new(
-                package_sha256=proposal["package_sha256"],
-                proposal=catalog.PROPOSAL_CODE,
-                approver_id=str(account.id),
-                approver_email=account.email,
-                level=str(account.level),
-                database=conn.info.dbname,
-                system_identifier=cluster,
-                valid_for=valid_for,
-            )
-            text = signatures.bundle(statement, signatures.sign(statement.message(), key))
+        text = _statement(conn, proposal["package_sha256"], account, key, valid_for) if key is not None else None
         with conn.transaction():
             row = conn.execute(
                 "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256, rehearsal, comment) "
@@ -159,6 +152,26 @@ def approve_rehearsal(
     return int(row["id"])
 
 
+def _statement(
+    conn: psycopg.Connection[Any], package_sha256: str, account: catalog.Account, key: Path, valid_for: dt.timedelta
+) -> str:
+    """The approval statement for this clone (its name and cluster), signed with `key`."""
+    cluster = gate.system_identifier(conn)
+    if cluster is None:
+        raise CloneError("the rehearsal role may not read pg_control_system(): grant it pg_monitor")
+    statement = signatures.Statement.new(
+        package_sha256=package_sha256,
+        proposal=catalog.PROPOSAL_CODE,
+        approver_id=str(account.id),
+        approver_email=account.email,
+        level=str(account.level),
+        database=conn.info.dbname,
+        system_identifier=cluster,
+        valid_for=valid_for,
+    )
+    return signatures.bundle(statement, signatures.sign(statement.message(), key))
+
+
 def marks_golden(admin_dsn: str, name: str) -> bool:
     """True when database `name` carries the golden mark."""
     with connect(admin_dsn, autocommit=True) as admin:
@@ -173,6 +186,417 @@ def _reading(dsn: str) -> metrics.Reading:
 
 class Failed(Exception):
     """A rehearsal step did not hold; its message is the step's detail."""
+
+
+class NotDue(Exception):
+    """A closing step with nothing to check: it is left out of the evidence ("not reached")."""
+
+
+@dataclass
+class State:
+    """What the steps hand each other; each field names the step that sets it."""
+
+    golden_name: str
+    golden_dsn: str
+    pkg: package.Package | None = None  # package
+    golden_entry: str | None = None  # golden: the fingerprint golden_intact compares
+    clone: clones.Clone | None = None  # clone
+    keydir: Path | None = None  # clone: the one-off key's directory, removed whatever happens
+    signer: OneOffSigner | None = None  # clone
+    content: dict[str, str] = field(default_factory=dict)  # content_before
+
+
+@dataclass
+class Run:
+    """One rehearsal: what it was asked, the state its steps share, and one method per step."""
+
+    admin_dsn: str
+    run_dir: Path
+    package_dir: Path
+    scale: int
+    expect_sha256: str | None
+    keep: bool
+    snapshot_from: str | None
+    jobs: int
+    reads_production: bool
+    note: Progress
+    state: State
+    evidence: Evidence = field(init=False)
+
+    def __post_init__(self) -> None:
+        started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.evidence = Evidence(f"oneroof {__version__}", started_at, {}, self.state.golden_name)
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The steps run in order, stopping at the first failure: the snapshot only with --from."""
+        return tuple(st for st in STEPS if not st.closing and (st.name is not StepName.SNAPSHOT or self.snapshot_from))
+
+    @property
+    def total(self) -> int:
+        """The number every progress line counts to: the steps, the closing ones and production's read."""
+        closing = sum(1 for st in STEPS if st.closing)
+        return len(self.stages) + closing + (1 if self.reads_production else 0)
+
+    @property
+    def pkg(self) -> package.Package:
+        """The verified package (from the package step on)."""
+        assert self.state.pkg is not None, "the package step runs first"
+        return self.state.pkg
+
+    @property
+    def clone(self) -> clones.Clone:
+        """The rehearsal clone (from the clone step on)."""
+        assert self.state.clone is not None, "the clone step runs before any step on the clone"
+        return self.state.clone
+
+    @property
+    def signer(self) -> OneOffSigner:
+        """The one-off approver key the clone's gate trusts (from the clone step on)."""
+        assert self.state.signer is not None, "the clone step makes the one-off signer"
+        return self.state.signer
+
+    def execute(self) -> None:
+        """Run the steps, then the closing ones whatever happened; Ctrl-C stops the steps only."""
+        try:
+            self._run_steps()
+        except KeyboardInterrupt:
+            self.evidence.interrupted = True
+            current = self.evidence.steps[-1] if self.evidence.steps else None
+            if current is not None and not current.ok:
+                current.detail = "interrupted (Ctrl-C) before this step finished"
+                current.exit_code = 130
+            self.note("interrupted: cleaning up")
+        finally:
+            if self.state.keydir is not None:  # the one-off key is never kept
+                shutil.rmtree(self.state.keydir, ignore_errors=True)
+            self._close()
+
+    def _run_steps(self) -> None:
+        for index, stage in enumerate(self.stages, 1):
+            record = Step(stage.name.value, stage.title)
+            self.evidence.steps.append(record)  # first, so that Ctrl-C finds the step it stopped
+            self.note(f"[{index:2}/{self.total}] {record.title} ...")
+            t = time.monotonic()
+            try:
+                stage.run(self, record)
+                record.ok = True
+            except (Failed, OneroofError) as exc:
+                record.detail = str(exc)
+                record.exit_code = getattr(exc, "exit_code", record.exit_code)
+            record.seconds = time.monotonic() - t
+            self._result(record)
+            if not record.ok:
+                break
+
+    def _close(self) -> None:
+        # The closing steps keep their own numbers, however early the rehearsal stopped.
+        for index, stage in enumerate((st for st in STEPS if st.closing), len(self.stages) + 1):
+            keeps = self.keep and stage.name is StepName.DROP_CLONE
+            record = Step(stage.name.value, KEEP_TITLE if keeps else stage.title)
+            self.note(f"[{index:2}/{self.total}] {record.title} ...")
+            t = time.monotonic()
+            try:
+                stage.run(self, record)
+                record.ok = True
+            except NotDue as exc:
+                self.note(f"        skipped: {exc}")
+                continue
+            except (Failed, OneroofError) as exc:
+                record.detail = str(exc)
+            record.seconds = time.monotonic() - t
+            self.evidence.steps.append(record)
+            self._result(record)
+
+    def _result(self, record: Step) -> None:
+        self.note(f"        {'ok' if record.ok else 'FAILED'} in {record.seconds:.2f} s: {record.detail}")
+
+    # -- the steps, in the order of STEPS ---------------------------------------------------------
+
+    def _verify_package(self, s: Step) -> None:
+        pkg = self.state.pkg = package.load(self.package_dir, self.expect_sha256)
+        self.evidence.package = {
+            "name": pkg.name,
+            "version": pkg.version,
+            "sha256": pkg.sha256,
+            "tiers": [t.number for t in pkg.tiers],
+            "pinned": bool(self.expect_sha256),
+        }
+        s.figures = {"sha256": pkg.sha256, "files": 1 + 2 * len(pkg.tiers)}
+        s.detail = f"{pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches its manifest hash"
+
+    def _snapshot_production(self, s: Step) -> None:
+        from oneroof.executor.capture import take
+
+        assert self.snapshot_from is not None
+        made = take(
+            self.snapshot_from,
+            self.admin_dsn,
+            name=self.state.golden_name,
+            replace=True,
+            jobs=self.jobs,
+            progress=lambda m: self.note(f"        .. {m}"),
+        )
+        s.entry, s.exit = made.entry, made.exit
+        s.figures = {
+            "golden": made.golden,
+            "xid_assigned": made.xid_assigned,
+            "tables": made.tables,
+            "bytes": made.bytes,
+            "phases": made.phases,
+            **made.metrics,
+        }
+        s.detail = (
+            f"{made.provenance.describe()}: {made.tables} tables, {made.bytes / 1e6:,.1f} MB; production "
+            "entry == exit == golden fingerprint, no transaction id assigned"
+        )
+
+    def _golden_present(self, s: Step) -> None:
+        name, dsn = self.state.golden_name, self.state.golden_dsn
+        s.detail = self._golden_ready()
+        marked = marks_golden(self.admin_dsn, name)
+        origin = golden.provenance(self.admin_dsn, name) if marked else Provenance("unmarked")
+        self.evidence.golden_origin, self.evidence.golden_provenance = origin.describe(), asdict(origin)
+        s.detail += f"; {origin.describe()}"
+        reading = _reading(dsn)
+        self.state.golden_entry = reading.fingerprint
+        s.entry, s.figures = reading.fingerprint, reading.metrics
+        with connect(dsn, application_name="oneroof-rehearse") as conn, consistent_read(conn):
+            self.evidence.bound = {"tables": rehearsals.digests(conn, rehearsals.bound_tables(self.pkg)), "on": name}
+        s.detail += f"; {len(self.evidence.bound['tables'])} tables the package reads or writes digested"
+
+    def _golden_ready(self) -> str:
+        """Build the golden database when it is missing or its proposal names another package (but
+        never over a snapshot of production); say which.
+        """
+        pkg, name = self.pkg, self.state.golden_name
+        with connect(self.admin_dsn, autocommit=True) as admin:
+            exists = database_exists(admin, name)
+        stale, origin = False, Provenance("synthetic")
+        if exists:
+            with connect(self.state.golden_dsn) as conn:
+                row = conn.execute(
+                    "SELECT package_sha256 FROM os_proposals WHERE code = %s", (pkg.proposal,)
+                ).fetchone()
+            stale = row is None or row["package_sha256"] != pkg.sha256
+            origin = golden.provenance(self.admin_dsn, name) if marks_golden(self.admin_dsn, name) else origin
+        if stale and origin.kind == "production snapshot":
+            raise Failed(
+                f"golden {name} is a snapshot of production whose proposal "
+                f"{'is missing' if row is None else 'names package ' + row['package_sha256'][:12]}, not this "
+                f"package {pkg.sha256[:12]}: production has not been prepared for this package"
+            )
+        if exists and not stale:
+            return "present"
+        built = golden.build(self.admin_dsn, name=name, scale=self.scale, package_sha256=pkg.sha256, replace=stale)
+        return f"{'rebuilt (its proposal named another package)' if stale else 'built'} in {built.seconds:.1f} s"
+
+    def _create_clone(self, s: Step) -> None:
+        made = self.state.clone = clones.create(self.admin_dsn, source=self.state.golden_name, wait=30)
+        self.evidence.clone = made.name
+        self.evidence.clone_seconds += made.seconds
+        self.state.keydir = Path(tempfile.mkdtemp(prefix="oneroof-rehearsal-key-"))
+        self.state.signer = one_off_signer(self.state.keydir)
+        s.detail = f"{made.name} (marked clone of {self.state.golden_name}) in {made.seconds:.2f} s"
+
+    def _baseline(self, s: Step) -> None:
+        self._stage(s, "baseline")
+
+    def _monitor_blocked(self, s: Step) -> None:
+        self._gate(s, "BLOCKED")
+
+    def _rollout_blocked(self, s: Step) -> None:
+        try:
+            release.rollout(self.clone.dsn, self.pkg, confirm_db=self.clone.name, trust=self.signer.trust)
+        except Blocked as exc:
+            s.exit_code, s.entry, s.exit = exc.exit_code, exc.entry, exc.exit
+            s.figures = {"reasons": exc.reasons}
+            if exc.entry != exc.exit:
+                raise Failed("the blocked rollout changed the clone (entry != exit)") from exc
+            s.detail = f"BLOCKED: {exc.reasons[0]}; entry == exit"
+            return
+        raise Failed("the rollout was not blocked without an approval")
+
+    def _approve(self, s: Step) -> None:
+        signer = self.signer
+        approval = approve_rehearsal(self.clone.dsn, key=signer.key)
+        s.figures = {
+            "approval_id": approval,
+            "approver": catalog.account("l4").email,
+            "level": "L4",
+            "signed": True,
+            "key": signer.fingerprint,
+            "allowed_signers_sha256": signer.trust.sha256,
+        }
+        s.detail = (
+            f"rehearsal approval #{approval} by the L4 approver, signed with one-off key "
+            f"{signer.fingerprint}, trusted only on the clone"
+        )
+
+    def _monitor_open(self, s: Step) -> None:
+        self._gate(s, "OPEN")
+
+    def _content_before(self, s: Step) -> None:
+        self._content(s, None)
+
+    def _rollout(self, s: Step) -> None:
+        out = release.rollout(
+            self.clone.dsn, self.pkg, confirm_db=self.clone.name, audit=False, trust=self.signer.trust
+        )
+        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
+        if out.action != "applied":
+            raise Failed(f"rollout did {out.action}")
+        s.detail = (
+            f"greenfield -> finalized exit 0 (gate session {out.seconds.get('gate_session', 0):.2f} s, "
+            f"transaction {out.seconds['transaction'] * 1000:.0f} ms)"
+        )
+
+    def _content_after_rollout(self, s: Step) -> None:
+        self._content(s, "by the rollout")
+
+    def _finalized(self, s: Step) -> None:
+        self._stage(s, "finalized")
+
+    def _rollback(self, s: Step) -> None:
+        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name)
+        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
+        if out.action != "reverted":
+            raise Failed(f"rollback did {out.action}")
+        s.detail = f"finalized -> greenfield exit 0 (transaction {out.seconds['transaction'] * 1000:.0f} ms)"
+
+    def _content_after_rollback(self, s: Step) -> None:
+        self._content(s, "by the rollback")
+
+    def _greenfield(self, s: Step) -> None:
+        self._stage(s, "greenfield")
+
+    def _rollback_again(self, s: Step) -> None:
+        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name)
+        s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
+        if out.action != "already-greenfield" or out.entry != out.exit:
+            raise Failed(f"the second rollback did {out.action} (entry {out.entry[:12]}, exit {out.exit[:12]})")
+        s.detail = "idempotent: nothing to revert, entry == exit"
+
+    def _drop_clone(self, s: Step) -> None:
+        made = self.state.clone
+        if made is None:
+            s.detail = "no clone was made"
+        elif self.keep:
+            self.evidence.kept_clone_dsn = made.dsn
+            s.detail = f"kept: {made.dsn}"
+        else:
+            t = time.monotonic()
+            try:
+                clones.drop(self.admin_dsn, made.name)
+            finally:
+                self.evidence.clone_seconds += time.monotonic() - t
+            s.detail = f"{made.name} dropped"
+
+    def _golden_intact(self, s: Step) -> None:
+        entry = self.state.golden_entry
+        if entry is None:
+            # Nothing to compare, and no second failure to report.
+            raise NotDue("the rehearsal stopped before it read the golden database")
+        reading = _reading(self.state.golden_dsn)
+        s.entry, s.exit, s.figures = entry, reading.fingerprint, reading.metrics
+        if reading.fingerprint != entry:
+            raise Failed(f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}")
+        s.detail = "fingerprint before == after"
+
+    # -- what several steps share ----------------------------------------------------------------
+
+    def _stage(self, s: Step, stages: str, expect_exit: int = 0) -> None:
+        """Run the invariants of `stages` on the clone (pytest), JUnit XML into the run directory."""
+        junit = self.run_dir / f"junit-{stages.replace(' ', '-')}.xml"
+        s.exit_code = release.run_stage(
+            self.clone.dsn,
+            stages,
+            expect_db=self.clone.name,
+            package_dir=self.pkg.path,
+            expect_sha256=self.pkg.sha256,
+            extra=("--junitxml", str(junit)),
+            # the finalized stage judges the owners' approvals: with the clone's trust root
+            allowed_signers=self.state.signer.trust.path if self.state.signer is not None else None,
+        )
+        s.figures = {"junit": junit.name}
+        if s.exit_code != expect_exit:
+            raise Failed(f"pytest -m {stages} exited {s.exit_code}; see {junit}")
+        s.detail = f"pytest invariants -m {stages}: passed ({junit.name})"
+
+    def _gate(self, s: Step, expect: str) -> None:
+        """Read the clone's gate with the monitor, read-only, and expect `expect` (BLOCKED or OPEN)."""
+        report = monitor(self.clone.dsn, self.pkg.path, confirm_db=self.clone.name, trust=self.signer.trust)
+        s.exit_code = 0 if report.verdict == "OPEN" else 3
+        s.entry, s.exit = report.entry, report.exit
+        s.figures = {"verdict": report.verdict, "reasons": report.reasons, **report.metrics}
+        if report.entry != report.exit:
+            raise Failed("the monitor changed the clone (entry != exit)")
+        if expect == "BLOCKED" and report.reasons != ["valid approvals 0 < 1"]:
+            raise Failed(f"expected BLOCKED: valid approvals 0 < 1, got {report.verdict}: {report.reasons}")
+        if expect == "OPEN" and report.verdict != "OPEN":
+            raise Failed(f"expected OPEN, got BLOCKED: {'; '.join(report.reasons)}")
+        s.detail = report.verdict + (f": {report.reasons[0]}" if report.reasons else "")
+
+    def _content(self, s: Step, expect_same_as: str | None) -> None:
+        """Digest the content tables; first keep them, later expect them unchanged `expect_same_as`."""
+        with connect(self.clone.dsn, application_name="oneroof-rehearse") as conn:
+            digests = metrics.read_content(conn)
+        s.figures = {"tables": len(digests), "rows": sum(int(d.split(":")[0]) for d in digests.values())}
+        if expect_same_as is None:
+            self.state.content = digests
+            s.detail = f"{len(digests)} tables digested ({s.figures['rows']:,} rows)"
+            return
+        before = self.state.content
+        changed = sorted(t for t in before.keys() | digests.keys() if before.get(t) != digests.get(t))
+        if changed:
+            s.figures["changed"] = changed
+            raise Failed(
+                f"content changed {expect_same_as}: {', '.join(changed)} (rows:digest "
+                + "; ".join(f"{t} {before.get(t)} -> {digests.get(t)}" for t in changed[:3])
+                + ")"
+            )
+        s.detail = f"{len(digests)} tables unchanged {expect_same_as}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the rehearsal's table: the step's evidence name, the title it prints and records,
+    and the method that runs it. A closing step runs whatever happened before, under its own number.
+    """
+
+    name: StepName
+    title: str
+    run: Callable[[Run, Step], None]
+    closing: bool = False
+
+    @property
+    def required(self) -> bool:
+        """Whether a rehearsal without this step's success is NO-GO for the gate (`rehearsed`)."""
+        return self.name in rehearsals.REQUIRED_STEPS
+
+
+STEPS: tuple[Stage, ...] = (
+    Stage(StepName.PACKAGE, "verify the package and its pinned hash", Run._verify_package),
+    Stage(StepName.SNAPSHOT, "snapshot production into the golden database (read-only)", Run._snapshot_production),
+    Stage(StepName.GOLDEN, "golden database present and bound to this package", Run._golden_present),
+    Stage(StepName.CLONE, "create the rehearsal clone", Run._create_clone),
+    Stage(StepName.BASELINE, "baseline stage on the clone", Run._baseline),
+    Stage(StepName.MONITOR_BLOCKED, "monitor says BLOCKED before ratification", Run._monitor_blocked),
+    Stage(StepName.ROLLOUT_BLOCKED, "rollout attempt stops BLOCKED with equal fingerprints", Run._rollout_blocked),
+    Stage(StepName.APPROVE, "sign and insert a rehearsal approval (one-off key, marked clone only)", Run._approve),
+    Stage(StepName.MONITOR_OPEN, "monitor says OPEN after the approval", Run._monitor_open),
+    Stage(StepName.CONTENT_BEFORE, "digest system_issues and every governed collection", Run._content_before),
+    Stage(StepName.ROLLOUT, "rollout greenfield -> finalized", Run._rollout),
+    Stage(StepName.CONTENT_AFTER_ROLLOUT, "content unchanged by the rollout", Run._content_after_rollout),
+    Stage(StepName.FINALIZED, "finalized stage on the clone", Run._finalized),
+    Stage(StepName.ROLLBACK, "rollback finalized -> greenfield", Run._rollback),
+    Stage(StepName.CONTENT_AFTER_ROLLBACK, "content unchanged by the rollback", Run._content_after_rollback),
+    Stage(StepName.GREENFIELD, "greenfield stage on the clone", Run._greenfield),
+    Stage(StepName.ROLLBACK_AGAIN, "rollback again changes nothing", Run._rollback_again),
+    Stage(StepName.DROP_CLONE, "drop the rehearsal clone", Run._drop_clone, closing=True),
+    Stage(StepName.GOLDEN_INTACT, "golden database unchanged", Run._golden_intact, closing=True),
+)
+KEEP_TITLE = "keep the rehearsal clone (--keep)"  # the drop_clone step's title under --keep
 
 
 def rehearse(
@@ -199,349 +623,28 @@ def rehearse(
     production, and production's gate is read at the end (unless `prod_dsn` names another).
     """
     prod_dsn = prod_dsn or snapshot_from
-    note = progress or (lambda _m: None)
     started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
-    evidence = Evidence(
-        f"oneroof {__version__}", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), {}, golden_name
+    run = Run(
+        admin_dsn,
+        run_dir,
+        package_dir,
+        scale,
+        expect_sha256,
+        keep,
+        snapshot_from,
+        jobs,
+        bool(prod_dsn),
+        progress or (lambda _m: None),
+        State(golden_name, with_dbname(admin_dsn, golden_name)),
     )
-    steps: list[tuple[str, str, Callable[[Step], None]]] = []
-    state: dict[str, Any] = {}
-    golden_dsn = with_dbname(admin_dsn, golden_name)
-
-    def step(name: str, title: str) -> Callable[[Callable[[Step], None]], Callable[[Step], None]]:
-        def register(func: Callable[[Step], None]) -> Callable[[Step], None]:
-            steps.append((name, title, func))
-            return func
-
-        return register
-
-    @step("package", "verify the package and its pinned hash")
-    def _(s: Step) -> None:
-        pkg = package.load(package_dir, expect_sha256)
-        state["pkg"] = pkg
-        evidence.package = {
-            "name": pkg.name,
-            "version": pkg.version,
-            "sha256": pkg.sha256,
-            "tiers": [t.number for t in pkg.tiers],
-            "pinned": bool(expect_sha256),
-        }
-        s.figures = {"sha256": pkg.sha256, "files": 1 + 2 * len(pkg.tiers)}
-        s.detail = f"{pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches its manifest hash"
-
-    def snapshot_step(s: Step) -> None:
-        from oneroof.executor.capture import take
-
-        assert snapshot_from is not None
-        made = take(
-            snapshot_from,
-            admin_dsn,
-            name=golden_name,
-            replace=True,
-            jobs=jobs,
-            progress=lambda m: note(f"        .. {m}"),
-        )
-        s.entry, s.exit = made.entry, made.exit
-        s.figures = {
-            "golden": made.golden,
-            "xid_assigned": made.xid_assigned,
-            "tables": made.tables,
-            "bytes": made.bytes,
-            "phases": made.phases,
-            **made.metrics,
-        }
-        s.detail = (
-            f"{made.provenance.describe()}: {made.tables} tables, {made.bytes / 1e6:,.1f} MB; production "
-            "entry == exit == golden fingerprint, no transaction id assigned"
-        )
-
-    if snapshot_from:
-        steps.append(("snapshot", "snapshot production into the golden database (read-only)", snapshot_step))
-
-    @step("golden", "golden database present and bound to this package")
-    def _(s: Step) -> None:
-        pkg = state["pkg"]
-        with connect(admin_dsn, autocommit=True) as admin:
-            exists = database_exists(admin, golden_name)
-        stale = False
-        origin = Provenance("synthetic")
-        if exists:
-            with connect(golden_dsn) as conn:
-                row = conn.execute(
-                    "SELECT package_sha256 FROM os_proposals WHERE code = %s", (pkg.proposal,)
-                ).fetchone()
-            stale = row is None or row["package_sha256"] != pkg.sha256
-            origin = golden.provenance(admin_dsn, golden_name) if marks_golden(admin_dsn, golden_name) else origin
-        if stale and origin.kind == "production snapshot":
-            raise Failed(
-                f"golden {golden_name} is a snapshot of production whose proposal "
-                f"{'is missing' if row is None else 'names package ' + row['package_sha256'][:12]}, not this "
-                f"package {pkg.sha256[:12]}: production has not been prepared for this package"
-            )
-        if not exists or stale:
-            built = golden.build(admin_dsn, name=golden_name, scale=scale, package_sha256=pkg.sha256, replace=stale)
-            s.detail = (
-                f"{'rebuilt (its proposal named another package)' if stale else 'built'} in {built.seconds:.1f} s"
-            )
-        else:
-            s.detail = "present"
-        origin = (
-            golden.provenance(admin_dsn, golden_name)
-            if marks_golden(admin_dsn, golden_name)
-            else Provenance("unmarked")
-        )
-        evidence.golden_origin, evidence.golden_provenance = origin.describe(), asdict(origin)
-        s.detail += f"; {origin.describe()}"
-        reading = _reading(golden_dsn)
-        state["golden_entry"] = reading.fingerprint
-        s.entry, s.figures = reading.fingerprint, reading.metrics
-        with connect(golden_dsn, application_name="oneroof-rehearse") as conn, consistent_read(conn):
-            evidence.bound = {"tables": rehearsals.digests(conn, rehearsals.bound_tables(pkg)), "on": golden_name}
-        s.detail += f"; {len(evidence.bound['tables'])} tables the package reads or writes digested"
-
-    @step("clone", "create the rehearsal clone")
-    def _(s: Step) -> None:
-        made = clones.create(admin_dsn, source=golden_name, wait=30)
-        state["clone"] = made
-        evidence.clone = made.name
-        evidence.clone_seconds += made.seconds
-        state["keydir"] = Path(tempfile.mkdtemp(prefix="oneroof-rehearsal-key-"))
-        state["signer"] = one_off_signer(state["keydir"])
-        s.detail = f"{made.name} (marked clone of {golden_name}) in {made.seconds:.2f} s"
-
-    def stage(s: Step, stages: str, expect_exit: int = 0) -> None:
-        made = state["clone"]
-        junit = run_dir / f"junit-{stages.replace(' ', '-')}.xml"
-        s.exit_code = release.run_stage(
-            made.dsn,
-            stages,
-            expect_db=made.name,
-            package_dir=state["pkg"].path,
-            expect_sha256=state["pkg"].sha256,
-            extra=("--junitxml", str(junit)),
-            # the finalized stage judges the owners' approvals: with the clone's trust root
-            allowed_signers=state["signer"].trust.path if "signer" in state else None,
-        )
-        s.figures = {"junit": junit.name}
-        if s.exit_code != expect_exit:
-            raise Failed(f"pytest -m {stages} exited {s.exit_code}; see {junit}")
-        s.detail = f"pytest invariants -m {stages}: passed ({junit.name})"
-
-    @step("baseline", "baseline stage on the clone")
-    def _(s: Step) -> None:
-        stage(s, "baseline")
-
-    def gate_read(s: Step, expect: str) -> None:
-        made = state["clone"]
-        report = monitor(made.dsn, state["pkg"].path, confirm_db=made.name, trust=state["signer"].trust)
-        s.exit_code = 0 if report.verdict == "OPEN" else 3
-        s.entry, s.exit = report.entry, report.exit
-        s.figures = {"verdict": report.verdict, "reasons": report.reasons, **report.metrics}
-        if report.entry != report.exit:
-            raise Failed("the monitor changed the clone (entry != exit)")
-        if expect == "BLOCKED" and report.reasons != ["valid approvals 0 < 1"]:
-            raise Failed(f"expected BLOCKED: valid approvals 0 < 1, got {report.verdict}: {report.reasons}")
-        if expect == "OPEN" and report.verdict != "OPEN":
-            raise Failed(f"expected OPEN, got BLOCKED: {'; '.join(report.reasons)}")
-        s.detail = report.verdict + (f": {report.reasons[0]}" if report.reasons else "")
-
-    @step("monitor_blocked", "monitor says BLOCKED before ratification")
-    def _(s: Step) -> None:
-        gate_read(s, "BLOCKED")
-
-    @step("rollout_blocked", "rollout attempt stops BLOCKED with equal fingerprints")
-    def _(s: Step) -> None:
-        made = state["clone"]
-        try:
-            release.rollout(made.dsn, state["pkg"], confirm_db=made.name, trust=state["signer"].trust)
-        except Blocked as exc:
-            s.exit_code, s.entry, s.exit = exc.exit_code, exc.entry, exc.exit
-            s.figures = {"reasons": exc.reasons}
-            if exc.entry != exc.exit:
-                raise Failed("the blocked rollout changed the clone (entry != exit)") from exc
-            s.detail = f"BLOCKED: {exc.reasons[0]}; entry == exit"
-            return
-        raise Failed("the rollout was not blocked without an approval")
-
-    @step("approve", "sign and insert a rehearsal approval (one-off key, marked clone only)")
-    def _(s: Step) -> None:
-        signer = state["signer"]
-        approval = approve_rehearsal(state["clone"].dsn, key=signer.key)
-        s.figures = {
-            "approval_id": approval,
-            "approver": catalog.account("l4").email,
-            "level": "L4",
-            "signed": True,
-            "key": signer.fingerprint,
-            "allowed_signers_sha256": signer.trust.sha256,
-        }
-        s.detail = (
-            f"rehearsal approval #{approval} by the L4 approver, signed with one-off key "
-            f"{signer.fingerprint}, trusted only on the clone"
-        )
-
-    @step("monitor_open", "monitor says OPEN after the approval")
-    def _(s: Step) -> None:
-        gate_read(s, "OPEN")
-
-    def content(s: Step, expect_same_as: str | None) -> None:
-        with connect(state["clone"].dsn, application_name="oneroof-rehearse") as conn:
-            digests = metrics.read_content(conn)
-        s.figures = {"tables": len(digests), "rows": sum(int(d.split(":")[0]) for d in digests.values())}
-        if expect_same_as is None:
-            state["content"] = digests
-            s.detail = f"{len(digests)} tables digested ({s.figures['rows']:,} rows)"
-            return
-        before = state["content"]
-        changed = sorted(t for t in before.keys() | digests.keys() if before.get(t) != digests.get(t))
-        if changed:
-            s.figures["changed"] = changed
-            raise Failed(
-                f"content changed {expect_same_as}: {', '.join(changed)} (rows:digest "
-                + "; ".join(f"{t} {before.get(t)} -> {digests.get(t)}" for t in changed[:3])
-                + ")"
-            )
-        s.detail = f"{len(digests)} tables unchanged {expect_same_as}"
-
-    @step("content_before", "digest system_issues and every governed collection")
-    def _(s: Step) -> None:
-        content(s, None)
-
-    @step("rollout", "rollout greenfield -> finalized")
-    def _(s: Step) -> None:
-        made = state["clone"]
-        out = release.rollout(made.dsn, state["pkg"], confirm_db=made.name, audit=False, trust=state["signer"].trust)
-        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
-        if out.action != "applied":
-            raise Failed(f"rollout did {out.action}")
-        s.detail = (
-            f"greenfield -> finalized exit 0 (gate session {out.seconds.get('gate_session', 0):.2f} s, "
-            f"transaction {out.seconds['transaction'] * 1000:.0f} ms)"
-        )
-
-    @step("content_after_rollout", "content unchanged by the rollout")
-    def _(s: Step) -> None:
-        content(s, "by the rollout")
-
-    @step("finalized", "finalized stage on the clone")
-    def _(s: Step) -> None:
-        stage(s, "finalized")
-
-    @step("rollback", "rollback finalized -> greenfield")
-    def _(s: Step) -> None:
-        made = state["clone"]
-        out = release.rollback(made.dsn, state["pkg"], confirm_db=made.name)
-        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
-        if out.action != "reverted":
-            raise Failed(f"rollback did {out.action}")
-        s.detail = f"finalized -> greenfield exit 0 (transaction {out.seconds['transaction'] * 1000:.0f} ms)"
-
-    @step("content_after_rollback", "content unchanged by the rollback")
-    def _(s: Step) -> None:
-        content(s, "by the rollback")
-
-    @step("greenfield", "greenfield stage on the clone")
-    def _(s: Step) -> None:
-        stage(s, "greenfield")
-
-    @step("rollback_again", "rollback again changes nothing")
-    def _(s: Step) -> None:
-        made = state["clone"]
-        out = release.rollback(made.dsn, state["pkg"], confirm_db=made.name)
-        s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
-        if out.action != "already-greenfield" or out.entry != out.exit:
-            raise Failed(f"the second rollback did {out.action} (entry {out.entry[:12]}, exit {out.exit[:12]})")
-        s.detail = "idempotent: nothing to revert, entry == exit"
-
-    total = len(steps) + 2 + (1 if prod_dsn else 0)
-    try:
-        for index, (name, title, func) in enumerate(steps, 1):
-            record = Step(name, title)
-            evidence.steps.append(record)
-            note(f"[{index:2}/{total}] {title} ...")
-            t = time.monotonic()
-            try:
-                func(record)
-                record.ok = True
-            except (Failed, OneroofError) as exc:
-                record.detail = str(exc)
-                record.exit_code = getattr(exc, "exit_code", record.exit_code)
-            record.seconds = time.monotonic() - t
-            note(f"        {'ok' if record.ok else 'FAILED'} in {record.seconds:.2f} s: {record.detail}")
-            if not record.ok:
-                break
-    except KeyboardInterrupt:
-        evidence.interrupted = True
-        current = evidence.steps[-1] if evidence.steps else None
-        if current is not None and not current.ok:
-            current.detail = "interrupted (Ctrl-C) before this step finished"
-            current.exit_code = 130
-        note("interrupted: cleaning up")
-    finally:
-        if "keydir" in state:  # the one-off key is never kept
-            shutil.rmtree(state["keydir"], ignore_errors=True)
-        _finish(evidence, state, admin_dsn, golden_dsn, keep, note, total, prod=bool(prod_dsn))
+    evidence = run.evidence
+    run.execute()
     if prod_dsn and not evidence.interrupted:
-        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, note, total, run_dir, prod_trust)
+        _production(evidence, prod_dsn, prod_db, package_dir, expect_sha256, run.note, run.total, run_dir, prod_trust)
     evidence.seconds = time.monotonic() - started
     (run_dir / "evidence.json").write_text(json.dumps(evidence.as_json(), indent=2) + "\n")
     return evidence
-
-
-def _finish(
-    evidence: Evidence,
-    state: dict[str, Any],
-    admin_dsn: str,
-    golden_dsn: str,
-    keep: bool,
-    note: Progress,
-    total: int,
-    prod: bool = False,
-) -> None:
-    made = state.get("clone")
-    drop = Step("drop_clone", "drop the rehearsal clone" if not keep else "keep the rehearsal clone (--keep)")
-    # The closing steps keep their own numbers, however early the rehearsal stopped.
-    position = total - (1 if prod else 0) - 1
-    note(f"[{position:2}/{total}] {drop.title} ...")
-    t = time.monotonic()
-    if made is None:
-        drop.ok, drop.detail = True, "no clone was made"
-    elif keep:
-        drop.ok, drop.detail = True, f"kept: {made.dsn}"
-        evidence.kept_clone_dsn = made.dsn
-    else:
-        try:
-            clones.drop(admin_dsn, made.name)
-            drop.ok, drop.detail = True, f"{made.name} dropped"
-        except OneroofError as exc:
-            drop.detail = exc.message
-    drop.seconds = time.monotonic() - t
-    evidence.clone_seconds += drop.seconds if made is not None and not keep else 0.0
-    evidence.steps.append(drop)
-    note(f"        {'ok' if drop.ok else 'FAILED'} in {drop.seconds:.2f} s: {drop.detail}")
-
-    intact = Step("golden_intact", "golden database unchanged")
-    note(f"[{position + 1:2}/{total}] {intact.title} ...")
-    t = time.monotonic()
-    entry = state.get("golden_entry")
-    if entry is None:
-        # The rehearsal stopped before it read the golden database: nothing to compare, and no
-        # second failure to report. The step is left out of the evidence ("not reached").
-        note("        skipped: the rehearsal stopped before it read the golden database")
-        return
-    try:
-        reading = _reading(golden_dsn)
-        intact.entry, intact.exit, intact.figures = entry, reading.fingerprint, reading.metrics
-        intact.ok = reading.fingerprint == entry
-        intact.detail = (
-            "fingerprint before == after" if intact.ok else f"CHANGED: {entry[:12]} -> {reading.fingerprint[:12]}"
-        )
-    except OneroofError as exc:
-        intact.detail = exc.message
-    intact.seconds = time.monotonic() - t
-    evidence.steps.append(intact)
-    note(f"        {'ok' if intact.ok else 'FAILED'} in {intact.seconds:.2f} s: {intact.detail}")
 
 
 def _production(

@@ -8,12 +8,15 @@ from __future__ import annotations
 import html
 import json
 import textwrap
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from oneroof.core import metrics
+from oneroof.core.evidence import StepName
 from oneroof.executor.rehearse import Evidence
 
-FIGURES = ("db", "ospa", "own", "gap", "conflict", "gov_emit", "inventory", "axis", "idle", "system_issues")
+FIGURES = metrics.METRICS  # the order of the figures in the compliance line and the figures table
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,11 @@ class Row:
     rejected: bool = False  # an option the release rejects (Option 3): neither GO nor a failure
 
 
-def _ok(evidence: Evidence, *names: str) -> bool:
+def _ok(evidence: Evidence, *names: StepName) -> bool:
     return all((s := evidence.step(n)) is not None and s.ok for n in names)
 
 
-def _failed(evidence: Evidence, *names: str) -> str:
+def _failed(evidence: Evidence, *names: StepName) -> str:
     bad = [s for n in names if (s := evidence.step(n)) is not None and not s.ok]
     missing = [n for n in names if evidence.step(n) is None]
     parts = [f"{s.title}: {s.detail}" for s in bad] + ([f"not reached: {', '.join(missing)}"] if missing else [])
@@ -105,181 +108,204 @@ def _until(prod: dict[str, Any]) -> str:
     return f"a valid approval (ospa={_ospa(prod)} approval rows, none valid)"
 
 
-def matrix(evidence: Evidence) -> list[Row]:
-    """The classification matrix of the seed, from evidence."""
+@dataclass(frozen=True)
+class Seen:
+    """What the rows read of the production target, read once for the whole matrix."""
+
+    gate: str  # OPEN / BLOCKED / FINALIZED / UNKNOWN (production_gate)
+    why: str
+    prod: dict[str, Any]
+    drift: list[str]  # baseline_drift
+
+    @property
+    def live(self) -> bool:
+        """Whether the production gate was read."""
+        return self.gate in ("OPEN", "BLOCKED", "FINALIZED")
+
+
+def _step_row(component: str, evidence: Evidence, steps: tuple[StepName, ...], status: str, text: str) -> Row:
+    """A row that is GO when every one of `steps` held: `status` and `text`, else NO-GO with what failed."""
+    ok = _ok(evidence, *steps)
+    return Row(component, status if ok else "NO-GO", text if ok else _failed(evidence, *steps), ok)
+
+
+def _rollout_row(evidence: Evidence, seen: Seen) -> Row:
     pkg = evidence.package.get("sha256", "")[:12] or "unverified"
-    clone = evidence.clone or "(none)"
-    gate, why = production_gate(evidence)
-    prod = evidence.production or {}
-    live = gate in ("OPEN", "BLOCKED", "FINALIZED")
-    rows = []
-
-    ok = _ok(evidence, "package", "rollout_blocked", "content_before", "rollout", "content_after_rollout")
-    held = "HELD at gate" if gate != "OPEN" else "gate OPEN"
-    rows.append(
-        Row(
-            "Production rollout executor",
-            f"GO — execution-proven, {held}" if ok else "NO-GO",
-            (
-                f"Hash-verified ({pkg}); blocked attempt exit 3 with entry == exit; ran greenfield→finalized "
-                f"exit 0 on fresh clone {clone}, content untouched (row digests of system_issues and the governed "
-                "collections equal before and after)."
-                + (" Cannot run in prod until valid approvals ≥ 1." if gate != "OPEN" else "")
-            )
-            if ok
-            else _failed(evidence, "package", "rollout_blocked", "content_before", "rollout", "content_after_rollout"),
-            ok,
-        )
+    held = "HELD at gate" if seen.gate != "OPEN" else "gate OPEN"
+    return _step_row(
+        "Production rollout executor",
+        evidence,
+        (
+            StepName.PACKAGE,
+            StepName.ROLLOUT_BLOCKED,
+            StepName.CONTENT_BEFORE,
+            StepName.ROLLOUT,
+            StepName.CONTENT_AFTER_ROLLOUT,
+        ),
+        f"GO — execution-proven, {held}",
+        f"Hash-verified ({pkg}); blocked attempt exit 3 with entry == exit; ran greenfield→finalized "
+        f"exit 0 on fresh clone {evidence.clone or '(none)'}, content untouched (row digests of system_issues and "
+        "the governed collections equal before and after)."
+        + (" Cannot run in prod until valid approvals ≥ 1." if seen.gate != "OPEN" else ""),
     )
 
-    ok = _ok(evidence, "rollback", "content_after_rollback", "rollback_again")
-    rows.append(
-        Row(
-            "Rollback executor",
-            "GO" if ok else "NO-GO",
-            f"Idempotent finalized→greenfield on clone {clone}, content untouched; a second rollback changed nothing."
-            if ok
-            else _failed(evidence, "rollback", "content_after_rollback", "rollback_again"),
-            ok,
-        )
+
+def _rollback_row(evidence: Evidence, seen: Seen) -> Row:
+    return _step_row(
+        "Rollback executor",
+        evidence,
+        (StepName.ROLLBACK, StepName.CONTENT_AFTER_ROLLBACK, StepName.ROLLBACK_AGAIN),
+        "GO",
+        f"Idempotent finalized→greenfield on clone {evidence.clone or '(none)'}, content untouched; a second "
+        "rollback changed nothing.",
     )
 
-    ok = _ok(evidence, "baseline", "finalized", "greenfield")
-    prod_note = ""
-    drift = baseline_drift(evidence)
-    if live and "baseline_exit" in prod:
-        if prod["baseline_exit"] == 0:
-            prod_note = " Baseline reads validated live in prod (read-only, entry == exit)."
-        elif not drift:
-            prod_note = (
-                f" Baseline reads validated live in prod (read-only, entry == exit), except ospa={_ospa(prod)}: "
-                f"approval rows recorded since the baseline, which the gate judges (valid approvals "
-                f"{len(prod.get('valid_approvals') or [])})."
-            )
-        else:
-            prod_note = (
-                f" Baseline stage FAILED in prod (pytest exit {prod['baseline_exit']}: {', '.join(drift)}): "
-                "production differs from the figures the release was rehearsed on."
-            )
-    rows.append(
-        Row(
-            "Verification suite",
-            "GO" if ok else "NO-GO",
-            "Invariants PASS on clone: baseline, finalized and greenfield stages (JUnit XML in the run)." + prod_note
-            if ok
-            else _failed(evidence, "baseline", "finalized", "greenfield"),
-            ok,
-        )
+
+def _suite_row(evidence: Evidence, seen: Seen) -> Row:
+    return _step_row(
+        "Verification suite",
+        evidence,
+        (StepName.BASELINE, StepName.FINALIZED, StepName.GREENFIELD),
+        "GO",
+        "Invariants PASS on clone: baseline, finalized and greenfield stages (JUnit XML in the run)."
+        + _production_baseline(seen),
     )
 
-    ok = _ok(evidence, "monitor_blocked", "monitor_open")
-    vs_prod = f" Verdict vs prod → {gate}{'/' + why if why and gate == 'BLOCKED' else ''}." if live else ""
-    approve = evidence.step("approve")
+
+def _production_baseline(seen: Seen) -> str:
+    """What the production baseline stage said, for the verification suite row ("" when not run)."""
+    prod = seen.prod
+    if not seen.live or "baseline_exit" not in prod:
+        return ""
+    if prod["baseline_exit"] == 0:
+        return " Baseline reads validated live in prod (read-only, entry == exit)."
+    if not seen.drift:
+        return (
+            f" Baseline reads validated live in prod (read-only, entry == exit), except ospa={_ospa(prod)}: "
+            f"approval rows recorded since the baseline, which the gate judges (valid approvals "
+            f"{len(prod.get('valid_approvals') or [])})."
+        )
+    return (
+        f" Baseline stage FAILED in prod (pytest exit {prod['baseline_exit']}: {', '.join(seen.drift)}): "
+        "production differs from the figures the release was rehearsed on."
+    )
+
+
+def _monitor_row(evidence: Evidence, seen: Seen) -> Row:
+    gate, why = seen.gate, seen.why
+    vs_prod = f" Verdict vs prod → {gate}{'/' + why if why and gate == 'BLOCKED' else ''}." if seen.live else ""
+    approve = evidence.step(StepName.APPROVE)
     signed = (
         f" (signed statement, one-off key {approve.figures['key']} trusted only on the clone)"
         if approve is not None and approve.figures.get("signed")
         else ""
     )
-    rows.append(
-        Row(
-            "Gate monitor",
-            ("GO — live-validated" if live else "GO") if ok else "NO-GO",
-            (
-                f"On clone: BLOCKED (valid approvals 0 < 1) before, OPEN after the rehearsal approval{signed}.{vs_prod} "
-                "Read-only (entry == exit), no daemon."
-            )
-            if ok
-            else _failed(evidence, "monitor_blocked", "monitor_open"),
-            ok,
-        )
+    return _step_row(
+        "Gate monitor",
+        evidence,
+        (StepName.MONITOR_BLOCKED, StepName.MONITOR_OPEN),
+        "GO — live-validated" if seen.live else "GO",
+        f"On clone: BLOCKED (valid approvals 0 < 1) before, OPEN after the rehearsal approval{signed}.{vs_prod} "
+        "Read-only (entry == exit), no daemon.",
     )
 
+
+def _option3_row(evidence: Evidence, seen: Seen) -> Row:
+    """An option the release rejects: the row says whether the rejection was verified, never GO."""
     tiers = evidence.package.get("tiers", [])
-    ok = tiers == [2, 3, 4, 5, 6] and _ok(evidence, "approve")
-    rows.append(
-        Row(
-            "Option 3 inert shadow",
-            "NO-GO — REJECTED" if ok else "NO-GO — REJECTED (rejection not verified)",
-            f"Package carries tiers {', '.join(map(str, tiers)) or '?'} only: no shadow tier, no override "
-            "flag; the rehearsal approval counted only because the target is a marked clone."
-            if ok
-            else "Package or rehearsal approval not verified: " + _failed(evidence, "package", "approve"),
-            False,
-            rejected=ok,
-        )
+    ok = tiers == [2, 3, 4, 5, 6] and _ok(evidence, StepName.APPROVE)
+    return Row(
+        "Option 3 inert shadow",
+        "NO-GO — REJECTED" if ok else "NO-GO — REJECTED (rejection not verified)",
+        f"Package carries tiers {', '.join(map(str, tiers)) or '?'} only: no shadow tier, no override "
+        "flag; the rehearsal approval counted only because the target is a marked clone."
+        if ok
+        else "Package or rehearsal approval not verified: " + _failed(evidence, StepName.PACKAGE, StepName.APPROVE),
+        False,
+        rejected=ok,
     )
 
-    ok = _ok(evidence, "clone", "drop_clone", "golden_intact")
-    intact = evidence.step("golden_intact")
+
+def _clone_row(evidence: Evidence, seen: Seen) -> Row:
+    intact = evidence.step(StepName.GOLDEN_INTACT)
     kept = (
         f" Clone kept: {evidence.kept_clone_dsn}." if evidence.kept_clone_dsn else " Rehearsal clone created & dropped."
     )
-    rows.append(
-        Row(
-            "Clone harness",
-            "RETAINED" if ok else "NO-GO",
-            (
-                f"Golden {evidence.golden} ({evidence.golden_origin or 'origin not recorded'}) intact "
-                f"(fingerprint {intact.entry[:12] if intact else ''} before == after)." + kept
-            )
-            if ok
-            else _failed(evidence, "clone", "drop_clone", "golden_intact"),
-            ok,
-        )
+    return _step_row(
+        "Clone harness",
+        evidence,
+        (StepName.CLONE, StepName.DROP_CLONE, StepName.GOLDEN_INTACT),
+        "RETAINED",
+        f"Golden {evidence.golden} ({evidence.golden_origin or 'origin not recorded'}) intact "
+        f"(fingerprint {intact.entry[:12] if intact else ''} before == after)." + kept,
     )
 
-    if gate == "BLOCKED":
-        if _approvals_only(prod):
-            status = (
-                "CLOSED — single blocker ospa=0."
-                if _ospa(prod) == 0
-                else f"CLOSED — single blocker: {prod['reasons'][0]}"
-            )
-        else:
-            status = f"CLOSED — {why}"
+
+def _ratification_row(evidence: Evidence, seen: Seen) -> Row:
+    gate, prod = seen.gate, seen.prod
+    if gate == "BLOCKED" and _approvals_only(prod):
+        status = (
+            "CLOSED — single blocker ospa=0." if _ospa(prod) == 0 else f"CLOSED — single blocker: {prod['reasons'][0]}"
+        )
+    elif gate == "BLOCKED":
+        status = f"CLOSED — {seen.why}"
     elif gate == "OPEN":
         status = f"OPEN — ratified (approvals {', '.join(f'#{i}' for i in prod.get('valid_approvals', []))})"
     elif gate == "FINALIZED":
         status = "RATIFIED — tiers 2-6 live"
     else:
-        status = f"UNKNOWN — {why}"
-    rows.append(
-        Row(
-            "Human ratification gate",
-            status,
-            "Requires human L2/L4 (Option 1) with a statement signed by the approver's own key, verified "
-            "against allowed signers kept outside the database. Agent cannot open it: approvals by service "
-            "or agent accounts, unsigned rows, and rehearsal approvals outside a marked clone, never count.",
-            gate in ("OPEN", "FINALIZED"),
-        )
+        status = f"UNKNOWN — {seen.why}"
+    return Row(
+        "Human ratification gate",
+        status,
+        "Requires human L2/L4 (Option 1) with a statement signed by the approver's own key, verified "
+        "against allowed signers kept outside the database. Agent cannot open it: approvals by service "
+        "or agent accounts, unsigned rows, and rehearsal approvals outside a marked clone, never count.",
+        gate in ("OPEN", "FINALIZED"),
     )
 
-    loose = unbound(prod)
-    if gate == "OPEN" and evidence.ok and not drift and not loose:
+
+def _activation_row(evidence: Evidence, seen: Seen) -> Row:
+    gate, why, prod, loose = seen.gate, seen.why, seen.prod, unbound(seen.prod)
+    if gate == "OPEN" and evidence.ok and not seen.drift and not loose:
         status, text = (
             "GO — press the button",
-            (f"oneroof rollout --confirm-db {prod.get('database')} --rehearsal evidence.json"),
+            f"oneroof rollout --confirm-db {prod.get('database')} --rehearsal evidence.json",
         )
     elif loose and gate in ("OPEN", "BLOCKED") and evidence.ok:
         status, text = (
             "NO-GO",
-            (
-                f"{'Ratified' if gate == 'OPEN' else 'Gated on valid approvals ≥ 1'}; and this "
-                f"rehearsal does not bind a rollout of production: {loose}."
-            ),
+            f"{'Ratified' if gate == 'OPEN' else 'Gated on valid approvals ≥ 1'}; and this "
+            f"rehearsal does not bind a rollout of production: {loose}.",
         )
     elif gate == "FINALIZED":
         status, text = "DONE", "Tiers 2-6 are live in production."
-    else:
+    elif gate != "UNKNOWN":
         unchanged = " Unchanged (entry == exit)." if prod.get("fingerprint", {}).get("equal") else ""
-        status, text = (
-            "NO-GO",
-            f"Gated on valid approvals ≥ 1.{unchanged}"
-            if gate != "UNKNOWN"
-            else f"Gated on valid approvals ≥ 1; {why}.",
-        )
-    rows.append(Row("Production activation (tiers 2–6 in prod)", status, text, status.startswith(("GO", "DONE"))))
-    return rows
+        status, text = "NO-GO", f"Gated on valid approvals ≥ 1.{unchanged}"
+    else:
+        status, text = "NO-GO", f"Gated on valid approvals ≥ 1; {why}."
+    return Row("Production activation (tiers 2–6 in prod)", status, text, status.startswith(("GO", "DONE")))
+
+
+# The classification matrix, one function per row, in the seed's order.
+ROWS: tuple[Callable[[Evidence, Seen], Row], ...] = (
+    _rollout_row,
+    _rollback_row,
+    _suite_row,
+    _monitor_row,
+    _option3_row,
+    _clone_row,
+    _ratification_row,
+    _activation_row,
+)
+
+
+def matrix(evidence: Evidence) -> list[Row]:
+    """The classification matrix of the seed, from evidence."""
+    gate, why = production_gate(evidence)
+    seen = Seen(gate, why, evidence.production or {}, baseline_drift(evidence))
+    return [row(evidence, seen) for row in ROWS]
 
 
 def verdict(evidence: Evidence) -> dict[str, str]:
@@ -318,7 +344,7 @@ def compliance(evidence: Evidence) -> str:
             f"{'Zero production mutations' if equal else 'PRODUCTION CHANGED DURING THE READ'}. "
             f"Entry{'==' if equal else '!='}exit ({_figures(prod['metrics'])})."
         )
-    intact = evidence.step("golden_intact")
+    intact = evidence.step(StepName.GOLDEN_INTACT)
     if intact and intact.figures:
         rel = "==" if intact.ok else "!="
         return (
@@ -329,6 +355,7 @@ def compliance(evidence: Evidence) -> str:
 
 
 def as_json(evidence: Evidence) -> dict[str, Any]:
+    """The report as JSON: matrix, verdict, compliance line and the evidence itself."""
     return {
         "matrix": [asdict(r) for r in matrix(evidence)],
         "verdict": verdict(evidence),
@@ -338,6 +365,7 @@ def as_json(evidence: Evidence) -> dict[str, Any]:
 
 
 def as_markdown(evidence: Evidence) -> str:
+    """The report as Markdown (report.md): matrix, verdict, compliance line and the steps."""
     lines = [
         f"# One-Roof release GO/NO-GO ({evidence.started_at})",
         "",
@@ -405,7 +433,7 @@ CSS = """body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:70r
 table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{border:1px solid #ccd3da;padding:.45rem .6rem;
 text-align:left;vertical-align:top}th{background:#eef2f5}.go{color:#0b6e2e;font-weight:600}.nogo{color:#a4161a;
 font-weight:600}.rejected{color:#7a5c00;font-weight:600}.note{color:#5b6670;font-style:italic}.verdict{font-size:1.1rem;padding:.8rem 1rem;background:#f6f8fa;border-left:4px solid #345}
-.bar{background:#4a7bd0;height:.8rem;display:inline-block;border-radius:2px}code{font-size:.9em}"""
+.bar{background:#4a7bd0;height:.8rem;display:inline-block;border-radius:2px}code{font-size:.9em}"""  # noqa: E501
 
 
 def as_html(evidence: Evidence) -> str:
@@ -421,11 +449,12 @@ def as_html(evidence: Evidence) -> str:
     )
     steps = "".join(
         f'<tr><td>{i}</td><td>{e(s.title)}</td><td class="{"go" if s.ok else "nogo"}">{"ok" if s.ok else "FAILED"}</td>'
-        f'<td>{e(s.detail)}</td><td>{s.seconds:.2f} s<br><span class=bar style="width:{max(2, 160 * s.seconds / longest):.0f}px">'
+        f"<td>{e(s.detail)}</td><td>{s.seconds:.2f} s<br>"
+        f'<span class=bar style="width:{max(2, 160 * s.seconds / longest):.0f}px">'
         f"</span></td></tr>"
         for i, s in enumerate(evidence.steps, 1)
     )
-    intact = evidence.step("golden_intact")
+    intact = evidence.step(StepName.GOLDEN_INTACT)
     figures = intact.figures if intact and intact.figures else {}
     prod_metrics = (evidence.production or {}).get("metrics")
     if prod_metrics:
@@ -453,10 +482,11 @@ PRODUCTION EXECUTION: {e(v["production_execution"])}</p>
 <h2>Figures</h2><table><tr><th>metric</th><th>golden (after rehearsal)</th><th>production</th></tr>{fig_rows}</table>
 <h2>Step timeline</h2><table><tr><th>#</th><th>step</th><th>result</th><th>detail</th><th>duration</th></tr>{steps}</table>
 </body></html>
-"""
+"""  # noqa: E501
 
 
 def render(evidence: Evidence, fmt: str) -> str:
+    """The report in `fmt`: json, html, text, or else Markdown."""
     if fmt == "json":
         return json.dumps(as_json(evidence), indent=2) + "\n"
     if fmt == "html":

@@ -18,8 +18,9 @@ import pytest
 from psycopg import sql
 
 from oneroof.core import metrics, package
+from oneroof.core.evidence import REQUIRED_STEPS, StepName
 from oneroof.executor import report
-from oneroof.executor.rehearse import Evidence, approve_rehearsal, rehearse
+from oneroof.executor.rehearse import STEPS, Evidence, approve_rehearsal, rehearse
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import CloneError
@@ -35,6 +36,16 @@ SEED_ROWS = [
     "Human ratification gate",
     "Production activation (tiers 2–6 in prod)",
 ]
+
+
+def test_one_table_of_steps_in_the_order_their_names_are_defined() -> None:
+    """The rehearsal's table runs every named step in the order core.evidence defines them, and the
+    gate's required steps are among them; the report's figures are the metrics, in their order.
+    """
+    assert [stage.name for stage in STEPS] == list(StepName)
+    assert [stage.name for stage in STEPS if stage.required] == list(REQUIRED_STEPS)
+    assert [stage.name for stage in STEPS if stage.closing] == [StepName.DROP_CLONE, StepName.GOLDEN_INTACT]
+    assert report.FIGURES == metrics.METRICS
 
 
 def fingerprint(dsn: str) -> str:
@@ -126,11 +137,11 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(
     ]
     golden_content = evidence_content(test_server)
     assert len(golden_content) == 36 and golden_content["system_issues"].startswith("204556:")
-    assert evidence.step("content_before").figures == {  # type: ignore[union-attr]
+    assert evidence.step(StepName.CONTENT_BEFORE).figures == {  # type: ignore[union-attr]
         "tables": 36,
         "rows": sum(int(d.split(":")[0]) for d in golden_content.values()),
     }
-    approve = evidence.step("approve")
+    approve = evidence.step(StepName.APPROVE)
     assert approve is not None and approve.figures["signed"] is True and approve.figures["key"].startswith("SHA256:")
     assert "signed with one-off key" in approve.detail and "trusted only on the clone" in approve.detail
     texts = {r.component: r.evidence for r in report.matrix(evidence)}
@@ -232,9 +243,9 @@ def test_broken_package_fails_drops_the_clone_and_turns_the_executor_no_go(
     evidence = rehearse(test_server.admin, run_dir=tmp_path / "run", package_dir=broken, golden_name=other_golden)
     assert not evidence.ok
     failed = [s for s in evidence.steps if not s.ok]
-    assert [s.name for s in failed] == ["rollout"] and "event bindings are enabled" in failed[0].detail
-    assert evidence.step("drop_clone").ok and clones_of(test_server, other_golden) == []  # type: ignore[union-attr]
-    assert evidence.step("golden_intact").ok  # type: ignore[union-attr]
+    assert [s.name for s in failed] == [StepName.ROLLOUT] and "event bindings are enabled" in failed[0].detail
+    assert evidence.step(StepName.DROP_CLONE).ok and clones_of(test_server, other_golden) == []  # type: ignore[union-attr]
+    assert evidence.step(StepName.GOLDEN_INTACT).ok  # type: ignore[union-attr]
     rows = {r.component: r for r in report.matrix(evidence)}
     assert rows["Production rollout executor"].status == "NO-GO"
     assert "event bindings are enabled" in rows["Production rollout executor"].evidence
@@ -455,7 +466,7 @@ def test_a_content_change_during_the_rehearsal_is_no_go(
     evidence = rehearse(test_server.admin, run_dir=tmp_path / "run", golden_name=other_golden, progress=progress)
     failed = [s for s in evidence.steps if not s.ok]
     table = "system_issues" if "system_issues" in change else "kh_tags"
-    assert [s.name for s in failed] == ["content_after_rollout"], [(s.name, s.detail) for s in failed]
+    assert [s.name for s in failed] == [StepName.CONTENT_AFTER_ROLLOUT], [(s.name, s.detail) for s in failed]
     assert failed[0].figures["changed"] == [table] and f"content changed by the rollout: {table}" in failed[0].detail
     rows = {r.component: r for r in report.matrix(evidence)}
     assert (

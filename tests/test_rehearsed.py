@@ -200,13 +200,15 @@ def test_each_evidence_that_does_not_bind_says_why(production: Production, test_
             verdict = gate.evaluate(conn, PKG, confirm_db=db, rehearsal=evidence)
             return verdict.reasons.get("rehearsed", "")
 
-        steps = [{"name": step, "ok": step != "rollout"} for step in rehearsal.REQUIRED_STEPS]
+        steps = [{"name": step, "ok": step != rehearsal.StepName.ROLLOUT} for step in rehearsal.REQUIRED_STEPS]
         cases = {
             "no rehearsal evidence: ": None,
             # the file's own `ok` is not read: GO is recomputed from the steps
             "is not GO (step rollout failed)": _evidence(db, cluster, steps=steps, ok=True),
             "is not GO (it has no step greenfield)": _evidence(
-                db, cluster, steps=[{"name": n, "ok": True} for n in rehearsal.REQUIRED_STEPS if n != "greenfield"]
+                db,
+                cluster,
+                steps=[{"name": n, "ok": True} for n in rehearsal.REQUIRED_STEPS if n != rehearsal.StepName.GREENFIELD],
             ),
             "is not GO (it was interrupted)": _evidence(db, cluster, interrupted=True),
             f"was of package {'1' * 12}, not this package {PKG.sha256[:12]}": _evidence(

@@ -24,6 +24,7 @@ import pytest
 from psycopg import sql
 
 from oneroof.core import metrics, package
+from oneroof.core.evidence import StepName
 from oneroof.executor import report
 from oneroof.executor.capture import take
 from oneroof.executor.rehearse import rehearse
@@ -369,7 +370,7 @@ def test_rehearse_never_rebuilds_a_snapshot_for_another_package(
     assert package.seal(other) != package.load().sha256
     evidence = rehearse(test_server.admin, run_dir=tmp_path / "run", package_dir=other, golden_name=snap.name)
     assert not evidence.ok
-    failed = evidence.step("golden")
+    failed = evidence.step(StepName.GOLDEN)
     assert failed is not None and not failed.ok and "production has not been prepared" in failed.detail
     assert golden.provenance(test_server.admin, snap.name).kind == "production snapshot"
     assert reading(snap.dsn).fingerprint == snap.result.entry
