@@ -51,9 +51,8 @@ def select(names: tuple[str, ...] = METRICS) -> sql.Composed:
 
 METRICS_SQL = select()
 
-# Every governance table but the ledger (history that rollback keeps), and the Directus metadata
-# the release writes.
-FINGERPRINT_TABLES = (
+# The governance tables of tier 1 that hold decisions (not the ledger, the gap view or the issues).
+GOVERNANCE_TABLES = (
     "os_owner_units",
     "os_collection_inventory",
     "os_approvers",
@@ -66,6 +65,10 @@ FINGERPRINT_TABLES = (
     "os_event_bindings",
     "os_gov_events",
     "os_idle_flags",
+)
+# Every governance table but the ledger (history that rollback keeps), and the Directus metadata
+# the release writes.
+FINGERPRINT_TABLES = GOVERNANCE_TABLES + (
     "directus_collections",
     "directus_fields",
     "directus_relations",
@@ -73,23 +76,7 @@ FINGERPRINT_TABLES = (
     "directus_access",
     "directus_permissions",
 )
-TIER1_TABLES = (
-    "os_owner_units",
-    "os_collection_inventory",
-    "os_approvers",
-    "os_proposals",
-    "os_proposal_approvals",
-    "os_collection_owners",
-    "os_collection_axes",
-    "os_label_rules",
-    "os_lifecycle_policies",
-    "os_event_bindings",
-    "os_gov_events",
-    "os_idle_flags",
-    "os_release_ledger",
-    "os_governance_gap",
-    "system_issues",
-)
+TIER1_TABLES = GOVERNANCE_TABLES + ("os_release_ledger", "os_governance_gap", "system_issues")
 DIRECTUS_TABLES = (
     "directus_collections",
     "directus_fields",

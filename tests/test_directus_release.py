@@ -17,6 +17,7 @@ import pytest
 
 from oneroof.core import evidence as rehearsal
 from oneroof.core import package
+from oneroof.core.content import TIER2_COLLECTIONS
 from oneroof.executor.monitor import monitor
 from oneroof.harness import catalog
 from oneroof.harness.db import connect
@@ -36,16 +37,7 @@ pytestmark = pytest.mark.directus
 PKG = package.load()
 SIGNERS = signers()
 PASSWORD = "oneroof-test-password"
-TIER2 = (
-    "os_collection_owners",
-    "os_collection_axes",
-    "os_label_rules",
-    "os_lifecycle_policies",
-    "os_event_bindings",
-    "os_gov_events",
-    "os_idle_flags",
-    "os_release_ledger",
-)
+TIER2 = TIER2_COLLECTIONS
 
 
 # The rehearsal evidence the Directus database stands bound to (it is not a marked clone: its
