@@ -111,8 +111,8 @@ def _walk(node: Any, reads: set[str], writes: set[Write], ctes: set[str]) -> Non
             _walk(getattr(node, attribute), reads, writes, ctes)
 
 
-def relations(parsed: tuple[Any, ...]) -> Relations:
-    """What parsed statements read and write, a WITH query's name in its own statement being no table."""
+def parsed_relations(parsed: tuple[Any, ...]) -> Relations:
+    """What parsed statements read and write (a WITH query's name is no table in its own statement)."""
     found = Relations()
     for raw in parsed:
         reads: set[str] = set()
@@ -144,7 +144,7 @@ class Tier:
         for kind, name, text in (("deploy", self.deploy_file, self.deploy), ("revert", self.revert_file, self.revert)):
             parsed = _parse(name, text)
             object.__setattr__(self, f"{kind}_statements", tuple(pglast.split(text)))
-            object.__setattr__(self, f"{kind}_relations", relations(parsed))
+            object.__setattr__(self, f"{kind}_relations", parsed_relations(parsed))
 
     def relations(self, kind: str) -> Relations:
         """What the tier's `deploy` or `revert` reads and writes."""
