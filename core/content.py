@@ -152,7 +152,7 @@ def _literal(node: ast.AST) -> Any:
         inner = _literal(node.args[0]) if node.args else ()
         return _CALLS[node.func.id](inner)
     if isinstance(node, ast.Dict):
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values) if k is not None}
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True) if k is not None}
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.Constant):
@@ -162,20 +162,47 @@ def _literal(node: ast.AST) -> Any:
     raise ValueError(f"not a snapshot value: {ast.dump(node)[:80]}")
 
 
-def snapshot_entries(path: Path) -> dict[str, Any]:
-    """The entries of an amber snapshot file, {test name: value}."""
-    entries: dict[str, Any] = {}
+def snapshot_texts(path: Path) -> dict[str, str]:
+    """The entries of an amber snapshot file, {test name: its value's text}: the one reader of
+    the format (a `# name: ` line, the value indented two spaces, a `# ---` line).
+    """
+    entries: dict[str, str] = {}
     name: str | None = None
     body: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("# name: "):
             name, body = line[len("# name: ") :], []
         elif line == "# ---" and name is not None:
-            entries[name] = _literal(ast.parse("\n".join(part[2:] for part in body), mode="eval").body)
+            entries[name] = "\n".join(part[2:] for part in body)
             name = None
         elif name is not None:
             body.append(line)
     return entries
+
+
+def snapshot_entries(path: Path) -> dict[str, Any]:
+    """The entries of an amber snapshot file, {test name: value}."""
+    return {name: _literal(ast.parse(text, mode="eval").body) for name, text in snapshot_texts(path).items()}
+
+
+# The test of each stage whose snapshots hold one metric each ({name: figure}).
+FIGURE_TESTS = {
+    "baseline": "test_metric_matches_baseline",
+    "finalized": "test_metric_is_finalized",
+    "greenfield": "test_metric_is_greenfield",
+}
+
+
+def figures(snapshots: Path, stage: str) -> dict[str, int]:
+    """The package's expected metrics of a stage (`baseline`, `finalized`, `greenfield`), {metric:
+    figure}, from its hash-verified snapshot file in `snapshots` (`package.snapshots_dir`).
+    """
+    prefix = f"{FIGURE_TESTS[stage]}["
+    found: dict[str, int] = {}
+    for name, value in snapshot_entries(snapshots / f"test_{stage}.ambr").items():
+        if name.startswith(prefix):
+            found.update(value)
+    return found
 
 
 def expected_documents(snapshots: Path, stage: str) -> dict[str, dict[str, Any]]:

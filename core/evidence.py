@@ -21,7 +21,6 @@ approval, verified against the allowed signers.
 from __future__ import annotations
 
 import enum
-import functools
 import hashlib
 import json
 import os
@@ -29,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pglast
 import psycopg
 from psycopg import sql
 
@@ -96,30 +94,11 @@ PINNED = (
 )
 
 
-@functools.lru_cache(maxsize=8)
 def bound_tables(package: Package) -> tuple[str, ...]:
     """Every table the package's deploy and revert SQL name (reads or writes), and the governed
-    inventory, but the approvals; sorted. Parsed once per package: the gate asks on every evaluation.
+    inventory, but the approvals; sorted. The package parsed its SQL once, when it was loaded.
     """
-    names: set[str] = {INVENTORY}
-    ctes: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, pglast.ast.Node):
-            if isinstance(node, pglast.ast.RangeVar) and node.schemaname in (None, "public"):
-                names.add(str(node.relname))
-            if isinstance(node, pglast.ast.CommonTableExpr):
-                ctes.add(str(node.ctename))
-            for attribute in node:
-                walk(getattr(node, attribute))
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item)
-
-    for tier in package.tiers:
-        walk(list(pglast.parse_sql(tier.deploy)))
-        walk(list(pglast.parse_sql(tier.revert)))
-    return tuple(sorted(names - ctes - APPROVALS))
+    return tuple(sorted((package.tables | {INVENTORY}) - APPROVALS))
 
 
 def digests(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[str, str]:

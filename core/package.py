@@ -15,7 +15,7 @@ import json
 import re
 import shutil
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,80 @@ def check_sha256(value: str, what: str = "--expect-sha256") -> str:
 
 
 def sha256(data: bytes) -> str:
+    """The SHA-256 of `data`, in hex."""
     return hashlib.sha256(data).hexdigest()
+
+
+Write = tuple[str, str, str | None]  # (INSERT, UPDATE or DELETE, table, the column an UPDATE sets or None)
+_WRITES = {"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE"}
+
+
+@dataclass(frozen=True)
+class Relations:
+    """What SQL reads and writes, named by PostgreSQL's parser. `reads` is every table it names
+    (a written table is named too; WITH queries are not tables, and information_schema and
+    pg_catalog are left out: every role reads them); `writes` what it inserts, deletes and, per
+    column it sets, updates (ON CONFLICT DO UPDATE included).
+    """
+
+    reads: frozenset[str] = frozenset()
+    writes: frozenset[Write] = frozenset()
+
+    def __or__(self, other: Relations) -> Relations:
+        return Relations(self.reads | other.reads, self.writes | other.writes)
+
+    @property
+    def written(self) -> frozenset[str]:
+        """The tables it writes."""
+        return frozenset(table for _, table, _ in self.writes)
+
+
+def _written(node: Any) -> set[Write]:
+    privilege = _WRITES.get(type(node).__name__)
+    if privilege is None or node.relation is None:
+        return set()
+    table = str(node.relation.relname)
+    if privilege == "UPDATE":
+        return {("UPDATE", table, str(target.name)) for target in node.targetList or ()}
+    found: set[Write] = {(privilege, table, None)}
+    conflict = node.onConflictClause if privilege == "INSERT" else None
+    if conflict is not None and conflict.action == pglast.enums.OnConflictAction.ONCONFLICT_UPDATE:
+        found |= {("UPDATE", table, str(target.name)) for target in conflict.targetList or ()}
+    return found
+
+
+def _walk(node: Any, reads: set[str], writes: set[Write], ctes: set[str]) -> None:
+    """The one walk over a parse tree: the tables it names, what it writes and its WITH names."""
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            _walk(item, reads, writes, ctes)
+    elif isinstance(node, pglast.ast.Node):
+        writes |= _written(node)
+        if isinstance(node, pglast.ast.RangeVar) and node.schemaname in (None, "public"):
+            reads.add(str(node.relname))
+        if isinstance(node, pglast.ast.CommonTableExpr):
+            ctes.add(str(node.ctename))
+        for attribute in node:
+            _walk(getattr(node, attribute), reads, writes, ctes)
+
+
+def parsed_relations(parsed: tuple[Any, ...]) -> Relations:
+    """What parsed statements read and write (a WITH query's name is no table in its own statement)."""
+    found = Relations()
+    for raw in parsed:
+        reads: set[str] = set()
+        writes: set[Write] = set()
+        ctes: set[str] = set()
+        _walk(raw, reads, writes, ctes)
+        found |= Relations(frozenset(reads - ctes), frozenset(w for w in writes if w[1] not in ctes))
+    return found
 
 
 @dataclass(frozen=True)
 class Tier:
-    """One tier: its number, name and the SQL text of its deploy and revert."""
+    """One tier: its number, name and the SQL text of its deploy and revert, parsed once (when the
+    tier is made): their statements and what each reads and writes.
+    """
 
     number: int
     name: str
@@ -67,8 +135,20 @@ class Tier:
     revert_file: str
     deploy: str
     revert: str
-    deploy_statements: tuple[str, ...] = ()
-    revert_statements: tuple[str, ...] = ()
+    deploy_statements: tuple[str, ...] = field(init=False)
+    revert_statements: tuple[str, ...] = field(init=False)
+    deploy_relations: Relations = field(init=False)
+    revert_relations: Relations = field(init=False)
+
+    def __post_init__(self) -> None:
+        for kind, name, text in (("deploy", self.deploy_file, self.deploy), ("revert", self.revert_file, self.revert)):
+            parsed = _parse(name, text)
+            object.__setattr__(self, f"{kind}_statements", tuple(pglast.split(text)))
+            object.__setattr__(self, f"{kind}_relations", parsed_relations(parsed))
+
+    def relations(self, kind: str) -> Relations:
+        """What the tier's `deploy` or `revert` reads and writes."""
+        return self.deploy_relations if kind == "deploy" else self.revert_relations
 
 
 @dataclass(frozen=True)
@@ -87,6 +167,19 @@ class Package:
     sealer_key: str | None = None  # fingerprint of the key that sealed (signed) the manifest
     seal_signature: str | None = None  # its signature, manifest.toml.sig
     snapshots: tuple[str, ...] = ()  # the expected figures (syrupy amber files), paths in the package
+
+    def relations(self, kind: str) -> Relations:
+        """What the tiers' `deploy` or `revert` SQL reads and writes, all tiers together."""
+        found = Relations()
+        for tier in self.tiers:
+            found |= tier.relations(kind)
+        return found
+
+    @property
+    def tables(self) -> frozenset[str]:
+        """Every table the package's deploy or revert SQL reads or writes."""
+        both = self.relations("deploy") | self.relations("revert")
+        return both.reads | both.written
 
 
 HEADER = (
@@ -143,13 +236,12 @@ def _manifest(path: Path) -> tuple[dict[str, Any], bytes]:
         raise IntegrityError(f"{file} is not valid TOML: {exc}") from exc
 
 
-def statements(name: str, text: str) -> tuple[str, ...]:
-    """The statements of a package file, each checked by PostgreSQL's parser; IntegrityError for
-    a file that does not parse or holds anything but INSERT, UPDATE, DELETE and SELECT.
+def _parse(name: str, text: str) -> tuple[Any, ...]:
+    """A package file's statements parsed by PostgreSQL's parser; IntegrityError for a file that
+    does not parse or holds anything but INSERT, UPDATE, DELETE and SELECT.
     """
     try:
-        parsed = pglast.parse_sql(text)
-        split = pglast.split(text)
+        parsed = tuple(pglast.parse_sql(text))
     except pglast.parser.ParseError as exc:
         raise IntegrityError(f"{name} does not parse as PostgreSQL: {exc}") from exc
     for index, raw in enumerate(parsed, 1):
@@ -160,7 +252,92 @@ def statements(name: str, text: str) -> tuple[str, ...]:
                 "INSERT, UPDATE, DELETE or SELECT (they may not control transactions, run DO or "
                 "CALL, or change the schema)"
             )
-    return tuple(split)
+    return parsed
+
+
+def _file_text(path: Path, name: str, expected: str) -> str:
+    """The text of package file `name`, its bytes checked against the manifest's SHA-256."""
+    try:
+        data = (path / name).read_bytes()
+    except FileNotFoundError as exc:
+        raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
+    actual = sha256(data)
+    if actual != expected:
+        raise HashMismatch(name, expected, actual)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IntegrityError(f"{name} is not UTF-8 text") from exc
+
+
+def _tiers(path: Path, manifest: dict[str, Any], listed: set[str]) -> tuple[Tier, ...]:
+    """The manifest's tiers in order, each file verified and parsed; their files join `listed`."""
+    loaded = []
+    for entry in sorted(manifest["tier"], key=lambda t: int(t["number"])):
+        names = {kind: str(entry[kind]) for kind in ("deploy", "revert")}
+        listed.update(names.values())
+        texts = {kind: _file_text(path, name, str(entry[f"{kind}_sha256"])) for kind, name in names.items()}
+        loaded.append(Tier(int(entry["number"]), str(entry["name"]), names["deploy"], names["revert"], **texts))
+    return tuple(loaded)
+
+
+def _snapshots(path: Path, manifest: dict[str, Any], listed: set[str]) -> tuple[str, ...]:
+    """The manifest's snapshot files, each verified; they join `listed`."""
+    expected = []
+    for entry in manifest.get("snapshot", []):
+        name = str(entry["path"])
+        if not SNAPSHOT_PATH.match(name):
+            raise IntegrityError(f"snapshot path {name!r} in the manifest is not snapshots/NAME.ambr")
+        listed.add(name)
+        try:
+            actual = sha256((snapshots_dir(path) / name.removeprefix(f"{SNAPSHOTS}/")).read_bytes())
+        except FileNotFoundError as exc:
+            raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
+        if actual != entry["sha256"]:
+            raise HashMismatch(name, str(entry["sha256"]), actual)
+        expected.append(name)
+    return tuple(expected)
+
+
+def _package(path: Path, manifest: dict[str, Any], raw: bytes, listed: set[str]) -> Package:
+    """The package the manifest describes, every file it lists verified."""
+    if canonical(manifest) != raw:
+        raise IntegrityError(
+            f"{MANIFEST} is not in canonical form (a comment, a space or the order of keys "
+            "changed): restore it, or rewrite it with `oneroof package seal`"
+        )
+    meta, gate = manifest["package"], manifest["gate"]
+    tiers = _tiers(path, manifest, listed)
+    expected = _snapshots(path, manifest, listed)
+    require = gate.get("require_signatures", False)
+    if not isinstance(require, bool):
+        raise TypeError("gate.require_signatures (true or false)")
+    sealer = meta.get("sealer_key")
+    if sealer is not None and not (isinstance(sealer, str) and signatures.FINGERPRINT.fullmatch(sealer)):
+        raise TypeError("package.sealer_key (an SSH key fingerprint, SHA256:...)")
+    return Package(
+        path,
+        str(meta["name"]),
+        str(meta["version"]),
+        str(meta["proposal"]),
+        int(gate["min_approvals"]),
+        tuple(gate["levels"]),
+        tiers,
+        sha256(raw),
+        require,
+        sealer,
+        snapshots=expected,
+    )
+
+
+def _no_extra_file(path: Path, listed: set[str]) -> None:
+    present = [p.relative_to(path).as_posix() for p in path.rglob("*") if not (p.is_dir() and p.name == SNAPSHOTS)]
+    folder = snapshots_dir(path)
+    if folder.is_dir() and folder.parent != path:
+        present += [f"{SNAPSHOTS}/{p.name}" for p in folder.iterdir()]
+    extra = sorted(name for name in present if name not in listed)
+    if extra:
+        raise IntegrityError(f"{extra[0]} is in {path} but not in the manifest: remove it or seal the package")
 
 
 def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
@@ -169,77 +346,9 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
     """
     path = path.resolve()
     manifest, raw = _manifest(path)
+    listed = {MANIFEST}
     try:
-        if canonical(manifest) != raw:
-            raise IntegrityError(
-                f"{MANIFEST} is not in canonical form (a comment, a space or the order of keys "
-                "changed): restore it, or rewrite it with `oneroof package seal`"
-            )
-        meta, gate, tiers = manifest["package"], manifest["gate"], manifest["tier"]
-        listed = {MANIFEST}
-        loaded = []
-        for entry in sorted(tiers, key=lambda t: int(t["number"])):
-            texts: dict[str, str] = {}
-            parts: dict[str, tuple[str, ...]] = {}
-            for kind in ("deploy", "revert"):
-                name = str(entry[kind])
-                listed.add(name)
-                try:
-                    data = (path / name).read_bytes()
-                except FileNotFoundError as exc:
-                    raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
-                actual = sha256(data)
-                if actual != entry[f"{kind}_sha256"]:
-                    raise HashMismatch(name, str(entry[f"{kind}_sha256"]), actual)
-                try:
-                    texts[kind] = data.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise IntegrityError(f"{name} is not UTF-8 text") from exc
-                parts[kind] = statements(name, texts[kind])
-            loaded.append(
-                Tier(
-                    int(entry["number"]),
-                    str(entry["name"]),
-                    str(entry["deploy"]),
-                    str(entry["revert"]),
-                    texts["deploy"],
-                    texts["revert"],
-                    parts["deploy"],
-                    parts["revert"],
-                )
-            )
-        expected = []
-        for entry in manifest.get("snapshot", []):
-            name = str(entry["path"])
-            if not SNAPSHOT_PATH.match(name):
-                raise IntegrityError(f"snapshot path {name!r} in the manifest is not snapshots/NAME.ambr")
-            listed.add(name)
-            try:
-                actual = sha256((snapshots_dir(path) / name.removeprefix(f"{SNAPSHOTS}/")).read_bytes())
-            except FileNotFoundError as exc:
-                raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
-            if actual != entry["sha256"]:
-                raise HashMismatch(name, str(entry["sha256"]), actual)
-            expected.append(name)
-        require = gate.get("require_signatures", False)
-        if not isinstance(require, bool):
-            raise TypeError("gate.require_signatures (true or false)")
-        sealer = meta.get("sealer_key")
-        if sealer is not None and not (isinstance(sealer, str) and signatures.FINGERPRINT.fullmatch(sealer)):
-            raise TypeError("package.sealer_key (an SSH key fingerprint, SHA256:...)")
-        package = Package(
-            path,
-            str(meta["name"]),
-            str(meta["version"]),
-            str(meta["proposal"]),
-            int(gate["min_approvals"]),
-            tuple(gate["levels"]),
-            tuple(loaded),
-            sha256(raw),
-            require,
-            sealer,
-            snapshots=tuple(expected),
-        )
+        package = _package(path, manifest, raw, listed)
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"{path / MANIFEST} lacks or mistypes {exc}: see rollout/manifest.toml") from exc
     if package.min_approvals < MIN_APPROVALS or not set(package.levels) <= set(APPROVER_LEVELS) or not package.levels:
@@ -251,13 +360,7 @@ def load(path: Path = DEFAULT_DIR, expect_sha256: str | None = None) -> Package:
     if package.sealer_key is not None:
         listed.add(SEAL_SIGNATURE)
         package = dataclasses.replace(package, seal_signature=_check_seal(path, raw, package.sealer_key))
-    present = [p.relative_to(path).as_posix() for p in path.rglob("*") if not (p.is_dir() and p.name == SNAPSHOTS)]
-    folder = snapshots_dir(path)
-    if folder.is_dir() and folder.parent != path:
-        present += [f"{SNAPSHOTS}/{p.name}" for p in folder.iterdir()]
-    extra = sorted(name for name in present if name not in listed)
-    if extra:
-        raise IntegrityError(f"{extra[0]} is in {path} but not in the manifest: remove it or seal the package")
+    _no_extra_file(path, listed)
     if expect_sha256 is not None and check_sha256(expect_sha256) != package.sha256:
         raise HashMismatch("package", expect_sha256, package.sha256)
     return package

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pglast
 import psycopg
 
+from oneroof.core import content, gate, metrics, settings, signatures
 from oneroof.core import evidence as rehearsals
-from oneroof.core import gate, metrics, settings, signatures
-from oneroof.core.package import Package
+from oneroof.core.package import Package, snapshots_dir
 from oneroof.executor import __version__
 from oneroof.harness.db import connect
 from oneroof.harness.errors import (
@@ -39,8 +38,6 @@ from oneroof.harness.errors import (
 
 ROOT = settings.ROOT
 Progress = Callable[[str], None]
-FINALIZED = {"own": 35, "gap": 0, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 35, "idle": 0}
-GREENFIELD = {"own": 0, "gap": 210, "conflict": 0, "gov_emit": 0, "inventory": 35, "axis": 0, "idle": 0}
 
 
 @dataclass
@@ -260,61 +257,22 @@ READ_TABLES = tuple(
 # The rollout locks these rows FOR SHARE (a revocation or suspension waits for the release),
 # and the proposal FOR UPDATE; PostgreSQL asks for UPDATE on at least one column of each for that.
 ROW_LOCKED = ("os_proposal_approvals", "os_approvers", "directus_users", "os_proposals")
-WRITES: tuple[tuple[type[Any], str], ...] = (
-    (pglast.ast.InsertStmt, "INSERT"),
-    (pglast.ast.UpdateStmt, "UPDATE"),
-    (pglast.ast.DeleteStmt, "DELETE"),
-)
 ANY_COLUMN = "*"
 Privilege = tuple[str, str, str | None]  # (privilege, table, column: None for the table, ANY_COLUMN for any)
 
 
-def _relations(node: Any, found: set[Privilege], ctes: set[str]) -> None:
-    """Collect the privileges a parse tree needs: what each statement writes (UPDATE per column
-    it sets), and SELECT on every relation it names; `ctes` gathers the names of WITH queries.
-    """
-    if isinstance(node, pglast.ast.Node):
-        for kind, privilege in WRITES:
-            if isinstance(node, kind) and node.relation is not None:
-                table = str(node.relation.relname)
-                if isinstance(node, pglast.ast.UpdateStmt):
-                    found.update(("UPDATE", table, str(target.name)) for target in node.targetList or ())
-                else:
-                    found.add((privilege, table, None))
-        if (
-            isinstance(node, pglast.ast.InsertStmt)
-            and node.relation is not None
-            and node.onConflictClause is not None
-            and node.onConflictClause.action == pglast.enums.OnConflictAction.ONCONFLICT_UPDATE
-        ):
-            found.update(
-                ("UPDATE", str(node.relation.relname), str(target.name))
-                for target in node.onConflictClause.targetList or ()
-            )
-        # information_schema and pg_catalog are readable by every role
-        if isinstance(node, pglast.ast.RangeVar) and node.schemaname in (None, "public"):
-            found.add(("SELECT", str(node.relname), None))
-        if isinstance(node, pglast.ast.CommonTableExpr):
-            ctes.add(str(node.ctename))
-        for name in node:
-            _relations(getattr(node, name), found, ctes)
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            _relations(item, found, ctes)
-
-
 def required_privileges(package: Package, action: str) -> list[Privilege]:
     """Every privilege a `rollout` or `rollback` of `package` needs, sorted by table: what its SQL
-    writes and reads, the ledger row it writes, what the gate and the metrics read, and for a
-    rollout UPDATE on some column of each table whose rows the gate's re-check locks.
+    writes (UPDATE per column it sets) and SELECT on every table it names, the ledger row it
+    writes, what the gate and the metrics read, and for a rollout UPDATE on some column of each
+    table whose rows the gate's re-check locks.
     """
-    found: set[Privilege] = {("SELECT", t, None) for t in READ_TABLES} | {("INSERT", "os_release_ledger", None)}
-    ctes: set[str] = set()
-    for tier in package.tiers:
-        _relations(list(pglast.parse_sql(tier.deploy if action == "rollout" else tier.revert)), found, ctes)
+    sql = package.relations("deploy" if action == "rollout" else "revert")
+    found: set[Privilege] = {("SELECT", t, None) for t in (*READ_TABLES, *sql.reads)} | set(sql.writes)
+    found.add(("INSERT", "os_release_ledger", None))
     if action == "rollout":
         found |= {("UPDATE", t, ANY_COLUMN) for t in ROW_LOCKED}
-    return sorted((p for p in found if p[1] not in ctes), key=lambda p: (p[1], p[0], p[2] or ""))
+    return sorted(found, key=lambda p: (p[1], p[0], p[2] or ""))
 
 
 def describe(privilege: Privilege) -> str:
@@ -446,6 +404,200 @@ def _ledger(
     )
 
 
+def expected_figures(package: Package, stage: str) -> dict[str, int]:
+    """The governance metrics the release transaction checks for `stage` (`finalized`,
+    `greenfield`): the figures of the package's own (hash-verified) snapshots.
+    """
+    figures = content.figures(snapshots_dir(package.path), stage)
+    return {name: figures[name] for name in metrics.GOVERNANCE}
+
+
+@dataclass
+class _Rollout:
+    """One rollout's state, shared by its phases."""
+
+    dsn: str
+    package: Package
+    confirm_db: str
+    trust: signatures.TrustRoot | None
+    rehearsal: rehearsals.Rehearsal | None
+    progress: Progress | None
+    entry: metrics.Reading
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def database(self) -> str:
+        return str(self.entry.metrics["db"])
+
+    def blocked(self, reasons: dict[str, str]) -> Blocked:
+        """Blocked with the entry fingerprint and the exit one read now: nothing changed."""
+        return Blocked(
+            list(reasons.values()),
+            database=self.database,
+            entry=self.entry.fingerprint,
+            exit=_reading(self.dsn).fingerprint,
+        )
+
+    def evaluate(self, conn: psycopg.Connection[Any]) -> gate.Verdict:
+        """The gate's verdict inside the caller's transaction (the release lock is taken apart)."""
+        return gate.evaluate(
+            conn,
+            self.package,
+            confirm_db=self.confirm_db,
+            check_lock=False,
+            trust=self.trust,
+            rehearsal=self.rehearsal,
+        )
+
+    def already_finalized(self, exit_fingerprint: str) -> Outcome:
+        return Outcome(
+            "already-finalized",
+            self.database,
+            self.package.sha256,
+            self.entry.fingerprint,
+            exit_fingerprint,
+            metrics=self.entry.metrics,
+        )
+
+
+def _won(verdict: gate.Verdict) -> bool:
+    """The target is finalized already (not a wrong target that happens to be)."""
+    return verdict.state == "finalized" and "target" not in verdict.reasons
+
+
+def _check(run: _Rollout) -> bool:
+    """Before anything runs: True when the target is finalized already; raises LockHeld while
+    another executor holds the release lock, MissingPrivilege, or Blocked when the gate is closed.
+    """
+    with connect(run.dsn, application_name="oneroof-executor") as conn:
+        conn.read_only = True
+        verdict = run.evaluate(conn)
+        holder = gate.lock_holder(conn)
+        conn.rollback()
+    if holder is not None:  # a second executor stops at once, before its gate session
+        raise LockHeld(
+            f"another executor holds the release lock on {run.database!r} (pid {holder}): "
+            "wait for it to finish, then retry"
+        )
+    if _won(verdict):
+        return True
+    with connect(run.dsn, application_name="oneroof-executor") as conn:
+        conn.read_only = True
+        check_privileges(conn, run.package, "rollout")
+        conn.rollback()
+    if not verdict.open:
+        raise run.blocked(verdict.reasons)
+    return False
+
+
+def _gate_session(run: _Rollout) -> None:
+    """The gate and baseline invariants as a pytest session on the target; Blocked if it fails."""
+    _note(run.progress, "gate session: pytest invariants -m 'gate or baseline'")
+    t = time.monotonic()
+    code = run_stage(
+        run.dsn,
+        "gate or baseline",
+        expect_db=run.confirm_db,
+        package_dir=run.package.path,
+        expect_sha256=run.package.sha256,
+        extra=GATE_SESSION,
+        allowed_signers=run.trust.path if run.trust is not None else None,
+        rehearsal=run.rehearsal.path if run.rehearsal is not None else None,
+    )
+    run.seconds["gate_session"] = time.monotonic() - t
+    if code != 0:
+        raise run.blocked(
+            {
+                "session": f"the gate session failed (pytest exit {code}): "
+                f"run `oneroof verify --stage gate` and `--stage baseline` to see which invariant"
+            }
+        )
+
+
+def _lock_rows(run: _Rollout, conn: psycopg.Connection[Any]) -> gate.Verdict:
+    """Lock the proposal, the approvals, the approvers and their users, then judge again: a
+    revocation or a suspension waits for this transaction, and one that happened since the last
+    check closes the gate here (Blocked, rolled back).
+    """
+    conn.execute("SET lock_timeout = '10s'")
+    conn.execute("SELECT 1 FROM os_proposals WHERE code = %s FOR UPDATE", (run.package.proposal,))
+    conn.execute("SELECT 1 FROM os_proposal_approvals FOR SHARE")
+    conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
+    conn.execute("SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) FOR SHARE")
+    verdict = run.evaluate(conn)
+    if not verdict.open or verdict.state != "greenfield":
+        conn.rollback()
+        raise run.blocked(verdict.reasons or {"state": f"state={verdict.state} under the lock"})
+    return verdict
+
+
+def _apply(run: _Rollout) -> Outcome:
+    """Under the release lock, in one transaction: judge the gate again, apply the tiers, write
+    the ledger and check the finalized figures, then commit (all or nothing).
+    """
+    finalized = expected_figures(run.package, "finalized")
+    _note(run.progress, "taking the release lock")
+    with release_lock(run.dsn), connect(run.dsn, application_name="oneroof-executor") as conn:
+        t = time.monotonic()
+        # First without row locks (they would assign a transaction id): a gate closed since
+        # the session, or a race lost to another executor, ends here having written nothing.
+        conn.read_only = True
+        verdict = run.evaluate(conn)
+        conn.rollback()
+        conn.read_only = False
+        if _won(verdict):  # another executor won
+            return run.already_finalized(_reading(run.dsn).fingerprint)
+        if not verdict.open or verdict.state != "greenfield":
+            raise run.blocked(verdict.reasons or {"state": f"state={verdict.state} under the lock"})
+        verdict = _lock_rows(run, conn)
+        tiers = run.package.tiers
+        _note(
+            run.progress,
+            f"applying tiers {tiers[0].number}-{tiers[-1].number} "
+            f"with approvals {', '.join(f'#{i}' for i in verdict.valid_approvals)}",
+        )
+        with all_or_nothing(conn, "a tier"):
+            apply_tiers(conn, run.package, verdict)
+            check_figures(conn, finalized, "finalized")
+            _disabled_bindings_only(conn)
+        run.seconds["transaction"] = time.monotonic() - t
+    return Outcome(
+        "applied",
+        run.database,
+        run.package.sha256,
+        run.entry.fingerprint,
+        approvals=verdict.valid_approvals,
+        seconds=run.seconds,
+    )
+
+
+def _audit(run: _Rollout, outcome: Outcome, audit: bool) -> None:
+    """After the commit: the finalized invariants as a pytest session (when `audit`), and the
+    exit reading.
+    """
+    try:
+        if audit:
+            _note(run.progress, "finalized audit: pytest invariants -m finalized")
+            t = time.monotonic()
+            outcome.audit_exit = run_stage(
+                run.dsn,
+                "finalized",
+                expect_db=run.confirm_db,
+                package_dir=run.package.path,
+                expect_sha256=run.package.sha256,
+                allowed_signers=run.trust.path if run.trust is not None else None,
+            )
+            run.seconds["audit"] = time.monotonic() - t
+        final = _reading(run.dsn)
+    except KeyboardInterrupt:  # after the commit "interrupted" alone would hide that the tiers are live
+        raise Interrupted(
+            f"interrupted after the commit: tiers 2-6 are live on {run.database!r}; check them with "
+            f"`oneroof verify --stage finalized --expect-db {run.database}`, or undo with "
+            f"`oneroof rollback --confirm-db {run.database}`"
+        ) from None
+    outcome.exit, outcome.metrics = final.fingerprint, final.metrics
+
+
 def rollout(
     dsn: str,
     package: Package,
@@ -464,135 +616,16 @@ def rollout(
     `rehearsal` the evidence a target that is not a marked clone is bound to; the ledger records
     the SHA-256 of both with the deployment.
     """
-    seconds: dict[str, float] = {}
     started = time.monotonic()
-    entry = _reading(dsn)
-    database = entry.metrics["db"]
-
-    def blocked(reasons: dict[str, str]) -> Blocked:
-        return Blocked(
-            list(reasons.values()), database=database, entry=entry.fingerprint, exit=_reading(dsn).fingerprint
-        )
-
-    with connect(dsn, application_name="oneroof-executor") as conn:
-        conn.read_only = True
-        verdict = gate.evaluate(
-            conn, package, confirm_db=confirm_db, check_lock=False, trust=trust, rehearsal=rehearsal
-        )
-        holder = gate.lock_holder(conn)
-        conn.rollback()
-    if holder is not None:  # a second executor stops at once, before its gate session
-        raise LockHeld(
-            f"another executor holds the release lock on {database!r} (pid {holder}): wait for it to finish, then retry"
-        )
-    if verdict.state == "finalized" and "target" not in verdict.reasons:
-        return Outcome(
-            "already-finalized", database, package.sha256, entry.fingerprint, entry.fingerprint, metrics=entry.metrics
-        )
-    with connect(dsn, application_name="oneroof-executor") as conn:
-        conn.read_only = True
-        check_privileges(conn, package, "rollout")
-        conn.rollback()
-    if not verdict.open:
-        raise blocked(verdict.reasons)
-
+    run = _Rollout(dsn, package, confirm_db, trust, rehearsal, progress, _reading(dsn))
+    if _check(run):
+        return run.already_finalized(run.entry.fingerprint)
     if gate_session:
-        _note(progress, "gate session: pytest invariants -m 'gate or baseline'")
-        t = time.monotonic()
-        code = run_stage(
-            dsn,
-            "gate or baseline",
-            expect_db=confirm_db,
-            package_dir=package.path,
-            expect_sha256=package.sha256,
-            extra=GATE_SESSION,
-            allowed_signers=trust.path if trust is not None else None,
-            rehearsal=rehearsal.path if rehearsal is not None else None,
-        )
-        seconds["gate_session"] = time.monotonic() - t
-        if code != 0:
-            raise blocked(
-                {
-                    "session": f"the gate session failed (pytest exit {code}): "
-                    f"run `oneroof verify --stage gate` and `--stage baseline` to see which invariant"
-                }
-            )
-
-    _note(progress, "taking the release lock")
-    with release_lock(dsn):
-        with connect(dsn, application_name="oneroof-executor") as conn:
-            t = time.monotonic()
-            # First without row locks (they would assign a transaction id): a gate closed since
-            # the session, or a race lost to another executor, ends here having written nothing.
-            conn.read_only = True
-            verdict = gate.evaluate(
-                conn, package, confirm_db=confirm_db, check_lock=False, trust=trust, rehearsal=rehearsal
-            )
-            conn.rollback()
-            conn.read_only = False
-            if verdict.state == "finalized" and "target" not in verdict.reasons:  # another executor won
-                return Outcome(
-                    "already-finalized",
-                    database,
-                    package.sha256,
-                    entry.fingerprint,
-                    _reading(dsn).fingerprint,
-                    metrics=entry.metrics,
-                )
-            if not verdict.open or verdict.state != "greenfield":
-                raise blocked(verdict.reasons or {"state": f"state={verdict.state} under the lock"})
-            # Lock the proposal, the approvals, the approvers and their users: a revocation or a
-            # suspension waits for this transaction, and one that happened since the check above
-            # closes the gate here.
-            conn.execute("SET lock_timeout = '10s'")
-            conn.execute("SELECT 1 FROM os_proposals WHERE code = %s FOR UPDATE", (package.proposal,))
-            conn.execute("SELECT 1 FROM os_proposal_approvals FOR SHARE")
-            conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
-            conn.execute(
-                "SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) FOR SHARE"
-            )
-            verdict = gate.evaluate(
-                conn, package, confirm_db=confirm_db, check_lock=False, trust=trust, rehearsal=rehearsal
-            )
-            if not verdict.open or verdict.state != "greenfield":
-                conn.rollback()
-                reasons = verdict.reasons or {"state": f"state={verdict.state} under the lock"}
-                raise blocked(reasons)
-            _note(
-                progress,
-                f"applying tiers {package.tiers[0].number}-{package.tiers[-1].number} "
-                f"with approvals {', '.join(f'#{i}' for i in verdict.valid_approvals)}",
-            )
-            with all_or_nothing(conn, "a tier"):
-                apply_tiers(conn, package, verdict)
-                check_figures(conn, FINALIZED, "finalized")
-                _disabled_bindings_only(conn)
-            seconds["transaction"] = time.monotonic() - t
-    outcome = Outcome(
-        "applied", database, package.sha256, entry.fingerprint, approvals=verdict.valid_approvals, seconds=seconds
-    )
-    try:
-        if audit:
-            _note(progress, "finalized audit: pytest invariants -m finalized")
-            t = time.monotonic()
-            outcome.audit_exit = run_stage(
-                dsn,
-                "finalized",
-                expect_db=confirm_db,
-                package_dir=package.path,
-                expect_sha256=package.sha256,
-                allowed_signers=trust.path if trust is not None else None,
-            )
-            seconds["audit"] = time.monotonic() - t
-        final = _reading(dsn)
-    except KeyboardInterrupt:  # after the commit "interrupted" alone would hide that the tiers are live
-        raise Interrupted(
-            f"interrupted after the commit: tiers 2-6 are live on {database!r}; check them with "
-            f"`oneroof verify --stage finalized --expect-db {database}`, or undo with "
-            f"`oneroof rollback --confirm-db {database}`"
-        ) from None
-    outcome.exit, outcome.metrics = final.fingerprint, final.metrics
-    seconds["total"] = time.monotonic() - started
+        _gate_session(run)
+    outcome = _apply(run)
+    if outcome.action == "applied":
+        _audit(run, outcome, audit)
+        run.seconds["total"] = time.monotonic() - started
     return outcome
 
 
@@ -623,6 +656,41 @@ def deployed_package(conn: psycopg.Connection[Any], package: Package) -> None:
         )
 
 
+def _revert(
+    dsn: str, package: Package, entry: metrics.Reading, progress: Progress | None, seconds: dict[str, float]
+) -> Outcome | None:
+    """Under the release lock, in one transaction: revert the deployed package's tiers, write the
+    ledger and check the greenfield figures, then commit (all or nothing). Returns the outcome when
+    the target is greenfield already (nothing done), else None.
+    """
+    greenfield = expected_figures(package, "greenfield")
+    _note(progress, "taking the release lock")
+    with release_lock(dsn), connect(dsn, application_name="oneroof-executor") as conn:
+        t = time.monotonic()
+        conn.execute("SET lock_timeout = '10s'")
+        deployed_package(conn, package)
+        current = gate.state(conn)
+        if current == "greenfield":
+            conn.rollback()
+            return Outcome(
+                "already-greenfield",
+                str(entry.metrics["db"]),
+                package.sha256,
+                entry.fingerprint,
+                _reading(dsn).fingerprint,
+                metrics=entry.metrics,
+            )
+        proposal = conn.execute("SELECT id FROM os_proposals WHERE code = %s", (package.proposal,)).fetchone()
+        _note(progress, f"reverting tiers {package.tiers[-1].number}-{package.tiers[0].number} (state {current})")
+        with all_or_nothing(conn, "a revert"):
+            revert_tiers(conn, package, proposal["id"] if proposal else None)
+            check_figures(conn, greenfield, "greenfield")
+            if gate.state(conn) != "greenfield":
+                raise InvariantFailed("after the revert the database is not greenfield; nothing was kept")
+        seconds["transaction"] = time.monotonic() - t
+    return None
+
+
 def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress | None = None) -> Outcome:
     """Revert tiers 6..2 in one transaction under the release lock; on greenfield do nothing."""
     seconds: dict[str, float] = {}
@@ -637,31 +705,9 @@ def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress 
         conn.read_only = True
         check_privileges(conn, package, "rollback")
         conn.rollback()
-    _note(progress, "taking the release lock")
-    with release_lock(dsn):
-        with connect(dsn, application_name="oneroof-executor") as conn:
-            t = time.monotonic()
-            conn.execute("SET lock_timeout = '10s'")
-            deployed_package(conn, package)
-            current = gate.state(conn)
-            if current == "greenfield":
-                conn.rollback()
-                return Outcome(
-                    "already-greenfield",
-                    confirm_db,
-                    package.sha256,
-                    entry.fingerprint,
-                    _reading(dsn).fingerprint,
-                    metrics=entry.metrics,
-                )
-            proposal = conn.execute("SELECT id FROM os_proposals WHERE code = %s", (package.proposal,)).fetchone()
-            _note(progress, f"reverting tiers {package.tiers[-1].number}-{package.tiers[0].number} (state {current})")
-            with all_or_nothing(conn, "a revert"):
-                revert_tiers(conn, package, proposal["id"] if proposal else None)
-                check_figures(conn, GREENFIELD, "greenfield")
-                if gate.state(conn) != "greenfield":
-                    raise InvariantFailed("after the revert the database is not greenfield; nothing was kept")
-            seconds["transaction"] = time.monotonic() - t
+    already = _revert(dsn, package, entry, progress, seconds)
+    if already is not None:
+        return already
     final = _reading(dsn)
     seconds["total"] = time.monotonic() - started
     return Outcome(

@@ -85,6 +85,7 @@ class Provenance:
 
     @classmethod
     def from_setting(cls, text: str | None) -> Provenance:
+        """The provenance a golden database's oneroof.provenance setting records (none: synthetic)."""
         if not text:
             return cls("synthetic")
         try:
@@ -112,6 +113,7 @@ class SnapshotResult:
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        """The result as plain JSON data."""
         data = asdict(self)
         data["provenance"] = asdict(self.provenance)
         return data
@@ -376,6 +378,225 @@ def _dir_bytes(path: Path) -> int:
 MIN_REHEARSAL_SERVER = 170000
 
 
+@dataclass
+class _Copy:
+    """One copy of production: what its phases share, filled in as they run."""
+
+    prod_dsn: str
+    admin_dsn: str
+    name: str
+    temp: str  # the database restored into, renamed to `name` once verified
+    jobs: int
+    note: Progress
+    workdir: Path  # 0700: the dump holds secrets until redacted
+    phases: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    entry: str = ""
+    exit: str = ""
+    xid_assigned: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    taken_at: str = ""
+    files: dict[str, str] = field(default_factory=dict)  # table -> its data file in the dump
+    bytes: int = 0
+
+    @property
+    def dump(self) -> Path:
+        return self.workdir / "dump"
+
+    def lap(self, phase: str, since: float) -> None:
+        self.phases[phase] = time.monotonic() - since
+
+
+def _claim(admin: psycopg.Connection[Any], copy: _Copy, replace: bool) -> None:
+    """Refuse a rehearsal server pg_restore 18 cannot restore into, and a name oneroof may not use."""
+    if admin.info.server_version < MIN_REHEARSAL_SERVER:
+        raise UsageError(
+            f"the rehearsal server runs PostgreSQL {admin.info.server_version // 10000}; the copy "
+            "is restored with pg_restore 18, which needs a rehearsal server of PostgreSQL 17 or "
+            "later: leave out --dsn to use the embedded PostgreSQL 18 (production may be older)"
+        )
+    claim_golden_name(admin, copy.name, replace=replace, action="golden snapshot", renew="refresh it from production")
+
+
+def _create(admin: psycopg.Connection[Any], copy: _Copy) -> None:
+    """Read production's server facts and create the temporary database to restore into."""
+    copy.facts = facts = _server_facts(copy.prod_dsn)
+    copy.note(f"source: database {facts['db']} on {facts['host']}:{facts['port']}, PostgreSQL {facts['version']}")
+    # Same encoding and locale as the source when this server has it, else C (the fingerprint
+    # orders its rows with COLLATE "C", so it does not depend on the copy's locale).
+    try:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+                sql.Identifier(copy.temp),
+                sql.Literal(facts["encoding"]),
+                sql.Literal(facts["collate"]),
+                sql.Literal(facts["ctype"]),
+            )
+        )
+    except psycopg.Error:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C'").format(
+                sql.Identifier(copy.temp), sql.Literal(facts["encoding"])
+            )
+        )
+
+
+def _dump(copy: _Copy, read: Reader, since: float) -> dict[str, tuple[list[str], list[str]]]:
+    """pg_dump production at one exported snapshot, its fingerprint read before and after in the
+    same snapshot; SnapshotFailed unless the read was clean. Returns the columns of the secret tables.
+    """
+    with connect(copy.prod_dsn, application_name="oneroof-snapshot") as src:
+        src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        src.read_only = True
+        snap = src.execute("SELECT pg_export_snapshot() AS id").fetchone()
+        assert snap is not None
+        copy.entry, copy.metrics = read(src)
+        cols = {
+            r["table"]: (list(r["columns"]), list(r["types"]))
+            for r in src.execute(COLUMNS_SQL, (list(SECRETS),)).fetchall()
+        }
+        size = src.execute(SIZE_SQL, (list(NO_DATA),)).fetchone()
+        assert size is not None
+        copy.taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        copy.lap("read production", since)
+        copy.note(
+            f"snapshot {snap['id']} taken at {copy.taken_at}: fingerprint {copy.entry[:16]}, "
+            f"{size['tables']} tables, {_mb(size['bytes'])} on disk"
+        )
+        t = time.monotonic()
+        _run_pg_dump(copy, snap["id"], int(size["tables"]), int(size["bytes"]))
+        copy.lap("dump", t)
+        copy.exit, _ = read(src)
+        assigned = src.execute("SELECT txid_current_if_assigned() AS xid").fetchone()
+        copy.xid_assigned = assigned is not None and assigned["xid"] is not None
+        src.rollback()
+    if copy.exit != copy.entry or copy.xid_assigned:
+        raise SnapshotFailed(
+            f"production's read was not clean (entry {copy.entry[:12]}, exit {copy.exit[:12]}, "
+            f"transaction id assigned: {copy.xid_assigned}); nothing was kept"
+        )
+    return cols
+
+
+def _run_pg_dump(copy: _Copy, snapshot_id: str, tables: int, total_bytes: int) -> None:
+    prod_public, prod_env = _tool_env(copy.prod_dsn)
+    prod_env["PGAPPNAME"] = "oneroof-snapshot-dump"
+    dump = copy.dump
+    _run_tool(
+        [
+            str(bin_dir() / "pg_dump"),
+            "--format=directory",
+            f"--jobs={copy.jobs}",
+            "--compress=0",
+            f"--snapshot={snapshot_id}",
+            "--no-sync",
+            "--verbose",
+            "--no-owner",
+            "--no-privileges",
+            "--no-tablespaces",
+            "--no-publications",
+            "--no-subscriptions",
+            "--no-security-labels",
+            f"--lock-wait-timeout={LOCK_TIMEOUT_MS}",
+            *[f"--exclude-table-data=*.{table}" for table in NO_DATA],
+            f"--file={dump}",
+            f"--dbname={prod_public}",
+        ],
+        prod_env,
+        _Watch("dump", copy.note, tables, total_bytes, lambda _d: _dir_bytes(dump)),
+    )
+
+
+def _redact(copy: _Copy, cols: dict[str, tuple[list[str], list[str]]]) -> None:
+    """Replace the secrets in the dump's data files by markers, before anything restores them."""
+    t = time.monotonic()
+    _, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
+    copy.files = _toc(copy.dump, admin_env)
+    redacted = 0
+    # In every schema: Directus may live outside `public` (DB_SEARCH_PATH).
+    for qualified, file in copy.files.items():
+        secret = SECRETS.get(qualified.split(".", 1)[-1], ())
+        if secret and qualified in cols:
+            redacted += _redact_file(copy.dump / file, *cols[qualified], secret)
+    copy.lap("redact secrets", t)
+    copy.note(f"secrets redacted: {redacted} value(s) in {', '.join(SECRETS)}; no rows of {', '.join(NO_DATA)}")
+
+
+def _restore(copy: _Copy) -> None:
+    """Restore the redacted dump into the temporary database, then remove the dump."""
+    t = time.monotonic()
+    admin_public, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
+    dump = copy.dump
+    sizes = {table: (dump / file).stat().st_size for table, file in copy.files.items() if (dump / file).exists()}
+    watch = _Watch(
+        "restore",
+        copy.note,
+        len(copy.files),
+        sum(sizes.values()),
+        lambda done: sum(v for k, v in sizes.items() if k in done or k.split(".", 1)[-1] in done),
+    )
+    _restore_schema(dump, copy.workdir, admin_public, admin_env)
+    _run_tool(
+        [
+            str(bin_dir() / "pg_restore"),
+            f"--jobs={copy.jobs}",
+            "--no-owner",
+            "--no-privileges",
+            "--section=data",
+            "--section=post-data",
+            "--exit-on-error",
+            "--verbose",
+            f"--dbname={admin_public}",
+            str(dump),
+        ],
+        admin_env,
+        watch,
+    )
+    copy.lap("restore", t)
+    copy.bytes = sum(sizes.values())
+    shutil.rmtree(copy.workdir, ignore_errors=True)
+
+
+def _verify(copy: _Copy, read: Reader) -> str:
+    """The copy's fingerprint; SnapshotFailed unless it is production's at the snapshot."""
+    t = time.monotonic()
+    with connect(with_dbname(copy.admin_dsn, copy.temp)) as restored:
+        restored.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        restored.read_only = True
+        golden_fp, _ = read(restored)
+        restored.rollback()
+    copy.lap("verify copy", t)
+    if golden_fp != copy.entry:
+        raise SnapshotFailed(
+            f"the copy's fingerprint {golden_fp[:16]} differs from production's {copy.entry[:16]} "
+            "at the snapshot; nothing was kept"
+        )
+    return golden_fp
+
+
+def _install(admin: psycopg.Connection[Any], copy: _Copy, tool: str, replace: bool) -> Provenance:
+    """Rename the verified copy into place (replacing the old golden database) and mark it golden."""
+    facts = copy.facts
+    provenance = Provenance(
+        "production snapshot",
+        facts["host"],
+        facts["port"],
+        facts["db"],
+        facts["system_identifier"],
+        facts["version"],
+        copy.taken_at,
+        copy.entry,
+        tool,
+    )
+    if replace and database_exists(admin, copy.name):
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(copy.name)))
+    admin.execute(
+        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(copy.temp), sql.Identifier(copy.name))
+    )
+    mark(admin, copy.name, provenance)
+    return provenance
+
+
 def take(
     prod_dsn: str,
     admin_dsn: str,
@@ -391,179 +612,25 @@ def take(
     `admin_dsn`. Refuses an existing database unless `replace`, and then only a golden database
     oneroof made. Raises SnapshotFailed when the copy's fingerprint differs from production's.
     """
-    note = progress or (lambda _m: None)
     check_identifier(name, "golden name")
     if not 1 <= jobs <= 64:
         raise UsageError(f"--jobs {jobs} is out of range: use a whole number from 1 to 64")
     started = time.monotonic()
-    phases: dict[str, float] = {}
     temp = check_identifier(f"{name[:40]}__snapshot_{secrets.token_hex(4)}", "database name")
-    workdir = Path(tempfile.mkdtemp(prefix="oneroof-snapshot-"))  # 0700: the dump holds secrets until redacted
-    dump = workdir / "dump"
-    prod_public, prod_env = _tool_env(prod_dsn)
-    prod_env["PGAPPNAME"] = "oneroof-snapshot-dump"
+    workdir = Path(tempfile.mkdtemp(prefix="oneroof-snapshot-"))
+    copy = _Copy(prod_dsn, admin_dsn, name, temp, jobs, progress or (lambda _m: None), workdir)
     created = False
     try:
         with connect(admin_dsn, autocommit=True) as admin:
-            if admin.info.server_version < MIN_REHEARSAL_SERVER:
-                raise UsageError(
-                    f"the rehearsal server runs PostgreSQL {admin.info.server_version // 10000}; the copy "
-                    "is restored with pg_restore 18, which needs a rehearsal server of PostgreSQL 17 or "
-                    "later: leave out --dsn to use the embedded PostgreSQL 18 (production may be older)"
-                )
-            claim_golden_name(
-                admin, name, replace=replace, action="golden snapshot", renew="refresh it from production"
-            )
-
+            _claim(admin, copy, replace)
             t = time.monotonic()
-            facts = _server_facts(prod_dsn)
-            note(f"source: database {facts['db']} on {facts['host']}:{facts['port']}, PostgreSQL {facts['version']}")
-            # Same encoding and locale as the source when this server has it, else C (the fingerprint
-            # orders its rows with COLLATE "C", so it does not depend on the copy's locale).
-            try:
-                admin.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
-                        sql.Identifier(temp),
-                        sql.Literal(facts["encoding"]),
-                        sql.Literal(facts["collate"]),
-                        sql.Literal(facts["ctype"]),
-                    )
-                )
-            except psycopg.Error:
-                admin.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C'").format(
-                        sql.Identifier(temp), sql.Literal(facts["encoding"])
-                    )
-                )
+            _create(admin, copy)
             created = True
-
-            with connect(prod_dsn, application_name="oneroof-snapshot") as src:
-                src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                src.read_only = True
-                snap = src.execute("SELECT pg_export_snapshot() AS id").fetchone()
-                assert snap is not None
-                entry, prod_metrics = read(src)
-                cols = {
-                    r["table"]: (list(r["columns"]), list(r["types"]))
-                    for r in src.execute(COLUMNS_SQL, (list(SECRETS),)).fetchall()
-                }
-                size = src.execute(SIZE_SQL, (list(NO_DATA),)).fetchone()
-                assert size is not None
-                taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-                phases["read production"] = time.monotonic() - t
-                note(
-                    f"snapshot {snap['id']} taken at {taken_at}: fingerprint {entry[:16]}, "
-                    f"{size['tables']} tables, {_mb(size['bytes'])} on disk"
-                )
-
-                t = time.monotonic()
-                watch = _Watch("dump", note, int(size["tables"]), int(size["bytes"]), lambda _d: _dir_bytes(dump))
-                _run_tool(
-                    [
-                        str(bin_dir() / "pg_dump"),
-                        "--format=directory",
-                        f"--jobs={jobs}",
-                        "--compress=0",
-                        f"--snapshot={snap['id']}",
-                        "--no-sync",
-                        "--verbose",
-                        "--no-owner",
-                        "--no-privileges",
-                        "--no-tablespaces",
-                        "--no-publications",
-                        "--no-subscriptions",
-                        "--no-security-labels",
-                        f"--lock-wait-timeout={LOCK_TIMEOUT_MS}",
-                        *[f"--exclude-table-data=*.{table}" for table in NO_DATA],
-                        f"--file={dump}",
-                        f"--dbname={prod_public}",
-                    ],
-                    prod_env,
-                    watch,
-                )
-                phases["dump"] = time.monotonic() - t
-
-                exit_fp, _ = read(src)
-                assigned = src.execute("SELECT txid_current_if_assigned() AS xid").fetchone()
-                xid_assigned = assigned is not None and assigned["xid"] is not None
-                src.rollback()
-            if exit_fp != entry or xid_assigned:
-                raise SnapshotFailed(
-                    f"production's read was not clean (entry {entry[:12]}, exit {exit_fp[:12]}, "
-                    f"transaction id assigned: {xid_assigned}); nothing was kept"
-                )
-
-            t = time.monotonic()
-            admin_public, admin_env = _tool_env(with_dbname(admin_dsn, temp))
-            files = _toc(dump, admin_env)
-            redacted = 0
-            # In every schema: Directus may live outside `public` (DB_SEARCH_PATH).
-            for qualified, file in files.items():
-                secret = SECRETS.get(qualified.split(".", 1)[-1], ())
-                if secret and qualified in cols:
-                    redacted += _redact_file(dump / file, *cols[qualified], secret)
-            phases["redact secrets"] = time.monotonic() - t
-            note(f"secrets redacted: {redacted} value(s) in {', '.join(SECRETS)}; no rows of {', '.join(NO_DATA)}")
-
-            t = time.monotonic()
-            sizes = {table: (dump / file).stat().st_size for table, file in files.items() if (dump / file).exists()}
-            watch = _Watch(
-                "restore",
-                note,
-                len(files),
-                sum(sizes.values()),
-                lambda done: sum(v for k, v in sizes.items() if k in done or k.split(".", 1)[-1] in done),
-            )
-            _restore_schema(dump, workdir, admin_public, admin_env)
-            _run_tool(
-                [
-                    str(bin_dir() / "pg_restore"),
-                    f"--jobs={jobs}",
-                    "--no-owner",
-                    "--no-privileges",
-                    "--section=data",
-                    "--section=post-data",
-                    "--exit-on-error",
-                    "--verbose",
-                    f"--dbname={admin_public}",
-                    str(dump),
-                ],
-                admin_env,
-                watch,
-            )
-            phases["restore"] = time.monotonic() - t
-            total_bytes = sum(sizes.values())
-            shutil.rmtree(workdir, ignore_errors=True)
-
-            t = time.monotonic()
-            with connect(with_dbname(admin_dsn, temp)) as copy:
-                copy.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                copy.read_only = True
-                golden_fp, _ = read(copy)
-                copy.rollback()
-            phases["verify copy"] = time.monotonic() - t
-            if golden_fp != entry:
-                raise SnapshotFailed(
-                    f"the copy's fingerprint {golden_fp[:16]} differs from production's {entry[:16]} "
-                    "at the snapshot; nothing was kept"
-                )
-
-            provenance = Provenance(
-                "production snapshot",
-                facts["host"],
-                facts["port"],
-                facts["db"],
-                facts["system_identifier"],
-                facts["version"],
-                taken_at,
-                entry,
-                tool,
-            )
-            if replace and database_exists(admin, name):
-                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(temp), sql.Identifier(name)))
+            _redact(copy, _dump(copy, read, t))
+            _restore(copy)
+            golden_fp = _verify(copy, read)
+            provenance = _install(admin, copy, tool, replace)
             created = False
-            mark(admin, name, provenance)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if created:
@@ -572,17 +639,17 @@ def take(
     return SnapshotResult(
         name,
         provenance,
-        entry,
-        exit_fp,
+        copy.entry,
+        copy.exit,
         golden_fp,
-        xid_assigned,
-        prod_metrics,
-        len(files),
-        total_bytes,
-        phases,
+        copy.xid_assigned,
+        copy.metrics,
+        len(copy.files),
+        copy.bytes,
+        copy.phases,
         time.monotonic() - started,
         []
-        if facts["system_identifier"]
+        if copy.facts["system_identifier"]
         else ["system_identifier unknown: the role may not call pg_control_system() (grant pg_monitor)"],
     )
 

@@ -12,24 +12,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from oneroof.core import package
+from oneroof.core import content, package
 from oneroof.harness import clones
 from oneroof.harness.catalog import GOLDEN_NAME
 from oneroof.harness.db import connect
 from oneroof.harness.errors import OneroofError
 from tests.support.testing import PASSWORD_ROLE, PgServer
 
-SEED = {
-    "ospa": 0,
-    "own": 0,
-    "gap": 210,
-    "conflict": 0,
-    "gov_emit": 0,
-    "inventory": 35,
-    "axis": 0,
-    "idle": 0,
-    "system_issues": 204_556,
-}
+SEED = content.figures(package.snapshots_dir(package.DEFAULT_DIR), "baseline")  # a new golden database's figures
 
 
 def one_line_error(result: Any, *fragments: str) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from syrupy.extensions.amber import AmberDataSerializer
 
-from oneroof.core.content import _literal, snapshot_entries
+from oneroof.core import metrics, package
+from oneroof.core.content import _literal, figures, snapshot_entries
 
 VALUES = {
     "nested": {"a": [1, -2, 0], "b": {"c": None, "d": True, "e": False}, "f": 'it\'s "quoted"'},
@@ -55,3 +56,12 @@ def test_the_reader_takes_only_what_it_knows() -> None:
     with pytest.raises(ValueError) as refused:
         read(long)
     assert str(refused.value) == "not a snapshot value: " + ast.dump(ast.parse(long, mode="eval").body)[:80]
+
+
+@pytest.mark.parametrize("stage", ["baseline", "finalized", "greenfield"])
+def test_figures_are_the_package_snapshots_metric_entries(stage: str) -> None:
+    """Every metric of a stage, one entry each, from the package's snapshots (the one place they are written)."""
+    found = figures(package.snapshots_dir(package.DEFAULT_DIR), stage)
+    measured = set(metrics.METRICS) - {"db"} - ({"ospa"} if stage != "baseline" else set())
+    assert set(found) == measured and all(isinstance(v, int) for v in found.values())
+    assert found["system_issues"] > 0 and found["inventory"] > 0

@@ -104,7 +104,7 @@ def converge(clone: clones.Clone, clone_conn: Any, command: str) -> str:
         want = "greenfield"
     with connect(clone.dsn) as conn:
         assert gate.state(conn) == want
-        figures = release.FINALIZED if want == "finalized" else release.GREENFIELD
+        figures = release.expected_figures(PKG, want)
         with conn.transaction():
             release.check_figures(conn, figures, want)
     return outcome.action

@@ -394,9 +394,7 @@ class ReleaseModel(RuleBasedStateMachine):
             assert gate.state(conn) == self.state
             if self.state != "mixed":
                 with conn.transaction():
-                    release.check_figures(
-                        conn, release.FINALIZED if self.state == "finalized" else release.GREENFIELD, self.state
-                    )
+                    release.check_figures(conn, release.expected_figures(PKG, self.state), self.state)
         assert self._count_issues() == self.system_issues
 
     @invariant()

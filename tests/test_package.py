@@ -220,3 +220,33 @@ def test_flipping_any_byte_of_any_file_is_refused(data: Any) -> None:
         (copy / name).write_bytes(bytes(raw))
         with pytest.raises(IntegrityError):
             package.load(copy, expect_sha256=PINNED)
+
+
+def test_the_one_walk_names_what_each_tier_reads_and_writes() -> None:
+    """What the privilege check and the rehearsal binding lean on, as the parser finds it in the real package."""
+    pkg = package.load()
+    written = {
+        2: {"directus_access", "directus_collections", "directus_fields", "directus_permissions", "directus_policies"},
+        3: {"os_collection_owners", "os_proposals"},
+        4: {"os_collection_axes"},
+        5: {"os_label_rules"},
+        6: {"os_event_bindings", "os_lifecycle_policies"},
+    }
+    assert {t.number: set(t.deploy_relations.written) for t in pkg.tiers} == written
+    assert {t.number: set(t.revert_relations.written) for t in pkg.tiers} == written
+    assert ("UPDATE", "os_proposals", "status") in pkg.relations("deploy").writes
+    assert {w[0] for w in pkg.relations("revert").writes} == {"DELETE", "UPDATE"}
+    everything = set().union(*written.values())
+    assert set(pkg.relations("deploy").reads) == everything | {"directus_roles", "os_collection_inventory"}
+    assert set(pkg.relations("revert").reads) == everything | {"os_collection_inventory"}
+    assert pkg.tables == everything | {"directus_roles", "os_collection_inventory"}
+
+
+def test_the_walk_leaves_out_with_queries_and_the_catalog_and_sees_upserts() -> None:
+    sql = (
+        "WITH w AS (SELECT 1 FROM a) INSERT INTO b (k, v) SELECT 1, 2 FROM w, pg_catalog.pg_class "
+        "ON CONFLICT (k) DO UPDATE SET v = 3;\nWITH x AS (SELECT 1) DELETE FROM w WHERE EXISTS (SELECT 1 FROM x);\n"
+    )
+    found = package.Tier(9, "t", "t.deploy.sql", "t.revert.sql", sql, "SELECT 1;").deploy_relations
+    assert found.reads == {"a", "b", "w"}  # w is a WITH query in the first statement, a table in the second
+    assert found.writes == {("INSERT", "b", None), ("UPDATE", "b", "v"), ("DELETE", "w", None)}

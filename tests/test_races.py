@@ -19,14 +19,13 @@ import pytest
 from oneroof.core import gate
 from oneroof.harness import clones
 from oneroof.harness.db import connect
-from tests.support.release import FINAL, approve, reading
+from tests.support.release import FINAL, GREENFIELD, approve, reading
 from tests.support.testing import ROOT, signers
 
 pytestmark = pytest.mark.proof
 EXECUTORS = 8
 ROUNDS = 3
 TIMEOUT = 300  # seconds per process; every process here normally ends within a minute
-GREENFIELD = {**FINAL, "own": 0, "gap": 210, "axis": 0}
 
 
 def start(*args: str) -> subprocess.Popen[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from oneroof.core import metrics, package
+from oneroof.core import content, metrics, package
 from oneroof.harness.db import connect
 from tests.support.testing import signers
 
@@ -18,17 +18,10 @@ PKG = package.load()
 TRUST = signers().trust
 
 
-FINAL = {
-    "ospa": 1,
-    "own": 35,
-    "gap": 0,
-    "conflict": 0,
-    "gov_emit": 0,
-    "inventory": 35,
-    "axis": 35,
-    "idle": 0,
-    "system_issues": 204_556,
-}
+# The figures after a rollout with one approval, and after its rollback (the approval stays): the
+# package's own finalized and greenfield snapshots, with ospa 1.
+FINAL = {"ospa": 1, **content.figures(package.snapshots_dir(PKG.path), "finalized")}
+GREENFIELD = {"ospa": 1, **content.figures(package.snapshots_dir(PKG.path), "greenfield")}
 
 
 def approve(conn: psycopg.Connection[Any], key: str = "l4", sha: str = PKG.sha256, rehearsal: bool = False) -> int:
