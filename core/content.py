@@ -16,22 +16,15 @@ from typing import Any
 
 import psycopg
 
+from oneroof.core.metrics import RELEASE_TABLES
+
 # The One-Roof Governance policy of tier 2, by its fixed id and by its name: a leftover under
 # either is still the release's.
 POLICY_ID = "75c09095-c4f0-5d33-aaa1-31764f52c0b5"
 POLICY_NAME = "One-Roof Governance"
 # The governance collections tier 2 registers in Directus (directus_collections, directus_fields)
 # and grants the policy read on.
-TIER2_COLLECTIONS = (
-    "os_collection_owners",
-    "os_collection_axes",
-    "os_label_rules",
-    "os_lifecycle_policies",
-    "os_event_bindings",
-    "os_gov_events",
-    "os_idle_flags",
-    "os_release_ledger",
-)
+TIER2_COLLECTIONS = (*RELEASE_TABLES, "os_release_ledger")
 TIERS = ("tier2_access", "tier3_ownership", "tier4_axes", "tier5_label_rules", "tier6_lifecycle")
 # Per governed collection: the facet, its tier document and the key of that document holding it.
 FACETS = {

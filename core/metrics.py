@@ -52,12 +52,8 @@ def select(names: tuple[str, ...] = METRICS) -> sql.Composed:
 METRICS_SQL = select()
 
 # The governance tables of tier 1 that hold decisions (not the ledger, the gap view or the issues).
-GOVERNANCE_TABLES = (
-    "os_owner_units",
-    "os_collection_inventory",
-    "os_approvers",
-    "os_proposals",
-    "os_proposal_approvals",
+# The governance tables that tiers 3-6 fill (tier 2 registers them in Directus, with the ledger).
+RELEASE_TABLES = (
     "os_collection_owners",
     "os_collection_axes",
     "os_label_rules",
@@ -65,6 +61,14 @@ GOVERNANCE_TABLES = (
     "os_event_bindings",
     "os_gov_events",
     "os_idle_flags",
+)
+GOVERNANCE_TABLES = (
+    "os_owner_units",
+    "os_collection_inventory",
+    "os_approvers",
+    "os_proposals",
+    "os_proposal_approvals",
+    *RELEASE_TABLES,
 )
 # Every governance table but the ledger (history that rollback keeps), and the Directus metadata
 # the release writes.

@@ -45,12 +45,12 @@ APPROVER_LEVELS = ("L2", "L4")
 
 def check_sha256(value: str, what: str = "--expect-sha256") -> str:
     """`value` if it is 64 lower-case hex digits, else UsageError (an empty pin is no pin)."""
-    if not SHA256.match(value):
-        raise UsageError(
-            f"{what} {value!r} is not a SHA-256 (64 hex digits): pass the hash the approval names, "
-            "as `oneroof package hash` prints it"
-        )
-    return value
+    if SHA256.match(value):
+        return value
+    raise UsageError(
+        f"{what} {value!r} is not a SHA-256 (64 hex digits): pass the hash the approval names, "
+        "as `oneroof package hash` prints it"
+    )
 
 
 def sha256(data: bytes) -> str:
