@@ -675,9 +675,12 @@ def _add_package(sub: argparse._SubParsersAction[Parser]) -> None:
         "package",
         help="release package integrity",
         description="hash: print the package hash; verify: check every file against the "
-        "manifest (exit 4 on any difference); seal: record new file hashes after editing SQL.",
+        "manifest (exit 4 on any difference); seal: record new file hashes after editing SQL; "
+        "bundle DIR: copy the package, its expected figures inside (DIR/snapshots/), into the new "
+        "directory DIR and verify the copy (exit 2 if DIR exists, 4 on any difference).",
     )
-    p.add_argument("action", choices=("hash", "verify", "seal"))
+    p.add_argument("action", choices=("hash", "verify", "seal", "bundle"))
+    p.add_argument("destination", nargs="?", metavar="DIR", help="bundle: the new directory to copy the package into")
     p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
     p.add_argument(
@@ -690,13 +693,24 @@ def _add_package(sub: argparse._SubParsersAction[Parser]) -> None:
     p.set_defaults(func=cmd_package)
 
 
+def _package_destination(args: argparse.Namespace, extra: list[str]) -> None:
+    # argparse fills an optional positional only from the words before the first option: in
+    # `package bundle --package SRC DIR`, DIR comes back unrecognized. It is the destination.
+    if args.command == "package" and args.destination is None and extra and not extra[0].startswith("-"):
+        args.destination = extra.pop(0)
+
+
 def cmd_package(args: argparse.Namespace) -> ExitCode:
-    """`oneroof package hash|verify|seal`."""
+    """`oneroof package hash|verify|seal|bundle`."""
     path = Path(args.package)
     if args.action == "seal":
         print(package.seal(path, Path(args.sign) if args.sign else None))
         return ExitCode.OK
     pkg = package.load(path, expect_sha256=getattr(args, "expect_sha256", None))
+    if args.action == "bundle":
+        copy = package.bundle(path, Path(args.destination))
+        print(f"{copy.path}\n{copy.sha256}")
+        return ExitCode.OK
     if args.action == "verify":
         _err(f"package {pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches the manifest")
     print(pkg.sha256)
@@ -919,6 +933,12 @@ def _validate(args: argparse.Namespace) -> None:
         if args.action == "create":
             args.source = args.source or catalog.GOLDEN_NAME
             args.name = args.new_name
+    if args.command == "package" and (args.action == "bundle") != (args.destination is not None):
+        raise UsageError(
+            "package bundle needs DIR, the new directory to copy the package into"
+            if args.action == "bundle"
+            else f"package {args.action} takes no DIR (only bundle does)"
+        )
     if args.command == "golden" and args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
     if args.command == "golden" and args.action == "snapshot" and not args.prod_dsn:
@@ -933,6 +953,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every OneroofError becomes one line on stderr and its exit code."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    _package_destination(args, extra)
     if extra and args.command != "verify":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
