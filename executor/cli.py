@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import psycopg
 
@@ -15,18 +15,24 @@ from oneroof.core import package, target
 from oneroof.executor import __version__
 from oneroof.harness import catalog, clones, golden, server
 from oneroof.harness.db import check_identifier, connect, first_line, parse
-from oneroof.harness.errors import OneroofError, UsageError
+from oneroof.harness.errors import ExitCode, OneroofError, UsageError
+
+if TYPE_CHECKING:  # imported where used: a command loads only what it needs
+    from oneroof.executor.directus import Session
 
 STAGES = ("baseline", "greenfield", "finalized", "gate")
+# `verify` passes pytest's own exit codes through as they are, not as ExitCode members (0 passed,
+# 1 failed, 2 the session refused its target, 5 no tests ran), but one: pytest's usage error (its 4)
+# becomes ExitCode.USAGE, so that 4 always means package integrity.
 PYTEST_USAGE_ERROR = 4
-AUDIT_FAILED = 6  # rollout: applied and committed, but the finalized audit after the commit failed
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2) that point at --help."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        """One line on stderr, exit 2."""
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _err(message: str) -> None:
@@ -87,10 +93,22 @@ def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-# -- commands ---------------------------------------------------------------------------------
+# -- commands: each one's parser (_add_X) beside its handler (cmd_X) --------------------------
 
 
-def cmd_server(args: argparse.Namespace) -> int:
+def _add_server(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "server",
+        help="the embedded PostgreSQL 18 server",
+        description="Start, stop or inspect the embedded PostgreSQL server; its data lives under "
+        "$ONEROOF_HOME (default: the user data directory).",
+    )
+    p.add_argument("action", choices=("start", "stop", "status", "url"))
+    p.set_defaults(func=cmd_server)
+
+
+def cmd_server(args: argparse.Namespace) -> ExitCode:
+    """`oneroof server start|stop|status|url`."""
     home = server.home_dir()
     if args.action == "start":
         before = server.status(home)
@@ -109,7 +127,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         )
     else:
         print(server.start(home).dsn())
-    return 0
+    return ExitCode.OK
 
 
 def _print_provenance(name: str, prov: Any) -> None:
@@ -130,17 +148,47 @@ def _print_provenance(name: str, prov: Any) -> None:
         print(f"  {'built_at':<18}{prov.taken_at}\n  {'tool':<18}{prov.tool}")
 
 
-def cmd_golden(args: argparse.Namespace) -> int:
+def _add_golden(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "golden",
+        help="build, snapshot, list or show golden databases",
+        description="build: the synthetic golden database (every Directus 11 system table, 35 "
+        "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer). "
+        "snapshot --from PROD_DSN: a consistent read-only copy of production, its secrets replaced "
+        "by markers, equal to production's fingerprint. list / show NAME: golden databases and "
+        "where they came from.",
+    )
+    p.add_argument("action", choices=("build", "snapshot", "list", "show"))
+    p.add_argument("target", nargs="?", help="show: the golden database")
+    p.add_argument(
+        "--from",
+        dest="prod_dsn",
+        default=None,
+        help="snapshot: libpq DSN of the production database (read-only; its password in ~/.pgpass, never in the DSN)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
+    p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
+    p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
+    p.add_argument(
+        "--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database that oneroof made"
+    )
+    p.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package whose hash the proposal names")
+    _dsn_option(p, "the server (any database on it)")
+    p.set_defaults(func=cmd_golden)
+
+
+def cmd_golden(args: argparse.Namespace) -> ExitCode:
+    """`oneroof golden build|snapshot|list|show`."""
     admin = target.admin_dsn(args.dsn, _err)
     if args.action == "list":
         found = golden.list_goldens(admin)
         for name, prov in found:
             print(f"{name}\t{prov.describe()}")
         _err(f"{len(found)} golden database(s)")
-        return 0
+        return ExitCode.OK
     if args.action == "show":
         _print_provenance(args.target, golden.provenance(admin, args.target))
-        return 0
+        return ExitCode.OK
     if args.action == "snapshot":
         from oneroof.executor.capture import take
 
@@ -156,7 +204,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
         for text in snap.notes:
             _err(f"note: {text}")
         print(snap.name)
-        return 0
+        return ExitCode.OK
     pkg = package.load(Path(args.package))
     result = golden.build(
         admin,
@@ -172,10 +220,46 @@ def cmd_golden(args: argparse.Namespace) -> int:
         f"proposal bound to package {pkg.sha256[:12]}, in {result.seconds:.1f} s"
     )
     print(result.name)
-    return 0
+    return ExitCode.OK
 
 
-def cmd_clone(args: argparse.Namespace) -> int:
+def _add_clone(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "clone",
+        help="rehearsal clones of the golden database",
+        description="Create, drop, list and collect marked clones (CREATE DATABASE ... TEMPLATE).",
+    )
+    p.add_argument("action", choices=("create", "drop", "list", "gc"))
+    p.add_argument("name", nargs="?", help="the clone to drop")
+    p.add_argument("--from", dest="source", default=None, help=f"source database (default {catalog.GOLDEN_NAME})")
+    p.add_argument("--name", dest="new_name", default=None, help="name of the new clone (default: generated)")
+    p.add_argument(
+        "--strategy",
+        default="FILE_COPY",
+        choices=clones.STRATEGIES,
+        help="CREATE DATABASE strategy on PostgreSQL 15+ (default FILE_COPY)",
+    )
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=60.0,
+        metavar="MINUTES",
+        help="gc: only clones made more than this many minutes ago (default 60; 0 for all)",
+    )
+    p.add_argument(
+        "--wait", type=float, default=5.0, help="seconds to wait for other sessions to leave the source (default 5)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='create: print one JSON object {"name": ..., "source": ..., "dsn": ...} instead of the DSN',
+    )
+    _dsn_option(p, "the server (any database on it)")
+    p.set_defaults(func=cmd_clone)
+
+
+def cmd_clone(args: argparse.Namespace) -> ExitCode:
+    """`oneroof clone create|drop|list|gc`."""
     admin = target.admin_dsn(args.dsn, _err)
     if args.action == "create":
         clone = clones.create(admin, source=args.source, name=args.name, strategy=args.strategy, wait=args.wait)
@@ -199,7 +283,7 @@ def cmd_clone(args: argparse.Namespace) -> int:
         for name in busy:
             _err(f"kept {name}: a client is connected to it")
         _err(f"{len(dropped)} clone(s) dropped, {len(busy)} in use")
-    return 0
+    return ExitCode.OK
 
 
 def _print_metrics(data: dict[str, Any]) -> None:
@@ -210,7 +294,21 @@ def _print_metrics(data: dict[str, Any]) -> None:
     print(f"{'entry == exit':<15}{'yes' if fp['equal'] else 'NO: the database changed while it was read'}")
 
 
-def cmd_probe(args: argparse.Namespace) -> int:
+def _add_probe(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="the ten metrics and the fingerprint, read-only",
+        description="Read the ten metrics between an entry and an exit fingerprint, read-only. "
+        "Exit 0 when the fingerprints are equal, 1 when they differ (the database changed while it "
+        "was read, so the read proves nothing).",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_probe)
+
+
+def cmd_probe(args: argparse.Namespace) -> ExitCode:
+    """`oneroof probe`: 1 when the entry and exit fingerprints differ."""
     from oneroof.executor.probe import probe
 
     result = probe(target.target_dsn(args.dsn, progress=_err))
@@ -218,10 +316,36 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_json()))
     else:
         _print_metrics(result.as_json())
-    return 0 if result.equal else 1
+    return ExitCode.OK if result.equal else ExitCode.FAILED
+
+
+def _add_verify(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="run the invariant suite (pytest) against a database",
+        description="Run the invariants of one stage with pytest; arguments it does not know "
+        "are passed to pytest. Exits with pytest's code.",
+    )
+    p.add_argument(
+        "--stage",
+        required=True,
+        choices=STAGES,
+        help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
+        "finalized (every facet), gate (the package and every gate condition)",
+    )
+    p.add_argument("-n", type=int, default=0, help="pytest-xdist workers")
+    p.add_argument(
+        "--expect-db", default=None, help=f"the database name the run expects (default {catalog.GOLDEN_NAME})"
+    )
+    _package_options(p)
+    _trust_option(p)
+    _rehearsal_option(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_verify)
 
 
 def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
+    """`oneroof verify`: pytest's exit code (its usage error is ExitCode.USAGE)."""
     from oneroof.executor.release import run_stage
 
     # A verification never writes or relaxes snapshots: --snapshot-update, and every other
@@ -252,10 +376,27 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
         rehearsal=bound.path if bound is not None else None,
     )
     # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
-    return 2 if code == PYTEST_USAGE_ERROR else code
+    return ExitCode.USAGE if code == PYTEST_USAGE_ERROR else code
 
 
-def cmd_monitor(args: argparse.Namespace) -> int:
+def _add_monitor(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "monitor",
+        help="the gate verdict (OPEN/BLOCKED) and its reasons, read-only",
+        description="One read-only shot: prints OPEN or BLOCKED with every reason, the metrics and "
+        "the entry and exit fingerprints. Exit 0 OPEN, 3 BLOCKED.",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
+    _package_options(p)
+    _trust_option(p)
+    _rehearsal_option(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_monitor)
+
+
+def cmd_monitor(args: argparse.Namespace) -> ExitCode:
+    """`oneroof monitor`: OK when the gate is OPEN, BLOCKED otherwise."""
     from oneroof.executor.monitor import monitor
 
     trust = _trust(args)  # bad input before any server is touched
@@ -298,7 +439,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             )
         )
         _print_metrics(report.as_json())
-    return 0 if report.verdict == "OPEN" else 3
+    return ExitCode.OK if report.verdict == "OPEN" else ExitCode.BLOCKED
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -313,7 +454,27 @@ def _print_outcome(outcome: Any) -> None:
     print(f"  entry {outcome.entry}\n  exit  {outcome.exit}")
 
 
-def cmd_rollout(args: argparse.Namespace) -> int:
+def _add_rollout(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "rollout",
+        help="the gated executor: apply tiers 2-6 once a human has ratified",
+        description="Verify the package, run the gate session, take the release lock and apply "
+        "tiers 2-6 in one transaction, then audit. Exit 0 applied or already finalized, 1 invariant "
+        "failed (nothing kept), 2 bad input or unreachable database, 3 BLOCKED (nothing changed), "
+        "4 package integrity, 5 lock held, 6 applied and committed but the audit after the commit "
+        "failed (tiers live: inspect with `oneroof verify --stage finalized`, undo with `oneroof "
+        "rollback`), 130 interrupted.",
+    )
+    p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
+    _package_options(p)
+    _trust_option(p)
+    _rehearsal_option(p)
+    _dsn_option(p, "the target database")
+    p.set_defaults(func=cmd_rollout)
+
+
+def cmd_rollout(args: argparse.Namespace) -> ExitCode:
+    """`oneroof rollout`: the gated executor."""
     from oneroof.executor import release
     from oneroof.harness.errors import Blocked
 
@@ -332,374 +493,18 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             f"  nothing was changed: entry {exc.entry}\n                      exit  {exc.exit}"
             f"\n  entry == exit: {'yes' if exc.entry == exc.exit else 'NO'}"
         )
-        return 3
+        return ExitCode.BLOCKED
     _print_outcome(outcome)
     if outcome.audit_exit not in (None, 0):
         _err(
             f"oneroof: error: tiers 2-6 are committed and live, but the finalized audit failed (pytest exit "
             f"{outcome.audit_exit}); inspect with `oneroof verify --stage finalized`, undo with `oneroof rollback`"
         )
-        return AUDIT_FAILED
-    return 0
+        return ExitCode.LIVE_AUDIT_FAILED
+    return ExitCode.OK
 
 
-def cmd_rollback(args: argparse.Namespace) -> int:
-    from oneroof.executor import release
-
-    pkg = package.load(Path(args.package), args.expect_sha256)
-    outcome = release.rollback(
-        target.target_dsn(args.dsn, progress=_err), pkg, confirm_db=args.confirm_db, progress=_progress
-    )
-    _print_outcome(outcome)
-    return 0
-
-
-def _runs_dir(args: argparse.Namespace) -> Path:
-    return Path(args.runs_dir) if args.runs_dir else server.home_dir() / "runs"
-
-
-def cmd_rehearse(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from oneroof.executor import report
-    from oneroof.executor.rehearse import rehearse
-
-    # Bad input is refused before anything is written: no run directory, no report, and so no
-    # "latest run" that is only a typo (exit 2; a package that fails its integrity check, exit 4).
-    if args.scale < 1:
-        raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
-    prod_trust = _trust(args)
-    check_identifier(args.golden, "--golden")
-    if args.prod_dsn is not None:
-        parse(args.prod_dsn)
-    package.load(Path(args.package), args.expect_sha256)
-    admin = target.admin_dsn(args.dsn, _err)
-    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
-        pass
-    run_dir = _runs_dir(args) / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create the run directory {run_dir}: {exc.strerror}; pass --runs-dir") from exc
-    _err(f"rehearsal run {run_dir}")
-    evidence = rehearse(
-        admin,
-        run_dir=run_dir,
-        package_dir=Path(args.package),
-        scale=args.scale,
-        golden_name=args.golden,
-        expect_sha256=args.expect_sha256,
-        keep=args.keep,
-        prod_dsn=args.prod_dsn,
-        prod_db=args.prod_db,
-        progress=_err,
-        prod_trust=prod_trust,
-        snapshot_from=args.snapshot_from,
-        jobs=args.jobs,
-    )
-    for fmt, name in (("md", "report.md"), ("html", "report.html")):
-        (run_dir / name).write_text(report.render(evidence, fmt))
-    print(report.as_text(evidence), end="")
-    print(f"\nevidence {run_dir / 'evidence.json'}\nreport   {run_dir / 'report.md'}, {run_dir / 'report.html'}")
-    if evidence.kept_clone_dsn:
-        print(f"kept clone: {evidence.kept_clone_dsn}")
-    if evidence.interrupted:
-        _err("oneroof: interrupted: the clone was dropped" if not args.keep else "oneroof: interrupted")
-        return 130
-    return 0 if evidence.ok else 1
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from oneroof.executor import report
-    from oneroof.executor.rehearse import Evidence
-
-    if args.run:
-        run = Path(args.run)
-    else:
-        runs = sorted(p for p in _runs_dir(args).glob("*") if (p / "evidence.json").exists())
-        if not runs:
-            raise UsageError(f"no rehearsal evidence under {_runs_dir(args)}: run `oneroof rehearse` or pass --run DIR")
-        run = runs[-1]
-    file = run / "evidence.json" if run.is_dir() else run
-    try:
-        evidence = Evidence.from_json(json.loads(file.read_text()))
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise UsageError(f"{file} cannot be read: pass --run with a rehearsal run directory") from exc
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise UsageError(f"{file} is not rehearsal evidence: {exc}") from exc
-    try:
-        text = report.render(evidence, args.format)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{file} is not rehearsal evidence oneroof can render ({type(exc).__name__}: {exc})") from exc
-    print(text, end="")
-    return 0
-
-
-def cmd_package(args: argparse.Namespace) -> int:
-    path = Path(args.package)
-    if args.action == "seal":
-        print(package.seal(path, Path(args.sign) if args.sign else None))
-        return 0
-    pkg = package.load(path, expect_sha256=getattr(args, "expect_sha256", None))
-    if args.action == "verify":
-        _err(f"package {pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches the manifest")
-    print(pkg.sha256)
-    return 0
-
-
-def cmd_approve(args: argparse.Namespace) -> int:
-    import datetime as dt
-    import getpass
-    import os
-
-    from oneroof.executor import approvals, directus
-
-    if not 1 <= args.valid_hours <= 24 * 30:
-        raise UsageError(f"--valid-hours {args.valid_hours} is not between 1 and 720 (30 days)")
-    if not args.out and not args.directus:
-        raise UsageError(
-            "--directus URL is missing: the approval is recorded through Directus as you "
-            "(or pass --out FILE to write the signed statement for an offline hand-over)"
-        )
-    if args.submit and (args.out or args.key):
-        raise UsageError("--submit records a statement signed before: it takes neither --key nor --out")
-    if not args.submit and not args.key:
-        raise UsageError("--key is missing: your private key file, or the .pub of your key in ssh-agent")
-    if args.key and not Path(args.key).expanduser().is_file():
-        raise UsageError(f"--key {args.key}: no such key file (your private key, or the .pub of a key in ssh-agent)")
-    if args.directus and not args.directus.startswith(("http://", "https://")):
-        raise UsageError(f"--directus {args.directus!r} is not an http(s) URL of the Directus instance")
-    trust = _trust(args)
-    if args.submit:
-        try:
-            text = Path(args.submit).read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--submit {args.submit}: cannot read a signed statement from it") from exc
-        plan = approvals.handed_over(text)
-    else:
-        pkg = package.load(Path(args.package), args.expect_sha256)
-        plan = approvals.prepare(
-            target.target_dsn(args.dsn), pkg, email=args.email, valid_for=dt.timedelta(hours=args.valid_hours)
-        )
-    session = None
-    if not args.out:
-        password = os.environ.get("ONEROOF_DIRECTUS_PASSWORD")
-        if not password:
-            if not sys.stdin.isatty():
-                raise UsageError("no terminal to ask for your Directus password: set ONEROOF_DIRECTUS_PASSWORD")
-            password = getpass.getpass(f"Directus password for {args.email}: ")
-        session = directus.login(args.directus, args.email, password)
-    print("You approve, with your own key:")
-    for line in plan.summary():
-        print(f"  {line}")
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError("no terminal to confirm on: read the summary above, then pass --yes")
-        if input("Sign and record this approval? [y/N] ").strip().lower() not in ("y", "yes"):
-            _err("oneroof: not approved: nothing was signed or recorded")
-            return 1
-    if args.submit:
-        assert session is not None
-        approval = approvals.record(session, plan, text)
-        print(
-            f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email} "
-            f"with the statement signed before, valid until {plan.statement.expires_at}"
-        )
-        return 0
-    text, fingerprint = approvals.sign(plan, args.key, pkg, trust)
-    if args.out:
-        try:
-            with open(args.out, "x", encoding="ascii") as out:
-                out.write(text)
-        except FileExistsError as exc:
-            raise UsageError(f"--out {args.out} exists: choose a new file") from exc
-        print(
-            f"signed with {fingerprint}; statement written to {args.out} (it counts once it is recorded "
-            "through Directus as you)"
-        )
-        return 0
-    assert session is not None
-    approval = approvals.record(session, plan, text)
-    print(
-        f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email}, "
-        f"signed with {fingerprint}, valid until {plan.statement.expires_at}"
-    )
-    return 0
-
-
-def cmd_approvals(args: argparse.Namespace) -> int:
-    from oneroof.executor import approvals
-
-    trust = _trust(args)
-    if trust is None:
-        raise UsageError("--allowed-signers FILE is missing: the audit verifies against the reviewed allowed signers")
-    result = approvals.audit(target.target_dsn(args.dsn), trust)
-    print(
-        f"database {result.database} on cluster {result.system_identifier or '(unreadable)'}; "
-        f"allowed signers sha256 {result.allowed_signers_sha256}"
-    )
-    for finding in result.approvals:
-        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
-    for finding in result.deployments:
-        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
-    print(
-        f"{len(result.approvals)} approvals ({sum(f.ok for f in result.approvals)} verified), "
-        f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified)"
-    )
-    return 0 if result.ok else 1
-
-
-# -- parser -----------------------------------------------------------------------------------
-
-
-def build_parser() -> Parser:
-    parser = Parser(
-        prog="oneroof",
-        description="Verify, rehearse and release the One-Roof governance tiers "
-        "of a Directus production database behind a human ratification gate.",
-        epilog="Exit codes: 0 ok/OPEN/GO, 1 invariant failed/NO-GO, 2 bad input or unreachable "
-        "database, 3 BLOCKED, 4 package integrity, 5 release lock held, 6 rollout applied but its audit "
-        "failed (tiers live: inspect, or roll back), 130 interrupted (Ctrl-C). `verify` exits with "
-        "pytest's own codes, but a pytest usage error is 2.",
-    )
-    parser.add_argument("--version", action="version", version=f"oneroof {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-
-    p = sub.add_parser(
-        "server",
-        help="the embedded PostgreSQL 18 server",
-        description="Start, stop or inspect the embedded PostgreSQL server; its data lives under "
-        "$ONEROOF_HOME (default: the user data directory).",
-    )
-    p.add_argument("action", choices=("start", "stop", "status", "url"))
-    p.set_defaults(func=cmd_server)
-
-    p = sub.add_parser(
-        "golden",
-        help="build, snapshot, list or show golden databases",
-        description="build: the synthetic golden database (every Directus 11 system table, 35 "
-        "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer). "
-        "snapshot --from PROD_DSN: a consistent read-only copy of production, its secrets replaced "
-        "by markers, equal to production's fingerprint. list / show NAME: golden databases and "
-        "where they came from.",
-    )
-    p.add_argument("action", choices=("build", "snapshot", "list", "show"))
-    p.add_argument("target", nargs="?", help="show: the golden database")
-    p.add_argument(
-        "--from",
-        dest="prod_dsn",
-        default=None,
-        help="snapshot: libpq DSN of the production database (read-only; its password in ~/.pgpass, never in the DSN)",
-    )
-    p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
-    p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
-    p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
-    p.add_argument(
-        "--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database that oneroof made"
-    )
-    p.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package whose hash the proposal names")
-    _dsn_option(p, "the server (any database on it)")
-    p.set_defaults(func=cmd_golden)
-
-    p = sub.add_parser(
-        "clone",
-        help="rehearsal clones of the golden database",
-        description="Create, drop, list and collect marked clones (CREATE DATABASE ... TEMPLATE).",
-    )
-    p.add_argument("action", choices=("create", "drop", "list", "gc"))
-    p.add_argument("name", nargs="?", help="the clone to drop")
-    p.add_argument("--from", dest="source", default=None, help=f"source database (default {catalog.GOLDEN_NAME})")
-    p.add_argument("--name", dest="new_name", default=None, help="name of the new clone (default: generated)")
-    p.add_argument(
-        "--strategy",
-        default="FILE_COPY",
-        choices=clones.STRATEGIES,
-        help="CREATE DATABASE strategy on PostgreSQL 15+ (default FILE_COPY)",
-    )
-    p.add_argument(
-        "--older-than",
-        type=float,
-        default=60.0,
-        metavar="MINUTES",
-        help="gc: only clones made more than this many minutes ago (default 60; 0 for all)",
-    )
-    p.add_argument(
-        "--wait", type=float, default=5.0, help="seconds to wait for other sessions to leave the source (default 5)"
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help='create: print one JSON object {"name": ..., "source": ..., "dsn": ...} instead of the DSN',
-    )
-    _dsn_option(p, "the server (any database on it)")
-    p.set_defaults(func=cmd_clone)
-
-    p = sub.add_parser(
-        "probe",
-        help="the ten metrics and the fingerprint, read-only",
-        description="Read the ten metrics between an entry and an exit fingerprint, read-only. "
-        "Exit 0 when the fingerprints are equal, 1 when they differ (the database changed while it "
-        "was read, so the read proves nothing).",
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    _dsn_option(p, "the target database")
-    p.set_defaults(func=cmd_probe)
-
-    p = sub.add_parser(
-        "verify",
-        help="run the invariant suite (pytest) against a database",
-        description="Run the invariants of one stage with pytest; arguments it does not know "
-        "are passed to pytest. Exits with pytest's code.",
-    )
-    p.add_argument(
-        "--stage",
-        required=True,
-        choices=STAGES,
-        help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
-        "finalized (every facet), gate (the package and every gate condition)",
-    )
-    p.add_argument("-n", type=int, default=0, help="pytest-xdist workers")
-    p.add_argument(
-        "--expect-db", default=None, help=f"the database name the run expects (default {catalog.GOLDEN_NAME})"
-    )
-    _package_options(p)
-    _trust_option(p)
-    _rehearsal_option(p)
-    _dsn_option(p, "the target database")
-    p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser(
-        "monitor",
-        help="the gate verdict (OPEN/BLOCKED) and its reasons, read-only",
-        description="One read-only shot: prints OPEN or BLOCKED with every reason, the metrics and "
-        "the entry and exit fingerprints. Exit 0 OPEN, 3 BLOCKED.",
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
-    _package_options(p)
-    _trust_option(p)
-    _rehearsal_option(p)
-    _dsn_option(p, "the target database")
-    p.set_defaults(func=cmd_monitor)
-
-    p = sub.add_parser(
-        "rollout",
-        help="the gated executor: apply tiers 2-6 once a human has ratified",
-        description="Verify the package, run the gate session, take the release lock and apply "
-        "tiers 2-6 in one transaction, then audit. Exit 0 applied or already finalized, 1 invariant "
-        "failed (nothing kept), 2 bad input or unreachable database, 3 BLOCKED (nothing changed), "
-        "4 package integrity, 5 lock held, 6 applied and committed but the audit after the commit "
-        "failed (tiers live: inspect with `oneroof verify --stage finalized`, undo with `oneroof "
-        "rollback`), 130 interrupted.",
-    )
-    p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
-    _package_options(p)
-    _trust_option(p)
-    _rehearsal_option(p)
-    _dsn_option(p, "the target database")
-    p.set_defaults(func=cmd_rollout)
-
+def _add_rollback(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "rollback",
         help="revert tiers 6..2 (idempotent)",
@@ -713,6 +518,24 @@ def build_parser() -> Parser:
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollback)
 
+
+def cmd_rollback(args: argparse.Namespace) -> ExitCode:
+    """`oneroof rollback`: revert tiers 6..2."""
+    from oneroof.executor import release
+
+    pkg = package.load(Path(args.package), args.expect_sha256)
+    outcome = release.rollback(
+        target.target_dsn(args.dsn, progress=_err), pkg, confirm_db=args.confirm_db, progress=_progress
+    )
+    _print_outcome(outcome)
+    return ExitCode.OK
+
+
+def _runs_dir(args: argparse.Namespace) -> Path:
+    return Path(args.runs_dir) if args.runs_dir else server.home_dir() / "runs"
+
+
+def _add_rehearse(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "rehearse",
         help="the main job: the whole release on a fresh clone, then the report",
@@ -743,6 +566,65 @@ def build_parser() -> Parser:
     _dsn_option(p, "the rehearsal server (any database on it)")
     p.set_defaults(func=cmd_rehearse)
 
+
+def _new_run_dir(args: argparse.Namespace) -> Path:
+    import datetime as dt
+
+    run_dir = _runs_dir(args) / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the run directory {run_dir}: {exc.strerror}; pass --runs-dir") from exc
+    return run_dir
+
+
+def cmd_rehearse(args: argparse.Namespace) -> ExitCode:
+    """`oneroof rehearse`: the whole release on a fresh clone; OK for GO, FAILED for NO-GO."""
+    from oneroof.executor import report
+    from oneroof.executor.rehearse import rehearse
+
+    # Bad input is refused before anything is written: no run directory, no report, and so no
+    # "latest run" that is only a typo (exit 2; a package that fails its integrity check, exit 4).
+    if args.scale < 1:
+        raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
+    prod_trust = _trust(args)
+    check_identifier(args.golden, "--golden")
+    if args.prod_dsn is not None:
+        parse(args.prod_dsn)
+    package.load(Path(args.package), args.expect_sha256)
+    admin = target.admin_dsn(args.dsn, _err)
+    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
+        pass
+    run_dir = _new_run_dir(args)
+    _err(f"rehearsal run {run_dir}")
+    evidence = rehearse(
+        admin,
+        run_dir=run_dir,
+        package_dir=Path(args.package),
+        scale=args.scale,
+        golden_name=args.golden,
+        expect_sha256=args.expect_sha256,
+        keep=args.keep,
+        prod_dsn=args.prod_dsn,
+        prod_db=args.prod_db,
+        progress=_err,
+        prod_trust=prod_trust,
+        snapshot_from=args.snapshot_from,
+        jobs=args.jobs,
+    )
+    for fmt, name in (("md", "report.md"), ("html", "report.html")):
+        (run_dir / name).write_text(report.render(evidence, fmt))
+    print(report.as_text(evidence), end="")
+    print(f"\nevidence {run_dir / 'evidence.json'}\nreport   {run_dir / 'report.md'}, {run_dir / 'report.html'}")
+    if evidence.kept_clone_dsn:
+        print(f"kept clone: {evidence.kept_clone_dsn}")
+    if evidence.interrupted:
+        _err("oneroof: interrupted: the clone was dropped" if not args.keep else "oneroof: interrupted")
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK if evidence.ok else ExitCode.FAILED
+
+
+def _add_report(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "report",
         help="the GO/NO-GO matrix from rehearsal evidence",
@@ -760,13 +642,45 @@ def build_parser() -> Parser:
     p.add_argument("--runs-dir", default=None, help="where run directories are (default $ONEROOF_HOME/runs)")
     p.set_defaults(func=cmd_report)
 
+
+def cmd_report(args: argparse.Namespace) -> ExitCode:
+    """`oneroof report`: render a rehearsal's evidence."""
+    from oneroof.executor import report
+    from oneroof.executor.rehearse import Evidence
+
+    if args.run:
+        run = Path(args.run)
+    else:
+        runs = sorted(p for p in _runs_dir(args).glob("*") if (p / "evidence.json").exists())
+        if not runs:
+            raise UsageError(f"no rehearsal evidence under {_runs_dir(args)}: run `oneroof rehearse` or pass --run DIR")
+        run = runs[-1]
+    file = run / "evidence.json" if run.is_dir() else run
+    try:
+        evidence = Evidence.from_json(json.loads(file.read_text()))
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise UsageError(f"{file} cannot be read: pass --run with a rehearsal run directory") from exc
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UsageError(f"{file} is not rehearsal evidence: {exc}") from exc
+    try:
+        text = report.render(evidence, args.format)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{file} is not rehearsal evidence oneroof can render ({type(exc).__name__}: {exc})") from exc
+    print(text, end="")
+    return ExitCode.OK
+
+
+def _add_package(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "package",
         help="release package integrity",
         description="hash: print the package hash; verify: check every file against the "
-        "manifest (exit 4 on any difference); seal: record new file hashes after editing SQL.",
+        "manifest (exit 4 on any difference); seal: record new file hashes after editing SQL; "
+        "bundle DIR: copy the package, its expected figures inside (DIR/snapshots/), into the new "
+        "directory DIR and verify the copy (exit 2 if DIR exists, 4 on any difference).",
     )
-    p.add_argument("action", choices=("hash", "verify", "seal"))
+    p.add_argument("action", choices=("hash", "verify", "seal", "bundle"))
+    p.add_argument("destination", nargs="?", metavar="DIR", help="bundle: the new directory to copy the package into")
     p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
     p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
     p.add_argument(
@@ -778,6 +692,32 @@ def build_parser() -> Parser:
     )
     p.set_defaults(func=cmd_package)
 
+
+def _package_destination(args: argparse.Namespace, extra: list[str]) -> None:
+    # argparse fills an optional positional only from the words before the first option: in
+    # `package bundle --package SRC DIR`, DIR comes back unrecognized. It is the destination.
+    if args.command == "package" and args.destination is None and extra and not extra[0].startswith("-"):
+        args.destination = extra.pop(0)
+
+
+def cmd_package(args: argparse.Namespace) -> ExitCode:
+    """`oneroof package hash|verify|seal|bundle`."""
+    path = Path(args.package)
+    if args.action == "seal":
+        print(package.seal(path, Path(args.sign) if args.sign else None))
+        return ExitCode.OK
+    pkg = package.load(path, expect_sha256=getattr(args, "expect_sha256", None))
+    if args.action == "bundle":
+        copy = package.bundle(path, Path(args.destination))
+        print(f"{copy.path}\n{copy.sha256}")
+        return ExitCode.OK
+    if args.action == "verify":
+        _err(f"package {pkg.name} {pkg.version}: {len(pkg.tiers)} tiers, every file matches the manifest")
+    print(pkg.sha256)
+    return ExitCode.OK
+
+
+def _add_approve(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "approve",
         help="a human approver signs the ratification and records it through Directus",
@@ -811,6 +751,107 @@ def build_parser() -> Parser:
     _dsn_option(p, "the target database (read-only: its name, cluster identity, proposal and your level)")
     p.set_defaults(func=cmd_approve)
 
+
+def _check_approve_flags(args: argparse.Namespace) -> None:
+    if not 1 <= args.valid_hours <= 24 * 30:
+        raise UsageError(f"--valid-hours {args.valid_hours} is not between 1 and 720 (30 days)")
+    if not args.out and not args.directus:
+        raise UsageError(
+            "--directus URL is missing: the approval is recorded through Directus as you "
+            "(or pass --out FILE to write the signed statement for an offline hand-over)"
+        )
+    if args.submit and (args.out or args.key):
+        raise UsageError("--submit records a statement signed before: it takes neither --key nor --out")
+    if not args.submit and not args.key:
+        raise UsageError("--key is missing: your private key file, or the .pub of your key in ssh-agent")
+    if args.key and not Path(args.key).expanduser().is_file():
+        raise UsageError(f"--key {args.key}: no such key file (your private key, or the .pub of a key in ssh-agent)")
+    if args.directus and not args.directus.startswith(("http://", "https://")):
+        raise UsageError(f"--directus {args.directus!r} is not an http(s) URL of the Directus instance")
+
+
+def _directus_session(args: argparse.Namespace) -> Session:
+    import getpass
+    import os
+
+    from oneroof.executor import directus
+
+    password = os.environ.get("ONEROOF_DIRECTUS_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to ask for your Directus password: set ONEROOF_DIRECTUS_PASSWORD")
+        password = getpass.getpass(f"Directus password for {args.email}: ")
+    return directus.login(args.directus, args.email, password)
+
+
+def _confirmed(args: argparse.Namespace) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm on: read the summary above, then pass --yes")
+    return input("Sign and record this approval? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _write_statement(path: str, text: str) -> None:
+    try:
+        with open(path, "x", encoding="ascii") as out:
+            out.write(text)
+    except FileExistsError as exc:
+        raise UsageError(f"--out {path} exists: choose a new file") from exc
+
+
+def cmd_approve(args: argparse.Namespace) -> ExitCode:
+    """`oneroof approve`: sign the ratification and record it through Directus; FAILED if the approver says no."""
+    import datetime as dt
+
+    from oneroof.executor import approvals
+
+    _check_approve_flags(args)
+    trust = _trust(args)
+    if args.submit:
+        try:
+            text = Path(args.submit).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--submit {args.submit}: cannot read a signed statement from it") from exc
+        plan = approvals.handed_over(text)
+    else:
+        pkg = package.load(Path(args.package), args.expect_sha256)
+        plan = approvals.prepare(
+            target.target_dsn(args.dsn), pkg, email=args.email, valid_for=dt.timedelta(hours=args.valid_hours)
+        )
+    session = None if args.out else _directus_session(args)
+    print("You approve, with your own key:")
+    for line in plan.summary():
+        print(f"  {line}")
+    if not _confirmed(args):
+        _err("oneroof: not approved: nothing was signed or recorded")
+        return ExitCode.FAILED
+    if args.submit:
+        assert session is not None
+        approval = approvals.record(session, plan, text)
+        print(
+            f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email} "
+            f"with the statement signed before, valid until {plan.statement.expires_at}"
+        )
+        return ExitCode.OK
+    text, fingerprint = approvals.sign(plan, args.key, pkg, trust)
+    if args.out:
+        _write_statement(args.out, text)
+        print(
+            f"signed with {fingerprint}; statement written to {args.out} (it counts once it is recorded "
+            "through Directus as you)"
+        )
+        return ExitCode.OK
+    assert session is not None
+    approval = approvals.record(session, plan, text)
+    print(
+        f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email}, "
+        f"signed with {fingerprint}, valid until {plan.statement.expires_at}"
+    )
+    return ExitCode.OK
+
+
+def _add_approvals(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "approvals",
         help="auditors: re-check every approval and deployment offline",
@@ -822,6 +863,62 @@ def build_parser() -> Parser:
     _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_approvals)
+
+
+def cmd_approvals(args: argparse.Namespace) -> ExitCode:
+    """`oneroof approvals verify`: FAILED when a deployment does not verify."""
+    from oneroof.executor import approvals
+
+    trust = _trust(args)
+    if trust is None:
+        raise UsageError("--allowed-signers FILE is missing: the audit verifies against the reviewed allowed signers")
+    result = approvals.audit(target.target_dsn(args.dsn), trust)
+    print(
+        f"database {result.database} on cluster {result.system_identifier or '(unreadable)'}; "
+        f"allowed signers sha256 {result.allowed_signers_sha256}"
+    )
+    for finding in result.approvals:
+        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    for finding in result.deployments:
+        print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    print(
+        f"{len(result.approvals)} approvals ({sum(f.ok for f in result.approvals)} verified), "
+        f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified)"
+    )
+    return ExitCode.OK if result.ok else ExitCode.FAILED
+
+
+# -- the parser and main --------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    """The `oneroof` parser: each subcommand's parser is added by its _add_X, beside cmd_X."""
+    parser = Parser(
+        prog="oneroof",
+        description="Verify, rehearse and release the One-Roof governance tiers "
+        "of a Directus production database behind a human ratification gate.",
+        epilog="Exit codes: 0 ok/OPEN/GO, 1 invariant failed/NO-GO, 2 bad input or unreachable "
+        "database, 3 BLOCKED, 4 package integrity, 5 release lock held, 6 rollout applied but its audit "
+        "failed (tiers live: inspect, or roll back), 130 interrupted (Ctrl-C). `verify` exits with "
+        "pytest's own codes, but a pytest usage error is 2.",
+    )
+    parser.add_argument("--version", action="version", version=f"oneroof {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    _add_server(sub)
+    _add_golden(sub)
+    _add_clone(sub)
+    _add_probe(sub)
+    _add_verify(sub)
+    _add_monitor(sub)
+    _add_rollout(sub)
+    _add_rollback(sub)
+    _add_rehearse(sub)
+    _add_report(sub)
+    _add_package(sub)
+    _add_approve(sub)
+    _add_approvals(sub)
     # --debug also after the subcommand (the error messages advise it): SUPPRESS keeps the
     # top-level value when a subcommand does not get it.
     for command in sub.choices.values():
@@ -836,6 +933,12 @@ def _validate(args: argparse.Namespace) -> None:
         if args.action == "create":
             args.source = args.source or catalog.GOLDEN_NAME
             args.name = args.new_name
+    if args.command == "package" and (args.action == "bundle") != (args.destination is not None):
+        raise UsageError(
+            "package bundle needs DIR, the new directory to copy the package into"
+            if args.action == "bundle"
+            else f"package {args.action} takes no DIR (only bundle does)"
+        )
     if args.command == "golden" and args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
     if args.command == "golden" and args.action == "snapshot" and not args.prod_dsn:
@@ -847,8 +950,10 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every OneroofError becomes one line on stderr and its exit code."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    _package_destination(args, extra)
     if extra and args.command != "verify":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
@@ -867,13 +972,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"oneroof: error: the database refused: {first_line(exc)} (check the role's privileges and the "
             "server's state; --debug shows where)"
         )
-        return 2
+        return ExitCode.USAGE
     except BrokenPipeError:  # `oneroof monitor | head -1`
         sys.stderr.close()
-        return 0
+        return ExitCode.OK
     except KeyboardInterrupt:
         _err("oneroof: interrupted")
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

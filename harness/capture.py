@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from oneroof.harness.db import LOCK_TIMEOUT_MS, check_identifier, connect, database_exists, parse, with_dbname
-from oneroof.harness.errors import OneroofError, UsageError
+from oneroof.harness.errors import ExitCode, OneroofError, UsageError
 from oneroof.harness.marks import GOLDEN_SETTING, claim_golden_name
 from oneroof.harness.server import bin_dir
 
@@ -57,7 +57,7 @@ PROGRESS_EVERY = 2.0  # seconds between progress lines
 class SnapshotFailed(OneroofError):
     """The copy is not production at the snapshot (or the copy failed); nothing was kept."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 @dataclass(frozen=True)

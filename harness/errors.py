@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes of the `oneroof` command line (`verify` passes pytest's own codes through)."""
+
+    OK = 0
+    FAILED = 1  # an invariant failed / NO-GO / the approver said no
+    USAGE = 2
+    BLOCKED = 3
+    INTEGRITY = 4
+    LOCK_HELD = 5
+    LIVE_AUDIT_FAILED = 6  # rollout: committed, but the audit after the commit failed
+    INTERRUPTED = 130
+
+
+# One line per code, as the README's "Exit codes" table says it; the docs generate that table from this.
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "ok; the gate is OPEN; GO",
+    ExitCode.FAILED: "an invariant failed, and nothing was kept; NO-GO. `probe` also exits 1 when its entry and "
+    "exit fingerprints differ.",
+    ExitCode.USAGE: "bad input, an unreachable database, a refusal by the database, a role that lacks a privilege "
+    "`rollout` or `rollback` needs (named before anything is tried), or a function that could shadow a built-in: "
+    "one line on stderr, no traceback (`--debug` shows one), nothing written. A DSN that does not parse is not "
+    "echoed, since it may hold a password.",
+    ExitCode.BLOCKED: "BLOCKED: the gate is closed",
+    ExitCode.INTEGRITY: "package integrity: a changed, missing or extra file, or a hash that differs from the pinned "
+    "one; for `rollback`, a package that is not the one the ledger says was deployed",
+    ExitCode.LOCK_HELD: "the release lock is held by another executor",
+    ExitCode.LIVE_AUDIT_FAILED: "`rollout` only: tiers 2-6 were applied and committed, but the finalized audit after "
+    "the commit failed. They are live: inspect with `oneroof verify --stage finalized`, undo with `oneroof rollback`",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C). `rehearse` drops its clone first. A `rollout` interrupted after its "
+    "commit says that tiers 2-6 are live and how to roll back",
+}
+
 
 class OneroofError(Exception):
     """Base of every error oneroof reports to a user: a one-line message and an exit code."""
 
-    exit_code = 2
+    exit_code: ExitCode = ExitCode.USAGE
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -52,13 +87,13 @@ class ServerError(OneroofError):
 class InvariantFailed(OneroofError):
     """An invariant did not hold; whatever the command did was rolled back."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class Blocked(OneroofError):
     """The release gate is closed; nothing was changed."""
 
-    exit_code = 3
+    exit_code = ExitCode.BLOCKED
 
     def __init__(self, reasons: list[str], *, database: str = "", entry: str = "", exit: str = "") -> None:
         super().__init__("BLOCKED: " + "; ".join(reasons))
@@ -69,7 +104,7 @@ class Blocked(OneroofError):
 class IntegrityError(OneroofError):
     """The release package does not match its manifest or its pinned hash."""
 
-    exit_code = 4
+    exit_code = ExitCode.INTEGRITY
 
 
 class HashMismatch(IntegrityError):
@@ -93,10 +128,10 @@ class HashMismatch(IntegrityError):
 class LockHeld(OneroofError):
     """Another executor holds the release lock."""
 
-    exit_code = 5
+    exit_code = ExitCode.LOCK_HELD
 
 
 class Interrupted(OneroofError):
     """Ctrl-C at a point where the user must know what state was left (e.g. after the commit)."""
 
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED

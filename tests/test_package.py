@@ -13,6 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from oneroof.core import package
+from oneroof.harness import clones
 from oneroof.harness.errors import HashMismatch, IntegrityError, UsageError
 
 # The checkout's layout: the release package in rollout/, its expected figures in the top-level snapshots/.
@@ -197,6 +198,30 @@ def test_cli_exit_code_4_names_the_file(oneroof: Any, copy: Path) -> None:
     assert "tier2_access.revert.sql" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert oneroof("package", "hash").stdout.strip() == PINNED
     assert oneroof("package", "verify", "--expect-sha256", PINNED).returncode == 0
+
+
+def test_cli_bundle_ships_a_package_that_verifies(oneroof: Any, clone: clones.Clone, tmp_path: Path) -> None:
+    shipped = tmp_path / "shipped"
+    made = oneroof("package", "bundle", str(shipped))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines() == [str(shipped), PINNED]
+    assert sorted(p.relative_to(shipped).as_posix() for p in shipped.rglob("*") if p.is_file()) == FILES
+    assert oneroof("package", "hash", "--package", str(shipped)).stdout.strip() == PINNED
+    # A clone of the tests' golden database: the same figures, and no session left on the template.
+    verified = oneroof(
+        "verify", "--stage", "baseline", "--package", str(shipped), "--dsn", clone.dsn, "--expect-db", clone.name, "-q"
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_cli_bundle_refuses_an_existing_directory_and_a_damaged_package(oneroof: Any, copy: Path) -> None:
+    again = oneroof("package", "bundle", "--package", str(copy), str(copy))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert oneroof("package", "bundle").returncode == 2  # no DIR
+    (copy / "tier2_access.revert.sql").write_text("DELETE FROM directus_policies;\n")
+    damaged = oneroof("package", "bundle", "--package", str(copy), str(copy.parent / "shipped"))
+    assert damaged.returncode == 4 and "tier2_access.revert.sql" in damaged.stderr
+    assert not (copy.parent / "shipped").exists()
 
 
 @given(data=st.data())
