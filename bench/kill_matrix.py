@@ -86,10 +86,9 @@ def table(run: Mapping[str, Case], violations: Iterable[Violation]) -> list[str]
         lines.append("Controls: every stage passes on an untouched clone, and every invariant id is killed.")
     else:
         lines.append(f"Controls {controls.status}: {controls.message}")
-    lines += [f"- not caught: {m}" for m in missed]
     unknown = sorted(set(ran) - {v.name for group in by_stage.values() for v in group})
-    lines += [f"- not in tests/support/kill_matrix.py: {name}" for name in unknown]
-    return lines
+    listed = [f"- not caught: {m}" for m in missed] + [f"- not in tests/support/kill_matrix.py: {n}" for n in unknown]
+    return lines + ([""] + listed if listed else [])  # a Markdown list needs the blank line before it
 
 
 def main() -> int:

@@ -210,6 +210,7 @@ def test_the_kill_matrix_table_from_a_junit_file(tmp_path: Path) -> None:
         "",
         "Violations in 2 classes.",
         "Controls: every stage passes on an untouched clone, and every invariant id is killed.",
+        "",
         "- not caught: b (failed): AssertionError: b: unexpected failures ['x']",
     ]
     junit.write_text(KILL_MATRIX_XML.replace('" time="9"/>', '" time="9"><failure message="alive: [z]"/></testcase>'))
