@@ -1,7 +1,8 @@
 """Mutation testing of the invariant suite and the gate: how many small changes to invariants/
 and executor/gate.py the tests kill.
 
-    python bench/mutation.py run [--dsn ADMIN_DSN] [--minutes 45]
+    python bench/mutation.py run [--dsn ADMIN_DSN] [--minutes 45] [--write-docs]
+    python bench/mutation.py report [--write-docs]                     # the last run's score again
     python bench/mutation.py survivors [--tests tests/test_x.py ...]   # re-judge the survivors
 
 cosmic-ray mutates one place of the source at a time, on disk, and runs the test command below
@@ -16,7 +17,8 @@ fast selection of the project's tests; it imports no test module, only tests/sup
   each of which must fail exactly its expected invariant ids.
 
 `run` prepares those databases, runs cosmic-ray (bounded by --minutes), prints the score and the
-survivors, and drops the databases. cosmic-ray comes from PyPI: `pip install cosmic-ray`.
+survivors, and drops the databases. With --write-docs, `run` and `report` write the score and the
+survivors into docs/results/mutation.md. cosmic-ray comes from PyPI: `pip install cosmic-ray`.
 """
 
 from __future__ import annotations
@@ -441,7 +443,7 @@ def check_content() -> int:
     return 0
 
 
-def run(admin: str, minutes: float) -> int:
+def run(admin: str, minutes: float, write_docs: bool = False) -> int:
     """Prepare, run cosmic-ray over invariants/ and executor/gate.py, report, clean up."""
     STATE.mkdir(parents=True, exist_ok=True)
     originals = {name: (ROOT / name).read_bytes() for name in MUTATED}
@@ -483,14 +485,14 @@ def run(admin: str, minutes: float) -> int:
         except subprocess.TimeoutExpired:
             print(f"stopped after {minutes} minutes; the figures below cover the mutants run so far")
         print(f"cosmic-ray exec: {time.monotonic() - started:.0f} s")
-        return report(session)
+        return report(session, write_docs)
     finally:
         for name, data in originals.items():  # a mutant interrupted by the time bound stays on disk otherwise
             (ROOT / name).write_bytes(data)
         cleanup(admin, [e["db"] for e in entries])
 
 
-def report(session: Path) -> int:
+def report(session: Path, write_docs: bool = False) -> int:
     dump = subprocess.run(["cosmic-ray", "dump", str(session)], capture_output=True, text=True, check=True).stdout
     killed = survived = pending = skipped = 0
     survivors = []
@@ -516,12 +518,20 @@ def report(session: Path) -> int:
                 f"#{mutation['occurrence']}"
             )
     done = killed + survived
-    print(
+    score = (
         f"mutants: {done + pending} (and {skipped} of excluded operators), run {done}, killed {killed}, "
         f"survived {survived}, score {100 * killed / done if done else 0:.1f}%"
     )
+    print(score)
     for survivor in survivors:
         print(f"  survived: {survivor}")
+    if write_docs:
+        import results
+
+        body = "\n".join([f"**{score}**", "", *(f"- survived: `{s}`" for s in survivors)])
+        page = results.DOCS / "mutation.md"
+        results.write(page, body, results.command_line("mutation.py", sys.argv[1:]))
+        print(f"wrote {page}")
     return 0
 
 
@@ -629,17 +639,20 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=45.0, help="time bound of the cosmic-ray run")
     parser.add_argument("--session", default=str(STATE / "session.sqlite"), help="survivors: the run's session")
     parser.add_argument("--tests", nargs="*", default=[], help="survivors: pytest files of tests/ to run too")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="run, report: write the score into docs/results/mutation.md"
+    )
     args = parser.parse_args()
     if args.action == "check":
         return check()
     if args.action == "report":
-        return report(STATE / "session.sqlite")
+        return report(STATE / "session.sqlite", args.write_docs)
     from oneroof.core import target
 
     admin = args.dsn or target.admin_dsn(None)
     if args.action == "survivors":
         return survivors(admin, Path(args.session), args.tests)
-    return run(admin, args.minutes)
+    return run(admin, args.minutes, args.write_docs)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Benchmarks of oneroof, printed as a Markdown table (figures for the README).
+"""Benchmarks of oneroof, printed as a Markdown table (figures for docs/results/benchmarks.md).
 
-    python bench/run.py [--dsn ADMIN_DSN] [--repeat N] [--scales 1,20]
+    python bench/run.py [--dsn ADMIN_DSN] [--repeat N] [--scales 1,20] [--only content] [--write-docs]
 
 Without --dsn a throw-away embedded server is started under a temporary ONEROOF_HOME. Ratios
 are measured in the same run, interleaved, so a noisy shared machine moves both sides alike.
+With --write-docs the table replaces the block `run` (`content` with --only content) of
+docs/results/benchmarks.md, once the run is complete.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import results
 from psycopg import conninfo, sql
 
 from oneroof.core import gate, metrics, package
@@ -40,8 +43,16 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+TABLE: list[str] = []  # the lines printed so far, for --write-docs
+
+
+def line(text: str) -> None:
+    TABLE.append(text)
+    print(text, flush=True)
+
+
 def row(name: str, value: str, goal: str = "") -> None:
-    print(f"| {name} | {value} | {goal} |", flush=True)
+    line(f"| {name} | {value} | {goal} |")
 
 
 LOCKED: set[str] = set()
@@ -183,6 +194,7 @@ def main() -> int:
         default="all",
         help="content: only the rehearsal's content digests, at each scale",
     )
+    parser.add_argument("--write-docs", action="store_true", help="write the table into docs/results/benchmarks.md")
     args = parser.parse_args()
 
     home = None
@@ -193,7 +205,7 @@ def main() -> int:
         admin = server.start(home).dsn()
     sha = package.load().sha256
     scales = [int(s) for s in args.scales.split(",")]
-    print("| measure | median | goal |\n|---|---|---|")
+    line("| measure | median | goal |\n|---|---|---|")
     release_times: dict[int, dict[str, list[float]]] = {}
     try:
         if args.only == "content":
@@ -201,6 +213,8 @@ def main() -> int:
                 name = f"bench_golden_s{scale}"
                 golden.build(admin, name=name, scale=scale, package_sha256=sha, replace=True)
                 bench_content(admin, name, scale, args.repeat)
+            if args.write_docs:
+                write_docs("content")
             return 0
         builds = [
             timed(lambda: golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True))
@@ -252,11 +266,19 @@ def main() -> int:
         row("tables locked by the rollout transaction", ", ".join(sorted(LOCKED)) or "none")
         touched = LOCKED & ({n for n, _, _ in catalog.GOVERNED} | set(catalog.UNGOVERNED) | {"system_issues"})
         row("content tables or system_issues among them", ", ".join(sorted(touched)) or "none", "none")
+        if args.write_docs:
+            write_docs("run")
     finally:
         if home:
             server.stop(home)
             shutil.rmtree(home, ignore_errors=True)
     return 0
+
+
+def write_docs(block: str) -> None:
+    page = results.DOCS / "benchmarks.md"
+    results.write(page, "\n".join(TABLE), results.command_line("run.py", sys.argv[1:]), name=block)
+    print(f"wrote the block {block!r} of {page}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Benchmarks of golden snapshots, printed as a Markdown table (figures for the README).
+"""Benchmarks of golden snapshots, printed as a Markdown table (figures for docs/results/benchmarks.md).
 
-    python bench/snapshot.py [--prod ADMIN_DSN] [--dsn ADMIN_DSN] [--scales 1,20] [--repeat 3]
+    python bench/snapshot.py [--prod ADMIN_DSN] [--dsn ADMIN_DSN] [--scales 1,20] [--repeat 3] [--write-docs]
 
 "Production" is a golden database built at each scale on the server of --prod (default: the
 PostgreSQL 15 service at 127.0.0.1:5432), under a unique name, with oneroof's marks removed; it is
@@ -10,6 +10,9 @@ Measured, interleaved in each round so a noisy machine moves every side alike:
 - `golden snapshot` (exported snapshot, fingerprints, secrets, restore, checks) with --jobs 1 and 2;
 - a plain `pg_dump -Fc | pg_restore` of the same database into the same rehearsal server;
 - the whole `oneroof rehearse --from PROD` process.
+
+With --write-docs the table replaces the block `snapshot` of docs/results/benchmarks.md, once the
+run is complete.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import results
 from psycopg import sql
 
 from oneroof.core import package
@@ -39,8 +43,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROD = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
+TABLE: list[str] = []  # the lines printed so far, for --write-docs
+
+
+def line(text: str) -> None:
+    TABLE.append(text)
+    print(text, flush=True)
+
+
 def row(name: str, value: str, goal: str = "") -> None:
-    print(f"| {name} | {value} | {goal} |", flush=True)
+    line(f"| {name} | {value} | {goal} |")
 
 
 def drop(admin: str, name: str) -> None:
@@ -83,6 +95,7 @@ def main() -> int:
     parser.add_argument("--scales", default="1,20")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-copies", action="store_true", help="measure only the whole rehearsal")
+    parser.add_argument("--write-docs", action="store_true", help="write the table into docs/results/benchmarks.md")
     args = parser.parse_args()
 
     home = None
@@ -95,7 +108,7 @@ def main() -> int:
     sha = package.load().sha256
     tag = secrets.token_hex(3)
     made: list[str] = []
-    print("| measure | median | goal |\n|---|---|---|")
+    line("| measure | median | goal |\n|---|---|---|")
     try:
         with connect(args.prod, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()["server_version"]  # type: ignore[index]
@@ -167,6 +180,11 @@ def main() -> int:
             )
             shutil.rmtree(runs, ignore_errors=True)
             drop(admin, f"bench_rh_{tag}")
+        if args.write_docs:
+            page = results.DOCS / "benchmarks.md"
+            command = results.command_line("snapshot.py", sys.argv[1:])
+            results.write(page, "\n".join(TABLE), command, name="snapshot")
+            print(f"wrote the block 'snapshot' of {page}")
     finally:
         for name in made:
             drop(args.prod, name)
