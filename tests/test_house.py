@@ -10,8 +10,6 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 # Each package of ours and the packages of ours it may import (harness < core < executor, fixtures;
 # the invariants read core, harness and the fixtures).
@@ -147,12 +145,6 @@ def product_functions() -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="being shortened in other branches: executor/rehearse.py rehearse (312 lines), executor/cli.py "
-    "build_parser (275), harness/capture.py take (209), executor/report.py matrix (175), executor/release.py "
-    "rollout (148), core/gate.py evaluate (99), core/package.py load (98), harness/golden.py _directus_rows (88)",
-)
 def test_no_product_function_is_long() -> None:
     functions = product_functions()
     assert functions, "no product function found"
