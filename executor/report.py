@@ -150,26 +150,21 @@ def _rollout_row(evidence: Evidence, seen: Seen) -> Row:
     )
 
 
+ROLLBACK_STEPS = (StepName.ROLLBACK, StepName.CONTENT_AFTER_ROLLBACK, StepName.ROLLBACK_AGAIN)
+SUITE_STEPS = (StepName.BASELINE, StepName.FINALIZED, StepName.GREENFIELD)
+
+
 def _rollback_row(evidence: Evidence, seen: Seen) -> Row:
-    return _step_row(
-        "Rollback executor",
-        evidence,
-        (StepName.ROLLBACK, StepName.CONTENT_AFTER_ROLLBACK, StepName.ROLLBACK_AGAIN),
-        "GO",
+    text = (
         f"Idempotent finalized→greenfield on clone {evidence.clone or '(none)'}, content untouched; a second "
-        "rollback changed nothing.",
+        "rollback changed nothing."
     )
+    return _step_row("Rollback executor", evidence, ROLLBACK_STEPS, "GO", text)
 
 
 def _suite_row(evidence: Evidence, seen: Seen) -> Row:
-    return _step_row(
-        "Verification suite",
-        evidence,
-        (StepName.BASELINE, StepName.FINALIZED, StepName.GREENFIELD),
-        "GO",
-        "Invariants PASS on clone: baseline, finalized and greenfield stages (JUnit XML in the run)."
-        + _production_baseline(seen),
-    )
+    text = "Invariants PASS on clone: baseline, finalized and greenfield stages (JUnit XML in the run)."
+    return _step_row("Verification suite", evidence, SUITE_STEPS, "GO", text + _production_baseline(seen))
 
 
 def _production_baseline(seen: Seen) -> str:
