@@ -266,6 +266,7 @@ def check() -> int:
             return 1
         conn.rollback()
     from tests.support.gate_states import STATES, state_after
+    from tests.support.processes import suite_args
 
     with connect(by_name["control-greenfield"]["dsn"]) as conn:
         for case in STATES:  # tests/test_gate.py::test_state_is_greenfield_finalized_or_mixed
@@ -286,6 +287,8 @@ def check() -> int:
             return 1
         conn.rollback()
     junit = STATE / f"check-{os.getpid()}.xml"  # one per process: two checks never share it
+    # every session: quiet, its results in `junit`; -W: this process imported syrupy before pytest could rewrite it
+    common = ("-q", "--no-header", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--junitxml", str(junit))
     for entry in prepared:
         lock = None
         if entry["hold_lock"]:
@@ -293,32 +296,8 @@ def check() -> int:
             lock.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
         try:
             junit.unlink(missing_ok=True)
-            code = pytest.main(
-                [
-                    str(ROOT / "invariants"),
-                    "-m",
-                    entry["stage"],
-                    "--dsn",
-                    entry["dsn"],
-                    "--expect-db",
-                    entry["expect_db"],
-                    "--package",
-                    entry["package"],
-                    "-p",
-                    "no:cacheprovider",
-                    "--rootdir",
-                    str(ROOT),
-                    "-c",
-                    str(ROOT / "pyproject.toml"),
-                    "-q",
-                    "--no-header",
-                    # this process imported syrupy before pytest could rewrite it
-                    "-W",
-                    "ignore::pytest.PytestAssertRewriteWarning",
-                    "--junitxml",
-                    str(junit),
-                ]
-            )
+            stage = ("-m", entry["stage"], "--package", entry["package"], *common)
+            code = pytest.main(suite_args(entry["dsn"], *stage, expect_db=entry["expect_db"]))
         finally:
             if lock is not None:
                 lock.close()
@@ -339,32 +318,9 @@ def check() -> int:
             print(f"killed by kill matrix {entry['name']}: exit {code}, failed {sorted(failed)[:5]}")
             return 1
     # tests/test_release.py: a gate session skips ospa (a human's approval row), and only ospa
-    code = pytest.main(
-        [
-            str(ROOT / "invariants"),
-            "-m",
-            "baseline",
-            "--dsn",
-            by_name["baseline-approval-recorded"]["dsn"],
-            "--expect-db",
-            by_name["baseline-approval-recorded"]["db"],
-            "-o",
-            "oneroof_gate_session=true",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(ROOT),
-            "-c",
-            str(ROOT / "pyproject.toml"),
-            "-q",
-            "--no-header",
-            "-rs",
-            "-W",
-            "ignore::pytest.PytestAssertRewriteWarning",
-            "--junitxml",
-            str(junit),
-        ]
-    )
+    recorded = by_name["baseline-approval-recorded"]
+    gate_session = ("-m", "baseline", "-o", "oneroof_gate_session=true", "-rs", *common)
+    code = pytest.main(suite_args(recorded["dsn"], *gate_session, expect_db=recorded["db"]))
     skipped = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase") if c.find("skipped") is not None]
     if code != 0 or skipped != ["test_metric_matches_baseline[ospa]"]:
         print(f"killed by tests/test_release.py (the gate session's baseline): exit {code}, skipped {skipped}")
@@ -554,6 +510,13 @@ def survivors(admin: str, session: Path, tests: list[str]) -> int:
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": str(ROOT),
     }
+
+    def fails(*args: str, timeout: float) -> bool:
+        """`python -B *args` on the mutated checkout fails: the mutant is killed."""
+        command = [sys.executable, "-B", *args]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, check=False, timeout=timeout)
+        return done.returncode != 0
+
     entries = prepare(admin)
     still = []
     try:
@@ -576,31 +539,9 @@ def survivors(admin: str, session: Path, tests: list[str]) -> int:
                 capture_output=True,
             )
             try:
-                killed = (
-                    subprocess.run(
-                        [sys.executable, "-B", str(Path(__file__).resolve()), "check"],
-                        cwd=ROOT,
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        check=False,
-                        timeout=300,
-                    ).returncode
-                    != 0
-                )
+                killed = fails(str(Path(__file__).resolve()), "check", timeout=300)
                 if not killed and tests:
-                    killed = (
-                        subprocess.run(
-                            [sys.executable, "-B", "-m", "pytest", *tests, "-x", "-q", "-p", "no:randomly"],
-                            cwd=ROOT,
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            check=False,
-                            timeout=1800,
-                        ).returncode
-                        != 0
-                    )
+                    killed = fails("-m", "pytest", *tests, "-x", "-q", "-p", "no:randomly", timeout=1800)
             finally:
                 (ROOT / mutation["module_path"]).write_bytes(originals[mutation["module_path"]])
             print(f"  {'killed now' if killed else 'survived'}: {where}", flush=True)

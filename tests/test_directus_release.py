@@ -8,9 +8,7 @@ attempt, so the steps cannot be separate tests that run in any order.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from oneroof.core import evidence as rehearsal
 from oneroof.core import package
 from oneroof.core.content import TIER2_COLLECTIONS
-from oneroof.executor.monitor import monitor
+from oneroof.executor.monitor import Report, monitor
 from oneroof.harness import catalog
 from oneroof.harness.db import connect
 from tests.support.directus import (
@@ -31,7 +29,8 @@ from tests.support.directus import (
     proposal_id,
     start,
 )
-from tests.support.testing import ROOT, bound_evidence, signers
+from tests.support.processes import clean_env, run_executor
+from tests.support.testing import bound_evidence, signers
 
 pytestmark = pytest.mark.directus
 PKG = package.load()
@@ -45,7 +44,8 @@ TIER2 = TIER2_COLLECTIONS
 BOUND: dict[str, Path] = {}
 
 
-def gate(database: DirectusDatabase) -> tuple[str, list[str]]:
+def watch(database: DirectusDatabase) -> Report:
+    """The monitor's report on `database`, which the monitor leaves as it found it."""
     report = monitor(
         database.dsn,
         PKG.path,
@@ -54,20 +54,21 @@ def gate(database: DirectusDatabase) -> tuple[str, list[str]]:
         rehearsal=rehearsal.load(BOUND[database.name]),
     )
     assert report.entry == report.exit
+    return report
+
+
+def gate(database: DirectusDatabase) -> tuple[str, list[str]]:
+    report = watch(database)
     return report.verdict, report.reasons
 
 
 def oneroof(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "oneroof.executor", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-        env={**base, **(env or {})},
-    )
+    return run_executor(*args, env=clean_env(**(env or {})))
+
+
+def signed_by(account: str) -> tuple[str, ...]:
+    """`oneroof approve`'s arguments naming `account` and its test key."""
+    return ("--email", catalog.account(account).email, "--key", str(SIGNERS.keys[account]))
 
 
 def readable(client: DirectusClient, collection: str) -> int:
@@ -120,21 +121,9 @@ def test_ratify_through_directus_then_roll_out_and_back(
     assert verdict == "BLOCKED" and f"#{unsigned.data['id']} no signed statement" in reasons[0]
 
     # The human L4 approver ratifies with `oneroof approve`: signed, recorded as them: the gate opens.
-    approved = oneroof(
-        "approve",
-        "--dsn",
-        database.dsn,
-        "--directus",
-        directus.url,
-        "--email",
-        catalog.account("l4").email,
-        "--key",
-        str(SIGNERS.keys["l4"]),
-        "--yes",
-        "--allowed-signers",
-        str(SIGNERS.trust.path),
-        env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
-    )
+    trusted = ("--allowed-signers", str(SIGNERS.trust.path))
+    ratify = ("approve", "--dsn", database.dsn, "--directus", directus.url, *signed_by("l4"), "--yes", *trusted)
+    approved = oneroof(*ratify, env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert "APPROVED: approval #" in approved.stdout and "GOV-COUNCIL" in approved.stdout
     with connect(database.dsn) as conn:
@@ -149,50 +138,20 @@ def test_ratify_through_directus_then_roll_out_and_back(
     # The L2 approver signs offline (--out) and records the statement later (--submit), as themself.
     login_as(directus, directus_admin, catalog.account("l2"), PASSWORD)
     handed = Path(database.workdir) / "l2-approval.txt"
-    signed = oneroof(
-        "approve",
-        "--dsn",
-        database.dsn,
-        "--email",
-        catalog.account("l2").email,
-        "--key",
-        str(SIGNERS.keys["l2"]),
-        "--out",
-        str(handed),
-        "--yes",
-    )
+    signed = oneroof("approve", "--dsn", database.dsn, *signed_by("l2"), "--out", str(handed), "--yes")
     assert signed.returncode == 0, signed.stderr
-    as_l4 = oneroof(
-        "approve",
-        "--submit",
-        str(handed),
-        "--directus",
-        directus.url,
-        "--email",
-        catalog.account("l4").email,
-        "--yes",
-        env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
-    )
+
+    def submit(account: str) -> subprocess.CompletedProcess[str]:
+        """Record the handed statement through Directus, logged in as `account`."""
+        email = catalog.account(account).email
+        args = ("approve", "--submit", str(handed), "--directus", directus.url, "--email", email, "--yes")
+        return oneroof(*args, env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
+
+    as_l4 = submit("l4")
     assert as_l4.returncode == 2 and "log in as yourself" in as_l4.stderr  # nobody records another's statement
-    submitted = oneroof(
-        "approve",
-        "--submit",
-        str(handed),
-        "--directus",
-        directus.url,
-        "--email",
-        catalog.account("l2").email,
-        "--yes",
-        env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
-    )
+    submitted = submit("l2")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    report = monitor(
-        database.dsn,
-        PKG.path,
-        confirm_db=database.name,
-        trust=SIGNERS.trust,
-        rehearsal=rehearsal.load(BOUND[database.name]),
-    )
+    report = watch(database)
     assert report.verdict == "OPEN" and len(report.valid_approvals) == 2
 
     # Before the rollout, nobody reads the governance records tier 2 registers.

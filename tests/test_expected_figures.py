@@ -16,7 +16,8 @@ from oneroof.executor import release
 from oneroof.fixtures.plugin import RELEASE_SESSION, SNAPSHOT_OPTIONS
 from oneroof.harness import catalog, clones
 from oneroof.harness.errors import HashMismatch, UsageError
-from tests.support.testing import ROOT, signers
+from tests.support.processes import INVARIANTS, suite_args
+from tests.support.testing import signers
 
 PKG = package.load()
 EXTRA_ENTRY = "# name: test_metric_matches_baseline[retired]\n  dict({\n    'retired': 0,\n  })\n# ---\n"
@@ -50,22 +51,7 @@ def test_executor_sessions_refuse_every_snapshot_writing_option(
     monkeypatch.setenv(RELEASE_SESSION, "1")
     args = [flag] + ([OPTION_VALUES[flag]] if flag in OPTION_VALUES else [])
     before = {p.name: p.read_bytes() for p in (package.snapshots_dir(package.DEFAULT_DIR)).iterdir()}
-    result = pytester.runpytest_subprocess(
-        str(ROOT / "invariants"),
-        "--rootdir",
-        str(ROOT),
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        "-p",
-        "no:cacheprovider",
-        "--dsn",
-        clone.dsn,
-        "--expect-db",
-        clone.name,
-        "-m",
-        "baseline",
-        *args,
-    )
+    result = pytester.runpytest_subprocess(*suite_args(clone.dsn, "-m", "baseline", *args, expect_db=clone.name))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*oneroof: {flag} is refused in a session the executor runs*"])
     assert {p.name: p.read_bytes() for p in (package.snapshots_dir(package.DEFAULT_DIR)).iterdir()} == before
@@ -80,26 +66,12 @@ def test_a_gate_session_with_an_unused_snapshot_fails(copy: Path, clone: clones.
     """A package re-sealed with a snapshot no test uses (a retired figure): the hash holds, the
     proposal and the approval name it, and the gate session still fails.
     """
-    control = package.seal(copy)
-    bind(clone_conn, control)
-    assert (
-        release.run_stage(
-            clone.dsn,
-            "gate or baseline",
-            expect_db=clone.name,
-            package_dir=copy,
-            expect_sha256=control,
-            extra=release.GATE_SESSION,
-            allowed_signers=signers().trust.path,
-        )
-        == 0
-    )
-    with (copy / "snapshots" / "test_baseline.ambr").open("a") as snapshot_file:
-        snapshot_file.write(EXTRA_ENTRY)
-    sealed = package.seal(copy)
-    bind(clone_conn, sealed)
-    assert (
-        release.run_stage(
+
+    def gate_session() -> int:
+        """Seal the copy as it is, ratify it on the clone, and run the gate session on that package."""
+        sealed = package.seal(copy)
+        bind(clone_conn, sealed)
+        return release.run_stage(
             clone.dsn,
             "gate or baseline",
             expect_db=clone.name,
@@ -108,8 +80,11 @@ def test_a_gate_session_with_an_unused_snapshot_fails(copy: Path, clone: clones.
             extra=release.GATE_SESSION,
             allowed_signers=signers().trust.path,
         )
-        == 1
-    )
+
+    assert gate_session() == 0  # the control
+    with (copy / "snapshots" / "test_baseline.ambr").open("a") as snapshot_file:
+        snapshot_file.write(EXTRA_ENTRY)
+    assert gate_session() == 1
 
 
 def test_a_session_with_a_changed_snapshot_is_refused(copy: Path, clone: clones.Clone) -> None:
@@ -136,20 +111,9 @@ def test_a_snapshot_written_during_an_executor_session_fails_it(
     )
     monkeypatch.setenv(RELEASE_SESSION, "1")
     result = pytester.runpytest_subprocess(
-        str(ROOT / "invariants" / "test_baseline.py"),
-        str(writer),
-        "--rootdir",
-        str(ROOT),
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        "-p",
-        "no:cacheprovider",
-        "--dsn",
-        clone.dsn,
-        "--expect-db",
-        clone.name,
-        "--package",
-        str(copy),
+        *suite_args(
+            clone.dsn, "--package", str(copy), paths=(INVARIANTS / "test_baseline.py", writer), expect_db=clone.name
+        )
     )
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*oneroof: the package's snapshots changed during the session (test_baseline.ambr)*"])
@@ -163,22 +127,7 @@ def test_an_auditors_snapshot_update_cannot_feed_a_rollout(
     """
     clone_conn.execute("DELETE FROM system_issues WHERE id = 7")
     result = pytester.runpytest_subprocess(
-        str(ROOT / "invariants"),
-        "--rootdir",
-        str(ROOT),
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        "-p",
-        "no:cacheprovider",
-        "--dsn",
-        clone.dsn,
-        "--expect-db",
-        clone.name,
-        "--package",
-        str(copy),
-        "-m",
-        "baseline",
-        "--snapshot-update",
+        *suite_args(clone.dsn, "--package", str(copy), "-m", "baseline", "--snapshot-update", expect_db=clone.name)
     )
     assert result.ret == 0 and "204555" in (copy / "snapshots" / "test_baseline.ambr").read_text()
     with pytest.raises(HashMismatch, match="snapshots/test_baseline.ambr"):

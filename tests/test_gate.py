@@ -18,7 +18,7 @@ from oneroof.core import evidence as rehearsal
 from oneroof.core import gate, package
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect, consistent_read
-from tests.support.gate_states import STATES, state_after
+from tests.support.gate_states import STATES, deploy_tiers, state_after
 from tests.support.testing import PgServer, bound_evidence, signers
 
 PKG = package.load()
@@ -240,13 +240,7 @@ def test_finalized_is_a_note_not_a_reason(conns: dict[str, psycopg.Connection[An
 
     assert not [n for n in evaluate().notes if n.startswith("state=")]
     try:
-        conn.execute(
-            "SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', '{1}', true)",
-            (catalog.PROPOSAL_CODE,),
-        )
-        for tier in PKG.tiers:
-            for statement in tier.deploy_statements:
-                conn.execute(statement.encode())
+        deploy_tiers(conn)
         verdict = evaluate()
     finally:
         conn.rollback()

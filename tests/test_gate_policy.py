@@ -110,9 +110,9 @@ L4 = catalog.account("l4")
 SIGNED = dataclasses.replace(VALID, approver_id=str(L4.id), approver_email=L4.email)
 
 
-def statement(key: str = "l4", **overrides: str) -> tuple[str, str]:
+def statement(key: str | Path = "l4", **overrides: str) -> tuple[str, str]:
     """(bundle, nonce) of a statement by the L4 approver for database `directus` on CLUSTER, issued
-    five minutes before NOW for an hour, signed with the key of account `key`.
+    five minutes before NOW for an hour, signed with the key of account `key` (or the key file `key`).
     """
     fields = dict(
         package_sha256=PKG.sha256,
@@ -126,9 +126,8 @@ def statement(key: str = "l4", **overrides: str) -> tuple[str, str]:
     made = signatures.Statement.new(
         **{**fields, **overrides}, valid_for=dt.timedelta(hours=1), now=NOW - dt.timedelta(minutes=5)
     )
-    return signatures.bundle(
-        made, signatures.sign(made.message(), signers().keys.get(key, signers().outsider))
-    ), made.nonce
+    signed_with = key if isinstance(key, Path) else signers().keys.get(key, signers().outsider)
+    return signatures.bundle(made, signatures.sign(made.message(), signed_with)), made.nonce
 
 
 def signing(**changes: Any) -> gate.Signing:
@@ -212,18 +211,7 @@ def test_one_good_statement_among_bad_ones_counts(tmp_path: Path) -> None:
         + f"{L4.email} {' '.join(second.with_suffix('.pub').read_text().split()[:2])}\n"
     )
     sealed = dataclasses.replace(PKG, sealer_key=signatures.key_fingerprint(signers().keys["l4"]))
-    made = signatures.Statement.new(
-        package_sha256=PKG.sha256,
-        proposal=PKG.proposal,
-        approver_id=str(L4.id),
-        approver_email=L4.email,
-        level="L4",
-        database="directus",
-        system_identifier=CLUSTER,
-        valid_for=dt.timedelta(hours=1),
-        now=NOW - dt.timedelta(minutes=5),
-    )
-    other = signatures.bundle(made, signatures.sign(made.message(), second))
+    other, _ = statement(key=second)
     trust = signing(trust=signatures.TrustRoot.load(both))
     assert problem([good], trust, sealed) is not None
     assert problem([good, other], trust, sealed) is None

@@ -75,6 +75,13 @@ SELECT_ONLY = (
 ATTACKER = (*SELECT_ONLY, "GRANT CREATE ON DATABASE {db} TO {role}")
 
 
+def rollout(clone: clones.Clone, progress: Callable[[str], None] | None = None) -> release.Outcome:
+    """The package's rollout on `clone`, in this process, without the gate session and the audit."""
+    return release.rollout(
+        clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False, progress=progress
+    )
+
+
 def ledger(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     return conn.execute("SELECT * FROM os_release_ledger ORDER BY id").fetchall()
 
@@ -120,7 +127,7 @@ def test_a_select_only_role_reads_and_is_refused_before_the_gate_session(
         r"role 't_\w+_reader_\w+' lacks INSERT on directus_access and \d+ more that the rollout needs", refused.stderr
     ), refused.stderr
     assert "gate session" not in refused.stderr and reading(clone.dsn).fingerprint == before
-    release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False)
+    rollout(clone)
     finalized = reading(clone.dsn).fingerprint
     refused = oneroof("rollback", "--dsn", dsn, "--confirm-db", clone.name)
     assert refused.returncode == 2 and "lacks DELETE on directus_access" in refused.stderr, refused.stderr
@@ -271,7 +278,7 @@ def test_rollback_refuses_a_package_that_was_not_deployed(
     oneroof: Any, clone: clones.Clone, clone_conn: Any, other_package: Any, change: str
 ) -> None:
     approve(clone_conn)
-    release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False)
+    rollout(clone)
     if change == "resealed-revert":  # its revert would forge an approval
         copy = other_package(
             "tier6_lifecycle.revert.sql",
@@ -325,15 +332,10 @@ def test_a_future_dated_approval_is_spent_by_a_rollback(clone: clones.Clone, clo
     clone_conn.execute(
         "UPDATE os_proposal_approvals SET approved_at = now() + interval '1 day' WHERE id = %s", (approval,)
     )
-    assert (
-        release.rollout(
-            clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False
-        ).action
-        == "applied"
-    )
+    assert rollout(clone).action == "applied"
     assert release.rollback(clone.dsn, PKG, confirm_db=clone.name).action == "reverted"
     with pytest.raises(Blocked) as caught:
-        release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False)
+        rollout(clone)
     assert f"#{approval} authorised a deployment that was rolled back since" in caught.value.reasons[0]
     assert reading(clone.dsn).metrics["own"] == 0
 
@@ -348,22 +350,9 @@ def test_a_rollout_that_lost_the_race_under_the_lock_says_already_finalized(
 
     def the_other_executor_wins(message: str) -> None:
         if message.startswith("taking the release lock"):
-            assert (
-                release.rollout(
-                    clone.dsn, PKG, confirm_db=clone.name, trust=signers().trust, gate_session=False, audit=False
-                ).action
-                == "applied"
-            )
+            assert rollout(clone).action == "applied"
 
-    outcome = release.rollout(
-        clone.dsn,
-        PKG,
-        confirm_db=clone.name,
-        trust=signers().trust,
-        gate_session=False,
-        audit=False,
-        progress=the_other_executor_wins,
-    )
+    outcome = rollout(clone, progress=the_other_executor_wins)
     assert outcome.action == "already-finalized"
     assert clone_conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 5}
 
@@ -378,15 +367,7 @@ def test_a_rollout_blocked_under_the_lock_locks_no_row(clone: clones.Clone, clon
 
     before = lockers(clone_conn)
     with pytest.raises(Blocked, match="revoked"):
-        release.rollout(
-            clone.dsn,
-            PKG,
-            confirm_db=clone.name,
-            trust=signers().trust,
-            gate_session=False,
-            audit=False,
-            progress=revoke,
-        )
+        rollout(clone, progress=revoke)
     assert lockers(clone_conn) == before  # the revocation's new row version has none either
 
 

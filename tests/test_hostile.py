@@ -14,9 +14,7 @@ SQL) as junitxml properties.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from oneroof.core import package
 from oneroof.harness import catalog, clones, golden
 from oneroof.harness.db import IDENTIFIER, connect
 from oneroof.harness.errors import CloneError, UsageError
+from tests.support.processes import clean_env, run_executor
 from tests.support.testing import ROOT, PgServer, database_settings
 
 pytestmark = pytest.mark.proof
@@ -82,17 +81,7 @@ DATABASE_NAMES: dict[str, int] = {"hostile_inputs": 0, "got_through": 0}
 
 
 def cli(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
-    env.update(PYTHONPATH=str(ROOT), ONEROOF_HOME=str(home))
-    return subprocess.run(
-        [sys.executable, "-m", "oneroof.executor", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_executor(*args, env=clean_env(PYTHONPATH=str(ROOT), ONEROOF_HOME=str(home)), timeout=timeout)
 
 
 def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:

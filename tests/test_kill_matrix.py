@@ -28,6 +28,7 @@ from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from tests.support.kill_matrix import CONTROLS, PKG, VIOLATIONS, Violation
+from tests.support.processes import suite_args
 from tests.support.testing import ROOT, PgServer, signers
 
 pytestmark = pytest.mark.proof
@@ -47,30 +48,9 @@ def run_stage(dsn: str, stage: str, expect_db: str, junit: Path, package_dir: Pa
     """The stage as a real pytest session (as `oneroof verify` runs it); its JUnit XML, by test name."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))}
     env[signatures.ENV] = str(signers().trust.path)  # the tests' trust root, as an auditor's reviewed file
+    options = ("-m", stage, "--package", str(package_dir), "-q", "--junitxml", str(junit))
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ROOT / "invariants"),
-            "-m",
-            stage,
-            "--dsn",
-            dsn,
-            "--expect-db",
-            expect_db,
-            "--package",
-            str(package_dir),
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(ROOT),
-            "-c",
-            str(ROOT / "pyproject.toml"),
-            "-q",
-            "--junitxml",
-            str(junit),
-        ],
+        [sys.executable, "-m", "pytest", *suite_args(dsn, *options, expect_db=expect_db)],
         cwd=ROOT,
         env=env,
         capture_output=True,

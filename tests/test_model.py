@@ -220,32 +220,30 @@ class ReleaseModel(RuleBasedStateMachine):
                 )
         self.marked = not self.marked
 
+    def _rollout(self) -> release.Outcome:
+        """A rollout in this process bound to the clone's rehearsal, without the gate session and the
+        audit (the invariants below check the figures after every step).
+        """
+        return release.rollout(
+            self.clone.dsn,
+            PKG,
+            confirm_db=self.clone.name,
+            gate_session=False,
+            audit=False,
+            trust=TRUST,
+            rehearsal=rehearsal.load(self._rehearsal()),
+        )
+
     @rule()
     def rollout(self) -> None:
         self._step("rollout")
         valid = self._valid()
         if self.state == "finalized":
-            outcome = release.rollout(
-                self.clone.dsn,
-                PKG,
-                confirm_db=self.clone.name,
-                gate_session=False,
-                audit=False,
-                trust=TRUST,
-                rehearsal=rehearsal.load(self._rehearsal()),
-            )
+            outcome = self._rollout()
             assert outcome.action == "already-finalized"
             OUTCOMES["already-finalized"] = OUTCOMES.get("already-finalized", 0) + 1
         elif self.state == "greenfield" and self._open():
-            outcome = release.rollout(
-                self.clone.dsn,
-                PKG,
-                confirm_db=self.clone.name,
-                gate_session=False,
-                audit=False,
-                trust=TRUST,
-                rehearsal=rehearsal.load(self._rehearsal()),
-            )
+            outcome = self._rollout()
             assert outcome.action == "applied" and sorted(outcome.approvals) == valid
             rows = self.conn.execute("SELECT approval_ids FROM os_release_ledger ORDER BY id DESC LIMIT 5").fetchall()
             assert all(sorted(r["approval_ids"]) == valid for r in rows), rows
@@ -254,15 +252,7 @@ class ReleaseModel(RuleBasedStateMachine):
             OUTCOMES["applied"] = OUTCOMES.get("applied", 0) + 1
         else:
             with pytest.raises(Blocked):
-                release.rollout(
-                    self.clone.dsn,
-                    PKG,
-                    confirm_db=self.clone.name,
-                    gate_session=False,
-                    audit=False,
-                    trust=TRUST,
-                    rehearsal=rehearsal.load(self._rehearsal()),
-                )
+                self._rollout()
             OUTCOMES["blocked"] = OUTCOMES.get("blocked", 0) + 1
 
     @rule()

@@ -7,10 +7,8 @@ command's entry fingerprint equals its exit fingerprint.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,8 +23,9 @@ from oneroof.executor import release
 from oneroof.harness import clones, golden, server
 from oneroof.harness.db import connect, with_dbname
 from oneroof.harness.errors import Blocked
+from tests.support.processes import clean_env, run_executor
 from tests.support.release import PKG, approve
-from tests.support.testing import ROOT, bound_evidence, signers
+from tests.support.testing import bound_evidence, signers
 
 pytestmark = pytest.mark.proof
 PRODUCTION = "directus_standin"
@@ -85,17 +84,8 @@ def counters(dsn: str) -> dict[str, int]:
 
 
 def oneroof(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
-    env["ONEROOF_ALLOWED_SIGNERS"] = str(signers().trust.path)  # the tests' trust root
-    return subprocess.run(
-        [sys.executable, "-m", "oneroof.executor", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    trust = str(signers().trust.path)  # the tests' trust root
+    return run_executor(*args, env=clean_env(ONEROOF_ALLOWED_SIGNERS=trust))
 
 
 COMMANDS = {  # name: (arguments, exit code, the line proving entry == exit)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from oneroof.executor.rehearse import STEPS, Evidence, approve_rehearsal, rehear
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import CloneError
+from tests.support.processes import interrupt, start_executor
 from tests.support.testing import ROOT, PgServer
 
 SEED_ROWS = [
@@ -277,36 +277,11 @@ def test_keep_keeps_the_clone_and_prints_its_dsn(
 
 
 def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_golden: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "oneroof.executor",
-            "rehearse",
-            "--dsn",
-            test_server.admin,
-            "--golden",
-            other_golden,
-            "--runs-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    proc = start_executor(
+        "rehearse", "--dsn", test_server.admin, "--golden", other_golden, "--runs-dir", str(tmp_path), group=True
     )
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "baseline stage on the clone" in line:
-            os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends the whole foreground group
-            break
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, "".join(seen) + err
+    _, err = interrupt(proc, after="baseline stage on the clone")
+    assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert clones_of(test_server, other_golden) == []
     evidence = Evidence.from_json(json.loads(next(tmp_path.glob("*/evidence.json")).read_text()))

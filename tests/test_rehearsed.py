@@ -25,7 +25,7 @@ from oneroof.executor.monitor import monitor
 from oneroof.executor.rehearse import Evidence, rehearse
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect, consistent_read
-from tests.support.production import Production, drop_database, production_database
+from tests.support.production import Production, drop_database, production_database, skip_below_a_rehearsal_server
 from tests.support.testing import PgServer, signers
 
 PKG = package.load()
@@ -33,11 +33,7 @@ PKG = package.load()
 
 @pytest.fixture(scope="module", autouse=True)
 def rehearsal_server_of_17_or_later(test_server: PgServer) -> None:
-    if test_server.version < 17:
-        pytest.skip(
-            f"a snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
-            f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)"
-        )
+    skip_below_a_rehearsal_server(test_server.version)
 
 
 @pytest.fixture

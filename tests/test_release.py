@@ -18,6 +18,7 @@ from oneroof.executor import release
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import Blocked, InvariantFailed, LockHeld
+from tests.support.processes import clean_env, interrupt, start_executor
 from tests.support.release import FINAL, GREENFIELD, PKG, TRUST, approve, reading
 from tests.support.testing import ROOT
 
@@ -351,30 +352,11 @@ def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(
 
 
 def test_ctrl_c_after_the_commit_says_the_tiers_are_live(clone: clones.Clone, clone_conn: Any) -> None:
-    import os
-    import signal
-
     approve(clone_conn)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-    env["ONEROOF_ALLOWED_SIGNERS"] = str(TRUST.path)  # the tests' trust root, as the oneroof fixture gives it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oneroof.executor", "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "finalized audit" in line:  # the commit is done
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, "".join(seen) + err
+    env = clean_env(ONEROOF_ALLOWED_SIGNERS=str(TRUST.path))  # the tests' trust root, as the oneroof fixture gives it
+    proc = start_executor("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name, env=env, group=True)
+    _, err = interrupt(proc, after="finalized audit")  # the commit is done
+    assert proc.returncode == 130, err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert (

@@ -8,13 +8,11 @@ server. Skips, saying so, when the service is unreachable (ONEROOF_TEST_PRODUCTI
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +31,14 @@ from oneroof.harness.capture import MARKER, SnapshotResult
 from oneroof.harness.db import connect
 from oneroof.harness.errors import DatabaseExists
 from oneroof.harness.server import bin_dir
+from tests.support.processes import interrupt, start_executor
 from tests.support.production import (
     Production,
     drop_database,
     production_database,
+    skip_below_a_rehearsal_server,
 )
-from tests.support.testing import ROOT, PgServer
+from tests.support.testing import PgServer
 
 # Per-table write counters of production: a snapshot must not move them.
 COUNTERS_SQL = (
@@ -67,12 +67,7 @@ def counters(dsn: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module", autouse=True)
 def rehearsal_server_of_17_or_later(test_server: PgServer) -> None:
-    """The copy is restored with pg_restore 18 into the test server, which must be 17 or later."""
-    if test_server.version < 17:
-        pytest.skip(
-            f"golden snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
-            f"{test_server.version} (the embedded run covers these tests, with PostgreSQL 15 as production)"
-        )
+    skip_below_a_rehearsal_server(test_server.version)
 
 
 @pytest.fixture(scope="module")
@@ -223,40 +218,31 @@ def _sessions(production: Production, wait: float = 10) -> list[str]:
             time.sleep(0.1)
 
 
+@contextmanager
+def _snapshot_mid_copy(
+    production: Production, admin: str, name: str, *, group: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """`oneroof golden snapshot` of production into `name` on `admin`, held mid-copy: its pg_dump
+    waits on a locked table until the block ends (`group`: in a process group of its own, for
+    interrupt()).
+    """
+    holder = _hold_a_table(production)
+    try:
+        snapshot = ("golden", "snapshot", "--from", production.dsn, "--dsn", admin, "--name", name)
+        proc = start_executor(*snapshot, group=group)
+        _wait_for_dump(production)
+        yield proc
+    finally:
+        holder.close()
+
+
 def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(
     production: Production, test_server: PgServer, unique: Any
 ) -> None:
     name = unique("snap_int")
-    holder = _hold_a_table(production)
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "oneroof.executor",
-                "golden",
-                "snapshot",
-                "--from",
-                production.dsn,
-                "--dsn",
-                test_server.admin,
-                "--name",
-                name,
-            ],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        _wait_for_dump(production)
+    with _snapshot_mid_copy(production, test_server.admin, name, group=True) as proc:
         assert leftovers(test_server.admin, name) != []  # the temporary database exists mid-copy
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends the foreground group
-        out, err = proc.communicate(timeout=120)
-    finally:
-        holder.close()
+        _, err = interrupt(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert leftovers(test_server.admin, name) == []
@@ -267,39 +253,14 @@ def test_a_source_that_goes_away_mid_copy_leaves_nothing(
     production: Production, test_server: PgServer, unique: Any
 ) -> None:
     name = unique("snap_gone")
-    holder = _hold_a_table(production)
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "oneroof.executor",
-                "golden",
-                "snapshot",
-                "--from",
-                production.dsn,
-                "--dsn",
-                test_server.admin,
-                "--name",
-                name,
-            ],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        _wait_for_dump(production)
+    with _snapshot_mid_copy(production, test_server.admin, name) as proc:
         with connect(production.admin, autocommit=True) as conn:  # production goes away
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND "
                 "starts_with(application_name, 'oneroof-snapshot')",
                 (production.name,),
             )
-        out, err = proc.communicate(timeout=120)
-    finally:
-        holder.close()
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "pg_dump failed" in err and "nothing was kept" in err and "Traceback" not in err
     assert leftovers(test_server.admin, name) == []

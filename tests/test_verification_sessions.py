@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from oneroof.harness import clones
-from tests.support.testing import ROOT
+from tests.support.processes import suite_args
 
 CHANGES = {
     "ospa": "INSERT INTO os_proposal_approvals (proposal_id, approver, level, package_sha256) "
@@ -22,20 +22,7 @@ CHANGES = {
 
 
 def run_invariants(pytester: pytest.Pytester, clone: clones.Clone, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(
-        str(ROOT / "invariants"),
-        "--rootdir",
-        str(ROOT),
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        "--dsn",
-        clone.dsn,
-        "--expect-db",
-        clone.name,
-        "-p",
-        "no:cacheprovider",
-        *args,
-    )
+    return pytester.runpytest_subprocess(*suite_args(clone.dsn, *args, expect_db=clone.name))
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
@@ -96,15 +83,7 @@ def test_guard_fails_a_test_whose_transaction_got_an_id(pytester: pytest.Pyteste
 
 def test_unreachable_target_stops_the_session_once(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
-        str(ROOT / "invariants"),
-        "--rootdir",
-        str(ROOT),
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        "--dsn",
-        "host=127.0.0.1 port=9 user=postgres dbname=x connect_timeout=2",
-        "-p",
-        "no:cacheprovider",
+        *suite_args("host=127.0.0.1 port=9 user=postgres dbname=x connect_timeout=2")
     )
     assert result.ret == 2
     shown = result.stdout.str() + result.stderr.str()

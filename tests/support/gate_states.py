@@ -46,18 +46,25 @@ STATES = {
 }
 
 
+def deploy_tiers(conn: psycopg.Connection[Any]) -> None:
+    """Deploy tiers 2-6 in `conn`'s open transaction, under the settings a rollout gives them; the
+    caller rolls back.
+    """
+    conn.execute(
+        "SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', '{1}', true)",
+        (catalog.PROPOSAL_CODE,),
+    )
+    for tier in PKG.tiers:
+        for statement in tier.deploy_statements:
+            conn.execute(statement.encode())
+
+
 def state_after(conn: psycopg.Connection[Any], case: str) -> str:
     """gate.state after the steps of STATES[case], all rolled back ("tiers": deploy tiers 2-6)."""
     try:
         for step in STATES[case]:
             if step == "tiers":
-                conn.execute(
-                    "SELECT set_config('oneroof.proposal', %s, true), set_config('oneroof.approval_ids', '{1}', true)",
-                    (catalog.PROPOSAL_CODE,),
-                )
-                for tier in PKG.tiers:
-                    for statement in tier.deploy_statements:
-                        conn.execute(statement.encode())
+                deploy_tiers(conn)
             else:
                 conn.execute(step)
         return gate.state(conn)

@@ -84,6 +84,17 @@ class Production:
     secrets: tuple[str, ...]
 
 
+def skip_below_a_rehearsal_server(version: int) -> None:
+    """Skip the calling test unless the test server (PostgreSQL `version`) is 17 or later: a snapshot of
+    production is restored with pg_restore 18 into it, as into a rehearsal server.
+    """
+    if version < 17:
+        pytest.skip(
+            f"a snapshot restores into a rehearsal server of PostgreSQL 17 or later; the test server is "
+            f"{version} (the embedded run covers these tests, with PostgreSQL 15 as production)"
+        )
+
+
 def drop_database(admin_dsn: str, name: str) -> None:
     with connect(admin_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
