@@ -160,6 +160,8 @@ def test_ratify_through_directus_then_roll_out_and_back(
         "--out",
         str(handed),
         "--yes",
+        "--allowed-signers",
+        str(SIGNERS.trust.path),
     )
     assert signed.returncode == 0, signed.stderr
     as_l4 = oneroof(
@@ -171,6 +173,8 @@ def test_ratify_through_directus_then_roll_out_and_back(
         "--email",
         catalog.account("l4").email,
         "--yes",
+        "--allowed-signers",
+        str(SIGNERS.trust.path),
         env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
     )
     assert as_l4.returncode == 2 and "log in as yourself" in as_l4.stderr  # nobody records another's statement
@@ -183,6 +187,8 @@ def test_ratify_through_directus_then_roll_out_and_back(
         "--email",
         catalog.account("l2").email,
         "--yes",
+        "--allowed-signers",
+        str(SIGNERS.trust.path),
         env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
