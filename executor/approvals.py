@@ -102,26 +102,53 @@ def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) 
     )
 
 
-def sign(plan: Plan, key: str, package: Package, trust: signatures.TrustRoot | None) -> tuple[str, str]:
-    """Sign the plan's statement with the approver's key; (bundle, key fingerprint).
-
-    Refuses a key that sealed the package, and, given the allowed signers, a key they do not
-    list for the approver (so nobody records an approval that cannot count).
+def sign(plan: Plan, key: str, package: Package, trust: signatures.TrustRoot) -> tuple[str, str]:
+    """Sign the plan's statement with the approver's key and judge it as the gate will; (bundle,
+    key fingerprint). SigningFailed when the gate would not count it (nothing is recorded then).
     """
-    message = plan.statement.message()
-    signature = signatures.sign(message, key)
+    signature = signatures.sign(plan.statement.message(), key)
     try:
-        fingerprint = signatures.signer(message, signature)
-        if trust is not None:
-            signatures.verify(message, signature, trust, plan.statement.approver_email)
+        text = signatures.bundle(plan.statement, signature)
     except signatures.BadStatement as exc:
         raise signatures.SigningFailed(f"the new signature does not verify: {exc}") from exc
-    if package.sealer_key == fingerprint:
+    return text, counted(plan.statement, text, package, trust)
+
+
+def counted(statement: signatures.Statement, text: str, package: Package | None, trust: signatures.TrustRoot) -> str:
+    """The fingerprint of the key that signed `text`, when the gate would count it as the approval
+    `statement` describes (gate.statement_problem: every check of signatures.check at this moment,
+    and four eyes against `package` when it is known); else SigningFailed with the gate's reason.
+    """
+    try:
+        _, fingerprint = signatures.check(
+            text,
+            trust,
+            approver_id=statement.approver_id,
+            approver_email=statement.approver_email,
+            level=statement.level,
+            package_sha256=statement.package_sha256,
+            proposal=statement.proposal,
+            database=statement.database,
+            system_identifier=statement.system_identifier,
+            now=gate.clock(None),
+        )
+    except signatures.BadStatement as exc:
+        raise signatures.SigningFailed(
+            f"the gate would not count this approval, so nothing was recorded: {exc}"
+        ) from exc
+    if package is not None and package.sealer_key == fingerprint:
         raise signatures.SigningFailed(
             f"{fingerprint} sealed this package: the approver must not be its sealer "
             "(four eyes); sign with your own key"
         )
-    return signatures.bundle(plan.statement, signature), fingerprint
+    if package is not None and package.seal_signature:
+        sealers = {p.lower() for p in signatures.principals(package.seal_signature, trust)}
+        if statement.approver_email.lower() in sealers:
+            raise signatures.SigningFailed(
+                f"its approver {statement.approver_email} sealed the package (four eyes): "
+                "another approver must ratify it; nothing was recorded"
+            )
+    return fingerprint
 
 
 def whoami(session: directus.Session) -> tuple[str, str]:
@@ -132,16 +159,17 @@ def whoami(session: directus.Session) -> tuple[str, str]:
     return str(me["id"]), str(me.get("email") or "")
 
 
-def handed_over(text: str) -> Plan:
-    """The plan of a statement signed elsewhere (`approve --out`), to record it: its signature must
-    be valid for it (whose key it is, the gate judges against the allowed signers).
+def handed_over(text: str, trust: signatures.TrustRoot) -> Plan:
+    """The plan of a statement signed elsewhere (`approve --out`), to record it: the allowed
+    signers must list its key for its approver, and it must be valid now, as the gate will judge it
+    (which package and proposal it names, `record` checks against Directus).
     """
     try:
-        message, signature = signatures.parse_bundle(text)
+        message, _ = signatures.parse_bundle(text)
         statement = signatures.Statement.parse(message)
-        signatures.signer(message, signature)
     except signatures.BadStatement as exc:
         raise UsageError(f"the handed-over statement cannot be recorded: {exc}") from exc
+    counted(statement, text, None, trust)
     return Plan(statement, 0, (), {})
 
 

@@ -18,6 +18,7 @@ from oneroof.harness.db import check_identifier, connect, first_line, parse
 from oneroof.harness.errors import ExitCode, OneroofError, UsageError
 
 if TYPE_CHECKING:  # imported where used: a command loads only what it needs
+    from oneroof.core.signatures import TrustRoot
     from oneroof.executor.directus import Session
 
 STAGES = ("baseline", "greenfield", "finalized", "gate")
@@ -800,26 +801,40 @@ def _write_statement(path: str, text: str) -> None:
         raise UsageError(f"--out {path} exists: choose a new file") from exc
 
 
+def _approve_trust(args: argparse.Namespace) -> TrustRoot:
+    trust: TrustRoot | None = _trust(args)
+    if trust is None:
+        # without it the gate cannot verify the statement: the approval would be recorded and never count
+        raise UsageError(
+            "no allowed signers to check your key against, so this approval could never count: pass "
+            "--allowed-signers FILE, the allowed-signers file of the reviewed repository (or set "
+            "ONEROOF_ALLOWED_SIGNERS); nothing was signed or recorded"
+        )
+    return trust
+
+
 def cmd_approve(args: argparse.Namespace) -> ExitCode:
-    """`oneroof approve`: sign the ratification and record it through Directus; FAILED if the approver says no."""
+    """`oneroof approve`: sign the ratification, check it counts as the gate will, and record it
+    through Directus; FAILED if the approver says no. Directus is logged in to only once the
+    signed statement is known to count.
+    """
     import datetime as dt
 
     from oneroof.executor import approvals
 
     _check_approve_flags(args)
-    trust = _trust(args)
+    trust = _approve_trust(args)
     if args.submit:
         try:
             text = Path(args.submit).read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--submit {args.submit}: cannot read a signed statement from it") from exc
-        plan = approvals.handed_over(text)
+        plan = approvals.handed_over(text, trust)
     else:
         pkg = package.load(Path(args.package), args.expect_sha256)
         plan = approvals.prepare(
             target.target_dsn(args.dsn), pkg, email=args.email, valid_for=dt.timedelta(hours=args.valid_hours)
         )
-    session = None if args.out else _directus_session(args)
     print("You approve, with your own key:")
     for line in plan.summary():
         print(f"  {line}")
@@ -827,8 +842,7 @@ def cmd_approve(args: argparse.Namespace) -> ExitCode:
         _err("oneroof: not approved: nothing was signed or recorded")
         return ExitCode.FAILED
     if args.submit:
-        assert session is not None
-        approval = approvals.record(session, plan, text)
+        approval = approvals.record(_directus_session(args), plan, text)
         print(
             f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email} "
             f"with the statement signed before, valid until {plan.statement.expires_at}"
@@ -842,8 +856,7 @@ def cmd_approve(args: argparse.Namespace) -> ExitCode:
             "through Directus as you)"
         )
         return ExitCode.OK
-    assert session is not None
-    approval = approvals.record(session, plan, text)
+    approval = approvals.record(_directus_session(args), plan, text)
     print(
         f"APPROVED: approval #{approval} recorded through Directus as {plan.statement.approver_email}, "
         f"signed with {fingerprint}, valid until {plan.statement.expires_at}"

