@@ -60,8 +60,8 @@ def make_role(test_server: PgServer, clone: clones.Clone, worker_id: str) -> Ite
 
 
 def readme_grants() -> list[str]:
-    """The release role's GRANT statements from the README, with {role} and {db} for the names."""
-    text = (ROOT / "README.md").read_text()
+    """The release role's GRANT statements from its docs page, with {role} and {db} for the names."""
+    text = (ROOT / "docs" / "release-role.md").read_text()
     block = text.split("```sql\n-- the release role", 1)[1].split("\n", 1)[1].split("```", 1)[0]
     statements = [s.strip() for s in re.sub(r"--[^\n]*", "", block).split(";") if s.strip()]
     return [s.replace("TO release", "TO {role}").replace("DATABASE directus", "DATABASE {db}") for s in statements]
@@ -135,7 +135,7 @@ def test_a_select_only_role_reads_and_is_refused_before_the_gate_session(
 
 
 def test_every_privilege_of_the_readme_is_needed(clone: clones.Clone, make_role: Role) -> None:
-    """Each GRANT of the README, left out, is named by the check: the list is exact."""
+    """Each GRANT of docs/release-role.md, left out, is named by the check: the list is exact."""
     grants = readme_grants()
     for left_out in range(3, len(grants)):  # CONNECT, USAGE and SELECT are needed to connect and read
         role = make_role("partial", *(g for i, g in enumerate(grants) if i != left_out))

@@ -135,7 +135,7 @@ def test_controls_pass_and_every_invariant_id_is_killed(
     fresh: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """On untouched clones every stage passes; every invariant id of every stage fails under at
-    least one violation above. Prints the figures the README reports.
+    least one violation above. Prints the figures docs/results/kill-matrix.md reports.
     """
     killed_all = 0
     total = 0

@@ -50,7 +50,7 @@ pytestmark = pytest.mark.proof
 PKG = package.load()
 ALLOWED_LEVELS = {"L2", "L4"}  # docs/design.md#s5-2, written down here again on purpose
 OTHER_SHA = "0" * 64
-STEPS: dict[str, int] = {}  # rule name -> times run, over the whole test (the README's figure)
+STEPS: dict[str, int] = {}  # rule name -> times run, over the whole test (docs/results/proofs.md's figure)
 OUTCOMES: dict[str, int] = {}  # what the rollouts, rollbacks and crashes did
 
 
