@@ -568,14 +568,14 @@ def _add_rehearse(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def _new_run_dir(args: argparse.Namespace) -> Path:
-    import datetime as dt
+    from oneroof.executor.rehearse import new_run_dir
 
-    run_dir = _runs_dir(args) / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        return new_run_dir(_runs_dir(args))
     except OSError as exc:
-        raise UsageError(f"cannot create the run directory {run_dir}: {exc.strerror}; pass --runs-dir") from exc
-    return run_dir
+        raise UsageError(
+            f"cannot create a run directory under {_runs_dir(args)}: {exc.strerror or exc}; pass --runs-dir"
+        ) from exc
 
 
 def cmd_rehearse(args: argparse.Namespace) -> ExitCode:
@@ -646,15 +646,15 @@ def _add_report(sub: argparse._SubParsersAction[Parser]) -> None:
 def cmd_report(args: argparse.Namespace) -> ExitCode:
     """`oneroof report`: render a rehearsal's evidence."""
     from oneroof.executor import report
-    from oneroof.executor.rehearse import Evidence
+    from oneroof.executor.rehearse import Evidence, latest_run
 
     if args.run:
         run = Path(args.run)
     else:
-        runs = sorted(p for p in _runs_dir(args).glob("*") if (p / "evidence.json").exists())
-        if not runs:
+        latest = latest_run(_runs_dir(args))
+        if latest is None:
             raise UsageError(f"no rehearsal evidence under {_runs_dir(args)}: run `oneroof rehearse` or pass --run DIR")
-        run = runs[-1]
+        run = latest
     file = run / "evidence.json" if run.is_dir() else run
     try:
         evidence = Evidence.from_json(json.loads(file.read_text()))

@@ -1,0 +1,91 @@
+"""Rehearsal run directories: every run gets its own, even four started at once, and "the latest
+run" is still the newest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oneroof.executor import rehearse as rehearsal
+from oneroof.executor.rehearse import Evidence, latest_run, new_run_dir
+from tests.support.testing import ROOT, PgServer, signers
+
+
+@pytest.fixture
+def frozen() -> dt.datetime:
+    return dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def test_run_directories_made_at_the_same_instant_are_distinct(tmp_path: Path, frozen: dt.datetime) -> None:
+    first, second = new_run_dir(tmp_path / "runs", frozen), new_run_dir(tmp_path / "runs", frozen)
+    assert first != second and first.is_dir() and second.is_dir()
+    assert first.parent == second.parent == tmp_path / "runs"
+    assert first.name.startswith("20250301T120000.000000Z-") and second.name.startswith("20250301T120000.000000Z-")
+
+
+def test_a_run_directory_is_never_one_that_exists(
+    tmp_path: Path, frozen: dt.datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same time and the same random suffix as an existing run: a fresh suffix is drawn, and
+    the existing directory (and the evidence in it) is left alone.
+    """
+    drawn = iter(["aaaaaa", "aaaaaa", "aaaaaa", "bbbbbb"])
+    monkeypatch.setattr(rehearsal, "_run_suffix", lambda: next(drawn))
+    first = new_run_dir(tmp_path, frozen)
+    (first / "evidence.json").write_text("{}")
+    second = new_run_dir(tmp_path, frozen)
+    assert first.name.endswith("-aaaaaa") and second.name.endswith("-bbbbbb")
+    assert (first / "evidence.json").read_text() == "{}" and list(second.iterdir()) == []
+
+
+def test_the_latest_run_is_the_newest_with_evidence(tmp_path: Path) -> None:
+    """Names sort by time, to the microsecond, including the one-second names of earlier versions."""
+    at = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+    legacy = tmp_path / "20250301T115959Z"
+    made = [legacy] + [new_run_dir(tmp_path, at + dt.timedelta(microseconds=n)) for n in (1, 20, 300)]
+    legacy.mkdir()
+    for run in made:
+        (run / "evidence.json").write_text("{}")
+    new_run_dir(tmp_path, at + dt.timedelta(seconds=1))  # newer, but no evidence yet (still running)
+    assert latest_run(tmp_path) == made[-1]
+    assert latest_run(tmp_path / "none") is None
+
+
+@pytest.mark.slow  # four whole rehearsals at once: about 110 s on two busy cores
+def test_four_rehearsals_started_at_once_keep_four_complete_run_directories(
+    test_server: PgServer, tmp_path: Path
+) -> None:
+    """Four `oneroof rehearse` at once, one --runs-dir: four run directories, each with the
+    evidence, reports and JUnit files of the process that printed it, and its own clone.
+    """
+    runs = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
+    env["ONEROOF_HOME"] = str(tmp_path / "home")
+    env["ONEROOF_ALLOWED_SIGNERS"] = str(signers().trust.path)
+    argv = [sys.executable, "-m", "oneroof.executor", "rehearse", "--dsn", test_server.admin]
+    argv += ["--golden", test_server.golden, "--runs-dir", str(runs)]
+    procs = [
+        subprocess.Popen(argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out + err
+    printed = [Path(next(ln for ln in out.splitlines() if ln.startswith("evidence ")).split()[1]) for out, _ in outputs]
+    assert len(set(printed)) == 4 and [p.parent.parent for p in printed] == [runs] * 4
+    assert sorted(runs.iterdir()) == sorted(p.parent for p in printed)
+    clones = []
+    for file, (_out, err) in zip(printed, outputs, strict=True):
+        evidence = Evidence.from_json(json.loads(file.read_text()))
+        assert evidence.ok and evidence.clone and evidence.clone in err  # this process's own clone
+        clones.append(evidence.clone)
+        assert {"report.md", "report.html"} <= {p.name for p in file.parent.iterdir()}
+        assert list(file.parent.glob("junit-*.xml"))
+    assert len(set(clones)) == 4
