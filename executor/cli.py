@@ -13,7 +13,7 @@ import psycopg
 
 from oneroof.core import package, target
 from oneroof.executor import __version__
-from oneroof.harness import catalog, clones, golden, server
+from oneroof.harness import capture, catalog, clones, golden, server
 from oneroof.harness.db import check_identifier, connect, first_line, parse
 from oneroof.harness.errors import ExitCode, OneroofError, UsageError
 
@@ -593,8 +593,9 @@ def cmd_rehearse(args: argparse.Namespace) -> ExitCode:
         parse(args.prod_dsn)
     package.load(Path(args.package), args.expect_sha256)
     admin = target.admin_dsn(args.dsn, _err)
-    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
-        pass
+    with connect(admin) as conn:  # an unreachable server is bad input (exit 2), not a NO-GO
+        if args.snapshot_from is not None:
+            capture.require_rehearsal_server(conn)  # else step 2 fails after a run directory is made
     run_dir = _new_run_dir(args)
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(

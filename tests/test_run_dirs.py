@@ -1,5 +1,5 @@
 """Rehearsal run directories: every run gets its own, even four started at once, and "the latest
-run" is still the newest.
+run" is still the newest; a rehearsal server too old for the capture is refused before one is made.
 """
 
 from __future__ import annotations
@@ -10,12 +10,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from oneroof.executor import rehearse as rehearsal
 from oneroof.executor.rehearse import Evidence, latest_run, new_run_dir
+from oneroof.harness.db import connect
+from oneroof.harness.errors import OneroofError
 from tests.support.testing import ROOT, PgServer, signers
+
+OLD_SERVER = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"  # the PostgreSQL 15 service
 
 
 @pytest.fixture
@@ -89,3 +94,30 @@ def test_four_rehearsals_started_at_once_keep_four_complete_run_directories(
         assert {"report.md", "report.html"} <= {p.name for p in file.parent.iterdir()}
         assert list(file.parent.glob("junit-*.xml"))
     assert len(set(clones)) == 4
+
+
+def test_a_rehearsal_server_older_than_17_is_refused_before_anything_is_written(
+    oneroof: Any, test_server: PgServer, tmp_path: Path
+) -> None:
+    """`rehearse --from PROD --dsn <PostgreSQL 15>`: exit 2, one line naming the version and the
+    fix, no run directory, no snapshot database, no clone.
+    """
+    try:
+        with connect(OLD_SERVER) as conn:
+            version = conn.info.server_version
+            before = conn.execute("SELECT array_agg(datname ORDER BY datname) AS d FROM pg_database").fetchone()["d"]
+    except OneroofError:
+        pytest.skip(f"needs the PostgreSQL service at {OLD_SERVER!r} as an old rehearsal server: not reachable")
+    if version >= 170000:
+        pytest.skip(f"the service at {OLD_SERVER!r} is PostgreSQL {version // 10000}, not older than 17")
+    runs = tmp_path / "runs"
+    result = oneroof("rehearse", "--from", test_server.admin, "--dsn", OLD_SERVER, "--runs-dir", str(runs))
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"runs PostgreSQL {version // 10000}" in lines[0] and "PostgreSQL 17 or later" in lines[0]
+    assert "leave out --dsn" in lines[0]  # what to do
+    assert result.stdout == "" and not runs.exists()
+    with connect(OLD_SERVER) as conn:
+        after = conn.execute("SELECT array_agg(datname ORDER BY datname) AS d FROM pg_database").fetchone()["d"]
+    assert after == before
