@@ -13,7 +13,7 @@ import psycopg
 
 from oneroof.core import package, target
 from oneroof.executor import __version__
-from oneroof.harness import catalog, clones, golden, server
+from oneroof.harness import capture, catalog, clones, golden, server
 from oneroof.harness.db import check_identifier, connect, first_line, parse
 from oneroof.harness.errors import ExitCode, OneroofError, UsageError
 
@@ -569,14 +569,14 @@ def _add_rehearse(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def _new_run_dir(args: argparse.Namespace) -> Path:
-    import datetime as dt
+    from oneroof.executor.rehearse import new_run_dir
 
-    run_dir = _runs_dir(args) / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        return new_run_dir(_runs_dir(args))
     except OSError as exc:
-        raise UsageError(f"cannot create the run directory {run_dir}: {exc.strerror}; pass --runs-dir") from exc
-    return run_dir
+        raise UsageError(
+            f"cannot create a run directory under {_runs_dir(args)}: {exc.strerror or exc}; pass --runs-dir"
+        ) from exc
 
 
 def cmd_rehearse(args: argparse.Namespace) -> ExitCode:
@@ -594,8 +594,9 @@ def cmd_rehearse(args: argparse.Namespace) -> ExitCode:
         parse(args.prod_dsn)
     package.load(Path(args.package), args.expect_sha256)
     admin = target.admin_dsn(args.dsn, _err)
-    with connect(admin):  # an unreachable server is bad input (exit 2), not a NO-GO
-        pass
+    with connect(admin) as conn:  # an unreachable server is bad input (exit 2), not a NO-GO
+        if args.snapshot_from is not None:
+            capture.require_rehearsal_server(conn)  # else step 2 fails after a run directory is made
     run_dir = _new_run_dir(args)
     _err(f"rehearsal run {run_dir}")
     evidence = rehearse(
@@ -647,15 +648,15 @@ def _add_report(sub: argparse._SubParsersAction[Parser]) -> None:
 def cmd_report(args: argparse.Namespace) -> ExitCode:
     """`oneroof report`: render a rehearsal's evidence."""
     from oneroof.executor import report
-    from oneroof.executor.rehearse import Evidence
+    from oneroof.executor.rehearse import Evidence, latest_run
 
     if args.run:
         run = Path(args.run)
     else:
-        runs = sorted(p for p in _runs_dir(args).glob("*") if (p / "evidence.json").exists())
-        if not runs:
+        latest = latest_run(_runs_dir(args))
+        if latest is None:
             raise UsageError(f"no rehearsal evidence under {_runs_dir(args)}: run `oneroof rehearse` or pass --run DIR")
-        run = runs[-1]
+        run = latest
     file = run / "evidence.json" if run.is_dir() else run
     try:
         evidence = Evidence.from_json(json.loads(file.read_text()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import shutil
 import tempfile
 import time
@@ -597,6 +598,35 @@ STEPS: tuple[Stage, ...] = (
     Stage(StepName.GOLDEN_INTACT, "golden database unchanged", Run._golden_intact, closing=True),
 )
 KEEP_TITLE = "keep the rehearsal clone (--keep)"  # the drop_clone step's title under --keep
+
+
+def _run_suffix() -> str:
+    return secrets.token_hex(3)
+
+
+def new_run_dir(runs: Path, at: dt.datetime | None = None) -> Path:
+    """A new, empty run directory under `runs` (made if missing), never one that already exists.
+
+    Its name is the UTC start time to the microsecond and a random suffix
+    (20250301T120000.123456Z-3f9a1c): two rehearsals started at once each get their own, and
+    names sort by start time, so `latest_run` finds the newest. Raises OSError when it cannot be made.
+    """
+    stamp = (at or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
+    runs.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        run_dir = runs / f"{stamp}-{_run_suffix()}"
+        try:
+            run_dir.mkdir()  # exclusive: the evidence of another run is never overwritten
+        except FileExistsError:
+            continue  # the same instant and the same suffix as another run: draw again
+        return run_dir
+    raise FileExistsError(f"no free run directory name under {runs} for {stamp}")
+
+
+def latest_run(runs: Path) -> Path | None:
+    """The run directory under `runs` that started last among those with evidence.json, if any."""
+    done = sorted(p for p in runs.glob("*") if (p / "evidence.json").exists())
+    return done[-1] if done else None
 
 
 def rehearse(

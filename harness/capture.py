@@ -407,14 +407,19 @@ class _Copy:
         self.phases[phase] = time.monotonic() - since
 
 
-def _claim(admin: psycopg.Connection[Any], copy: _Copy, replace: bool) -> None:
-    """Refuse a rehearsal server pg_restore 18 cannot restore into, and a name oneroof may not use."""
+def require_rehearsal_server(admin: psycopg.Connection[Any]) -> None:
+    """Refuse (UsageError) a rehearsal server pg_restore 18 cannot restore a copy of production into."""
     if admin.info.server_version < MIN_REHEARSAL_SERVER:
         raise UsageError(
             f"the rehearsal server runs PostgreSQL {admin.info.server_version // 10000}; the copy "
             "is restored with pg_restore 18, which needs a rehearsal server of PostgreSQL 17 or "
             "later: leave out --dsn to use the embedded PostgreSQL 18 (production may be older)"
         )
+
+
+def _claim(admin: psycopg.Connection[Any], copy: _Copy, replace: bool) -> None:
+    """Refuse a rehearsal server pg_restore 18 cannot restore into, and a name oneroof may not use."""
+    require_rehearsal_server(admin)
     claim_golden_name(admin, copy.name, replace=replace, action="golden snapshot", renew="refresh it from production")
 
 
