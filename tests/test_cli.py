@@ -282,7 +282,7 @@ def test_embedded_server_runs_for_an_ordinary_user() -> None:
         )
 
     probe = subprocess.run(
-        ["runuser", "-u", "nobody", "--", sys.executable, "-c", "import executor"],
+        ["runuser", "-u", "nobody", "--", sys.executable, "-c", "import oneroof.executor"],
         capture_output=True,
         text=True,
         env=env,

@@ -280,7 +280,9 @@ class ReleaseModel(RuleBasedStateMachine):
                 sys.executable,
                 "-c",
                 "import os, sys; from pathlib import Path; "
-                "from executor import package, rehearsal, release, signatures; release.rollout(sys.argv[1], "
+                "from oneroof.core import evidence as rehearsal, package, signatures; "
+                "from oneroof.executor import release; "
+                "release.rollout(sys.argv[1], "
                 "package.load(), confirm_db=sys.argv[2], gate_session=False, audit=False, "
                 "trust=signatures.TrustRoot.load(Path(os.environ[signatures.ENV])), "
                 "rehearsal=rehearsal.from_flag(None))",
