@@ -1,5 +1,5 @@
 """Mutation testing of the invariant suite and the gate: how many small changes to invariants/
-and executor/gate.py the tests kill.
+and core/gate.py the tests kill.
 
     python bench/mutation.py run [--dsn ADMIN_DSN] [--minutes 45] [--write-docs]
     python bench/mutation.py report [--write-docs]                     # the last run's score again
@@ -400,7 +400,7 @@ def check_content() -> int:
 
 
 def run(admin: str, minutes: float, write_docs: bool = False) -> int:
-    """Prepare, run cosmic-ray over invariants/ and executor/gate.py, report, clean up."""
+    """Prepare, run cosmic-ray over invariants/, core/gate.py, core/content.py and core/metrics.py, report, clean up."""
     STATE.mkdir(parents=True, exist_ok=True)
     originals = {name: (ROOT / name).read_bytes() for name in MUTATED}
     entries = prepare(admin)

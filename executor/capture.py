@@ -18,7 +18,7 @@ def take(
     progress: snapshot.Progress | None = None,
 ) -> snapshot.SnapshotResult:
     """Copy production into golden database `name` (see harness.snapshot.take), comparing the
-    copy with production by the fingerprint of invariants/metrics.py.
+    copy with production by the fingerprint of core/metrics.py.
     """
     return snapshot.take(
         prod_dsn,

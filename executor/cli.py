@@ -356,7 +356,7 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(
             f"verify does not take {', '.join(snapshot_options)}: it is a verification and never "
             "changes snapshots; to update them, run `pytest invariants --snapshot-update ...` on a branch "
-            "then `oneroof package seal`, and commit the reviewed diff of rollout/snapshots/"
+            "then `oneroof package seal`, and commit the reviewed diff of snapshots/"
         )
 
     if not Path(args.package).is_dir():

@@ -1,4 +1,4 @@
-"""invariants/content.py reads the package's amber snapshots back: every value syrupy writes for
+"""core/content.py reads the package's amber snapshots back: every value syrupy writes for
 plain data comes back equal (no database: the stages' own sessions test the rest).
 """
 

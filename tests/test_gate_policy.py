@@ -1,4 +1,4 @@
-"""The gate's judgement of one approval (executor/gate.py approval_problem), case by case: every
+"""The gate's judgement of one approval (core/gate.py approval_problem), case by case: every
 reason an approval does not count, and the cases that do count; then the signed statement of an
 approval (gate.statement_problem). Plain values and ssh-keygen, no database: the database side is
 tests/test_gate.py and tests/test_signatures.py; these tables are what the mutation run leans on.

@@ -14,7 +14,7 @@ After every step:
   left behind.
 When an example ends, the invariant stage of its last state runs as a real pytest session.
 
-The budget comes from the hypothesis profile (fixtures/testing.py): `ci` runs 6 examples of 25
+The budget comes from the hypothesis profile (tests/support/testing.py): `ci` runs 6 examples of 25
 steps; `HYPOTHESIS_PROFILE=nightly pytest -m proof tests/test_model.py` runs 150 of 60.
 """
 
