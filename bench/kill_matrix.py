@@ -102,11 +102,7 @@ def main() -> int:
     suite = next(ET.parse(args.junit).getroot().iter("testsuite"))
     lines = table(cases(args.junit), VIOLATIONS)
     lines += ["", f"The run: {suite.get('timestamp', '?')}, {float(suite.get('time', 0)):.0f} s."]
-    print("\n".join(lines))
-    if args.write_docs:
-        page = results.DOCS / "kill-matrix.md"
-        results.write(page, "\n".join(lines), results.command_line("kill_matrix.py", sys.argv[1:]))
-        print(f"wrote {page}")
+    results.publish(lines, "kill-matrix.md", "kill_matrix.py", sys.argv[1:], write_docs=args.write_docs)
     return 0
 
 

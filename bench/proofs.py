@@ -85,11 +85,7 @@ def main() -> int:
     parser.add_argument("--write-docs", action="store_true", help="write the figures into docs/results/proofs.md")
     args = parser.parse_args()
     lines = summary(figures(args.junit))
-    print("\n".join(lines))
-    if args.write_docs:
-        page = results.DOCS / "proofs.md"
-        results.write(page, "\n".join(lines), results.command_line("proofs.py", sys.argv[1:]))
-        print(f"wrote {page}")
+    results.publish(lines, "proofs.md", "proofs.py", sys.argv[1:], write_docs=args.write_docs)
     return 0
 
 

@@ -134,6 +134,14 @@ def write(
     replace(page, text)
 
 
+def publish(lines: Sequence[str], page: str, script: str, argv: Sequence[str], *, write_docs: bool) -> None:
+    """Print a script's figures; with `write_docs`, also write them into docs/results/`page`."""
+    print("\n".join(lines))
+    if write_docs:
+        write(DOCS / page, "\n".join(lines), command_line(script, argv))
+        print(f"wrote {DOCS / page}")
+
+
 def replace(page: Path, text: str) -> None:
     """Write `text` to `page` atomically: a reader sees the old page or the new one, never half."""
     fd, temp = tempfile.mkstemp(prefix=f".{page.name}.", dir=page.parent)

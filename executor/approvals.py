@@ -114,24 +114,26 @@ def sign(plan: Plan, key: str, package: Package, trust: signatures.TrustRoot) ->
     return text, counted(plan.statement, text, package, trust)
 
 
+STATEMENT_FIELDS = (
+    "approver_id",
+    "approver_email",
+    "level",
+    "package_sha256",
+    "proposal",
+    "database",
+    "system_identifier",
+)
+
+
 def counted(statement: signatures.Statement, text: str, package: Package | None, trust: signatures.TrustRoot) -> str:
     """The fingerprint of the key that signed `text`, when the gate would count it as the approval
     `statement` describes (gate.statement_problem: every check of signatures.check at this moment,
     and four eyes against `package` when it is known); else SigningFailed with the gate's reason.
     """
     try:
-        _, fingerprint = signatures.check(
-            text,
-            trust,
-            approver_id=statement.approver_id,
-            approver_email=statement.approver_email,
-            level=statement.level,
-            package_sha256=statement.package_sha256,
-            proposal=statement.proposal,
-            database=statement.database,
-            system_identifier=statement.system_identifier,
-            now=gate.clock(None),
-        )
+        # What the statement names is what the gate will expect of it: the same fields, by name.
+        expected = {name: getattr(statement, name) for name in STATEMENT_FIELDS}
+        _, fingerprint = signatures.check(text, trust, now=gate.clock(None), **expected)
     except signatures.BadStatement as exc:
         raise signatures.SigningFailed(
             f"the gate would not count this approval, so nothing was recorded: {exc}"

@@ -17,6 +17,7 @@ from oneroof.harness import clones
 from oneroof.harness.catalog import GOLDEN_NAME
 from oneroof.harness.db import connect
 from oneroof.harness.errors import OneroofError
+from tests.support.matrix import SEED_ROWS
 from tests.support.testing import PASSWORD_ROLE, PgServer
 
 SEED = content.figures(package.snapshots_dir(package.DEFAULT_DIR), "baseline")  # a new golden database's figures
@@ -65,16 +66,7 @@ def test_embedded_server_and_the_main_job(oneroof: Any, tmp_path: Path) -> None:
         matrix = main_job.stdout.split("\n\n")[0].splitlines()[1:]
         assert max(map(len, matrix)) <= 100  # the evidence wraps under its row
         rows = [line.split("  ")[0] for line in matrix if not line.startswith(" ")]
-        assert rows == [
-            "Production rollout executor",
-            "Rollback executor",
-            "Verification suite",
-            "Gate monitor",
-            "Option 3 inert shadow",
-            "Clone harness",
-            "Human ratification gate",
-            "Production activation (tiers 2–6 in prod)",
-        ]
+        assert rows == SEED_ROWS
         assert "RELEASE READINESS: GO" in main_job.stdout
         assert list((tmp_path / "home" / "runs").glob("*/report.html"))
     finally:

@@ -23,19 +23,9 @@ from oneroof.executor.rehearse import STEPS, Evidence, approve_rehearsal, rehear
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import CloneError
+from tests.support.matrix import SEED_ROWS
 from tests.support.processes import interrupt, start_executor
 from tests.support.testing import ROOT, PgServer
-
-SEED_ROWS = [
-    "Production rollout executor",
-    "Rollback executor",
-    "Verification suite",
-    "Gate monitor",
-    "Option 3 inert shadow",
-    "Clone harness",
-    "Human ratification gate",
-    "Production activation (tiers 2–6 in prod)",
-]
 
 
 def test_one_table_of_steps_in_the_order_their_names_are_defined() -> None:
