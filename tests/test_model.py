@@ -108,6 +108,7 @@ class ReleaseModel(RuleBasedStateMachine):
         self.ledger: list[tuple[str, int]] = []
         self.tick = 0
         self.last_revert = -1
+        self.owners: set[int] = set()  # the approvals the owners of the last rollout rest on
         self.tokens: set[str] = set()
         self.suspended: set[str] = set()
         self.marked = True
@@ -248,6 +249,7 @@ class ReleaseModel(RuleBasedStateMachine):
             rows = self.conn.execute("SELECT approval_ids FROM os_release_ledger ORDER BY id DESC LIMIT 5").fetchall()
             assert all(sorted(r["approval_ids"]) == valid for r in rows), rows
             self.ledger += [("deploy", t.number) for t in PKG.tiers]
+            self.owners = set(valid)
             self.state = "finalized"
             OUTCOMES["applied"] = OUTCOMES.get("applied", 0) + 1
         else:
@@ -425,7 +427,15 @@ class ReleaseModel(RuleBasedStateMachine):
                 code = release.run_stage(
                     self.clone.dsn, self.state, expect_db=self.clone.name, allowed_signers=signers().trust.path
                 )
-                assert code == 0, f"the {self.state} invariant stage failed (pytest exit {code})"
+                # A finalized database whose owners rest on an approval that no longer counts (revoked,
+                # its approver suspended or given a token since) fails its stage: the stage says so.
+                backed = self.state != "finalized" or all(
+                    self._counts(a) for a in self.approvals if a.id in self.owners
+                )
+                assert code == (0 if backed else 1), (
+                    f"the {self.state} invariant stage exited {code}; the model expects "
+                    f"{'a pass' if backed else 'a failure: an approval the owners rest on no longer counts'}"
+                )
         finally:
             self.conn.close()
             shutil.rmtree(self.evidence, ignore_errors=True)
