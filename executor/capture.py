@@ -5,25 +5,25 @@ from __future__ import annotations
 from oneroof.core import metrics
 from oneroof.executor import __version__
 from oneroof.harness import capture as snapshot
-from oneroof.harness import catalog
 
 
 def take(
     prod_dsn: str,
     admin_dsn: str,
     *,
-    name: str = catalog.GOLDEN_NAME,
+    name: str | None = None,
     replace: bool = False,
     jobs: int = 1,
     progress: snapshot.Progress | None = None,
 ) -> snapshot.SnapshotResult:
-    """Copy production into golden database `name` (see harness.snapshot.take), comparing the
-    copy with production by the fingerprint of core/metrics.py.
+    """Copy production into golden database `name` (default capture_<production database>, never
+    the synthetic golden's name; see harness.capture.take), comparing the copy with production by
+    the fingerprint of core/metrics.py.
     """
     return snapshot.take(
         prod_dsn,
         admin_dsn,
-        name=name,
+        name=name or snapshot.default_name(prod_dsn),
         read=metrics.fingerprint_in_snapshot,
         tool=f"oneroof {__version__}",
         replace=replace,

@@ -169,7 +169,12 @@ def _add_golden(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
-    p.add_argument("--name", default=catalog.GOLDEN_NAME, help=f"database name (default {catalog.GOLDEN_NAME})")
+    p.add_argument(
+        "--name",
+        default=None,
+        help=f"database name (build: default {catalog.GOLDEN_NAME}, the synthetic golden; snapshot: default "
+        f"{catalog.CAPTURE_PREFIX}<production database>, so a capture never replaces the synthetic golden)",
+    )
     p.add_argument(
         "--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database that oneroof made"
     )
@@ -194,6 +199,7 @@ def cmd_golden(args: argparse.Namespace) -> ExitCode:
         from oneroof.executor.capture import take
 
         snap = take(args.prod_dsn, admin, name=args.name, replace=args.replace, jobs=args.jobs, progress=_progress)
+        _err(f"golden {snap.name}: {snap.provenance.describe()}")
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in snap.phases.items())
         _err(
             f"snapshot {snap.name}: {snap.tables} tables, {snap.bytes / 1e6:,.1f} MB in {snap.seconds:.1f} s ({phases})"
@@ -209,7 +215,7 @@ def cmd_golden(args: argparse.Namespace) -> ExitCode:
     pkg = package.load(Path(args.package))
     result = golden.build(
         admin,
-        name=args.name,
+        name=args.name or catalog.GOLDEN_NAME,
         scale=args.scale,
         tool=f"oneroof {__version__}",
         package_sha256=pkg.sha256,
@@ -549,14 +555,20 @@ def _add_rehearse(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
     p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
-    p.add_argument("--golden", default=catalog.GOLDEN_NAME, help=f"golden database (default {catalog.GOLDEN_NAME})")
+    p.add_argument(
+        "--golden",
+        default=None,
+        help=f"golden database (default {catalog.GOLDEN_NAME}, the synthetic golden; with --from, "
+        f"{catalog.CAPTURE_PREFIX}<production database>, the capture)",
+    )
     p.add_argument(
         "--from",
         dest="snapshot_from",
         default=None,
         metavar="PROD_DSN",
-        help="first snapshot production (read-only) into the golden database named by --golden, "
-        "replacing a golden oneroof made; production's gate is then read too",
+        help="first capture production (read-only) into its own golden database, "
+        f"{catalog.CAPTURE_PREFIX}<production database> unless --golden names another, replacing a "
+        "golden oneroof made; production's gate is then read too",
     )
     p.add_argument("--jobs", type=int, default=1, help="with --from: parallel pg_dump/pg_restore jobs (default 1)")
     p.add_argument("--prod-dsn", default=None, help="read the production gate here, read-only (entry == exit)")
@@ -582,14 +594,14 @@ def _new_run_dir(args: argparse.Namespace) -> Path:
 def cmd_rehearse(args: argparse.Namespace) -> ExitCode:
     """`oneroof rehearse`: the whole release on a fresh clone; OK for GO, FAILED for NO-GO."""
     from oneroof.executor import report
-    from oneroof.executor.rehearse import rehearse
+    from oneroof.executor.rehearse import default_golden, golden_in_use, rehearse
 
     # Bad input is refused before anything is written: no run directory, no report, and so no
     # "latest run" that is only a typo (exit 2; a package that fails its integrity check, exit 4).
     if args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
     prod_trust = _trust(args)
-    check_identifier(args.golden, "--golden")
+    golden_name = check_identifier(args.golden or default_golden(args.snapshot_from), "--golden")
     if args.prod_dsn is not None:
         parse(args.prod_dsn)
     package.load(Path(args.package), args.expect_sha256)
@@ -597,14 +609,15 @@ def cmd_rehearse(args: argparse.Namespace) -> ExitCode:
     with connect(admin) as conn:  # an unreachable server is bad input (exit 2), not a NO-GO
         if args.snapshot_from is not None:
             capture.require_rehearsal_server(conn)  # else step 2 fails after a run directory is made
+    using = golden_in_use(admin, golden_name, args.snapshot_from)
     run_dir = _new_run_dir(args)
-    _err(f"rehearsal run {run_dir}")
+    _err(f"rehearsal run {run_dir}\n{using}")
     evidence = rehearse(
         admin,
         run_dir=run_dir,
         package_dir=Path(args.package),
         scale=args.scale,
-        golden_name=args.golden,
+        golden_name=golden_name,
         expect_sha256=args.expect_sha256,
         keep=args.keep,
         prod_dsn=args.prod_dsn,

@@ -28,7 +28,7 @@ from oneroof.core import gate, metrics, package, signatures
 from oneroof.core.evidence import StepName
 from oneroof.executor import __version__, release
 from oneroof.executor.monitor import monitor
-from oneroof.harness import catalog, clones, golden, marks
+from oneroof.harness import capture, catalog, clones, golden, marks
 from oneroof.harness.capture import Provenance
 from oneroof.harness.db import connect, consistent_read, database_exists, public, with_dbname
 from oneroof.harness.errors import Blocked, CloneError, OneroofError
@@ -267,7 +267,7 @@ class Run:
             if current is not None and not current.ok:
                 current.detail = "interrupted (Ctrl-C) before this step finished"
                 current.exit_code = 130
-            self.note("interrupted: cleaning up")
+            self.note("        interrupted (Ctrl-C): cleaning up; the verdict is NO-GO (interrupted: Ctrl-C)")
         finally:
             if self.state.keydir is not None:  # the one-off key is never kept
                 shutil.rmtree(self.state.keydir, ignore_errors=True)
@@ -629,13 +629,33 @@ def latest_run(runs: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def default_golden(snapshot_from: str | None) -> str:
+    """The golden database a rehearsal uses unless it is named: with `snapshot_from`, the capture of
+    that production (capture_<its database>), else the synthetic golden. Two names, so that a
+    rehearsal on production's data never replaces the synthetic golden of later plain rehearsals.
+    """
+    return capture.default_name(snapshot_from) if snapshot_from else catalog.GOLDEN_NAME
+
+
+def golden_in_use(admin_dsn: str, name: str, snapshot_from: str | None) -> str:
+    """One line saying which golden database a rehearsal is about to use, and of which kind."""
+    if snapshot_from:
+        return f"golden {name}: a capture of production `{capture.source_database(snapshot_from)}`, taken now (--from)"
+    with connect(admin_dsn, autocommit=True) as admin:
+        if not database_exists(admin, name):
+            return f"golden {name}: synthetic golden, built now (it is missing)"
+        marked = marks.is_golden(admin, name)
+    origin = golden.provenance(admin_dsn, name) if marked else Provenance("unmarked")
+    return f"golden {name}: {origin.describe()}"
+
+
 def rehearse(
     admin_dsn: str,
     *,
     run_dir: Path,
     package_dir: Path = package.DEFAULT_DIR,
     scale: int = 1,
-    golden_name: str = catalog.GOLDEN_NAME,
+    golden_name: str | None = None,
     expect_sha256: str | None = None,
     keep: bool = False,
     prod_dsn: str | None = None,
@@ -651,8 +671,10 @@ def rehearse(
     `prod_trust` is the allowed signers for reading the production gate (--prod-dsn). With
     `snapshot_from` (a production DSN), the golden database is first (re-)snapshotted from
     production, and production's gate is read at the end (unless `prod_dsn` names another).
+    `golden_name` defaults to default_golden(snapshot_from).
     """
     prod_dsn = prod_dsn or snapshot_from
+    golden_name = golden_name or default_golden(snapshot_from)
     started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(

@@ -14,7 +14,8 @@ from typing import Any
 
 from oneroof.core import metrics
 from oneroof.core.evidence import StepName
-from oneroof.executor.rehearse import Evidence
+from oneroof.executor.rehearse import Evidence, Step
+from oneroof.harness.errors import ExitCode
 
 FIGURES = metrics.METRICS  # the order of the figures in the compliance line and the figures table
 
@@ -39,6 +40,13 @@ def _failed(evidence: Evidence, *names: StepName) -> str:
     missing = [n for n in names if evidence.step(n) is None]
     parts = [f"{s.title}: {s.detail}" for s in bad] + ([f"not reached: {', '.join(missing)}"] if missing else [])
     return "FAILED: " + "; ".join(parts)
+
+
+def _result(evidence: Evidence, step: Step) -> str:
+    """A step's result in the step tables: ok, FAILED, or INTERRUPTED for the step Ctrl-C stopped."""
+    if step.ok:
+        return "ok"
+    return "INTERRUPTED" if evidence.interrupted and step.exit_code == ExitCode.INTERRUPTED else "FAILED"
 
 
 def _figures(metrics: dict[str, Any]) -> str:
@@ -237,11 +245,9 @@ def _clone_row(evidence: Evidence, seen: Seen) -> Row:
 
 
 def _ratification_row(evidence: Evidence, seen: Seen) -> Row:
-    gate, prod = seen.gate, seen.prod
+    gate, why, prod = seen.gate, seen.why, seen.prod
     if gate == "BLOCKED" and _approvals_only(prod):
-        status = (
-            "CLOSED — single blocker ospa=0." if _ospa(prod) == 0 else f"CLOSED — single blocker: {prod['reasons'][0]}"
-        )
+        status = f"CLOSED — single blocker: {why}"  # the gate's own words, as everywhere else
     elif gate == "BLOCKED":
         status = f"CLOSED — {seen.why}"
     elif gate == "OPEN":
@@ -306,8 +312,15 @@ def matrix(evidence: Evidence) -> list[Row]:
 def verdict(evidence: Evidence) -> dict[str, str]:
     """Release readiness and production execution, separately."""
     gate, why = production_gate(evidence)
-    readiness = "GO (engineering-complete, execution-proven)" if evidence.ok else "NO-GO (a rehearsal step failed)"
-    if not evidence.ok:
+    if evidence.ok:
+        readiness = "GO (engineering-complete, execution-proven)"
+    elif evidence.interrupted:  # no step failed: it was stopped
+        readiness = "NO-GO (interrupted: Ctrl-C)"
+    else:
+        readiness = "NO-GO (a rehearsal step failed)"
+    if evidence.interrupted:
+        production = "NO-GO: the rehearsal was interrupted (Ctrl-C) before it held"
+    elif not evidence.ok:
         production = "NO-GO: the rehearsal did not hold"
     elif baseline_drift(evidence):
         production = "NO-GO: production differs from the rehearsed baseline (see the verification suite row)"
@@ -392,7 +405,7 @@ def as_markdown(evidence: Evidence) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {i} | {s.title} | {'ok' if s.ok else 'FAILED'}: {s.detail.replace('|', '/')} | "
+        f"| {i} | {s.title} | {_result(evidence, s)}: {s.detail.replace('|', '/')} | "
         f"{'' if s.exit_code is None else s.exit_code} | {s.seconds:.2f} |"
         for i, s in enumerate(evidence.steps, 1)
     ]
@@ -431,6 +444,16 @@ font-weight:600}.rejected{color:#7a5c00;font-weight:600}.note{color:#5b6670;font
 .bar{background:#4a7bd0;height:.8rem;display:inline-block;border-radius:2px}code{font-size:.9em}"""  # noqa: E501
 
 
+def _inline(text: str) -> str:
+    """Text for the HTML page, escaped, with inline code (`directus`) as <code>: the evidence and
+    the verdicts quote database names and commands as Markdown does. An unpaired backtick stays.
+    """
+    parts = text.split("`")
+    if len(parts) % 2 == 0:
+        return html.escape(text)
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+
+
 def as_html(evidence: Evidence) -> str:
     """One self-contained page: matrix, verdict, compliance, figures and the step timeline."""
     e = html.escape
@@ -438,13 +461,13 @@ def as_html(evidence: Evidence) -> str:
     longest = max((s.seconds for s in evidence.steps), default=1.0) or 1.0
     rows = "".join(
         f"<tr><td>{e(r.component)}</td>"
-        f'<td class="{"rejected" if r.rejected else "go" if r.go else "nogo"}">{e(r.status)}</td>'
-        f"<td>{e(r.evidence)}</td></tr>"
+        f'<td class="{"rejected" if r.rejected else "go" if r.go else "nogo"}">{_inline(r.status)}</td>'
+        f"<td>{_inline(r.evidence)}</td></tr>"
         for r in matrix(evidence)
     )
     steps = "".join(
-        f'<tr><td>{i}</td><td>{e(s.title)}</td><td class="{"go" if s.ok else "nogo"}">{"ok" if s.ok else "FAILED"}</td>'
-        f"<td>{e(s.detail)}</td><td>{s.seconds:.2f} s<br>"
+        f'<tr><td>{i}</td><td>{e(s.title)}</td><td class="{"go" if s.ok else "nogo"}">{_result(evidence, s)}</td>'
+        f"<td>{_inline(s.detail)}</td><td>{s.seconds:.2f} s<br>"
         f'<span class=bar style="width:{max(2, 160 * s.seconds / longest):.0f}px">'
         f"</span></td></tr>"
         for i, s in enumerate(evidence.steps, 1)
@@ -469,11 +492,11 @@ def as_html(evidence: Evidence) -> str:
 <body><h1>One-Roof release GO/NO-GO</h1>
 <p>{e(evidence.started_at)} · package {e(str(evidence.package.get("name", "?")))} <code>{e(str(evidence.package.get("sha256", "unverified")))}</code>
 · {e(evidence.tool)} · rehearsal {evidence.seconds:.1f} s</p>
-<p>Golden <code>{e(evidence.golden)}</code>: {e(evidence.golden_origin or "origin not recorded")}</p>
+<p>Golden <code>{e(evidence.golden)}</code>: {_inline(evidence.golden_origin or "origin not recorded")}</p>
 <h2>Classification matrix</h2><table><tr><th>Component</th><th>Status</th><th>Evidence</th></tr>{rows}</table>
-<h2>Overall verdict</h2><p class="verdict">RELEASE READINESS: {e(v["release_readiness"])}<br>
-PRODUCTION EXECUTION: {e(v["production_execution"])}</p>
-<h2>Forbidden-compliance</h2><p>{e(compliance(evidence))}</p>
+<h2>Overall verdict</h2><p class="verdict">RELEASE READINESS: {_inline(v["release_readiness"])}<br>
+PRODUCTION EXECUTION: {_inline(v["production_execution"])}</p>
+<h2>Forbidden-compliance</h2><p>{_inline(compliance(evidence))}</p>
 <h2>Figures</h2><table><tr><th>metric</th><th>golden (after rehearsal)</th><th>production</th></tr>{fig_rows}</table>
 <h2>Step timeline</h2><table><tr><th>#</th><th>step</th><th>result</th><th>detail</th><th>duration</th></tr>{steps}</table>
 </body></html>

@@ -14,6 +14,7 @@ inside the caller's transaction.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from oneroof.harness import catalog
 from oneroof.harness.db import LOCK_TIMEOUT_MS, check_identifier, connect, database_exists, parse, with_dbname
 from oneroof.harness.errors import ExitCode, OneroofError, UsageError
 from oneroof.harness.marks import GOLDEN_SETTING, claim_golden_name
@@ -117,6 +119,25 @@ class SnapshotResult:
         data = asdict(self)
         data["provenance"] = asdict(self.provenance)
         return data
+
+
+def source_database(prod_dsn: str) -> str:
+    """The database `prod_dsn` names, found as libpq finds it but without connecting: dbname, else
+    PGDATABASE, else the user name (user, PGUSER, the login name).
+    """
+    params = parse(prod_dsn)
+    return str(
+        params.get("dbname")
+        or os.environ.get("PGDATABASE")
+        or params.get("user")
+        or os.environ.get("PGUSER")
+        or getpass.getuser()
+    )
+
+
+def default_name(prod_dsn: str) -> str:
+    """The golden name a capture of `prod_dsn` gets unless one is given: capture_<its database>."""
+    return catalog.capture_name(source_database(prod_dsn))
 
 
 def _mb(n: float) -> str:

@@ -167,3 +167,22 @@ def test_build_records_its_provenance(test_server: PgServer) -> None:
     prov = golden.provenance(test_server.admin, test_server.golden)
     assert (prov.kind, prov.scale, prov.describe()) == ("synthetic", 1, "synthetic golden (scale 1)")
     assert prov.taken_at.startswith("20")
+
+
+def test_a_capture_is_named_after_production_never_as_the_synthetic_golden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """capture_<production database>, found in the DSN as libpq finds it (dbname, else PGDATABASE,
+    else the user), made a valid name; never the synthetic golden's, whatever production is called.
+    """
+    from oneroof.executor.rehearse import default_golden
+    from oneroof.harness.capture import default_name
+
+    monkeypatch.delenv("PGDATABASE", raising=False)
+    assert default_name("host=prod user=readonly dbname=directus") == "capture_directus"
+    assert default_name("postgresql://readonly@prod:5432/Hub-Prod.2") == "capture_hub_prod_2"
+    assert default_name("host=prod user=readonly") == "capture_readonly"
+    monkeypatch.setenv("PGDATABASE", "cms")
+    assert default_name("host=prod user=readonly") == "capture_cms"
+    assert len(default_name("dbname=" + "x" * 63)) == 63
+    assert default_name(f"dbname={catalog.GOLDEN_NAME}") != catalog.GOLDEN_NAME
+    assert default_golden(None) == catalog.GOLDEN_NAME
+    assert default_golden("host=prod dbname=directus") == "capture_directus"

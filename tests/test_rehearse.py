@@ -145,7 +145,7 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(
         "Gate monitor": "GO — live-validated",
         "Option 3 inert shadow": "NO-GO — REJECTED",
         "Clone harness": "RETAINED",
-        "Human ratification gate": "CLOSED — single blocker ospa=0.",
+        "Human ratification gate": "CLOSED — single blocker: valid approvals 0 < 1",
         "Production activation (tiers 2–6 in prod)": "NO-GO",
     }
     # The stand-in is no snapshot's source: the synthetic golden's rehearsal binds no rollout there,
@@ -188,7 +188,7 @@ def test_report_renders_from_the_stored_evidence(oneroof: Any, full_run: tuple[E
     assert [r["component"] for r in data["matrix"]] == SEED_ROWS
     assert data["verdict"] == report.verdict(evidence)
     markdown = oneroof("report", "--run", str(run_dir)).stdout
-    assert "| Human ratification gate | CLOSED — single blocker ospa=0. |" in markdown
+    assert "| Human ratification gate | CLOSED — single blocker: valid approvals 0 < 1 |" in markdown
     assert "PRODUCTION EXECUTION: NO-GO until os_proposal_approvals ≥ 1; and this rehearsal does not bind " in markdown
     page = oneroof("report", "--run", str(run_dir), "--format", "html").stdout
     assert page.startswith("<!doctype html>") and "Clone harness" in page and "RETAINED" in page
@@ -270,15 +270,51 @@ def test_ctrl_c_drops_the_clone_and_exits_cleanly(test_server: PgServer, other_g
     proc = start_executor(
         "rehearse", "--dsn", test_server.admin, "--golden", other_golden, "--runs-dir", str(tmp_path), group=True
     )
-    _, err = interrupt(proc, after="baseline stage on the clone")
+    out, err = interrupt(proc, after="baseline stage on the clone")
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
+    # Said as an interruption, not as a failed step: in the progress and in the report
+    assert "interrupted (Ctrl-C): cleaning up; the verdict is NO-GO (interrupted: Ctrl-C)" in err
+    assert "RELEASE READINESS: NO-GO (interrupted: Ctrl-C)" in out and "a rehearsal step failed" not in out
     assert clones_of(test_server, other_golden) == []
     evidence = Evidence.from_json(json.loads(next(tmp_path.glob("*/evidence.json")).read_text()))
     stopped = [s for s in evidence.steps if not s.ok]
     assert evidence.interrupted and [s.name for s in stopped] == ["baseline"]
     assert stopped[0].detail == "interrupted (Ctrl-C) before this step finished" and stopped[0].exit_code == 130
     assert "baseline stage on the clone: interrupted (Ctrl-C)" in report.matrix(evidence)[2].evidence
+    for name in ("report.md", "report.html"):
+        page = next(tmp_path.glob(f"*/{name}")).read_text()
+        assert "RELEASE READINESS: NO-GO (interrupted: Ctrl-C)" in page and "a rehearsal step failed" not in page
+        assert "INTERRUPTED" in page
+
+
+def test_an_interrupted_rehearsal_reads_interrupted_in_every_report(full_run: tuple[Evidence, Path, str]) -> None:
+    """The verdict of a rehearsal stopped by Ctrl-C says so, in every format: no step failed."""
+    stopped = Evidence.from_json(json.loads(json.dumps(full_run[0].as_json())))
+    stopped.interrupted = True
+    baseline = stopped.step(StepName.BASELINE)
+    assert baseline is not None
+    baseline.ok, baseline.exit_code, baseline.detail = False, 130, "interrupted (Ctrl-C) before this step finished"
+    assert report.verdict(stopped) == {
+        "release_readiness": "NO-GO (interrupted: Ctrl-C)",
+        "production_execution": "NO-GO: the rehearsal was interrupted (Ctrl-C) before it held",
+    }
+    for fmt in ("text", "md", "html", "json"):
+        shown = report.render(stopped, fmt)
+        assert "NO-GO (interrupted: Ctrl-C)" in shown and "a rehearsal step failed" not in shown, fmt
+    assert "| INTERRUPTED: interrupted (Ctrl-C) before this step finished |" in report.as_markdown(stopped)
+
+
+def test_the_html_report_shows_inline_code_as_code(full_run: tuple[Evidence, Path, str]) -> None:
+    """Database names and commands the evidence quotes in backticks are <code> on the page, escaped:
+    no literal backtick is left.
+    """
+    captured = Evidence.from_json(json.loads(json.dumps(full_run[0].as_json())))
+    captured.golden_origin = "clone of production `dir<ectus>` on host prod:5432 at 2026-01-01T00:00:00+00:00"
+    page = report.as_html(captured)
+    assert "`" not in page
+    assert "clone of production <code>dir&lt;ectus&gt;</code> on host prod:5432" in page
+    assert "<code>oneroof rehearse --from PROD_DSN</code>" in page  # the unbound rehearsal's advice
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from oneroof.core import gate, package
 from oneroof.executor import report
 from oneroof.executor.monitor import monitor
 from oneroof.executor.rehearse import Evidence, rehearse
-from oneroof.harness import catalog, clones
+from oneroof.harness import catalog, clones, golden, marks
 from oneroof.harness.db import connect, consistent_read
 from tests.support.production import Production, drop_database, production_database, skip_below_a_rehearsal_server
 from tests.support.testing import PgServer, signers
@@ -163,6 +163,37 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(
     assert [r["rehearsal_sha256"] for r in rows] == [sha] * 5
     audit = oneroof("approvals", "verify", "--dsn", dsn)
     assert audit.returncode == 0 and f"bound to rehearsal evidence sha256 {sha}" in audit.stdout, audit.stdout
+
+
+def test_a_capture_keeps_its_own_name_beside_the_synthetic_golden(
+    production: Production, test_server: PgServer, oneroof: Any, tmp_path: Path
+) -> None:
+    """`rehearse --from PROD` captures production under a name of its own (capture_<database>), and
+    binds production; a plain `rehearse` afterwards still rehearses the synthetic golden, and the
+    capture is still there. Each says which golden it uses.
+    """
+    if not test_server.embedded:
+        pytest.skip("uses the default golden name, which a shared test server's own rehearsals use")
+    captured, admin = f"capture_{production.name}", test_server.admin
+    try:
+        first = oneroof("rehearse", "--from", production.dsn, "--dsn", admin, "--runs-dir", str(tmp_path / "a"))
+        plain = oneroof("rehearse", "--dsn", admin, "--runs-dir", str(tmp_path / "b"))
+        with connect(admin) as conn:
+            kept = marks.is_golden(conn, captured) and golden.provenance(admin, captured)
+    finally:
+        for name in (captured, catalog.GOLDEN_NAME):
+            drop_database(admin, name)
+    assert first.returncode == 0 and plain.returncode == 0, first.stderr[-2000:] + plain.stderr[-2000:]
+    on_capture, on_synthetic = (
+        Evidence.from_json(json.loads(next((tmp_path / run).glob("*/evidence.json")).read_text())) for run in "ab"
+    )
+    assert (on_synthetic.golden, on_synthetic.golden_provenance["kind"]) == (catalog.GOLDEN_NAME, "synthetic")
+    assert (on_capture.golden, on_capture.golden_provenance["kind"]) == (captured, "production snapshot")
+    assert on_capture.production is not None and list(on_capture.production["blocked_by"]) == ["approvals"]
+    assert kept and (kept.kind, kept.database) == ("production snapshot", production.name)
+    assert f"golden {captured}: a capture of production `{production.name}`, taken now (--from)" in first.stderr
+    assert f"golden {catalog.GOLDEN_NAME}: synthetic golden" in plain.stderr
+    assert f"Golden {catalog.GOLDEN_NAME}: synthetic golden" in plain.stdout
 
 
 def _evidence(database: str, cluster: str | None, **changes: Any) -> rehearsal.Rehearsal:
