@@ -20,6 +20,19 @@ from oneroof.harness.marks import connected_is_clone, is_golden
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
 CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock")
+# What to do next, by condition, for the lines that print a BLOCKED reason; kept apart from the
+# reasons so that the verdict's text (evidence, --json, reports) stays what it was. The
+# conditions whose reasons already name the next step (rehearsed, state) have none here.
+NEXT_STEPS = {
+    "approvals": f"a human {'/'.join(APPROVER_LEVELS)} approver runs `oneroof approve` (see the approver runbook)",
+    "lock": "wait for that executor to finish, or look its pid up in pg_stat_activity before retrying",
+}
+
+
+def with_next_step(condition: str, reason: str) -> str:
+    """`reason` followed by the next step for its `condition`, when there is one."""
+    step = NEXT_STEPS.get(condition)
+    return f"{reason}; next: {step}" if step else reason
 
 
 @dataclass(frozen=True)

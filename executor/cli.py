@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -29,11 +30,23 @@ PYTEST_USAGE_ERROR = 4
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2) that point at --help."""
+    """argparse with one-line errors (exit 2) that point at the --help of the command they are
+    about, and a "did you mean" for a mistyped choice.
+    """
 
     def error(self, message: str) -> NoReturn:
         """One line on stderr, exit 2."""
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # argparse's own hook for choices (commands, actions, --stage...): the nearest choice
+        # instead of the whole list when there is one, so a typo's line says what was meant.
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(choice) for choice in action.choices]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else f" (choose from {', '.join(map(repr, choices))})"
+        raise argparse.ArgumentError(action, f"invalid choice: {value!r}{hint}")
 
 
 def _err(message: str) -> None:
@@ -48,9 +61,10 @@ def _package_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--package",
         default=str(package.DEFAULT_DIR),
+        metavar="DIR",
         help="release package directory (default: rollout/ in the checkout)",
     )
-    parser.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
+    parser.add_argument("--expect-sha256", default=None, metavar="SHA256", help="the package hash the operator pinned")
 
 
 def _trust_option(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +81,7 @@ def _rehearsal_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rehearsal",
         default=None,
-        metavar="EVIDENCE",
+        metavar="FILE",
         help="evidence.json of a GO rehearsal of this package on a snapshot of the target; a target "
         "that is not a marked clone is BLOCKED without one, or when a table the package reads or "
         "writes changed since the snapshot (default $ONEROOF_REHEARSAL)",
@@ -89,6 +103,7 @@ def _trust(args: argparse.Namespace) -> Any:
 def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--dsn",
+        metavar="DSN",
         help=f"libpq URI or key=value string of {what}; without it the PG* "
         "variables, else the embedded server (started on demand)",
     )
@@ -104,7 +119,12 @@ def _add_server(sub: argparse._SubParsersAction[Parser]) -> None:
         description="Start, stop or inspect the embedded PostgreSQL server; its data lives under "
         "$ONEROOF_HOME (default: the user data directory).",
     )
-    p.add_argument("action", choices=("start", "stop", "status", "url"))
+    p.add_argument(
+        "action",
+        choices=("start", "stop", "status", "url"),
+        help="start: start it (or find it running) and print its DSN; stop: stop it; status: whether it runs, "
+        "with its port, pid and data directory; url: print its DSN (starting it if it is not running)",
+    )
     p.set_defaults(func=cmd_server)
 
 
@@ -149,37 +169,72 @@ def _print_provenance(name: str, prov: Any) -> None:
         print(f"  {'built_at':<18}{prov.taken_at}\n  {'tool':<18}{prov.tool}")
 
 
+def _actions(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Parser]:
+    """The subparsers of a command's actions, so that each action has its own --help."""
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+
+
+def _name_option(parser: argparse.ArgumentParser, default: str | None, shown: str) -> None:
+    parser.add_argument("--name", default=default, metavar="NAME", help=f"database name (default {shown})")
+
+
+def _replace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database that oneroof made"
+    )
+
+
 def _add_golden(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "golden",
         help="build, snapshot, list or show golden databases",
-        description="build: the synthetic golden database (every Directus 11 system table, 35 "
-        "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer). "
-        "snapshot --from PROD_DSN: a consistent read-only copy of production, its secrets replaced "
-        "by markers, equal to production's fingerprint. list / show NAME: golden databases and "
-        "where they came from.",
+        description="Golden databases: the synthetic one that build makes, captures of production "
+        "that snapshot makes, and where each came from (list, show). `oneroof golden ACTION --help` "
+        "shows the options of each action.",
     )
-    p.add_argument("action", choices=("build", "snapshot", "list", "show"))
-    p.add_argument("target", nargs="?", help="show: the golden database")
-    p.add_argument(
+    actions = _actions(p)
+    build = actions.add_parser(
+        "build",
+        help="build the synthetic golden database",
+        description="Build the synthetic golden database: every Directus 11 system table, 35 "
+        "governed collections, system_issues (204,556 rows x scale) and the tier-1 governance layer.",
+    )
+    build.add_argument("--scale", type=int, default=1, metavar="N", help="multiplies the large tables (default 1)")
+    _name_option(build, catalog.GOLDEN_NAME, f"{catalog.GOLDEN_NAME}, the synthetic golden")
+    _replace_option(build)
+    build.add_argument(
+        "--package",
+        default=str(package.DEFAULT_DIR),
+        metavar="DIR",
+        help="release package whose hash the proposal names",
+    )
+    snapshot = actions.add_parser(
+        "snapshot",
+        help="capture production, read-only, into a golden database",
+        description="A consistent read-only copy of production, its secrets replaced by markers, equal "
+        "to production's fingerprint.",
+    )
+    snapshot.add_argument(
         "--from",
         dest="prod_dsn",
         default=None,
-        help="snapshot: libpq DSN of the production database (read-only; its password in ~/.pgpass, never in the DSN)",
+        metavar="DSN",
+        help="libpq DSN of the production database (read-only; its password in ~/.pgpass, never in the DSN)",
     )
-    p.add_argument("--jobs", type=int, default=1, help="snapshot: parallel pg_dump/pg_restore jobs (default 1)")
-    p.add_argument("--scale", type=int, default=1, help="multiplies the large tables (default 1)")
-    p.add_argument(
-        "--name",
-        default=None,
-        help=f"database name (build: default {catalog.GOLDEN_NAME}, the synthetic golden; snapshot: default "
-        f"{catalog.CAPTURE_PREFIX}<production database>, so a capture never replaces the synthetic golden)",
+    snapshot.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="parallel pg_dump/pg_restore jobs (default 1)"
     )
-    p.add_argument(
-        "--replace", action="store_true", help="rebuild (or re-snapshot) an existing golden database that oneroof made"
+    _name_option(
+        snapshot,
+        None,
+        f"{catalog.CAPTURE_PREFIX}<production database>, so a capture never replaces the synthetic golden",
     )
-    p.add_argument("--package", default=str(package.DEFAULT_DIR), help="release package whose hash the proposal names")
-    _dsn_option(p, "the server (any database on it)")
+    _replace_option(snapshot)
+    listing = actions.add_parser("list", help="the golden databases and where each came from")
+    show = actions.add_parser("show", help="where one golden database came from")
+    show.add_argument("target", nargs="?", metavar="NAME", help="the golden database")
+    for action in (build, snapshot, listing, show):
+        _dsn_option(action, "the server (any database on it)")
     p.set_defaults(func=cmd_golden)
 
 
@@ -234,34 +289,57 @@ def _add_clone(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "clone",
         help="rehearsal clones of the golden database",
-        description="Create, drop, list and collect marked clones (CREATE DATABASE ... TEMPLATE).",
+        description="Create, drop, list and collect marked clones (CREATE DATABASE ... TEMPLATE). "
+        "`oneroof clone ACTION --help` shows the options of each action.",
     )
-    p.add_argument("action", choices=("create", "drop", "list", "gc"))
-    p.add_argument("name", nargs="?", help="the clone to drop")
-    p.add_argument("--from", dest="source", default=None, help=f"source database (default {catalog.GOLDEN_NAME})")
-    p.add_argument("--name", dest="new_name", default=None, help="name of the new clone (default: generated)")
-    p.add_argument(
+    actions = _actions(p)
+    create = actions.add_parser(
+        "create", help="a marked clone of a golden database; prints its DSN", description="Create a marked clone."
+    )
+    create.add_argument(
+        "--from",
+        dest="source",
+        default=catalog.GOLDEN_NAME,
+        metavar="NAME",
+        help=f"source database (default {catalog.GOLDEN_NAME})",
+    )
+    create.add_argument("--name", default=None, metavar="NAME", help="name of the new clone (default: generated)")
+    create.add_argument(
         "--strategy",
         default="FILE_COPY",
         choices=clones.STRATEGIES,
         help="CREATE DATABASE strategy on PostgreSQL 15+ (default FILE_COPY)",
     )
-    p.add_argument(
+    create.add_argument(
+        "--wait",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds to wait for other sessions to leave the source (default 5)",
+    )
+    create.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object {"name": ..., "source": ..., "dsn": ...} instead of the DSN',
+    )
+    drop = actions.add_parser("drop", help="drop one clone", description="Drop a marked clone.")
+    drop.add_argument("name", nargs="?", metavar="NAME", help="the clone to drop")
+    listing = actions.add_parser("list", help="the clones: name, source, DSN")
+    gc = actions.add_parser(
+        "gc",
+        help="drop old clones no client uses",
+        description="Drop the clones made more than --older-than minutes ago that no client is connected to.",
+    )
+    gc.add_argument("--from", dest="source", default=None, metavar="NAME", help="only clones of this database")
+    gc.add_argument(
         "--older-than",
         type=float,
         default=60.0,
         metavar="MINUTES",
-        help="gc: only clones made more than this many minutes ago (default 60; 0 for all)",
+        help="only clones made more than this many minutes ago (default 60; 0 for all)",
     )
-    p.add_argument(
-        "--wait", type=float, default=5.0, help="seconds to wait for other sessions to leave the source (default 5)"
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help='create: print one JSON object {"name": ..., "source": ..., "dsn": ...} instead of the DSN',
-    )
-    _dsn_option(p, "the server (any database on it)")
+    for action in (create, drop, listing, gc):
+        _dsn_option(action, "the server (any database on it)")
     p.set_defaults(func=cmd_clone)
 
 
@@ -340,9 +418,12 @@ def _add_verify(sub: argparse._SubParsersAction[Parser]) -> None:
         help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
         "finalized (every facet), gate (the package and every gate condition)",
     )
-    p.add_argument("-n", type=int, default=0, help="pytest-xdist workers")
+    p.add_argument("-n", type=int, default=0, metavar="N", help="pytest-xdist workers")
     p.add_argument(
-        "--expect-db", default=None, help=f"the database name the run expects (default {catalog.GOLDEN_NAME})"
+        "--expect-db",
+        default=None,
+        metavar="NAME",
+        help=f"the database name the run expects (default {catalog.GOLDEN_NAME})",
     )
     _package_options(p)
     _trust_option(p)
@@ -394,7 +475,7 @@ def _add_monitor(sub: argparse._SubParsersAction[Parser]) -> None:
         "the entry and exit fingerprints. Exit 0 OPEN, 3 BLOCKED.",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.add_argument("--confirm-db", default=None, help="also check that the target is this database")
+    p.add_argument("--confirm-db", default=None, metavar="NAME", help="also check that the target is this database")
     _package_options(p)
     _trust_option(p)
     _rehearsal_option(p)
@@ -419,9 +500,9 @@ def cmd_monitor(args: argparse.Namespace) -> ExitCode:
     if args.json:
         print(json.dumps(report.as_json()))
     else:
-        print(report.verdict if report.verdict == "OPEN" else f"BLOCKED: {report.reasons[0]}")
-        for reason in report.reasons[1:]:
-            print(f"BLOCKED: {reason}")
+        if report.verdict == "OPEN":
+            print(report.verdict)
+        _print_blocked(report.blocked_by or {}, report.reasons)
         for note in report.notes:
             print(f"note: {note}")
         print(
@@ -449,6 +530,14 @@ def cmd_monitor(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK if report.verdict == "OPEN" else ExitCode.BLOCKED
 
 
+def _print_blocked(blocked_by: dict[str, str], reasons: list[str]) -> None:
+    """One `BLOCKED:` line per reason, each ending with the next step of its gate condition."""
+    from oneroof.core import gate
+
+    for condition, reason in blocked_by.items() if blocked_by else (("", r) for r in reasons):
+        print(f"BLOCKED: {gate.with_next_step(condition, reason)}")
+
+
 def _print_outcome(outcome: Any) -> None:
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in outcome.seconds.items())
     print(
@@ -472,7 +561,7 @@ def _add_rollout(sub: argparse._SubParsersAction[Parser]) -> None:
         "failed (tiers live: inspect with `oneroof verify --stage finalized`, undo with `oneroof "
         "rollback`), 130 interrupted.",
     )
-    p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
+    p.add_argument("--confirm-db", required=True, metavar="NAME", help="the name of the database you mean to change")
     _package_options(p)
     _trust_option(p)
     _rehearsal_option(p)
@@ -489,13 +578,14 @@ def cmd_rollout(args: argparse.Namespace) -> ExitCode:
     trust = _trust(args)
     bound = _rehearsal(args)
     dsn = target.target_dsn(args.dsn, progress=_err)
+    if release.runs_as_superuser(dsn):  # a warning, not a refusal: the docs' grants are the fix
+        _err("oneroof: warning: the release role should not be a superuser; see docs/release-role.md")
     try:
         outcome = release.rollout(
             dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust, rehearsal=bound
         )
     except Blocked as exc:
-        for reason in exc.reasons:
-            print(f"BLOCKED: {reason}")
+        _print_blocked(exc.blocked_by, exc.reasons)
         print(
             f"  nothing was changed: entry {exc.entry}\n                      exit  {exc.exit}"
             f"\n  entry == exit: {'yes' if exc.entry == exc.exit else 'NO'}"
@@ -520,7 +610,7 @@ def _add_rollback(sub: argparse._SubParsersAction[Parser]) -> None:
         "is reverted. Exit 0 reverted or already greenfield, 1 invariant failed (nothing kept), 2 bad input "
         "or a missing privilege, 4 package integrity or not the deployed package, 5 lock held.",
     )
-    p.add_argument("--confirm-db", required=True, help="the name of the database you mean to change")
+    p.add_argument("--confirm-db", required=True, metavar="NAME", help="the name of the database you mean to change")
     _package_options(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollback)
@@ -553,11 +643,12 @@ def _add_rehearse(sub: argparse._SubParsersAction[Parser]) -> None:
         "evidence and the GO/NO-GO report. Exit 0 GO, 1 NO-GO, 2 bad input (nothing written), "
         "4 package integrity (nothing written), 130 interrupted.",
     )
-    p.add_argument("--scale", type=int, default=1, help="scale of the golden database if it must be built")
+    p.add_argument("--scale", type=int, default=1, metavar="N", help="scale of the golden database if it must be built")
     p.add_argument("--keep", action="store_true", help="keep the rehearsal clone and print its DSN")
     p.add_argument(
         "--golden",
         default=None,
+        metavar="NAME",
         help=f"golden database (default {catalog.GOLDEN_NAME}, the synthetic golden; with --from, "
         f"{catalog.CAPTURE_PREFIX}<production database>, the capture)",
     )
@@ -565,15 +656,21 @@ def _add_rehearse(sub: argparse._SubParsersAction[Parser]) -> None:
         "--from",
         dest="snapshot_from",
         default=None,
-        metavar="PROD_DSN",
+        metavar="DSN",
         help="first capture production (read-only) into its own golden database, "
         f"{catalog.CAPTURE_PREFIX}<production database> unless --golden names another, replacing a "
         "golden oneroof made; production's gate is then read too",
     )
-    p.add_argument("--jobs", type=int, default=1, help="with --from: parallel pg_dump/pg_restore jobs (default 1)")
-    p.add_argument("--prod-dsn", default=None, help="read the production gate here, read-only (entry == exit)")
-    p.add_argument("--prod-db", default=None, help="the production database name the operator expects")
-    p.add_argument("--runs-dir", default=None, help="where run directories go (default $ONEROOF_HOME/runs)")
+    p.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="with --from: parallel pg_dump/pg_restore jobs (default 1)"
+    )
+    p.add_argument(
+        "--prod-dsn", default=None, metavar="DSN", help="read the production gate here, read-only (entry == exit)"
+    )
+    p.add_argument("--prod-db", default=None, metavar="NAME", help="the production database name the operator expects")
+    p.add_argument(
+        "--runs-dir", default=None, metavar="DIR", help="where run directories go (default $ONEROOF_HOME/runs)"
+    )
     _package_options(p)
     _trust_option(p)
     _dsn_option(p, "the rehearsal server (any database on it)")
@@ -653,8 +750,12 @@ def _add_report(sub: argparse._SubParsersAction[Parser]) -> None:
         help="md (Markdown, default), json (matrix, verdict, compliance and the evidence), html (one "
         "self-contained page) or text (the terminal matrix, 100 columns)",
     )
-    p.add_argument("--run", default=None, help="a run directory or evidence.json (default: the latest run)")
-    p.add_argument("--runs-dir", default=None, help="where run directories are (default $ONEROOF_HOME/runs)")
+    p.add_argument(
+        "--run", default=None, metavar="PATH", help="a run directory or evidence.json (default: the latest run)"
+    )
+    p.add_argument(
+        "--runs-dir", default=None, metavar="DIR", help="where run directories are (default $ONEROOF_HOME/runs)"
+    )
     p.set_defaults(func=cmd_report)
 
 
@@ -696,13 +797,15 @@ def _add_package(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     p.add_argument("action", choices=("hash", "verify", "seal", "bundle"))
     p.add_argument("destination", nargs="?", metavar="DIR", help="bundle: the new directory to copy the package into")
-    p.add_argument("--expect-sha256", default=None, help="the package hash the operator pinned")
-    p.add_argument("--package", default=str(package.DEFAULT_DIR), help="package directory (default: rollout/)")
+    p.add_argument("--expect-sha256", default=None, metavar="SHA256", help="the package hash the operator pinned")
+    p.add_argument(
+        "--package", default=str(package.DEFAULT_DIR), metavar="DIR", help="package directory (default: rollout/)"
+    )
     p.add_argument(
         "--sign",
         default=None,
-        metavar="KEY",
-        help="seal: also sign the manifest with this SSH key "
+        metavar="FILE",
+        help="seal: also sign the manifest with this SSH key file "
         "(the manifest names its fingerprint; approvals signed by it do not count)",
     )
     p.set_defaults(func=cmd_package)
@@ -744,9 +847,14 @@ def _add_approve(sub: argparse._SubParsersAction[Parser]) -> None:
         "the approval. --out writes it to a file instead.",
     )
     p.add_argument(
-        "--email", required=True, help="your Directus login, the principal of your key in the allowed signers"
+        "--email",
+        required=True,
+        metavar="EMAIL",
+        help="your Directus login, the principal of your key in the allowed signers",
     )
-    p.add_argument("--key", default=None, help="your private key file, or the .pub of your key in ssh-agent")
+    p.add_argument(
+        "--key", default=None, metavar="FILE", help="your private key file, or the .pub of your key in ssh-agent"
+    )
     p.add_argument(
         "--submit",
         default=None,
@@ -757,7 +865,11 @@ def _add_approve(sub: argparse._SubParsersAction[Parser]) -> None:
         "--directus", default=None, metavar="URL", help="the Directus instance, e.g. https://hub.gov.example"
     )
     p.add_argument(
-        "--valid-hours", type=int, default=72, help="how long the statement is valid (default 72, at most 720)"
+        "--valid-hours",
+        type=int,
+        default=72,
+        metavar="HOURS",
+        help="how long the statement is valid (default 72, at most 720)",
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (the summary is still printed)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the signed statement to FILE; record nothing")
@@ -881,10 +993,10 @@ def cmd_approve(args: argparse.Namespace) -> ExitCode:
 def _add_approvals(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "approvals",
-        help="auditors: re-check every approval and deployment offline",
-        description="verify: re-check, read-only, every approval's signed statement and every "
-        "deployment in the ledger against an allowed-signers file; no Directus, no key from the "
-        "database. Exit 0 when every deployment verifies, 1 otherwise.",
+        help="auditors: re-check every approval and deployment, read-only",
+        description="verify: connect to the database read-only and re-check every approval's signed "
+        "statement and every deployment in the ledger against an allowed-signers file; no Directus, "
+        "no key from the database. Exit 0 when every deployment verifies, 1 otherwise.",
     )
     p.add_argument("action", choices=("verify",))
     _trust_option(p)
@@ -931,7 +1043,9 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"oneroof {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    # Not required: without a command, main() lists the commands (exit 2) instead of argparse's
+    # bare "the following arguments are required".
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     _add_server(sub)
     _add_golden(sub)
@@ -946,31 +1060,50 @@ def build_parser() -> Parser:
     _add_package(sub)
     _add_approve(sub)
     _add_approvals(sub)
-    # --debug also after the subcommand (the error messages advise it): SUPPRESS keeps the
-    # top-level value when a subcommand does not get it.
-    for command in sub.choices.values():
+    # --debug also after the subcommand and its action (the error messages advise it): SUPPRESS
+    # keeps the top-level value when a subcommand does not get it.
+    for command in _descendants(parser):
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Parser] | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return None
+
+
+def _descendants(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every subcommand's parser and every action's under it."""
+    sub = _subparsers(parser)
+    children = list(sub.choices.values()) if sub is not None else []
+    return [found for child in children for found in (child, *_descendants(child))]
+
+
+def _parser_of(parser: Parser, args: argparse.Namespace) -> Parser:
+    """The parser of the command (and action) that `args` ran, whose --help an error points to."""
+    sub = _subparsers(parser)
+    chosen = getattr(args, sub.dest, None) if sub is not None else None
+    if sub is None or chosen not in sub.choices:
+        return parser
+    return _parser_of(sub.choices[chosen], args)
+
+
 def _validate(args: argparse.Namespace) -> None:
-    if args.command == "clone":
-        if args.action == "drop" and not args.name:
-            raise UsageError("clone drop needs the NAME of the clone (see `oneroof clone list`)")
-        if args.action == "create":
-            args.source = args.source or catalog.GOLDEN_NAME
-            args.name = args.new_name
+    if args.command == "clone" and args.action == "drop" and not args.name:
+        raise UsageError("clone drop needs the NAME of the clone (see `oneroof clone list`)")
     if args.command == "package" and (args.action == "bundle") != (args.destination is not None):
         raise UsageError(
             "package bundle needs DIR, the new directory to copy the package into"
             if args.action == "bundle"
             else f"package {args.action} takes no DIR (only bundle does)"
         )
-    if args.command == "golden" and args.scale < 1:
+    if args.command == "golden" and args.action == "build" and args.scale < 1:
         raise UsageError(f"--scale {args.scale} is not a positive whole number: use 1 or more")
     if args.command == "golden" and args.action == "snapshot" and not args.prod_dsn:
         raise UsageError("golden snapshot needs --from PROD_DSN, the production database to copy")
-    if args.command in ("golden", "rehearse") and not 1 <= args.jobs <= 64:
+    if "jobs" in args and not 1 <= args.jobs <= 64:
         raise UsageError(f"--jobs {args.jobs} is out of range: use a whole number from 1 to 64")
     if args.command == "golden" and args.action == "show" and not args.target:
         raise UsageError("golden show needs the NAME of a golden database (see `oneroof golden list`)")
@@ -980,9 +1113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every OneroofError becomes one line on stderr and its exit code."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command is None:  # a usage error, but one that shows what there is to run
+        _err(parser.format_help().rstrip() + "\n")
+        parser.error("a command is missing: run one of the commands above")
     _package_destination(args, extra)
     if extra and args.command != "verify":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _parser_of(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         _validate(args)
         func: Callable[..., int] = args.func

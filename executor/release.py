@@ -436,6 +436,7 @@ class _Rollout:
             database=self.database,
             entry=self.entry.fingerprint,
             exit=_reading(self.dsn).fingerprint,
+            blocked_by=reasons,
         )
 
     def evaluate(self, conn: psycopg.Connection[Any]) -> gate.Verdict:
@@ -596,6 +597,13 @@ def _audit(run: _Rollout, outcome: Outcome, audit: bool) -> None:
             f"`oneroof rollback --confirm-db {run.database}`"
         ) from None
     outcome.exit, outcome.metrics = final.fingerprint, final.metrics
+
+
+def runs_as_superuser(dsn: str) -> bool:
+    """Whether `dsn` logs in as a superuser, which the release role should never be."""
+    with connect(dsn, application_name="oneroof-executor") as conn:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return bool(row and row["rolsuper"])
 
 
 def rollout(

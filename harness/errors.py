@@ -95,10 +95,19 @@ class Blocked(OneroofError):
 
     exit_code = ExitCode.BLOCKED
 
-    def __init__(self, reasons: list[str], *, database: str = "", entry: str = "", exit: str = "") -> None:
+    def __init__(
+        self,
+        reasons: list[str],
+        *,
+        database: str = "",
+        entry: str = "",
+        exit: str = "",
+        blocked_by: dict[str, str] | None = None,
+    ) -> None:
         super().__init__("BLOCKED: " + "; ".join(reasons))
         self.reasons = reasons
         self.database, self.entry, self.exit = database, entry, exit
+        self.blocked_by = blocked_by or {}  # the reasons by gate condition, when the gate gave them
 
 
 class IntegrityError(OneroofError):

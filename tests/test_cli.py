@@ -18,17 +18,9 @@ from oneroof.harness.catalog import GOLDEN_NAME
 from oneroof.harness.db import connect
 from oneroof.harness.errors import OneroofError
 from tests.support.matrix import SEED_ROWS
-from tests.support.testing import PASSWORD_ROLE, PgServer
+from tests.support.testing import PASSWORD_ROLE, PgServer, one_line_error
 
 SEED = content.figures(package.snapshots_dir(package.DEFAULT_DIR), "baseline")  # a new golden database's figures
-
-
-def one_line_error(result: Any, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def database_exists(test_server: PgServer, name: str) -> bool:

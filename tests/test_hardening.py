@@ -97,6 +97,7 @@ def test_the_readme_grants_are_enough_to_roll_out_and_back_and_cannot_approve(
     approve(clone_conn)
     applied = oneroof("rollout", "--dsn", dsn, "--confirm-db", clone.name, "--expect-sha256", PKG.sha256)
     assert applied.returncode == 0 and applied.stdout.startswith("APPLIED"), applied.stdout + applied.stderr
+    assert SUPERUSER_WARNING not in applied.stderr  # the release role as the docs grant it
     reverted = oneroof("rollback", "--dsn", dsn, "--confirm-db", clone.name, "--expect-sha256", PKG.sha256)
     assert reverted.returncode == 0 and reverted.stdout.startswith("REVERTED"), reverted.stdout + reverted.stderr
     with connect(dsn, autocommit=True) as conn:
@@ -109,6 +110,36 @@ def test_the_readme_grants_are_enough_to_roll_out_and_back_and_cannot_approve(
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(forge)
+
+
+SUPERUSER_WARNING = "oneroof: warning: the release role should not be a superuser; see docs/release-role.md"
+APPROVER_STEP = "; next: a human L2/L4 approver runs `oneroof approve` (see the approver runbook)"
+
+
+def test_a_blocked_rollout_names_the_next_step_and_a_superuser_is_warned_not_blocked(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any
+) -> None:
+    """The tests' server role is a superuser: the rollout warns about it, and goes on."""
+    blocked = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
+    assert blocked.returncode == 3, blocked.stdout + blocked.stderr
+    assert blocked.stdout.splitlines()[0] == "BLOCKED: valid approvals 0 < 1" + APPROVER_STEP, blocked.stdout
+    assert blocked.stderr.count(SUPERUSER_WARNING) == 1, blocked.stderr
+    monitor = oneroof("monitor", "--dsn", clone.dsn)
+    assert monitor.stdout.splitlines()[0] == "BLOCKED: valid approvals 0 < 1" + APPROVER_STEP, monitor.stdout
+    as_json = oneroof("monitor", "--json", "--dsn", clone.dsn)
+    assert '"reasons": ["valid approvals 0 < 1"]' in as_json.stdout  # the gate's verdict text is unchanged
+    approve(clone_conn)
+    applied = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
+    assert applied.returncode == 0 and applied.stdout.startswith("APPLIED"), applied.stdout + applied.stderr
+    assert SUPERUSER_WARNING in applied.stderr
+
+
+def test_a_held_lock_names_the_next_step() -> None:
+    reason = "the release lock is held by another executor (pid 42)"
+    assert gate.with_next_step("lock", reason) == (
+        f"{reason}; next: wait for that executor to finish, or look its pid up in pg_stat_activity before retrying"
+    )
+    assert gate.with_next_step("state", "state=mixed: run `oneroof rollback` first").endswith("first")
 
 
 def test_a_select_only_role_reads_and_is_refused_before_the_gate_session(

@@ -27,7 +27,9 @@ def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones
     before = reading(clone.dsn).fingerprint
     result = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
     assert result.returncode == 3, result.stderr
-    assert result.stdout.splitlines()[0] == "BLOCKED: valid approvals 0 < 1"
+    assert result.stdout.splitlines()[0] == (
+        "BLOCKED: valid approvals 0 < 1; next: a human L2/L4 approver runs `oneroof approve` (see the approver runbook)"
+    )
     entry = result.stdout.split("entry ")[1].split()[0]
     exit_ = result.stdout.split("exit  ")[1].split()[0]
     assert entry == exit_ == before == reading(clone.dsn).fingerprint
