@@ -44,59 +44,16 @@ MARKER = re.compile(
 )
 WIDTH = 100  # usage lines are wrapped at this width, whatever the terminal of the build
 
-# Used only while the code does not export its exit codes (before oneroof.harness.errors has
-# ExitCode and EXIT_MEANINGS): the contract as the command line states it in its --help epilog.
-FALLBACK_EXIT_CODES: tuple[tuple[int, str, str], ...] = (
-    (0, "OK", "ok; the gate is OPEN; GO"),
-    (1, "FAILED", "an invariant failed and nothing was kept; NO-GO"),
-    (
-        2,
-        "USAGE",
-        "bad input, an unreachable database, a refusal by the database or a missing privilege; nothing written",
-    ),
-    (3, "BLOCKED", "the gate is closed; nothing changed"),
-    (4, "INTEGRITY", "package integrity: a changed, missing or extra file, or another hash than the pinned one"),
-    (5, "LOCK_HELD", "the release lock is held by another executor"),
-    (6, "LIVE_AUDIT_FAILED", "rollout applied and committed tiers 2-6, but the audit after the commit failed"),
-    (130, "INTERRUPTED", "interrupted (Ctrl-C)"),
-)
+# -- imports ----------------------------------------------------------------------------------
 
 
-# -- imports: the restructured package first, the pre-restructure modules after ---------------
-
-
-def _import(*names: str) -> Any:
-    """The first of the modules `names` that this checkout holds, else the first that imports.
-
-    The checkout is first on sys.path, but an editable install of another checkout (whose
-    package directory mapping sys.path cannot override) may answer for `oneroof.*`: then the
-    pre-restructure module of this checkout wins, and failing that, the other checkout's, with a
-    note naming where the reference pages came from.
-    """
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+def _import(name: str) -> Any:
+    """Module `name` of this checkout (see _serve_checkout_as_oneroof)."""
     _serve_checkout_as_oneroof()
-    errors, found = [], []
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            errors.append(f"{name}: {exc}")
-            continue
-        where = Path(getattr(module, "__file__", "") or "").resolve()
-        if ROOT in where.parents:
-            return module
-        found.append(module)
-        _ROOTS.add(_checkout_of(where))
-    if found:
-        log.info(
-            "oneroof docs: %s was imported from %s, not from this checkout %s",
-            found[0].__name__,
-            found[0].__file__,
-            ROOT,
-        )
-        return found[0]
-    raise ImportError("; ".join(errors))
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise PluginError(f"oneroof docs: cannot import {name}: {exc}") from exc
 
 
 def _serve_checkout_as_oneroof() -> None:
@@ -104,7 +61,7 @@ def _serve_checkout_as_oneroof() -> None:
     own mapping does, unless `oneroof` is already imported: so the pages document this checkout
     even when an editable install of another checkout answers for `oneroof`.
     """
-    if "oneroof" in sys.modules or not (ROOT / "core").is_dir() or (ROOT / "oneroof").is_dir():
+    if "oneroof" in sys.modules:
         return
     namespace = types.ModuleType("oneroof")
     namespace.__path__ = [str(ROOT)]
@@ -113,63 +70,27 @@ def _serve_checkout_as_oneroof() -> None:
 
 def cli() -> Any:
     """This checkout's command-line module (with `main` and `build_parser`)."""
-    return _import("oneroof.executor.cli", "executor.cli")
-
-
-def _checkout_of(path: Path) -> Path:
-    """The nearest directory above `path` that holds a pyproject.toml (else its parent)."""
-    for parent in path.parents:
-        if (parent / "pyproject.toml").is_file():
-            return parent
-    return path.parent
-
-
-_ROOTS = {ROOT}
+    return _import("oneroof.executor.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser of `oneroof`, from this checkout."""
-    try:
-        module = cli()
-    except ImportError as exc:
-        raise PluginError(f"oneroof docs: cannot import the command line: {exc}") from exc
-    parser: argparse.ArgumentParser = module.build_parser()
+    parser: argparse.ArgumentParser = cli().build_parser()
     return parser
 
 
 def settings() -> list[tuple[str, str, str, str, str, str]]:
-    """(attr, flag, ini, env, default, help) of each setting, from a dataclass or a 6-tuple."""
-    try:
-        module = _import("oneroof.core.settings", "fixtures.plugin")
-    except ImportError as exc:
-        raise PluginError(f"oneroof docs: cannot import the settings table: {exc}") from exc
-    rows = []
-    for setting in module.SETTINGS:
-        if isinstance(setting, tuple):
-            attr, flag, ini, env, default, text = setting
-        else:
-            attr, flag, ini, env, default, text = (
-                setting.attr,
-                setting.flag,
-                setting.ini,
-                setting.env,
-                setting.default,
-                setting.help,
-            )
-        rows.append((str(attr), str(flag), str(ini), str(env), str(default), str(text)))
+    """(attr, flag, ini, env, default, help) of each setting of the settings table."""
+    rows = [(s.attr, s.flag, s.ini, s.env, s.default, s.help) for s in _import("oneroof.core.settings").SETTINGS]
     if not rows:
         raise PluginError("oneroof docs: the settings table is empty")
     return rows
 
 
 def exit_codes() -> list[tuple[int, str, str]]:
-    """(code, name, meaning) of each exit code, from the code if it exports them."""
-    try:
-        errors = _import("oneroof.harness.errors", "harness.errors")
-        codes, meanings = errors.ExitCode, errors.EXIT_MEANINGS
-    except (ImportError, AttributeError):
-        log.info("oneroof docs: no ExitCode/EXIT_MEANINGS to import; the exit-code table is the hand table")
-        return list(FALLBACK_EXIT_CODES)
+    """(code, name, meaning) of each exit code, from ExitCode and EXIT_MEANINGS."""
+    errors = _import("oneroof.harness.errors")
+    codes, meanings = errors.ExitCode, errors.EXIT_MEANINGS
     missing = [code.name for code in codes if code not in meanings]
     if missing:
         raise PluginError(f"oneroof docs: EXIT_MEANINGS lacks {', '.join(missing)}")
@@ -233,11 +154,11 @@ def _columns(width: int) -> Iterator[None]:
 
 def _plain(value: str) -> str:
     """A default as the reader's checkout has it: paths inside the checkout relative to it."""
-    for root in sorted(map(str, _ROOTS), key=len, reverse=True):
-        if value == root:
-            return "."
-        if value.startswith(root + os.sep):
-            return value[len(root) + 1 :] + ("/" if Path(value).is_dir() else "")
+    root = str(ROOT)
+    if value == root:
+        return "."
+    if value.startswith(root + os.sep):
+        return value[len(root) + 1 :] + ("/" if Path(value).is_dir() else "")
     return value
 
 
