@@ -99,18 +99,8 @@ def bench_rehearse(admin: str, home: Path | None, repeat: int) -> None:
     """`oneroof rehearse` as a whole process on scale 1 (golden already built), and its cloning share."""
     runs = Path(tempfile.mkdtemp(prefix="oneroof-bench-runs-"))
     env = dict(os.environ, ONEROOF_HOME=str(home)) if home else dict(os.environ)
-    command = [
-        sys.executable,
-        "-m",
-        "oneroof.executor",
-        "rehearse",
-        "--dsn",
-        admin,
-        "--golden",
-        "bench_golden_s1",
-        "--runs-dir",
-        str(runs),
-    ]
+    command = [sys.executable, "-m", "oneroof.executor", "rehearse", "--dsn", admin]
+    command += ["--golden", "bench_golden_s1", "--runs-dir", str(runs)]
     totals, shares = [], []
     for _ in range(max(3, repeat // 2)):
         totals.append(timed(lambda: subprocess.run(command, check=True, capture_output=True, env=env)))

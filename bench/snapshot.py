@@ -149,22 +149,8 @@ def main() -> int:
             drop(admin, f"bench_snap_{tag}")
 
             runs = Path(tempfile.mkdtemp(prefix="oneroof-bench-runs-"))
-            command = [
-                sys.executable,
-                "-m",
-                "oneroof.executor",
-                "rehearse",
-                "--dsn",
-                admin,
-                "--from",
-                prod_dsn,
-                "--golden",
-                f"bench_rh_{tag}",
-                "--jobs",
-                "2",
-                "--runs-dir",
-                str(runs),
-            ]
+            command = [sys.executable, "-m", "oneroof.executor", "rehearse", "--dsn", admin, "--from", prod_dsn]
+            command += ["--golden", f"bench_rh_{tag}", "--jobs", "2", "--runs-dir", str(runs)]
             started = time.perf_counter()
             done = subprocess.run(command, capture_output=True, env=env, cwd=ROOT, check=False)
             seconds = time.perf_counter() - started
