@@ -28,7 +28,7 @@ from oneroof.harness import catalog, clones, golden
 from oneroof.harness.db import IDENTIFIER, connect
 from oneroof.harness.errors import CloneError, UsageError
 from tests.support.processes import clean_env, run_executor
-from tests.support.testing import ROOT, PgServer, database_settings
+from tests.support.testing import PgServer, database_settings
 
 pytestmark = pytest.mark.proof
 PKG = package.load()
@@ -81,7 +81,7 @@ DATABASE_NAMES: dict[str, int] = {"hostile_inputs": 0, "got_through": 0}
 
 
 def cli(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return run_executor(*args, env=clean_env(PYTHONPATH=str(ROOT), ONEROOF_HOME=str(home)), timeout=timeout)
+    return run_executor(*args, env=clean_env(ONEROOF_HOME=str(home)), timeout=timeout)
 
 
 def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:
@@ -100,13 +100,17 @@ def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:
     return found
 
 
+HOSTILE_GOLDEN = "oneroof_t_hostile_"  # + the xdist worker: the round-trip test's golden database
+
+
 def database_names(admin: str) -> set[str]:
     """The server's databases but those other xdist workers make and drop meanwhile (golden
-    builds in progress, clones of the golden database).
+    builds in progress, clones of the golden database, the round-trip test's own golden databases).
     """
     with connect(admin, autocommit=True) as conn:
         names = {r["datname"] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-    return {n for n in names if "__building_" not in n and "_clone_" not in n}
+    others = ("__building_", "_clone_")
+    return {n for n in names if not any(o in n for o in others) and not n.startswith(HOSTILE_GOLDEN)}
 
 
 @given(names=collection_names)
@@ -118,7 +122,7 @@ def test_hostile_collection_names_round_trip(
     names: list[str], test_server: PgServer, tmp_path_factory: Any, worker_id: str, figure: Any
 ) -> None:
     home = tmp_path_factory.mktemp("home")
-    name = f"oneroof_t_hostile_{worker_id}"
+    name = f"{HOSTILE_GOLDEN}{worker_id}"
     RECORD["hostile_inputs"] += len(names)
     figure("hostile_inputs", RECORD["hostile_inputs"])
     golden.build(test_server.admin, name=name, package_sha256=PKG.sha256, replace=True, extra_collections=tuple(names))

@@ -4,7 +4,6 @@ crash matrix and the model.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,8 +19,8 @@ from psycopg import sql
 from oneroof.core import package, signatures
 from oneroof.harness import clones
 from oneroof.harness.db import connect
+from tests.support.processes import clean_env
 from tests.support.release import TRUST
-from tests.support.testing import ROOT
 
 PKG = package.load()
 
@@ -137,13 +136,9 @@ ROLLBACK = statement_points(PKG, "rollback")
 
 
 def executor_env() -> dict[str, str]:
-    """The executor subprocess imports this checkout and sees none of the caller's PG*/ONEROOF_*
-    (but the tests' allowed-signers file).
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    env[signatures.ENV] = str(TRUST.path)  # the tests' allowed signers: the approvals are signed with test keys
-    return env
+    """The executor subprocess sees none of the caller's PG*/ONEROOF_* (but the tests' allowed-signers file)."""
+    # The tests' allowed signers: the approvals are signed with test keys.
+    return clean_env(**{signatures.ENV: str(TRUST.path)})
 
 
 WAITING_SQL = """
