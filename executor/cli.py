@@ -285,6 +285,77 @@ def cmd_golden(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def _add_demo(sub: argparse._SubParsersAction[Parser]) -> None:
+    from oneroof.executor.demo import DEFAULT_NAME
+
+    p = sub.add_parser(
+        "demo",
+        help="a production of your own to practise the release on",
+        description="A demo production: the Directus 11 + tier-1 database a production would be, "
+        "neither golden nor read-only, to snapshot, rehearse, approve, roll out and roll back (see "
+        "the first production rollout in the docs). `oneroof demo ACTION --help` shows the options "
+        "of each action.",
+    )
+    actions = _actions(p)
+    build = actions.add_parser(
+        "production",
+        help="build a demo production; prints its DSN",
+        description="Build a demo production: every Directus 11 system table, 35 governed collections, "
+        "system_issues and tier 1 live, the proposal naming this package, and nothing of oneroof's but "
+        "a comment. An existing database is refused (exit 2); --replace replaces only a demo production.",
+    )
+    build.add_argument("--scale", type=int, default=1, metavar="N", help="multiplies the large tables (default 1)")
+    _name_option(build, DEFAULT_NAME, DEFAULT_NAME)
+    build.add_argument(
+        "--replace", action="store_true", help="rebuild an existing demo production (never any other database)"
+    )
+    build.add_argument(
+        "--package",
+        default=str(package.DEFAULT_DIR),
+        metavar="DIR",
+        help="release package whose hash the proposal names",
+    )
+    env = actions.add_parser(
+        "directus-env",
+        help="the environment Directus needs to serve a demo production",
+        description="Print `export` lines (for `eval`) of DB_CLIENT, DB_HOST, DB_PORT, DB_DATABASE, DB_USER "
+        "and PGPASSFILE, so that `npx directus start` serves the database; never a password.",
+    )
+    _name_option(env, DEFAULT_NAME, DEFAULT_NAME)
+    for action in (build, env):
+        _dsn_option(action, "the server (any database on it)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> ExitCode:
+    """`oneroof demo production|directus-env`."""
+    from oneroof.executor import demo
+
+    if args.action == "directus-env":
+        env, notes = demo.directus_env(target.admin_dsn(args.dsn, _err), args.name)
+        for note in notes:
+            _err(f"note: {note}")
+        print(demo.as_shell(env), end="")
+        return ExitCode.OK
+    if not 1 <= args.scale <= 1000:
+        raise UsageError(f"--scale {args.scale} is out of range: use a whole number from 1 to 1000")
+    made = demo.production(
+        target.admin_dsn(args.dsn, _err),
+        name=args.name,
+        scale=args.scale,
+        replace=args.replace,
+        package_dir=Path(args.package),
+        progress=_progress,
+    )
+    _err(
+        f"demo production {made.name}: scale {made.result.scale}, {made.result.system_issues:,} system issues, "
+        f"proposal bound to package {made.package_sha256[:12]}, in {made.result.seconds:.1f} s; not golden, "
+        "not read-only: practise on it as on production"
+    )
+    print(made.dsn)
+    return ExitCode.OK
+
+
 def _add_clone(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "clone",
@@ -1049,6 +1120,7 @@ def build_parser() -> Parser:
 
     _add_server(sub)
     _add_golden(sub)
+    _add_demo(sub)
     _add_clone(sub)
     _add_probe(sub)
     _add_verify(sub)
