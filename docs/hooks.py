@@ -13,6 +13,7 @@ codes, and replaces markers in the Markdown of the pages:
 - ``<!-- oneroof:settings -->``: the settings table (flag, environment variable, ini key,
   default, meaning).
 - ``<!-- oneroof:exit-codes -->``: the exit-code table.
+- ``<!-- oneroof:glossary -->``: the report's terms, as the report lists them.
 
 The build fails (a ``PluginError``) when a marker names a command the parser lacks, when a
 command of the parser has no page ``commands/NAME.md`` with its markers, or when a page under
@@ -294,6 +295,12 @@ def render_exit_codes() -> str:
     return "\n".join(out) + "\n"
 
 
+def render_glossary() -> str:
+    """The report's terms (oneroof.executor.report.GLOSSARY) as a definition list of bullets."""
+    terms = _import("oneroof.executor.report").GLOSSARY
+    return "\n".join(f"- **{term}**: {text}" for term, text in terms) + "\n"
+
+
 def render(markdown: str, where: str) -> str:
     """`markdown` with every oneroof marker replaced; `where` names the page in errors."""
     parser: argparse.ArgumentParser | None = None
@@ -321,6 +328,8 @@ def render(markdown: str, where: str) -> str:
             return render_settings()
         if kind == "exit-codes":
             return render_exit_codes()
+        if kind == "glossary":
+            return render_glossary()
         raise PluginError(f"oneroof docs: {where}: unknown marker `oneroof:{kind}`")
 
     return MARKER.sub(replace, markdown)

@@ -109,6 +109,27 @@ def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _json_option(parser: argparse.ArgumentParser, shape: str) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help=f"print one JSON object instead of the text ({shape}; see the docs)"
+    )
+
+
+def _color_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-color",
+        action="store_true",
+        help="no colour on the verdict lines (also NO_COLOR; there is none in a pipe or a file anyway)",
+    )
+
+
+def _print_painted(args: argparse.Namespace, text: str) -> None:
+    """`text` on stdout, its verdict lines coloured on a terminal (see oneroof.executor.output)."""
+    from oneroof.executor import output
+
+    print(output.paint(text, output.colour_wanted(getattr(args, "no_color", False), sys.stdout)))
+
+
 # -- commands: each one's parser (_add_X) beside its handler (cmd_X) --------------------------
 
 
@@ -231,6 +252,7 @@ def _add_golden(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     _replace_option(snapshot)
     listing = actions.add_parser("list", help="the golden databases and where each came from")
+    _json_option(listing, '{"goldens": [{"name", "kind", "description", "provenance"}]}')
     show = actions.add_parser("show", help="where one golden database came from")
     show.add_argument("target", nargs="?", metavar="NAME", help="the golden database")
     for action in (build, snapshot, listing, show):
@@ -243,7 +265,11 @@ def cmd_golden(args: argparse.Namespace) -> ExitCode:
     admin = target.admin_dsn(args.dsn, _err)
     if args.action == "list":
         found = golden.list_goldens(admin)
-        for name, prov in found:
+        if args.json:
+            from oneroof.executor import output
+
+            print(json.dumps(output.goldens(found)))
+        for name, prov in found if not args.json else ():
             print(f"{name}\t{prov.describe()}")
         _err(f"{len(found)} golden database(s)")
         return ExitCode.OK
@@ -396,6 +422,7 @@ def _add_clone(sub: argparse._SubParsersAction[Parser]) -> None:
     drop = actions.add_parser("drop", help="drop one clone", description="Drop a marked clone.")
     drop.add_argument("name", nargs="?", metavar="NAME", help="the clone to drop")
     listing = actions.add_parser("list", help="the clones: name, source, DSN")
+    _json_option(listing, '{"clones": [{"name", "source", "dsn"}]}')
     gc = actions.add_parser(
         "gc",
         help="drop old clones no client uses",
@@ -429,7 +456,11 @@ def cmd_clone(args: argparse.Namespace) -> ExitCode:
         print(f"dropped {args.name}")
     elif args.action == "list":
         found = clones.list_clones(admin)
-        for clone in found:
+        if args.json:
+            from oneroof.executor import output
+
+            print(json.dumps(output.clones(found)))
+        for clone in found if not args.json else ():
             print(f"{clone.name}\t{clone.source}\t{clone.dsn}")
         _err(f"{len(found)} clone(s)")
     else:
@@ -547,6 +578,20 @@ def _add_monitor(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--confirm-db", default=None, metavar="NAME", help="also check that the target is this database")
+    p.add_argument(
+        "--until-open",
+        action="store_true",
+        help="read again (every 2 s, waits growing to 30 s) until the gate is OPEN, saying each change on "
+        "stderr; then print as one shot does. Exit 0 OPEN, 3 still BLOCKED at --timeout",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --until-open: stop waiting after this many seconds (default: wait until OPEN or Ctrl-C)",
+    )
+    _color_option(p)
     _package_options(p)
     _trust_option(p)
     _rehearsal_option(p)
@@ -556,24 +601,32 @@ def _add_monitor(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def cmd_monitor(args: argparse.Namespace) -> ExitCode:
     """`oneroof monitor`: OK when the gate is OPEN, BLOCKED otherwise."""
-    from oneroof.executor.monitor import monitor
+    from oneroof.executor.monitor import monitor, until_open
 
+    _check_until_open(args)
     trust = _trust(args)  # bad input before any server is touched
     bound = _rehearsal(args)
-    report = monitor(
-        target.target_dsn(args.dsn, progress=_err),
-        Path(args.package),
-        expect_sha256=args.expect_sha256,
-        confirm_db=args.confirm_db,
-        trust=trust,
-        rehearsal=bound,
-    )
+    dsn = target.target_dsn(args.dsn, progress=_err)
+
+    def read() -> Any:
+        return monitor(
+            dsn,
+            Path(args.package),
+            expect_sha256=args.expect_sha256,
+            confirm_db=args.confirm_db,
+            trust=trust,
+            rehearsal=bound,
+        )
+
+    report = until_open(read, timeout=args.timeout, progress=_progress) if args.until_open else read()
+    if args.until_open and report.verdict != "OPEN":
+        _err(f"oneroof: the gate did not open within {args.timeout:g} s (exit 3)")
     if args.json:
         print(json.dumps(report.as_json()))
     else:
         if report.verdict == "OPEN":
-            print(report.verdict)
-        _print_blocked(report.blocked_by or {}, report.reasons)
+            _print_painted(args, report.verdict)
+        _print_blocked(report.blocked_by or {}, report.reasons, args)
         for note in report.notes:
             print(f"note: {note}")
         print(
@@ -601,20 +654,37 @@ def cmd_monitor(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK if report.verdict == "OPEN" else ExitCode.BLOCKED
 
 
-def _print_blocked(blocked_by: dict[str, str], reasons: list[str]) -> None:
+def _check_until_open(args: argparse.Namespace) -> None:
+    import math
+
+    if args.timeout is None:
+        return
+    if not args.until_open:
+        raise UsageError("--timeout goes with --until-open: one shot of monitor does not wait")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"--timeout {args.timeout:g} is not a number of seconds above 0: use, e.g., --timeout 600")
+
+
+def _print_blocked(blocked_by: dict[str, str], reasons: list[str], args: argparse.Namespace) -> None:
     """One `BLOCKED:` line per reason, each ending with the next step of its gate condition."""
     from oneroof.core import gate
 
     for condition, reason in blocked_by.items() if blocked_by else (("", r) for r in reasons):
-        print(f"BLOCKED: {gate.with_next_step(condition, reason)}")
+        _print_painted(args, f"BLOCKED: {gate.with_next_step(condition, reason)}")
 
 
-def _print_outcome(outcome: Any) -> None:
+def _print_outcome(outcome: Any, args: argparse.Namespace) -> None:
+    if args.json:
+        from oneroof.executor import output
+
+        print(json.dumps(output.outcome(outcome)))
+        return
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in outcome.seconds.items())
-    print(
+    _print_painted(
+        args,
         f"{outcome.action.upper()}: {outcome.database} (package {outcome.package_sha256[:12]}"
         f"{', approvals ' + ', '.join(f'#{i}' for i in outcome.approvals) if outcome.approvals else ''})"
-        f"{'; ' + timings if timings else ''}"
+        f"{'; ' + timings if timings else ''}",
     )
     if outcome.metrics:
         print("  " + " ".join(f"{k}={v}" for k, v in outcome.metrics.items() if k != "db"))
@@ -633,6 +703,8 @@ def _add_rollout(sub: argparse._SubParsersAction[Parser]) -> None:
         "rollback`), 130 interrupted.",
     )
     p.add_argument("--confirm-db", required=True, metavar="NAME", help="the name of the database you mean to change")
+    _json_option(p, '{"result", "database", "package_sha256", "approvals", "entry", "exit", ...}')
+    _color_option(p)
     _package_options(p)
     _trust_option(p)
     _rehearsal_option(p)
@@ -656,13 +728,18 @@ def cmd_rollout(args: argparse.Namespace) -> ExitCode:
             dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust, rehearsal=bound
         )
     except Blocked as exc:
-        _print_blocked(exc.blocked_by, exc.reasons)
+        if args.json:
+            from oneroof.executor import output
+
+            print(json.dumps(output.blocked(exc, pkg.sha256)))
+            return ExitCode.BLOCKED
+        _print_blocked(exc.blocked_by, exc.reasons, args)
         print(
             f"  nothing was changed: entry {exc.entry}\n                      exit  {exc.exit}"
             f"\n  entry == exit: {'yes' if exc.entry == exc.exit else 'NO'}"
         )
         return ExitCode.BLOCKED
-    _print_outcome(outcome)
+    _print_outcome(outcome, args)
     if outcome.audit_exit not in (None, 0):
         _err(
             f"oneroof: error: tiers 2-6 are committed and live, but the finalized audit failed (pytest exit "
@@ -682,6 +759,8 @@ def _add_rollback(sub: argparse._SubParsersAction[Parser]) -> None:
         "or a missing privilege, 4 package integrity or not the deployed package, 5 lock held.",
     )
     p.add_argument("--confirm-db", required=True, metavar="NAME", help="the name of the database you mean to change")
+    _json_option(p, "the keys of `rollout --json`")
+    _color_option(p)
     _package_options(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollback)
@@ -695,7 +774,7 @@ def cmd_rollback(args: argparse.Namespace) -> ExitCode:
     outcome = release.rollback(
         target.target_dsn(args.dsn, progress=_err), pkg, confirm_db=args.confirm_db, progress=_progress
     )
-    _print_outcome(outcome)
+    _print_outcome(outcome, args)
     return ExitCode.OK
 
 
@@ -742,6 +821,8 @@ def _add_rehearse(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument(
         "--runs-dir", default=None, metavar="DIR", help="where run directories go (default $ONEROOF_HOME/runs)"
     )
+    _json_option(p, '{"ok", "verdict", "meaning", "evidence", "run_dir", "reports", ...}')
+    _color_option(p)
     _package_options(p)
     _trust_option(p)
     _dsn_option(p, "the rehearsal server (any database on it)")
@@ -797,9 +878,14 @@ def cmd_rehearse(args: argparse.Namespace) -> ExitCode:
     )
     for fmt, name in (("md", "report.md"), ("html", "report.html")):
         (run_dir / name).write_text(report.render(evidence, fmt))
-    print(report.as_text(evidence), end="")
-    print(f"\nevidence {run_dir / 'evidence.json'}\nreport   {run_dir / 'report.md'}, {run_dir / 'report.html'}")
-    if evidence.kept_clone_dsn:
+    if args.json:
+        from oneroof.executor import output
+
+        print(json.dumps(output.rehearsal(evidence, run_dir, report.verdict(evidence), report.meaning(evidence))))
+    else:
+        _print_painted(args, report.as_text(evidence).rstrip("\n"))
+        print(f"\nevidence {run_dir / 'evidence.json'}\nreport   {run_dir / 'report.md'}, {run_dir / 'report.html'}")
+    if evidence.kept_clone_dsn and not args.json:
         print(f"kept clone: {evidence.kept_clone_dsn}")
     if evidence.interrupted:
         _err("oneroof: interrupted: the clone was dropped" if not args.keep else "oneroof: interrupted")
@@ -827,6 +913,7 @@ def _add_report(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument(
         "--runs-dir", default=None, metavar="DIR", help="where run directories are (default $ONEROOF_HOME/runs)"
     )
+    _color_option(p)
     p.set_defaults(func=cmd_report)
 
 
@@ -853,7 +940,10 @@ def cmd_report(args: argparse.Namespace) -> ExitCode:
         text = report.render(evidence, args.format)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{file} is not rehearsal evidence oneroof can render ({type(exc).__name__}: {exc})") from exc
-    print(text, end="")
+    if args.format == "text":
+        _print_painted(args, text.rstrip("\n"))
+    else:
+        print(text, end="")
     return ExitCode.OK
 
 
@@ -1070,6 +1160,7 @@ def _add_approvals(sub: argparse._SubParsersAction[Parser]) -> None:
         "no key from the database. Exit 0 when every deployment verifies, 1 otherwise.",
     )
     p.add_argument("action", choices=("verify",))
+    _json_option(p, '{"ok", "database", "system_identifier", "allowed_signers_sha256", "approvals", "deployments"}')
     _trust_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_approvals)
@@ -1083,6 +1174,11 @@ def cmd_approvals(args: argparse.Namespace) -> ExitCode:
     if trust is None:
         raise UsageError("--allowed-signers FILE is missing: the audit verifies against the reviewed allowed signers")
     result = approvals.audit(target.target_dsn(args.dsn), trust)
+    if args.json:
+        from oneroof.executor import output
+
+        print(json.dumps(output.audit(result)))
+        return ExitCode.OK if result.ok else ExitCode.FAILED
     print(
         f"database {result.database} on cluster {result.system_identifier or '(unreadable)'}; "
         f"allowed signers sha256 {result.allowed_signers_sha256}"

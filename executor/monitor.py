@@ -1,7 +1,11 @@
-"""The gate monitor: one read-only shot (no daemon) giving OPEN or BLOCKED with every reason."""
+"""The gate monitor: one read-only shot (no daemon) giving OPEN or BLOCKED with every reason, or
+such shots until the gate opens (`until_open`).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,3 +103,38 @@ def monitor(
         blocked_by,
         given,
     )
+
+
+FIRST_INTERVAL = 2.0  # seconds before the second read; each wait is half as long again, up to
+LONGEST_INTERVAL = 30.0
+
+
+def until_open(
+    read: Callable[[], Report],
+    *,
+    timeout: float | None,
+    progress: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Report:
+    """Read the gate with `read` (one read-only shot each time, no daemon, nothing written) until
+    it is OPEN or `timeout` seconds have passed (None: until OPEN or Ctrl-C); return the last
+    report. `progress` hears each read: the verdict with its reasons when they changed, else that
+    it holds. The waits grow from FIRST_INTERVAL by half each time, up to LONGEST_INTERVAL.
+    """
+    started, wait, seen = clock(), FIRST_INTERVAL, None
+    while True:
+        report = read()
+        elapsed = clock() - started
+        now = (report.verdict, tuple(report.reasons))
+        left = None if timeout is None else timeout - elapsed
+        pause = wait if left is None else max(0.0, min(wait, left))
+        said = report.verdict + (": " + "; ".join(report.reasons) if report.reasons else "")
+        said = said if now != seen else f"still {report.verdict}"
+        if report.verdict == "OPEN" or (left is not None and left <= 0):
+            progress(f"{elapsed:.0f} s: {said}")
+            return report
+        progress(f"{elapsed:.0f} s: {said}; next read in {pause:.0f} s")
+        seen = now
+        sleep(pause)
+        wait = min(LONGEST_INTERVAL, wait * 1.5)

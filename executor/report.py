@@ -343,6 +343,88 @@ def verdict(evidence: Evidence) -> dict[str, str]:
     return {"release_readiness": readiness, "production_execution": production}
 
 
+# The report's terms, for a reader who has not read the source document: rendered under the
+# report (Markdown and HTML) and on the docs' glossary page (docs/hooks.py), from this one table.
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    (
+        "GO / NO-GO",
+        "the rehearsal's verdicts. RELEASE READINESS judges the release on a copy; PRODUCTION EXECUTION "
+        "judges production: GO only once a human has ratified and this rehearsal binds the rollout.",
+    ),
+    (
+        "OPEN / BLOCKED",
+        "the gate's verdict on a target (`oneroof monitor`): OPEN lets `oneroof rollout` apply "
+        "tiers 2-6; BLOCKED lists every reason, and a blocked rollout changes nothing.",
+    ),
+    ("ospa", "rows of os_proposal_approvals, counted or not; the gate counts only valid approvals"),
+    (
+        "valid approval",
+        "an approval by a human L2/L4 approver, signed with their own key, verified against the "
+        "trust root, naming this package, proposal and target, unexpired and unrevoked (`oneroof approve`)",
+    ),
+    ("own", "active rows of os_collection_owners: the governed collections with an owner (35 once tier 3 is live)"),
+    ("gap", "rows of the os_governance_gap view: governance facets still missing (210 before the rollout, 0 after)"),
+    ("conflict", "collections with two active owners, or a label with two effects (always 0)"),
+    ("gov_emit", "rows of os_gov_events: governance events emitted (0: tier 6's event bindings stay disabled)"),
+    ("inventory", "rows of os_collection_inventory: the 35 governed collections (tier 1)"),
+    ("axis", "governed collections with an axis (tier 4): 0 before the rollout, 35 after"),
+    ("idle", "rows of os_idle_flags: collections flagged idle by the lifecycle (tier 6), 0"),
+    ("system_issues", "rows of the system_issues log; the release never changes it"),
+    ("entry / exit", "fingerprints of the target read before and after a command: equal means it changed nothing"),
+    ("golden", "a read-only database that rehearsals clone: the synthetic golden, or a capture of production"),
+    (
+        "capture",
+        "a golden snapshot of production (`oneroof golden snapshot`, `rehearse --from`), read-only, "
+        "its secrets replaced by markers, equal to production's fingerprint",
+    ),
+    ("clone", "a marked copy of a golden database that a rehearsal changes and drops"),
+    (
+        "evidence",
+        "evidence.json of a rehearsal run: the steps, figures and digests a rollout of production is "
+        "bound to (`--rehearsal`)",
+    ),
+    ("statement", "the text an approver signs: package, proposal, level, target and validity"),
+    ("trust root", "the allowed-signers file of the reviewed repository (`--allowed-signers`): whose keys count"),
+    (
+        "Option 3 inert shadow",
+        "a rejected way to release (a shadow tier behind an override): REJECTED means the package holds no such thing",
+    ),
+    ("RETAINED", "the clone harness is kept as the way to rehearse"),
+    ("Forbidden-compliance", "the proof that production was not changed: its figures, entry == exit"),
+)
+
+
+def meaning(evidence: Evidence) -> str:
+    """One line under the verdict: what it means, and the next step (who, with which command)."""
+    gate, _why = production_gate(evidence)
+    production = verdict(evidence)["production_execution"]
+    if evidence.interrupted:
+        return "What this means: the rehearsal was stopped before it held; nothing is proven. Next: rehearse again."
+    if not evidence.ok:
+        return (
+            "What this means: the release failed on a copy and must not go to production. Next: read the "
+            "failed step in report.md, fix it, and rehearse again."
+        )
+    if gate == "UNKNOWN":
+        return (
+            "What this means: the release holds on a copy, but production was not read, so this rehearsal "
+            "cannot bind its rollout. Next: rehearse on a capture of production, `oneroof rehearse --from PROD_DSN`."
+        )
+    if production.startswith("GO"):
+        return (
+            "What this means: the release holds and a human has ratified. Next: the operator runs "
+            "`oneroof rollout --confirm-db DB --rehearsal evidence.json`."
+        )
+    if production == "DONE":
+        return "What this means: tiers 2-6 are already live on production; `oneroof rollback` would undo them."
+    if production.startswith("NO-GO until"):
+        return (
+            "What this means: the healthy result: the release holds on a copy, and production waits, unchanged, "
+            "for a human. Next: an L2/L4 approver runs `oneroof approve`, then the operator `oneroof rollout`."
+        )
+    return "What this means: production may not be rolled out yet. Next: act on the reason above, then rehearse again."
+
+
 def compliance(evidence: Evidence) -> str:
     """The forbidden-compliance line: entry == exit figures of production (or of the golden database)."""
     prod = evidence.production
@@ -367,6 +449,7 @@ def as_json(evidence: Evidence) -> dict[str, Any]:
     return {
         "matrix": [asdict(r) for r in matrix(evidence)],
         "verdict": verdict(evidence),
+        "meaning": meaning(evidence),
         "compliance": compliance(evidence),
         "evidence": evidence.as_json(),
     }
@@ -395,9 +478,15 @@ def as_markdown(evidence: Evidence) -> str:
         "",
         f"RELEASE READINESS: {v['release_readiness']}. PRODUCTION EXECUTION: {v['production_execution']}.",
         "",
+        meaning(evidence),
+        "",
         "## Forbidden-compliance",
         "",
         compliance(evidence),
+        "",
+        "## Terms",
+        "",
+        *[f"- **{term}**: {text}" for term, text in GLOSSARY],
         "",
         "## Steps",
         "",
@@ -431,6 +520,7 @@ def as_text(evidence: Evidence) -> str:
         f"Golden {evidence.golden}: {evidence.golden_origin or 'origin not recorded'}",
         f"RELEASE READINESS: {v['release_readiness']}",
         f"PRODUCTION EXECUTION: {v['production_execution']}",
+        meaning(evidence),
         f"Forbidden-compliance: {compliance(evidence)}",
     ):
         out += textwrap.wrap(text, TEXT_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
@@ -496,8 +586,10 @@ def as_html(evidence: Evidence) -> str:
 <h2>Classification matrix</h2><table><tr><th>Component</th><th>Status</th><th>Evidence</th></tr>{rows}</table>
 <h2>Overall verdict</h2><p class="verdict">RELEASE READINESS: {_inline(v["release_readiness"])}<br>
 PRODUCTION EXECUTION: {_inline(v["production_execution"])}</p>
+<p>{_inline(meaning(evidence))}</p>
 <h2>Forbidden-compliance</h2><p>{_inline(compliance(evidence))}</p>
 <h2>Figures</h2><table><tr><th>metric</th><th>golden (after rehearsal)</th><th>production</th></tr>{fig_rows}</table>
+<h2>Terms</h2><dl>{"".join(f"<dt>{e(t)}</dt><dd>{_inline(d)}</dd>" for t, d in GLOSSARY)}</dl>
 <h2>Step timeline</h2><table><tr><th>#</th><th>step</th><th>result</th><th>detail</th><th>duration</th></tr>{steps}</table>
 </body></html>
 """  # noqa: E501

@@ -27,7 +27,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     "`rollout` or `rollback` needs (named before anything is tried), or a function that could shadow a built-in: "
     "one line on stderr, no traceback (`--debug` shows one), nothing written. A DSN that does not parse is not "
     "echoed, since it may hold a password.",
-    ExitCode.BLOCKED: "BLOCKED: the gate is closed",
+    ExitCode.BLOCKED: "BLOCKED: the gate is closed; for `monitor --until-open`, still closed at its --timeout",
     ExitCode.INTEGRITY: "package integrity: a changed, missing or extra file, or a hash that differs from the pinned "
     "one; for `rollback`, a package that is not the one the ledger says was deployed",
     ExitCode.LOCK_HELD: "the release lock is held by another executor",

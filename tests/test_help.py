@@ -65,11 +65,11 @@ def test_an_error_points_to_the_help_of_its_command(oneroof: Any, args: tuple[st
     [
         (("golden", "build"), ("--scale", "--replace", "--package", "--dsn"), ("--jobs", "--from")),
         (("golden", "snapshot"), ("--from", "--jobs", "--replace", "--dsn"), ("--scale", "--package")),
-        (("golden", "list"), ("--dsn",), ("--scale", "--jobs", "--from", "--replace")),
+        (("golden", "list"), ("--dsn", "--json"), ("--scale", "--jobs", "--from", "--replace")),
         (("golden", "show"), ("NAME", "--dsn"), ("--scale", "--jobs", "--replace")),
         (("clone", "create"), ("--from", "--name", "--strategy", "--wait", "--json"), ("--older-than",)),
         (("clone", "drop"), ("NAME", "--dsn"), ("--strategy", "--older-than", "--json")),
-        (("clone", "list"), ("--dsn",), ("--strategy", "--older-than", "--json")),
+        (("clone", "list"), ("--dsn", "--json"), ("--strategy", "--older-than")),
         (("clone", "gc"), ("--from", "--older-than"), ("--strategy", "--json", "--name")),
     ],
 )
