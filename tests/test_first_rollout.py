@@ -17,6 +17,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,19 @@ def script(found: list[Command], port: int, directus_cli: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def stop_group(group: int, grace: float = 20.0) -> None:
+    """SIGTERM to the script's process group, then, after `grace` seconds, SIGKILL to what is left."""
+    try:
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)  # ProcessLookupError once the whole group is gone
+            time.sleep(0.2)
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def test_the_page_walks_the_whole_path_with_directus() -> None:
     texts = [c.text for c in commands()]
     at = 0
@@ -125,10 +139,7 @@ def test_the_first_production_rollout_runs_as_the_page_says(directus_install: In
         out, err = proc.communicate()
         pytest.fail(f"the page's commands did not finish within {SCRIPT_TIMEOUT:.0f} s:\n{err[-4000:]}")
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)  # Directus
-        except ProcessLookupError:
-            pass
+        stop_group(proc.pid)  # Directus, which the page started in the background
         subprocess.run(
             [sys.executable, "-m", "oneroof.executor", "server", "stop"], env=env, capture_output=True, timeout=120
         )
