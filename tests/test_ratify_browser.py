@@ -14,6 +14,7 @@ One scenario in order: each step changes the approvals the next one judges.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from oneroof.core import package
+from oneroof.core import package, passkeys, signatures
 from oneroof.harness import catalog
 from tests.support import directus, ratify_page
 from tests.support.processes import run_executor
@@ -148,6 +149,47 @@ class Approver:
         return str(done.inner_text())
 
 
+def unverified_assertion(approver: Approver, rest: directus.DirectusClient) -> str:
+    """A statement for `approver`, asserted in their page by navigator.credentials.get without
+    userVerification "required": the bundle the page would store.
+    """
+    context = rest.get("/oneroof-ratify/context")
+    statement = signatures.Statement.new(
+        package_sha256=PKG.sha256,
+        proposal=PKG.proposal,
+        approver_id=str(approver.account.id),
+        approver_email=approver.account.email,
+        level=str(approver.account.level),
+        database=context["database"],
+        system_identifier=context["system_identifier"],
+        valid_for=dt.timedelta(hours=1),
+    )
+    parts = approver.page.evaluate(
+        """async (challenge) => {
+            const bytes = Uint8Array.from(challenge.match(/../g).map((b) => parseInt(b, 16)));
+            const got = await navigator.credentials.get({
+                publicKey: { challenge: bytes, rpId: location.hostname, userVerification: 'discouraged' },
+            });
+            const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
+            const r = got.response;
+            return [hex(got.rawId), hex(r.authenticatorData), hex(r.clientDataJSON), hex(r.signature)];
+        }""",
+        passkeys.challenge(statement.message()).hex(),
+    )
+    assertion = passkeys.Assertion(*(bytes.fromhex(p) for p in parts))
+    return passkeys.bundle(statement.message(), assertion)
+
+
+def record(rest: directus.DirectusClient, account: catalog.Account, text: str) -> int:
+    """The approval row and its statement, created through Directus as the logged-in approver."""
+    proposal = directus.proposal_id(rest)
+    created = directus.create_approval(rest, proposal=proposal, level=str(account.level), package_sha256=PKG.sha256)
+    assert created.ok, created.payload
+    approval = int(created.data["id"])
+    rest.post("/comments", {"collection": "os_proposal_approvals", "item": str(approval), "comment": text})
+    return approval
+
+
 def monitor(database: directus.DirectusDatabase, trust: Path, evidence: Path) -> dict[str, Any]:
     proc = run_executor(
         "monitor",
@@ -186,12 +228,14 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     with trust.open("a") as out:
         out.write(binh_line + "\n")
     said = binh.ratify(evidence)
-    first = monitor(database, trust, evidence)
-    assert first["verdict"] == "BLOCKED", first
-    if "Approval #" in said:  # Chromium sent an assertion without UV: the gate refuses it
-        assert any("no user verification (UV flag not set)" in r for r in first["reasons"]), first
-    else:  # Chromium refused to assert without UV: nothing was recorded
-        assert "not ratified" in said and first["reasons"][0].startswith("valid approvals 0 < 1"), (said, first)
+    assert "Approval #" not in said, said  # Chromium does not assert without UV when the page requires it
+    # A tampered page asks without requiring UV and records what the authenticator returns, as
+    # Binh through Directus: the assertion is genuine, with UV = 0, and does not count.
+    rest = server.login(binh.account.email, PASSWORD)
+    recorded = record(rest, binh.account, unverified_assertion(binh, rest))
+    blocked = monitor(database, trust, evidence)
+    assert blocked["verdict"] == "BLOCKED", blocked
+    assert f"#{recorded} its passkey assertion has no user verification (UV flag not set)" in blocked["reasons"][0]
 
     # L4 registers and ratifies with user verification: the approval counts.
     dung = Approver(browser, server, "l4", verified=True)
