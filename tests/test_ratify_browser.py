@@ -30,7 +30,7 @@ from tests.support import directus, ratify_page
 from tests.support.processes import run_executor
 from tests.support.testing import bound_evidence, signers
 
-pytestmark = pytest.mark.directus
+pytestmark = [pytest.mark.directus, pytest.mark.proof]  # a slow proof: CI runs it once
 PKG = package.load()
 SIGNERS = signers()
 PASSWORD = "oneroof-test-password"
