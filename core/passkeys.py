@@ -6,11 +6,13 @@ SSH keys in ssh-keygen's format and, beside them, one line per passkey credentia
 ratification page in Directus prints that line when an approver registers a passkey; a human
 reviews it and adds it (docs/runbooks/approver.md):
 
-    passkey EMAIL directus-id=UUID level=L2 rp-id=HOST origin=URL aaguid=UUID credential=B64URL cose=B64URL
+    EMAIL passkey directus-id=UUID level=L2 rp-id=HOST origin=URL aaguid=UUID credential=B64URL cose=B64URL
 
 `credential` is the credential id and `cose` the COSE public key (CBOR), both base64url without
 padding; `rp-id` and `origin` are the relying party the credential was made for (the Directus
-host and its URL). ssh-keygen never sees these lines (`ssh_lines`).
+host and its URL). Like an allowed-signers line it starts with the approver's email; its second
+word, `passkey`, is neither an option nor a key type of ssh-keygen's, which never sees these lines
+(`ssh_lines`).
 
 A passkey approval, as stored in Directus (the approval row's comment), is the statement line
 followed by one line of canonical JSON, the assertion the browser returned:
@@ -48,7 +50,7 @@ from fido2 import cbor
 from fido2.cose import ES256, RS256, CoseKey, EdDSA
 from fido2.webauthn import AuthenticatorData, CollectedClientData
 
-PREFIX = "passkey"  # the first word of a passkey line in the trust file
+PREFIX = "passkey"  # the second word of a passkey line in the trust file, after the email
 ASSERTION_TYPE = "oneroof-passkey-assertion/v1"
 ALGORITHMS = {ES256.ALGORITHM: "ES256", EdDSA.ALGORITHM: "EdDSA", RS256.ALGORITHM: "RS256"}
 FIELDS = ("directus-id", "level", "rp-id", "origin", "aaguid", "credential", "cose")
@@ -109,7 +111,7 @@ class Credential:
         """Its line in the trust file (what the registration view prints)."""
         values = (self.directus_id, self.level, self.rp_id, self.origin, self.aaguid)
         named = " ".join(f"{k}={v}" for k, v in zip(FIELDS[:5], values, strict=True))
-        return f"{PREFIX} {self.email} {named} credential={b64url(self.credential_id)} cose={b64url(self.cose)}"
+        return f"{self.email} {PREFIX} {named} credential={b64url(self.credential_id)} cose={b64url(self.cose)}"
 
     def key(self) -> CoseKey:
         """Its COSE public key; Refused when the algorithm is not one the gate accepts."""
@@ -133,16 +135,16 @@ class Credential:
     def parse(cls, line: str) -> Credential:
         """The credential of one passkey line; ValueError saying what is wrong with it."""
         words = line.split()
-        if len(words) != 2 + len(FIELDS) or words[0] != PREFIX:
-            raise ValueError(f"a passkey line is `{PREFIX} EMAIL` and {len(FIELDS)} fields: {', '.join(FIELDS)}")
+        if len(words) != 2 + len(FIELDS) or words[1] != PREFIX:
+            raise ValueError(f"a passkey line is `EMAIL {PREFIX}` and {len(FIELDS)} fields: {', '.join(FIELDS)}")
         values: dict[str, str] = {}
         for word in words[2:]:
             name, sep, value = word.partition("=")
             if not sep or name not in FIELDS or name in values or not value:
                 raise ValueError(f"{word.split('=')[0]!r} is not one of {', '.join(FIELDS)} (each once, with a value)")
             values[name] = value
-        if not EMAIL.match(words[1]):
-            raise ValueError(f"{words[1]!r} is not an email address")
+        if not EMAIL.match(words[0]):
+            raise ValueError(f"{words[0]!r} is not an email address")
         for name in ("directus-id", "aaguid"):
             if not UUID.match(values[name]):
                 raise ValueError(f"{name}={values[name]!r} is not a lowercase UUID")
@@ -154,12 +156,12 @@ class Credential:
         except Refused as exc:
             raise ValueError(str(exc)) from exc
         directus_id, level, rp_id, origin, aaguid = (values[n] for n in FIELDS[:5])
-        return cls(words[1], directus_id, level, rp_id, origin, aaguid, credential_id, cose)
+        return cls(words[0], directus_id, level, rp_id, origin, aaguid, credential_id, cose)
 
 
 def is_passkey_line(line: str) -> bool:
-    """True for a passkey line of the trust file (ssh-keygen's lines never start with the word)."""
-    return line.split(maxsplit=1)[:1] == [PREFIX]
+    """True for a passkey line of the trust file (in ssh-keygen's lines, options or a key type follow the principal)."""
+    return line.split(maxsplit=2)[1:2] == [PREFIX] and not line.lstrip().startswith("#")
 
 
 def ssh_lines(trust: bytes) -> bytes:

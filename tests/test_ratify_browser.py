@@ -241,7 +241,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     dung = Approver(browser, server, "l4", verified=True)
     dung.log_in()
     line = dung.register()
-    assert line.startswith(f"passkey {dung.account.email} directus-id={dung.account.id} level=L4 rp-id=localhost ")
+    assert line.startswith(f"{dung.account.email} passkey directus-id={dung.account.id} level=L4 rp-id=localhost ")
     without_line = dung.ratify(evidence)
     assert "Approval #" in without_line, without_line
     unlisted = monitor(database, trust, evidence)

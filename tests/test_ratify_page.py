@@ -7,6 +7,7 @@ extension itself is built with @directus/extensions-sdk from npm.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from oneroof.core import evidence, package, passkeys, signatures
+from oneroof.executor.ratify import statement_template
 from tests.support import directus, ratify_page
 from tests.support.authenticator import SoftAuthenticator
 
@@ -48,36 +50,42 @@ def node(script: str, *args: Any) -> Any:
 
 @pytest.mark.parametrize("database", ["directus", 'prod "ñ" \u007f \U0001f600 \\ db', "x\ty"])
 def test_the_page_builds_the_statement_the_gate_parses(database: str) -> None:
+    """Whatever fields signatures.Statement has: the page fills the template the build wrote."""
+    values = {f.name: f"{f.name}-value" for f in dataclasses.fields(signatures.Statement)}
+    values.update(
+        package_sha256="a" * 64,
+        approver_id=str(uuid.uuid4()),
+        approver_email="binh.tran@gov.example",
+        level="L2",
+        database=database,
+        system_identifier="7412345678901234567",
+        nonce="0123456789abcdef0123456789abcdef",
+    )
+    if "database_oid" in values:  # a database OID, where the statement names one
+        values["database_oid"] = "16384"
     issued = dt.datetime(2026, 12, 4, 21, 0, 5, tzinfo=dt.UTC)
-    fields = {
-        "packageSha256": "a" * 64,
-        "proposal": "OR-T3-OWNERSHIP-SEED",
-        "approverId": str(uuid.uuid4()),
-        "approverEmail": "binh.tran@gov.example",
-        "level": "L2",
-        "database": database,
-        "systemIdentifier": "7412345678901234567",
-        "nonce": "0123456789abcdef0123456789abcdef",
-    }
     text = node(
-        "const f = args[0]; f.issued = new Date(args[1]);\nconsole.log(JSON.stringify(S.statementText(f)));",
-        fields,
+        "const v = {...args[1], ...S.validity(new Date(args[2]))};\n"
+        "console.log(JSON.stringify(S.statementText(args[0], v)));",
+        statement_template(),
+        values,
         issued.isoformat(),
     )
     expected = signatures.Statement(
-        fields["packageSha256"],
-        fields["proposal"],
-        fields["approverId"],
-        fields["approverEmail"],
-        "L2",
-        database,
-        fields["systemIdentifier"],
-        "2026-12-04T21:00:05Z",
-        "2026-12-04T22:00:05Z",
-        fields["nonce"],
+        **{**values, "issued_at": "2026-12-04T21:00:05Z", "expires_at": "2026-12-04T22:00:05Z"}
     )
     assert text.encode() == expected.message()
     assert signatures.Statement.parse(text.encode()) == expected
+
+
+def test_the_page_refuses_a_statement_field_it_has_no_value_for() -> None:
+    template = {**statement_template(), "evidence": "<rehearsal_digest>"}
+    message = node(
+        "try { S.statementText(args[0], {}); console.log('null'); }"
+        " catch (e) { console.log(JSON.stringify(e.message)); }",
+        template,
+    )
+    assert message.startswith("the page has no value for the statement's field "), message
 
 
 def test_the_page_stores_the_assertion_and_prints_the_trust_line_as_oneroof_reads_them() -> None:

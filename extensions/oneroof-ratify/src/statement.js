@@ -2,9 +2,9 @@
 // (core/signatures.py Statement.message, core/passkeys.py Assertion.text and Credential.line).
 // Plain functions without Directus or Vue, so tests/test_ratify_page.py runs them under node.
 
-export const STATEMENT_TYPE = 'oneroof-approval/v1';
 export const ASSERTION_TYPE = 'oneroof-passkey-assertion/v1';
-export const VALID_HOURS = 1; // the statement's lifetime, as `oneroof approve --valid-hours` defaults
+export const VALID_HOURS = 1; // the statement's lifetime: it is made and used in one sitting
+const PLACEHOLDER = /^<([a-z0-9_]+)>$/;
 
 function sorted(value) {
 	if (Array.isArray(value)) return value.map(sorted);
@@ -31,21 +31,28 @@ export function hex(bytes) {
 	return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-// The statement's signed bytes as text: canonical JSON and a newline.
-export function statementText({ packageSha256, proposal, approverId, approverEmail, level, database, systemIdentifier, issued, nonce }) {
-	const expires = new Date(issued.getTime() + VALID_HOURS * 3600 * 1000);
-	const document = {
-		type: STATEMENT_TYPE,
-		package_sha256: packageSha256,
-		proposal,
-		approver: { id: approverId, email: approverEmail },
-		level,
-		target: { database, system_identifier: systemIdentifier },
-		issued_at: utc(issued),
-		expires_at: utc(expires),
-		nonce,
-	};
-	return canonicalJson(document) + '\n';
+function filled(template, values) {
+	if (Array.isArray(template)) return template.map((v) => filled(v, values));
+	if (template && typeof template === 'object') {
+		return Object.fromEntries(Object.entries(template).map(([k, v]) => [k, filled(v, values)]));
+	}
+	const name = typeof template === 'string' && template.match(PLACEHOLDER);
+	if (!name) return template;
+	if (typeof values[name[1]] !== 'string') throw new Error(`the page has no value for the statement's field ${name[1]}`);
+	return values[name[1]];
+}
+
+// The statement's signed bytes as text: canonical JSON and a newline. `template` is oneroof's
+// statement with "<field>" for each field (written at build time by `python3 -m
+// oneroof.executor.ratify`), so the page follows the statement format of the oneroof it was
+// built with; `values` gives each field by its name in core/signatures.py's Statement.
+export function statementText(template, values) {
+	return canonicalJson(filled(template, values)) + '\n';
+}
+
+// The values of a statement issued now for `hours`.
+export function validity(issued, hours = VALID_HOURS) {
+	return { issued_at: utc(issued), expires_at: utc(new Date(issued.getTime() + hours * 3600 * 1000)) };
 }
 
 export function b64url(bytes) {
@@ -100,7 +107,7 @@ export function trustLine({ email, directusId, level, rpId, origin, authenticato
 	const credentialId = data.slice(55, 55 + idLength);
 	const cose = data.slice(55 + idLength, cborEnd(data, 55 + idLength));
 	return (
-		`passkey ${email} directus-id=${directusId} level=${level} rp-id=${rpId} origin=${origin} ` +
+		`${email} passkey directus-id=${directusId} level=${level} rp-id=${rpId} origin=${origin} ` +
 		`aaguid=${aaguid} credential=${b64url(credentialId)} cose=${b64url(cose)}`
 	);
 }

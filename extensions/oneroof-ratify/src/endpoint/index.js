@@ -1,6 +1,6 @@
 // GET /oneroof-ratify/context: what the ratification page needs and the browser cannot read
 // itself, for the logged-in user only: who they are as an approver (os_approvers), the target's
-// identity (database name and cluster system_identifier, which the statement names) and the
+// identity (database name and OID, cluster system_identifier: what the statement names) and the
 // proposals that may be ratified. Read-only; approvals are written by the page through Directus's
 // own items and comments API, as the user.
 
@@ -25,7 +25,9 @@ export default {
 			try {
 				const user = await database('directus_users').select('id', 'email', 'status').where({ id: userId }).first();
 				const approver = await database('os_approvers').select('kind', 'level').where({ user_id: userId }).first();
-				const name = await database.raw('SELECT current_database() AS name');
+				const name = await database.raw(
+					'SELECT datname AS name, oid::text AS oid FROM pg_catalog.pg_database WHERE datname = current_database()',
+				);
 				const proposals = await database('os_proposals')
 					.select('id', 'code', 'title', 'status', 'package_sha256')
 					.whereIn('status', ['pending', 'ratified'])
@@ -35,6 +37,7 @@ export default {
 						user: { ...user, admin: !!req.accountability.admin },
 						approver: approver || null,
 						database: name.rows[0].name,
+						database_oid: name.rows[0].oid,
 						system_identifier: await systemIdentifier(database),
 						proposals,
 					},
