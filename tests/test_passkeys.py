@@ -8,7 +8,6 @@ does the same through Chromium's virtual authenticator and the Directus page.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,18 +62,12 @@ def target(test_server: PgServer, unique: Any) -> Iterator[psycopg.Connection[An
             )
 
 
-def statement(conn: psycopg.Connection[Any], account: str = "l4", **overrides: str) -> signatures.Statement:
-    who = catalog.account(account)
-    fields = dict(
-        package_sha256=PKG.sha256,
-        proposal=catalog.PROPOSAL_CODE,
-        approver_id=str(who.id),
-        approver_email=who.email,
-        level=str(who.level),
-        database=conn.info.dbname,
-        system_identifier=str(gate.system_identifier(conn)),
-    )
-    return signatures.Statement.new(**{**fields, **overrides}, valid_for=dt.timedelta(hours=1))
+def statement(conn: psycopg.Connection[Any], account: str = "l4") -> signatures.Statement:
+    """A fresh statement for `account` on `conn`'s target, as the test signers make one (their SSH
+    signature is dropped: a passkey asserts over it instead).
+    """
+    message, _ = signatures.parse_bundle(SIGNERS.statement(conn, account))
+    return signatures.Statement.parse(message)
 
 
 def ratified(conn: psycopg.Connection[Any], account: str = "l4", key: str | None = None, **wrong: Any) -> str:

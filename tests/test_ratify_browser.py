@@ -14,7 +14,6 @@ One scenario in order: each step changes the approvals the next one judges.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import pytest
 
 from oneroof.core import package, passkeys, signatures
 from oneroof.harness import catalog
+from oneroof.harness.db import connect
 from tests.support import directus, ratify_page
 from tests.support.processes import run_executor
 from tests.support.testing import bound_evidence, signers
@@ -149,21 +149,13 @@ class Approver:
         return str(done.inner_text())
 
 
-def unverified_assertion(approver: Approver, rest: directus.DirectusClient) -> str:
+def unverified_assertion(approver: Approver, database: directus.DirectusDatabase) -> str:
     """A statement for `approver`, asserted in their page by navigator.credentials.get without
     userVerification "required": the bundle the page would store.
     """
-    context = rest.get("/oneroof-ratify/context")
-    statement = signatures.Statement.new(
-        package_sha256=PKG.sha256,
-        proposal=PKG.proposal,
-        approver_id=str(approver.account.id),
-        approver_email=approver.account.email,
-        level=str(approver.account.level),
-        database=context["database"],
-        system_identifier=context["system_identifier"],
-        valid_for=dt.timedelta(hours=1),
-    )
+    with connect(database.dsn) as conn:  # the statement the test signers make, its SSH signature dropped
+        message, _ = signatures.parse_bundle(SIGNERS.statement(conn, approver.account.key))
+    statement = signatures.Statement.parse(message)
     parts = approver.page.evaluate(
         """async (challenge) => {
             const bytes = Uint8Array.from(challenge.match(/../g).map((b) => parseInt(b, 16)));
@@ -232,7 +224,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     # A tampered page asks without requiring UV and records what the authenticator returns, as
     # Binh through Directus: the assertion is genuine, with UV = 0, and does not count.
     rest = server.login(binh.account.email, PASSWORD)
-    recorded = record(rest, binh.account, unverified_assertion(binh, rest))
+    recorded = record(rest, binh.account, unverified_assertion(binh, database))
     blocked = monitor(database, trust, evidence)
     assert blocked["verdict"] == "BLOCKED", blocked
     assert f"#{recorded} its passkey assertion has no user verification (UV flag not set)" in blocked["reasons"][0]
