@@ -1,8 +1,9 @@
 """Ratify with a passkey in Chromium against real Directus 11.3.5 (issue 19): the extension built
 and loaded, an approver logged in as themself registers a passkey on a CDP virtual authenticator,
 the registration's line goes into the trust file, the approver opens the rehearsal evidence and
-ratifies, and `oneroof monitor` counts the approval; an authenticator that does not verify the
-user (isUserVerified false) gives no approval that counts.
+ratifies, and `oneroof monitor` counts the approval. The page refuses an L3 user and a Directus
+admin; an authenticator that does not verify the user (isUserVerified false) gives no approval that
+counts, neither through the page nor through a tampered page that asks without requiring it.
 
 Chromium is the system's (`apt-get install chromium`), driven by Playwright for Python; WebAuthn
 needs a secure context, so the page is served at http://localhost:PORT. Skips, naming what is
@@ -149,6 +150,25 @@ class Approver:
         return str(done.inner_text())
 
 
+def refused_in_the_page(browser: Any, server: directus.DirectusServer, email: str, password: str) -> str:
+    """Log in as `email` and open the ratification page: its reason why Ratify is disabled."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url.replace(directus.LOOPBACK, 'localhost')}/admin/login")
+        page.fill("input[type=email]", email)
+        page.fill("input[type=password]", password)
+        page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: "/login" not in url)
+        page.goto(f"{server.url.replace(directus.LOOPBACK, 'localhost')}/admin/oneroof-ratify")
+        reason = page.wait_for_selector("[data-test=blocked]").inner_text()
+        assert page.is_disabled("[data-test=ratify]")
+        return str(reason)
+    finally:
+        context.close()
+
+
 def unverified_assertion(approver: Approver, database: directus.DirectusDatabase) -> str:
     """A statement for `approver`, asserted in their page by navigator.credentials.get without
     userVerification "required": the bundle the page would store.
@@ -205,8 +225,14 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     database = server.database
     evidence = bound_evidence(database.dsn, tmp_path)
     admin = server.admin()
-    for account in ("l2", "l4"):
+    for account in ("l2", "l3", "l4"):
         directus.set_password(admin, catalog.account(account).id, PASSWORD)
+
+    # The page lets neither an L3 user nor a Directus admin ratify (and the gate would not count them).
+    l3 = refused_in_the_page(browser, server, catalog.account("l3").email, PASSWORD)
+    assert l3 == "you are at level L3; this package needs L2/L4", l3
+    it = refused_in_the_page(browser, server, directus.ADMIN_EMAIL, directus.ADMIN_PASSWORD)
+    assert it == "you are not a human approver (os_approvers): you cannot ratify", it
     trust = tmp_path / "trust"
     trust.write_bytes(SIGNERS.trust.data)
     os.chmod(trust, 0o600)
