@@ -1,9 +1,10 @@
 """Ratify with a passkey in Chromium against real Directus 11.3.5 (issue 19): the extension built
 and loaded, an approver logged in as themself registers a passkey on a CDP virtual authenticator,
 the registration's line goes into the trust file, the approver opens the rehearsal evidence and
-ratifies, and `oneroof monitor` counts the approval. The page refuses an L3 user and a Directus
-admin; an authenticator that does not verify the user (isUserVerified false) gives no approval that
-counts, neither through the page nor through a tampered page that asks without requiring it.
+ratifies, `oneroof monitor` counts the approval and `oneroof rollout` applies the release. The
+page refuses an L3 user and a Directus admin; an authenticator that does not verify the user
+(isUserVerified false) gives no approval that counts, neither through the page nor through a
+tampered page that asks without requiring it.
 
 Chromium is the system's (`apt-get install chromium`), driven by Playwright for Python; WebAuthn
 needs a secure context, so the page is served at http://localhost:PORT. Skips, naming what is
@@ -268,3 +269,17 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
         out.write(line + "\n")
     opened = monitor(database, trust, evidence)
     assert opened["verdict"] == "OPEN", opened
+    rolled = run_executor(
+        "rollout",
+        "--dsn",
+        database.dsn,
+        "--confirm-db",
+        database.name,
+        "--expect-sha256",
+        PKG.sha256,
+        "--allowed-signers",
+        str(trust),
+        "--rehearsal",
+        str(evidence),
+    )
+    assert rolled.returncode == 0 and "APPLIED" in rolled.stdout, rolled.stdout + rolled.stderr
