@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oneroof.core import settings
+from oneroof.core import passkeys, settings
 from oneroof.harness.errors import OneroofError, UsageError
 
 NAMESPACE = "oneroof-approval@v1"  # ssh-keygen -n: a signature made for anything else never verifies here
@@ -325,7 +325,7 @@ def verify(message: bytes, signature: str, trust: TrustRoot, principal: str, nam
         raise BadStatement(f"approver email {principal!r} is not a plain address to look up in the allowed signers")
     with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
         allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "statement.sig"
-        allowed.write_bytes(trust.data)
+        allowed.write_bytes(passkeys.ssh_lines(trust.data))  # passkey lines are not ssh-keygen's
         sig.write_text(check_armor(signature))
         proc = _ssh_keygen(
             ["-Y", "verify", "-f", str(allowed), "-I", principal, "-n", namespace, "-s", str(sig)], message
@@ -344,12 +344,26 @@ def principals(signature: str, trust: TrustRoot) -> list[str]:
     """
     with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
         allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "manifest.sig"
-        allowed.write_bytes(trust.data)
+        allowed.write_bytes(passkeys.ssh_lines(trust.data))  # passkey lines are not ssh-keygen's
         sig.write_text(check_armor(signature))
         proc = _ssh_keygen(["-Y", "find-principals", "-s", str(sig), "-f", str(allowed)], b"")
     if proc.returncode != 0:
         return []
     return [p.strip() for p in proc.stdout.decode(errors="replace").splitlines() if p.strip()]
+
+
+def _passkey_check(text: str, trust: TrustRoot, approver_id: str, email: str, level: str) -> tuple[Statement, str]:
+    """The statement of a passkey bundle and "passkey:ID", once its assertion verifies against the
+    trust file's passkey lines (passkeys.verify); BadStatement with passkeys' reason otherwise.
+    """
+    try:
+        message, assertion = passkeys.parse_bundle(text)
+        statement = Statement.parse(message)
+        return statement, passkeys.verify(
+            message, assertion, trust.data, approver_id=approver_id, email=email, level=level
+        )
+    except passkeys.Refused as exc:
+        raise BadStatement(str(exc)) from exc
 
 
 def check(
@@ -366,14 +380,18 @@ def check(
     now: dt.datetime | None,
 ) -> tuple[Statement, str]:
     """Every check of one stored statement, in order, each with its own reason (BadStatement):
-    its form, its signature by a key the allowed signers list for the approver's email, then
+    its form, its signature by a key the allowed signers list for the approver's email (or its
+    passkey assertion by a credential the trust file lists for the approver and level), then
     what it names (approver, package, proposal, level, target) and when it is valid (at `now`;
     None leaves the clock out, for an auditor's listing of past approvals).
     Returns the statement and the signing key's fingerprint.
     """
-    message, signature = parse_bundle(statement_text)
-    statement = Statement.parse(message)
-    fingerprint = verify(message, signature, trust, approver_email)
+    if passkeys.is_bundle(statement_text):  # a passkey assertion rather than an SSH signature (core/passkeys.py)
+        statement, fingerprint = _passkey_check(statement_text, trust, approver_id, approver_email, level)
+    else:
+        message, signature = parse_bundle(statement_text)
+        statement = Statement.parse(message)
+        fingerprint = verify(message, signature, trust, approver_email)
     if statement.approver_id != approver_id or statement.approver_email != approver_email:
         raise BadStatement(
             f"its statement is signed for approver {statement.approver_email}, not this row's {approver_email}"
