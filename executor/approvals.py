@@ -36,7 +36,8 @@ class Plan:
             f"package      {s.package_sha256}",
             f"proposal     {s.proposal}" + (f" (#{self.proposal_id})" if self.proposal_id else ""),
             *([f"tiers        {', '.join(self.tiers)}"] if self.tiers else []),
-            f"target       database {s.database!r} on cluster system_identifier {s.system_identifier}",
+            f"target       database {s.database!r} (OID {s.database_oid}) on cluster system_identifier "
+            f"{s.system_identifier}",
             f"approver     {s.approver_email} ({s.approver_id}) at level {s.level}",
             f"valid        from {s.issued_at} until {s.expires_at}",
             *([f"ownership    {sum(len(v) for v in self.ownership.values())} collections:"] if self.ownership else []),
@@ -61,12 +62,11 @@ def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) 
     approver's Directus id and level; UsageError when any of them does not allow an approval.
     """
     with connect(dsn, application_name="oneroof-approve") as conn, consistent_read(conn):
-        cluster = gate.system_identifier(conn)
+        cluster, unknown = gate.cluster_identity(conn)
         if cluster is None:
-            raise UsageError(
-                "this role may not read the cluster's system_identifier (pg_control_system()): "
-                "connect with a role that has pg_monitor, or ask the operator to"
-            )
+            raise UsageError(f"{unknown}; nothing was signed")
+        oid = gate.database_oid(conn)
+        assert oid is not None  # the catalog is the built-in one: cluster_identity checked it
         proposal = conn.execute(
             "SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s", (package.proposal,)
         ).fetchone()
@@ -94,6 +94,7 @@ def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) 
         approver_email=user["email"],
         level=user["level"],
         database=database,
+        database_oid=oid,
         system_identifier=cluster,
         valid_for=valid_for,
     )
@@ -121,6 +122,7 @@ STATEMENT_FIELDS = (
     "package_sha256",
     "proposal",
     "database",
+    "database_oid",
     "system_identifier",
 )
 
@@ -269,6 +271,7 @@ def _judge(
     *,
     package_sha256: str,
     database: str,
+    oid: str | None,
     cluster: str | None,
     at: dt.datetime | None,
 ) -> tuple[bool, str]:
@@ -284,6 +287,7 @@ def _judge(
                 package_sha256=package_sha256,
                 proposal=row["proposal"] or "",
                 database=database,
+                database_oid=oid,
                 system_identifier=cluster,
                 now=at,
             )
@@ -299,7 +303,7 @@ def _judge(
 def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
     """Re-check, read-only, every approval's statement and every deployment in the ledger."""
     with connect(dsn, application_name="oneroof-audit") as conn, consistent_read(conn):
-        cluster = gate.system_identifier(conn)
+        cluster, oid = gate.system_identifier(conn), gate.database_oid(conn)
         rows = {
             r["id"]: {**r, "statements": list(r["statements"])} for r in conn.execute(AUDIT_APPROVALS_SQL).fetchall()
         }
@@ -308,7 +312,7 @@ def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
     result = Audit(database, cluster, trust.sha256)
     for approval_id, row in rows.items():
         ok, detail = _judge(
-            row, trust, package_sha256=row["package_sha256"], database=database, cluster=cluster, at=None
+            row, trust, package_sha256=row["package_sha256"], database=database, oid=oid, cluster=cluster, at=None
         )
         result.approvals.append(Finding(f"approval #{approval_id}", ok, detail))
     for deployment in deployments:
@@ -336,6 +340,7 @@ def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
                 trust,
                 package_sha256=deployment["package_sha256"],
                 database=deployment["database"],
+                oid=oid,
                 cluster=cluster,
                 at=at,
             )

@@ -867,9 +867,9 @@ def _add_approve(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument(
         "--valid-hours",
         type=int,
-        default=72,
+        default=24,
         metavar="HOURS",
-        help="how long the statement is valid (default 72, at most 720)",
+        help="how long the statement is valid (default 24, at most 720)",
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (the summary is still printed)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the signed statement to FILE; record nothing")
