@@ -381,13 +381,20 @@ def _proposal_reason(conn: psycopg.Connection[Any], package: Package) -> tuple[s
 @dataclass(frozen=True)
 class _Approvals:
     """What the gate found of the approvals: the rows, the valid ids, why the others do not count,
-    and the nonce of each counted statement.
+    the nonce of each counted statement, and the valid approvals by an approver (or a key) that an
+    earlier valid one already stands for.
     """
 
     rows: int
     valid: tuple[int, ...]
     invalid: tuple[str, ...]
     nonces: dict[str, int]
+    repeats: tuple[str, ...] = ()
+
+    @property
+    def approvers(self) -> int:
+        """How many distinct approvers the valid approvals stand for."""
+        return len(self.valid) - len(self.repeats)
 
 
 def signatures_required(package: Package, on_clone: bool) -> bool:
@@ -414,31 +421,35 @@ def revoked_nonces(rows: list[Approval]) -> frozenset[str]:
 
 def _judge_approvals(rows: list[Approval], package: Package, signing: Signing, on_clone: bool) -> _Approvals:
     """Every approval row judged: by the policy, then (off a marked clone, or when the package
-    requires signatures) by its statement; then one approval per approver, and per signing key.
+    requires signatures) by its statement; then which valid ones repeat an approver: the same
+    Directus user, or the same signing key (listed for two emails), counts once.
     """
     nonces: dict[str, int] = {}
     keys: dict[int, str] = {}
-    approvers: dict[str, int] = {}  # a Directus user, or a signing key -> the approval that counted for it
+    approvers: dict[str, int] = {}  # a Directus user, or a signing key -> the first valid approval of it
     signing = replace(signing, revoked_nonces=signing.revoked_nonces | revoked_nonces(rows))
-    valid, invalid = [], []
+    valid, invalid, repeats = [], [], []
     for approval in rows:
         problem = approval_problem(approval, package, on_clone)
         if problem is None and signatures_required(package, on_clone):
             problem = statement_problem(approval, package, signing, nonces, keys)
+        if problem is not None:
+            invalid.append(f"#{approval.id} {problem}")
+            continue
+        valid.append(approval.id)
         who = [f"user {approval.approver_id}"] + ([f"key {keys[approval.id]}"] if approval.id in keys else [])
         first = next((approvers[w] for w in who if w in approvers), None)
-        if problem is None and first is not None:
-            problem = f"by the same approver (or key) as #{first}: approvers count once each"
-        if problem is None:
-            valid.append(approval.id)
-            approvers.update(dict.fromkeys(who, approval.id))
-        else:
-            invalid.append(f"#{approval.id} {problem}")
-    return _Approvals(len(rows), tuple(valid), tuple(invalid), nonces)
+        if first is not None:
+            repeats.append(f"#{approval.id} is by the same approver (or key) as #{first}")
+        for w in who:
+            approvers.setdefault(w, approval.id if first is None else first)
+    return _Approvals(len(rows), tuple(valid), tuple(invalid), nonces, tuple(repeats))
 
 
 def _approvals_reason(found: _Approvals, package: Package, notes: list[str]) -> str | None:
-    """Why the approvals do not open the gate (None when enough are valid); notes the ignored ones."""
+    """Why the approvals do not open the gate (None when enough are valid, by enough distinct
+    approvers); notes the ignored ones.
+    """
     needed = max(package.min_approvals, MIN_APPROVALS)
     if len(found.valid) < needed:
         # `ospa` keeps the source document's meaning, the rows of os_proposal_approvals; the
@@ -447,6 +458,11 @@ def _approvals_reason(found: _Approvals, package: Package, notes: list[str]) -> 
         invalid = found.invalid
         detail = f" (ospa={found.rows}: {rows_text}, {len(invalid)} not valid: {'; '.join(invalid)})" if invalid else ""
         return f"valid approvals {len(found.valid)} < {needed}{detail}"
+    if found.approvers < needed:
+        return (
+            f"valid approvals {len(found.valid)} by {found.approvers} distinct approver"
+            f"{'' if found.approvers == 1 else 's'} < {needed}: each approver counts once ({'; '.join(found.repeats)})"
+        )
     if found.invalid:
         notes.append(f"ignored approvals: {'; '.join(found.invalid)}")
     return None
