@@ -497,7 +497,7 @@ def _rehearsed(
         if rehearsal is not None:
             notes.append("rehearsed: not required on a marked clone (the rehearsal evidence was not compared)")
         return None, None
-    unbound = rehearsals.problem(conn, rehearsal, package, signing.system_identifier)
+    unbound = signing.identity_problem or rehearsals.problem(conn, rehearsal, package, signing.system_identifier)
     if unbound:
         return unbound, None
     return None, (rehearsal.sha256 if rehearsal is not None else None)

@@ -205,6 +205,24 @@ def test_a_swapped_pg_control_system_does_not_open_the_gate(target: psycopg.Conn
     assert "pg_catalog.pg_control_system() is not PostgreSQL's built-in function" in got, got
 
 
+def test_a_swapped_pg_control_system_binds_no_rehearsal(test_server: PgServer, unique: Any, tmp_path: Path) -> None:
+    """On production the swap does not bind the rollout to a rehearsal of another cluster either."""
+    name = unique("swap_prod")
+    try:
+        dsn = standin(test_server, name)
+        bound = evidence.load(bound_evidence(dsn, tmp_path))
+        with connect(dsn) as conn:
+            try:
+                for statement in SWAPS["renamed and replaced"]:
+                    conn.execute(statement)
+                verdict = gate.evaluate(conn, PKG, confirm_db=name, trust=SIGNERS.trust, rehearsal=bound)
+            finally:
+                conn.rollback()
+        assert "pg_catalog.pg_control_system() is not PostgreSQL's built-in" in verdict.reasons["rehearsed"]
+    finally:
+        drop(test_server.admin, name)
+
+
 def test_the_built_in_pg_control_system_still_counts(target: psycopg.Connection[Any]) -> None:
     """The check knows the built-in of this server version (its OID and C symbol)."""
     assert gate.builtin_problem(target) is None
