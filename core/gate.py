@@ -169,6 +169,9 @@ class Signing:
     database_oid: str | None = None  # the target's pg_database.oid: its identity on the cluster
     identity_problem: str | None = None  # why the cluster's identity cannot be read or trusted
     revoked_nonces: frozenset[str] = frozenset()  # statements carried by a revoked approval: spent by it
+    rehearsal_sha256: str | None = (
+        None  # the evidence a rollout off a clone is bound to: a statement naming other evidence does not count
+    )
 
 
 def statement_problem(
@@ -207,6 +210,7 @@ def statement_problem(
                 database_oid=signing.database_oid,
                 system_identifier=signing.system_identifier,
                 now=signing.now,
+                rehearsal_sha256=signing.rehearsal_sha256,
             )
         except signatures.BadStatement as exc:
             problems.append(str(exc))
@@ -533,6 +537,8 @@ def evaluate(
     spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
     cluster, unknown = cluster_identity(conn)
     signing = Signing(trust, conn.info.dbname, cluster, clock(now), sealers, spent, database_oid(conn), unknown)
+    if rehearsal is not None and not on_clone:
+        signing = replace(signing, rehearsal_sha256=rehearsal.sha256)
     approvals = _judge_approvals(rows, package, signing, on_clone)
     found["approvals"] = _approvals_reason(approvals, package, notes)
     found["target"], unwritable = _target_reason(conn, confirm_db)

@@ -89,6 +89,7 @@ class Statement:
     issued_at: str
     expires_at: str
     nonce: str
+    rehearsal_sha256: str | None = None  # the rehearsal evidence the approver reviewed (off a clone)
 
     @classmethod
     def new(
@@ -104,6 +105,7 @@ class Statement:
         system_identifier: str,
         valid_for: dt.timedelta,
         now: dt.datetime | None = None,
+        rehearsal_sha256: str | None = None,
     ) -> Statement:
         """A new statement with a fresh nonce, issued at `now` (default: this moment) and valid for `valid_for`."""
         issued = now or dt.datetime.now(dt.UTC)
@@ -119,11 +121,16 @@ class Statement:
             utc(issued),
             utc(issued + valid_for),
             secrets.token_hex(16),
+            rehearsal_sha256,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The statement as the JSON document that is signed (its canonical spelling)."""
+        """The statement as the JSON document that is signed (its canonical spelling); the
+        rehearsal evidence only when it names one.
+        """
+        evidence = {} if self.rehearsal_sha256 is None else {"rehearsal_sha256": self.rehearsal_sha256}
         return {
+            **evidence,
             "type": STATEMENT_TYPE,
             "package_sha256": self.package_sha256,
             "proposal": self.proposal,
@@ -175,16 +182,20 @@ class Statement:
                 data["issued_at"],
                 data["expires_at"],
                 data["nonce"],
+                data.get("rehearsal_sha256"),
             )
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadStatement("its statement is not a oneroof approval statement") from exc
-        if data.get("type") != STATEMENT_TYPE or not all(isinstance(v, str) for v in vars(statement).values()):
+        fields = {k: v for k, v in vars(statement).items() if not (k == "rehearsal_sha256" and v is None)}
+        if data.get("type") != STATEMENT_TYPE or not all(isinstance(v, str) for v in fields.values()):
             raise BadStatement(f"its statement is not of type {STATEMENT_TYPE}")
         if statement.message() != message:
             raise BadStatement("its statement is not in canonical form (keys, order or spacing changed)")
         statement.issued, statement.expires  # noqa: B018 - both must parse
         if not OID.match(statement.database_oid):
             raise BadStatement("its statement's target database_oid is not a database OID")
+        if statement.rehearsal_sha256 is not None and not SHA256_HEX.match(statement.rehearsal_sha256):
+            raise BadStatement("its statement's rehearsal_sha256 is not a SHA-256")
         return statement
 
 
@@ -407,12 +418,15 @@ def check(
     database_oid: str | None,
     system_identifier: str | None,
     now: dt.datetime | None,
+    rehearsal_sha256: str | None = None,
 ) -> tuple[Statement, str]:
     """Every check of one stored statement, in order, each with its own reason (BadStatement):
     its form, its signature by a key the allowed signers list for the approver's email, then
     what it names (approver, package, proposal, level, target: the database by name and OID, the
     cluster by system_identifier) and when it is valid (at `now`;
-    None leaves the clock out, for an auditor's listing of past approvals).
+    None leaves the clock out, for an auditor's listing of past approvals). `rehearsal_sha256` is
+    the evidence the rollout is bound to (None: not compared, as on a clone); a statement that
+    names evidence counts only with that evidence.
     Returns the statement and the signing key's fingerprint.
     """
     message, signature = parse_bundle(statement_text)
@@ -444,6 +458,11 @@ def check(
     if statement.system_identifier != system_identifier:
         raise BadStatement(
             f"its statement is signed for cluster {statement.system_identifier}, not this cluster {system_identifier}"
+        )
+    if rehearsal_sha256 is not None and statement.rehearsal_sha256 not in (None, rehearsal_sha256):
+        raise BadStatement(
+            f"its statement approves after reviewing rehearsal evidence {statement.rehearsal_sha256[:12]}, "
+            f"not the evidence given, {rehearsal_sha256[:12]}: roll out with the evidence the approver reviewed"
         )
     if statement.expires - statement.issued > MAX_VALIDITY or statement.expires <= statement.issued:
         raise BadStatement(f"its statement's validity is not between 0 and {MAX_VALIDITY.days} days")

@@ -10,11 +10,13 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+from oneroof.core import evidence as rehearsals
 from oneroof.core import gate, signatures
 from oneroof.core.package import Package
 from oneroof.executor import directus
 from oneroof.harness.db import connect, consistent_read
 from oneroof.harness.errors import UsageError
+from oneroof.harness.marks import connected_is_clone
 
 SEED_PAIR = re.compile(r"\('([a-z0-9_]+)', '([A-Z][A-Z-]*)'\)")
 COMMENT_COLLECTION = "os_proposal_approvals"
@@ -40,6 +42,7 @@ class Plan:
             f"{s.system_identifier}",
             f"approver     {s.approver_email} ({s.approver_id}) at level {s.level}",
             f"valid        from {s.issued_at} until {s.expires_at}",
+            *([f"rehearsal    evidence sha256 {s.rehearsal_sha256}"] if s.rehearsal_sha256 else []),
             *([f"ownership    {sum(len(v) for v in self.ownership.values())} collections:"] if self.ownership else []),
         ]
         for unit, names in sorted(self.ownership.items()):
@@ -57,11 +60,40 @@ def ownership_map(package: Package) -> dict[str, list[str]]:
     return seed
 
 
-def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) -> Plan:
+def reviewed(rehearsal: rehearsals.Rehearsal | None, package: Package, database: str, on_clone: bool) -> str | None:
+    """The SHA-256 of the rehearsal evidence the statement names: required off a marked clone, where
+    the rollout will be bound to it, and then GO and of this package; UsageError otherwise.
+    """
+    if rehearsal is None:
+        if on_clone:
+            return None
+        raise UsageError(
+            f"{database!r} is not a marked clone: pass the evidence of the rehearsal you reviewed with "
+            "--rehearsal FILE (the rollout must then use that very file); nothing was signed"
+        )
+    if not rehearsal.go or rehearsal.package_sha256 != package.sha256:
+        why = rehearsal.why_not or f"of package {rehearsal.package_sha256[:12]}"
+        raise UsageError(
+            f"the rehearsal {rehearsal.path} is not a GO rehearsal of this package ({why}): do not approve; "
+            "nothing was signed"
+        )
+    return rehearsal.sha256
+
+
+def prepare(
+    dsn: str,
+    package: Package,
+    *,
+    email: str,
+    valid_for: dt.timedelta,
+    rehearsal: rehearsals.Rehearsal | None = None,
+) -> Plan:
     """Read, read-only, what the statement names: the target's identity, the proposal, and the
-    approver's Directus id and level; UsageError when any of them does not allow an approval.
+    approver's Directus id and level, and the rehearsal evidence reviewed (see `reviewed`);
+    UsageError when any of them does not allow an approval.
     """
     with connect(dsn, application_name="oneroof-approve") as conn, consistent_read(conn):
+        on_clone = connected_is_clone(conn)
         cluster, unknown = gate.cluster_identity(conn)
         if cluster is None:
             raise UsageError(f"{unknown}; nothing was signed")
@@ -97,6 +129,7 @@ def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) 
         database_oid=oid,
         system_identifier=cluster,
         valid_for=valid_for,
+        rehearsal_sha256=reviewed(rehearsal, package, database, on_clone),
     )
     return Plan(
         statement, int(proposal["id"]), tuple(f"{t.number} {t.name}" for t in package.tiers), ownership_map(package)
@@ -124,6 +157,7 @@ STATEMENT_FIELDS = (
     "database",
     "database_oid",
     "system_identifier",
+    "rehearsal_sha256",
 )
 
 
@@ -274,6 +308,7 @@ def _judge(
     oid: str | None,
     cluster: str | None,
     at: dt.datetime | None,
+    evidence: str | None = None,
 ) -> tuple[bool, str]:
     problems = []
     for text in row["statements"]:
@@ -290,6 +325,7 @@ def _judge(
                 database_oid=oid,
                 system_identifier=cluster,
                 now=at,
+                rehearsal_sha256=evidence,
             )
         except signatures.BadStatement as exc:
             problems.append(str(exc))
@@ -343,6 +379,7 @@ def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
                 oid=oid,
                 cluster=cluster,
                 at=at,
+                evidence=deployment["rehearsal_sha256"],
             )
             if not ok:
                 problems.append(f"approval #{approval_id}: {detail}")

@@ -352,3 +352,52 @@ def test_a_revocation_spends_its_statement(target: psycopg.Connection[Any]) -> N
     finally:
         target.rollback()
     assert f"#{copy} its statement is the one of a revoked approval (a revocation spends it)" in got, got
+
+
+# -- the evidence the approver reviewed ----------------------------------------------------------------
+
+
+def test_a_statement_that_names_rehearsal_evidence_counts_only_with_it(
+    test_server: PgServer, unique: Any, tmp_path: Path
+) -> None:
+    """The approver reviewed rehearsal A; the operator rolls out with B (hand-written, binding too)."""
+    name = unique("evidence_prod")
+    try:
+        dsn = standin(test_server, name)
+        reviewed = evidence.load(bound_evidence(dsn, tmp_path / "a"))
+        other = bound_evidence(dsn, tmp_path / "b")
+        other.write_text(other.read_text().replace('"tool": "tests"', '"tool": "someone else"'))
+        swapped = evidence.load(other)
+        assert swapped.go and swapped.sha256 != reviewed.sha256
+        with connect(dsn, autocommit=True) as conn:
+            SIGNERS.approve(conn, rehearsal_sha256=reviewed.sha256)
+            with_other = gate.evaluate(conn, PKG, confirm_db=name, trust=SIGNERS.trust, rehearsal=swapped)
+            with_reviewed = gate.evaluate(conn, PKG, confirm_db=name, trust=SIGNERS.trust, rehearsal=reviewed)
+        assert "rehearsed" not in with_other.reasons  # B binds production as well as A does
+        assert (
+            f"approves after reviewing rehearsal evidence {reviewed.sha256[:12]}, not the evidence given, "
+            f"{swapped.sha256[:12]}" in with_other.reasons["approvals"]
+        )
+        assert with_reviewed.open, with_reviewed.reasons
+    finally:
+        drop(test_server.admin, name)
+
+
+def test_approve_off_a_clone_names_the_evidence_reviewed(
+    oneroof: Any, test_server: PgServer, unique: Any, tmp_path: Path
+) -> None:
+    name = unique("approve_prod")
+    try:
+        dsn = standin(test_server, name)
+        signing = ("approve", "--dsn", dsn, "--email", L4.email, "--key", str(SIGNERS.keys["l4"]), "--yes")
+        out = tmp_path / "approval.txt"
+        refused = oneroof(*signing, "--out", str(out))
+        one_line_error(refused, f"{name!r} is not a marked clone: pass the evidence of the rehearsal you reviewed")
+        assert not out.exists()
+        reviewed = evidence.load(bound_evidence(dsn, tmp_path / "evidence"))
+        signed = oneroof(*signing, "--out", str(out), "--rehearsal", reviewed.path)
+        assert signed.returncode == 0, signed.stderr
+        assert f"rehearsal    evidence sha256 {reviewed.sha256}" in signed.stdout
+        assert json.loads(out.read_text().split("\n", 1)[0])["rehearsal_sha256"] == reviewed.sha256
+    finally:
+        drop(test_server.admin, name)
