@@ -8,7 +8,7 @@ session, and again inside its transaction, under the release lock.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -166,12 +166,26 @@ class Signing:
     now: dt.datetime
     sealers: frozenset[str] = frozenset()  # principals the allowed signers list for the sealer's key
     spent_nonces: frozenset[str] = frozenset()  # statements that authorised a deployment rolled back since
+    database_oid: str | None = None  # the target's pg_database.oid: its identity on the cluster
+    identity_problem: str | None = None  # why the cluster's identity cannot be read or trusted
+    revoked_nonces: frozenset[str] = frozenset()  # statements carried by a revoked approval: spent by it
+    rehearsal_sha256: str | None = (
+        None  # the evidence a rollout off a clone is bound to: a statement naming other evidence does not count
+    )
 
 
-def statement_problem(approval: Approval, package: Package, signing: Signing, nonces: dict[str, int]) -> str | None:
-    """Why the approval's signed statement does not make it count, or None when one verifies.
+def statement_problem(
+    approval: Approval,
+    package: Package,
+    signing: Signing,
+    nonces: dict[str, int],
+    keys: dict[int, str] | None = None,
+) -> str | None:
+    """Why the approval's signed statement does not make it count, or None when one verifies (its
+    signing key's fingerprint then goes into `keys`, by approval id).
 
-    A statement counts once: a row carrying the statement (nonce) of an earlier row replays it.
+    A statement counts once: a row carrying the statement (nonce) of an earlier row replays it,
+    and so does one carrying the statement of a revoked row.
     """
     if not approval.statements:
         return "no signed statement (the approver signs with `oneroof approve`)"
@@ -179,6 +193,8 @@ def statement_problem(approval: Approval, package: Package, signing: Signing, no
         return (
             f"no allowed signers to verify its statement against: pass --allowed-signers FILE or set {signatures.ENV}"
         )
+    if signing.identity_problem:
+        return signing.identity_problem
     problems = []
     for text in approval.statements:
         try:
@@ -191,8 +207,10 @@ def statement_problem(approval: Approval, package: Package, signing: Signing, no
                 package_sha256=package.sha256,
                 proposal=package.proposal,
                 database=signing.database,
+                database_oid=signing.database_oid,
                 system_identifier=signing.system_identifier,
                 now=signing.now,
+                rehearsal_sha256=signing.rehearsal_sha256,
             )
         except signatures.BadStatement as exc:
             problems.append(str(exc))
@@ -206,10 +224,15 @@ def statement_problem(approval: Approval, package: Package, signing: Signing, no
         if statement.nonce in signing.spent_nonces:
             problems.append("its statement authorised a deployment that was rolled back since; sign a new one")
             continue
+        if statement.nonce in signing.revoked_nonces:
+            problems.append("its statement is the one of a revoked approval (a revocation spends it); sign a new one")
+            continue
         if statement.nonce in nonces and nonces[statement.nonce] != approval.id:
             problems.append(f"its statement is the one of #{nonces[statement.nonce]} (a statement counts once)")
             continue
         nonces[statement.nonce] = approval.id
+        if keys is not None:
+            keys[approval.id] = fingerprint
         return None
     return problems[0] if len(problems) == 1 else "; ".join(dict.fromkeys(problems))
 
@@ -221,13 +244,80 @@ def clock(now: dt.datetime | None) -> dt.datetime:
     return now or dt.datetime.now(dt.UTC)
 
 
-def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
-    """The cluster's system_identifier (pg_control_system()), or None for a role that may not read it."""
-    row = conn.execute("SELECT has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') AS ok").fetchone()
+# The catalog objects the target's identity is read through, by their fixed OIDs (the same in
+# every PostgreSQL release since 9.6): a superuser can rename a built-in and put a function or
+# view of their own under its name, or CREATE OR REPLACE it; the OID, the internal language and
+# the C symbol of a built-in they cannot give to something else.
+BUILTIN_FUNCTIONS = {"pg_catalog.pg_control_system()": 3441}
+BUILTIN_RELATIONS = {"pg_catalog.pg_proc": 1255, "pg_catalog.pg_database": 1262}
+BUILTIN_SQL = """
+SELECT pg_catalog.to_regprocedure(%(name)s) IS NOT DISTINCT FROM %(oid)s::pg_catalog.oid AS resolves,
+       (SELECT p.pronamespace = 11 AND p.prolang = 12 AND p.prosrc = p.proname::pg_catalog.text
+               AND %(name)s = 'pg_catalog.' || p.proname::pg_catalog.text || '()'
+        FROM pg_catalog.pg_proc AS p WHERE p.oid = %(oid)s::pg_catalog.oid) AS builtin
+"""
+
+
+def builtin_problem(conn: psycopg.Connection[Any]) -> str | None:
+    """Why the target's identity cannot be read through PostgreSQL's own built-ins (one of them
+    was replaced or renamed by a superuser), or None.
+    """
+    for name, oid in BUILTIN_RELATIONS.items():
+        row = conn.execute("SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid AS oid", (name,)).fetchone()
+        if not row or row["oid"] != oid:
+            return f"{name} is not PostgreSQL's catalog (OID {oid}): a superuser replaced it"
+    for name, oid in BUILTIN_FUNCTIONS.items():
+        row = conn.execute(BUILTIN_SQL, {"name": name, "oid": oid}).fetchone()
+        if not (row and row["resolves"] and row["builtin"]):
+            return (
+                f"{name} is not PostgreSQL's built-in function (OID {oid}, language internal): a superuser "
+                "renamed or replaced it, so the cluster's identity cannot be trusted"
+            )
+    return None
+
+
+def cluster_identity(conn: psycopg.Connection[Any]) -> tuple[str | None, str | None]:
+    """(the cluster's system_identifier, None), or (None, why it cannot be read): the role may not
+    call pg_control_system(), or the function its name resolves to is not the built-in.
+    """
+    faked = builtin_problem(conn)
+    if faked:
+        return None, faked
+    row = conn.execute(
+        "SELECT pg_catalog.has_function_privilege(%s::pg_catalog.oid, 'EXECUTE') AS ok",
+        (BUILTIN_FUNCTIONS["pg_catalog.pg_control_system()"],),
+    ).fetchone()
     if not (row and row["ok"]):
-        return None
+        return None, (
+            "the cluster's system_identifier cannot be read (pg_control_system() is not granted "
+            "to this role): grant it EXECUTE on pg_control_system() or the pg_monitor role"
+        )
     row = conn.execute("SELECT system_identifier::text AS id FROM pg_catalog.pg_control_system()").fetchone()
-    return str(row["id"]) if row else None
+    faked = builtin_problem(conn)  # again: not swapped while it was called
+    if faked or not row:
+        return None, faked or "pg_control_system() returned no row"
+    return str(row["id"]), None
+
+
+def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
+    """The cluster's system_identifier (pg_control_system(), the built-in), or None when it cannot be
+    read or trusted (cluster_identity says why).
+    """
+    return cluster_identity(conn)[0]
+
+
+def database_oid(conn: psycopg.Connection[Any]) -> str | None:
+    """The OID of the database `conn` is connected to (pg_database.oid), which a statement binds:
+    a rename keeps it, and a copy under the old name (CREATE DATABASE ... TEMPLATE) gets another.
+    None when the catalog is not PostgreSQL's own.
+    """
+    if builtin_problem(conn):
+        return None
+    row = conn.execute(
+        "SELECT d.oid::pg_catalog.text AS oid FROM pg_catalog.pg_database AS d WHERE d.datname = %s",
+        (conn.info.dbname,),
+    ).fetchone()
+    return str(row["oid"]) if row else None
 
 
 def state(conn: psycopg.Connection[Any]) -> str:
@@ -295,32 +385,75 @@ def _proposal_reason(conn: psycopg.Connection[Any], package: Package) -> tuple[s
 @dataclass(frozen=True)
 class _Approvals:
     """What the gate found of the approvals: the rows, the valid ids, why the others do not count,
-    and the nonce of each counted statement.
+    the nonce of each counted statement, and the valid approvals by an approver (or a key) that an
+    earlier valid one already stands for.
     """
 
     rows: int
     valid: tuple[int, ...]
     invalid: tuple[str, ...]
     nonces: dict[str, int]
+    repeats: tuple[str, ...] = ()
+
+    @property
+    def approvers(self) -> int:
+        """How many distinct approvers the valid approvals stand for."""
+        return len(self.valid) - len(self.repeats)
+
+
+def signatures_required(package: Package, on_clone: bool) -> bool:
+    """Whether approvals count only with a signed statement: always off a marked clone, whatever
+    the manifest says (`require_signatures` only raises that, for the clones).
+    """
+    return package.require_signatures or not on_clone
+
+
+def revoked_nonces(rows: list[Approval]) -> frozenset[str]:
+    """The nonces of the statements that revoked rows carry: a revocation spends its statement, so
+    a copy of it on another row does not undo the revocation. Read without verifying (a forged
+    statement here can only block, which a writer of the database can do anyway).
+    """
+    found = set()
+    for approval in rows:
+        for text in approval.statements if approval.revoked else ():
+            try:
+                found.add(signatures.Statement.parse(signatures.parse_bundle(text)[0]).nonce)
+            except signatures.BadStatement:
+                continue
+    return frozenset(found)
 
 
 def _judge_approvals(rows: list[Approval], package: Package, signing: Signing, on_clone: bool) -> _Approvals:
-    """Every approval row judged: by the policy, then (when the package requires signatures) by its statement."""
+    """Every approval row judged: by the policy, then (off a marked clone, or when the package
+    requires signatures) by its statement; then which valid ones repeat an approver: the same
+    Directus user, or the same signing key (listed for two emails), counts once.
+    """
     nonces: dict[str, int] = {}
-    valid, invalid = [], []
+    keys: dict[int, str] = {}
+    approvers: dict[str, int] = {}  # a Directus user, or a signing key -> the first valid approval of it
+    signing = replace(signing, revoked_nonces=signing.revoked_nonces | revoked_nonces(rows))
+    valid, invalid, repeats = [], [], []
     for approval in rows:
         problem = approval_problem(approval, package, on_clone)
-        if problem is None and package.require_signatures:
-            problem = statement_problem(approval, package, signing, nonces)
-        if problem is None:
-            valid.append(approval.id)
-        else:
+        if problem is None and signatures_required(package, on_clone):
+            problem = statement_problem(approval, package, signing, nonces, keys)
+        if problem is not None:
             invalid.append(f"#{approval.id} {problem}")
-    return _Approvals(len(rows), tuple(valid), tuple(invalid), nonces)
+            continue
+        valid.append(approval.id)
+        who = [f"user {approval.approver_id}"] + ([f"key {keys[approval.id]}"] if approval.id in keys else [])
+        first = next((approvers[w] for w in who if w in approvers), None)
+        if first is not None:
+            repeats.append(f"#{approval.id} is by the same approver (or key) as #{first}")
+        for w in who:
+            approvers.setdefault(w, approval.id if first is None else first)
+    return _Approvals(len(rows), tuple(valid), tuple(invalid), nonces, tuple(repeats))
 
 
 def _approvals_reason(found: _Approvals, package: Package, notes: list[str]) -> str | None:
-    """Why the approvals do not open the gate (None when enough are valid); notes the ignored ones."""
+    """Why the approvals do not open the gate (None when enough are valid, by enough distinct
+    approvers); notes the ignored ones.
+    """
     needed = max(package.min_approvals, MIN_APPROVALS)
     if len(found.valid) < needed:
         # `ospa` keeps the source document's meaning, the rows of os_proposal_approvals; the
@@ -329,6 +462,11 @@ def _approvals_reason(found: _Approvals, package: Package, notes: list[str]) -> 
         invalid = found.invalid
         detail = f" (ospa={found.rows}: {rows_text}, {len(invalid)} not valid: {'; '.join(invalid)})" if invalid else ""
         return f"valid approvals {len(found.valid)} < {needed}{detail}"
+    if found.approvers < needed:
+        return (
+            f"valid approvals {len(found.valid)} by {found.approvers} distinct approver"
+            f"{'' if found.approvers == 1 else 's'} < {needed}: each approver counts once ({'; '.join(found.repeats)})"
+        )
     if found.invalid:
         notes.append(f"ignored approvals: {'; '.join(found.invalid)}")
     return None
@@ -363,7 +501,7 @@ def _rehearsed(
         if rehearsal is not None:
             notes.append("rehearsed: not required on a marked clone (the rehearsal evidence was not compared)")
         return None, None
-    unbound = rehearsals.problem(conn, rehearsal, package, signing.system_identifier)
+    unbound = signing.identity_problem or rehearsals.problem(conn, rehearsal, package, signing.system_identifier)
     if unbound:
         return unbound, None
     return None, (rehearsal.sha256 if rehearsal is not None else None)
@@ -397,7 +535,10 @@ def evaluate(
         else frozenset()
     )
     spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
-    signing = Signing(trust, conn.info.dbname, system_identifier(conn), clock(now), sealers, spent)
+    cluster, unknown = cluster_identity(conn)
+    signing = Signing(trust, conn.info.dbname, cluster, clock(now), sealers, spent, database_oid(conn), unknown)
+    if rehearsal is not None and not on_clone:
+        signing = replace(signing, rehearsal_sha256=rehearsal.sha256)
     approvals = _judge_approvals(rows, package, signing, on_clone)
     found["approvals"] = _approvals_reason(approvals, package, notes)
     found["target"], unwritable = _target_reason(conn, confirm_db)

@@ -36,7 +36,9 @@ from oneroof.harness.errors import OneroofError, UsageError
 
 NAMESPACE = "oneroof-approval@v1"  # ssh-keygen -n: a signature made for anything else never verifies here
 PACKAGE_NAMESPACE = "oneroof-package@v1"  # the sealer's signature of a manifest
-STATEMENT_TYPE = "oneroof-approval/v1"
+STATEMENT_TYPE = "oneroof-approval/v2"
+# v1 named the database by its name only: a copy made under that name after a rename matched it
+OLD_STATEMENT_TYPES = ("oneroof-approval/v1",)
 ENV = settings.ALLOWED_SIGNERS.env
 MAX_VALIDITY = dt.timedelta(days=30)  # a statement may not be valid for longer
 CLOCK_SKEW = dt.timedelta(minutes=5)  # how far in the future issued_at may be
@@ -44,6 +46,7 @@ ARMOR_BEGIN, ARMOR_END, ARMOR_WIDTH = "-----BEGIN SSH SIGNATURE-----", "-----END
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+OID = re.compile(r"^[1-9][0-9]{0,9}$")
 FINGERPRINT = re.compile(r"\b(SHA256:[A-Za-z0-9+/]{43})\b")
 TIMEOUT = 60.0
 
@@ -81,10 +84,12 @@ class Statement:
     approver_email: str
     level: str
     database: str
+    database_oid: str  # pg_database.oid: a copy made under the database's name is another database
     system_identifier: str
     issued_at: str
     expires_at: str
     nonce: str
+    rehearsal_sha256: str | None = None  # the rehearsal evidence the approver reviewed (off a clone)
 
     @classmethod
     def new(
@@ -96,9 +101,11 @@ class Statement:
         approver_email: str,
         level: str,
         database: str,
+        database_oid: str,
         system_identifier: str,
         valid_for: dt.timedelta,
         now: dt.datetime | None = None,
+        rehearsal_sha256: str | None = None,
     ) -> Statement:
         """A new statement with a fresh nonce, issued at `now` (default: this moment) and valid for `valid_for`."""
         issued = now or dt.datetime.now(dt.UTC)
@@ -109,21 +116,31 @@ class Statement:
             approver_email,
             level,
             database,
+            database_oid,
             system_identifier,
             utc(issued),
             utc(issued + valid_for),
             secrets.token_hex(16),
+            rehearsal_sha256,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The statement as the JSON document that is signed (its canonical spelling)."""
+        """The statement as the JSON document that is signed (its canonical spelling); the
+        rehearsal evidence only when it names one.
+        """
+        evidence = {} if self.rehearsal_sha256 is None else {"rehearsal_sha256": self.rehearsal_sha256}
         return {
+            **evidence,
             "type": STATEMENT_TYPE,
             "package_sha256": self.package_sha256,
             "proposal": self.proposal,
             "approver": {"id": self.approver_id, "email": self.approver_email},
             "level": self.level,
-            "target": {"database": self.database, "system_identifier": self.system_identifier},
+            "target": {
+                "database": self.database,
+                "database_oid": self.database_oid,
+                "system_identifier": self.system_identifier,
+            },
             "issued_at": self.issued_at,
             "expires_at": self.expires_at,
             "nonce": self.nonce,
@@ -148,6 +165,11 @@ class Statement:
         """The statement in `message`; BadStatement unless it is exactly the canonical spelling."""
         try:
             data = json.loads(message.decode("ascii"))
+            if isinstance(data, dict) and data.get("type") in OLD_STATEMENT_TYPES:
+                raise BadStatement(
+                    f"its statement is of the old format {data['type']}, which names the database but not its "
+                    "identity (its OID): the approver signs a new one with `oneroof approve`"
+                )
             statement = cls(
                 data["package_sha256"],
                 data["proposal"],
@@ -155,18 +177,25 @@ class Statement:
                 data["approver"]["email"],
                 data["level"],
                 data["target"]["database"],
+                data["target"]["database_oid"],
                 data["target"]["system_identifier"],
                 data["issued_at"],
                 data["expires_at"],
                 data["nonce"],
+                data.get("rehearsal_sha256"),
             )
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadStatement("its statement is not a oneroof approval statement") from exc
-        if data.get("type") != STATEMENT_TYPE or not all(isinstance(v, str) for v in vars(statement).values()):
+        fields = {k: v for k, v in vars(statement).items() if not (k == "rehearsal_sha256" and v is None)}
+        if data.get("type") != STATEMENT_TYPE or not all(isinstance(v, str) for v in fields.values()):
             raise BadStatement(f"its statement is not of type {STATEMENT_TYPE}")
         if statement.message() != message:
             raise BadStatement("its statement is not in canonical form (keys, order or spacing changed)")
         statement.issued, statement.expires  # noqa: B018 - both must parse
+        if not OID.match(statement.database_oid):
+            raise BadStatement("its statement's target database_oid is not a database OID")
+        if statement.rehearsal_sha256 is not None and not SHA256_HEX.match(statement.rehearsal_sha256):
+            raise BadStatement("its statement's rehearsal_sha256 is not a SHA-256")
         return statement
 
 
@@ -235,7 +264,31 @@ class TrustRoot:
             ) from exc
         except UnicodeDecodeError as exc:
             raise UsageError(f"{what} {file} is not an allowed-signers file (not ASCII text)") from exc
+        wrong = principal_problem(data)
+        if wrong:
+            raise UsageError(f"{what} {file} {wrong}")
         return cls(file.resolve(), data)
+
+
+def principal_problem(data: bytes) -> str | None:
+    """Why the principals of an allowed-signers file are not each one plain email, or None.
+
+    ssh-keygen reads the principals field as a comma list of patterns, so `*`, `*@gov.example`
+    or `a@x,b@y` would let one key approve as anyone, or as several approvers at any level.
+    Each line must name exactly one approver; the first line that does not is named.
+    """
+    for number, line in enumerate(data.decode("ascii").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        principal = text.split(None, 1)[0]
+        if not EMAIL.match(principal):
+            return (
+                f"line {number}: principal {principal!r} is not one plain email (patterns such as * or ?, "
+                "comma lists and quotes let one key approve as others): list each approver's email on a "
+                "line of its own"
+            )
+    return None
 
 
 def trust_root(flag: str | None) -> TrustRoot | None:
@@ -376,14 +429,19 @@ def check(
     package_sha256: str,
     proposal: str,
     database: str,
+    database_oid: str | None,
     system_identifier: str | None,
     now: dt.datetime | None,
+    rehearsal_sha256: str | None = None,
 ) -> tuple[Statement, str]:
     """Every check of one stored statement, in order, each with its own reason (BadStatement):
     its form, its signature by a key the allowed signers list for the approver's email (or its
     passkey assertion by a credential the trust file lists for the approver and level), then
-    what it names (approver, package, proposal, level, target) and when it is valid (at `now`;
-    None leaves the clock out, for an auditor's listing of past approvals).
+    what it names (approver, package, proposal, level, target: the database by name and OID, the
+    cluster by system_identifier) and when it is valid (at `now`;
+    None leaves the clock out, for an auditor's listing of past approvals). `rehearsal_sha256` is
+    the evidence the rollout is bound to (None: not compared, as on a clone); a statement that
+    names evidence counts only with that evidence.
     Returns the statement and the signing key's fingerprint.
     """
     if passkeys.is_bundle(statement_text):  # a passkey assertion rather than an SSH signature (core/passkeys.py)
@@ -404,6 +462,12 @@ def check(
         raise BadStatement(f"its statement is signed at level {statement.level}, not {level}")
     if statement.database != database:
         raise BadStatement(f"its statement is signed for database {statement.database!r}, not {database!r}")
+    if statement.database_oid != database_oid:
+        raise BadStatement(
+            f"its statement is signed for another database identity: {statement.database!r} with OID "
+            f"{statement.database_oid}, not this {database!r} with OID {database_oid or '(unknown)'} (a renamed, "
+            "copied or re-created database is another database): the approver signs for this one"
+        )
     if system_identifier is None:
         raise BadStatement(
             "the cluster's system_identifier cannot be read (pg_control_system() is not granted "
@@ -412,6 +476,11 @@ def check(
     if statement.system_identifier != system_identifier:
         raise BadStatement(
             f"its statement is signed for cluster {statement.system_identifier}, not this cluster {system_identifier}"
+        )
+    if rehearsal_sha256 is not None and statement.rehearsal_sha256 not in (None, rehearsal_sha256):
+        raise BadStatement(
+            f"its statement approves after reviewing rehearsal evidence {statement.rehearsal_sha256[:12]}, "
+            f"not the evidence given, {rehearsal_sha256[:12]}: roll out with the evidence the approver reviewed"
         )
     if statement.expires - statement.issued > MAX_VALIDITY or statement.expires <= statement.issued:
         raise BadStatement(f"its statement's validity is not between 0 and {MAX_VALIDITY.days} days")

@@ -10,11 +10,13 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+from oneroof.core import evidence as rehearsals
 from oneroof.core import gate, signatures
 from oneroof.core.package import Package
 from oneroof.executor import directus
 from oneroof.harness.db import connect, consistent_read
 from oneroof.harness.errors import UsageError
+from oneroof.harness.marks import connected_is_clone
 
 SEED_PAIR = re.compile(r"\('([a-z0-9_]+)', '([A-Z][A-Z-]*)'\)")
 COMMENT_COLLECTION = "os_proposal_approvals"
@@ -36,9 +38,11 @@ class Plan:
             f"package      {s.package_sha256}",
             f"proposal     {s.proposal}" + (f" (#{self.proposal_id})" if self.proposal_id else ""),
             *([f"tiers        {', '.join(self.tiers)}"] if self.tiers else []),
-            f"target       database {s.database!r} on cluster system_identifier {s.system_identifier}",
+            f"target       database {s.database!r} (OID {s.database_oid}) on cluster system_identifier "
+            f"{s.system_identifier}",
             f"approver     {s.approver_email} ({s.approver_id}) at level {s.level}",
             f"valid        from {s.issued_at} until {s.expires_at}",
+            *([f"rehearsal    evidence sha256 {s.rehearsal_sha256}"] if s.rehearsal_sha256 else []),
             *([f"ownership    {sum(len(v) for v in self.ownership.values())} collections:"] if self.ownership else []),
         ]
         for unit, names in sorted(self.ownership.items()):
@@ -56,17 +60,45 @@ def ownership_map(package: Package) -> dict[str, list[str]]:
     return seed
 
 
-def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) -> Plan:
+def reviewed(rehearsal: rehearsals.Rehearsal | None, package: Package, database: str, on_clone: bool) -> str | None:
+    """The SHA-256 of the rehearsal evidence the statement names: required off a marked clone, where
+    the rollout will be bound to it, and then GO and of this package; UsageError otherwise.
+    """
+    if rehearsal is None:
+        if on_clone:
+            return None
+        raise UsageError(
+            f"{database!r} is not a marked clone: pass the evidence of the rehearsal you reviewed with "
+            "--rehearsal FILE (the rollout must then use that very file); nothing was signed"
+        )
+    if not rehearsal.go or rehearsal.package_sha256 != package.sha256:
+        why = rehearsal.why_not or f"of package {rehearsal.package_sha256[:12]}"
+        raise UsageError(
+            f"the rehearsal {rehearsal.path} is not a GO rehearsal of this package ({why}): do not approve; "
+            "nothing was signed"
+        )
+    return rehearsal.sha256
+
+
+def prepare(
+    dsn: str,
+    package: Package,
+    *,
+    email: str,
+    valid_for: dt.timedelta,
+    rehearsal: rehearsals.Rehearsal | None = None,
+) -> Plan:
     """Read, read-only, what the statement names: the target's identity, the proposal, and the
-    approver's Directus id and level; UsageError when any of them does not allow an approval.
+    approver's Directus id and level, and the rehearsal evidence reviewed (see `reviewed`);
+    UsageError when any of them does not allow an approval.
     """
     with connect(dsn, application_name="oneroof-approve") as conn, consistent_read(conn):
-        cluster = gate.system_identifier(conn)
+        on_clone = connected_is_clone(conn)
+        cluster, unknown = gate.cluster_identity(conn)
         if cluster is None:
-            raise UsageError(
-                "this role may not read the cluster's system_identifier (pg_control_system()): "
-                "connect with a role that has pg_monitor, or ask the operator to"
-            )
+            raise UsageError(f"{unknown}; nothing was signed")
+        oid = gate.database_oid(conn)
+        assert oid is not None  # the catalog is the built-in one: cluster_identity checked it
         proposal = conn.execute(
             "SELECT id, status, package_sha256 FROM os_proposals WHERE code = %s", (package.proposal,)
         ).fetchone()
@@ -94,8 +126,10 @@ def prepare(dsn: str, package: Package, *, email: str, valid_for: dt.timedelta) 
         approver_email=user["email"],
         level=user["level"],
         database=database,
+        database_oid=oid,
         system_identifier=cluster,
         valid_for=valid_for,
+        rehearsal_sha256=reviewed(rehearsal, package, database, on_clone),
     )
     return Plan(
         statement, int(proposal["id"]), tuple(f"{t.number} {t.name}" for t in package.tiers), ownership_map(package)
@@ -121,7 +155,9 @@ STATEMENT_FIELDS = (
     "package_sha256",
     "proposal",
     "database",
+    "database_oid",
     "system_identifier",
+    "rehearsal_sha256",
 )
 
 
@@ -269,8 +305,10 @@ def _judge(
     *,
     package_sha256: str,
     database: str,
+    oid: str | None,
     cluster: str | None,
     at: dt.datetime | None,
+    evidence: str | None = None,
 ) -> tuple[bool, str]:
     problems = []
     for text in row["statements"]:
@@ -284,8 +322,10 @@ def _judge(
                 package_sha256=package_sha256,
                 proposal=row["proposal"] or "",
                 database=database,
+                database_oid=oid,
                 system_identifier=cluster,
                 now=at,
+                rehearsal_sha256=evidence,
             )
         except signatures.BadStatement as exc:
             problems.append(str(exc))
@@ -299,7 +339,7 @@ def _judge(
 def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
     """Re-check, read-only, every approval's statement and every deployment in the ledger."""
     with connect(dsn, application_name="oneroof-audit") as conn, consistent_read(conn):
-        cluster = gate.system_identifier(conn)
+        cluster, oid = gate.system_identifier(conn), gate.database_oid(conn)
         rows = {
             r["id"]: {**r, "statements": list(r["statements"])} for r in conn.execute(AUDIT_APPROVALS_SQL).fetchall()
         }
@@ -308,7 +348,7 @@ def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
     result = Audit(database, cluster, trust.sha256)
     for approval_id, row in rows.items():
         ok, detail = _judge(
-            row, trust, package_sha256=row["package_sha256"], database=database, cluster=cluster, at=None
+            row, trust, package_sha256=row["package_sha256"], database=database, oid=oid, cluster=cluster, at=None
         )
         result.approvals.append(Finding(f"approval #{approval_id}", ok, detail))
     for deployment in deployments:
@@ -336,8 +376,10 @@ def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
                 trust,
                 package_sha256=deployment["package_sha256"],
                 database=deployment["database"],
+                oid=oid,
                 cluster=cluster,
                 at=at,
+                evidence=deployment["rehearsal_sha256"],
             )
             if not ok:
                 problems.append(f"approval #{approval_id}: {detail}")

@@ -1028,12 +1028,19 @@ def _add_approve(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument(
         "--valid-hours",
         type=int,
-        default=72,
+        default=24,
         metavar="HOURS",
-        help="how long the statement is valid (default 72, at most 720)",
+        help="how long the statement is valid (default 24, at most 720)",
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (the summary is still printed)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the signed statement to FILE; record nothing")
+    p.add_argument(
+        "--rehearsal",
+        default=None,
+        metavar="FILE",
+        help="evidence.json of the GO rehearsal you reviewed; the statement names its SHA-256 and the rollout "
+        "must use that file (required for a target that is not a marked clone; default $ONEROOF_REHEARSAL)",
+    )
     _package_options(p)
     _trust_option(p)
     _dsn_option(p, "the target database (read-only: its name, cluster identity, proposal and your level)")
@@ -1120,7 +1127,11 @@ def cmd_approve(args: argparse.Namespace) -> ExitCode:
     else:
         pkg = package.load(Path(args.package), args.expect_sha256)
         plan = approvals.prepare(
-            target.target_dsn(args.dsn), pkg, email=args.email, valid_for=dt.timedelta(hours=args.valid_hours)
+            target.target_dsn(args.dsn),
+            pkg,
+            email=args.email,
+            valid_for=dt.timedelta(hours=args.valid_hours),
+            rehearsal=_rehearsal(args),
         )
     print("You approve, with your own key:")
     for line in plan.summary():

@@ -156,10 +156,11 @@ def approve_rehearsal(
 def _statement(
     conn: psycopg.Connection[Any], package_sha256: str, account: catalog.Account, key: Path, valid_for: dt.timedelta
 ) -> str:
-    """The approval statement for this clone (its name and cluster), signed with `key`."""
-    cluster = gate.system_identifier(conn)
-    if cluster is None:
-        raise CloneError("the rehearsal role may not read pg_control_system(): grant it pg_monitor")
+    """The approval statement for this clone (its name, OID and cluster), signed with `key`."""
+    cluster, unknown = gate.cluster_identity(conn)
+    oid = gate.database_oid(conn)
+    if cluster is None or oid is None:
+        raise CloneError(f"cannot sign for this clone: {unknown or 'its database OID cannot be read'}")
     statement = signatures.Statement.new(
         package_sha256=package_sha256,
         proposal=catalog.PROPOSAL_CODE,
@@ -167,6 +168,7 @@ def _statement(
         approver_email=account.email,
         level=str(account.level),
         database=conn.info.dbname,
+        database_oid=oid,
         system_identifier=cluster,
         valid_for=valid_for,
     )

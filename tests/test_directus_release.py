@@ -121,7 +121,8 @@ def test_ratify_through_directus_then_roll_out_and_back(
     assert verdict == "BLOCKED" and f"#{unsigned.data['id']} no signed statement" in reasons[0]
 
     # The human L4 approver ratifies with `oneroof approve`: signed, recorded as them: the gate opens.
-    trusted = ("--allowed-signers", str(SIGNERS.trust.path))
+    # The database is not a marked clone: the statement names the rehearsal evidence reviewed.
+    trusted = ("--allowed-signers", str(SIGNERS.trust.path), "--rehearsal", str(BOUND[database.name]))
     ratify = ("approve", "--dsn", database.dsn, "--directus", directus.url, *signed_by("l4"), "--yes", *trusted)
     approved = oneroof(*ratify, env={"ONEROOF_DIRECTUS_PASSWORD": PASSWORD})
     assert approved.returncode == 0, approved.stdout + approved.stderr
@@ -146,8 +147,7 @@ def test_ratify_through_directus_then_roll_out_and_back(
         "--out",
         str(handed),
         "--yes",
-        "--allowed-signers",
-        str(SIGNERS.trust.path),
+        *trusted,
     )
     assert signed.returncode == 0, signed.stderr
 

@@ -106,6 +106,7 @@ def test_verdict_is_open_only_without_reasons() -> None:
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 CLUSTER = "7301234567890123456"
+DATABASE_OID = "16384"
 L4 = catalog.account("l4")
 SIGNED = dataclasses.replace(VALID, approver_id=str(L4.id), approver_email=L4.email)
 
@@ -121,6 +122,7 @@ def statement(key: str | Path = "l4", **overrides: str) -> tuple[str, str]:
         approver_email=L4.email,
         level="L4",
         database="directus",
+        database_oid=DATABASE_OID,
         system_identifier=CLUSTER,
     )
     made = signatures.Statement.new(
@@ -131,7 +133,9 @@ def statement(key: str | Path = "l4", **overrides: str) -> tuple[str, str]:
 
 
 def signing(**changes: Any) -> gate.Signing:
-    return dataclasses.replace(gate.Signing(signers().trust, "directus", CLUSTER, NOW), **changes)
+    return dataclasses.replace(
+        gate.Signing(signers().trust, "directus", CLUSTER, NOW, database_oid=DATABASE_OID), **changes
+    )
 
 
 def problem(

@@ -202,6 +202,7 @@ EXPECT = dict(
     package_sha256=PKG.sha256,
     proposal=catalog.PROPOSAL_CODE,
     database="directus",
+    database_oid="16384",
     system_identifier="7300000000000000001",
 )
 
@@ -280,7 +281,7 @@ def test_a_statement_from_oneroof_approve_verifies_with_ssh_keygen(
         "approve", "--dsn", clone.dsn, "--email", L4.email, "--key", str(SIGNERS.keys["l4"]), "--out", str(out), "--yes"
     )
     assert result.returncode == 0, result.stderr
-    assert f"database {clone.name!r} on cluster system_identifier" in result.stdout
+    assert f"database {clone.name!r} (OID " in result.stdout and ") on cluster system_identifier" in result.stdout
     assert "35 collections:" in result.stdout and "GOV-COUNCIL  13: kh_documents" in result.stdout
     assert PKG.sha256 in result.stdout and "tiers        2 access, 3 ownership" in result.stdout
     # The README's commands for an auditor, run as written.
