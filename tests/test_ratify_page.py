@@ -63,6 +63,8 @@ def test_the_page_builds_the_statement_the_gate_parses(database: str) -> None:
     )
     if "database_oid" in values:  # a database OID, where the statement names one
         values["database_oid"] = "16384"
+    if "rehearsal_sha256" in values:  # the evidence the approver reviewed, where the statement names it
+        values["rehearsal_sha256"] = "b" * 64
     issued = dt.datetime(2026, 12, 4, 21, 0, 5, tzinfo=dt.UTC)
     text = node(
         "const v = {...args[1], ...S.validity(new Date(args[2]))};\n"
