@@ -87,7 +87,7 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
                 clone.dsn, pkg, confirm_db=clone.name, gate_session=False, audit=False, trust=signer.trust
             )
             times["rollout"].append(out.seconds["transaction"])
-            back = release.rollback(clone.dsn, pkg, confirm_db=clone.name)
+            back = release.rollback(clone.dsn, pkg, confirm_db=clone.name, trust=signer.trust)
             times["rollback"].append(back.seconds["transaction"])
     finally:
         clones.drop(admin, clone.name)

@@ -459,7 +459,7 @@ class Run:
         self._stage(s, "finalized")
 
     def _rollback(self, s: Step) -> None:
-        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name)
+        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name, trust=self.signer.trust)
         s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
         if out.action != "reverted":
             raise Failed(f"rollback did {out.action}")
@@ -472,7 +472,7 @@ class Run:
         self._stage(s, "greenfield")
 
     def _rollback_again(self, s: Step) -> None:
-        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name)
+        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name, trust=self.signer.trust)
         s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
         if out.action != "already-greenfield" or out.entry != out.exit:
             raise Failed(f"the second rollback did {out.action} (entry {out.entry[:12]}, exit {out.exit[:12]})")
