@@ -287,15 +287,19 @@ def deployments(ledger: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, A
 CONSISTENT = tuple(name for name in CHAIN_FIELDS if name not in ("tier", "action"))
 
 
-def _verify_statements(group: Sequence[Mapping[str, Any]], target: Target, trust: signatures.TrustRoot) -> list[str]:
-    """The approvals a deployment names: each verifies for its package, proposal and target at its
-    time, and the nonces it carries are exactly those of the statements that verify.
+def _verify_statements(
+    group: Sequence[Mapping[str, Any]], target: Target, trust: signatures.TrustRoot, proposal: str | None
+) -> list[str]:
+    """The approvals a deployment names: each verifies for its package, proposal (`proposal`, else
+    the code of the proposal its rows name) and target at its time, and the nonces it carries are
+    exactly those of the statements that verify.
     """
     first = group[0]
     problems = []
-    proposal = target.proposals.get(first["proposal_id"]) if first["proposal_id"] is not None else None
     if proposal is None:
-        problems.append(f"it names proposal id {first['proposal_id']}, which does not exist")
+        proposal = target.proposals.get(first["proposal_id"]) if first["proposal_id"] is not None else None
+        if proposal is None:
+            problems.append(f"it names proposal id {first['proposal_id']}, which does not exist")
     if not first["approval_ids"]:
         problems.append("it names no approval")
     verified = set()
@@ -335,10 +339,12 @@ def deployment_problems(
     spent: dict[str, str],
     *,
     strict_trust: bool = True,
+    proposal: str | None = None,
 ) -> list[str]:
     """Why one deployment does not verify: its rows disagree, a tier is recorded twice, it names
     another database or trust root, a statement does not verify, or a nonce was spent before (in
-    `spent`: nonce -> the deployment that carried it, which this call extends).
+    `spent`: nonce -> the deployment that carried it, which this call extends). A rollback judges
+    the statements for its package's `proposal`, and accepts a trust root changed since.
     """
     first = group[0]
     problems = [
@@ -356,7 +362,7 @@ def deployment_problems(
             f"the ledger records allowed signers {recorded or 'none'}, not this file's "
             f"{trust.sha256}: re-run with the file of that hash"
         )
-    problems += _verify_statements(group, target, trust)
+    problems += _verify_statements(group, target, trust, proposal)
     label = f"the deployment of {signatures.utc(first['executed_at'])}"
     for nonce in first["statement_nonces"]:
         if nonce in spent:

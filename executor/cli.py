@@ -651,6 +651,11 @@ def cmd_rollback(args: argparse.Namespace) -> ExitCode:
 
     pkg = package.load(Path(args.package), args.expect_sha256)
     trust, log = _trust(args), _release_log(args)
+    if trust is None:  # before any server is touched
+        raise UsageError(
+            "rollback re-verifies the signed statements of the deployment it reverts: pass "
+            "--allowed-signers FILE or set ONEROOF_ALLOWED_SIGNERS; nothing was changed"
+        )
     outcome = release.rollback(
         target.target_dsn(args.dsn, progress=_err),
         pkg,

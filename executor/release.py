@@ -703,7 +703,9 @@ SELECT (SELECT l.package_sha256 FROM os_release_ledger AS l
 """
 
 
-def current_deployment(conn: psycopg.Connection[Any], trust: signatures.TrustRoot) -> tuple[list[str], tuple[str, ...]]:
+def current_deployment(
+    conn: psycopg.Connection[Any], package: Package, trust: signatures.TrustRoot
+) -> tuple[list[str], tuple[str, ...]]:
     """Why the ledger's current deployment (its newest rows, one transaction) does not verify
     against `trust`, and the statements it carried. Its rows must name approvals whose statements,
     signed by keys the allowed signers list, approve its package for this target at its time, and
@@ -715,7 +717,9 @@ def current_deployment(conn: psycopg.Connection[Any], trust: signatures.TrustRoo
     problems: list[str] = []
     groups = ledger.deployments(target.ledger)
     for group in groups:
-        problems = ledger.deployment_problems(group, target, trust, spent, strict_trust=False)
+        problems = ledger.deployment_problems(
+            group, target, trust, spent, strict_trust=False, proposal=package.proposal
+        )
     current = groups[-1] if groups else []
     if not current or current[-1]["id"] != target.ledger[-1]["id"]:
         return ["its newest row is not part of a deployment"], ()
@@ -751,7 +755,7 @@ def deployed_package(
             "rollback re-verifies the signed statements of the deployment it reverts: pass "
             f"--allowed-signers FILE or set {signatures.ENV}; nothing was changed"
         )
-    problems, nonces = current_deployment(conn, trust)
+    problems, nonces = current_deployment(conn, package, trust)
     if problems:
         conn.rollback()
         raise IntegrityError(
