@@ -444,7 +444,8 @@ class Run:
         out = release.rollout(
             self.clone.dsn, self.pkg, confirm_db=self.clone.name, audit=False, trust=self.signer.trust
         )
-        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
+        s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
+        s.figures = {**out.metrics, "seconds": out.seconds, "ledger_head": out.ledger_head}
         if out.action != "applied":
             raise Failed(f"rollout did {out.action}")
         s.detail = (
@@ -460,7 +461,8 @@ class Run:
 
     def _rollback(self, s: Step) -> None:
         out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name, trust=self.signer.trust)
-        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
+        s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
+        s.figures = {**out.metrics, "seconds": out.seconds, "ledger_head": out.ledger_head}
         if out.action != "reverted":
             raise Failed(f"rollback did {out.action}")
         s.detail = f"finalized -> greenfield exit 0 (transaction {out.seconds['transaction'] * 1000:.0f} ms)"
