@@ -67,7 +67,7 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
     signer = one_off_signer(keys)  # signed rehearsal approvals, as `oneroof rehearse` makes them
     try:
 
-        def approve() -> None:  # a rollback spends the approval that authorised the deployment
+        def approve() -> None:  # a deployment spends the approval that authorised it
             approve_rehearsal(clone.dsn, key=signer.key)
 
         approve()
