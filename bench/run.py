@@ -67,7 +67,7 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
     signer = one_off_signer(keys)  # signed rehearsal approvals, as `oneroof rehearse` makes them
     try:
 
-        def approve() -> None:  # a rollback spends the approval that authorised the deployment
+        def approve() -> None:  # a deployment spends the approval that authorised it
             approve_rehearsal(clone.dsn, key=signer.key)
 
         approve()
@@ -87,7 +87,7 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
                 clone.dsn, pkg, confirm_db=clone.name, gate_session=False, audit=False, trust=signer.trust
             )
             times["rollout"].append(out.seconds["transaction"])
-            back = release.rollback(clone.dsn, pkg, confirm_db=clone.name)
+            back = release.rollback(clone.dsn, pkg, confirm_db=clone.name, trust=signer.trust)
             times["rollback"].append(back.seconds["transaction"])
     finally:
         clones.drop(admin, clone.name)

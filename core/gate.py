@@ -14,18 +14,20 @@ from typing import Any
 import psycopg
 
 from oneroof.core import evidence as rehearsals
-from oneroof.core import signatures
+from oneroof.core import ledger, signatures
 from oneroof.core.package import APPROVER_LEVELS, MIN_APPROVALS, Package
 from oneroof.harness.marks import connected_is_clone, is_golden
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
-CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock")
+CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock", "ledger")
 # What to do next, by condition, for the lines that print a BLOCKED reason; kept apart from the
 # reasons so that the verdict's text (evidence, --json, reports) stays what it was. The
 # conditions whose reasons already name the next step (rehearsed, state) have none here.
 NEXT_STEPS = {
     "approvals": f"a human {'/'.join(APPROVER_LEVELS)} approver runs `oneroof approve` (see the approver runbook)",
     "lock": "wait for that executor to finish, or look its pid up in pg_stat_activity before retrying",
+    "ledger": "find out who changed os_release_ledger (`oneroof approvals verify` lists what it finds); "
+    "nothing is released onto a ledger that lost its history",
 }
 
 
@@ -50,7 +52,7 @@ class Approval:
     approver_kind: str | None
     approver_level: str | None
     has_token: bool = False
-    spent: bool = False  # named by a deployment that was reverted, or made before the last revert
+    spent: bool = False  # named by a deployment (whatever followed), or made before a revert
     approver_id: str = ""
     approver_email: str | None = None
     statements: tuple[str, ...] = ()  # the Directus comments on the row: its signed statements
@@ -70,6 +72,7 @@ class Verdict:
     allowed_signers_sha256: str | None = None  # the trust root the approvals were verified against
     statement_nonces: tuple[str, ...] = ()  # the nonces of the valid approvals' statements
     rehearsal_sha256: str | None = None  # the evidence file the target's rollout is bound to (not on a clone)
+    spent_approvals: tuple[int, ...] = ()  # valid but for being spent: a deployment carried them already
 
     @property
     def open(self) -> bool:
@@ -77,23 +80,26 @@ class Verdict:
         return not self.reasons
 
 
+# Every function and aggregate is named with its schema: a superuser's look-alike in public
+# (`public.unnest(text[])`, an exact match that would beat pg_catalog's polymorphic one) does not
+# run here. The operators compare identical built-in types, so pg_catalog's exact match is used.
 APPROVALS_SQL = """
 SELECT a.id, p.code AS proposal_code, p.status AS proposal_status, a.package_sha256, a.level,
        a.revoked_at IS NOT NULL AS revoked, a.rehearsal, u.status AS user_status,
        r.kind AS approver_kind, r.level AS approver_level, u.token IS NOT NULL AS has_token,
-       (a.approved_at <= (SELECT max(l.executed_at) FROM os_release_ledger AS l
-                          WHERE l.action = 'revert' AND l.proposal_id = a.proposal_id) IS TRUE
-        -- by the ledger, whatever approved_at says: a deployment named it, and a revert followed
-        OR EXISTS (SELECT FROM os_release_ledger AS d
-                   JOIN os_release_ledger AS rv ON rv.action = 'revert' AND rv.id > d.id
-                   WHERE d.action = 'deploy' AND a.id = ANY (d.approval_ids))) AS spent,
+       -- spent by the ledger, whatever follows: a deployment named it, or it was made before a revert
+       (EXISTS (SELECT FROM os_release_ledger AS d
+                WHERE d.action = 'deploy' AND a.id = ANY (d.approval_ids))
+        OR a.approved_at <= (SELECT pg_catalog.max(l.executed_at) FROM os_release_ledger AS l
+                             WHERE l.action = 'revert') IS TRUE) AS spent,
        a.approver::text AS approver_id, u.email AS approver_email,
-       coalesce((SELECT array_agg(c.comment ORDER BY c.date_created, c.id) FROM directus_comments AS c
+       coalesce((SELECT pg_catalog.array_agg(c.comment ORDER BY c.date_created, c.id)
+                 FROM directus_comments AS c
                  WHERE c.collection = 'os_proposal_approvals' AND c.item = a.id::text), '{}') AS statements,
        (SELECT act."user"::text FROM directus_activity AS act
         WHERE act.collection = 'os_proposal_approvals' AND act.item = a.id::text AND act.action = 'create'
         ORDER BY act.id LIMIT 1) AS created_by,
-       (SELECT count(*) FROM directus_activity AS act
+       (SELECT pg_catalog.count(*) FROM directus_activity AS act
         WHERE act.collection = 'os_proposal_approvals' AND act.item = a.id::text AND act.action <> 'create') AS updates
 FROM os_proposal_approvals AS a
 LEFT JOIN os_proposals AS p ON p.id = a.proposal_id
@@ -102,13 +108,12 @@ LEFT JOIN os_approvers AS r ON r.user_id = a.approver
 ORDER BY a.id
 """
 
-# A statement is spent once a deployment it authorised was reverted, whichever row carries it.
+# A statement is spent once any deploy row carries its nonce, whatever follows (a revert, or
+# none, or rows deleted since): no lookup by proposal, which a superuser can rename.
 SPENT_NONCES_SQL = """
 SELECT DISTINCT n.nonce
-FROM os_release_ledger AS d CROSS JOIN LATERAL unnest(d.statement_nonces) AS n (nonce)
-WHERE d.action = 'deploy' AND EXISTS (
-    SELECT 1 FROM os_release_ledger AS r
-    WHERE r.action = 'revert' AND r.proposal_id IS NOT DISTINCT FROM d.proposal_id AND r.executed_at > d.executed_at)
+FROM os_release_ledger AS d CROSS JOIN LATERAL pg_catalog.unnest(d.statement_nonces) AS n (nonce)
+WHERE d.action = 'deploy'
 """
 
 STATE_SQL = """
@@ -122,6 +127,12 @@ SELECT (SELECT count(*) FROM os_collection_inventory) AS inventory,
         WHERE pol.name = 'One-Roof Governance') AS permissions,
        (SELECT count(*) FROM os_governance_gap) AS gap
 """
+
+
+def spent_nonces(conn: psycopg.Connection[Any], release_log: ledger.ReleaseLog | None) -> frozenset[str]:
+    """Every statement a deployment carried: by any deploy row of the ledger, and by the release log."""
+    spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
+    return spent | release_log.spent_nonces() if release_log is not None else spent
 
 
 def approval_problem(approval: Approval, package: Package, on_clone: bool) -> str | None:
@@ -146,7 +157,7 @@ def approval_problem(approval: Approval, package: Package, on_clone: bool) -> st
     if approval.has_token:
         return "approver has a static token, so automation could act as them"
     if approval.spent:
-        return "authorised a deployment that was rolled back since; ratify again"
+        return "authorised a deployment already (an approval opens the gate once); ratify again"
     if approval.rehearsal and not on_clone:
         return "a rehearsal approval on a database that is not a marked clone"
     if approval.created_by is not None and approval.created_by != approval.approver_id:
@@ -165,7 +176,7 @@ class Signing:
     system_identifier: str | None
     now: dt.datetime
     sealers: frozenset[str] = frozenset()  # principals the allowed signers list for the sealer's key
-    spent_nonces: frozenset[str] = frozenset()  # statements that authorised a deployment rolled back since
+    spent_nonces: frozenset[str] = frozenset()  # statements a deployment carried (the ledger, the release log)
     database_oid: str | None = None  # the target's pg_database.oid: its identity on the cluster
     identity_problem: str | None = None  # why the cluster's identity cannot be read or trusted
     revoked_nonces: frozenset[str] = frozenset()  # statements carried by a revoked approval: spent by it
@@ -222,7 +233,9 @@ def statement_problem(
             problems.append(f"its approver {statement.approver_email} sealed the package (four eyes)")
             continue
         if statement.nonce in signing.spent_nonces:
-            problems.append("its statement authorised a deployment that was rolled back since; sign a new one")
+            problems.append(
+                "its statement authorised a deployment already (a statement opens the gate once); sign a new one"
+            )
             continue
         if statement.nonce in signing.revoked_nonces:
             problems.append("its statement is the one of a revoked approval (a revocation spends it); sign a new one")
@@ -394,6 +407,7 @@ class _Approvals:
     invalid: tuple[str, ...]
     nonces: dict[str, int]
     repeats: tuple[str, ...] = ()
+    spent: tuple[int, ...] = ()  # refused only because a deployment spent them (finalized owners rest on them)
 
     @property
     def approvers(self) -> int:
@@ -423,22 +437,42 @@ def revoked_nonces(rows: list[Approval]) -> frozenset[str]:
     return frozenset(found)
 
 
+def _problem(
+    approval: Approval,
+    package: Package,
+    signing: Signing,
+    on_clone: bool,
+    nonces: dict[str, int],
+    keys: dict[int, str] | None = None,
+) -> str | None:
+    """Why one approval does not count: by the policy, then (off a marked clone, or when the
+    package requires signatures) by its statement.
+    """
+    problem = approval_problem(approval, package, on_clone)
+    if problem is None and signatures_required(package, on_clone):
+        problem = statement_problem(approval, package, signing, nonces, keys)
+    return problem
+
+
 def _judge_approvals(rows: list[Approval], package: Package, signing: Signing, on_clone: bool) -> _Approvals:
-    """Every approval row judged: by the policy, then (off a marked clone, or when the package
-    requires signatures) by its statement; then which valid ones repeat an approver: the same
-    Directus user, or the same signing key (listed for two emails), counts once.
+    """Every approval row judged; then which valid ones repeat an approver: the same Directus
+    user, or the same signing key (listed for two emails), counts once. Those refused only because
+    a deployment spent them are listed apart (the finalized stage's owners rest on them).
     """
     nonces: dict[str, int] = {}
     keys: dict[int, str] = {}
     approvers: dict[str, int] = {}  # a Directus user, or a signing key -> the first valid approval of it
     signing = replace(signing, revoked_nonces=signing.revoked_nonces | revoked_nonces(rows))
-    valid, invalid, repeats = [], [], []
+    unspent, spent_nonces = replace(signing, spent_nonces=frozenset()), dict[str, int]()
+    valid, invalid, repeats, spent = [], [], [], []
     for approval in rows:
-        problem = approval_problem(approval, package, on_clone)
-        if problem is None and signatures_required(package, on_clone):
-            problem = statement_problem(approval, package, signing, nonces, keys)
+        problem = _problem(approval, package, signing, on_clone, nonces, keys)
         if problem is not None:
             invalid.append(f"#{approval.id} {problem}")
+            if (approval.spent or signing.spent_nonces) and (
+                _problem(replace(approval, spent=False), package, unspent, on_clone, spent_nonces) is None
+            ):
+                spent.append(approval.id)
             continue
         valid.append(approval.id)
         who = [f"user {approval.approver_id}"] + ([f"key {keys[approval.id]}"] if approval.id in keys else [])
@@ -447,7 +481,7 @@ def _judge_approvals(rows: list[Approval], package: Package, signing: Signing, o
             repeats.append(f"#{approval.id} is by the same approver (or key) as #{first}")
         for w in who:
             approvers.setdefault(w, approval.id if first is None else first)
-    return _Approvals(len(rows), tuple(valid), tuple(invalid), nonces, tuple(repeats))
+    return _Approvals(len(rows), tuple(valid), tuple(invalid), nonces, tuple(repeats), tuple(spent))
 
 
 def _approvals_reason(found: _Approvals, package: Package, notes: list[str]) -> str | None:
@@ -516,13 +550,16 @@ def evaluate(
     trust: signatures.TrustRoot | None = None,
     now: dt.datetime | None = None,
     rehearsal: rehearsals.Rehearsal | None = None,
+    release_log: ledger.ReleaseLog | None = None,
 ) -> Verdict:
     """Judge every gate condition on `conn` (inside the caller's transaction).
 
     When the package requires signatures, an approval counts only with a statement that
     verifies against `trust`, the allowed-signers file (never keys from the database), judged
     at `now` (this machine's clock, not the database's). A target that is not a marked clone
-    must be bound to `rehearsal`, the evidence of a GO rehearsal on a snapshot of it.
+    must be bound to `rehearsal`, the evidence of a GO rehearsal on a snapshot of it. A statement
+    any deployment carried is spent, by the ledger or by the operator's `release_log`; the ledger's
+    chain must hold, and keep the head the release log recorded for this target.
     """
     found: dict[str, str | None] = {}
     notes: list[str] = []
@@ -534,7 +571,7 @@ def evaluate(
         if package.seal_signature and trust is not None
         else frozenset()
     )
-    spent = frozenset(r["nonce"] for r in conn.execute(SPENT_NONCES_SQL).fetchall())
+    spent = spent_nonces(conn, release_log)
     cluster, unknown = cluster_identity(conn)
     signing = Signing(trust, conn.info.dbname, cluster, clock(now), sealers, spent, database_oid(conn), unknown)
     if rehearsal is not None and not on_clone:
@@ -553,6 +590,7 @@ def evaluate(
     holder = lock_holder(conn) if check_lock else None
     if holder is not None:
         found["lock"] = f"the release lock is held by another executor (pid {holder})"
+    found["ledger"] = "; ".join(ledger.integrity_problems(conn, release_log, signing.system_identifier)) or None
     return Verdict(
         {k: v for k, v in found.items() if v is not None},
         approvals.valid,
@@ -562,4 +600,5 @@ def evaluate(
         trust.sha256 if trust is not None else None,
         tuple(sorted(n for n, i in approvals.nonces.items() if i in approvals.valid)),
         bound,
+        approvals.spent,
     )

@@ -52,10 +52,17 @@ REHEARSAL = _setting(
     "evidence of a GO rehearsal (evidence.json of `oneroof rehearse`) that a "
     "database which is not a marked clone is bound to (gate stage)",
 )
+RELEASE_LOG = _setting(
+    "release_log",
+    "",
+    "the operator's append-only release log (JSON lines): each rollout and rollback records there the "
+    "statements it spent and the ledger's chain head; the gate refuses a statement found in it and a "
+    "ledger that lost the head (the executor's default: $ONEROOF_HOME/release-log.jsonl)",
+)
 TEST_SERVER = _setting(
     "test_server", "", "DSN of an existing server for the project's own tests; default: a temporary embedded server"
 )
-SETTINGS = (DSN, EXPECT_DB, PACKAGE, EXPECT_SHA256, ALLOWED_SIGNERS, REHEARSAL, TEST_SERVER)
+SETTINGS = (DSN, EXPECT_DB, PACKAGE, EXPECT_SHA256, ALLOWED_SIGNERS, REHEARSAL, TEST_SERVER, RELEASE_LOG)
 
 # Environment variables that are not session settings.
 RELEASE_SESSION_ENV = "ONEROOF_RELEASE_SESSION"  # set by the executor on the sessions it runs
@@ -83,6 +90,7 @@ class Options:
     allowed_signers: str
     rehearsal: str
     test_server: str
+    release_log: str = ""
 
     def __repr__(self) -> str:
         # pytest prints the arguments of a failing test (and JUnit XML keeps them): the DSNs are

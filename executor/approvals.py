@@ -8,10 +8,10 @@ import datetime as dt
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
 
 from oneroof.core import evidence as rehearsals
-from oneroof.core import gate, signatures
+from oneroof.core import gate, ledger, signatures
+from oneroof.core.ledger import Finding
 from oneroof.core.package import Package
 from oneroof.executor import directus
 from oneroof.harness.db import connect, consistent_read
@@ -256,15 +256,6 @@ def record(session: directus.Session, plan: Plan, text: str) -> int:
 
 
 @dataclass
-class Finding:
-    """One approval or deployment and what the re-check found."""
-
-    what: str
-    ok: bool
-    detail: str
-
-
-@dataclass
 class Audit:
     """Every approval and every deployment of the target, re-checked against an allowed-signers file."""
 
@@ -273,127 +264,38 @@ class Audit:
     allowed_signers_sha256: str
     approvals: list[Finding] = field(default_factory=list)
     deployments: list[Finding] = field(default_factory=list)
+    ledger: list[str] = field(
+        default_factory=list
+    )  # where the ledger's chain breaks, or the release log's head is lost
 
     @property
     def ok(self) -> bool:
-        """True when every deployment in the ledger is backed by statements that verify."""
-        return all(f.ok for f in self.deployments)
+        """True when every deployment in the ledger is backed by statements that verify, and the
+        ledger's chain holds (with the release log's head, when one is given).
+        """
+        return all(f.ok for f in self.deployments) and not self.ledger
 
 
-AUDIT_APPROVALS_SQL = """
-SELECT a.id, a.approver::text AS approver_id, u.email, a.level, a.package_sha256, p.code AS proposal,
-       coalesce((SELECT array_agg(c.comment ORDER BY c.date_created, c.id) FROM directus_comments AS c
-                 WHERE c.collection = 'os_proposal_approvals' AND c.item = a.id::text), '{}') AS statements
-FROM os_proposal_approvals AS a
-LEFT JOIN directus_users AS u ON u.id = a.approver
-LEFT JOIN os_proposals AS p ON p.id = a.proposal_id
-ORDER BY a.id
-"""
-
-AUDIT_DEPLOYMENTS_SQL = """
-SELECT executed_at, package_sha256, database, approval_ids, allowed_signers_sha256, rehearsal_sha256,
-       array_agg(tier ORDER BY tier) AS tiers
-FROM os_release_ledger WHERE action = 'deploy'
-GROUP BY executed_at, package_sha256, database, approval_ids, allowed_signers_sha256, rehearsal_sha256
-ORDER BY executed_at
-"""
-
-
-def _judge(
-    row: dict[str, Any],
-    trust: signatures.TrustRoot,
-    *,
-    package_sha256: str,
-    database: str,
-    oid: str | None,
-    cluster: str | None,
-    at: dt.datetime | None,
-    evidence: str | None = None,
-) -> tuple[bool, str]:
-    problems = []
-    for text in row["statements"]:
-        try:
-            statement, fingerprint = signatures.check(
-                text,
-                trust,
-                approver_id=row["approver_id"],
-                approver_email=row["email"] or "",
-                level=row["level"],
-                package_sha256=package_sha256,
-                proposal=row["proposal"] or "",
-                database=database,
-                database_oid=oid,
-                system_identifier=cluster,
-                now=at,
-                rehearsal_sha256=evidence,
-            )
-        except signatures.BadStatement as exc:
-            problems.append(str(exc))
-            continue
-        return True, (
-            f"signed by {row['email']} with {fingerprint}, valid {statement.issued_at} .. {statement.expires_at}"
-        )
-    return False, "; ".join(problems) or "no signed statement"
-
-
-def audit(dsn: str, trust: signatures.TrustRoot) -> Audit:
-    """Re-check, read-only, every approval's statement and every deployment in the ledger."""
+def audit(dsn: str, trust: signatures.TrustRoot, log: ledger.ReleaseLog | None = None) -> Audit:
+    """Re-check, read-only, every approval's statement, every deployment in the ledger and the
+    ledger's chain (against the release log's head for this target, when `log` is given).
+    """
     with connect(dsn, application_name="oneroof-audit") as conn, consistent_read(conn):
-        cluster, oid = gate.system_identifier(conn), gate.database_oid(conn)
-        rows = {
-            r["id"]: {**r, "statements": list(r["statements"])} for r in conn.execute(AUDIT_APPROVALS_SQL).fetchall()
-        }
-        deployments = conn.execute(AUDIT_DEPLOYMENTS_SQL).fetchall()
-        database = conn.info.dbname
-    result = Audit(database, cluster, trust.sha256)
-    for approval_id, row in rows.items():
-        ok, detail = _judge(
-            row, trust, package_sha256=row["package_sha256"], database=database, oid=oid, cluster=cluster, at=None
+        cluster = gate.system_identifier(conn)
+        target = ledger.Target.read(conn, cluster, gate.database_oid(conn))
+        broken = ledger.integrity_problems(conn, log, cluster)
+    result = Audit(target.database, cluster, trust.sha256, ledger=broken)
+    for approval_id, row in target.approvals.items():
+        statement, detail = ledger.judge(
+            row,
+            trust,
+            package_sha256=row["package_sha256"],
+            proposal=row["proposal"] or "",
+            database=target.database,
+            database_oid=target.oid,
+            cluster=cluster,
+            at=None,
         )
-        result.approvals.append(Finding(f"approval #{approval_id}", ok, detail))
-    for deployment in deployments:
-        at: dt.datetime = deployment["executed_at"]
-        what = (
-            f"deployment {signatures.utc(at)} of package {deployment['package_sha256'][:12]} "
-            f"(tiers {','.join(str(t) for t in deployment['tiers'])})"
-        )
-        problems: list[str] = []
-        recorded = deployment["allowed_signers_sha256"]
-        if recorded != trust.sha256:
-            problems.append(
-                f"the ledger records allowed signers {recorded or 'none'}, not this file's "
-                f"{trust.sha256}: re-run with the file of that hash"
-            )
-        if not deployment["approval_ids"]:
-            problems.append("it names no approval")
-        for approval_id in deployment["approval_ids"]:
-            named = rows.get(approval_id)
-            if named is None:
-                problems.append(f"approval #{approval_id} is gone")
-                continue
-            ok, detail = _judge(
-                named,
-                trust,
-                package_sha256=deployment["package_sha256"],
-                database=deployment["database"],
-                oid=oid,
-                cluster=cluster,
-                at=at,
-                evidence=deployment["rehearsal_sha256"],
-            )
-            if not ok:
-                problems.append(f"approval #{approval_id}: {detail}")
-        rehearsed = (
-            f"; bound to rehearsal evidence sha256 {deployment['rehearsal_sha256']}"
-            if deployment["rehearsal_sha256"]
-            else "; no rehearsal evidence recorded"
-        )
-        result.deployments.append(
-            Finding(
-                what,
-                not problems,
-                "; ".join(problems)
-                or f"approvals {', '.join(f'#{i}' for i in deployment['approval_ids'])} verify" + rehearsed,
-            )
-        )
+        result.approvals.append(Finding(f"approval #{approval_id}", statement is not None, detail))
+    result.deployments = ledger.audit(target, trust)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,6 +87,23 @@ def _rehearsal_option(parser: argparse.ArgumentParser) -> None:
         "that is not a marked clone is BLOCKED without one, or when a table the package reads or "
         "writes changed since the snapshot (default $ONEROOF_REHEARSAL)",
     )
+
+
+def _release_log_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--release-log",
+        default=None,
+        metavar="FILE",
+        help="the operator's append-only release log (JSON lines): rollout and rollback record there the "
+        "statements they spent and the ledger's chain head; the gate refuses a statement found in it and a "
+        "ledger that lost the head (default $ONEROOF_RELEASE_LOG, else $ONEROOF_HOME/release-log.jsonl)",
+    )
+
+
+def _release_log(args: argparse.Namespace) -> Any:
+    from oneroof.core import ledger, settings
+
+    return ledger.ReleaseLog.at(args.release_log or os.environ.get(settings.RELEASE_LOG.env), server.home_dir())
 
 
 def _rehearsal(args: argparse.Namespace) -> Any:
@@ -530,6 +548,7 @@ def _add_verify(sub: argparse._SubParsersAction[Parser]) -> None:
     _package_options(p)
     _trust_option(p)
     _rehearsal_option(p)
+    _release_log_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_verify)
 
@@ -564,6 +583,7 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
         quiet=False,
         allowed_signers=trust.path if trust is not None else None,
         rehearsal=bound.path if bound is not None else None,
+        release_log=_release_log(args).path,
     )
     # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
     return ExitCode.USAGE if code == PYTEST_USAGE_ERROR else code
@@ -595,6 +615,7 @@ def _add_monitor(sub: argparse._SubParsersAction[Parser]) -> None:
     _package_options(p)
     _trust_option(p)
     _rehearsal_option(p)
+    _release_log_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_monitor)
 
@@ -606,6 +627,7 @@ def cmd_monitor(args: argparse.Namespace) -> ExitCode:
     _check_until_open(args)
     trust = _trust(args)  # bad input before any server is touched
     bound = _rehearsal(args)
+    log = _release_log(args)
     dsn = target.target_dsn(args.dsn, progress=_err)
 
     def read() -> Any:
@@ -616,6 +638,7 @@ def cmd_monitor(args: argparse.Namespace) -> ExitCode:
             confirm_db=args.confirm_db,
             trust=trust,
             rehearsal=bound,
+            release_log=log,
         )
 
     report = until_open(read, timeout=args.timeout, progress=_progress) if args.until_open else read()
@@ -689,6 +712,8 @@ def _print_outcome(outcome: Any, args: argparse.Namespace) -> None:
     if outcome.metrics:
         print("  " + " ".join(f"{k}={v}" for k, v in outcome.metrics.items() if k != "db"))
     print(f"  entry {outcome.entry}\n  exit  {outcome.exit}")
+    if outcome.ledger_head:
+        print(f"  ledger head {outcome.ledger_head}")
 
 
 def _add_rollout(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -708,6 +733,7 @@ def _add_rollout(sub: argparse._SubParsersAction[Parser]) -> None:
     _package_options(p)
     _trust_option(p)
     _rehearsal_option(p)
+    _release_log_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollout)
 
@@ -720,12 +746,13 @@ def cmd_rollout(args: argparse.Namespace) -> ExitCode:
     pkg = package.load(Path(args.package), args.expect_sha256)
     trust = _trust(args)
     bound = _rehearsal(args)
+    log = _release_log(args)
     dsn = target.target_dsn(args.dsn, progress=_err)
     if release.runs_as_superuser(dsn):  # a warning, not a refusal: the docs' grants are the fix
         _err("oneroof: warning: the release role should not be a superuser; see docs/release-role.md")
     try:
         outcome = release.rollout(
-            dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust, rehearsal=bound
+            dsn, pkg, confirm_db=args.confirm_db, progress=_progress, trust=trust, rehearsal=bound, release_log=log
         )
     except Blocked as exc:
         if args.json:
@@ -756,12 +783,15 @@ def _add_rollback(sub: argparse._SubParsersAction[Parser]) -> None:
         description="Take the release lock and revert tiers 6..2 in one transaction; on a greenfield "
         "database nothing changes. Approvals and the ledger are kept. Only the package the ledger says was deployed "
         "is reverted. Exit 0 reverted or already greenfield, 1 invariant failed (nothing kept), 2 bad input "
-        "or a missing privilege, 4 package integrity or not the deployed package, 5 lock held.",
+        "or a missing privilege or no allowed signers, 4 package integrity, not the deployed package, or a "
+        "deployment whose statements do not verify against the allowed signers, 5 lock held.",
     )
     p.add_argument("--confirm-db", required=True, metavar="NAME", help="the name of the database you mean to change")
     _json_option(p, "the keys of `rollout --json`")
     _color_option(p)
     _package_options(p)
+    _trust_option(p)
+    _release_log_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_rollback)
 
@@ -771,8 +801,19 @@ def cmd_rollback(args: argparse.Namespace) -> ExitCode:
     from oneroof.executor import release
 
     pkg = package.load(Path(args.package), args.expect_sha256)
+    trust, log = _trust(args), _release_log(args)
+    if trust is None:  # before any server is touched
+        raise UsageError(
+            "rollback re-verifies the signed statements of the deployment it reverts: pass "
+            "--allowed-signers FILE or set ONEROOF_ALLOWED_SIGNERS; nothing was changed"
+        )
     outcome = release.rollback(
-        target.target_dsn(args.dsn, progress=_err), pkg, confirm_db=args.confirm_db, progress=_progress
+        target.target_dsn(args.dsn, progress=_err),
+        pkg,
+        confirm_db=args.confirm_db,
+        progress=_progress,
+        trust=trust,
+        release_log=log,
     )
     _print_outcome(outcome, args)
     return ExitCode.OK
@@ -1167,12 +1208,15 @@ def _add_approvals(sub: argparse._SubParsersAction[Parser]) -> None:
         "approvals",
         help="auditors: re-check every approval and deployment, read-only",
         description="verify: connect to the database read-only and re-check every approval's signed "
-        "statement and every deployment in the ledger against an allowed-signers file; no Directus, "
-        "no key from the database. Exit 0 when every deployment verifies, 1 otherwise.",
+        "statement and every deployment in the ledger against an allowed-signers file (its statements, "
+        "nonces, signer hash, proposal and package consistent, no statement used twice), and the ledger's "
+        "hash chain against the head the release log recorded; no Directus, no key from the database. "
+        "Exit 0 when every deployment verifies and the chain holds, 1 otherwise.",
     )
     p.add_argument("action", choices=("verify",))
     _json_option(p, '{"ok", "database", "system_identifier", "allowed_signers_sha256", "approvals", "deployments"}')
     _trust_option(p)
+    _release_log_option(p)
     _dsn_option(p, "the target database")
     p.set_defaults(func=cmd_approvals)
 
@@ -1184,7 +1228,7 @@ def cmd_approvals(args: argparse.Namespace) -> ExitCode:
     trust = _trust(args)
     if trust is None:
         raise UsageError("--allowed-signers FILE is missing: the audit verifies against the reviewed allowed signers")
-    result = approvals.audit(target.target_dsn(args.dsn), trust)
+    result = approvals.audit(target.target_dsn(args.dsn), trust, _release_log(args))
     if args.json:
         from oneroof.executor import output
 
@@ -1198,9 +1242,12 @@ def cmd_approvals(args: argparse.Namespace) -> ExitCode:
         print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
     for finding in result.deployments:
         print(f"{finding.what}: {'VERIFIED' if finding.ok else 'REFUSED'}: {finding.detail}")
+    for problem in result.ledger:
+        print(f"ledger: BROKEN: {problem}")
     print(
         f"{len(result.approvals)} approvals ({sum(f.ok for f in result.approvals)} verified), "
-        f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified)"
+        f"{len(result.deployments)} deployments ({sum(f.ok for f in result.deployments)} verified); "
+        f"ledger chain {'BROKEN' if result.ledger else 'intact'}"
     )
     return ExitCode.OK if result.ok else ExitCode.FAILED
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from oneroof.core import evidence as rehearsals
-from oneroof.core import gate, metrics, package, signatures
+from oneroof.core import gate, ledger, metrics, package, signatures
 from oneroof.harness.db import connect, consistent_read
 from oneroof.harness.errors import IntegrityError
 
@@ -60,10 +60,11 @@ def monitor(
     confirm_db: str | None = None,
     trust: signatures.TrustRoot | None = None,
     rehearsal: rehearsals.Rehearsal | None = None,
+    release_log: ledger.ReleaseLog | None = None,
 ) -> Report:
     """Read the gate on `dsn` in read-only transactions between two fingerprints, verifying the
     approvals' statements against the allowed signers `trust`, and a target that is not a marked
-    clone against the evidence of `rehearsal`.
+    clone against the evidence of `rehearsal`, and the ledger against the operator's `release_log`.
     """
     reasons: list[str] = []
     blocked_by: dict[str, str] = {}
@@ -81,7 +82,9 @@ def monitor(
             cluster = gate.system_identifier(conn)
         if pkg is not None:
             with consistent_read(conn):
-                verdict = gate.evaluate(conn, pkg, confirm_db=confirm_db, trust=trust, rehearsal=rehearsal)
+                verdict = gate.evaluate(
+                    conn, pkg, confirm_db=confirm_db, trust=trust, rehearsal=rehearsal, release_log=release_log
+                )
             reasons += list(verdict.reasons.values())
             blocked_by.update(verdict.reasons)
             notes, state, valid = verdict.notes, verdict.state, list(verdict.valid_approvals)

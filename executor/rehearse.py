@@ -446,7 +446,8 @@ class Run:
         out = release.rollout(
             self.clone.dsn, self.pkg, confirm_db=self.clone.name, audit=False, trust=self.signer.trust
         )
-        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
+        s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
+        s.figures = {**out.metrics, "seconds": out.seconds, "ledger_head": out.ledger_head}
         if out.action != "applied":
             raise Failed(f"rollout did {out.action}")
         s.detail = (
@@ -461,8 +462,9 @@ class Run:
         self._stage(s, "finalized")
 
     def _rollback(self, s: Step) -> None:
-        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name)
-        s.exit_code, s.entry, s.exit, s.figures = 0, out.entry, out.exit, {**out.metrics, "seconds": out.seconds}
+        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name, trust=self.signer.trust)
+        s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
+        s.figures = {**out.metrics, "seconds": out.seconds, "ledger_head": out.ledger_head}
         if out.action != "reverted":
             raise Failed(f"rollback did {out.action}")
         s.detail = f"finalized -> greenfield exit 0 (transaction {out.seconds['transaction'] * 1000:.0f} ms)"
@@ -474,7 +476,7 @@ class Run:
         self._stage(s, "greenfield")
 
     def _rollback_again(self, s: Step) -> None:
-        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name)
+        out = release.rollback(self.clone.dsn, self.pkg, confirm_db=self.clone.name, trust=self.signer.trust)
         s.exit_code, s.entry, s.exit = 0, out.entry, out.exit
         if out.action != "already-greenfield" or out.entry != out.exit:
             raise Failed(f"the second rollback did {out.action} (entry {out.entry[:12]}, exit {out.exit[:12]})")

@@ -8,6 +8,7 @@ change happens in the one transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from oneroof.core import content, gate, metrics, settings, signatures
+from oneroof.core import content, gate, ledger, metrics, settings, signatures
 from oneroof.core import evidence as rehearsals
 from oneroof.core.package import Package, snapshots_dir
 from oneroof.executor import __version__
@@ -53,6 +54,9 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     audit_exit: int | None = None
+    ledger_head: str | None = None  # the chain hash of the last ledger row it wrote
+    nonces: tuple[str, ...] = ()  # the statements the deployment it made or reverted carried
+    system_identifier: str | None = None
 
 
 def _note(progress: Progress | None, message: str) -> None:
@@ -114,6 +118,7 @@ def run_stage(
     quiet: bool = True,
     allowed_signers: Path | None = None,
     rehearsal: str | None = None,
+    release_log: Path | None = None,
 ) -> int:
     """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code.
 
@@ -138,6 +143,7 @@ def run_stage(
         (settings.EXPECT_SHA256, expect_sha256),
         (settings.ALLOWED_SIGNERS, allowed_signers),
         (settings.REHEARSAL, rehearsal),
+        (settings.RELEASE_LOG, release_log),
     ):
         if value:
             env[setting.env] = str(value)
@@ -328,8 +334,10 @@ def _disabled_bindings_only(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.Verdict) -> None:
-    """Inside the caller's transaction: deploy tiers 2-6 in order and write a ledger row per tier."""
+def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.Verdict) -> str:
+    """Inside the caller's transaction: deploy tiers 2-6 in order and write a ledger row per tier;
+    the ledger's new chain head.
+    """
     approvals = "{" + ",".join(str(i) for i in verdict.valid_approvals) + "}"
     for setting, value in (
         ("oneroof.proposal", package.proposal),
@@ -339,9 +347,10 @@ def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.V
         conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
     if not verdict.valid_approvals:  # the gate was checked; this is the last line of defence
         raise InvariantFailed("no valid approval: nothing is applied without one; nothing was kept")
+    head = ""
     for tier in package.tiers:
         _run(conn, tier.deploy_file, tier.deploy_statements)
-        _ledger(
+        head = _ledger(
             conn,
             "deploy",
             tier.number,
@@ -352,14 +361,19 @@ def apply_tiers(conn: psycopg.Connection[Any], package: Package, verdict: gate.V
             list(verdict.statement_nonces),
             verdict.rehearsal_sha256,
         )
+    return head
 
 
-def revert_tiers(conn: psycopg.Connection[Any], package: Package, proposal_id: int | None) -> None:
-    """Inside the caller's transaction: revert tiers 6..2 and write a ledger row per tier."""
+def revert_tiers(conn: psycopg.Connection[Any], package: Package, proposal_id: int | None) -> str:
+    """Inside the caller's transaction: revert tiers 6..2 and write a ledger row per tier; the
+    ledger's new chain head.
+    """
     conn.execute("SELECT set_config('oneroof.proposal', %s, true)", (package.proposal,))
+    head = ""
     for tier in reversed(package.tiers):
         _run(conn, tier.revert_file, tier.revert_statements)
-        _ledger(conn, "revert", tier.number, package, proposal_id, [])
+        head = _ledger(conn, "revert", tier.number, package, proposal_id, [])
+    return head
 
 
 def _run(conn: psycopg.Connection[Any], name: str, statements: tuple[str, ...]) -> None:
@@ -374,6 +388,12 @@ def _run(conn: psycopg.Connection[Any], name: str, statements: tuple[str, ...]) 
             raise InvariantFailed(f"{name}: statement {index} ended the release transaction; nothing after it was kept")
 
 
+LEDGER_INSERT = (
+    "INSERT INTO os_release_ledger (" + ", ".join(ledger.CHAIN_FIELDS) + ", chain_sha256) "
+    "VALUES (" + ", ".join(["%s"] * (len(ledger.CHAIN_FIELDS) + 1)) + ")"
+)
+
+
 def _ledger(
     conn: psycopg.Connection[Any],
     action: str,
@@ -384,24 +404,32 @@ def _ledger(
     allowed_signers_sha256: str | None = None,
     nonces: list[str] | None = None,
     rehearsal_sha256: str | None = None,
-) -> None:
-    conn.execute(
-        "INSERT INTO os_release_ledger (action, tier, package_name, package_sha256, proposal_id, approval_ids, "
-        "tool_version, allowed_signers_sha256, statement_nonces, rehearsal_sha256) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            action,
-            tier,
-            f"{package.name} {package.version}",
-            package.sha256,
-            proposal_id,
-            approvals,
-            f"oneroof {__version__}",
-            allowed_signers_sha256,
-            nonces or [],
-            rehearsal_sha256,
-        ),
-    )
+) -> str:
+    """Write one ledger row, chained to the row before it (its hash covers that row's hash and every
+    column written here, so the executor gives the time, database and role itself); its chain hash.
+    """
+    now = conn.execute(
+        "SELECT pg_catalog.now() AS at, pg_catalog.current_database() AS db, current_user AS who"
+    ).fetchone()
+    assert now is not None
+    row = {
+        "action": action,
+        "tier": tier,
+        "package_name": f"{package.name} {package.version}",
+        "package_sha256": package.sha256,
+        "proposal_id": proposal_id,
+        "approval_ids": approvals,
+        "database": now["db"],
+        "executed_by": now["who"],
+        "tool_version": f"oneroof {__version__}",
+        "executed_at": now["at"],
+        "allowed_signers_sha256": allowed_signers_sha256,
+        "statement_nonces": nonces or [],
+        "rehearsal_sha256": rehearsal_sha256,
+    }
+    chain = ledger.link(ledger.head(conn), row)
+    conn.execute(LEDGER_INSERT.encode(), [*(row[name] for name in ledger.CHAIN_FIELDS), chain])
+    return chain
 
 
 def expected_figures(package: Package, stage: str) -> dict[str, int]:
@@ -424,6 +452,7 @@ class _Rollout:
     progress: Progress | None
     entry: metrics.Reading
     seconds: dict[str, float] = field(default_factory=dict)
+    release_log: ledger.ReleaseLog | None = None
 
     @property
     def database(self) -> str:
@@ -448,6 +477,7 @@ class _Rollout:
             check_lock=False,
             trust=self.trust,
             rehearsal=self.rehearsal,
+            release_log=self.release_log,
         )
 
     def already_finalized(self, exit_fingerprint: str) -> Outcome:
@@ -504,6 +534,7 @@ def _gate_session(run: _Rollout) -> None:
         extra=GATE_SESSION,
         allowed_signers=run.trust.path if run.trust is not None else None,
         rehearsal=run.rehearsal.path if run.rehearsal is not None else None,
+        release_log=run.release_log.path if run.release_log is not None else None,
     )
     run.seconds["gate_session"] = time.monotonic() - t
     if code != 0:
@@ -557,8 +588,9 @@ def _apply(run: _Rollout) -> Outcome:
             f"applying tiers {tiers[0].number}-{tiers[-1].number} "
             f"with approvals {', '.join(f'#{i}' for i in verdict.valid_approvals)}",
         )
+        cluster = gate.system_identifier(conn)
         with all_or_nothing(conn, "a tier"):
-            apply_tiers(conn, run.package, verdict)
+            head = apply_tiers(conn, run.package, verdict)
             check_figures(conn, finalized, "finalized")
             _disabled_bindings_only(conn)
         run.seconds["transaction"] = time.monotonic() - t
@@ -569,6 +601,29 @@ def _apply(run: _Rollout) -> Outcome:
         run.entry.fingerprint,
         approvals=verdict.valid_approvals,
         seconds=run.seconds,
+        ledger_head=head,
+        nonces=verdict.statement_nonces,
+        system_identifier=cluster,
+    )
+
+
+def record(log: ledger.ReleaseLog | None, outcome: Outcome) -> None:
+    """After a commit: the operator's release log keeps what the ledger says, outside the database
+    (the statements spent, the chain head), so a ledger row deleted or edited later is seen.
+    """
+    if log is None or outcome.ledger_head is None:
+        return
+    log.append(
+        {
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "action": {"applied": "deploy", "reverted": "revert"}.get(outcome.action, outcome.action),
+            "database": outcome.database,
+            "system_identifier": outcome.system_identifier,
+            "package_sha256": outcome.package_sha256,
+            "nonces": list(outcome.nonces),
+            "head": outcome.ledger_head,
+            "tool": f"oneroof {__version__}",
+        }
     )
 
 
@@ -587,6 +642,7 @@ def _audit(run: _Rollout, outcome: Outcome, audit: bool) -> None:
                 package_dir=run.package.path,
                 expect_sha256=run.package.sha256,
                 allowed_signers=run.trust.path if run.trust is not None else None,
+                release_log=run.release_log.path if run.release_log is not None else None,
             )
             run.seconds["audit"] = time.monotonic() - t
         final = _reading(run.dsn)
@@ -616,22 +672,25 @@ def rollout(
     progress: Progress | None = None,
     trust: signatures.TrustRoot | None = None,
     rehearsal: rehearsals.Rehearsal | None = None,
+    release_log: ledger.ReleaseLog | None = None,
 ) -> Outcome:
     """Apply tiers 2-6 if and only if the gate is open. Raises Blocked (nothing changed, with the
     entry and exit fingerprints attached), LockHeld or InvariantFailed (rolled back).
 
     `trust` is the allowed-signers file the approvals' statements are verified against, and
     `rehearsal` the evidence a target that is not a marked clone is bound to; the ledger records
-    the SHA-256 of both with the deployment.
+    the SHA-256 of both with the deployment. The gate also refuses what `release_log` records as
+    spent, or a ledger that lost the head it recorded; after the commit the rollout records there.
     """
     started = time.monotonic()
-    run = _Rollout(dsn, package, confirm_db, trust, rehearsal, progress, _reading(dsn))
+    run = _Rollout(dsn, package, confirm_db, trust, rehearsal, progress, _reading(dsn), release_log=release_log)
     if _check(run):
         return run.already_finalized(run.entry.fingerprint)
     if gate_session:
         _gate_session(run)
     outcome = _apply(run)
     if outcome.action == "applied":
+        record(release_log, outcome)
         _audit(run, outcome, audit)
         run.seconds["total"] = time.monotonic() - started
     return outcome
@@ -639,15 +698,41 @@ def rollout(
 
 DEPLOYED_SQL = """
 SELECT (SELECT l.package_sha256 FROM os_release_ledger AS l
-        WHERE l.id = (SELECT max(id) FROM os_release_ledger) AND l.action = 'deploy') AS deployed,
+        WHERE l.id = (SELECT pg_catalog.max(id) FROM os_release_ledger) AND l.action = 'deploy') AS deployed,
        (SELECT p.package_sha256 FROM os_proposals AS p WHERE p.code = %s) AS proposed
 """
 
 
-def deployed_package(conn: psycopg.Connection[Any], package: Package) -> None:
+def current_deployment(
+    conn: psycopg.Connection[Any], package: Package, trust: signatures.TrustRoot
+) -> tuple[list[str], tuple[str, ...]]:
+    """Why the ledger's current deployment (its newest rows, one transaction) does not verify
+    against `trust`, and the statements it carried. Its rows must name approvals whose statements,
+    signed by keys the allowed signers list, approve its package for this target at its time, and
+    carry exactly their nonces, spent by no deployment before it: a row the release role wrote
+    itself names no such statement. The trust root may have changed since (an approver added).
+    """
+    target = ledger.Target.read(conn, gate.system_identifier(conn), gate.database_oid(conn))
+    spent: dict[str, str] = {}
+    problems: list[str] = []
+    groups = ledger.deployments(target.ledger)
+    for group in groups:
+        problems = ledger.deployment_problems(
+            group, target, trust, spent, strict_trust=False, proposal=package.proposal
+        )
+    current = groups[-1] if groups else []
+    if not current or current[-1]["id"] != target.ledger[-1]["id"]:
+        return ["its newest row is not part of a deployment"], ()
+    return problems, tuple(current[0]["statement_nonces"])
+
+
+def deployed_package(
+    conn: psycopg.Connection[Any], package: Package, trust: signatures.TrustRoot | None = None
+) -> tuple[str, ...]:
     """Raise IntegrityError unless `package` is the one to revert: the package of the current
-    deployment by the ledger (its newest row is a deploy), else, with no deployment on record
-    since the last revert, the package the proposal names.
+    deployment by the ledger (its newest row is a deploy), whose human-signed statements must
+    verify against `trust` (UsageError without one), else, with no deployment on record since the
+    last revert, the package the proposal names. Returns the statements the deployment carried.
     """
     row = conn.execute(DEPLOYED_SQL, (package.proposal,)).fetchone()
     assert row is not None
@@ -662,21 +747,44 @@ def deployed_package(conn: psycopg.Connection[Any], package: Package) -> None:
             f"package {package.sha256} is not the package {source}, {expected}: roll back with "
             "that package (pin it with --expect-sha256); nothing was changed"
         )
+    if not row["deployed"]:
+        return ()
+    if trust is None:
+        conn.rollback()
+        raise UsageError(
+            "rollback re-verifies the signed statements of the deployment it reverts: pass "
+            f"--allowed-signers FILE or set {signatures.ENV}; nothing was changed"
+        )
+    problems, nonces = current_deployment(conn, package, trust)
+    if problems:
+        conn.rollback()
+        raise IntegrityError(
+            f"the ledger's deployment of package {package.sha256[:12]} does not verify against the allowed "
+            f"signers {trust.sha256[:12]}: {problems[0]}; a rollback runs only a package that human-signed "
+            "statements approved and a deployment applied: compare the ledger with the release log "
+            "(`oneroof approvals verify`); nothing was changed"
+        )
+    return nonces
 
 
 def _revert(
-    dsn: str, package: Package, entry: metrics.Reading, progress: Progress | None, seconds: dict[str, float]
-) -> Outcome | None:
+    dsn: str,
+    package: Package,
+    entry: metrics.Reading,
+    progress: Progress | None,
+    seconds: dict[str, float],
+    trust: signatures.TrustRoot | None,
+) -> Outcome:
     """Under the release lock, in one transaction: revert the deployed package's tiers, write the
-    ledger and check the greenfield figures, then commit (all or nothing). Returns the outcome when
-    the target is greenfield already (nothing done), else None.
+    ledger and check the greenfield figures, then commit (all or nothing). The outcome says
+    "already-greenfield" when the target was greenfield already (nothing done).
     """
     greenfield = expected_figures(package, "greenfield")
     _note(progress, "taking the release lock")
     with release_lock(dsn), connect(dsn, application_name="oneroof-executor") as conn:
         t = time.monotonic()
         conn.execute("SET lock_timeout = '10s'")
-        deployed_package(conn, package)
+        nonces = deployed_package(conn, package, trust)
         current = gate.state(conn)
         if current == "greenfield":
             conn.rollback()
@@ -688,19 +796,40 @@ def _revert(
                 _reading(dsn).fingerprint,
                 metrics=entry.metrics,
             )
+        cluster = gate.system_identifier(conn)
         proposal = conn.execute("SELECT id FROM os_proposals WHERE code = %s", (package.proposal,)).fetchone()
         _note(progress, f"reverting tiers {package.tiers[-1].number}-{package.tiers[0].number} (state {current})")
         with all_or_nothing(conn, "a revert"):
-            revert_tiers(conn, package, proposal["id"] if proposal else None)
+            head = revert_tiers(conn, package, proposal["id"] if proposal else None)
             check_figures(conn, greenfield, "greenfield")
             if gate.state(conn) != "greenfield":
                 raise InvariantFailed("after the revert the database is not greenfield; nothing was kept")
         seconds["transaction"] = time.monotonic() - t
-    return None
+    return Outcome(
+        "reverted",
+        str(entry.metrics["db"]),
+        package.sha256,
+        entry.fingerprint,
+        ledger_head=head,
+        nonces=nonces,
+        system_identifier=cluster,
+    )
 
 
-def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress | None = None) -> Outcome:
-    """Revert tiers 6..2 in one transaction under the release lock; on greenfield do nothing."""
+def rollback(
+    dsn: str,
+    package: Package,
+    *,
+    confirm_db: str,
+    progress: Progress | None = None,
+    trust: signatures.TrustRoot | None = None,
+    release_log: ledger.ReleaseLog | None = None,
+) -> Outcome:
+    """Revert tiers 6..2 in one transaction under the release lock; on greenfield do nothing.
+
+    The deployment reverted must verify against `trust` (its statements human-signed for this
+    package); after the commit the rollback records the ledger's new head in `release_log`.
+    """
     seconds: dict[str, float] = {}
     started = time.monotonic()
     entry = _reading(dsn)
@@ -713,17 +842,11 @@ def rollback(dsn: str, package: Package, *, confirm_db: str, progress: Progress 
         conn.read_only = True
         check_privileges(conn, package, "rollback")
         conn.rollback()
-    already = _revert(dsn, package, entry, progress, seconds)
-    if already is not None:
-        return already
+    outcome = _revert(dsn, package, entry, progress, seconds, trust)
+    if outcome.action != "reverted":
+        return outcome
+    record(release_log, outcome)
     final = _reading(dsn)
     seconds["total"] = time.monotonic() - started
-    return Outcome(
-        "reverted",
-        confirm_db,
-        package.sha256,
-        entry.fingerprint,
-        final.fingerprint,
-        seconds=seconds,
-        metrics=final.metrics,
-    )
+    outcome.exit, outcome.seconds, outcome.metrics = final.fingerprint, seconds, final.metrics
+    return outcome

@@ -13,7 +13,7 @@ from syrupy.assertion import SnapshotAssertion
 
 from oneroof.core import content as invariants_content
 from oneroof.core import evidence as rehearsal
-from oneroof.core import gate, package, signatures
+from oneroof.core import gate, ledger, package, signatures
 from oneroof.core.settings import Options
 from oneroof.fixtures.plugin import TARGET, OneroofSnapshots
 from oneroof.harness.catalog import GOVERNED
@@ -60,14 +60,19 @@ def verdict(
     target_conn: psycopg.Connection[dict[str, Any]], release_package: package.Package, oneroof_options: Options
 ) -> gate.Verdict:
     """The gate's verdict on the target, for the database the run expects, with the approvals'
-    statements verified against --allowed-signers and a target that is not a marked clone bound to
-    --rehearsal.
+    statements verified against --allowed-signers, a target that is not a marked clone bound to
+    --rehearsal, and the ledger checked against --release-log.
     """
     trust = signatures.TrustRoot.load(oneroof_options.allowed_signers) if oneroof_options.allowed_signers else None
     bound = rehearsal.load(oneroof_options.rehearsal) if oneroof_options.rehearsal else None  # checked at start-up
     with consistent_read(target_conn):
         return gate.evaluate(
-            target_conn, release_package, confirm_db=oneroof_options.expect_db, trust=trust, rehearsal=bound
+            target_conn,
+            release_package,
+            confirm_db=oneroof_options.expect_db,
+            trust=trust,
+            rehearsal=bound,
+            release_log=ledger.ReleaseLog.from_setting(oneroof_options.release_log),
         )
 
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from oneroof.core import gate, package
+from oneroof.core import gate, ledger, package, signatures
 from oneroof.core.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, expected_documents, facet
 from oneroof.core.metrics import METRICS, Reading
 from oneroof.core.settings import Options
@@ -70,17 +70,19 @@ def test_owners_are_ratified_by_valid_approvals(
     collection: str, target_conn: psycopg.Connection[dict[str, Any]], verdict: gate.Verdict
 ) -> None:
     """Each owner names approvals of its proposal that the gate still counts (not revoked, by an
-    active human L2/L4 ...): an approval withdrawn after finalization fails every collection.
+    active human L2/L4 ...) but for having been spent by the deployment: an approval withdrawn
+    after finalization fails every collection.
     """
     with consistent_read(target_conn):
         rows = target_conn.execute(
             "SELECT owner_unit, approval_ids FROM os_collection_owners WHERE collection = %s", (collection,)
         ).fetchall()
     for row in rows:
-        invalid = sorted(set(row["approval_ids"]) - set(verdict.valid_approvals))
+        standing = set(verdict.valid_approvals) | set(verdict.spent_approvals)
+        invalid = sorted(set(row["approval_ids"]) - standing)
         assert row["approval_ids"] and not invalid, (
             f"{collection}: tier3_ownership owner {row['owner_unit']} rests on approvals {row['approval_ids']}, "
-            f"of which {invalid or 'none'} are not valid now (valid: {list(verdict.valid_approvals)})"
+            f"of which {invalid or 'none'} are not valid now (valid: {sorted(standing)})"
         )
 
 
@@ -101,3 +103,27 @@ def test_ledger_records_each_tier(
     for row in rows:
         assert row["action"] == "deploy" and row["package_sha256"] == release_package.sha256, row
         assert row["approval_ids"], f"tier {row['tier']} was deployed without naming its approvals"
+
+
+def test_ledger_chain_holds(target_conn: psycopg.Connection[dict[str, Any]], oneroof_options: Options) -> None:
+    """Each ledger row's hash covers its columns and the row before it, and the ledger still holds
+    the head the operator's release log recorded (--release-log): no row was edited or deleted.
+    """
+    with consistent_read(target_conn):
+        broken = ledger.integrity_problems(
+            target_conn,
+            ledger.ReleaseLog.from_setting(oneroof_options.release_log),
+            gate.system_identifier(target_conn),
+        )
+    assert not broken, f"os_release_ledger: {'; '.join(broken)}"
+
+
+def test_ledger_deployments_verify(target_conn: psycopg.Connection[dict[str, Any]], oneroof_options: Options) -> None:
+    """`oneroof approvals verify` of every deployment: each names approvals whose signed statements
+    verify against --allowed-signers for its package, proposal and target, carries exactly their
+    nonces, and spends no statement another deployment carried.
+    """
+    trust = signatures.TrustRoot.load(oneroof_options.allowed_signers) if oneroof_options.allowed_signers else None
+    with consistent_read(target_conn):
+        refused = ledger.refused_deployments(target_conn, trust)
+    assert not refused, f"os_release_ledger: {'; '.join(refused)}"

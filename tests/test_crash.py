@@ -99,7 +99,7 @@ def converge(clone: clones.Clone, clone_conn: Any, command: str) -> str:
         assert outcome.action in ("applied", "already-finalized")
         want = "finalized"
     else:
-        outcome = release.rollback(clone.dsn, PKG, confirm_db=clone.name)
+        outcome = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
         assert outcome.action in ("reverted", "already-greenfield")
         want = "greenfield"
     with connect(clone.dsn) as conn:

@@ -200,7 +200,9 @@ def test_ratify_through_directus_then_roll_out_and_back(
     served = {c["collection"]: c for c in directus_admin.get("/collections", limit=-1)}
     assert all(served[name]["meta"] is not None for name in TIER2)
 
-    back = oneroof("rollback", "--dsn", database.dsn, "--confirm-db", database.name)
+    back = oneroof(
+        "rollback", "--dsn", database.dsn, "--confirm-db", database.name, "--allowed-signers", str(SIGNERS.trust.path)
+    )
     assert back.returncode == 0, back.stdout + back.stderr
     directus.stop()
     restarted = start(directus_install, database, log=Path(database.workdir) / "restart.log")

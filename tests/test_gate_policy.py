@@ -58,7 +58,13 @@ CASES = [
     ),
     ("claims-another-level", {"level": "L2"}, False, PKG, "claims level L2 but the approver is L4"),
     ("static-token", {"has_token": True}, False, PKG, "approver has a static token, so automation could act as them"),
-    ("spent", {"spent": True}, False, PKG, "authorised a deployment that was rolled back since; ratify again"),
+    (
+        "spent",
+        {"spent": True},
+        False,
+        PKG,
+        "authorised a deployment already (an approval opens the gate once); ratify again",
+    ),
     (
         "rehearsal-off-clone",
         {"rehearsal": True},
@@ -180,7 +186,7 @@ def test_each_statement_that_does_not_count_says_why() -> None:
             [text],
             signing(spent_nonces=frozenset({nonce})),
             PKG,
-            "its statement authorised a deployment that was rolled back since; sign a new one",
+            "its statement authorised a deployment already (a statement opens the gate once); sign a new one",
         ),
         (
             [text],

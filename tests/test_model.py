@@ -109,6 +109,7 @@ class ReleaseModel(RuleBasedStateMachine):
         self.tick = 0
         self.last_revert = -1
         self.owners: set[int] = set()  # the approvals the owners of the last rollout rest on
+        self.deployed: set[int] = set()  # the approvals any rollout carried: spent, whatever followed
         self.tokens: set[str] = set()
         self.suspended: set[str] = set()
         self.marked = True
@@ -133,10 +134,11 @@ class ReleaseModel(RuleBasedStateMachine):
         self.tick += 1
 
     # -- the policy, modelled -------------------------------------------------------------
-    def _counts(self, a: Approval) -> bool:
+    def _counts(self, a: Approval, spent: bool = True) -> bool:
         account = catalog.account(a.account)
         return (
-            a.sha == PKG.sha256
+            not (spent and a.id in self.deployed)
+            and a.sha == PKG.sha256
             and not a.revoked
             and a.signed
             and account.status == "active"
@@ -154,7 +156,7 @@ class ReleaseModel(RuleBasedStateMachine):
         return [a.id for a in self.approvals if self._counts(a)]
 
     def _open(self) -> bool:
-        """The verdict: OPEN on a finalized database too (a rollout there has nothing to do)."""
+        """The verdict: OPEN on a finalized database too while an approval no rollout carried counts."""
         return self.state != "mixed" and len(self._valid()) >= 1
 
     # -- rules ------------------------------------------------------------------------------
@@ -250,6 +252,7 @@ class ReleaseModel(RuleBasedStateMachine):
             assert all(sorted(r["approval_ids"]) == valid for r in rows), rows
             self.ledger += [("deploy", t.number) for t in PKG.tiers]
             self.owners = set(valid)
+            self.deployed |= set(valid)
             self.state = "finalized"
             OUTCOMES["applied"] = OUTCOMES.get("applied", 0) + 1
         else:
@@ -260,7 +263,7 @@ class ReleaseModel(RuleBasedStateMachine):
     @rule()
     def rollback(self) -> None:
         self._step("rollback")
-        outcome = release.rollback(self.clone.dsn, PKG, confirm_db=self.clone.name)
+        outcome = release.rollback(self.clone.dsn, PKG, confirm_db=self.clone.name, trust=TRUST)
         if self.state == "greenfield":
             assert outcome.action == "already-greenfield"
         else:
@@ -430,7 +433,7 @@ class ReleaseModel(RuleBasedStateMachine):
                 # A finalized database whose owners rest on an approval that no longer counts (revoked,
                 # its approver suspended or given a token since) fails its stage: the stage says so.
                 backed = self.state != "finalized" or all(
-                    self._counts(a) for a in self.approvals if a.id in self.owners
+                    self._counts(a, spent=False) for a in self.approvals if a.id in self.owners
                 )
                 assert code == (0 if backed else 1), (
                     f"the {self.state} invariant stage exited {code}; the model expects "

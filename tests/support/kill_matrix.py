@@ -44,6 +44,13 @@ FIN_GOV, GREEN_GOV = "test_governance_collection_content", "test_governance_coll
 RATIFIED = "test_owners_are_ratified_by_valid_approvals"
 DB_NAME = {"test_database_is_the_one_the_run_expects"}
 CONDITION = "test_gate_condition_holds[{}]"
+CHAIN, DEPLOYMENTS = "test_ledger_chain_holds", "test_ledger_deployments_verify"
+# A ledger row written by hand (by the release role, which may INSERT there): naming no approval
+# and no statement, and chained or not.
+FORGED_ROW = (
+    "INSERT INTO os_release_ledger (action, tier, package_name, package_sha256, tool_version, chain_sha256) "
+    "VALUES ('{action}', 2, 'forged', '" + "0" * 64 + "', 'oneroof', {chain})"
+)
 
 
 @dataclass(frozen=True)
@@ -489,7 +496,8 @@ FINALIZED = [
         "finalized",
         "finalized",
         "DELETE FROM os_release_ledger WHERE tier = 4",
-        {"test_ledger_records_each_tier"},
+        {"test_ledger_records_each_tier", CHAIN},
+        ("ledger row #", "does not follow"),
     ),
     v(
         "ledger-row-altered",
@@ -497,8 +505,26 @@ FINALIZED = [
         "finalized",
         "finalized",
         f"UPDATE os_release_ledger SET package_sha256 = '{'0' * 64}' WHERE tier = 4",
-        {"test_ledger_records_each_tier"},
-        ("'tier': 4", "'package_sha256': '000000000000"),
+        {"test_ledger_records_each_tier", CHAIN, DEPLOYMENTS},
+        ("'tier': 4", "'package_sha256': '000000000000", "its rows disagree on package_sha256"),
+    ),
+    v(
+        "ledger-chain-rewritten",
+        "history and status",
+        "finalized",
+        "finalized",
+        f"UPDATE os_release_ledger SET chain_sha256 = '{'0' * 64}' WHERE tier = 4",
+        {CHAIN},
+        ("does not follow from its columns",),
+    ),
+    v(
+        "ledger-statement-gone",
+        "history and status",
+        "finalized",
+        "finalized",
+        "DELETE FROM directus_comments WHERE collection = 'os_proposal_approvals'",
+        {DEPLOYMENTS} | {f"{RATIFIED}[{c}]" for c in COLLECTIONS},
+        ("approval #1: no signed statement",),
     ),
     v(
         "system-issue-deleted",
@@ -544,6 +570,24 @@ GREENFIELD = [
         "VALUES ('os_collection_owners', 'owner_unit', 'input', true)",
         tier("tier2_access") | one(GREEN_GOV, "os_collection_owners", "tier2_fields"),
         ("os_collection_owners", "tier2_access", "owner_unit"),
+    ),
+    v(
+        "ledger-row-forged-chain",
+        "history and status",
+        "greenfield",
+        "greenfield",
+        FORGED_ROW.format(action="revert", chain=f"'{'0' * 64}'"),
+        {CHAIN},
+        ("does not follow from its columns",),
+    ),
+    v(
+        "ledger-deployment-unsigned",
+        "history and status",
+        "greenfield",
+        "greenfield",
+        FORGED_ROW.format(action="deploy", chain="NULL"),
+        {DEPLOYMENTS},
+        ("it names no approval",),
     ),
     v(
         "leftover-registration",
@@ -913,6 +957,15 @@ GATE = [
         "INSERT INTO os_collection_axes VALUES ('kg_aliases', 'domain', 'knowledge-graph')",
         {CONDITION.format("state")},
         ("state=mixed",),
+    ),
+    v(
+        "gate-ledger-rewritten",
+        "gate",
+        "approved",
+        "gate",
+        FORGED_ROW.format(action="deploy", chain=f"'{'0' * 64}'"),
+        {CONDITION.format("ledger")},
+        ("does not follow from its columns",),
     ),
     v("gate-lock-held", "gate", "approved", "gate", (), {CONDITION.format("lock")}, ("release lock",), hold_lock=True),
     v(

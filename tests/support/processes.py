@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.testing import ROOT
+from tests.support.testing import ROOT, signers
 
 INVARIANTS = ROOT / "invariants"
 
@@ -40,9 +40,10 @@ def suite_args(dsn: str, *options: str, paths: Sequence[Path] = (INVARIANTS,), e
 def clean_env(**settings: str) -> dict[str, str]:
     """This process's environment without its PG*, ONEROOF_* and PYTEST_* variables, plus
     `settings`: an executor started with it reads only what its command line and the test say.
+    Its release log is this test process's own (never the user's), unless `settings` name one.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_", "PYTEST_"))}
-    return {**env, **settings}
+    return {**env, "ONEROOF_RELEASE_LOG": str(signers().directory / "release-log.jsonl"), **settings}
 
 
 def run_executor(
