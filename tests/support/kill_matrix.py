@@ -500,15 +500,6 @@ FINALIZED = [
         {"test_ledger_records_each_tier"},
         ("'tier': 4", "'package_sha256': '000000000000"),
     ),
-    v(
-        "system-issue-deleted",
-        "data",
-        "finalized",
-        "finalized",
-        "DELETE FROM system_issues WHERE id = (SELECT min(id) FROM system_issues)",
-        metric("finalized", "system_issues"),
-        ("204555",),
-    ),
     v("wrong-database", "wrong database", "finalized", "finalized", (), DB_NAME, ("'directus'",), expect_db="directus"),
 ]
 
@@ -736,15 +727,6 @@ GREENFIELD = [
         ("dot_bridges",),
     ),
     v(
-        "greenfield-system-issue-deleted",
-        "data",
-        "greenfield",
-        "greenfield",
-        "DELETE FROM system_issues WHERE id = (SELECT min(id) FROM system_issues)",
-        metric("greenfield", "system_issues"),
-        ("204555",),
-    ),
-    v(
         "greenfield-wrong-database",
         "wrong database",
         "greenfield",
@@ -835,15 +817,6 @@ BASELINE = [
         "baseline",
         "INSERT INTO os_idle_flags (collection) VALUES ('kh_tags')",
         metric("baseline", "idle"),
-    ),
-    v(
-        "baseline-system-issue-deleted",
-        "data",
-        "greenfield",
-        "baseline",
-        "DELETE FROM system_issues WHERE id = (SELECT min(id) FROM system_issues)",
-        metric("baseline", "system_issues"),
-        ("204555",),
     ),
     v("baseline-wrong-database", "wrong database", "greenfield", "baseline", (), DB_NAME, expect_db="directus"),
 ]
