@@ -5,14 +5,21 @@ reads one snapshot, others' drift is information, and the release neither fails 
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+import psycopg
 import pytest
 
+from oneroof.core import gate
+from oneroof.core.content import POLICY_ID
 from oneroof.executor import release
 from oneroof.harness import clones
+from oneroof.harness.db import connect
+from oneroof.harness.errors import InvariantFailed, LockHeld
 from tests.support.processes import suite_args
-from tests.support.release import PKG, TRUST, approve
+from tests.support.release import PKG, TRUST, approve, reading
 from tests.support.writers import writers
 
 STAGES = {"greenfield": "baseline or greenfield", "finalized": "finalized"}
@@ -71,3 +78,107 @@ def test_others_writes_are_information_not_a_failure(pytester: pytest.Pytester, 
     result.stdout.fnmatch_lines(
         ["oneroof information: the target changed during the session, by others' writes (os_owner_units)*"]
     )
+
+
+def _rows(dsn: str) -> dict[str, int]:
+    with connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM system_issues) AS issues, (SELECT count(*) FROM kh_tags) AS content"
+        ).fetchone()
+    assert row is not None
+    return dict(row)
+
+
+def test_rollout_and_rollback_under_concurrent_writes(clone: clones.Clone, clone_conn: Any) -> None:
+    """The gate session, the release transaction, the audit and the rollback all succeed while
+    writers insert and update content; no write fails or is lost, and the release takes no lock
+    on a content table.
+    """
+    approve(clone_conn)
+    before = _rows(clone.dsn)
+    with writers(clone.dsn) as traffic:
+        applied = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+        traffic.wait_for(10)
+        reverted = release.rollback(clone.dsn, PKG, confirm_db=clone.name)
+        traffic.wait_for(10)
+    assert applied.action == "applied" and applied.audit_exit == 0, applied
+    assert reverted.action == "reverted", reverted
+    after = _rows(clone.dsn)
+    assert after == {
+        "issues": before["issues"] + traffic.writes["issues"],
+        "content": before["content"] + traffic.writes["content"],
+    }
+    assert reading(clone.dsn).metrics["own"] == 0
+
+
+ATTACK = (
+    "INSERT INTO directus_policies (id, name, icon, description, ip_access, enforce_tfa, admin_access, app_access) "
+    "VALUES (%s, 'One-Roof Governance', 'policy', 'planted', NULL, false, true, true)"
+)
+
+
+def _waiting_for_a_lock(dsn: str, timeout: float = 60.0) -> None:
+    """Until a oneroof-executor session waits for a heavyweight lock (poll)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'oneroof-executor' "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0]:
+                return
+            assert time.monotonic() < deadline, "the rollout never waited for the attacker's lock"
+            time.sleep(0.02)
+
+
+def _untouched(dsn: str) -> None:
+    with connect(dsn) as conn:
+        assert gate.state(conn) == "greenfield"
+        assert conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
+
+
+def test_an_uncommitted_conflicting_row_held_through_the_rollout_is_named(clone: clones.Clone, clone_conn: Any) -> None:
+    """Issue 18.9: an attacker's transaction holds an uncommitted row under the tier-2 policy's id.
+    The release transaction waits for it before its last evaluation, then gives up: exit 5, naming
+    the attacker's pid, nothing changed.
+    """
+    approve(clone_conn)
+    with psycopg.connect(clone.dsn, application_name="attacker") as attacker:
+        attacker.execute(ATTACK, (POLICY_ID,))
+        with pytest.raises(LockHeld, match=rf"table directus_policies .*held by pid {attacker.info.backend_pid} "):
+            release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, gate_session=False, audit=False)
+        attacker.rollback()
+    _untouched(clone.dsn)
+
+
+def test_a_conflicting_row_committed_while_the_rollout_waits_is_refused(clone: clones.Clone, clone_conn: Any) -> None:
+    """Issue 18.9, the exact reproduction: the attacker commits while the release transaction waits
+    for its row. The release must not commit with the attacker's Administrator policy in place.
+    """
+    approve(clone_conn)
+    attacker = psycopg.connect(clone.dsn, application_name="attacker")
+    attacker.execute(ATTACK, (POLICY_ID,))
+    outcome: list[BaseException | release.Outcome] = []
+
+    def roll_out() -> None:
+        try:
+            outcome.append(
+                release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, gate_session=False, audit=False)
+            )
+        except BaseException as exc:  # noqa: BLE001 - the test judges it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=roll_out)
+    thread.start()
+    try:
+        _waiting_for_a_lock(clone.dsn)
+        attacker.commit()
+    finally:
+        thread.join(timeout=120)
+        attacker.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], InvariantFailed), outcome
+    assert "tier2_access policies" in str(outcome[0])
+    with connect(clone.dsn) as conn:
+        assert conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
+        assert conn.execute("SELECT count(*) AS n FROM os_collection_owners").fetchone() == {"n": 0}
