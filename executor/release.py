@@ -386,7 +386,15 @@ def lock_for_release(
             conn.execute(
                 "SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) FOR SHARE"
             )
-    except psycopg.errors.LockNotAvailable as exc:
+    except psycopg.OperationalError as exc:
+        if conn.broken:
+            raise DatabaseUnreachable(
+                f"lost the connection to the server while a lock of the release transaction was taken "
+                f"({str(exc).strip().splitlines()[0]}): nothing had been written; check with `oneroof monitor`, "
+                "then retry"
+            ) from exc
+        if not isinstance(exc, psycopg.errors.LockNotAvailable):
+            raise
         conn.rollback()
         ours = [conn.info.backend_pid, lock_conn.info.backend_pid]
         rows = lock_conn.execute(HOLDERS_SQL, ([*tables, *ROW_LOCKED], list(WRITER_LOCKS), ours)).fetchall()
