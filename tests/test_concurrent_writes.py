@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from oneroof.core import gate
 from oneroof.core.content import POLICY_ID
+from oneroof.core.evidence import StepName
 from oneroof.executor import release
+from oneroof.executor.rehearse import rehearse
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import InvariantFailed, LockHeld
 from tests.support.processes import suite_args
 from tests.support.release import PKG, TRUST, approve, reading
+from tests.support.testing import PgServer
 from tests.support.writers import writers
 
 STAGES = {"greenfield": "baseline or greenfield", "finalized": "finalized"}
@@ -182,3 +187,42 @@ def test_a_conflicting_row_committed_while_the_rollout_waits_is_refused(clone: c
     with connect(clone.dsn) as conn:
         assert conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
         assert conn.execute("SELECT count(*) AS n FROM os_collection_owners").fetchone() == {"n": 0}
+
+
+@pytest.mark.parametrize("change", ["content-grew", "governance-moved"])
+def test_rehearsal_of_a_production_whose_content_grew_is_go_and_whose_governance_moved_is_no_go(
+    test_server: PgServer, unique: Any, tmp_path: Path, change: str
+) -> None:
+    """Issue 17.1: content is observed (any growth rehearses GO); a governance figure that moved is
+    NO-GO, and the failed step names it.
+    """
+    name, golden = unique("prod_grew"), unique("snap_grew")
+    clones.create(test_server.admin, source=test_server.golden, name=name, wait=60)
+    try:
+        with connect(test_server.admin, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(name)))
+        with connect(test_server.dsn(name), autocommit=True) as conn:
+            if change == "content-grew":
+                conn.execute(
+                    "INSERT INTO system_issues SELECT id + 70000000, collection, item, severity, status, code, "
+                    "message, source, occurrences, first_seen, last_seen, resolved_at, fingerprint FROM system_issues"
+                )
+                conn.execute("INSERT INTO kh_tags (name) SELECT 'grown ' || i FROM generate_series(1, 500) AS i")
+                conn.execute("DELETE FROM kh_topics WHERE id <= 5")
+            else:
+                conn.execute("DELETE FROM os_collection_inventory WHERE collection = 'gc_meetings'")
+        evidence = rehearse(
+            test_server.admin, run_dir=tmp_path, golden_name=golden, snapshot_from=test_server.dsn(name)
+        )
+    finally:
+        with connect(test_server.admin, autocommit=True) as admin:
+            for database in (golden, name):
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    failed = [(s.name, s.detail) for s in evidence.steps if not s.ok]
+    if change == "content-grew":
+        assert evidence.ok, failed
+        assert evidence.step(StepName.SNAPSHOT).figures["system_issues"] == 2 * 204_556  # type: ignore[union-attr]
+        assert (evidence.production or {}).get("baseline_exit") == 0
+    else:
+        assert not evidence.ok
+        assert failed[0][0] == "baseline" and "test_metric_matches_baseline[inventory]" in failed[0][1], failed
