@@ -40,6 +40,11 @@ METRIC_SQL = {
 }
 # The metrics whose cost follows the 35 governed collections, not the size of the data.
 GOVERNANCE = ("own", "gap", "conflict", "gov_emit", "inventory", "axis", "idle")
+# What the release depends on: pinned by the package's snapshots and compared with them.
+PINNED = ("ospa", *GOVERNANCE)
+# Content: what production held when it was read. A live production grows, so these are recorded
+# with each reading and shown beside the pinned figures, never compared with a sealed number.
+OBSERVED = ("system_issues",)
 
 
 def select(names: tuple[str, ...] = METRICS) -> sql.Composed:
@@ -191,6 +196,29 @@ def content_digests(conn: psycopg.Connection[Any]) -> dict[str, str]:
         assert row is not None
         digests[table] = f"{row['n']}:{row['h']}"
     return digests
+
+
+def content_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Per governed collection of the inventory, its row count, inside the caller's transaction:
+    observed figures, recorded beside the pinned ones and never compared with them.
+    """
+    counts = {}
+    for table in content_tables(conn):
+        if table == "system_issues" or conn.execute("SELECT to_regclass(%s) AS t", (table,)).fetchone() == {"t": None}:
+            continue
+        row = conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))).fetchone()
+        assert row is not None
+        counts[table] = int(row["n"])
+    return counts
+
+
+def describe_figures(figures: dict[str, Any], rows: dict[str, int] | None = None) -> str:
+    """The pinned figures, then the observed ones, as one line."""
+    pinned = " ".join(f"{k}={figures[k]}" for k in PINNED if k in figures)
+    observed = ", ".join(f"{k}={figures[k]}" for k in OBSERVED if k in figures)
+    if rows is not None:
+        observed += f", {sum(rows.values())} content rows in {len(rows)} governed collections"
+    return f"pinned (compared with the package): {pinned}; observed (recorded, never compared): {observed}"
 
 
 def read_content(conn: psycopg.Connection[Any]) -> dict[str, str]:

@@ -525,7 +525,10 @@ class Run:
         )
         s.figures = {"junit": junit.name}
         if s.exit_code != expect_exit:
-            raise Failed(f"pytest -m {stages} exited {s.exit_code}; see {junit}")
+            failed = failed_tests(junit)
+            more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+            named = f" ({', '.join(failed[:5])}{more})" if failed else ""
+            raise Failed(f"pytest -m {stages} exited {s.exit_code}{named}; see {junit}")
         s.detail = f"pytest invariants -m {stages}: passed ({junit.name})"
 
     def _gate(self, s: Step, expect: str) -> None:

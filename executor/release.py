@@ -1,9 +1,9 @@
 """The gated executor: rollout of tiers 2-6 and its idempotent rollback.
 
 rollout: verify the package -> gate session (pytest) -> release lock -> one transaction
-(re-check the gate, apply the tiers, write the ledger, check the finalized invariants, commit)
--> finalized audit (pytest). A crash at any instant leaves greenfield or finalized: every
-change happens in the one transaction.
+(lock the tables the package writes, re-check the gate, apply the tiers, write the ledger, check
+the finalized invariants and content, commit) -> finalized audit (pytest). A crash at any instant
+leaves greenfield or finalized: every change happens in the one transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from oneroof.core import content, gate, ledger, metrics, settings, signatures
 from oneroof.core import evidence as rehearsals
@@ -237,7 +238,7 @@ def check_figures(conn: psycopg.Connection[Any], expected: dict[str, int], what:
     touched = [
         r["relname"]
         for r in conn.execute(
-            "SELECT c.relname FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation "
+            "SELECT DISTINCT c.relname FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation "
             "WHERE l.pid = pg_backend_pid() AND c.relkind IN ('r', 'p') "
             "AND c.relnamespace <> 'pg_catalog'::regnamespace "
             "AND c.relname NOT LIKE 'os\\_%%' AND c.relname NOT LIKE 'directus\\_%%' ORDER BY 1"
@@ -267,23 +268,41 @@ ANY_COLUMN = "*"
 Privilege = tuple[str, str, str | None]  # (privilege, table, column: None for the table, ANY_COLUMN for any)
 
 
+# LOCK TABLE in SHARE ROW EXCLUSIVE MODE needs one of these on the table (has_table_privilege
+# reads a comma list as "any of").
+LOCK_PRIVILEGE = "DELETE, UPDATE, TRUNCATE"
+
+
+def locked_tables(package: Package) -> tuple[str, ...]:
+    """The tables the release transaction locks IN SHARE ROW EXCLUSIVE MODE before its last gate
+    evaluation: every table the package's deploy or revert SQL inserts into or deletes from, read
+    from PostgreSQL's parse tree. Only column updates (os_proposals' status) are left to row
+    locks: the proposal's row is locked FOR UPDATE instead.
+    """
+    both = package.relations("deploy") | package.relations("revert")
+    return tuple(sorted({table for what, table, _ in both.writes if what in ("INSERT", "DELETE")}))
+
+
 def required_privileges(package: Package, action: str) -> list[Privilege]:
     """Every privilege a `rollout` or `rollback` of `package` needs, sorted by table: what its SQL
     writes (UPDATE per column it sets) and SELECT on every table it names, the ledger row it
-    writes, what the gate and the metrics read, and for a rollout UPDATE on some column of each
-    table whose rows the gate's re-check locks.
+    writes, what the gate and the metrics read, the table locks of the release transaction, and
+    for a rollout UPDATE on some column of each table whose rows the gate's re-check locks.
     """
     sql = package.relations("deploy" if action == "rollout" else "revert")
     found: set[Privilege] = {("SELECT", t, None) for t in (*READ_TABLES, *sql.reads)} | set(sql.writes)
     found.add(("INSERT", "os_release_ledger", None))
+    found |= {(LOCK_PRIVILEGE, t, None) for t in locked_tables(package)}
     if action == "rollout":
         found |= {("UPDATE", t, ANY_COLUMN) for t in ROW_LOCKED}
-    return sorted(found, key=lambda p: (p[1], p[0], p[2] or ""))
+    return sorted(found, key=lambda p: (p[1], p[0] == LOCK_PRIVILEGE, p[0], p[2] or ""))
 
 
 def describe(privilege: Privilege) -> str:
     """'INSERT on os_release_ledger', 'UPDATE (status) on os_proposals', 'UPDATE on a column of ...'."""
     what, table, column = privilege
+    if what == LOCK_PRIVILEGE:
+        return f"DELETE (or UPDATE, TRUNCATE) on {table} (for its LOCK TABLE)"
     if column == ANY_COLUMN:
         return f"{what} on a column of {table}"
     return f"{what} ({column}) on {table}" if column else f"{what} on {table}"
@@ -323,6 +342,94 @@ def check_privileges(conn: psycopg.Connection[Any], package: Package, action: st
             f"role {role['role'] if role else '?'!r} lacks {missing[0]}{more} that the {action} "
             'needs: grant the release role\'s privileges (README, "The release role"); '
             "nothing was changed"
+        )
+
+
+RELEASE_LOCK_TIMEOUT = "10s"  # how long the release transaction waits for a table or row lock
+# The table locks that conflict with SHARE ROW EXCLUSIVE: any writer's, and DDL's.
+WRITER_LOCKS = (
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+HOLDERS_SQL = """
+SELECT DISTINCT l.pid, c.relname, coalesce(a.application_name, '') AS app
+FROM pg_catalog.pg_locks AS l
+JOIN pg_catalog.pg_class AS c ON c.oid = l.relation
+LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.granted AND l.database = (SELECT d.oid FROM pg_catalog.pg_database AS d WHERE d.datname = current_database())
+  AND c.relname = ANY (%s::text[]) AND l.mode = ANY (%s::text[]) AND l.pid <> ALL (%s::int[])
+ORDER BY 2, 1
+"""
+
+
+def lock_for_release(
+    conn: psycopg.Connection[Any], package: Package, lock_conn: psycopg.Connection[Any], proposal: bool = True
+) -> None:
+    """Inside the caller's transaction, before its last gate evaluation: lock every table the
+    package inserts into or deletes from IN SHARE ROW EXCLUSIVE MODE (nobody else writes them until
+    the commit; everyone still reads them), then the proposal's row FOR UPDATE and the approvals,
+    the approvers and their users' rows FOR SHARE (a revocation or a suspension waits). So nothing
+    can change what the evaluation read before the commit. A lock another transaction holds longer
+    than RELEASE_LOCK_TIMEOUT is LockHeld, naming it; nothing is changed. `lock_conn` (the release
+    lock's own connection) looks the holder up once this transaction has given up.
+    """
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(RELEASE_LOCK_TIMEOUT)))
+    tables = locked_tables(package)
+    waiting_for = ""
+    try:
+        for table in tables:
+            waiting_for = f"table {table}"
+            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(table)))
+        if proposal:
+            waiting_for = "the rows of the proposal, its approvals, approvers and their users"
+            conn.execute("SELECT 1 FROM os_proposals WHERE code = %s FOR UPDATE", (package.proposal,))
+            conn.execute("SELECT 1 FROM os_proposal_approvals FOR SHARE")
+            conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
+            conn.execute(
+                "SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) FOR SHARE"
+            )
+    except psycopg.OperationalError as exc:
+        if conn.broken:
+            raise DatabaseUnreachable(
+                f"lost the connection to the server while a lock of the release transaction was taken "
+                f"({str(exc).strip().splitlines()[0]}): nothing had been written; check with `oneroof monitor`, "
+                "then retry"
+            ) from exc
+        if not isinstance(exc, psycopg.errors.LockNotAvailable):
+            raise
+        conn.rollback()
+        ours = [conn.info.backend_pid, lock_conn.info.backend_pid]
+        rows = lock_conn.execute(HOLDERS_SQL, ([*tables, *ROW_LOCKED], list(WRITER_LOCKS), ours)).fetchall()
+        holders = "; ".join(f"pid {r['pid']} ({r['app'] or 'no application name'}) on {r['relname']}" for r in rows)
+        raise LockHeld(
+            f"the release transaction waited {RELEASE_LOCK_TIMEOUT} for {waiting_for} on {lock_conn.info.dbname!r}, "
+            f"held by {holders or 'a transaction that has ended since'}: nothing was changed; retry once it "
+            "commits or rolls back (look the pid up in pg_stat_activity)"
+        ) from exc
+
+
+def check_content(conn: psycopg.Connection[Any], package: Package, stage: str) -> None:
+    """Inside the release transaction, after the tiers ran: raise InvariantFailed unless what tiers
+    2-6 wrote reads as the package's intended documents of `stage` (its snapshot), part by part.
+    A row another session slipped in before the locks (an Administrator policy under the tier-2
+    policy's id, say) is caught here, before anything is kept.
+    """
+    intended = content.expected_documents(snapshots_dir(package.path), stage)
+    found = content.read(conn)
+    wrong = [
+        f"{tier} {part}"
+        for tier in content.TIERS
+        for part in content.PARTS[tier]
+        if found[tier].get(part) != intended.get(tier, {}).get(part)
+    ]
+    if wrong:
+        raise InvariantFailed(
+            f"inside the transaction, the {stage} content differs from the package's snapshot "
+            f"({', '.join(wrong)}); nothing was kept"
         )
 
 
@@ -480,14 +587,18 @@ class _Rollout:
             release_log=self.release_log,
         )
 
-    def already_finalized(self, exit_fingerprint: str) -> Outcome:
+    def already_finalized(self) -> Outcome:
+        """Nothing to do, with the figures read now (not the entry's: another executor may have
+        finalized the target since).
+        """
+        now = _reading(self.dsn)
         return Outcome(
             "already-finalized",
             self.database,
             self.package.sha256,
             self.entry.fingerprint,
-            exit_fingerprint,
-            metrics=self.entry.metrics,
+            now.fingerprint,
+            metrics=now.metrics,
         )
 
 
@@ -521,8 +632,11 @@ def _check(run: _Rollout) -> bool:
     return False
 
 
-def _gate_session(run: _Rollout) -> None:
-    """The gate and baseline invariants as a pytest session on the target; Blocked if it fails."""
+def _gate_session(run: _Rollout) -> Outcome | None:
+    """The gate and baseline invariants as a pytest session on the target. When it fails, the
+    target is judged again as it is now (_settle): another executor may have taken the lock or
+    finalized the target during the session, which is not a closed gate.
+    """
     _note(run.progress, "gate session: pytest invariants -m 'gate or baseline'")
     t = time.monotonic()
     code = run_stage(
@@ -537,25 +651,40 @@ def _gate_session(run: _Rollout) -> None:
         release_log=run.release_log.path if run.release_log is not None else None,
     )
     run.seconds["gate_session"] = time.monotonic() - t
-    if code != 0:
-        raise run.blocked(
-            {
-                "session": f"the gate session failed (pytest exit {code}): "
-                f"run `oneroof verify --stage gate` and `--stage baseline` to see which invariant"
-            }
-        )
+    return None if code == 0 else _settle(run, code)
 
 
-def _lock_rows(run: _Rollout, conn: psycopg.Connection[Any]) -> gate.Verdict:
-    """Lock the proposal, the approvals, the approvers and their users, then judge again: a
-    revocation or a suspension waits for this transaction, and one that happened since the last
-    check closes the gate here (Blocked, rolled back).
+def _settle(run: _Rollout, code: int) -> Outcome:
+    """After a failed gate session: LockHeld while another executor holds the release lock,
+    ALREADY-FINALIZED when another one has finalized the target, else Blocked.
     """
-    conn.execute("SET lock_timeout = '10s'")
-    conn.execute("SELECT 1 FROM os_proposals WHERE code = %s FOR UPDATE", (run.package.proposal,))
-    conn.execute("SELECT 1 FROM os_proposal_approvals FOR SHARE")
-    conn.execute("SELECT 1 FROM os_approvers FOR SHARE")
-    conn.execute("SELECT 1 FROM directus_users WHERE id IN (SELECT approver FROM os_proposal_approvals) FOR SHARE")
+    with connect(run.dsn, application_name="oneroof-executor") as conn:
+        conn.read_only = True
+        verdict = run.evaluate(conn)
+        holder = gate.lock_holder(conn)
+        conn.rollback()
+    if holder is not None:
+        raise LockHeld(
+            f"another executor holds the release lock on {run.database!r} (pid {holder}): "
+            "wait for it to finish, then retry"
+        )
+    if _won(verdict):
+        return run.already_finalized()
+    raise run.blocked(
+        {
+            "session": f"the gate session failed (pytest exit {code}): "
+            f"run `oneroof verify --stage gate` and `--stage baseline` to see which invariant"
+        }
+    )
+
+
+def _lock_rows(run: _Rollout, conn: psycopg.Connection[Any], lock_conn: psycopg.Connection[Any]) -> gate.Verdict:
+    """Lock the tables the package writes, the proposal, the approvals, the approvers and their
+    users (lock_for_release), then judge again: nothing can change what this evaluation reads
+    before the commit, and a change made since the last check closes the gate here (Blocked,
+    rolled back).
+    """
+    lock_for_release(conn, run.package, lock_conn)
     verdict = run.evaluate(conn)
     if not verdict.open or verdict.state != "greenfield":
         conn.rollback()
@@ -569,7 +698,7 @@ def _apply(run: _Rollout) -> Outcome:
     """
     finalized = expected_figures(run.package, "finalized")
     _note(run.progress, "taking the release lock")
-    with release_lock(run.dsn), connect(run.dsn, application_name="oneroof-executor") as conn:
+    with release_lock(run.dsn) as lock_conn, connect(run.dsn, application_name="oneroof-executor") as conn:
         t = time.monotonic()
         # First without row locks (they would assign a transaction id): a gate closed since
         # the session, or a race lost to another executor, ends here having written nothing.
@@ -578,10 +707,10 @@ def _apply(run: _Rollout) -> Outcome:
         conn.rollback()
         conn.read_only = False
         if _won(verdict):  # another executor won
-            return run.already_finalized(_reading(run.dsn).fingerprint)
+            return run.already_finalized()
         if not verdict.open or verdict.state != "greenfield":
             raise run.blocked(verdict.reasons or {"state": f"state={verdict.state} under the lock"})
-        verdict = _lock_rows(run, conn)
+        verdict = _lock_rows(run, conn, lock_conn)
         tiers = run.package.tiers
         _note(
             run.progress,
@@ -593,6 +722,7 @@ def _apply(run: _Rollout) -> Outcome:
             head = apply_tiers(conn, run.package, verdict)
             check_figures(conn, finalized, "finalized")
             _disabled_bindings_only(conn)
+            check_content(conn, run.package, "finalized")
         run.seconds["transaction"] = time.monotonic() - t
     return Outcome(
         "applied",
@@ -685,9 +815,10 @@ def rollout(
     started = time.monotonic()
     run = _Rollout(dsn, package, confirm_db, trust, rehearsal, progress, _reading(dsn), release_log=release_log)
     if _check(run):
-        return run.already_finalized(run.entry.fingerprint)
-    if gate_session:
-        _gate_session(run)
+        return run.already_finalized()
+    settled = _gate_session(run) if gate_session else None
+    if settled is not None:
+        return settled
     outcome = _apply(run)
     if outcome.action == "applied":
         record(release_log, outcome)
@@ -781,9 +912,9 @@ def _revert(
     """
     greenfield = expected_figures(package, "greenfield")
     _note(progress, "taking the release lock")
-    with release_lock(dsn), connect(dsn, application_name="oneroof-executor") as conn:
+    with release_lock(dsn) as lock_conn, connect(dsn, application_name="oneroof-executor") as conn:
         t = time.monotonic()
-        conn.execute("SET lock_timeout = '10s'")
+        lock_for_release(conn, package, lock_conn, proposal=False)
         nonces = deployed_package(conn, package, trust)
         current = gate.state(conn)
         if current == "greenfield":

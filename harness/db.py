@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, sql
 from psycopg.rows import dict_row
 
 from oneroof.harness.errors import DatabaseUnreachable, UnsafeSchema, UsageError
@@ -181,12 +183,43 @@ def pin(conn: psycopg.Connection[Any], search_path: str = SEARCH_PATH) -> None:
         )
 
 
+@dataclass
+class Pinned:
+    """A connection bound to an exported snapshot: each of its consistent reads imports it, and
+    records the transaction id a read was assigned (a read-only transaction never should be).
+    """
+
+    snapshot: str
+    assigned: list[int] = field(default_factory=list)
+
+
+_PINNED: weakref.WeakKeyDictionary[psycopg.Connection[Any], Pinned] = weakref.WeakKeyDictionary()
+SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+-[0-9]+$")
+
+
+def pin_snapshot(conn: psycopg.Connection[Any], snapshot: str) -> Pinned:
+    """Make every consistent read on `conn` import `snapshot` (an id from pg_export_snapshot(),
+    whose exporting transaction must stay open meanwhile); returns what the reads record.
+    """
+    if not SNAPSHOT_ID.match(snapshot):
+        raise UsageError(f"{snapshot!r} is not a snapshot id from pg_export_snapshot() (like 00000003-0000001B-1)")
+    _PINNED[conn] = pinned = Pinned(snapshot)
+    return pinned
+
+
+def pinned(conn: psycopg.Connection[Any]) -> Pinned | None:
+    """The snapshot `conn`'s consistent reads import, if any, with the ids they were assigned."""
+    return _PINNED.get(conn)
+
+
 @contextmanager
 def consistent_read(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """A REPEATABLE READ READ ONLY transaction: every read inside sees one snapshot and cannot write.
 
-    The connection's own settings are restored afterwards; its open transaction, if any, is
-    rolled back first.
+    On a connection pinned to an exported snapshot (pin_snapshot), that snapshot is the one
+    imported, so every read of a verification session, on any process, sees one state of the
+    target; a transaction id assigned meanwhile is recorded. The connection's own settings are
+    restored afterwards; its open transaction, if any, is rolled back first.
     """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
@@ -194,9 +227,17 @@ def consistent_read(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connectio
     conn.autocommit = False
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
+    pin = _PINNED.get(conn)
     try:
+        if pin is not None:
+            # the first statement of the transaction, before any query takes a snapshot of its own
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(pin.snapshot)))
         yield conn
     finally:
+        if pin is not None and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            row = conn.execute("SELECT pg_catalog.txid_current_if_assigned() AS xid").fetchone()
+            if row and row["xid"] is not None:
+                pin.assigned.append(int(row["xid"]))
         conn.rollback()
         conn.autocommit, conn.isolation_level, conn.read_only = saved
 

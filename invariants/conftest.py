@@ -15,9 +15,9 @@ from oneroof.core import content as invariants_content
 from oneroof.core import evidence as rehearsal
 from oneroof.core import gate, ledger, package, signatures
 from oneroof.core.settings import Options
-from oneroof.fixtures.plugin import TARGET, OneroofSnapshots
+from oneroof.fixtures.plugin import TARGET, OneroofSnapshots, session_snapshot
 from oneroof.harness.catalog import GOVERNED
-from oneroof.harness.db import connect, consistent_read
+from oneroof.harness.db import connect, consistent_read, pin_snapshot
 from oneroof.harness.errors import OneroofError
 
 
@@ -30,9 +30,11 @@ def governed_collections(config: pytest.Config) -> list[str]:
         if TARGET in config.stash:
             try:
                 with connect(config.stash[TARGET], application_name="oneroof-verify") as conn:
-                    conn.read_only = True
-                    rows = conn.execute("SELECT collection FROM os_collection_inventory ORDER BY 1").fetchall()
-                    conn.rollback()
+                    snapshot = session_snapshot(config)
+                    if snapshot is not None:  # every xdist worker collects from the session's one snapshot
+                        pin_snapshot(conn, snapshot)
+                    with consistent_read(conn):
+                        rows = conn.execute("SELECT collection FROM os_collection_inventory ORDER BY 1").fetchall()
                 names = [r["collection"] for r in rows] or names
             except (OneroofError, psycopg.Error):
                 pass  # the session's start-up check reports the target's problem, once and clearly

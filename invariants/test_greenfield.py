@@ -13,7 +13,7 @@ from syrupy.assertion import SnapshotAssertion
 
 from oneroof.core import gate, ledger, signatures
 from oneroof.core.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, facet
-from oneroof.core.metrics import METRICS, Reading
+from oneroof.core.metrics import PINNED, Reading
 from oneroof.core.settings import Options
 from oneroof.harness.catalog import GOVERNED
 from oneroof.harness.db import consistent_read
@@ -56,7 +56,7 @@ def test_governance_collection_is_unregistered(
     assert found is None, f"{governance_collection}: tier2_access {facet_name} is left: {found!r}"
 
 
-@pytest.mark.parametrize("metric", [m for m in METRICS if m not in ("db", "ospa")])
+@pytest.mark.parametrize("metric", [m for m in PINNED if m != "ospa"])
 def test_metric_is_greenfield(metric: str, reading: Reading, snapshot: SnapshotAssertion) -> None:
     assert {metric: reading.metrics[metric]} == snapshot
 

@@ -125,10 +125,10 @@ def test_an_auditors_snapshot_update_cannot_feed_a_rollout(
     """The issue's attack: --snapshot-update on a drifted clone rewrote the baseline, and a rollout
     then passed its gate session. Now the rewritten figures are another package: refused.
     """
-    clone_conn.execute("DELETE FROM system_issues WHERE id = 7")
+    clone_conn.execute("DELETE FROM os_collection_inventory WHERE collection = 'gc_meetings'")
     result = pytester.runpytest_subprocess(
         *suite_args(clone.dsn, "--package", str(copy), "-m", "baseline", "--snapshot-update", expect_db=clone.name)
     )
-    assert result.ret == 0 and "204555" in (copy / "snapshots" / "test_baseline.ambr").read_text()
+    assert result.ret == 0 and "'inventory': 34" in (copy / "snapshots" / "test_baseline.ambr").read_text()
     with pytest.raises(HashMismatch, match="snapshots/test_baseline.ambr"):
         package.load(copy, PKG.sha256)

@@ -88,6 +88,8 @@ def test_eight_executors_at_once_apply_exactly_once(clone: clones.Clone, clone_c
     assert len(applied) + len(finalized) + len(held) == EXECUTORS, [
         r for r in results if r not in applied + finalized + held
     ]
+    # each shows the target as it is now, not the greenfield its entry read
+    assert all(" own=35 gap=0 " in out for _, out, _ in finalized), finalized
     assert assert_clean(clone_conn, clone.dsn) == "finalized"
     print(
         f"\n{EXECUTORS} concurrent executors: {len(applied)} applied, {len(held)} exit 5 (lock held), "

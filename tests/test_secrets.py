@@ -82,7 +82,7 @@ def test_read_only_commands_never_print_a_secret(oneroof: Any, clone: clones.Clo
 def test_verify_of_a_failing_database_keeps_secrets_out_of_output_and_junit(
     oneroof: Any, clone: clones.Clone, clone_conn: Any, tmp_path: Path
 ) -> None:
-    clone_conn.execute("DELETE FROM system_issues WHERE id = 7")
+    clone_conn.execute("DELETE FROM os_collection_inventory WHERE collection = 'gc_meetings'")
     for index, dsn in enumerate(hostile(clone.dsn)):
         # -l shows the locals of every failing frame; -rA the captured output of every test
         # --expect-db names another database, so the test taking oneroof_options fails too
@@ -101,7 +101,7 @@ def test_verify_of_a_failing_database_keeps_secrets_out_of_output_and_junit(
             env=ENV,
         )
         assert result.returncode == 1, result.stdout + result.stderr
-        assert "test_metric_matches_baseline[system_issues]" in result.stdout
+        assert "test_metric_matches_baseline[inventory]" in result.stdout
         assert "test_database_is_the_one_the_run_expects" in result.stdout
         assert_no_secret(result.stdout, result.stderr, files=tmp_path)
     assert "oneroof_options" in result.stdout  # the failing test's arguments are shown, redacted
@@ -138,7 +138,8 @@ def test_rollout_and_rollback_never_print_a_secret(oneroof: Any, clone: clones.C
 def test_rehearse_with_a_production_dsn_writes_no_secret(
     oneroof: Any, test_server: PgServer, clone: clones.Clone, clone_conn: Any, tmp_path: Path
 ) -> None:
-    clone_conn.execute("DELETE FROM system_issues WHERE id = 9")  # production drifted: its baseline fails
+    # production's governance moved: its baseline fails
+    clone_conn.execute("DELETE FROM os_collection_inventory WHERE collection = 'gc_meetings'")
     uri, keyvalue = hostile(test_server.admin)
     prod = hostile(clone.dsn)[0]
     # --prod-db names another database: the baseline test that shows the options fails too

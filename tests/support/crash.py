@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from oneroof.core import package, signatures
+from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from tests.support.processes import clean_env
@@ -57,43 +58,46 @@ def _first_words(statement: str) -> str:
 
 
 def statement_points(pkg: package.Package, command: str) -> list[Point]:
-    """One point per statement of the transaction that is the first to write its table.
-
-    Our session holds that table in SHARE mode: reads (the gate, the figures, the pytest gate
-    session) pass, and the first INSERT/UPDATE/DELETE of it waits. A statement that writes a
-    table already written earlier in the same transaction cannot be singled out this way (the
-    executor holds its ROW EXCLUSIVE lock); in this package only the ledger rows after the first
-    one are such statements.
+    """One point per table the release transaction locks before its last evaluation (it waits at
+    that LOCK TABLE while our session holds the table IN SHARE MODE, which lets reads pass: the
+    gate, the figures, the pytest gate session), and the first ledger row, once every tier
+    statement before it has run. A tier statement itself cannot be singled out any more: the
+    executor holds its table from the start of the transaction. A lock point counts for the tier
+    whose statement first writes that table.
     """
     tiers = pkg.tiers if command == "rollout" else tuple(reversed(pkg.tiers))
     kind = "deploy" if command == "rollout" else "revert"
-    written: set[str] = set()
-    points = []
-
-    def add(label: str, tier: int, table: str, query: str) -> None:
-        if table not in written:
-            points.append(
-                Point(
-                    command,
-                    label,
-                    tier,
-                    sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(table)),
-                    query,
-                    table,
-                )
-            )
-        written.add(table)
-
+    first_tier: dict[str, int] = {}
     for tier in tiers:
-        for index, statement in enumerate(getattr(tier, f"{kind}_statements"), 1):
-            table = _written_table(statement)
-            add(f"tier{tier.number}-{kind}-{index}-{table}", tier.number, table, _first_words(statement))
-        add(f"tier{tier.number}-ledger", tier.number, "os_release_ledger", "INSERT INTO os_release_ledger")
+        for statement in getattr(tier, f"{kind}_statements"):
+            first_tier.setdefault(_written_table(statement), tier.number)
+    points = [
+        Point(
+            command,
+            f"lock-{table}",
+            first_tier.get(table),
+            sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(table)),
+            f'LOCK TABLE "{table}" IN SHARE ROW EXCLUSIVE MODE',
+            table,
+        )
+        for table in release.locked_tables(pkg)
+    ]
+    ledger = "os_release_ledger"
+    points.append(
+        Point(
+            command,
+            f"tier{tiers[0].number}-ledger",
+            tiers[0].number,
+            sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(ledger)),
+            "INSERT INTO os_release_ledger",
+            ledger,
+        )
+    )
     return points
 
 
 def opening_points(pkg: package.Package) -> list[Point]:
-    """The rollout transaction's first statements, before any write: the row locks it takes on the
+    """The rollout transaction's row locks, after its table locks and before any write: on the
     proposal, the approvals, the approvers and their users (our session holds them FOR UPDATE).
     """
     code = sql.Literal(pkg.proposal)
@@ -129,7 +133,7 @@ def opening_points(pkg: package.Package) -> list[Point]:
     ]
 
 
-ROLLOUT = opening_points(PKG) + statement_points(PKG, "rollout")
+ROLLOUT = statement_points(PKG, "rollout")[:-1] + opening_points(PKG) + statement_points(PKG, "rollout")[-1:]
 
 
 ROLLBACK = statement_points(PKG, "rollback")

@@ -526,15 +526,6 @@ FINALIZED = [
         {DEPLOYMENTS} | {f"{RATIFIED}[{c}]" for c in COLLECTIONS},
         ("approval #1: no signed statement",),
     ),
-    v(
-        "system-issue-deleted",
-        "data",
-        "finalized",
-        "finalized",
-        "DELETE FROM system_issues WHERE id = (SELECT min(id) FROM system_issues)",
-        metric("finalized", "system_issues"),
-        ("204555",),
-    ),
     v("wrong-database", "wrong database", "finalized", "finalized", (), DB_NAME, ("'directus'",), expect_db="directus"),
 ]
 
@@ -780,15 +771,6 @@ GREENFIELD = [
         ("dot_bridges",),
     ),
     v(
-        "greenfield-system-issue-deleted",
-        "data",
-        "greenfield",
-        "greenfield",
-        "DELETE FROM system_issues WHERE id = (SELECT min(id) FROM system_issues)",
-        metric("greenfield", "system_issues"),
-        ("204555",),
-    ),
-    v(
         "greenfield-wrong-database",
         "wrong database",
         "greenfield",
@@ -879,15 +861,6 @@ BASELINE = [
         "baseline",
         "INSERT INTO os_idle_flags (collection) VALUES ('kh_tags')",
         metric("baseline", "idle"),
-    ),
-    v(
-        "baseline-system-issue-deleted",
-        "data",
-        "greenfield",
-        "baseline",
-        "DELETE FROM system_issues WHERE id = (SELECT min(id) FROM system_issues)",
-        metric("baseline", "system_issues"),
-        ("204555",),
     ),
     v("baseline-wrong-database", "wrong database", "greenfield", "baseline", (), DB_NAME, expect_db="directus"),
 ]

@@ -18,10 +18,12 @@ PKG = package.load()
 TRUST = signers().trust
 
 
+# The synthetic golden's system_issues at scale 1, the seed's: observed, so in no snapshot.
+SEED_ISSUES = 204_556
 # The figures after a rollout with one approval, and after its rollback (the approval stays): the
-# package's own finalized and greenfield snapshots, with ospa 1.
-FINAL = {"ospa": 1, **content.figures(package.snapshots_dir(PKG.path), "finalized")}
-GREENFIELD = {"ospa": 1, **content.figures(package.snapshots_dir(PKG.path), "greenfield")}
+# package's own finalized and greenfield snapshots, with ospa 1, and the golden's system_issues.
+FINAL = {"ospa": 1, **content.figures(package.snapshots_dir(PKG.path), "finalized"), "system_issues": SEED_ISSUES}
+GREENFIELD = {"ospa": 1, **content.figures(package.snapshots_dir(PKG.path), "greenfield"), "system_issues": SEED_ISSUES}
 
 
 def approve(conn: psycopg.Connection[Any], key: str = "l4", sha: str = PKG.sha256, rehearsal: bool = False) -> int:
