@@ -1,0 +1,209 @@
+"""Issue 18, the operator's side: a package that PostgreSQL reads otherwise than its check
+(standard_conforming_strings off), calls that reach outside the release, files outside the
+package, an oversized package; and the connection that runs the tiers pins how SQL is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pglast
+import pytest
+from psycopg import conninfo, sql
+
+from oneroof.core import package
+from oneroof.executor import release
+from oneroof.harness import clones
+from oneroof.harness.db import PARSE_SETTINGS, connect, pin
+from oneroof.harness.errors import IntegrityError, InvariantFailed
+
+# The exact reproduction: pglast (and PostgreSQL with standard_conforming_strings on) reads one
+# SELECT of a string; with it off, PostgreSQL reads `'x\''` as the string x', then the hidden
+# COMMIT, the DDL and the grant outside the release transaction, and a comment.
+ATTACK = (
+    "SELECT 'x\\''; COMMIT; CREATE TABLE {table} (id int); "
+    "INSERT INTO directus_access (id, role, policy) SELECT gen_random_uuid(), NULL, id FROM directus_policies "
+    "WHERE admin_access LIMIT 1; COMMIT; BEGIN; --';"
+)
+HIDDEN = "oneroof_hidden_by_a_backslash"
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """A copy of the repository's package to damage."""
+    return package.bundle(package.DEFAULT_DIR, tmp_path / "rollout").path
+
+
+def append(copy: Path, text: str, name: str = "tier4_axes.deploy.sql") -> None:
+    """Append `text` to a tier file and reseal: only the checker can refuse it now."""
+    target = copy / name
+    target.write_text(target.read_text() + "\n" + text + "\n")
+    package.seal(copy)
+
+
+# -- 18.4: the package check and the parser's settings --------------------------------------------
+
+
+def test_the_shipped_package_passes_the_stricter_check_with_the_same_hash() -> None:
+    assert package.load().sha256.startswith("80a374a1")
+
+
+def test_pglast_reads_the_attack_as_one_select() -> None:
+    """Why the check was defeated: the parser the check uses sees one harmless statement."""
+    parsed = pglast.parse_sql(ATTACK.format(table=HIDDEN))
+    assert [type(raw.stmt).__name__ for raw in parsed] == ["SelectStmt"]
+
+
+def test_a_backslash_that_hides_statements_is_refused_by_package_verify(copy: Path, oneroof: Any) -> None:
+    append(copy, ATTACK.format(table=HIDDEN))
+    with pytest.raises(IntegrityError, match="backslash .*standard_conforming_strings"):
+        package.load(copy)
+    result = oneroof("package", "verify", "--package", str(copy))
+    assert result.returncode == 4 and "tier4_axes.deploy.sql: line" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT 'a\\b' AS path;",
+        "SELECT E'\\'' AS quote;",
+        "SELECT U&'d\\0061t\\+000061' AS unicode;",
+        'SELECT 1 AS "odd\\name";',
+    ],
+)
+def test_every_backslash_outside_comments_and_dollar_quotes_is_refused(copy: Path, text: str) -> None:
+    append(copy, text)
+    with pytest.raises(IntegrityError, match="backslash"):
+        package.load(copy)
+
+
+def test_a_backslash_in_a_comment_or_a_dollar_quote_is_allowed(copy: Path) -> None:
+    append(copy, "-- C:\\path\\ in a comment\n/* and \\ here */ SELECT $$a\\b$$ AS dollar;")
+    assert package.load(copy).tiers[2].deploy_statements[-1].endswith("SELECT $$a\\b$$ AS dollar")
+
+
+@pytest.mark.parametrize(
+    ("text", "called"),
+    [
+        ("SELECT set_config('standard_conforming_strings', 'off', false);", "set_config"),
+        ("SELECT pg_catalog.set_config('search_path', 'evil', false);", "set_config"),
+        ("SELECT pg_read_file('/etc/passwd');", "pg_read_file"),
+        ("SELECT pg_read_binary_file('/etc/passwd');", "pg_read_binary_file"),
+        ("SELECT * FROM pg_ls_dir('.');", "pg_ls_dir"),
+        ("SELECT lo_export(16384, '/tmp/x');", "lo_export"),
+        ("SELECT lo_import('/etc/passwd');", "lo_import"),
+        ("SELECT dblink_exec('host=evil', 'DROP TABLE x');", "dblink_exec"),
+        ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity;", "pg_terminate_backend"),
+        ("SELECT pg_cancel_backend(1);", "pg_cancel_backend"),
+        ("SELECT pg_reload_conf();", "pg_reload_conf"),
+        ("SELECT pg_promote();", "pg_promote"),
+        ("SELECT setval('os_axes_id_seq', 1);", "setval"),
+        ("SELECT pg_advisory_lock(1);", "pg_advisory_lock"),
+        ("SELECT query_to_xml('DELETE FROM os_axes RETURNING 1', true, true, '');", "query_to_xml"),
+        ("UPDATE os_axes SET label = (SELECT pg_read_file('x')) WHERE false;", "pg_read_file"),
+    ],
+)
+def test_calls_that_reach_outside_the_release_are_refused(copy: Path, text: str, called: str) -> None:
+    append(copy, text)
+    with pytest.raises(IntegrityError, match=f"calls {called}\\(\\)"):
+        package.load(copy)
+
+
+def test_select_into_creates_a_table_and_is_refused(copy: Path) -> None:
+    append(copy, "SELECT * INTO stolen FROM directus_users;")
+    with pytest.raises(IntegrityError, match="SELECT INTO"):
+        package.load(copy)
+
+
+def test_a_connection_asking_for_standard_conforming_strings_off_runs_with_it_on(
+    clone: clones.Clone, clone_conn: Any
+) -> None:
+    """The executor's own connection: startup options the operator (or PGOPTIONS, or ALTER ROLE)
+    set cannot change how PostgreSQL reads the tier text; the hidden statements stay a string.
+    """
+    hostile = conninfo.make_conninfo(
+        clone.dsn,
+        options="-c standard_conforming_strings=off -c backslash_quote=on -c transform_null_equals=on",
+    )
+    statement = pglast.split(ATTACK.format(table=HIDDEN))[0]
+    with connect(hostile) as conn:
+        shown = {
+            name: conn.execute(sql.SQL("SELECT current_setting({}) AS v").format(sql.Literal(name))).fetchone()
+            for name, _ in PARSE_SETTINGS
+        }
+        assert {name: (row or {}).get("v") for name, row in shown.items()} == dict(PARSE_SETTINGS)
+        release._run(conn, "tier4_axes.deploy.sql", (statement,))
+        conn.rollback()
+    assert clone_conn.execute("SELECT pg_catalog.to_regclass(%s) AS t", (HIDDEN,)).fetchone() == {"t": None}
+
+
+def test_a_setting_changed_after_connecting_is_pinned_again(clone: clones.Clone) -> None:
+    """A pooler that drops startup options, or a SET on the session: pin() sets them back."""
+    with connect(clone.dsn) as conn:
+        conn.execute("SET standard_conforming_strings = off")
+        conn.execute("SET backslash_quote = on")
+        conn.commit()
+        pin(conn)
+        row = conn.execute(
+            "SELECT current_setting('standard_conforming_strings') AS scs, current_setting('backslash_quote') AS bq"
+        ).fetchone()
+    assert row == {"scs": "on", "bq": "safe_encoding"}
+
+
+def test_a_statement_that_ends_the_transaction_is_still_caught_at_run_time(clone: clones.Clone) -> None:
+    """The last line of defence stays: were the text to commit, the run stops."""
+    with connect(clone.dsn) as conn, pytest.raises(InvariantFailed, match="ended the release transaction"):
+        conn.execute("SELECT 1")
+        release._run(conn, "x.sql", ("COMMIT",))
+
+
+# -- weak points: files outside the package, the size limit ---------------------------------------
+
+
+def _rename_tier(copy: Path, new: str) -> None:
+    manifest = copy / "manifest.toml"
+    text = manifest.read_text().replace('deploy = "tier4_axes.deploy.sql"', f"deploy = {json.dumps(new)}")
+    manifest.write_text(text)
+
+
+def test_a_symbolic_link_inside_the_package_is_refused(copy: Path) -> None:
+    (copy / "real").mkdir()
+    (copy / "tier4_axes.deploy.sql").rename(copy / "real" / "tier4.sql")
+    (copy / "tier4_axes.deploy.sql").symlink_to(copy / "real" / "tier4.sql")
+    with pytest.raises(IntegrityError, match="is a symbolic link"):
+        package.load(copy)
+
+
+@pytest.mark.parametrize("where", ["parent", "absolute", "symlink"])
+def test_a_tier_file_outside_the_package_is_refused(copy: Path, where: str) -> None:
+    outside = copy.parent / "x.sql"
+    outside.write_bytes((copy / "tier4_axes.deploy.sql").read_bytes())
+    if where == "symlink":
+        (copy / "tier4_axes.deploy.sql").unlink()
+        (copy / "tier4_axes.deploy.sql").symlink_to(outside)
+        match = "outside the package directory"  # where the link leads
+    else:
+        (copy / "tier4_axes.deploy.sql").unlink()
+        _rename_tier(copy, "../x.sql" if where == "parent" else str(outside))
+        match = "outside the package directory"
+    with pytest.raises(IntegrityError, match=match):
+        package.load(copy)
+
+
+def test_an_oversized_package_is_refused_before_it_is_parsed(copy: Path) -> None:
+    line = "SELECT 1 FROM os_axes WHERE code = 'padding-padding-padding-padding';\n"
+    append(copy, line * (package.MAX_PACKAGE_BYTES // len(line) + 1))
+    started = time.monotonic()
+    with pytest.raises(IntegrityError, match="over the limit of 5 MiB"):
+        package.load(copy)
+    assert time.monotonic() - started < 5  # parsing it took seconds: it is refused before
+
+
+def test_the_shipped_package_is_far_below_the_limit(copy: Path) -> None:
+    size = sum(os.path.getsize(p) for p in copy.rglob("*") if p.is_file())
+    assert size < package.MAX_PACKAGE_BYTES // 50  # the shipped package is far below the limit
