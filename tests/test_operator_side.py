@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,10 @@ from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import PARSE_SETTINGS, connect, pin
 from oneroof.harness.errors import IntegrityError, InvariantFailed
+from tests.support.release import PKG
+from tests.support.testing import ROOT, PgServer, signers
+
+SIGNERS = signers()
 
 # The exact reproduction: pglast (and PostgreSQL with standard_conforming_strings on) reads one
 # SELECT of a string; with it off, PostgreSQL reads `'x\''` as the string x', then the hidden
@@ -207,3 +214,99 @@ def test_an_oversized_package_is_refused_before_it_is_parsed(copy: Path) -> None
 def test_the_shipped_package_is_far_below_the_limit(copy: Path) -> None:
     size = sum(os.path.getsize(p) for p in copy.rglob("*") if p.is_file())
     assert size < package.MAX_PACKAGE_BYTES // 50  # the shipped package is far below the limit
+
+
+# -- 18.10: a closed output pipe never turns into success -----------------------------------------
+
+
+def closed_pipe(oneroof_home: Path, *args: str, stderr_too: bool = True, timeout: float = 600) -> tuple[int, str]:
+    """Run `oneroof ARGS` as `oneroof ARGS 2>&1 | head -0` would: its stdout (and with `stderr_too`
+    its stderr) is a pipe whose reader is gone before the first line. Returns the real exit code
+    and what stderr said when it was not closed.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ONEROOF_"))}
+    env.update(ONEROOF_HOME=str(oneroof_home), ONEROOF_ALLOWED_SIGNERS=str(SIGNERS.trust.path))
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oneroof.executor", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if stderr_too else errors,
+            env=env,
+            cwd=ROOT,
+        )
+        assert proc.stdout is not None
+        proc.stdout.close()
+        code = proc.wait(timeout=timeout)
+        errors.seek(0)
+        return code, errors.read().decode(errors="replace")
+
+
+def deployed(conn: Any) -> int:
+    """How many deploy rows the ledger holds more than revert rows (0: greenfield)."""
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE action = 'deploy') - count(*) FILTER (WHERE action = 'revert') AS n "
+        "FROM os_release_ledger"
+    ).fetchone()
+    return int(row["n"])
+
+
+def test_a_rollout_whose_output_pipe_closed_still_applies_and_exits_0(
+    oneroof_home: Path, clone: clones.Clone, clone_conn: Any
+) -> None:
+    """`oneroof rollout ... 2>&1 | head -1` exited 0 with nothing applied."""
+    SIGNERS.approve(clone_conn)
+    code, _ = closed_pipe(oneroof_home, "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
+    assert code == 0 and deployed(clone_conn) == len(PKG.tiers)
+
+
+def test_a_blocked_rollout_whose_output_pipe_closed_exits_3(
+    oneroof_home: Path, clone: clones.Clone, clone_conn: Any
+) -> None:
+    code, _ = closed_pipe(oneroof_home, "rollout", "--dsn", clone.dsn, "--confirm-db", clone.name, stderr_too=False)
+    assert code == 3 and deployed(clone_conn) == 0
+
+
+def test_a_rollback_whose_output_pipe_closed_still_reverts_and_exits_0(
+    oneroof_home: Path, clone: clones.Clone, clone_conn: Any
+) -> None:
+    SIGNERS.approve(clone_conn)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=SIGNERS.trust)
+    code, _ = closed_pipe(oneroof_home, "rollback", "--dsn", clone.dsn, "--confirm-db", clone.name)
+    assert code == 0 and deployed(clone_conn) == 0
+
+
+@pytest.mark.parametrize("stderr_too", [False, True])
+def test_a_blocked_monitor_piped_into_true_exits_3(oneroof_home: Path, clone: clones.Clone, stderr_too: bool) -> None:
+    code, _ = closed_pipe(oneroof_home, "monitor", "--dsn", clone.dsn, stderr_too=stderr_too)
+    assert code == 3
+
+
+def test_an_audit_that_refuses_keeps_exit_1_on_a_closed_pipe(
+    oneroof_home: Path, clone: clones.Clone, clone_conn: Any
+) -> None:
+    approval = SIGNERS.approve(clone_conn)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=SIGNERS.trust)
+    clone_conn.execute(
+        'UPDATE directus_comments SET comment = replace(comment, \'"level":"L4"\', \'"level":"L2"\') WHERE item = %s',
+        (str(approval),),
+    )
+    code, _ = closed_pipe(oneroof_home, "approvals", "verify", "--dsn", clone.dsn)
+    assert code == 1
+
+
+@pytest.mark.parametrize(("stage", "expected"), [("greenfield", 0), ("finalized", 1)])
+def test_verify_keeps_pytest_s_code_on_a_closed_pipe(
+    oneroof_home: Path, clone: clones.Clone, stage: str, expected: int
+) -> None:
+    code, _ = closed_pipe(oneroof_home, "verify", "--stage", stage, "--dsn", clone.dsn, "--expect-db", clone.name)
+    assert code == expected
+
+
+def test_a_rehearsal_whose_output_pipe_closed_still_runs_to_its_verdict(
+    oneroof_home: Path, test_server: PgServer, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    args = ("rehearse", "--dsn", test_server.admin, "--golden", test_server.golden, "--runs-dir", str(runs))
+    code, _ = closed_pipe(oneroof_home, *args)
+    evidence = [json.loads(p.read_text()) for p in runs.rglob("evidence*.json")]
+    assert code == 0 and len(evidence) == 1 and all(step["ok"] for step in evidence[0]["steps"])
