@@ -16,15 +16,17 @@ from typing import Any
 
 import pglast
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from psycopg import conninfo, sql
 
-from oneroof.core import package
+from oneroof.core import evidence, package
 from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import PARSE_SETTINGS, connect, pin
-from oneroof.harness.errors import IntegrityError, InvariantFailed
+from oneroof.harness.errors import IntegrityError, InvariantFailed, UsageError
 from tests.support.release import PKG
-from tests.support.testing import ROOT, PgServer, signers
+from tests.support.testing import ROOT, PgServer, one_line_error, signers
 
 SIGNERS = signers()
 
@@ -310,3 +312,95 @@ def test_a_rehearsal_whose_output_pipe_closed_still_runs_to_its_verdict(
     code, _ = closed_pipe(oneroof_home, *args)
     evidence = [json.loads(p.read_text()) for p in runs.rglob("evidence*.json")]
     assert code == 0 and len(evidence) == 1 and all(step["ok"] for step in evidence[0]["steps"])
+
+
+# -- 18.11: evidence with wrong types is bad input, never a traceback -----------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+FIELDS = ("steps", "package", "golden_provenance", "bound", "started_at", "interrupted", "golden")
+
+
+def good_evidence() -> dict[str, Any]:
+    """Evidence as a GO rehearsal writes it (the shape, not a binding one)."""
+    return {
+        "tool": "tests",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "package": {"sha256": PKG.sha256},
+        "golden": "directus",
+        "steps": [{"name": name, "ok": True, "detail": ""} for name in evidence.REQUIRED_STEPS],
+        "golden_provenance": {
+            "kind": "production snapshot",
+            "database": "directus",
+            "system_identifier": "7",
+            "taken_at": "2026-01-01T00:00:00+00:00",
+        },
+        "bound": {"tables": {"os_axes": "1:abc"}},
+    }
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"steps": 5},
+        {"package": "x"},
+        {"steps": [5]},
+        {"steps": [{"name": ["rollout"], "ok": True}]},
+        {"golden_provenance": "production snapshot"},
+        {"golden_provenance": {"kind": 1}},
+        {"bound": {"tables": ["os_axes"]}},
+        {"bound": []},
+        {"package": {"sha256": 7}},
+    ],
+)
+def test_evidence_with_wrong_types_is_one_line_exit_2(
+    oneroof: Any, clone: clones.Clone, tmp_path: Path, damage: dict[str, Any]
+) -> None:
+    file = tmp_path / "evidence.json"
+    file.write_text(json.dumps({**good_evidence(), **damage}))
+    with pytest.raises(UsageError, match="not the evidence of a rehearsal"):
+        evidence.load(file)
+    for args in (("monitor",), ("rollout", "--confirm-db", clone.name)):
+        result = oneroof(*args, "--dsn", clone.dsn, "--rehearsal", str(file))
+        one_line_error(result, "--rehearsal", "not the evidence of a rehearsal")
+
+
+def test_verify_refuses_evidence_with_wrong_types(oneroof: Any, clone: clones.Clone, tmp_path: Path) -> None:
+    file = tmp_path / "evidence.json"
+    file.write_text(json.dumps({**good_evidence(), "steps": 5}))
+    args = ("--stage", "gate", "--dsn", clone.dsn, "--expect-db", clone.name, "--rehearsal", str(file))
+    result = oneroof("verify", *args)
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "not the evidence of a rehearsal" in result.stdout + result.stderr
+
+
+@given(field=st.sampled_from(FIELDS), value=JSON, inner=st.sampled_from(("", "name", "ok", "sha256", "kind", "tables")))
+@example(field="steps", value=5, inner="")
+@example(field="package", value="x", inner="")
+@example(field="golden_provenance", value={"system_identifier": 7}, inner="")
+def test_random_types_in_evidence_never_give_a_traceback(field: str, value: Any, inner: str) -> None:
+    data = good_evidence()
+    if inner and isinstance(data.get(field), dict):
+        data[field] = {**data[field], inner: value}
+    elif inner and field == "steps":
+        data["steps"] = [{**data["steps"][0], inner: value}, *data["steps"][1:]]
+    else:
+        data[field] = value
+    with tempfile.TemporaryDirectory() as directory:
+        file = Path(directory) / "evidence.json"
+        file.write_text(json.dumps(data))
+        try:
+            loaded = evidence.load(file)
+        except UsageError:
+            return
+    assert isinstance(loaded.go, bool) and isinstance(loaded.why_not, str)
+    assert all(isinstance(v, str) for v in (loaded.package_sha256, loaded.origin, loaded.database, loaded.taken_at))
+    assert loaded.system_identifier is None or isinstance(loaded.system_identifier, str)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in loaded.tables.items())
+
+
+def test_the_evidence_a_rehearsal_writes_has_the_shape() -> None:
+    assert evidence.shape_problem(good_evidence()) is None
