@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import difflib
 import json
+import math
 import os
 import sys
 import threading
@@ -78,6 +79,13 @@ def _trust_option(parser: argparse.ArgumentParser) -> None:
         help="allowed-signers file (ssh-keygen format, from the reviewed repository) that "
         "approvals' signed statements are verified against (default $ONEROOF_ALLOWED_SIGNERS)",
     )
+    parser.add_argument(
+        "--allowed-signers-sha256",
+        default=None,
+        metavar="SHA256",
+        help="the SHA-256 the allowed-signers file must have: a pin of the reviewed trust root, refused "
+        "when it differs (default $ONEROOF_ALLOWED_SIGNERS_SHA256)",
+    )
 
 
 def _rehearsal_option(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +108,7 @@ def _rehearsal(args: argparse.Namespace) -> Any:
 def _trust(args: argparse.Namespace) -> Any:
     from oneroof.core import signatures
 
-    return signatures.trust_root(args.allowed_signers)
+    return signatures.trust_root(args.allowed_signers, args.allowed_signers_sha256)
 
 
 def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -110,6 +118,32 @@ def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"libpq URI or key=value string of {what}; without it the PG* "
         "variables, else the embedded server (started on demand)",
     )
+
+
+def _amount(text: str) -> float:
+    """The type of --wait and --older-than: a finite number, 0 or more (not -5, nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 0 or more")
+    return value
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    """The type of a count (verify -n): a whole number of `minimum` or more."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {minimum} or more")
+        return value
+
+    return whole
 
 
 # -- commands: each one's parser (_add_X) beside its handler (cmd_X) --------------------------
@@ -315,7 +349,7 @@ def _add_clone(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     create.add_argument(
         "--wait",
-        type=float,
+        type=_amount,
         default=5.0,
         metavar="SECONDS",
         help="seconds to wait for other sessions to leave the source (default 5)",
@@ -336,7 +370,7 @@ def _add_clone(sub: argparse._SubParsersAction[Parser]) -> None:
     gc.add_argument("--from", dest="source", default=None, metavar="NAME", help="only clones of this database")
     gc.add_argument(
         "--older-than",
-        type=float,
+        type=_amount,
         default=60.0,
         metavar="MINUTES",
         help="only clones made more than this many minutes ago (default 60; 0 for all)",
@@ -421,7 +455,7 @@ def _add_verify(sub: argparse._SubParsersAction[Parser]) -> None:
         help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
         "finalized (every facet), gate (the package and every gate condition)",
     )
-    p.add_argument("-n", type=int, default=0, metavar="N", help="pytest-xdist workers")
+    p.add_argument("-n", type=_whole(0), default=0, metavar="N", help="pytest-xdist workers")
     p.add_argument(
         "--expect-db",
         default=None,

@@ -20,9 +20,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from psycopg import conninfo, sql
 
-from oneroof.core import evidence, package
+from oneroof.core import evidence, package, signatures
 from oneroof.executor import release
-from oneroof.harness import clones
+from oneroof.harness import catalog, clones
 from oneroof.harness.db import PARSE_SETTINGS, connect, pin
 from oneroof.harness.errors import IntegrityError, InvariantFailed, UsageError
 from tests.support.release import PKG
@@ -404,3 +404,155 @@ def test_random_types_in_evidence_never_give_a_traceback(field: str, value: Any,
 
 def test_the_evidence_a_rehearsal_writes_has_the_shape() -> None:
     assert evidence.shape_problem(good_evidence()) is None
+
+
+# -- 18.7: a swapped trust root -------------------------------------------------------------------
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, capture_output=True)
+    return path
+
+
+def operator_dir(tmp_path: Path, mode: int) -> Path:
+    """The operator's directory with trust/allowed_signers, the reviewed file (the tests' signers)."""
+    home = tmp_path / "operator"
+    (home / "trust").mkdir(parents=True)
+    (home / "trust" / "allowed_signers").write_bytes(SIGNERS.trust.data)
+    home.chmod(mode)
+    return home
+
+
+def swap_trust_root(home: Path, conn: Any) -> None:
+    """The attack: the folder is moved aside (its file could not be written), a new folder holds the
+    attacker's key under the L4 approver's email, and an approval signed with that key is stored.
+    """
+    (home / "trust").rename(home / "trust.reviewed")
+    (home / "trust").mkdir()
+    key = keygen(home / "trust" / "attacker")
+    email = catalog.account("l4").email
+    (home / "trust" / "allowed_signers").write_text(
+        f"{email} {' '.join(key.with_suffix('.pub').read_text().split()[:2])}\n"
+    )
+    SIGNERS.attach(conn, SIGNERS.approve(conn, signed=False), SIGNERS.statement(conn, key=key))
+
+
+def test_a_swapped_trust_root_in_a_world_writable_directory_is_refused(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any, tmp_path: Path
+) -> None:
+    home = operator_dir(tmp_path, 0o777)
+    swap_trust_root(home, clone_conn)
+    result = oneroof("monitor", "--dsn", clone.dsn, "--allowed-signers", str(home / "trust" / "allowed_signers"))
+    assert "OPEN" not in result.stdout
+    one_line_error(result, f"the directory {home} is owned by uid", "world-writable", "chmod go-w")
+
+
+def test_a_pinned_trust_root_refuses_a_swap_the_modes_cannot_see(
+    oneroof: Any, clone: clones.Clone, clone_conn: Any, tmp_path: Path
+) -> None:
+    home = operator_dir(tmp_path, 0o755)
+    trust = str(home / "trust" / "allowed_signers")
+    pin = SIGNERS.trust.sha256
+    SIGNERS.approve(clone_conn)
+    assert (
+        oneroof("monitor", "--dsn", clone.dsn, "--allowed-signers", trust, "--allowed-signers-sha256", pin).returncode
+        == 0
+    )
+    swap_trust_root(home, clone_conn)  # as the user themselves, say, or root
+    flag = oneroof("monitor", "--dsn", clone.dsn, "--allowed-signers", trust, "--allowed-signers-sha256", pin)
+    one_line_error(flag, "is not the pinned", pin)
+    env = oneroof(
+        "monitor", "--dsn", clone.dsn, "--allowed-signers", trust, env={"ONEROOF_ALLOWED_SIGNERS_SHA256": pin}
+    )
+    one_line_error(env, "is not the pinned", "ONEROOF_ALLOWED_SIGNERS_SHA256")
+    gate = oneroof(
+        "verify", "--stage", "gate", "--dsn", clone.dsn, "--expect-db", clone.name,
+        env={"ONEROOF_ALLOWED_SIGNERS": trust, "ONEROOF_ALLOWED_SIGNERS_SHA256": pin},
+    )  # fmt: skip
+    assert gate.returncode == 2 and "is not the pinned" in gate.stderr + gate.stdout
+
+
+@pytest.mark.parametrize(
+    ("setup", "refused"),
+    [
+        ("group-writable file", "it is owned by uid 0 and group-writable"),
+        ("world-writable file", "world-writable"),
+        ("group-writable directory", "group-writable"),
+        ("foreign owner", "owned by uid 65534"),
+        ("sticky world-writable directory", ""),
+        ("private directory", ""),
+        ("a FIFO in its place", "it is not a regular file"),
+    ],
+)
+def test_the_trust_file_and_its_directories_follow_openssh_strict_modes(
+    tmp_path: Path, setup: str, refused: str
+) -> None:
+    home = operator_dir(tmp_path, 0o700)
+    file = home / "trust" / "allowed_signers"
+    if setup.endswith("file") and "writable" in setup:
+        file.chmod(0o620 if "group" in setup else 0o606)
+    elif setup == "group-writable directory":
+        (home / "trust").chmod(0o770)
+    elif setup == "foreign owner":
+        if os.geteuid() != 0:
+            pytest.skip("only root can give a file away")
+        os.chown(file, 65534, 65534)
+    elif setup == "a FIFO in its place":
+        file.unlink()
+        os.mkfifo(file, 0o600)
+    elif setup == "sticky world-writable directory":
+        home.chmod(0o1777)  # as /tmp: others may add names, not rename or remove the user's
+    if refused:
+        with pytest.raises(UsageError, match=refused):
+            signatures.TrustRoot.load(file)
+    else:
+        assert signatures.TrustRoot.load(file).sha256 == SIGNERS.trust.sha256
+
+
+def test_a_trust_root_pin_that_is_not_a_sha256_or_has_no_file_is_bad_input(oneroof: Any) -> None:
+    one_line_error(oneroof("monitor", "--allowed-signers-sha256", "abc"), "is not a SHA-256")
+    result = oneroof("monitor", "--allowed-signers-sha256", "0" * 64, env={"ONEROOF_ALLOWED_SIGNERS": ""})
+    one_line_error(result, "none is given")
+
+
+# -- 18.8: python -m oneroof.executor does not import from the working directory ------------------
+
+
+@pytest.mark.parametrize("module", ["pglast", "psycopg", "argparse"])
+def test_a_module_planted_in_the_working_directory_is_not_imported(tmp_path: Path, module: str) -> None:
+    """A `pglast.py` in the directory patched the gate: `python -m` put the directory first."""
+    marker = tmp_path / "planted-ran"
+    (tmp_path / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(0)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEROOF_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "oneroof.executor", "package", "verify", "--package", str(package.DEFAULT_DIR)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert not marker.exists()
+    assert proc.returncode == 0 and PKG.sha256 in proc.stdout, proc.stdout + proc.stderr
+
+
+# -- weak point: numeric options ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("clone", "gc", "--older-than", "-5"),
+        ("clone", "gc", "--older-than", "nan"),
+        ("clone", "create", "--wait", "-1"),
+        ("clone", "create", "--wait", "nan"),
+        ("clone", "create", "--wait", "inf"),
+        ("verify", "--stage", "gate", "-n", "-1"),
+        ("golden", "build", "--scale", "0"),
+        ("rehearse", "--scale", "-1"),
+        ("golden", "snapshot", "--from", "x", "--jobs", "0"),
+    ],
+)
+def test_every_numeric_option_refuses_nonsense_with_exit_2(oneroof: Any, args: tuple[str, ...]) -> None:
+    one_line_error(oneroof(*args, "--dsn", "host=/nonexistent"), args[-2])
