@@ -416,6 +416,13 @@ def _package(path: Path, manifest: dict[str, Any], raw: bytes, listed: set[str])
     sealer = meta.get("sealer_key")
     if sealer is not None and not (isinstance(sealer, str) and signatures.FINGERPRINT.fullmatch(sealer)):
         raise TypeError("package.sealer_key (an SSH key fingerprint, SHA256:...)")
+    if not isinstance(gate.get("require_sealed", False), bool):
+        raise TypeError("gate.require_sealed (true or false)")
+    if gate.get("require_sealed") and sealer is None:
+        raise IntegrityError(
+            f"{MANIFEST} says require_sealed = true, but the package is not sealed: seal it with "
+            "`oneroof package seal --sign KEY` (the sealer's key), or it is not the package that was reviewed"
+        )
     return Package(
         path,
         str(meta["name"]),

@@ -556,3 +556,21 @@ def test_a_module_planted_in_the_working_directory_is_not_imported(tmp_path: Pat
 )
 def test_every_numeric_option_refuses_nonsense_with_exit_2(oneroof: Any, args: tuple[str, ...]) -> None:
     one_line_error(oneroof(*args, "--dsn", "host=/nonexistent"), args[-2])
+
+
+# -- weak point: a package may require its seal ---------------------------------------------------
+
+
+def test_require_sealed_refuses_an_unsealed_package_and_accepts_a_sealed_one(copy: Path) -> None:
+    manifest = copy / "manifest.toml"
+    manifest.write_text(
+        manifest.read_text().replace(
+            "require_signatures = true\n", "require_sealed = true\nrequire_signatures = true\n"
+        )
+    )
+    package.seal(copy)
+    with pytest.raises(IntegrityError, match="require_sealed = true, but the package is not sealed"):
+        package.load(copy)
+    package.seal(copy, SIGNERS.keys["l2"])
+    sealed = package.load(copy)
+    assert sealed.sealer_key is not None and sealed.sha256 != PKG.sha256
