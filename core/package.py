@@ -389,8 +389,11 @@ def _snapshots(path: Path, manifest: dict[str, Any], listed: set[str]) -> tuple[
         if not SNAPSHOT_PATH.match(name):
             raise IntegrityError(f"snapshot path {name!r} in the manifest is not snapshots/NAME.ambr")
         listed.add(name)
+        file = snapshots_dir(path) / name.removeprefix(f"{SNAPSHOTS}/")
+        if file.is_symlink():
+            raise IntegrityError(f"{name} in {path} is a symbolic link: a package holds its files themselves")
         try:
-            actual = sha256((snapshots_dir(path) / name.removeprefix(f"{SNAPSHOTS}/")).read_bytes())
+            actual = sha256(file.read_bytes())
         except FileNotFoundError as exc:
             raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
         if actual != entry["sha256"]:

@@ -574,3 +574,13 @@ def test_require_sealed_refuses_an_unsealed_package_and_accepts_a_sealed_one(cop
     package.seal(copy, SIGNERS.keys["l2"])
     sealed = package.load(copy)
     assert sealed.sealer_key is not None and sealed.sha256 != PKG.sha256
+
+
+def test_a_snapshot_behind_a_symbolic_link_is_refused(copy: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.ambr"
+    snapshot = copy / "snapshots" / "test_baseline.ambr"
+    outside.write_bytes(snapshot.read_bytes())
+    snapshot.unlink()
+    snapshot.symlink_to(outside)
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        package.load(copy)
