@@ -139,6 +139,63 @@ def digests(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[str,
             conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, before["v"] if before else None))
 
 
+# The shape of evidence.json as far as the gate and the report read it: per key, the JSON types it
+# may have (a key may be absent unless REQUIRED). Any other value is bad input, one line, exit 2.
+SCHEMA: dict[str, tuple[type, ...]] = {
+    "steps": (list,),
+    "package": (dict,),
+    "golden": (str,),
+    "started_at": (str,),
+    "interrupted": (bool,),
+    "golden_provenance": (dict, type(None)),
+    "bound": (dict, type(None)),
+}
+REQUIRED = ("steps", "package")
+STEP_SCHEMA: dict[str, tuple[type, ...]] = {"name": (str,), "ok": (bool,), "detail": (str, type(None))}
+PACKAGE_SCHEMA: dict[str, tuple[type, ...]] = {"sha256": (str,)}
+PROVENANCE_SCHEMA: dict[str, tuple[type, ...]] = {
+    "kind": (str, type(None)),
+    "database": (str, type(None)),
+    "system_identifier": (str, type(None)),
+    "taken_at": (str, type(None)),
+}
+_JSON_NAMES = {list: "a list", dict: "an object", str: "a string", bool: "true or false", type(None): "null"}
+
+
+def _wrong(where: str, value: Any, kinds: tuple[type, ...]) -> str | None:
+    if isinstance(value, kinds):
+        return None
+    return f"{where} is {json.dumps(value)[:30]}, not {' or '.join(_JSON_NAMES[k] for k in kinds)}"
+
+
+def _fields(where: str, data: dict[str, Any], schema: dict[str, tuple[type, ...]]) -> str | None:
+    for key, kinds in schema.items():
+        found = _wrong(f"{where}{key}", data[key], kinds) if key in data else None
+        if found:
+            return found
+    return None
+
+
+def shape_problem(data: Any) -> str | None:
+    """What in `data` does not have the shape of a rehearsal's evidence (SCHEMA), or None."""
+    if not isinstance(data, dict):
+        return "it is not a JSON object"
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        return f"it has no {missing[0]!r}"
+    found = _fields("", data, SCHEMA)
+    for index, step in enumerate(data["steps"] if found is None else ()):
+        found = found or (_wrong(f"steps[{index}]", step, (dict,)) or _fields(f"steps[{index}].", step, STEP_SCHEMA))
+    found = found or _fields("package.", data["package"], PACKAGE_SCHEMA)
+    found = found or _fields("golden_provenance.", data.get("golden_provenance") or {}, PROVENANCE_SCHEMA)
+    tables = (data.get("bound") or {}).get("tables") if found is None else None
+    if found is None and tables is not None:
+        found = _wrong("bound.tables", tables, (dict,)) or next(
+            (f"bound.tables.{k} is not a string" for k, v in tables.items() if type(v) is not str), None
+        )
+    return found
+
+
 @dataclass(frozen=True)
 class Rehearsal:
     """A rehearsal's evidence as the gate reads it."""
@@ -200,13 +257,14 @@ def load(path: str | Path, source: str = "--rehearsal") -> Rehearsal:
         ) from None
     try:
         data = json.loads(raw)
-        if not isinstance(data, dict) or "steps" not in data or "package" not in data:
-            raise ValueError
-    except ValueError:
+        wrong = shape_problem(data)
+    except (ValueError, RecursionError):
+        wrong = "it is not JSON"
+    if wrong is not None:
         raise UsageError(
-            f"{source} {path}: not the evidence of a rehearsal (the evidence.json that "
-            "`oneroof rehearse` writes in its run directory)"
-        ) from None
+            f"{source} {path}: not the evidence of a rehearsal ({wrong}): give the evidence.json that "
+            "`oneroof rehearse` writes in its run directory"
+        )
     return from_evidence(data, str(file.resolve()), hashlib.sha256(raw).hexdigest())
 
 

@@ -38,6 +38,31 @@ SNAPSHOT_PATH = re.compile(r"^snapshots/[A-Za-z0-9_.-]+\.ambr$")
 # data statements only. Transaction control, DO blocks, CALL and DDL such as CREATE INDEX
 # CONCURRENTLY belong to the executor or to no release at all.
 ALLOWED_STATEMENTS = ("InsertStmt", "UpdateStmt", "DeleteStmt", "SelectStmt")
+# Functions a data statement may not call, whatever their schema: they reach outside the release
+# transaction (settings, sequences, locks, notifications, other backends, replication), outside
+# the database (files, large objects, other servers) or run SQL text the parser never saw.
+REFUSED_FUNCTIONS = frozenset(
+    {
+        "set_config", "setval", "pg_notify", "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+        "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_promote", "pg_rotate_logfile",
+        "pg_switch_wal", "pg_stat_file", "pg_import_system_collations", "pg_export_snapshot",
+        "pg_log_backend_memory_contexts", "pg_log_standby_snapshot", "txid_current_snapshot",
+        "query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema", "ts_stat",
+    }
+)  # fmt: skip
+REFUSED_PREFIXES = (
+    "pg_read_", "pg_ls_", "pg_file_", "lo_", "dblink", "pg_advisory_", "pg_try_advisory_", "pg_backup_",
+    "pg_create_", "pg_drop_replication", "pg_replication_", "pg_logical_", "pg_wal_", "pg_stat_reset",
+    "pg_copy_", "table_to_xml", "cursor_to_xml", "schema_to_xml", "database_to_xml",
+)  # fmt: skip
+# PostgreSQL reads a backslash in a '...' literal as an escape when standard_conforming_strings
+# is off, and as a plain character when it is on (pglast's reading): such a literal can hide
+# statements from one reading and not the other. Only comments and dollar quotes may hold one.
+BACKSLASH_SAFE_TOKENS = ("SQL_COMMENT", "C_COMMENT")
+# Above this size (every file the manifest lists, the manifest included) a package is refused
+# before any of it is read or parsed: the shipped one is about 65 kB, and parsing takes time and
+# memory in proportion (a 20 MB tier took 57 s and 2.4 GB; 5 MiB took 48 s on a busy machine).
+MAX_PACKAGE_BYTES = 1024 * 1024
 # The gate policy of docs/design.md#s5-2: a package may ask for more, never for less.
 MIN_APPROVALS = 1
 APPROVER_LEVELS = ("L2", "L4")
@@ -227,6 +252,10 @@ def _manifest(path: Path) -> tuple[dict[str, Any], bytes]:
             else ""
         )
         raise UsageError(f"package directory {path} does not exist: pass --package DIR{hint}")
+    if file.is_symlink():
+        raise IntegrityError(f"{file} is a symbolic link: a package holds its manifest itself")
+    if file.is_file() and file.stat().st_size > MAX_PACKAGE_BYTES:
+        raise IntegrityError(f"{file} is over the package limit of {MAX_PACKAGE_BYTES / 1048576:.0f} MiB")
     try:
         data = file.read_bytes()
         return tomllib.loads(data.decode("utf-8")), data
@@ -246,19 +275,93 @@ def _parse(name: str, text: str) -> tuple[Any, ...]:
         raise IntegrityError(f"{name} does not parse as PostgreSQL: {exc}") from exc
     for index, raw in enumerate(parsed, 1):
         kind = type(raw.stmt).__name__
+        if isinstance(raw.stmt, pglast.ast.SelectStmt) and raw.stmt.intoClause is not None:
+            kind = "SELECT INTO (CREATE TABLE)"
         if kind not in ALLOWED_STATEMENTS:
             raise IntegrityError(
                 f"{name}: statement {index} is {kind.removesuffix('Stmt')}; package files may only "
                 "INSERT, UPDATE, DELETE or SELECT (they may not control transactions, run DO or "
                 "CALL, or change the schema)"
             )
+        refused = sorted(_refused_calls(raw.stmt))
+        if refused:
+            raise IntegrityError(
+                f"{name}: statement {index} calls {refused[0]}(), which reaches outside the release "
+                "transaction or the database (settings, files, locks, other sessions or servers); "
+                "package files may not call it"
+            )
+    _no_ambiguous_backslash(name, text)
     return parsed
+
+
+def _no_ambiguous_backslash(name: str, text: str) -> None:
+    """IntegrityError for a backslash outside comments and dollar-quoted strings: PostgreSQL with
+    standard_conforming_strings off would split such a file where pglast does not.
+    """
+    if "\\" not in text:
+        return
+    data = text.encode()
+    for token in pglast.parser.scan(text):
+        found = data[token.start : token.end + 1]
+        if b"\\" in found and token.name not in BACKSLASH_SAFE_TOKENS and not found.startswith(b"$"):
+            line = data[: token.start].count(b"\n") + 1
+            raise IntegrityError(
+                f"{name}: line {line} has a backslash in {found[:40].decode(errors='replace')!r}; PostgreSQL "
+                "reads it differently when standard_conforming_strings is off, so package files may hold "
+                "a backslash only in comments and $$-quoted strings"
+            )
+
+
+def _refused_calls(node: Any) -> set[str]:
+    """The REFUSED_FUNCTIONS / REFUSED_PREFIXES a parse tree calls, by their last name."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, pglast.ast.Node):
+            if isinstance(item, pglast.ast.FuncCall) and item.funcname:
+                called = str(item.funcname[-1].sval).lower()
+                if called in REFUSED_FUNCTIONS or called.startswith(REFUSED_PREFIXES):
+                    found.add(called)
+            stack.extend(getattr(item, attribute) for attribute in item)
+    return found
+
+
+def _inside(path: Path, name: str) -> Path:
+    """The file `name` of the package at `path`; IntegrityError for a name that leaves the package
+    directory (absolute, `..`) or a symbolic link: what is hashed and applied is the package's own.
+    """
+    file = path / name
+    if Path(name).is_absolute() or ".." in Path(name).parts or not file.resolve().is_relative_to(path):
+        raise IntegrityError(f"{name!r} in the manifest is outside the package directory {path}: name files inside it")
+    if any(p.is_symlink() for p in (file, *file.parents) if p.is_relative_to(path) and p != path):
+        raise IntegrityError(f"{name} in {path} is a symbolic link: a package holds its files themselves")
+    return file
+
+
+def _check_size(path: Path, manifest: dict[str, Any]) -> None:
+    """IntegrityError, before anything is read, when the files the manifest lists exceed MAX_PACKAGE_BYTES."""
+    names = [str(t[kind]) for t in manifest["tier"] for kind in ("deploy", "revert")]
+    total = (path / MANIFEST).stat().st_size
+    for name in names:
+        file = _inside(path, name)
+        total += file.stat().st_size if file.is_file() else 0
+    for entry in manifest.get("snapshot", []):
+        file = snapshots_dir(path) / str(entry["path"]).removeprefix(f"{SNAPSHOTS}/")
+        total += file.stat().st_size if file.is_file() and SNAPSHOT_PATH.match(str(entry["path"])) else 0
+    if total > MAX_PACKAGE_BYTES:
+        raise IntegrityError(
+            f"the package in {path} is {total / 1048576:.1f} MiB, over the limit of "
+            f"{MAX_PACKAGE_BYTES / 1048576:.0f} MiB: a release package is reviewed by people; split it"
+        )
 
 
 def _file_text(path: Path, name: str, expected: str) -> str:
     """The text of package file `name`, its bytes checked against the manifest's SHA-256."""
     try:
-        data = (path / name).read_bytes()
+        data = _inside(path, name).read_bytes()
     except FileNotFoundError as exc:
         raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
     actual = sha256(data)
@@ -289,8 +392,11 @@ def _snapshots(path: Path, manifest: dict[str, Any], listed: set[str]) -> tuple[
         if not SNAPSHOT_PATH.match(name):
             raise IntegrityError(f"snapshot path {name!r} in the manifest is not snapshots/NAME.ambr")
         listed.add(name)
+        file = snapshots_dir(path) / name.removeprefix(f"{SNAPSHOTS}/")
+        if file.is_symlink():
+            raise IntegrityError(f"{name} in {path} is a symbolic link: a package holds its files themselves")
         try:
-            actual = sha256((snapshots_dir(path) / name.removeprefix(f"{SNAPSHOTS}/")).read_bytes())
+            actual = sha256(file.read_bytes())
         except FileNotFoundError as exc:
             raise IntegrityError(f"{name} is listed in the manifest but missing from {path}") from exc
         if actual != entry["sha256"]:
@@ -307,6 +413,7 @@ def _package(path: Path, manifest: dict[str, Any], raw: bytes, listed: set[str])
             "changed): restore it, or rewrite it with `oneroof package seal`"
         )
     meta, gate = manifest["package"], manifest["gate"]
+    _check_size(path, manifest)
     tiers = _tiers(path, manifest, listed)
     expected = _snapshots(path, manifest, listed)
     require = gate.get("require_signatures", False)
@@ -315,6 +422,13 @@ def _package(path: Path, manifest: dict[str, Any], raw: bytes, listed: set[str])
     sealer = meta.get("sealer_key")
     if sealer is not None and not (isinstance(sealer, str) and signatures.FINGERPRINT.fullmatch(sealer)):
         raise TypeError("package.sealer_key (an SSH key fingerprint, SHA256:...)")
+    if not isinstance(gate.get("require_sealed", False), bool):
+        raise TypeError("gate.require_sealed (true or false)")
+    if gate.get("require_sealed") and sealer is None:
+        raise IntegrityError(
+            f"{MANIFEST} says require_sealed = true, but the package is not sealed: seal it with "
+            "`oneroof package seal --sign KEY` (the sealer's key), or it is not the package that was reviewed"
+        )
     return Package(
         path,
         str(meta["name"]),

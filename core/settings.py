@@ -46,6 +46,11 @@ ALLOWED_SIGNERS = _setting(
     "",
     "allowed-signers file (ssh-keygen format) that approvals' signed statements are verified against (gate stage)",
 )
+ALLOWED_SIGNERS_SHA256 = _setting(
+    "allowed_signers_sha256",
+    "",
+    "the SHA-256 the allowed-signers file must have (a pin of the reviewed trust root; refused when it differs)",
+)
 REHEARSAL = _setting(
     "rehearsal",
     "",
@@ -62,7 +67,17 @@ RELEASE_LOG = _setting(
 TEST_SERVER = _setting(
     "test_server", "", "DSN of an existing server for the project's own tests; default: a temporary embedded server"
 )
-SETTINGS = (DSN, EXPECT_DB, PACKAGE, EXPECT_SHA256, ALLOWED_SIGNERS, REHEARSAL, TEST_SERVER, RELEASE_LOG)
+SETTINGS = (
+    DSN,
+    EXPECT_DB,
+    PACKAGE,
+    EXPECT_SHA256,
+    ALLOWED_SIGNERS,
+    ALLOWED_SIGNERS_SHA256,
+    REHEARSAL,
+    TEST_SERVER,
+    RELEASE_LOG,
+)
 
 # Environment variables that are not session settings.
 RELEASE_SESSION_ENV = "ONEROOF_RELEASE_SESSION"  # set by the executor on the sessions it runs
@@ -88,6 +103,7 @@ class Options:
     package: str
     expect_sha256: str
     allowed_signers: str
+    allowed_signers_sha256: str
     rehearsal: str
     test_server: str
     release_log: str = ""

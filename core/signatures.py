@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ STATEMENT_TYPE = "oneroof-approval/v2"
 # v1 named the database by its name only: a copy made under that name after a rename matched it
 OLD_STATEMENT_TYPES = ("oneroof-approval/v1",)
 ENV = settings.ALLOWED_SIGNERS.env
+PIN_ENV = settings.ALLOWED_SIGNERS_SHA256.env
 MAX_VALIDITY = dt.timedelta(days=30)  # a statement may not be valid for longer
 CLOCK_SKEW = dt.timedelta(minutes=5)  # how far in the future issued_at may be
 ARMOR_BEGIN, ARMOR_END, ARMOR_WIDTH = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----", 70
@@ -251,11 +253,17 @@ class TrustRoot:
         return hashlib.sha256(self.data).hexdigest()
 
     @classmethod
-    def load(cls, path: str | Path, what: str = "--allowed-signers") -> TrustRoot:
-        """The allowed-signers file at `path`; UsageError naming `what` if it cannot be read or is not ASCII."""
+    def load(cls, path: str | Path, what: str = "--allowed-signers", expect_sha256: str | None = None) -> TrustRoot:
+        """The allowed-signers file at `path`; UsageError naming `what` if it cannot be read, is not
+        ASCII, could be replaced by someone else (see `replaceable_by_others`) or differs from
+        `expect_sha256`.
+        """
         file = Path(path).expanduser()
         try:
-            data = file.read_bytes()
+            # O_NONBLOCK: a FIFO put in its place is refused below instead of hanging the open
+            with os.fdopen(os.open(file, os.O_RDONLY | os.O_NONBLOCK), "rb") as opened:
+                unsafe = replaceable_by_others(file, os.fstat(opened.fileno()))
+                data = b"" if unsafe else opened.read()
             data.decode("ascii")
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             raise UsageError(
@@ -264,10 +272,53 @@ class TrustRoot:
             ) from exc
         except UnicodeDecodeError as exc:
             raise UsageError(f"{what} {file} is not an allowed-signers file (not ASCII text)") from exc
+        if unsafe:
+            raise UsageError(
+                f"{what} {file}: {unsafe}, so someone else could put their own keys in its place; make it "
+                "and every directory above it owned by you or root and writable by its owner only (chmod go-w)"
+            )
         wrong = principal_problem(data)
         if wrong:
             raise UsageError(f"{what} {file} {wrong}")
-        return cls(file.resolve(), data)
+        trust = cls(file.resolve(), data)
+        if expect_sha256 is not None and trust.sha256 != expect_sha256:
+            raise UsageError(
+                f"{what} {file}: sha256 {trust.sha256} is not the pinned {expect_sha256} "
+                f"(--allowed-signers-sha256 or {PIN_ENV}): this is not the reviewed trust root; stop and find out who "
+                "changed it"
+            )
+        return trust
+
+
+def replaceable_by_others(file: Path, opened: os.stat_result) -> str | None:
+    """Why someone but the user and root could replace the trust file, or None: OpenSSH's
+    StrictModes rule. The file (as opened) and every directory above it, up to /, both along the
+    path as given and along the path its links resolve to, must be owned by the user or root and
+    writable by nobody else. A directory writable by others passes only with the sticky bit (as
+    /tmp): there, others may add names but not rename or remove the user's.
+    """
+    owners = {0, os.geteuid()}
+    if not stat.S_ISREG(opened.st_mode):
+        return "it is not a regular file"
+    if opened.st_uid not in owners or opened.st_mode & 0o022:
+        return f"it is {_owner_and_mode(opened)}"
+    given = Path(os.path.abspath(file))
+    for directory in dict.fromkeys([*given.parents, *file.resolve().parents]):
+        found = directory.stat()
+        if found.st_uid not in owners or (found.st_mode & 0o022 and not found.st_mode & stat.S_ISVTX):
+            return f"the directory {directory} is {_owner_and_mode(found)}"
+    return None
+
+
+def _owner_and_mode(found: os.stat_result) -> str:
+    writable = (
+        "world-writable"
+        if found.st_mode & 0o002
+        else "group-writable"
+        if found.st_mode & 0o020
+        else "not writable by others"
+    )
+    return f"owned by uid {found.st_uid} and {writable} (mode {stat.S_IMODE(found.st_mode):04o})"
 
 
 def principal_problem(data: bytes) -> str | None:
@@ -291,12 +342,30 @@ def principal_problem(data: bytes) -> str | None:
     return None
 
 
-def trust_root(flag: str | None) -> TrustRoot | None:
-    """The trust root named by --allowed-signers, else by $ONEROOF_ALLOWED_SIGNERS, else none."""
+def check_pin(value: str) -> str:
+    """`value` if it is a SHA-256 (64 lower-case hex digits), else UsageError."""
+    if SHA256_HEX.match(value):
+        return value
+    raise UsageError(
+        f"--allowed-signers-sha256 {value!r} is not a SHA-256 (64 hex digits): pin the reviewed "
+        "allowed-signers file's hash, as `sha256sum FILE` prints it"
+    )
+
+
+def trust_root(flag: str | None, pin: str | None = None) -> TrustRoot | None:
+    """The trust root named by --allowed-signers, else by $ONEROOF_ALLOWED_SIGNERS, else none;
+    pinned to --allowed-signers-sha256, else $ONEROOF_ALLOWED_SIGNERS_SHA256, when either is set.
+    """
+    pin = pin or os.environ.get(PIN_ENV) or None
+    expected = check_pin(pin) if pin is not None else None
     if flag:
-        return TrustRoot.load(flag)
+        return TrustRoot.load(flag, expect_sha256=expected)
     if os.environ.get(ENV):
-        return TrustRoot.load(os.environ[ENV], ENV)
+        return TrustRoot.load(os.environ[ENV], ENV, expected)
+    if expected is not None:
+        raise UsageError(
+            "--allowed-signers-sha256 pins an allowed-signers file, but none is given: pass --allowed-signers FILE"
+        )
     return None
 
 

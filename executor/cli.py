@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
+import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -76,6 +79,13 @@ def _trust_option(parser: argparse.ArgumentParser) -> None:
         help="allowed-signers file (ssh-keygen format, from the reviewed repository) that "
         "approvals' signed statements are verified against (default $ONEROOF_ALLOWED_SIGNERS)",
     )
+    parser.add_argument(
+        "--allowed-signers-sha256",
+        default=None,
+        metavar="SHA256",
+        help="the SHA-256 the allowed-signers file must have: a pin of the reviewed trust root, refused "
+        "when it differs (default $ONEROOF_ALLOWED_SIGNERS_SHA256)",
+    )
 
 
 def _rehearsal_option(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +125,7 @@ def _rehearsal(args: argparse.Namespace) -> Any:
 def _trust(args: argparse.Namespace) -> Any:
     from oneroof.core import signatures
 
-    return signatures.trust_root(args.allowed_signers)
+    return signatures.trust_root(args.allowed_signers, args.allowed_signers_sha256)
 
 
 def _dsn_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -146,6 +156,32 @@ def _print_painted(args: argparse.Namespace, text: str) -> None:
     from oneroof.executor import output
 
     print(output.paint(text, output.colour_wanted(getattr(args, "no_color", False), sys.stdout)))
+
+
+def _amount(text: str) -> float:
+    """The type of --wait and --older-than: a finite number, 0 or more (not -5, nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 0 or more")
+    return value
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    """The type of a count (verify -n): a whole number of `minimum` or more."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {minimum} or more")
+        return value
+
+    return whole
 
 
 # -- commands: each one's parser (_add_X) beside its handler (cmd_X) --------------------------
@@ -427,7 +463,7 @@ def _add_clone(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     create.add_argument(
         "--wait",
-        type=float,
+        type=_amount,
         default=5.0,
         metavar="SECONDS",
         help="seconds to wait for other sessions to leave the source (default 5)",
@@ -449,7 +485,7 @@ def _add_clone(sub: argparse._SubParsersAction[Parser]) -> None:
     gc.add_argument("--from", dest="source", default=None, metavar="NAME", help="only clones of this database")
     gc.add_argument(
         "--older-than",
-        type=float,
+        type=_amount,
         default=60.0,
         metavar="MINUTES",
         help="only clones made more than this many minutes ago (default 60; 0 for all)",
@@ -538,7 +574,7 @@ def _add_verify(sub: argparse._SubParsersAction[Parser]) -> None:
         help="which invariants: baseline (the seed's figures), greenfield (no tier 2-6 facet), "
         "finalized (every facet), gate (the package and every gate condition)",
     )
-    p.add_argument("-n", type=int, default=0, metavar="N", help="pytest-xdist workers")
+    p.add_argument("-n", type=_whole(0), default=0, metavar="N", help="pytest-xdist workers")
     p.add_argument(
         "--expect-db",
         default=None,
@@ -573,18 +609,20 @@ def cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
         package.check_sha256(args.expect_sha256)
     trust = _trust(args)
     bound = _rehearsal(args)
-    code = run_stage(
-        target.target_dsn(args.dsn, progress=_err),
-        args.stage,
-        expect_db=args.expect_db,
-        package_dir=Path(args.package),
-        expect_sha256=args.expect_sha256,
-        extra=(*(["-n", str(args.n)] if args.n else []), *extra),
-        quiet=False,
-        allowed_signers=trust.path if trust is not None else None,
-        rehearsal=bound.path if bound is not None else None,
-        release_log=_release_log(args).path,
-    )
+    dsn = target.target_dsn(args.dsn, progress=_err)
+    with _relayed(1, 2):  # pytest's output: a closed pipe must not become its outcome
+        code = run_stage(
+            dsn,
+            args.stage,
+            expect_db=args.expect_db,
+            package_dir=Path(args.package),
+            expect_sha256=args.expect_sha256,
+            extra=(*(["-n", str(args.n)] if args.n else []), *extra),
+            quiet=False,
+            allowed_signers=trust.path if trust is not None else None,
+            rehearsal=bound.path if bound is not None else None,
+            release_log=_release_log(args).path,
+        )
     # pytest's usage error (4) is bad input, oneroof's 2: exit 4 always means package integrity.
     return ExitCode.USAGE if code == PYTEST_USAGE_ERROR else code
 
@@ -1335,8 +1373,102 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("golden show needs the NAME of a golden database (see `oneroof golden list`)")
 
 
+class _Sturdy:
+    """A text stream whose reader may be gone (`oneroof rollout 2>&1 | head -1`): a write to a
+    closed pipe goes to /dev/null instead of raising, so what a command does, and its exit code,
+    never depend on whether anyone still reads its output.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        """Write `text`, to /dev/null once the pipe is closed."""
+        return int(self._guarded("write", text))
+
+    def flush(self) -> None:
+        """Flush, to /dev/null once the pipe is closed."""
+        self._guarded("flush")
+
+    def _guarded(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            try:  # the file descriptor itself: a child process (verify's pytest) inherits it too
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):  # a stream without one (pytest's capture)
+                self._stream = open(os.devnull, "w")  # noqa: SIM115 - it lives as long as the process
+            return getattr(self._stream, method)(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _output_may_close() -> Iterator[None]:
+    """sys.stdout and sys.stderr as _Sturdy streams for the length of one command."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Sturdy(sys.stdout), _Sturdy(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()  # what is still buffered, while a closed pipe is still harmless
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def _pump(source: int, sink: int) -> None:
+    """Copy `source` to `sink` until EOF; once `sink`'s reader is gone, keep draining into nothing."""
+    broken = False
+    while chunk := os.read(source, 65536):
+        view = memoryview(chunk)
+        while view and not broken:
+            try:
+                view = view[os.write(sink, view) :]
+            except BrokenPipeError:
+                broken = True
+
+
+@contextlib.contextmanager
+def _relayed(*fds: int) -> Iterator[None]:
+    """Each of `fds` as a pipe this process drains into the real one, for the length of the block:
+    a child process (verify's pytest session) that inherits them never meets a closed reader, so
+    its outcome is its own and not a broken pipe's.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    relays = []
+    for fd in fds:
+        real = os.dup(fd)
+        source, pipe = os.pipe()
+        os.dup2(pipe, fd)
+        os.close(pipe)
+        thread = threading.Thread(target=_pump, args=(source, real), daemon=True)
+        thread.start()
+        relays.append((fd, real, source, thread))
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, real, source, thread in relays:
+            os.dup2(real, fd)  # the pipe's last write end closes: the relay reads EOF
+            os.close(real)
+            thread.join(timeout=60)
+            os.close(source)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; every OneroofError becomes one line on stderr and its exit code."""
+    """Run one command; every OneroofError becomes one line on stderr and its exit code. A closed
+    output pipe changes neither what the command does nor its exit code.
+    """
+    with _output_may_close():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:  # a usage error, but one that shows what there is to run
@@ -1362,9 +1494,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "server's state; --debug shows where)"
         )
         return ExitCode.USAGE
-    except BrokenPipeError:  # `oneroof monitor | head -1`
-        sys.stderr.close()
-        return ExitCode.OK
     except KeyboardInterrupt:
         _err("oneroof: interrupted")
         return ExitCode.INTERRUPTED

@@ -143,6 +143,8 @@ def run_stage(
         (settings.PACKAGE, package_dir),
         (settings.EXPECT_SHA256, expect_sha256),
         (settings.ALLOWED_SIGNERS, allowed_signers),
+        # the session judges by the very trust root the executor read (and checked), byte for byte
+        (settings.ALLOWED_SIGNERS_SHA256, allowed_signers and signatures.TrustRoot.load(allowed_signers).sha256),
         (settings.REHEARSAL, rehearsal),
         (settings.RELEASE_LOG, release_log),
     ):

@@ -24,6 +24,16 @@ LOCK_TIMEOUT_MS = 30_000
 # named after the role ("$user"), no path set on the role, the database or in PGOPTIONS, and no
 # temporary table (pg_temp is searched first unless listed) can shadow what oneroof reads.
 SEARCH_PATH = "pg_catalog,public,pg_temp"
+# The settings that change how PostgreSQL reads SQL text: with standard_conforming_strings off a
+# backslash escapes a quote in '...', so a file the package check read as one SELECT can hold
+# statements; transform_null_equals rewrites `= NULL`. Pinned like search_path: set at startup
+# (over the DSN's options, PGOPTIONS and ALTER ROLE / DATABASE ... SET) and checked once connected.
+PARSE_SETTINGS = (
+    ("standard_conforming_strings", "on"),
+    ("backslash_quote", "safe_encoding"),
+    ("transform_null_equals", "off"),
+    ("client_encoding", "UTF8"),
+)
 # Where the builders create objects (pg_catalog, listed first, would be the creation schema);
 # pg_catalog is still searched first, implicitly.
 BUILD_SEARCH_PATH = "public,pg_temp"
@@ -132,7 +142,9 @@ def connect(
         params["options"] = f"{params.get('options') or ''} -c lock_timeout={LOCK_TIMEOUT_MS}".strip()
     # Last, so it wins over any search_path in the DSN's options (PGOPTIONS is not read at all
     # once options are given); a startup setting also wins over ALTER ROLE / DATABASE ... SET.
-    params["options"] = f"{params['options']} -c search_path={search_path}"
+    pinned = " ".join(f"-c {name}={value}" for name, value in PARSE_SETTINGS if name != "client_encoding")
+    params["options"] = f"{params['options']} {pinned} -c search_path={search_path}"
+    params["client_encoding"] = "UTF8"
     try:
         conn = psycopg.connect(conninfo.make_conninfo("", **params), autocommit=autocommit, row_factory=dict_row)
     except psycopg.ProgrammingError:
@@ -162,6 +174,7 @@ def pin(conn: psycopg.Connection[Any], search_path: str = SEARCH_PATH) -> None:
     """
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     try:
+        _pin_parse_settings(conn)
         row = conn.execute("SELECT pg_catalog.current_setting('search_path') AS path").fetchone()
         if row is None or row["path"] != search_path:
             conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (search_path,))
@@ -210,6 +223,24 @@ def pin_snapshot(conn: psycopg.Connection[Any], snapshot: str) -> Pinned:
 def pinned(conn: psycopg.Connection[Any]) -> Pinned | None:
     """The snapshot `conn`'s consistent reads import, if any, with the ids they were assigned."""
     return _PINNED.get(conn)
+
+
+def _pin_parse_settings(conn: psycopg.Connection[Any]) -> None:
+    """Set each of PARSE_SETTINGS that differs (a pooler may drop startup options); UnsafeSchema
+    when one cannot be set. Runs before any SQL text of a package or a query with a literal.
+    """
+    for name, value in PARSE_SETTINGS:
+        for attempt in range(2):
+            row = conn.execute("SELECT pg_catalog.current_setting(%s) AS value", (name,)).fetchone()
+            if row is not None and row["value"] == value:
+                break
+            if attempt:
+                raise UnsafeSchema(
+                    f"the connection's {name} is {row and row['value']!r}, not {value!r}, and cannot be set: "
+                    "oneroof reads and runs SQL only as PostgreSQL parses it with its defaults; connect "
+                    "without a pooler that rewrites settings"
+                )
+            conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
 
 
 @contextmanager

@@ -65,7 +65,12 @@ def verdict(
     statements verified against --allowed-signers, a target that is not a marked clone bound to
     --rehearsal, and the ledger checked against --release-log.
     """
-    trust = signatures.TrustRoot.load(oneroof_options.allowed_signers) if oneroof_options.allowed_signers else None
+    pin = oneroof_options.allowed_signers_sha256 or None
+    trust = (
+        signatures.TrustRoot.load(oneroof_options.allowed_signers, expect_sha256=pin)
+        if oneroof_options.allowed_signers
+        else None
+    )
     bound = rehearsal.load(oneroof_options.rehearsal) if oneroof_options.rehearsal else None  # checked at start-up
     with consistent_read(target_conn):
         return gate.evaluate(

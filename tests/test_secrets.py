@@ -64,6 +64,7 @@ def test_public_drops_every_secret() -> None:
             package="rollout",
             expect_sha256="",
             allowed_signers="",
+            allowed_signers_sha256="",
             rehearsal="",
             test_server=dsn,
         )
