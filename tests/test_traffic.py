@@ -142,7 +142,7 @@ def test_the_traffic_writes_at_its_rate_and_sees_a_lost_or_failed_write(live: Li
     found again, and a write lost afterwards, or refused by Directus, shows.
     """
     with traffic.running(live.accounts, live.production.dsn, rate=RATE) as running:
-        while len(running.writes) < 3 * len(traffic.DEFAULT_MIX) and running.now() < 120:
+        while len(running.writes) < 2 * len(traffic.DEFAULT_MIX) and running.now() < 120:
             time.sleep(0.05)
         elapsed = running.now()
     made = running.made()
