@@ -251,6 +251,11 @@ def report(
         f"idle baseline, scale {scale}",
         f"p50 {base.p50:.0f} ms, p99 {base.p99:.0f} ms ({base.writes} writes, {rate('idle', base.writes)})",
     )
+    spread = [traffic.Latency.of(running.between(w.start, w.stop)).p99 for w in windows if w.name == "idle"]
+    row(
+        f"p99 of each idle window, scale {scale} (the noise floor)",
+        f"{min(spread, default=0):.0f} to {max(spread, default=0):.0f} ms over {len(spread)} windows",
+    )
     for name in ("golden snapshot --from", "rehearse --from", "rollout", "rollout transaction alone", "rollback"):
         mine = [w for w in windows if w.name == name]
         if not mine:

@@ -69,13 +69,12 @@ class Run:
 
     def check(self, expected: int = 0) -> None:
         """The command exits `expected`; the application wrote throughout, no write failed, none was lost."""
-        out = self.result.stdout[-4000:] + self.result.stderr[-3000:]
-        assert self.result.returncode == expected, out
         assert self.during, f"no application write was sent while the command ran; {self.traffic.summary()}"
         failed = self.traffic.failures()
         assert not failed, [(w.kind, w.status, w.error) for w in failed[:5]]
         made, found = self.traffic.made(), self.traffic.found()
         assert found == made, f"writes made {dict(made)}, rows found {dict(found)}"
+        assert self.result.returncode == expected, self.result.stdout[-4000:] + self.result.stderr[-3000:]
 
 
 def under_traffic(live: Live, oneroof: Any, *args: str) -> Run:
