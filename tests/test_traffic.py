@@ -97,10 +97,19 @@ def test_the_verifications_pass_under_traffic(live: Live, oneroof: Any) -> None:
         under_traffic(live, oneroof, "verify", "--stage", stage, "--dsn", dsn, "--expect-db", db).check()
 
 
-def test_snapshot_rehearse_roll_out_and_back_under_traffic(
-    live: Live, oneroof: Any, test_server: PgServer, unique: Any, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def rehearsal_server(test_server: PgServer) -> PgServer:
+    """The test server, when a snapshot of production can be restored into it (else skip, before
+    Directus is started for nothing).
+    """
     skip_below_a_rehearsal_server(test_server.version)
+    return test_server
+
+
+def test_snapshot_rehearse_roll_out_and_back_under_traffic(
+    rehearsal_server: PgServer, live: Live, oneroof: Any, unique: Any, tmp_path: Path
+) -> None:
+    test_server = rehearsal_server
     dsn, db, admin = live.production.dsn, live.production.name, test_server.admin
     snapshot, golden_name = unique("traffic_snapshot"), unique("traffic_capture")
     try:
