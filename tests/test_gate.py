@@ -252,3 +252,47 @@ def test_finalized_is_a_note_not_a_reason(conns: dict[str, psycopg.Connection[An
 def test_state_is_greenfield_finalized_or_mixed(conns: dict[str, psycopg.Connection[Any]], case: str) -> None:
     """gate.state: no trace at all, every facet of every collection, or anything between."""
     assert state_after(conns["production"], case) == case.split(":")[0]
+
+
+def test_mixed_state_names_what_is_left(conns: dict[str, psycopg.Connection[Any]]) -> None:
+    """A leftover the gate blocks on is named in the reason (the object and, for a grant, the actor)."""
+    conn = conns["production"]
+    try:
+        insert(conn, [Row("l4")])
+        for step in STATES["mixed: a look-alike One-Roof policy linked to the agent user"]:
+            conn.execute(step)
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
+    finally:
+        conn.rollback()
+    assert verdict.reasons["state"].startswith("state=mixed: ")
+    assert (
+        "access row linking policy 'One-Roof Governance ' to user one-roof-agent@gov.example.com"
+        in (verdict.reasons["state"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "named"),
+    [
+        ("mixed: a leftover One-Roof policy with admin_access", "tier 2 refuses to adopt what is already there"),
+        ("mixed: a look-alike One-Roof policy linked to the agent user", "policy 'One-Roof Governance ' (1111"),
+        ("mixed: a leftover writable field on os_collection_owners", "field os_collection_owners.owner_unit"),
+        ("mixed: the ledger's collection metadata", "collection metadata os_release_ledger"),
+        ("mixed: the proposal left ratified", "tier 3 refuses to adopt what is already there: proposal"),
+        ("mixed: an inactive owner", "owner kh_tags DOT"),
+        ("mixed: one axis", "tier 4 refuses to adopt what is already there: axis kh_tags domain"),
+    ],
+)
+def test_deploy_adopts_nothing(conns: dict[str, psycopg.Connection[Any]], case: str, named: str) -> None:
+    """A deploy on a target that is not empty fails before the commit, naming what is there,
+    instead of adopting it (ON CONFLICT DO NOTHING let a leftover with admin_access go live).
+    """
+    conn = conns["production"]
+    try:
+        for step in STATES[case]:
+            conn.execute(step)
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation) as failed:
+            deploy_tiers(conn)
+    finally:
+        conn.rollback()
+    assert named in str(failed.value)
