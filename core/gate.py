@@ -13,14 +13,14 @@ from typing import Any
 
 import psycopg
 
+from oneroof.core import assumptions, signatures
 from oneroof.core import evidence as rehearsals
-from oneroof.core import signatures
 from oneroof.core.content import POLICY_ID, POLICY_NAME, TIER2_COLLECTIONS
 from oneroof.core.package import APPROVER_LEVELS, MIN_APPROVALS, Package
 from oneroof.harness.marks import connected_is_clone, is_golden
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
-CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock")
+CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock", "assumptions")
 # What to do next, by condition, for the lines that print a BLOCKED reason; kept apart from the
 # reasons so that the verdict's text (evidence, --json, reports) stays what it was. The
 # conditions whose reasons already name the next step (rehearsed, state) have none here.
@@ -465,6 +465,7 @@ def evaluate(
         found["state"] = mixed_reason(conn)
     elif current == "finalized":
         notes.append("state=finalized: tiers 2-6 are already applied")
+    found["assumptions"] = assumptions.problem(conn, trust, notes)
     holder = lock_holder(conn) if check_lock else None
     if holder is not None:
         found["lock"] = f"the release lock is held by another executor (pid {holder})"
