@@ -6,7 +6,8 @@ fetch-roles-tree) as read here:
 - an unauthenticated request (the public) holds the policies of the access rows with neither a
   role nor a user;
 - a role holds the policies linked to it and to every role above it (`directus_roles.parent`);
-- a user holds the policies linked to the user and those of its role (with that role's parents);
+- a user holds the policies linked to the user and those of its role (with that role's parents),
+  whatever its status: suspending and reinstating a user is the approvals' concern, not a grant;
 - with public registration on (`directus_settings.public_registration`), anyone who registers
   holds the policies of the registration role;
 - a policy with `admin_access` may do anything, one with `app_access` may use the Data Studio.
@@ -51,15 +52,11 @@ holders (actor, policy, how) AS (
     FROM tree AS t JOIN directus_roles AS r ON r.id = t.role JOIN directus_roles AS up ON up.id = t.ancestor
     JOIN directus_access AS a ON a.role = t.ancestor
     UNION
-    SELECT 'the user ' || coalesce(u.email, u.id::text)
-           || CASE WHEN u.status <> 'active' THEN ' (' || u.status || ')' ELSE '' END,
-           a.policy, ', through role ' || quote_literal(up.name)
+    SELECT 'the user ' || coalesce(u.email, u.id::text), a.policy, ', through role ' || quote_literal(up.name)
     FROM directus_users AS u JOIN tree AS t ON t.role = u.role JOIN directus_roles AS up ON up.id = t.ancestor
     JOIN directus_access AS a ON a.role = t.ancestor
     UNION
-    SELECT 'the user ' || coalesce(u.email, u.id::text)
-           || CASE WHEN u.status <> 'active' THEN ' (' || u.status || ')' ELSE '' END,
-           a.policy, ', linked to the user'
+    SELECT 'the user ' || coalesce(u.email, u.id::text), a.policy, ', linked to the user'
     FROM directus_users AS u JOIN directus_access AS a ON a."user" = u.id
     UNION
     SELECT 'anyone who registers (public registration)', a.policy, ', through role ' || quote_literal(up.name)
