@@ -1089,7 +1089,10 @@ EFFECT = [
         "finalized",
         MOVE_AGENT.replace(AGENT, catalog.account("svc-etl").email),
         WRITES,
-        ("the user svc-etl@gov.example.com can read os_collection_owners (via policy 'One-Roof Governance'",),
+        (
+            "the user svc-etl@gov.example.com can create os_proposal_approvals [fields proposal_id,level,"
+            "package_sha256,comment] (via policy 'Governance Approvers', through role 'Governance Council')",
+        ),
     ),
     v(
         "finalized-look-alike-policy",
