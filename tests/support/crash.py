@@ -47,8 +47,11 @@ class Point:
         return f"{self.command}:{self.label}"
 
 
-def _written_table(statement: str) -> str:
+def _written_table(statement: str) -> str | None:
+    """The table the statement writes; None for a SELECT (a deploy's opening check writes nothing)."""
     node = pglast.parse_sql(statement)[0].stmt
+    if type(node).__name__ == "SelectStmt":
+        return None
     return str(node.relation.relname)  # the package holds only INSERT, UPDATE and DELETE (and SELECT)
 
 
@@ -87,7 +90,8 @@ def statement_points(pkg: package.Package, command: str) -> list[Point]:
     for tier in tiers:
         for index, statement in enumerate(getattr(tier, f"{kind}_statements"), 1):
             table = _written_table(statement)
-            add(f"tier{tier.number}-{kind}-{index}-{table}", tier.number, table, _first_words(statement))
+            if table is not None:
+                add(f"tier{tier.number}-{kind}-{index}-{table}", tier.number, table, _first_words(statement))
         add(f"tier{tier.number}-ledger", tier.number, "os_release_ledger", "INSERT INTO os_release_ledger")
     return points
 
