@@ -13,13 +13,14 @@ from typing import Any
 
 import psycopg
 
+from oneroof.core import assumptions, ledger, signatures
 from oneroof.core import evidence as rehearsals
-from oneroof.core import ledger, signatures
+from oneroof.core.content import POLICY_ID, POLICY_NAME, TIER2_COLLECTIONS
 from oneroof.core.package import APPROVER_LEVELS, MIN_APPROVALS, Package
 from oneroof.harness.marks import connected_is_clone, is_golden
 
 LOCK_KEY = (0x6F6E6572, 0x6F6F6601)  # 'oner', 'oof\x01': the release lock, per database
-CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock", "ledger")
+CONDITIONS = ("proposal", "approvals", "target", "rehearsed", "state", "lock", "ledger", "assumptions")
 # What to do next, by condition, for the lines that print a BLOCKED reason; kept apart from the
 # reasons so that the verdict's text (evidence, --json, reports) stays what it was. The
 # conditions whose reasons already name the next step (rehearsed, state) have none here.
@@ -119,13 +120,51 @@ WHERE d.action = 'deploy'
 STATE_SQL = """
 SELECT (SELECT count(*) FROM os_collection_inventory) AS inventory,
        (SELECT count(*) FROM os_collection_owners) AS owners,
-       (SELECT count(*) FROM os_collection_axes) AS axes,
-       (SELECT count(*) FROM os_label_rules) AS label_rules,
-       (SELECT count(*) FROM os_lifecycle_policies) AS lifecycle,
-       (SELECT count(*) FROM os_event_bindings) AS bindings,
-       (SELECT count(*) FROM directus_permissions AS p JOIN directus_policies AS pol ON pol.id = p.policy
-        WHERE pol.name = 'One-Roof Governance') AS permissions,
        (SELECT count(*) FROM os_governance_gap) AS gap
+"""
+
+# Every kind of object tiers 2-6 create or register, each named: the One-Roof policy (by its id,
+# or by its name whatever the case and the surrounding spaces), the access rows and permissions
+# of such a policy, the governance collections' metadata and fields in Directus, the axes, label
+# rules, lifecycle policies, event bindings and owners, and a proposal left ratified. A greenfield
+# target has none of them.
+_ONE_ROOF = "(SELECT id FROM directus_policies WHERE id = %(policy)s OR lower(btrim(name)) = lower(%(name)s))"
+LEFTOVERS_SQL = f"""
+SELECT kind || ' ' || object AS leftover FROM (
+    SELECT 'policy', quote_literal(p.name) || ' (' || p.id || ')'
+           || CASE WHEN p.admin_access THEN ' with admin_access' ELSE '' END
+    FROM directus_policies AS p WHERE p.id IN {_ONE_ROOF}
+    UNION ALL
+    SELECT 'access row', 'linking policy ' || quote_literal(pol.name) || ' to '
+           || coalesce('role ' || quote_literal(r.name), 'user ' || coalesce(u.email, u.id::text), 'the public')
+    FROM directus_access AS a JOIN directus_policies AS pol ON pol.id = a.policy
+    LEFT JOIN directus_roles AS r ON r.id = a.role LEFT JOIN directus_users AS u ON u.id = a."user"
+    WHERE a.policy IN {_ONE_ROOF}
+    UNION ALL
+    SELECT 'permission', p.action || ' ' || p.collection || ' of policy ' || quote_literal(pol.name)
+    FROM directus_permissions AS p JOIN directus_policies AS pol ON pol.id = p.policy
+    WHERE p.policy IN {_ONE_ROOF}
+    UNION ALL
+    SELECT 'collection metadata', collection FROM directus_collections WHERE collection = ANY (%(tier2)s)
+    UNION ALL
+    SELECT 'field', collection || '.' || field
+           || CASE WHEN readonly THEN '' ELSE ' (writable)' END
+    FROM directus_fields WHERE collection = ANY (%(tier2)s)
+    UNION ALL
+    SELECT 'axis', collection || ' ' || axis || '=' || value FROM os_collection_axes
+    UNION ALL
+    SELECT 'label rule', collection || ' ' || effect || ' ' || label FROM os_label_rules
+    UNION ALL
+    SELECT 'lifecycle policy', collection FROM os_lifecycle_policies
+    UNION ALL
+    SELECT 'event binding', collection || ' ' || event FROM os_event_bindings
+    UNION ALL
+    SELECT 'owner', collection || ' ' || owner_unit || CASE WHEN active THEN '' ELSE ' (inactive)' END
+    FROM os_collection_owners
+    UNION ALL
+    SELECT 'proposal', code || ' is ratified' FROM os_proposals WHERE status = 'ratified'
+) AS o (kind, object)
+ORDER BY kind || ' ' || object COLLATE "C"
 """
 
 
@@ -333,16 +372,33 @@ def database_oid(conn: psycopg.Connection[Any]) -> str | None:
     return str(row["oid"]) if row else None
 
 
+def leftovers(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every object of tiers 2-6 on the target, each named ("field os_collection_owners.owner_unit
+    (writable)"), sorted; none on a greenfield target.
+    """
+    params = {"policy": POLICY_ID, "name": POLICY_NAME, "tier2": list(TIER2_COLLECTIONS)}
+    return [r["leftover"] for r in conn.execute(LEFTOVERS_SQL, params).fetchall()]
+
+
 def state(conn: psycopg.Connection[Any]) -> str:
-    """Greenfield (no tier 2-6 trace), finalized (every facet present) or mixed."""
+    """Greenfield (no object of tiers 2-6 of any kind: `leftovers`), finalized (every facet present)
+    or mixed.
+    """
     row = conn.execute(STATE_SQL).fetchone()
     assert row is not None
-    traces = [row[k] for k in ("owners", "axes", "label_rules", "lifecycle", "bindings", "permissions")]
-    if not any(traces) and row["gap"] == 6 * row["inventory"]:
+    if row["gap"] == 6 * row["inventory"] and not leftovers(conn):
         return "greenfield"
     if row["gap"] == 0 and row["owners"] == row["inventory"] > 0:
         return "finalized"
     return "mixed"
+
+
+def mixed_reason(conn: psycopg.Connection[Any]) -> str:
+    """The BLOCKED reason of a mixed target, naming what of tiers 2-6 is there."""
+    found = leftovers(conn)
+    shown = "; ".join(found[:6]) + (f"; and {len(found) - 6} more" if len(found) > 6 else "")
+    detail = f" ({shown})" if found else ""
+    return f"state=mixed: some tier 2-6 facets are present{detail}; run `oneroof rollback` first"
 
 
 def read_only_target(conn: psycopg.Connection[Any]) -> str | None:
@@ -584,9 +640,10 @@ def evaluate(
         found["rehearsed"], bound = _rehearsed(conn, package, rehearsal, signing, on_clone, notes)
     current = state(conn)
     if current == "mixed":
-        found["state"] = "state=mixed: some tier 2-6 facets are present; run `oneroof rollback` first"
+        found["state"] = mixed_reason(conn)
     elif current == "finalized":
         notes.append("state=finalized: tiers 2-6 are already applied")
+    found["assumptions"] = assumptions.problem(conn, trust, notes)
     holder = lock_holder(conn) if check_lock else None
     if holder is not None:
         found["lock"] = f"the release lock is held by another executor (pid {holder})"

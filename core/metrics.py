@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from oneroof.core import dispatch
 from oneroof.harness.db import consistent_read
 from oneroof.harness.errors import NotDirectus, NotGoverned
 
@@ -32,7 +33,8 @@ METRIC_SQL = {
             UNION
             SELECT collection FROM os_label_rules
             GROUP BY collection, label HAVING count(DISTINCT effect) > 1) AS c)""",
-    "gov_emit": "(SELECT count(*) FROM os_gov_events)",
+    # The events emitted, and every way to emit more besides tier 6's disabled bindings (core/dispatch.py).
+    "gov_emit": f"((SELECT count(*) FROM os_gov_events) + {dispatch.COUNT_SQL})",
     "inventory": "(SELECT count(*) FROM os_collection_inventory)",
     "axis": "(SELECT count(DISTINCT collection) FROM os_collection_axes)",
     "idle": "(SELECT count(*) FROM os_idle_flags)",

@@ -23,8 +23,8 @@ from xml.etree import ElementTree
 
 import psycopg
 
+from oneroof.core import dispatch, gate, metrics, package, signatures
 from oneroof.core import evidence as rehearsals
-from oneroof.core import gate, metrics, package, signatures
 from oneroof.core.evidence import StepName
 from oneroof.executor import __version__, release
 from oneroof.executor.monitor import monitor
@@ -403,7 +403,18 @@ class Run:
         s.detail = f"{made.name} (marked clone of {self.state.golden_name}) in {made.seconds:.2f} s"
 
     def _baseline(self, s: Step) -> None:
-        self._stage(s, "baseline")
+        """The baseline stage, with what could emit governance events by other means listed (none
+        expected: an active flow or a trigger moves gov_emit, so the stage fails on it too).
+        """
+        with connect(self.clone.dsn, application_name="oneroof-rehearsal") as conn:
+            seen = dispatch.found(conn)
+            conn.rollback()
+        listed = f"dispatch by other means: {'; '.join(seen) if seen else 'none'}"
+        try:
+            self._stage(s, "baseline")
+        except Failed as exc:
+            raise Failed(f"{exc}; {listed}") from None
+        s.detail += f"; {listed}"
 
     def _monitor_blocked(self, s: Step) -> None:
         self._gate(s, "BLOCKED")

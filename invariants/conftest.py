@@ -12,8 +12,8 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from oneroof.core import content as invariants_content
+from oneroof.core import dispatch, gate, ledger, package, privileges, signatures
 from oneroof.core import evidence as rehearsal
-from oneroof.core import gate, ledger, package, signatures
 from oneroof.core.settings import Options
 from oneroof.fixtures.plugin import TARGET, OneroofSnapshots, session_snapshot
 from oneroof.harness.catalog import GOVERNED
@@ -96,3 +96,17 @@ def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     it overrides syrupy's own whichever order the plugins load in).
     """
     return snapshot.use_extension(OneroofSnapshots)
+
+
+@pytest.fixture(scope="session")
+def effective(target_conn: psycopg.Connection[dict[str, Any]]) -> dict[str, list[str]]:
+    """Who can do what in Directus on the target: every actor's effective permission set."""
+    with consistent_read(target_conn):
+        return privileges.read(target_conn)
+
+
+@pytest.fixture(scope="session")
+def dispatchers(target_conn: psycopg.Connection[dict[str, Any]]) -> list[str]:
+    """What could emit governance events on the target besides tier 6's disabled bindings."""
+    with consistent_read(target_conn):
+        return dispatch.found(target_conn)

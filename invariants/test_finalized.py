@@ -12,9 +12,10 @@ import psycopg
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from oneroof.core import gate, ledger, package, signatures
+from oneroof.core import gate, ledger, package, privileges, signatures
 from oneroof.core.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, expected_documents, facet
 from oneroof.core.metrics import PINNED, Reading
+from oneroof.core.privileges import pinned, shown, unchanged
 from oneroof.core.settings import Options
 from oneroof.harness.catalog import GOVERNED
 from oneroof.harness.db import consistent_read
@@ -127,3 +128,35 @@ def test_ledger_deployments_verify(target_conn: psycopg.Connection[dict[str, Any
     with consistent_read(target_conn):
         refused = ledger.refused_deployments(target_conn, trust)
     assert not refused, f"os_release_ledger: {'; '.join(refused)}"
+
+
+def test_effective_privileges(
+    effective: dict[str, list[str]], snapshot: SnapshotAssertion, release_package: package.Package
+) -> None:
+    """Who can do what in Directus (core/privileges.py): the baseline's set plus exactly the release's
+    grants (the One-Roof policy, to the Governance Council); any other gain or loss is named.
+    """
+    want = pinned(package.snapshots_dir(release_package.path), "finalized", "test_effective_privileges")
+    problem = unchanged(
+        effective, want, "effective Directus privileges differ from the baseline's set plus the release's grants"
+    )
+    assert problem is None, problem
+    assert effective == snapshot
+
+
+def test_governance_writes(
+    effective: dict[str, list[str]], snapshot: SnapshotAssertion, release_package: package.Package
+) -> None:
+    """Who can write governance records (owners, approvals, proposals, the ledger: os_*): as at the baseline."""
+    found = privileges.governance_writes(effective)
+    want = pinned(package.snapshots_dir(release_package.path), "finalized", "test_governance_writes")
+    problem = unchanged(
+        found, want, "who can write governance records differs from the baseline's set plus the release's grants"
+    )
+    assert problem is None, problem
+    assert found == snapshot
+
+
+def test_no_dispatch_by_other_means(dispatchers: list[str]) -> None:
+    """Nothing emits governance events but tier 6's bindings, which the release creates disabled."""
+    assert not dispatchers, f"governance events can be dispatched by other means: {shown(dispatchers)}"

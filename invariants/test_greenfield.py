@@ -11,9 +11,10 @@ import psycopg
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from oneroof.core import gate, ledger, signatures
+from oneroof.core import gate, ledger, package, privileges, signatures
 from oneroof.core.content import FACETS, GOVERNANCE_FACETS, TIER2_COLLECTIONS, TIERS, facet
 from oneroof.core.metrics import PINNED, Reading
+from oneroof.core.privileges import pinned, shown, unchanged
 from oneroof.core.settings import Options
 from oneroof.harness.catalog import GOVERNED
 from oneroof.harness.db import consistent_read
@@ -83,3 +84,40 @@ def test_ledger_deployments_verify(target_conn: psycopg.Connection[dict[str, Any
     with consistent_read(target_conn):
         refused = ledger.refused_deployments(target_conn, trust)
     assert not refused, f"os_release_ledger: {'; '.join(refused)}"
+
+
+def test_effective_privileges(
+    effective: dict[str, list[str]], snapshot: SnapshotAssertion, release_package: package.Package
+) -> None:
+    """Who can do what in Directus (core/privileges.py): the baseline's set again, nothing of the
+    release left; any other gain or loss is named.
+    """
+    want = pinned(package.snapshots_dir(release_package.path), "greenfield", "test_effective_privileges")
+    problem = unchanged(effective, want, "effective Directus privileges differ from the baseline's set")
+    assert problem is None, problem
+    assert effective == snapshot
+
+
+def test_governance_writes(
+    effective: dict[str, list[str]], snapshot: SnapshotAssertion, release_package: package.Package
+) -> None:
+    """Who can write governance records (owners, approvals, proposals, the ledger: os_*): as at the baseline."""
+    found = privileges.governance_writes(effective)
+    want = pinned(package.snapshots_dir(release_package.path), "greenfield", "test_governance_writes")
+    problem = unchanged(found, want, "who can write governance records differs from the baseline's set")
+    assert problem is None, problem
+    assert found == snapshot
+
+
+def test_no_dispatch_by_other_means(dispatchers: list[str]) -> None:
+    """Nothing emits governance events but tier 6's bindings, which the release creates disabled."""
+    assert not dispatchers, f"governance events can be dispatched by other means: {shown(dispatchers)}"
+
+
+def test_nothing_of_the_release_is_left(target_conn: psycopg.Connection[dict[str, Any]]) -> None:
+    """No object of any kind tiers 2-6 write or register, by whatever name (gate.leftovers): what
+    the gate's state condition requires before a rollout.
+    """
+    with consistent_read(target_conn):
+        found = gate.leftovers(target_conn)
+    assert not found, f"tier 2-6 objects are left: {shown(found)}"

@@ -2,6 +2,18 @@
 -- collections gets exactly one owner unit, recorded with the proposal and the approvals that
 -- ratified it (the executor sets oneroof.proposal and oneroof.approval_ids for the transaction).
 
+-- Adopt nothing: an object already there fails the transaction before the commit, named (the
+-- cast of the sentence to integer is the only way a data statement can raise).
+SELECT CAST('tier 3 refuses to adopt what is already there: ' || string_agg(o.object, '; ' ORDER BY o.object)
+            || '; a greenfield target has none of it (run `oneroof rollback`, or remove it)' AS integer)
+FROM (
+    SELECT 'owner ' || collection || ' ' || owner_unit FROM os_collection_owners
+    UNION ALL
+    SELECT 'proposal ' || code || ' ' || status FROM os_proposals
+    WHERE code = current_setting('oneroof.proposal') AND status <> 'pending'
+) AS o (object)
+HAVING count(*) > 0;
+
 INSERT INTO os_collection_owners (collection, owner_unit, proposal_id, approval_ids, active)
 SELECT seed.collection, seed.owner_unit, p.id, current_setting('oneroof.approval_ids')::integer[], true
 FROM (VALUES
@@ -42,8 +54,7 @@ FROM (VALUES
     ('gc_resolutions', 'GOV-COUNCIL')
 ) AS seed (collection, owner_unit)
 JOIN os_collection_inventory AS i ON i.collection = seed.collection
-JOIN os_proposals AS p ON p.code = current_setting('oneroof.proposal')
-ON CONFLICT (collection, owner_unit) DO NOTHING;
+JOIN os_proposals AS p ON p.code = current_setting('oneroof.proposal');
 
 UPDATE os_proposals SET status = 'ratified'
 WHERE code = current_setting('oneroof.proposal') AND status = 'pending';

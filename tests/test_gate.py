@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from oneroof.core import dispatch, gate, metrics, package, signatures
 from oneroof.core import evidence as rehearsal
-from oneroof.core import gate, package
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect, consistent_read
 from tests.support.gate_states import STATES, deploy_tiers, state_after
@@ -252,3 +252,135 @@ def test_finalized_is_a_note_not_a_reason(conns: dict[str, psycopg.Connection[An
 def test_state_is_greenfield_finalized_or_mixed(conns: dict[str, psycopg.Connection[Any]], case: str) -> None:
     """gate.state: no trace at all, every facet of every collection, or anything between."""
     assert state_after(conns["production"], case) == case.split(":")[0]
+
+
+def test_mixed_state_names_what_is_left(conns: dict[str, psycopg.Connection[Any]]) -> None:
+    """A leftover the gate blocks on is named in the reason (the object and, for a grant, the actor)."""
+    conn = conns["production"]
+    try:
+        insert(conn, [Row("l4")])
+        for step in STATES["mixed: a look-alike One-Roof policy linked to the agent user"]:
+            conn.execute(step)
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=SIGNERS.trust)
+    finally:
+        conn.rollback()
+    assert verdict.reasons["state"].startswith("state=mixed: ")
+    assert (
+        "access row linking policy 'One-Roof Governance ' to user one-roof-agent@gov.example.com"
+        in (verdict.reasons["state"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "named"),
+    [
+        ("mixed: a leftover One-Roof policy with admin_access", "tier 2 refuses to adopt what is already there"),
+        ("mixed: a look-alike One-Roof policy linked to the agent user", "policy 'One-Roof Governance ' (1111"),
+        ("mixed: a leftover writable field on os_collection_owners", "field os_collection_owners.owner_unit"),
+        ("mixed: the ledger's collection metadata", "collection metadata os_release_ledger"),
+        ("mixed: the proposal left ratified", "tier 3 refuses to adopt what is already there: proposal"),
+        ("mixed: an inactive owner", "owner kh_tags DOT"),
+        ("mixed: one axis", "tier 4 refuses to adopt what is already there: axis kh_tags domain"),
+    ],
+)
+def test_deploy_adopts_nothing(conns: dict[str, psycopg.Connection[Any]], case: str, named: str) -> None:
+    """A deploy on a target that is not empty fails before the commit, naming what is there,
+    instead of adopting it (ON CONFLICT DO NOTHING let a leftover with admin_access go live).
+    """
+    conn = conns["production"]
+    try:
+        for step in STATES[case]:
+            conn.execute(step)
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation) as failed:
+            deploy_tiers(conn)
+    finally:
+        conn.rollback()
+    assert named in str(failed.value)
+
+
+ASSUMPTIONS = {
+    "no activity recorded on the approvals": (
+        "UPDATE directus_collections SET accountability = NULL WHERE collection = 'os_proposal_approvals'",
+        "Directus records no activity on os_proposal_approvals",
+    ),
+    "approver no longer user-created": (
+        "UPDATE directus_fields SET special = NULL WHERE collection = 'os_proposal_approvals' AND field = 'approver'",
+        "os_proposal_approvals.approver is not filled in by Directus",
+    ),
+    "a create permission sends the approver": (
+        "UPDATE directus_permissions SET fields = 'proposal_id,level,package_sha256,comment,approver' "
+        "WHERE collection = 'os_proposal_approvals' AND action = 'create' AND policy = "
+        "(SELECT id FROM directus_policies WHERE name = 'Service Accounts')",
+        "policy 'Service Accounts' (fields proposal_id,level,package_sha256,comment,approver) may create",
+    ),
+    "the allowed signers list the agent": (
+        "",
+        "the allowed signers list one-roof-agent@gov.example.com, an agent account",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ASSUMPTIONS))
+def test_the_gates_own_assumptions_block(conns: dict[str, psycopg.Connection[Any]], case: str) -> None:
+    """What the approvals condition relies on is a condition of its own: Directus's activity on the
+    approvals, `approver` set by Directus alone, and allowed signers who are human approvers.
+    """
+    statement, named = ASSUMPTIONS[case]
+    trust = SIGNERS.trust
+    if not statement:
+        agent = b"one-roof-agent@gov.example.com " + trust.data.splitlines()[0].split(b" ", 1)[1] + b"\n"
+        trust = signatures.TrustRoot(trust.path, trust.data + agent)
+    conn = conns["production"]
+    try:
+        insert(conn, [Row("l4")])
+        opened = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=trust)
+        if statement:
+            conn.execute(statement)
+        verdict = gate.evaluate(conn, PKG, confirm_db=conn.info.dbname, trust=trust)
+    finally:
+        conn.rollback()
+    assert ("assumptions" in opened.reasons) == (not statement)
+    assert named in verdict.reasons.get("assumptions", "")
+
+
+FLOW = (
+    "INSERT INTO directus_flows (id, name, status, trigger, options) VALUES (gen_random_uuid(), 'Notify', %s, "
+    '\'event\', \'{"type": "action", "scope": ["items.create"], "collections": [%s]}\')'
+)
+EMITTER = (
+    "CREATE FUNCTION pg_temp.emit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO os_gov_events (collection, event) VALUES (TG_TABLE_NAME, TG_OP); RETURN NEW; END $$"
+)
+DISPATCH = {
+    "an active flow on a governed collection": (
+        (FLOW % ("'active'", '"cms_pages", "kh_tags"'),),
+        ["active Directus flow 'Notify' on items.create of kh_tags"],
+    ),
+    "an active flow on a governance collection": (
+        (FLOW % ("'active'", '"os_collection_owners"'),),
+        ["active Directus flow 'Notify' on items.create of os_collection_owners"],
+    ),
+    "an inactive flow": ((FLOW % ("'inactive'", '"kh_tags"'),), []),
+    "an active flow on an ungoverned collection": ((FLOW % ("'active'", '"cms_pages"'),), []),
+    "a trigger writing the events": (
+        (EMITTER, "CREATE TRIGGER emit_tags AFTER INSERT ON kh_tags FOR EACH ROW EXECUTE FUNCTION pg_temp.emit()"),
+        ["trigger emit_tags on kh_tags writes os_gov_events (function emit)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DISPATCH))
+def test_gov_emit_counts_dispatch_by_other_means(conns: dict[str, psycopg.Connection[Any]], case: str) -> None:
+    """gov_emit is the events emitted plus every other way to emit them: an active Directus flow on a
+    governed collection's item events, a trigger writing os_gov_events; each is named.
+    """
+    statements, named = DISPATCH[case]
+    conn = conns["production"]
+    try:
+        for statement in statements:
+            conn.execute(statement.encode())
+        figure = metrics.read_some(conn, ("gov_emit",))["gov_emit"]
+        found = dispatch.found(conn)
+    finally:
+        conn.rollback()
+    assert (figure, found) == (len(named), named)

@@ -131,6 +131,8 @@ def test_full_rehearsal_is_go_and_production_stays_no_go(
         "tables": 36,
         "rows": sum(int(d.split(":")[0]) for d in golden_content.values()),
     }
+    baseline = evidence.step(StepName.BASELINE)  # what could dispatch governance events, listed: none
+    assert baseline is not None and baseline.detail.endswith("; dispatch by other means: none")
     approve = evidence.step(StepName.APPROVE)
     assert approve is not None and approve.figures["signed"] is True and approve.figures["key"].startswith("SHA256:")
     assert "signed with one-off key" in approve.detail and "trusted only on the clone" in approve.detail

@@ -162,8 +162,8 @@ def broken(tmp_path: Path) -> Any:
         ("tier3_ownership.deploy.sql", "    ('moit_price_index', 'MOIT'),\n", "", "own=34, gap=1"),
         (
             "tier4_axes.deploy.sql",
-            "DO NOTHING;\n",
-            "DO NOTHING;\nDELETE FROM system_issues WHERE id = 1;\n",
+            "sensitivity FROM os_collection_inventory;\n",
+            "sensitivity FROM os_collection_inventory;\nDELETE FROM system_issues WHERE id = 1;\n",
             "touched data tables [(]system_issues[)]",
         ),
     ],

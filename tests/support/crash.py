@@ -48,13 +48,12 @@ class Point:
         return f"{self.command}:{self.label}"
 
 
-def _written_table(statement: str) -> str:
+def _written_table(statement: str) -> str | None:
+    """The table the statement writes; None for a SELECT (a deploy's opening check writes nothing)."""
     node = pglast.parse_sql(statement)[0].stmt
+    if type(node).__name__ == "SelectStmt":
+        return None
     return str(node.relation.relname)  # the package holds only INSERT, UPDATE and DELETE (and SELECT)
-
-
-def _first_words(statement: str) -> str:
-    return " ".join(statement.split())[:60]
 
 
 def statement_points(pkg: package.Package, command: str) -> list[Point]:
@@ -70,7 +69,9 @@ def statement_points(pkg: package.Package, command: str) -> list[Point]:
     first_tier: dict[str, int] = {}
     for tier in tiers:
         for statement in getattr(tier, f"{kind}_statements"):
-            first_tier.setdefault(_written_table(statement), tier.number)
+            table = _written_table(statement)
+            if table is not None:
+                first_tier.setdefault(table, tier.number)
     points = [
         Point(
             command,

@@ -32,6 +32,24 @@ STATES = {
         "tiers",
         "DELETE FROM directus_permissions WHERE policy = '75c09095-c4f0-5d33-aaa1-31764f52c0b5'",
     ],
+    # Greenfield means empty: a leftover of any kind tiers 2-6 write or register is a trace.
+    "mixed: a leftover One-Roof policy with admin_access": [
+        "INSERT INTO directus_policies (id, name, admin_access, app_access) VALUES "
+        "('75c09095-c4f0-5d33-aaa1-31764f52c0b5', 'One-Roof Governance', true, true)"
+    ],
+    "mixed: a look-alike One-Roof policy linked to the agent user": [
+        "INSERT INTO directus_policies (id, name, admin_access, app_access) VALUES "
+        "('11111111-2222-3333-4444-555555555555', 'One-Roof Governance ', false, true)",
+        'INSERT INTO directus_access (id, role, "user", policy) SELECT gen_random_uuid(), NULL, id, '
+        "'11111111-2222-3333-4444-555555555555' FROM directus_users WHERE email = 'one-roof-agent@gov.example.com'",
+    ],
+    "mixed: a leftover writable field on os_collection_owners": [
+        "INSERT INTO directus_fields (collection, field, readonly) VALUES ('os_collection_owners', 'owner_unit', false)"
+    ],
+    "mixed: the ledger's collection metadata": [
+        "INSERT INTO directus_collections (collection) VALUES ('os_release_ledger')"
+    ],
+    "mixed: the proposal left ratified": ["UPDATE os_proposals SET status = 'ratified'"],
     # No collection governed any more, so no owner is missing and no gap is left: the permissions
     # left behind are still a trace, not a finalized release.
     "mixed: no inventory, the permissions left": [

@@ -5,7 +5,7 @@ proves them one at a time; bench/mutation.py replays a selection against each mu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from oneroof.core import gate, package
 from oneroof.core.content import FACETS, GOVERNANCE_FACETS, POLICY_ID, TIER2_COLLECTIONS
@@ -953,5 +953,390 @@ GATE = [
     ),
 ]
 
-VIOLATIONS = FINALIZED + GREENFIELD + BASELINE + GATE
+
+# -- issue 20: invariants of effect --------------------------------------------------------------
+# Privileges that arrive another way than the One-Roof policy, a greenfield that is not empty, the
+# inventory's content, the gate's own assumptions and dispatch by other means: each caught by the
+# stage that should see it, its message naming the actor and the object.
+PRIVILEGES = {"test_effective_privileges"}
+WRITES = PRIVILEGES | {"test_governance_writes"}
+DISPATCH = {"test_no_dispatch_by_other_means"}
+LEFT = {"test_nothing_of_the_release_is_left"}
+EXTRA = "'22222222-3333-4444-5555-666666666666'"
+AGENT = catalog.account("agent").email
+
+
+def extra_policy(name: str, grants: tuple[tuple[str, str], ...], admin: bool = False) -> tuple[str, ...]:
+    """A policy of its own with `grants` ((collection, action) pairs): privileges another way."""
+    return (
+        "INSERT INTO directus_policies (id, name, icon, admin_access, app_access) "
+        f"VALUES ({EXTRA}, '{name}', 'badge', {str(admin).lower()}, false)",
+        *(
+            "INSERT INTO directus_permissions (collection, action, permissions, validation, fields, policy) "
+            f"VALUES ('{collection}', '{action}', '{{}}', '{{}}', '*', {EXTRA})"
+            for collection, action in grants
+        ),
+    )
+
+
+def link(policy: str, role: str | None = None, email: str | None = None) -> str:
+    """An access row linking `policy` (an id literal) to a role (by name) or a user (by email)."""
+    if role is not None:
+        return (
+            'INSERT INTO directus_access (id, role, "user", policy, sort) SELECT gen_random_uuid(), id, NULL, '
+            f"{policy}, 20 FROM directus_roles WHERE name = '{role}'"
+        )
+    return (
+        'INSERT INTO directus_access (id, role, "user", policy, sort) SELECT gen_random_uuid(), NULL, id, '
+        f"{policy}, 20 FROM directus_users WHERE email = '{email}'"
+    )
+
+
+def policy_named(name: str) -> str:
+    return f"(SELECT id FROM directus_policies WHERE name = '{name}')"
+
+
+def role_named(name: str) -> str:
+    return f"(SELECT id FROM directus_roles WHERE name = '{name}')"
+
+
+COUNCIL_WRITES = extra_policy(
+    "Council Writers",
+    (("os_collection_owners", "create"), ("os_collection_owners", "update"), ("os_collection_owners", "delete")),
+)
+FLOW = (
+    "INSERT INTO directus_flows (id, name, status, trigger, options) VALUES (gen_random_uuid(), 'Notify stewards', "
+    '\'active\', \'event\', \'{"type": "action", "scope": ["items.update"], "collections": ["kg_claims"]}\')'
+)
+TRIGGER = (
+    "CREATE FUNCTION public.km_emit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO os_gov_events (collection, event) VALUES (TG_TABLE_NAME, TG_OP); RETURN NEW; END $$",
+    "CREATE TRIGGER km_emit AFTER UPDATE ON dot_routes FOR EACH ROW EXECUTE FUNCTION public.km_emit()",
+)
+PUBLIC_READS_LEDGER = (
+    "INSERT INTO directus_permissions (collection, action, permissions, validation, fields, policy) "
+    "SELECT 'os_release_ledger', 'read', '{}', '{}', '*', id FROM directus_policies "
+    "WHERE name = '$t:public_label'"
+)
+REGISTRATION = (
+    "UPDATE directus_settings SET public_registration = true, "
+    f"public_registration_role = {role_named('Governance Council')}"
+)
+PARENT = f"UPDATE directus_roles SET parent = {role_named('Governance Council')} WHERE name = 'Automation'"
+MOVE_AGENT = f"UPDATE directus_users SET role = {role_named('Governance Council')} WHERE email = '{AGENT}'"
+
+
+def effect(stage: str, state: str, prefix: str) -> list[Violation]:
+    """The privileges that arrive another way, as `stage` must see them."""
+    return [
+        v(
+            f"{prefix}other-policy-grants-council-writes",
+            "privileges another way",
+            state,
+            stage,
+            (*COUNCIL_WRITES, link(EXTRA, role="Governance Council")),
+            WRITES,
+            ("the Governance Council role can update os_collection_owners (via policy 'Council Writers')",),
+        ),
+        v(
+            f"{prefix}admin-policy-linked-to-a-role",
+            "privileges another way",
+            state,
+            stage,
+            link(policy_named("Administrator"), role="Data Stewards"),
+            WRITES,
+            ("the Data Stewards role can do anything: admin_access (via policy 'Administrator')",),
+        ),
+        v(
+            f"{prefix}agent-moved-into-council",
+            "privileges another way",
+            state,
+            stage,
+            MOVE_AGENT,
+            WRITES,
+            (f"the user {AGENT} can create os_proposal_approvals",),
+        ),
+        v(
+            f"{prefix}role-parent-is-council",
+            "privileges another way",
+            state,
+            stage,
+            PARENT,
+            WRITES,
+            ("the Automation role can create os_proposal_approvals", "inherited from role 'Governance Council'"),
+        ),
+        v(
+            f"{prefix}public-reads-the-ledger",
+            "privileges another way",
+            state,
+            stage,
+            PUBLIC_READS_LEDGER,
+            PRIVILEGES,
+            ("the public can read os_release_ledger (via policy '$t:public_label')",),
+        ),
+        v(
+            f"{prefix}public-registration-into-council",
+            "privileges another way",
+            state,
+            stage,
+            REGISTRATION,
+            WRITES,
+            ("anyone who registers (public registration) can create os_proposal_approvals",),
+        ),
+        v(
+            f"{prefix}flow-on-governed-items",
+            "dispatch by other means",
+            state,
+            stage,
+            FLOW,
+            DISPATCH | metric(stage, "gov_emit"),
+            ("active Directus flow 'Notify stewards' on items.update of kg_claims",),
+        ),
+        v(
+            f"{prefix}trigger-writes-events",
+            "dispatch by other means",
+            state,
+            stage,
+            TRIGGER,
+            DISPATCH | metric(stage, "gov_emit"),
+            ("trigger km_emit on dot_routes writes os_gov_events (function km_emit)",),
+        ),
+    ]
+
+
+EFFECT = [
+    *effect("finalized", "finalized", "finalized-"),
+    *effect("baseline", "greenfield", "baseline-"),
+    *effect("greenfield", "greenfield", "greenfield-"),
+    v(
+        "finalized-service-account-moved-into-council",
+        "privileges another way",
+        "finalized",
+        "finalized",
+        MOVE_AGENT.replace(AGENT, catalog.account("svc-etl").email),
+        WRITES,
+        (
+            "the user svc-etl@gov.example.com can create os_proposal_approvals [fields proposal_id,level,"
+            "package_sha256,comment] (via policy 'Governance Approvers', through role 'Governance Council')",
+        ),
+    ),
+    v(
+        "finalized-look-alike-policy",
+        "privileges another way",
+        "finalized",
+        "finalized",
+        (
+            *extra_policy("One-Roof Governance ", (("os_collection_owners", "update"),)),
+            link(EXTRA, role="Governance Council"),
+        ),
+        WRITES,
+        ("the Governance Council role can update os_collection_owners (via policy 'One-Roof Governance ')",),
+    ),
+    v(
+        "finalized-automation-writes-the-ledger",
+        "privileges another way",
+        "finalized",
+        "finalized",
+        "INSERT INTO directus_permissions (collection, action, permissions, validation, fields, policy) "
+        "SELECT 'os_release_ledger', 'update', '{}', '{}', '*', id FROM directus_policies "
+        "WHERE name = 'Automation'",
+        WRITES,
+        ("the Automation role can update os_release_ledger (via policy 'Automation')",),
+    ),
+    v(
+        "finalized-admin-policy-linked-to-a-user",
+        "privileges another way",
+        "finalized",
+        "finalized",
+        link(policy_named("Administrator"), email="svc-ci@gov.example.com"),
+        WRITES,
+        ("the user svc-ci@gov.example.com can do anything: admin_access (via policy 'Administrator', linked",),
+    ),
+    # greenfield means empty
+    v(
+        "greenfield-leftover-admin-policy",
+        "greenfield means empty",
+        "greenfield",
+        "greenfield",
+        POLICY_INSERT.replace("false, false, true)", "false, true, true)"),
+        tier("tier2_access") | LEFT,
+        ("policy 'One-Roof Governance' (75c09095-c4f0-5d33-aaa1-31764f52c0b5) with admin_access",),
+    ),
+    v(
+        "greenfield-look-alike-policy-linked-to-agent",
+        "greenfield means empty",
+        "greenfield",
+        "greenfield",
+        (
+            "INSERT INTO directus_policies (id, name, icon, admin_access, app_access) "
+            f"VALUES ({EXTRA}, 'one-roof governance', 'policy', false, true)",
+            link(EXTRA, email=AGENT),
+        ),
+        LEFT | PRIVILEGES,
+        (f"access row linking policy 'one-roof governance' to user {AGENT}", f"the user {AGENT} can use"),
+    ),
+    v(
+        "greenfield-writable-field",
+        "greenfield means empty",
+        "greenfield",
+        "greenfield",
+        "INSERT INTO directus_fields (collection, field, interface, readonly) "
+        "VALUES ('os_collection_owners', 'active', 'boolean', false)",
+        tier("tier2_access") | one(GREEN_GOV, "os_collection_owners", "tier2_fields") | LEFT,
+        ("field os_collection_owners.active (writable)",),
+    ),
+    # the content of the inventory and of the roles the release grants to
+    v(
+        "baseline-sensitivity-changed",
+        "content not counts",
+        "greenfield",
+        "baseline",
+        "UPDATE os_collection_inventory SET sensitivity = 'public' WHERE collection = 'kg_claims'",
+        {"test_inventory_content"},
+        ("os_collection_inventory: kg_claims is", "'sensitivity': 'public'", "'sensitivity': 'restricted'"),
+    ),
+    v(
+        "baseline-domain-changed",
+        "content not counts",
+        "greenfield",
+        "baseline",
+        "UPDATE os_collection_inventory SET domain = 'trade' WHERE collection = 'dot_permits'",
+        {"test_inventory_content"},
+        ("os_collection_inventory: dot_permits is", "'domain': 'trade'"),
+    ),
+    v(
+        "baseline-collection-swapped",
+        "content not counts",
+        "greenfield",
+        "baseline",
+        (
+            "DELETE FROM os_collection_inventory WHERE collection = 'kh_tags'",
+            "INSERT INTO os_collection_inventory VALUES ('cms_pages', 'documents', 'public', now())",
+        ),
+        {"test_inventory_content"},
+        ("os_collection_inventory: cms_pages is", "os_collection_inventory: kh_tags is None"),
+    ),
+    v(
+        "baseline-council-renamed",
+        "content not counts",
+        "greenfield",
+        "baseline",
+        "UPDATE directus_roles SET name = 'Council' WHERE name = 'Governance Council'",
+        {"test_release_grantee_roles"} | WRITES,
+        ("directus_roles: role b8afb63b-5e1f-5d03-ac93-9a7cce83f691 is named 'Council'",),
+    ),
+    v(
+        "baseline-council-swapped",
+        "content not counts",
+        "greenfield",
+        "baseline",
+        (
+            "UPDATE directus_roles SET name = 'Former Council' WHERE name = 'Governance Council'",
+            "UPDATE directus_roles SET name = 'Governance Council' WHERE name = 'Data Stewards'",
+        ),
+        {"test_release_grantee_roles"} | WRITES,
+        ("the role the release grants to as 'Governance Council' is",),
+    ),
+    # the gate's own assumptions, and leftovers it must block on
+    v(
+        "gate-no-activity-on-approvals",
+        "gate assumptions",
+        "approved",
+        "gate",
+        "UPDATE directus_collections SET accountability = NULL WHERE collection = 'os_proposal_approvals'",
+        {CONDITION.format("assumptions")},
+        ("Directus records no activity on os_proposal_approvals",),
+    ),
+    v(
+        "gate-approver-not-user-created",
+        "gate assumptions",
+        "approved",
+        "gate",
+        "UPDATE directus_fields SET special = NULL WHERE collection = 'os_proposal_approvals' AND field = 'approver'",
+        {CONDITION.format("assumptions")},
+        ("os_proposal_approvals.approver is not filled in by Directus",),
+    ),
+    v(
+        "gate-approver-writable-on-create",
+        "gate assumptions",
+        "approved",
+        "gate",
+        "UPDATE directus_permissions SET fields = '*' WHERE collection = 'os_proposal_approvals' AND action = 'create' "
+        f"AND policy = {policy_named('Service Accounts')}",
+        {CONDITION.format("assumptions")},
+        ("policy 'Service Accounts' (fields *) may create os_proposal_approvals",),
+    ),
+    v(
+        "gate-leftover-admin-policy",
+        "greenfield means empty",
+        "approved",
+        "gate",
+        POLICY_INSERT.replace("false, false, true)", "false, true, true)"),
+        {CONDITION.format("state")},
+        ("state=mixed", "policy 'One-Roof Governance' (75c09095-c4f0-5d33-aaa1-31764f52c0b5) with admin_access"),
+    ),
+    v(
+        "gate-leftover-writable-field",
+        "greenfield means empty",
+        "approved",
+        "gate",
+        "INSERT INTO directus_fields (collection, field, interface, readonly) "
+        "VALUES ('os_collection_owners', 'owner_unit', 'input', false)",
+        {CONDITION.format("state")},
+        ("field os_collection_owners.owner_unit (writable)",),
+    ),
+    v(
+        "gate-leftover-policy-linked-to-agent",
+        "greenfield means empty",
+        "approved",
+        "gate",
+        (POLICY_INSERT, link(P, email=AGENT)),
+        {CONDITION.format("state")},
+        (f"access row linking policy 'One-Roof Governance' to user {AGENT}",),
+    ),
+    v(
+        "gate-proposal-left-ratified",
+        "greenfield means empty",
+        "approved",
+        "gate",
+        "UPDATE os_proposals SET status = 'ratified'",
+        {CONDITION.format("state")},
+        ("proposal OR-T3-OWNERSHIP-SEED is ratified",),
+    ),
+]
+
+# What the invariants of effect add to the violations above: a leftover is named by the greenfield
+# stage's emptiness check, and a changed grant by the effective privileges.
+ALSO: dict[str, set[str]] = {
+    "baseline-collection-added": {"test_inventory_content"},
+    "contradicting-label-rules": LEFT,
+    "inactive-owners-everywhere": LEFT,
+    "leftover-access-row": PRIVILEGES | LEFT,
+    "leftover-active-owner": LEFT,
+    "leftover-axis": LEFT,
+    "leftover-disabled-binding": LEFT,
+    "leftover-field": LEFT,
+    "leftover-inactive-owner": LEFT,
+    "leftover-label-rule": LEFT,
+    "leftover-lifecycle": LEFT,
+    "leftover-permission": LEFT,
+    "leftover-policy": LEFT,
+    "leftover-registration": LEFT,
+    "permission-missing": PRIVILEGES,
+    "permission-validation-altered": PRIVILEGES,
+    "policy-admin-access": WRITES,
+    "policy-deleted": PRIVILEGES,
+    "policy-enforce-tfa-dropped": PRIVILEGES,
+    "policy-given-delete": PRIVILEGES,
+    "policy-linked-to-agent": PRIVILEGES,
+    "policy-unlinked-from-role": PRIVILEGES,
+    "proposal-left-ratified": LEFT,
+    "tier2-left-everywhere": PRIVILEGES | LEFT,
+    "tier4-left-everywhere": LEFT,
+    "tier5-left-everywhere": LEFT,
+    "tier6-left-everywhere": LEFT,
+}
+EARLIER = [replace(x, fails=x.fails | ALSO.get(x.name, set())) for x in FINALIZED + GREENFIELD + BASELINE + GATE]
+
+VIOLATIONS = EARLIER + EFFECT
 CONTROLS = {"baseline": "greenfield", "greenfield": "greenfield", "gate": "approved", "finalized": "finalized"}
