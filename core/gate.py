@@ -8,12 +8,13 @@ session, and again inside its transaction, under the release lock.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 
-from oneroof.core import assumptions, ledger, signatures
+from oneroof.core import assumptions, ledger, settings, signatures
 from oneroof.core import evidence as rehearsals
 from oneroof.core.content import POLICY_ID, POLICY_NAME, TIER2_COLLECTIONS
 from oneroof.core.package import APPROVER_LEVELS, MIN_APPROVALS, Package
@@ -222,6 +223,7 @@ class Signing:
     rehearsal_sha256: str | None = (
         None  # the evidence a rollout off a clone is bound to: a statement naming other evidence does not count
     )
+    require_user_verification: bool = False  # the policy: only user-verified authenticators count
 
 
 def statement_problem(
@@ -261,6 +263,8 @@ def statement_problem(
                 system_identifier=signing.system_identifier,
                 now=signing.now,
                 rehearsal_sha256=signing.rehearsal_sha256,
+                # a rehearsal's one-off signer stays as it is (its rows count on a marked clone only)
+                require_user_verification=signing.require_user_verification and not approval.rehearsal,
             )
         except signatures.BadStatement as exc:
             problems.append(str(exc))
@@ -478,6 +482,15 @@ def signatures_required(package: Package, on_clone: bool) -> bool:
     return package.require_signatures or not on_clone
 
 
+def user_verification_required(package: Package, executor: bool = False) -> bool:
+    """Whether only approvals by a user-verified authenticator count (a passkey, or a FIDO key the
+    trust file lists with verify-required): when the manifest says require_user_verification, or
+    the executor does (`executor`, or its setting's environment variable), whatever the manifest says.
+    """
+    env = os.environ.get(settings.REQUIRE_USER_VERIFICATION.env, "")
+    return package.require_user_verification or executor or settings.truthy(env)
+
+
 def revoked_nonces(rows: list[Approval]) -> frozenset[str]:
     """The nonces of the statements that revoked rows carry: a revocation spends its statement, so
     a copy of it on another row does not undo the revocation. Read without verifying (a forged
@@ -607,6 +620,7 @@ def evaluate(
     now: dt.datetime | None = None,
     rehearsal: rehearsals.Rehearsal | None = None,
     release_log: ledger.ReleaseLog | None = None,
+    require_user_verification: bool = False,
 ) -> Verdict:
     """Judge every gate condition on `conn` (inside the caller's transaction).
 
@@ -615,7 +629,8 @@ def evaluate(
     at `now` (this machine's clock, not the database's). A target that is not a marked clone
     must be bound to `rehearsal`, the evidence of a GO rehearsal on a snapshot of it. A statement
     any deployment carried is spent, by the ledger or by the operator's `release_log`; the ledger's
-    chain must hold, and keep the head the release log recorded for this target.
+    chain must hold, and keep the head the release log recorded for this target. Under the
+    user-verification policy (`user_verification_required`) only user-verified authenticators count.
     """
     found: dict[str, str | None] = {}
     notes: list[str] = []
@@ -630,6 +645,7 @@ def evaluate(
     spent = spent_nonces(conn, release_log)
     cluster, unknown = cluster_identity(conn)
     signing = Signing(trust, conn.info.dbname, cluster, clock(now), sealers, spent, database_oid(conn), unknown)
+    signing = replace(signing, require_user_verification=user_verification_required(package, require_user_verification))
     if rehearsal is not None and not on_clone:
         signing = replace(signing, rehearsal_sha256=rehearsal.sha256)
     approvals = _judge_approvals(rows, package, signing, on_clone)

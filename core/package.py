@@ -192,6 +192,8 @@ class Package:
     sealer_key: str | None = None  # fingerprint of the key that sealed (signed) the manifest
     seal_signature: str | None = None  # its signature, manifest.toml.sig
     snapshots: tuple[str, ...] = ()  # the expected figures (syrupy amber files), paths in the package
+    # only approvals by a user-verified authenticator count: a passkey, or a FIDO key listed with verify-required
+    require_user_verification: bool = False
 
     def relations(self, kind: str) -> Relations:
         """What the tiers' `deploy` or `revert` SQL reads and writes, all tiers together."""
@@ -424,6 +426,9 @@ def _package(path: Path, manifest: dict[str, Any], raw: bytes, listed: set[str])
         raise TypeError("package.sealer_key (an SSH key fingerprint, SHA256:...)")
     if not isinstance(gate.get("require_sealed", False), bool):
         raise TypeError("gate.require_sealed (true or false)")
+    verified = gate.get("require_user_verification", False)
+    if not isinstance(verified, bool):
+        raise TypeError("gate.require_user_verification (true or false)")
     if gate.get("require_sealed") and sealer is None:
         raise IntegrityError(
             f"{MANIFEST} says require_sealed = true, but the package is not sealed: seal it with "
@@ -441,6 +446,7 @@ def _package(path: Path, manifest: dict[str, Any], raw: bytes, listed: set[str])
         require,
         sealer,
         snapshots=expected,
+        require_user_verification=verified,
     )
 
 

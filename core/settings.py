@@ -64,6 +64,13 @@ RELEASE_LOG = _setting(
     "statements it spent and the ledger's chain head; the gate refuses a statement found in it and a "
     "ledger that lost the head (the executor's default: $ONEROOF_HOME/release-log.jsonl)",
 )
+REQUIRE_USER_VERIFICATION = _setting(
+    "require_user_verification",
+    "",
+    "1 (or true/yes): only approvals by a user-verified authenticator count (a passkey, or a FIDO key the "
+    "trust file lists with verify-required), whatever the package's manifest says; the manifest can raise "
+    "this, never lower it (gate stage)",
+)
 TEST_SERVER = _setting(
     "test_server", "", "DSN of an existing server for the project's own tests; default: a temporary embedded server"
 )
@@ -77,7 +84,14 @@ SETTINGS = (
     REHEARSAL,
     TEST_SERVER,
     RELEASE_LOG,
+    REQUIRE_USER_VERIFICATION,
 )
+
+
+def truthy(value: str | None) -> bool:
+    """A boolean setting's value: 1, true, yes or on (any case) is set; anything else is not."""
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
 
 # Environment variables that are not session settings.
 RELEASE_SESSION_ENV = "ONEROOF_RELEASE_SESSION"  # set by the executor on the sessions it runs
@@ -107,6 +121,7 @@ class Options:
     rehearsal: str
     test_server: str
     release_log: str = ""
+    require_user_verification: str = ""
 
     def __repr__(self) -> str:
         # pytest prints the arguments of a failing test (and JUnit XML keeps them): the DSNs are

@@ -51,6 +51,12 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 OID = re.compile(r"^[1-9][0-9]{0,9}$")
 FINGERPRINT = re.compile(r"\b(SHA256:[A-Za-z0-9+/]{43})\b")
 TIMEOUT = 60.0
+# FIDO keys (OpenSSH's sk- keys): their signatures carry the authenticator's flags
+SK_TYPES = ("sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+SK_USER_VERIFIED = 0x04  # the UV flag: the authenticator verified its user (PIN or biometric)
+VERIFY_REQUIRED = "verify-required"  # the trust file's option: this FIDO key counts only with UV
+POLICY = "require_user_verification"
+KEY_TYPE = re.compile(r"^(ssh-|ecdsa-|sk-)")  # an allowed-signers line's key type; its options never start so
 
 
 class BadStatement(Exception):
@@ -447,7 +453,7 @@ def verify(message: bytes, signature: str, trust: TrustRoot, principal: str, nam
         raise BadStatement(f"approver email {principal!r} is not a plain address to look up in the allowed signers")
     with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
         allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "statement.sig"
-        allowed.write_bytes(passkeys.ssh_lines(trust.data))  # passkey lines are not ssh-keygen's
+        allowed.write_bytes(ssh_keygen_lines(trust.data))
         sig.write_text(check_armor(signature))
         proc = _ssh_keygen(
             ["-Y", "verify", "-f", str(allowed), "-I", principal, "-n", namespace, "-s", str(sig)], message
@@ -466,12 +472,126 @@ def principals(signature: str, trust: TrustRoot) -> list[str]:
     """
     with tempfile.TemporaryDirectory(prefix="oneroof-sig-") as tmp:
         allowed, sig = Path(tmp) / "allowed_signers", Path(tmp) / "manifest.sig"
-        allowed.write_bytes(passkeys.ssh_lines(trust.data))  # passkey lines are not ssh-keygen's
+        allowed.write_bytes(ssh_keygen_lines(trust.data))
         sig.write_text(check_armor(signature))
         proc = _ssh_keygen(["-Y", "find-principals", "-s", str(sig), "-f", str(allowed)], b"")
     if proc.returncode != 0:
         return []
     return [p.strip() for p in proc.stdout.decode(errors="replace").splitlines() if p.strip()]
+
+
+# -- user verification (FIDO keys) ---------------------------------------------------------------
+
+
+def _fields(data: bytes, count: int) -> list[bytes]:
+    """The first `count` SSH strings (uint32 length, bytes) of `data`, then the rest; ValueError if short."""
+    found = []
+    for _ in range(count):
+        size = int.from_bytes(data[:4], "big")
+        if len(data) < 4 + size:
+            raise ValueError("truncated")
+        found.append(data[4 : 4 + size])
+        data = data[4 + size :]
+    return [*found, data]
+
+
+def signed_by(signature: str) -> tuple[str, bytes, int | None]:
+    """(key type, public key blob, authenticator flags) of an armored SSHSIG signature; the flags
+    only for a FIDO (sk-) key, whose signature carries them after the signature bytes.
+    """
+    raw = binascii.a2b_base64("".join(check_armor(signature).rstrip("\n").split("\n")[1:-1]))
+    try:
+        if raw[:6] != b"SSHSIG":
+            raise ValueError("no SSHSIG magic")
+        key, _namespace, _reserved, _hash, sig, _ = _fields(raw[10:], 5)
+        key_type = _fields(key, 1)[0].decode("ascii")
+        sig_type, _bytes, tail = _fields(sig, 2)
+        if key_type not in SK_TYPES:
+            return key_type, key, None
+        if sig_type.decode("ascii") != key_type or len(tail) != 5:
+            raise ValueError("not an sk- signature")
+        return key_type, key, tail[0]
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadStatement("its signature is not an SSHSIG signature") from exc
+
+
+def _options(text: str) -> tuple[list[str], str]:
+    """The comma-separated options at the start of `text` (quotes kept) and what follows them."""
+    options: list[str] = []
+    current, quoted = "", False
+    for at, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif char in " \t" and not quoted:
+            return [*options, current], text[at:].strip()
+        elif char == "," and not quoted:
+            options, current = [*options, current], ""
+            continue
+        current += char
+    return [*options, current], ""
+
+
+def trust_lines(data: bytes) -> list[tuple[str, list[str], str, str]]:
+    """The SSH lines of a trust file: (principal, options, key type, base64 key) each."""
+    found = []
+    for line in passkeys.ssh_lines(data).decode("ascii").splitlines():
+        words = line.strip().split(None, 1)
+        if len(words) < 2 or words[0].startswith("#"):
+            continue
+        options, rest = ([], words[1]) if KEY_TYPE.match(words[1]) else _options(words[1])
+        key = rest.split()
+        if len(key) >= 2:
+            found.append((words[0], options, key[0], key[1]))
+    return found
+
+
+def ssh_keygen_lines(data: bytes) -> bytes:
+    """The trust file as ssh-keygen reads allowed signers: without its passkey lines, and without
+    the verify-required option, which OpenSSH knows in authorized_keys but not in allowed signers
+    (oneroof checks it itself: `user_verification_problem`).
+    """
+    kept = []
+    for line in passkeys.ssh_lines(data).decode("ascii").splitlines(keepends=True):
+        words = line.strip().split(None, 1)
+        if len(words) == 2 and not words[0].startswith("#") and not KEY_TYPE.match(words[1]):
+            options, rest = _options(words[1])
+            left = [o for o in options if o.lower() != VERIFY_REQUIRED]
+            line = " ".join([words[0], *([",".join(left)] if left else []), rest]) + "\n"
+        kept.append(line)
+    return "".join(kept).encode("ascii")
+
+
+def user_verification_problem(signature: str, trust: TrustRoot, principal: str, required: bool) -> str | None:
+    """Why an SSH signature that verified does not show a user-verified authenticator, when the
+    trust file's line says verify-required or the policy (`required`) asks for one; else None.
+    """
+    key_type, key, flags = signed_by(signature)
+    listed = binascii.b2a_base64(key, newline=False).decode()
+    marked = any(
+        VERIFY_REQUIRED in [o.lower() for o in options]
+        for who, options, _type, blob in trust_lines(trust.data)
+        if who == principal and blob == listed
+    )
+    if flags is not None and marked and not flags & SK_USER_VERIFIED:
+        return (
+            f"signed with FIDO key ({key_type}) without user verification (its signature's UV flag is not set), "
+            f"but the trust file lists it with {VERIFY_REQUIRED}: sign again with a key that asks for its PIN "
+            "(made with ssh-keygen -O verify-required)"
+        )
+    if not required:
+        return None
+    if flags is None:
+        return (
+            f"signed with a plain key file ({key_type}), but user verification is required ({POLICY}): "
+            f"sign with a passkey or a FIDO key listed with {VERIFY_REQUIRED}"
+        )
+    if not marked:
+        return (
+            f"signed with FIDO key ({key_type}) that the trust file does not list with {VERIFY_REQUIRED}, but user "
+            f"verification is required ({POLICY}): a reviewer adds {VERIFY_REQUIRED} to its line once the key asks "
+            "for a PIN (ssh-keygen -O verify-required)"
+        )
+    return None
 
 
 def _passkey_check(text: str, trust: TrustRoot, approver_id: str, email: str, level: str) -> tuple[Statement, str]:
@@ -502,6 +622,7 @@ def check(
     system_identifier: str | None,
     now: dt.datetime | None,
     rehearsal_sha256: str | None = None,
+    require_user_verification: bool = False,
 ) -> tuple[Statement, str]:
     """Every check of one stored statement, in order, each with its own reason (BadStatement):
     its form, its signature by a key the allowed signers list for the approver's email (or its
@@ -510,7 +631,9 @@ def check(
     cluster by system_identifier) and when it is valid (at `now`;
     None leaves the clock out, for an auditor's listing of past approvals). `rehearsal_sha256` is
     the evidence the rollout is bound to (None: not compared, as on a clone); a statement that
-    names evidence counts only with that evidence.
+    names evidence counts only with that evidence. `require_user_verification` (the policy) counts
+    an SSH signature only by a FIDO key the trust file lists with verify-required, made with UV
+    (a passkey assertion is always user-verified).
     Returns the statement and the signing key's fingerprint.
     """
     if passkeys.is_bundle(statement_text):  # a passkey assertion rather than an SSH signature (core/passkeys.py)
@@ -519,6 +642,9 @@ def check(
         message, signature = parse_bundle(statement_text)
         statement = Statement.parse(message)
         fingerprint = verify(message, signature, trust, approver_email)
+        unverified = user_verification_problem(signature, trust, approver_email, require_user_verification)
+        if unverified:
+            raise BadStatement(unverified)
     if statement.approver_id != approver_id or statement.approver_email != approver_email:
         raise BadStatement(
             f"its statement is signed for approver {statement.approver_email}, not this row's {approver_email}"

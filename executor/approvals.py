@@ -169,7 +169,10 @@ def counted(statement: signatures.Statement, text: str, package: Package | None,
     try:
         # What the statement names is what the gate will expect of it: the same fields, by name.
         expected = {name: getattr(statement, name) for name in STATEMENT_FIELDS}
-        _, fingerprint = signatures.check(text, trust, now=gate.clock(None), **expected)
+        policy = package is not None and gate.user_verification_required(package)
+        _, fingerprint = signatures.check(
+            text, trust, now=gate.clock(None), require_user_verification=policy, **expected
+        )
     except signatures.BadStatement as exc:
         raise signatures.SigningFailed(
             f"the gate would not count this approval, so nothing was recorded: {exc}"

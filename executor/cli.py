@@ -86,6 +86,12 @@ def _trust_option(parser: argparse.ArgumentParser) -> None:
         help="the SHA-256 the allowed-signers file must have: a pin of the reviewed trust root, refused "
         "when it differs (default $ONEROOF_ALLOWED_SIGNERS_SHA256)",
     )
+    parser.add_argument(
+        "--require-user-verification",
+        action="store_true",
+        help="count only approvals by a user-verified authenticator (a passkey, or a FIDO key the trust file "
+        "lists with verify-required), whatever the manifest says (default $ONEROOF_REQUIRE_USER_VERIFICATION)",
+    )
 
 
 def _rehearsal_option(parser: argparse.ArgumentParser) -> None:
@@ -123,8 +129,10 @@ def _rehearsal(args: argparse.Namespace) -> Any:
 
 
 def _trust(args: argparse.Namespace) -> Any:
-    from oneroof.core import signatures
+    from oneroof.core import settings, signatures
 
+    if getattr(args, "require_user_verification", False):  # the gate and the sessions read it from here
+        os.environ[settings.REQUIRE_USER_VERIFICATION.env] = "1"
     return signatures.trust_root(args.allowed_signers, args.allowed_signers_sha256)
 
 

@@ -138,6 +138,7 @@ def run_stage(
             "the package's, reviewed and hashed"
         )
     env[settings.RELEASE_SESSION_ENV] = "1"
+    verified = settings.REQUIRE_USER_VERIFICATION
     for setting, value in (
         (settings.EXPECT_DB, expect_db),
         (settings.PACKAGE, package_dir),
@@ -147,6 +148,8 @@ def run_stage(
         (settings.ALLOWED_SIGNERS_SHA256, allowed_signers and signatures.TrustRoot.load(allowed_signers).sha256),
         (settings.REHEARSAL, rehearsal),
         (settings.RELEASE_LOG, release_log),
+        # the executor's user-verification policy holds in its sessions too (the manifest cannot lower it)
+        (settings.REQUIRE_USER_VERIFICATION, "1" if settings.truthy(os.environ.get(verified.env)) else None),
     ):
         if value:
             env[setting.env] = str(value)

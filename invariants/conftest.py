@@ -12,7 +12,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from oneroof.core import content as invariants_content
-from oneroof.core import dispatch, gate, ledger, package, privileges, signatures
+from oneroof.core import dispatch, gate, ledger, package, privileges, settings, signatures
 from oneroof.core import evidence as rehearsal
 from oneroof.core.settings import Options
 from oneroof.fixtures.plugin import TARGET, OneroofSnapshots, session_snapshot
@@ -80,6 +80,7 @@ def verdict(
             trust=trust,
             rehearsal=bound,
             release_log=ledger.ReleaseLog.from_setting(oneroof_options.release_log),
+            require_user_verification=settings.truthy(oneroof_options.require_user_verification),
         )
 
 
