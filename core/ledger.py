@@ -229,10 +229,12 @@ def judge(
     cluster: str | None,
     at: dt.datetime | None,
     evidence: str | None = None,
+    require_user_verification: bool = False,
 ) -> tuple[signatures.Statement | None, str]:
     """The first statement of an approval row that verifies for this package, proposal and target
     (by name, OID and cluster; at `at`, None leaving the clock out; with the rehearsal `evidence`
-    a deployment was bound to, if any), with a line saying who signed it; else None and why not.
+    a deployment was bound to, if any; under the user-verification policy when asked), with a line
+    saying who signed it; else None and why not.
     """
     problems = []
     for text in row["statements"]:
@@ -250,6 +252,7 @@ def judge(
                 system_identifier=cluster,
                 now=at,
                 rehearsal_sha256=evidence,
+                require_user_verification=require_user_verification,
             )
         except signatures.BadStatement as exc:
             problems.append(str(exc))

@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import urllib.parse
 from dataclasses import dataclass, field
 
 from oneroof.core import evidence as rehearsals
-from oneroof.core import gate, ledger, signatures
+from oneroof.core import gate, ledger, settings, signatures
 from oneroof.core.ledger import Finding
 from oneroof.core.package import Package
 from oneroof.executor import directus
@@ -288,6 +289,7 @@ def audit(dsn: str, trust: signatures.TrustRoot, log: ledger.ReleaseLog | None =
         target = ledger.Target.read(conn, cluster, gate.database_oid(conn))
         broken = ledger.integrity_problems(conn, log, cluster)
     result = Audit(target.database, cluster, trust.sha256, ledger=broken)
+    policy = settings.truthy(os.environ.get(settings.REQUIRE_USER_VERIFICATION.env))  # the executor's setting
     for approval_id, row in target.approvals.items():
         statement, detail = ledger.judge(
             row,
@@ -298,6 +300,7 @@ def audit(dsn: str, trust: signatures.TrustRoot, log: ledger.ReleaseLog | None =
             database_oid=target.oid,
             cluster=cluster,
             at=None,
+            require_user_verification=policy,
         )
         result.approvals.append(Finding(f"approval #{approval_id}", statement is not None, detail))
     result.deployments = ledger.audit(target, trust)

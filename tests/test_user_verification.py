@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from oneroof.core import gate, package, passkeys, settings, signatures
+from oneroof.executor import approvals
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import IntegrityError
@@ -147,6 +148,27 @@ def test_a_fido_key_counts_under_the_policy_only_listed_with_verify_required_and
         assert got.startswith("valid approvals 0 < 1") and expected in got, got
     else:
         assert got == "", got
+
+
+def test_the_auditor_re_checks_approvals_under_the_executors_policy(
+    target: psycopg.Connection[Any], trust: signatures.TrustRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`approvals verify` with $ONEROOF_REQUIRE_USER_VERIFICATION refuses a plain-key approval it
+    verifies without the setting.
+    """
+    try:
+        plain = SIGNERS.approve(target, "l4")
+        target.commit()
+        before = approvals.audit(target.info.dsn, trust)
+        monkeypatch.setenv(settings.REQUIRE_USER_VERIFICATION.env, "1")
+        after = approvals.audit(target.info.dsn, trust)
+    finally:
+        target.execute("DELETE FROM directus_comments WHERE item = %s", (str(plain),))
+        target.execute("DELETE FROM os_proposal_approvals WHERE id = %s", (plain,))
+        target.commit()
+    assert {f.what: f for f in before.approvals}[f"approval #{plain}"].ok
+    found = {f.what: f for f in after.approvals}[f"approval #{plain}"]
+    assert not found.ok and PLAIN in found.detail, found
 
 
 def test_a_rehearsal_approval_on_a_marked_clone_stays_as_it_is(
