@@ -171,6 +171,34 @@ def test_the_auditor_re_checks_approvals_under_the_executors_policy(
     assert not found.ok and PLAIN in found.detail, found
 
 
+def test_monitor_and_the_gate_session_take_the_executors_flag(
+    target: psycopg.Connection[Any], trust: signatures.TrustRoot, oneroof: Any
+) -> None:
+    """`--require-user-verification` on the command line raises the policy in the executor and in
+    the pytest session it runs (the gate stage of `verify`), whatever the manifest says.
+    """
+    env = {settings.ALLOWED_SIGNERS.env: str(trust.path)}
+    try:
+        plain = SIGNERS.approve(target, "l4")
+        target.commit()
+        dsn = target.info.dsn
+        runs = {
+            flag: (
+                oneroof("monitor", "--dsn", dsn, *flag, env=env),
+                oneroof("verify", "--stage", "gate", "--dsn", dsn, "--expect-db", target.info.dbname, *flag, env=env),
+            )
+            for flag in ((), ("--require-user-verification",))
+        }
+    finally:
+        target.execute("DELETE FROM directus_comments WHERE item = %s", (str(plain),))
+        target.execute("DELETE FROM os_proposal_approvals WHERE id = %s", (plain,))
+        target.commit()
+    (monitor, session), (raised, raised_session) = runs.values()
+    assert monitor.returncode == 0 and session.returncode == 0, (monitor, session.stdout[-2000:])
+    assert raised.returncode == 3 and PLAIN in raised.stdout + raised.stderr, raised
+    assert raised_session.returncode != 0 and PLAIN in raised_session.stdout + raised_session.stderr, raised_session
+
+
 def test_a_rehearsal_approval_on_a_marked_clone_stays_as_it_is(
     target: psycopg.Connection[Any], trust: signatures.TrustRoot
 ) -> None:
