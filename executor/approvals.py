@@ -170,7 +170,11 @@ def counted(statement: signatures.Statement, text: str, package: Package | None,
     try:
         # What the statement names is what the gate will expect of it: the same fields, by name.
         expected = {name: getattr(statement, name) for name in STATEMENT_FIELDS}
-        policy = package is not None and gate.user_verification_required(package)
+        policy = (  # the package's policy, or the executor's setting when the package is not at hand (--submit)
+            gate.user_verification_required(package)
+            if package is not None
+            else settings.truthy(os.environ.get(settings.REQUIRE_USER_VERIFICATION.env))
+        )
         _, fingerprint = signatures.check(
             text, trust, now=gate.clock(None), require_user_verification=policy, **expected
         )

@@ -199,6 +199,26 @@ def test_monitor_and_the_gate_session_take_the_executors_flag(
     assert raised_session.returncode != 0 and PLAIN in raised_session.stdout + raised_session.stderr, raised_session
 
 
+def test_approve_refuses_what_the_policy_would_refuse_before_recording(
+    target: psycopg.Connection[Any], trust: signatures.TrustRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`oneroof approve` checks as the gate will (approvals.counted): a plain-key statement is
+    refused under the package's policy, and under the executor's setting when the package is not
+    at hand (`--submit`); a FIDO key with UV, listed with verify-required, is not.
+    """
+    text = SIGNERS.statement(target, "l4")
+    statement = signatures.Statement.parse(signatures.parse_bundle(text)[0])
+    assert approvals.counted(statement, text, PKG, trust)
+    with pytest.raises(signatures.SigningFailed, match=r"require_user_verification"):
+        approvals.counted(statement, text, POLICY, trust)
+    assert approvals.counted(statement, text, None, trust)
+    monkeypatch.setenv(settings.REQUIRE_USER_VERIFICATION.env, "1")
+    with pytest.raises(signatures.SigningFailed, match=r"signed with a plain key file"):
+        approvals.counted(statement, text, None, trust)
+    fido = fido_signed(target, "marked")
+    assert approvals.counted(signatures.Statement.parse(signatures.parse_bundle(fido)[0]), fido, POLICY, trust)
+
+
 def test_a_rehearsal_approval_on_a_marked_clone_stays_as_it_is(
     target: psycopg.Connection[Any], trust: signatures.TrustRoot
 ) -> None:
