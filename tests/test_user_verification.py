@@ -25,7 +25,7 @@ from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import IntegrityError
 from tests.support.authenticator import SoftAuthenticator
-from tests.support.fido import UP, UV, SoftFidoKey
+from tests.support.fido import ECDSA_TYPE, UP, UV, SoftFidoKey
 from tests.support.testing import PgServer, signers
 
 PKG = package.load()
@@ -33,7 +33,12 @@ POLICY = dataclasses.replace(PKG, require_user_verification=True)
 SIGNERS = signers()
 L4 = catalog.account("l4")
 PASSKEY = SoftAuthenticator()
-FIDO = {"marked": SoftFidoKey(), "unmarked": SoftFidoKey(), "with-namespace": SoftFidoKey()}
+FIDO = {
+    "marked": SoftFidoKey(),
+    "unmarked": SoftFidoKey(),
+    "with-namespace": SoftFidoKey(),
+    "ecdsa": SoftFidoKey(ECDSA_TYPE),
+}
 PLAIN = "signed with a plain key file (ssh-ed25519), but user verification is required (require_user_verification)"
 
 
@@ -45,6 +50,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> signatures.TrustRoot:
         FIDO["marked"].line(L4.email),
         FIDO["unmarked"].line(L4.email, ""),
         FIDO["with-namespace"].line(L4.email, f'namespaces="{signatures.NAMESPACE}",verify-required'),
+        FIDO["ecdsa"].line(L4.email),
     ]
     path = tmp_path_factory.mktemp("trust") / "trust"
     path.write_bytes(SIGNERS.trust.data + "".join(f"{line}\n" for line in lines).encode())
@@ -127,6 +133,8 @@ def test_a_user_verified_passkey_counts_under_the_policy(
 FIDO_CASES = {
     "UV, listed with verify-required": ("marked", UP | UV, POLICY, ""),
     "UV, verify-required beside another option": ("with-namespace", UP | UV, POLICY, ""),
+    "ECDSA, UV, listed with verify-required": ("ecdsa", UP | UV, POLICY, ""),
+    "ECDSA, no UV, listed with verify-required": ("ecdsa", UP, POLICY, "without user verification (its signature's UV"),
     "no UV, listed with verify-required": ("marked", UP, POLICY, "without user verification (its signature's UV"),
     "no UV, verify-required, no policy": ("marked", UP, PKG, "but the trust file lists it with verify-required"),
     "UV, listed without verify-required": ("unmarked", UP | UV, POLICY, "does not list with verify-required"),
