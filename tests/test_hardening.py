@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
+from psycopg import sql
 
 from oneroof.core import gate, package
 from oneroof.executor import release
@@ -21,17 +21,10 @@ from oneroof.harness import catalog, clones
 from oneroof.harness.db import SEARCH_PATH, connect, pin
 from oneroof.harness.errors import Blocked, IntegrityError, MissingPrivilege, UnsafeSchema
 from tests.support.release import PKG, TRUST, approve, reading
-from tests.support.testing import ROOT, PgServer, signers
+from tests.support.roles import as_role, readme_grants
+from tests.support.testing import PgServer, signers
 
 Role = Callable[..., str]
-
-
-def as_role(dsn: str, role: str) -> str:
-    """`dsn` logged in as `role` (password = role name; a trust server ignores it)."""
-    params = conninfo.conninfo_to_dict(dsn)
-    params.update(user=role, password=role)
-    params.pop("passfile", None)
-    return conninfo.make_conninfo("", **params)
 
 
 @pytest.fixture
@@ -57,14 +50,6 @@ def make_role(test_server: PgServer, clone: clones.Clone, worker_id: str) -> Ite
             conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(name)))
         with connect(test_server.admin, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
-def readme_grants() -> list[str]:
-    """The release role's GRANT statements from its docs page, with {role} and {db} for the names."""
-    text = (ROOT / "docs" / "release-role.md").read_text()
-    block = text.split("```sql\n-- the release role", 1)[1].split("\n", 1)[1].split("```", 1)[0]
-    statements = [s.strip() for s in re.sub(r"--[^\n]*", "", block).split(";") if s.strip()]
-    return [s.replace("TO release", "TO {role}").replace("DATABASE directus", "DATABASE {db}") for s in statements]
 
 
 SELECT_ONLY = (
