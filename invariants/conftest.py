@@ -107,6 +107,27 @@ def effective(target_conn: psycopg.Connection[dict[str, Any]]) -> dict[str, list
 
 
 @pytest.fixture(scope="session")
+def ledger_broken(target_conn: psycopg.Connection[dict[str, Any]], oneroof_options: Options) -> list[str]:
+    """Where the ledger's hash chain breaks, or where it lost the head the operator's release log
+    (--release-log) recorded: core/ledger.py, as `oneroof approvals verify` reads it.
+    """
+    with consistent_read(target_conn):
+        return ledger.integrity_problems(
+            target_conn,
+            ledger.ReleaseLog.from_setting(oneroof_options.release_log),
+            gate.system_identifier(target_conn),
+        )
+
+
+@pytest.fixture(scope="session")
+def ledger_refused(target_conn: psycopg.Connection[dict[str, Any]], oneroof_options: Options) -> list[str]:
+    """Every deployment of the ledger that does not verify against --allowed-signers, one line each."""
+    trust = signatures.TrustRoot.load(oneroof_options.allowed_signers) if oneroof_options.allowed_signers else None
+    with consistent_read(target_conn):
+        return ledger.refused_deployments(target_conn, trust)
+
+
+@pytest.fixture(scope="session")
 def dispatchers(target_conn: psycopg.Connection[dict[str, Any]]) -> list[str]:
     """What could emit governance events on the target besides tier 6's disabled bindings."""
     with consistent_read(target_conn):
