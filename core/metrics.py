@@ -167,6 +167,13 @@ def fingerprint_in_snapshot(conn: psycopg.Connection[Any]) -> tuple[str, dict[st
     return reading.fingerprint, reading.metrics
 
 
+def changed(before: Reading, after: Reading) -> list[str]:
+    """The metrics, then the tables, whose figures differ between two readings."""
+    return [k for k in before.metrics if before.metrics[k] != after.metrics.get(k)] + [
+        k for k in sorted(before.digests.keys() | after.digests.keys()) if before.digests.get(k) != after.digests.get(k)
+    ]
+
+
 def read(conn: psycopg.Connection[Any]) -> Reading:
     """Check the target, then read metrics and digests in one REPEATABLE READ READ ONLY transaction."""
     with consistent_read(conn):

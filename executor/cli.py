@@ -540,7 +540,15 @@ def _print_metrics(data: dict[str, Any]) -> None:
         print(f"{key:<15}{value}")
     fp = data["fingerprint"]
     print(f"{'entry':<15}{fp['entry']}\n{'exit':<15}{fp['exit']}")
-    print(f"{'entry == exit':<15}{'yes' if fp['equal'] else 'NO: the database changed while it was read'}")
+    if fp["equal"]:
+        print(f"{'entry == exit':<15}yes")
+    elif fp.get("changed") is not None:
+        print(
+            f"{'entry == exit':<15}no: production changed while it was read, by others' writes "
+            f"({', '.join(fp['changed'])}); oneroof's own reads were assigned no transaction id"
+        )
+    else:
+        print(f"{'entry == exit':<15}no: production changed while it was read, by others' writes")
 
 
 def _add_probe(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -548,8 +556,10 @@ def _add_probe(sub: argparse._SubParsersAction[Parser]) -> None:
         "probe",
         help="the ten metrics and the fingerprint, read-only",
         description="Read the ten metrics between an entry and an exit fingerprint, read-only. "
-        "Exit 0 when the fingerprints are equal, 1 when they differ (the database changed while it "
-        "was read, so the read proves nothing).",
+        "Production is live: when the fingerprints differ, others wrote meanwhile, and the probe "
+        "names the metrics and tables that changed, as information. Exit 0 when the probe wrote "
+        "nothing (each of its read-only transactions was assigned no transaction id), whether or "
+        "not the fingerprints differ; 1 when a read was assigned a transaction id.",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
     _dsn_option(p, "the target database")
@@ -557,7 +567,7 @@ def _add_probe(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> ExitCode:
-    """`oneroof probe`: 1 when the entry and exit fingerprints differ."""
+    """`oneroof probe`: 1 only when one of its reads was assigned a transaction id (it wrote)."""
     from oneroof.executor.probe import probe
 
     result = probe(target.target_dsn(args.dsn, progress=_err))
@@ -565,7 +575,13 @@ def cmd_probe(args: argparse.Namespace) -> ExitCode:
         print(json.dumps(result.as_json()))
     else:
         _print_metrics(result.as_json())
-    return ExitCode.OK if result.equal else ExitCode.FAILED
+    if not result.wrote_nothing:
+        _err(
+            f"oneroof: the probe's reads were assigned transaction ids {result.assigned}: "
+            "it cannot prove it wrote nothing"
+        )
+        return ExitCode.FAILED
+    return ExitCode.OK
 
 
 def _add_verify(sub: argparse._SubParsersAction[Parser]) -> None:

@@ -21,8 +21,8 @@ class ExitCode(IntEnum):
 # One line per code, as the README's "Exit codes" table says it; the docs generate that table from this.
 EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "ok; the gate is OPEN; GO",
-    ExitCode.FAILED: "an invariant failed, and nothing was kept; NO-GO. `probe` also exits 1 when its entry and "
-    "exit fingerprints differ.",
+    ExitCode.FAILED: "an invariant failed, and nothing was kept; NO-GO. `probe` exits 1 when one of its reads "
+    "was assigned a transaction id (it cannot prove it wrote nothing).",
     ExitCode.USAGE: "bad input, an unreachable database, a refusal by the database, a role that lacks a privilege "
     "`rollout` or `rollback` needs (named before anything is tried), or a function that could shadow a built-in: "
     "one line on stderr, no traceback (`--debug` shows one), nothing written. A DSN that does not parse is not "

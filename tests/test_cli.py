@@ -340,7 +340,7 @@ def test_help_lists_every_exit_code_and_explains_every_option(oneroof: Any) -> N
     rollout = " ".join(oneroof("rollout", "--help").stdout.split())
     assert "6 applied and committed but the audit" in rollout and "130 interrupted" in rollout
     probe = " ".join(oneroof("probe", "--help").stdout.split())
-    assert "1 when they differ" in probe
+    assert "1 when a read was assigned a transaction id" in probe
     assert "baseline (the seed's figures)" in " ".join(oneroof("verify", "--help").stdout.split())
     assert "text (the terminal matrix" in " ".join(oneroof("report", "--help").stdout.split())
 
