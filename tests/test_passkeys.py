@@ -155,6 +155,26 @@ def test_the_same_assertion_counts_once(target: psycopg.Connection[Any], trust: 
     assert f"#{second} its statement is the one of #{first}" in verdict.notes[0]
 
 
+def test_a_copy_of_a_revoked_passkey_approval_does_not_count(
+    target: psycopg.Connection[Any], trust: signatures.TrustRoot
+) -> None:
+    """A revocation spends the statement of a passkey approval as it does an SSH-signed one: its
+    comment copied to a new row does not undo it.
+    """
+    text = ratified(target)
+    try:
+        revoked = SIGNERS.approve(target, signed=False)
+        SIGNERS.attach(target, revoked, text)
+        target.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (revoked,))
+        copy = SIGNERS.approve(target, signed=False)
+        SIGNERS.attach(target, copy, text)
+        verdict = gate.evaluate(target, PKG, confirm_db=target.info.dbname, trust=trust)
+    finally:
+        target.rollback()
+    assert verdict.valid_approvals == ()
+    assert f"#{copy} its statement is the one of a revoked approval" in verdict.reasons["approvals"], verdict.reasons
+
+
 def test_ssh_signed_approvals_still_count_beside_passkey_lines(
     target: psycopg.Connection[Any], trust: signatures.TrustRoot
 ) -> None:
