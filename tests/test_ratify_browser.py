@@ -318,6 +318,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     trust = tmp_path / "trust"
     trust.write_bytes(SIGNERS.trust.data)
     os.chmod(trust, 0o600)
+    l2, l4 = catalog.account("l2"), catalog.account("l4")
     refused: dict[str, tuple[str, str]] = {}  # each approval that must not count: (verdict, its reason)
 
     def judged(approval: int) -> tuple[str, str]:
@@ -350,10 +351,10 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
         record(binh_rest, binh.account, passkeys.bundle(mine, asserted(binh, other)))
     )
     # Dung's row carrying an assertion by Binh's passkey over Dung's statement.
-    dung_rest = server.login(catalog.account("l4").email, PASSWORD)
+    dung_rest = server.login(l4.email, PASSWORD)
     dungs = statement_for(database, "l4", evidence).message()
     refused["another approver's credential"] = judged(
-        record(dung_rest, catalog.account("l4"), passkeys.bundle(dungs, asserted(binh, dungs)))
+        record(dung_rest, l4, passkeys.bundle(dungs, asserted(binh, dungs)))
     )
     # A page on another origin asks Binh's authenticator for the same RP ID: Chromium allows it.
     with another_origin() as elsewhere:
@@ -372,7 +373,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
         "--directus",
         server.url,
         "--email",
-        catalog.account("l4").email,
+        l4.email,
         "--key",
         str(SIGNERS.keys["l4"]),
         "--yes",
@@ -380,14 +381,13 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
         str(trust),
         "--rehearsal",
         str(evidence),
-        env={**clean_env(), "ONEROOF_DIRECTUS_PASSWORD": PASSWORD},
+        env=clean_env(ONEROOF_DIRECTUS_PASSWORD=PASSWORD),
     )
     assert approve.returncode == 0 and "APPROVED: approval #" in approve.stdout, approve.stdout + approve.stderr
     key_file = int(re.findall(r"APPROVED: approval #(\d+)", approve.stdout)[0])
     refused["a plain SSH key under the policy"] = judged(key_file)
 
     binh_key = passkeys.b64url(passkeys.Credential.parse(binh_line).credential_id)[:16]
-    l2, l4 = catalog.account("l2"), catalog.account("l4")
     assert refused == {
         "UV = 0": (
             "BLOCKED",
@@ -430,8 +430,9 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     assert opened["verdict"] == "OPEN" and opened["valid_approvals"] == [ratified], opened
     assert reason_of(opened, key_file) == refused["a plain SSH key under the policy"][1]
 
-    # The same assertion on a second row, made by Dung through Directus: it counts once, and not
-    # at all once the first row is revoked (a revocation spends the statement).
+    # The same assertion on a second row, made by Dung through Directus (a copy made by anyone else
+    # is refused as created by another user): it counts once, and not at all once the first row is
+    # revoked (a revocation spends the statement).
     copy = record(dung_rest, l4, stored(database, ratified))
     twice = monitor(database, trust, evidence)
     copied = {"beside the first": (twice["verdict"], reason_of(twice, copy))}
@@ -448,7 +449,9 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     # Dung ratifies again: the gate opens under the policy, and the rollout applies under it.
     again = dung.ratify(evidence)
     assert "Approval #" in again, again
-    assert monitor(database, trust, evidence)["verdict"] == "OPEN"
+    reopened = monitor(database, trust, evidence)
+    assert reopened["verdict"] == "OPEN", reopened
+    assert reopened["valid_approvals"] == [int(re.findall(r"Approval #(\d+)", again)[0])], reopened
     rolled = run_executor(
         "rollout",
         "--dsn",
