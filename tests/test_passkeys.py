@@ -224,6 +224,18 @@ def test_the_auditor_re_checks_passkey_approvals_offline(
     assert not missing.ok and "is not listed in the trust file" in missing.detail, missing
 
 
+def test_a_passkey_approval_saved_by_the_page_is_handed_over_as_the_gate_judges_it(
+    target: psycopg.Connection[Any], trust: signatures.TrustRoot
+) -> None:
+    """`approve --submit` takes what the page saves (the statement and its assertion line) and
+    refuses, with the gate's reason, one the gate would not count.
+    """
+    plan = approvals.handed_over(ratified(target), trust)
+    assert (plan.statement.approver_email, plan.statement.level) == (L4.email, "L4")
+    with pytest.raises(signatures.SigningFailed, match="no user verification"):
+        approvals.handed_over(ratified(target, flags=UP), trust)
+
+
 def test_a_passkey_line_round_trips_and_ssh_keygen_never_sees_it() -> None:
     line = listed("l4")
     assert passkeys.Credential.parse(line).line() == line

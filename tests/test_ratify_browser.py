@@ -166,6 +166,19 @@ class Approver:
         screenshot(self.page, f"ratified-{self.account.key}")
         return str(done.inner_text())
 
+    def save(self, evidence: Path, directory: Path) -> Path:
+        """Open the evidence, press Sign and save: the file the page saved, in `directory`."""
+        self.page.goto(f"{self.url}/admin/oneroof-ratify")
+        self.page.set_input_files("[data-test=evidence]", str(evidence))
+        self.page.wait_for_selector("[data-test=matrix]")
+        with self.page.expect_download() as download:
+            self.page.click("[data-test=save]")
+        saved = directory / download.value.suggested_filename
+        download.value.save_as(saved)
+        said = self.page.wait_for_selector("[data-test=result]").inner_text()
+        assert f"saved as {saved.name}" in said, said
+        return saved
+
 
 def refused_in_the_page(browser: Any, server: directus.DirectusServer, email: str, password: str) -> str:
     """Log in as `email` and open the ratification page: its reason why Ratify is disabled."""
@@ -269,6 +282,13 @@ def stored(database: directus.DirectusDatabase, approval: int) -> str:
         ).fetchone()
     assert row is not None
     return str(row["comment"])
+
+
+def approval_rows(database: directus.DirectusDatabase) -> int:
+    with connect(database.dsn) as conn:
+        row = conn.execute("SELECT count(*) AS n FROM os_proposal_approvals").fetchone()
+    assert row is not None
+    return int(row["n"])
 
 
 def monitor(database: directus.DirectusDatabase, trust: Path, evidence: Path, *, policy: bool = True) -> dict[str, Any]:
@@ -446,12 +466,28 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
         ),
     }
 
-    # Dung ratifies again: the gate opens under the policy, and the rollout applies under it.
-    again = dung.ratify(evidence)
-    assert "Approval #" in again, again
+    # Dung signs in the page again, saves the approval and records it as himself with `oneroof
+    # approve --submit` (under the policy too): the gate opens, and the rollout applies under it.
+    rows = approval_rows(database)
+    saved = dung.save(evidence, tmp_path)
+    assert approval_rows(database) == rows  # saving records nothing
+    submitted = run_executor(
+        "approve",
+        "--submit",
+        str(saved),
+        "--directus",
+        server.url,
+        "--email",
+        l4.email,
+        "--yes",
+        "--allowed-signers",
+        str(trust),
+        env=clean_env(ONEROOF_DIRECTUS_PASSWORD=PASSWORD, ONEROOF_REQUIRE_USER_VERIFICATION="1"),
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     reopened = monitor(database, trust, evidence)
     assert reopened["verdict"] == "OPEN", reopened
-    assert reopened["valid_approvals"] == [int(re.findall(r"Approval #(\d+)", again)[0])], reopened
+    assert reopened["valid_approvals"] == [int(re.findall(r"APPROVED: approval #(\d+)", submitted.stdout)[0])]
     rolled = run_executor(
         "rollout",
         "--dsn",
