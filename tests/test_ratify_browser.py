@@ -1,7 +1,8 @@
 """Ratify with a passkey in Chromium against real Directus 11.3.5 (issue 19): the extension built
 and loaded, an approver logged in as themself registers a passkey on a CDP virtual authenticator,
 the registration's line goes into the trust file, the approver opens the rehearsal evidence and
-ratifies, `oneroof monitor` counts the approval and `oneroof rollout` applies the release, both
+ratifies, and `oneroof monitor` counts the approval; then they sign and save in the page, record
+the file with `oneroof approve --submit`, and `oneroof rollout` applies the release; all of it
 under the user-verification policy (`--require-user-verification`).
 
 The page refuses an L3 user and a Directus admin. Each approval below is made in the browser, with
