@@ -500,7 +500,7 @@ def revoked_nonces(rows: list[Approval]) -> frozenset[str]:
     for approval in rows:
         for text in approval.statements if approval.revoked else ():
             try:
-                found.add(signatures.Statement.parse(signatures.parse_bundle(text)[0]).nonce)
+                found.add(signatures.statement_of(text).nonce)  # SSH-signed or passkey alike
             except signatures.BadStatement:
                 continue
     return frozenset(found)

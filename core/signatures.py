@@ -243,6 +243,17 @@ def parse_bundle(text: str) -> tuple[bytes, str]:
     return (first + "\n").encode(), check_armor(rest)
 
 
+def statement_of(text: str) -> Statement:
+    """The statement of a stored approval text, SSH-signed or with a passkey assertion, read
+    without verifying anything; BadStatement when it is neither kind of bundle.
+    """
+    try:
+        message = passkeys.parse_bundle(text)[0] if passkeys.is_bundle(text) else parse_bundle(text)[0]
+    except passkeys.Refused as exc:
+        raise BadStatement(str(exc)) from exc
+    return Statement.parse(message)
+
+
 # -- the trust root -----------------------------------------------------------------------------
 
 

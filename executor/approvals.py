@@ -206,13 +206,13 @@ def whoami(session: directus.Session) -> tuple[str, str]:
 
 
 def handed_over(text: str, trust: signatures.TrustRoot) -> Plan:
-    """The plan of a statement signed elsewhere (`approve --out`), to record it: the allowed
-    signers must list its key for its approver, and it must be valid now, as the gate will judge it
-    (which package and proposal it names, `record` checks against Directus).
+    """The plan of a statement signed elsewhere (`approve --out`, or with a passkey in the
+    ratification page, which saves it), to record it: the trust file must list its key or passkey
+    for its approver, and it must be valid now, as the gate will judge it (which package and
+    proposal it names, `record` checks against Directus).
     """
     try:
-        message, _ = signatures.parse_bundle(text)
-        statement = signatures.Statement.parse(message)
+        statement = signatures.statement_of(text)
     except signatures.BadStatement as exc:
         raise UsageError(f"the handed-over statement cannot be recorded: {exc}") from exc
     counted(statement, text, None, trust)

@@ -1123,7 +1123,8 @@ def _add_approve(sub: argparse._SubParsersAction[Parser]) -> None:
         "--submit",
         default=None,
         metavar="FILE",
-        help="record, through Directus as you, a statement signed before with --out (an offline hand-over)",
+        help="record, through Directus as you, a statement signed before: with --out, or with your passkey in "
+        "the ratification page (Sign and save)",
     )
     p.add_argument(
         "--directus", default=None, metavar="URL", help="the Directus instance, e.g. https://hub.gov.example"

@@ -155,6 +155,26 @@ def test_the_same_assertion_counts_once(target: psycopg.Connection[Any], trust: 
     assert f"#{second} its statement is the one of #{first}" in verdict.notes[0]
 
 
+def test_a_copy_of_a_revoked_passkey_approval_does_not_count(
+    target: psycopg.Connection[Any], trust: signatures.TrustRoot
+) -> None:
+    """A revocation spends the statement of a passkey approval as it does an SSH-signed one: its
+    comment copied to a new row does not undo it.
+    """
+    text = ratified(target)
+    try:
+        revoked = SIGNERS.approve(target, signed=False)
+        SIGNERS.attach(target, revoked, text)
+        target.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (revoked,))
+        copy = SIGNERS.approve(target, signed=False)
+        SIGNERS.attach(target, copy, text)
+        verdict = gate.evaluate(target, PKG, confirm_db=target.info.dbname, trust=trust)
+    finally:
+        target.rollback()
+    assert verdict.valid_approvals == ()
+    assert f"#{copy} its statement is the one of a revoked approval" in verdict.reasons["approvals"], verdict.reasons
+
+
 def test_ssh_signed_approvals_still_count_beside_passkey_lines(
     target: psycopg.Connection[Any], trust: signatures.TrustRoot
 ) -> None:
@@ -202,6 +222,18 @@ def test_the_auditor_re_checks_passkey_approvals_offline(
     assert found.ok and f"with passkey:{passkeys.b64url(KEYS['l4'].credential_id)}" in found.detail, found
     missing = {f.what: f for f in without.approvals}[f"approval #{good}"]
     assert not missing.ok and "is not listed in the trust file" in missing.detail, missing
+
+
+def test_a_passkey_approval_saved_by_the_page_is_handed_over_as_the_gate_judges_it(
+    target: psycopg.Connection[Any], trust: signatures.TrustRoot
+) -> None:
+    """`approve --submit` takes what the page saves (the statement and its assertion line) and
+    refuses, with the gate's reason, one the gate would not count.
+    """
+    plan = approvals.handed_over(ratified(target), trust)
+    assert (plan.statement.approver_email, plan.statement.level) == (L4.email, "L4")
+    with pytest.raises(signatures.SigningFailed, match="no user verification"):
+        approvals.handed_over(ratified(target, flags=UP), trust)
 
 
 def test_a_passkey_line_round_trips_and_ssh_keygen_never_sees_it() -> None:
