@@ -187,9 +187,11 @@ def approval_problem(approval: Approval, package: Package, on_clone: bool) -> st
         return "revoked"
     if approval.user_status != "active":
         return f"approver is {approval.user_status or 'not a Directus user'}"
+    if approval.approver_kind is None:
+        return "approver is not registered in os_approvers"
     if approval.approver_kind != "human":
-        article = "an" if approval.approver_kind == "agent" else "a"
-        return f"approver is {article} {approval.approver_kind or 'unregistered'} account"
+        article = "an" if approval.approver_kind[:1] in "aeiou" else "a"
+        return f"approver is {article} {approval.approver_kind} account"
     if approval.approver_level not in package.levels or approval.approver_level not in APPROVER_LEVELS:
         return f"approver level {approval.approver_level} is not one of {'/'.join(package.levels)}"
     if approval.level != approval.approver_level:

@@ -46,7 +46,7 @@ CASES = [
     ("no-directus-user", {"user_status": None}, False, PKG, "approver is not a Directus user"),
     ("service-account", {"approver_kind": "service"}, False, PKG, "approver is a service account"),
     ("agent-account", {"approver_kind": "agent"}, False, PKG, "approver is an agent account"),
-    ("unregistered-approver", {"approver_kind": None}, False, PKG, "approver is a unregistered account"),
+    ("unregistered-approver", {"approver_kind": None}, False, PKG, "approver is not registered in os_approvers"),
     ("level-l3", {"level": "L3", "approver_level": "L3"}, False, PKG, "approver level L3 is not one of L2/L4"),
     ("level-l5", {"level": "L5", "approver_level": "L5"}, False, PKG, "approver level L5 is not one of L2/L4"),
     (

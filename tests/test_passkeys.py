@@ -62,11 +62,11 @@ def target(test_server: PgServer, unique: Any) -> Iterator[psycopg.Connection[An
             )
 
 
-def statement(conn: psycopg.Connection[Any], account: str = "l4") -> signatures.Statement:
+def statement(conn: psycopg.Connection[Any], account: str = "l4", **overrides: str) -> signatures.Statement:
     """A fresh statement for `account` on `conn`'s target, as the test signers make one (their SSH
-    signature is dropped: a passkey asserts over it instead).
+    signature is dropped: a passkey asserts over it instead); `overrides` replace statement fields.
     """
-    message, _ = signatures.parse_bundle(SIGNERS.statement(conn, account))
+    message, _ = signatures.parse_bundle(SIGNERS.statement(conn, account, **overrides))
     return signatures.Statement.parse(message)
 
 
@@ -139,6 +139,25 @@ def test_a_passkey_listed_at_another_level_is_refused(target: psycopg.Connection
     line = KEYS["l4"].credential(who.email, str(who.id), "L2").line()
     got = approvals_reason(target, trust_file(tmp_path, line), ratified(target))
     assert "is listed at level L2, not L4" in got, got
+
+
+@pytest.mark.parametrize(
+    ("account", "expected"),
+    [("l3", "level L3 is not one of L2/L4"), ("admin", "approver is not registered in os_approvers")],
+    ids=["an L3 user", "a Directus admin"],
+)
+def test_a_listed_passkey_of_someone_who_may_not_ratify_counts_for_nothing(
+    target: psycopg.Connection[Any], tmp_path: Path, account: str, expected: str
+) -> None:
+    """An L3 user and a Directus admin, each with a user-verified passkey listed in the trust file
+    at their own level, ratify over a well-formed statement: the gate counts neither.
+    """
+    who = catalog.account(account)
+    key = SoftAuthenticator()
+    trust = trust_file(tmp_path, key.credential(who.email, str(who.id), str(who.level or "L4")).line())
+    message = statement(target, account, level=str(who.level or "L4")).message()
+    got = approvals_reason(target, trust, passkeys.bundle(message, key.assert_(message)), account)
+    assert got.startswith("valid approvals 0 < 1") and expected in got, got
 
 
 def test_the_same_assertion_counts_once(target: psycopg.Connection[Any], trust: signatures.TrustRoot) -> None:
