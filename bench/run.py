@@ -156,21 +156,42 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
     row(f"pg_dump\\|pg_restore / TEMPLATE, scale {scale}", f"{median(dump) / median(template):.1f}x", ">= 10x")
 
 
+# Other ways to digest system_issues, measured beside the rehearsal's (docs/rehearsal.md): each
+# row's text (the digest before table_digests), and PostgreSQL's hash of the whole row.
+DIGEST_ALTERNATIVES = {
+    "each row's text, hashtextextended(t::text)": (
+        "SELECT count(*), sum(hashtextextended(t::text, 0)::numeric) FROM system_issues AS t"
+    ),
+    "hash_record_extended(t)": "SELECT count(*), sum(hash_record_extended(t, 0)) FROM system_issues AS t",
+}
+
+
 def bench_content(admin: str, name: str, scale: int, repeat: int) -> None:
-    """The rehearsal's content digests (system_issues and every governed collection), against a count."""
+    """The rehearsal's content digests (system_issues and every governed collection), against a count,
+    and the other ways to digest system_issues, interleaved with it.
+    """
     with connect(with_dbname(admin, name)) as conn:
         conn.read_only = True
         count_t, digest_t = [], []
+        other_t: dict[str, list[float]] = {k: [] for k in DIGEST_ALTERNATIVES}
         for _ in range(repeat + 1):  # interleaved, the first of each a warm-up
             count_t.append(timed(lambda: conn.execute("SELECT count(*) FROM system_issues").fetchone()))
             conn.rollback()
             digest_t.append(timed(lambda: metrics.read_content(conn)))
+            for label, query in DIGEST_ALTERNATIVES.items():
+                other_t[label].append(timed(functools.partial(conn.execute, query)))
+                conn.rollback()
         count_t, digest_t = count_t[1:], digest_t[1:]
+    row(f"count(*) system_issues beside the digests, scale {scale}", f"{median(count_t) * 1000:.0f} ms")
     row(f"content digests (system_issues + 35 collections), scale {scale}", f"{median(digest_t) * 1000:.0f} ms")
     row(
         f"content digests / count(*) system_issues, scale {scale}",
         f"{median([d / c for d, c in zip(digest_t, count_t, strict=True)]):.1f}x",
+        "<= 4x at scale 20",
     )
+    for label, times in other_t.items():
+        ratio = median([d / c for d, c in zip(times[1:], count_t, strict=True)])
+        row(f"system_issues alone by {label} / count(*), scale {scale}", f"{ratio:.1f}x")
 
 
 def main() -> int:
