@@ -194,6 +194,50 @@ def bench_content(admin: str, name: str, scale: int, repeat: int) -> None:
         row(f"system_issues alone by {label} / count(*), scale {scale}", f"{ratio:.1f}x")
 
 
+# A statement the package check accepts, to pad a tier to a size.
+PADDING = "SELECT 1 FROM os_axes WHERE code = 'padding-padding-padding-padding';\n"
+# Runs a command and prints its peak resident memory (KiB) and exit code. A small process of its
+# own: a child forked from this bench would count the bench's memory at the fork as its own peak.
+PEAK = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.DEVNULL); _, status, use = os.wait4(p.pid, 0); "
+    "print(use.ru_maxrss, os.waitstatus_to_exitcode(status))"
+)
+
+
+def bench_package_memory() -> None:
+    """Peak memory of `oneroof package verify` on the shipped package and on copies padded to a
+    quarter, a half and nearly all of the size limit, and to 20 MB (refused before it is read).
+    """
+    where = Path(tempfile.mkdtemp(prefix="oneroof-bench-package-"))
+    limit = package.MAX_PACKAGE_BYTES
+    peaks: list[tuple[int, float]] = []
+    try:
+        for target in (0, limit // 4, limit // 2, limit - 32 * 1024, 20 * 1024 * 1024):
+            copy = where / f"package_{target}"
+            shutil.copytree(package.DEFAULT_DIR, copy)
+            tier = copy / "tier4_axes.deploy.sql"
+            pad = max(0, target - sum(f.stat().st_size for f in copy.rglob("*") if f.is_file()))
+            tier.write_text(tier.read_text() + "\n" + PADDING * (pad // len(PADDING)))
+            package.seal(copy)
+            size = sum(f.stat().st_size for f in copy.rglob("*") if f.is_file())
+            command = [sys.executable, "-m", "oneroof.executor", "package", "verify", "--package", str(copy)]
+            done = subprocess.run([sys.executable, "-c", PEAK, *command], capture_output=True, text=True, check=True)
+            kib, code = (int(v) for v in done.stdout.split())
+            what = f"a {size / 1024:,.0f} kB package" + ("" if code == 0 else f" (refused, exit {code})")
+            row(f"peak memory of `oneroof package verify`, {what}", f"{kib / 1024:.0f} MB")
+            if code == 0:
+                peaks.append((size, kib / 1024))
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    (small, low), (large, high) = peaks[0], peaks[-1]
+    row(
+        "peak memory growth per MiB of package, verified packages",
+        f"{(high - low) / ((large - small) / 1048576):.0f} MB",
+        f"linear, bounded by the {limit // 1048576} MiB limit",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dsn", help="admin DSN of an existing server (default: a temporary embedded one)")
@@ -203,7 +247,7 @@ def main() -> int:
         "--only",
         choices=("all", "content"),
         default="all",
-        help="content: only the rehearsal's content digests, at each scale",
+        help="content: only the rehearsal's content digests, at each scale, and the package check's memory",
     )
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/results/benchmarks.md")
     args = parser.parse_args()
@@ -224,6 +268,7 @@ def main() -> int:
                 name = f"bench_golden_s{scale}"
                 golden.build(admin, name=name, scale=scale, package_sha256=sha, replace=True)
                 bench_content(admin, name, scale, args.repeat)
+            bench_package_memory()
             if args.write_docs:
                 write_docs("content")
             return 0
