@@ -28,7 +28,7 @@ from oneroof.executor.capture import take
 from oneroof.executor.rehearse import rehearse
 from oneroof.harness import clones, golden
 from oneroof.harness.capture import MARKER, SnapshotResult
-from oneroof.harness.db import connect
+from oneroof.harness.db import LOCK_TIMEOUT_MS, connect
 from oneroof.harness.errors import DatabaseExists
 from oneroof.harness.server import bin_dir
 from tests.support.processes import interrupt, start_executor
@@ -244,10 +244,16 @@ def _snapshot_mid_copy(
 def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(
     production: Production, test_server: PgServer, unique: Any
 ) -> None:
+    """Ctrl-C ends the copy at once, both pg_dumps included: well before the schema's pg_dump, left
+    alone, would give up waiting on the held table (its lock wait timeout).
+    """
     name = unique("snap_int")
     with _snapshot_mid_copy(production, test_server.admin, name, group=True) as proc:
         assert leftovers(test_server.admin, name) != []  # the temporary database exists mid-copy
+        started = time.monotonic()
         _, err = interrupt(proc)
+        took = time.monotonic() - started
+    assert took < LOCK_TIMEOUT_MS / 1000, f"Ctrl-C took {took:.1f} s: something waited out the lock"
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert leftovers(test_server.admin, name) == []
