@@ -156,20 +156,90 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
     row(f"pg_dump\\|pg_restore / TEMPLATE, scale {scale}", f"{median(dump) / median(template):.1f}x", ">= 10x")
 
 
+# Other ways to digest system_issues, measured beside the rehearsal's (docs/rehearsal.md): each
+# row's text (the digest before table_digests), PostgreSQL's hash of the whole row, and the
+# floor of a digest that calls one hash function per column.
+DIGEST_ALTERNATIVES = {
+    "each row's text, hashtextextended(t::text)": (
+        "SELECT count(*), sum(hashtextextended(t::text, 0)::numeric) FROM system_issues AS t"
+    ),
+    "hash_record_extended(t)": "SELECT count(*), sum(hash_record_extended(t, 0)) FROM system_issues AS t",
+    # The floor of one hash call per column: the cheapest hash, once per column of system_issues.
+    "13 calls of hashint8extended(id) (the floor)": (
+        f"SELECT count(*), sum({'hashint8extended(id, ' * 13}0{')' * 13}) FROM system_issues"
+    ),
+}
+
+
 def bench_content(admin: str, name: str, scale: int, repeat: int) -> None:
-    """The rehearsal's content digests (system_issues and every governed collection), against a count."""
+    """The rehearsal's content digests (system_issues and every governed collection), against a count,
+    and the other ways to digest system_issues, interleaved with it.
+    """
     with connect(with_dbname(admin, name)) as conn:
         conn.read_only = True
         count_t, digest_t = [], []
+        other_t: dict[str, list[float]] = {k: [] for k in DIGEST_ALTERNATIVES}
         for _ in range(repeat + 1):  # interleaved, the first of each a warm-up
             count_t.append(timed(lambda: conn.execute("SELECT count(*) FROM system_issues").fetchone()))
             conn.rollback()
             digest_t.append(timed(lambda: metrics.read_content(conn)))
+            for label, query in DIGEST_ALTERNATIVES.items():
+                other_t[label].append(timed(functools.partial(conn.execute, query)))
+                conn.rollback()
         count_t, digest_t = count_t[1:], digest_t[1:]
+    row(f"count(*) system_issues beside the digests, scale {scale}", f"{median(count_t) * 1000:.0f} ms")
     row(f"content digests (system_issues + 35 collections), scale {scale}", f"{median(digest_t) * 1000:.0f} ms")
     row(
         f"content digests / count(*) system_issues, scale {scale}",
         f"{median([d / c for d, c in zip(digest_t, count_t, strict=True)]):.1f}x",
+        "<= 4x at scale 20",
+    )
+    for label, times in other_t.items():
+        ratio = median([d / c for d, c in zip(times[1:], count_t, strict=True)])
+        row(f"system_issues alone by {label} / count(*), scale {scale}", f"{ratio:.1f}x")
+
+
+# A statement the package check accepts, to pad a tier to a size.
+PADDING = "SELECT 1 FROM os_axes WHERE code = 'padding-padding-padding-padding';\n"
+# Runs a command and prints its peak resident memory (KiB) and exit code. A small process of its
+# own: a child forked from this bench would count the bench's memory at the fork as its own peak.
+PEAK = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.DEVNULL); _, status, use = os.wait4(p.pid, 0); "
+    "print(use.ru_maxrss, os.waitstatus_to_exitcode(status))"
+)
+
+
+def bench_package_memory() -> None:
+    """Peak memory of `oneroof package verify` on the shipped package and on copies padded to a
+    quarter, a half and nearly all of the size limit, and to 20 MB (refused before it is read).
+    """
+    where = Path(tempfile.mkdtemp(prefix="oneroof-bench-package-"))
+    limit = package.MAX_PACKAGE_BYTES
+    peaks: list[tuple[int, float]] = []
+    try:
+        for target in (0, limit // 4, limit // 2, limit - 32 * 1024, 20 * 1024 * 1024):
+            copy = where / f"package_{target}"
+            shutil.copytree(package.DEFAULT_DIR, copy)
+            tier = copy / "tier4_axes.deploy.sql"
+            pad = max(0, target - sum(f.stat().st_size for f in copy.rglob("*") if f.is_file()))
+            tier.write_text(tier.read_text() + "\n" + PADDING * (pad // len(PADDING)))
+            package.seal(copy)
+            size = sum(f.stat().st_size for f in copy.rglob("*") if f.is_file())
+            command = [sys.executable, "-m", "oneroof.executor", "package", "verify", "--package", str(copy)]
+            done = subprocess.run([sys.executable, "-c", PEAK, *command], capture_output=True, text=True, check=True)
+            kib, code = (int(v) for v in done.stdout.split())
+            what = f"a {size / 1024:,.0f} kB package" + ("" if code == 0 else f" (refused, exit {code})")
+            row(f"peak memory of `oneroof package verify`, {what}", f"{kib / 1024:.0f} MB")
+            if code == 0:
+                peaks.append((size, kib / 1024))
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    (small, low), (large, high) = peaks[0], peaks[-1]
+    row(
+        "peak memory growth per MiB of package, verified packages",
+        f"{(high - low) / ((large - small) / 1048576):.0f} MB",
+        f"linear, bounded by the {limit // 1048576} MiB limit",
     )
 
 
@@ -182,7 +252,7 @@ def main() -> int:
         "--only",
         choices=("all", "content"),
         default="all",
-        help="content: only the rehearsal's content digests, at each scale",
+        help="content: only the rehearsal's content digests, at each scale, and the package check's memory",
     )
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/results/benchmarks.md")
     args = parser.parse_args()
@@ -203,6 +273,7 @@ def main() -> int:
                 name = f"bench_golden_s{scale}"
                 golden.build(admin, name=name, scale=scale, package_sha256=sha, replace=True)
                 bench_content(admin, name, scale, args.repeat)
+            bench_package_memory()
             if args.write_docs:
                 write_docs("content")
             return 0

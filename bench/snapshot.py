@@ -140,7 +140,7 @@ def main() -> int:
                 mine = statistics.median(times[f"jobs{jobs}"])
                 ratio = statistics.median([a / b for a, b in zip(times[f"jobs{jobs}"], times["plain"], strict=True)])
                 row(f"golden snapshot --jobs {jobs}, scale {scale}", f"{mine:.1f} s")
-                row(f"golden snapshot --jobs {jobs} / plain copy, scale {scale}", f"{ratio:.2f}x", "<= 1.2x")
+                row(f"golden snapshot --jobs {jobs} / plain copy, scale {scale}", f"{ratio:.2f}x", "<= 1.1x")
             if phases:
                 row(
                     f"phases of --jobs 2, scale {scale}",
@@ -157,7 +157,7 @@ def main() -> int:
             assert done.returncode in (0, 1), done.stderr[-2000:]
             evidence = json.loads(sorted(runs.glob("*/evidence.json"))[-1].read_text())
             failed = [s["name"] for s in evidence["steps"] if not s["ok"]]
-            # Beyond scale 1, system_issues is not the seed's 204,556: the baseline stage says NO-GO.
+            # system_issues is observed, never compared with the package: GO at every scale.
             verdict = "GO" if done.returncode == 0 else f"NO-GO at {', '.join(failed)}"
             snapshot_step = next(s for s in evidence["steps"] if s["name"] == "snapshot")
             row(

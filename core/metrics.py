@@ -183,9 +183,96 @@ def read(conn: psycopg.Connection[Any]) -> Reading:
 
 # -- content digests: what the release must never change ------------------------------------
 
-CONTENT_DIGEST = sql.SQL(
-    "SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) AS h FROM {} AS t"
-)
+# Each column's 64-bit hash, by its type (a domain's base type): PostgreSQL's own hash where it
+# hashes the value's exact bytes (text types under COLLATE "C", so a nondeterministic collation
+# cannot make two spellings equal), else the hash of the value's text form: numeric and jsonb
+# hash 1.0 and 1.00 alike, float 0 and -0, and json, arrays and the rest have no such hash at all.
+# Per type: the function, its argument type and whether it takes a collation. A server without
+# the function (PostgreSQL 15 has no timestamptz_hash_extended) hashes the text form instead.
+NATIVE_HASH = {
+    "bigint": ("hashint8extended", "bigint", False),
+    "integer": ("hashint4extended", "integer", False),
+    "smallint": ("hashint2extended", "smallint", False),
+    "text": ("hashtextextended", "text", True),
+    "character varying": ("hashtextextended", "text", True),
+    "character": ("hashbpcharextended", "character", True),
+    "timestamp with time zone": ("timestamptz_hash_extended", "timestamp with time zone", False),
+    "timestamp without time zone": ("timestamp_hash_extended", "timestamp without time zone", False),
+    "uuid": ("uuid_hash_extended", "uuid", False),
+}
+TEXT_HASH = ("hashtextextended", "text", True)
+# Every column of the tables named, in order, with its type (a domain's base type) and whether it
+# can hold NULL (a NOT NULL constraint of PostgreSQL 18 may be NOT VALID: then it can).
+DIGEST_COLUMNS_SQL = """
+SELECT n.name AS table, a.attname AS column,
+       format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, NULL) AS type,
+       a.attnotnull AND NOT EXISTS (
+           SELECT FROM pg_constraint AS k WHERE k.conrelid = a.attrelid AND k.contype = 'n'
+           AND NOT k.convalidated AND a.attnum = ANY (k.conkey)) AS not_null
+FROM unnest(%s::text[]) AS n (name)
+JOIN pg_attribute AS a ON a.attrelid = to_regclass(quote_ident(n.name)) AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type AS t ON t.oid = a.atttypid
+ORDER BY n.name, a.attnum"""
+
+
+def _column_hash(column: str, type_name: str, seed: sql.Composable, native: frozenset[str]) -> sql.Composed:
+    function, _, collated = NATIVE_HASH.get(type_name, TEXT_HASH)
+    if type_name in NATIVE_HASH and function in native:
+        value: sql.Composable = sql.Identifier(column)
+    else:
+        function, _, collated = TEXT_HASH
+        value = sql.SQL("{}::text").format(sql.Identifier(column))
+    return sql.SQL("{}({}{}, {})").format(
+        sql.Identifier("pg_catalog", function), value, sql.SQL(' COLLATE "C"' if collated else ""), seed
+    )
+
+
+def native_hashes(conn: psycopg.Connection[Any]) -> frozenset[str]:
+    """The functions of NATIVE_HASH that this server has."""
+    signatures = {f"pg_catalog.{f}({arg}, bigint)": f for f, arg, _ in NATIVE_HASH.values()}
+    rows = conn.execute(
+        "SELECT s FROM unnest(%s::text[]) AS s WHERE to_regprocedure(s) IS NOT NULL", (list(signatures),)
+    ).fetchall()
+    return frozenset(signatures[r["s"]] for r in rows)
+
+
+def row_hash(columns: list[tuple[str, str, bool]], native: frozenset[str]) -> sql.Composable:
+    """One row's 64-bit hash over every column, in order, as an SQL expression: each column's hash
+    is seeded with the hash so far, so a value moved to another column changes it. A column that
+    may be NULL is hashed on its own (seeded with its position, a NULL is minus its position) and
+    then mixed into the chain: a strict hash of NULL would otherwise void every column before it.
+    """
+    chain: sql.Composable = sql.SQL("0")
+    for position, (column, type_name, not_null) in enumerate(columns, start=1):
+        if not_null:
+            chain = _column_hash(column, type_name, chain, native)
+        else:
+            own = _column_hash(column, type_name, sql.Literal(position), native)
+            chain = sql.SQL("pg_catalog.hashint8extended({}, coalesce({}, {}))").format(
+                chain, own, sql.Literal(-position)
+            )
+    return chain
+
+
+def table_digests(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, str]:
+    """Per table, inside the caller's transaction, in one statement: "rows:sum" of its row count and
+    the sum of its rows' hashes (row_hash), exact as numeric. A sum needs no sort and does not
+    depend on the rows' order, and it counts a row as often as it occurs; a modified, deleted or
+    added row changes it.
+    """
+    if not tables:
+        return {}
+    native = native_hashes(conn)
+    columns: dict[str, list[tuple[str, str, bool]]] = {table: [] for table in tables}
+    for r in conn.execute(DIGEST_COLUMNS_SQL, (tables,)).fetchall():
+        columns[r["table"]].append((r["column"], r["type"], r["not_null"]))
+    statement = sql.SQL(" UNION ALL ").join(
+        sql.SQL("(SELECT {} AS t, count(*) AS n, coalesce(sum({}), 0) AS h FROM {})").format(
+            sql.Literal(table), row_hash(columns[table], native), sql.Identifier(table)
+        )
+        for table in tables
+    )
+    return {r["t"]: f"{r['n']}:{r['h']}" for r in conn.execute(statement).fetchall()}
 
 
 def content_tables(conn: psycopg.Connection[Any]) -> list[str]:
@@ -196,15 +283,9 @@ def content_tables(conn: psycopg.Connection[Any]) -> list[str]:
 
 def content_digests(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Per content table, inside the caller's transaction: its row count and an order-free digest of
-    its rows (the sum of each row's 64-bit hash, hashtextextended over its text), so no sort is
-    needed at any size. A modified, deleted or added row changes it.
+    its rows (table_digests). A modified, deleted or added row changes it.
     """
-    digests = {}
-    for table in content_tables(conn):
-        row = conn.execute(CONTENT_DIGEST.format(sql.Identifier(table))).fetchone()
-        assert row is not None
-        digests[table] = f"{row['n']}:{row['h']}"
-    return digests
+    return table_digests(conn, content_tables(conn))
 
 
 def content_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:

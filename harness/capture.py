@@ -23,8 +23,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,24 +234,20 @@ def _tool_env(dsn: str) -> tuple[str, dict[str, str]]:
     return conninfo.make_conninfo("", **params), env
 
 
-def _server_facts(prod_dsn: str) -> dict[str, Any]:
-    """The source's identity, read in a separate read-only session before the snapshot (so a refused
-    pg_control_system() cannot abort the snapshot's transaction).
+def _server_facts(src: psycopg.Connection[Any], prod_dsn: str) -> dict[str, Any]:
+    """The source's identity, read in the snapshot's own transaction (no second session). The
+    system identifier needs pg_monitor or superuser: without the privilege it is recorded as
+    unknown, and pg_control_system() is not called, so nothing aborts the transaction.
     """
     params = parse(prod_dsn)
-    with connect(prod_dsn, autocommit=True, application_name="oneroof-snapshot") as conn:
-        conn.read_only = True
-        row = conn.execute(
-            "SELECT current_database() AS db, current_setting('server_version') AS version, "
-            "pg_encoding_to_char(encoding) AS encoding, datcollate, datctype "
-            "FROM pg_database WHERE datname = current_database()"
-        ).fetchone()
-        assert row is not None
-        try:
-            ident = conn.execute("SELECT system_identifier::text AS id FROM pg_control_system()").fetchone()
-            system_identifier = ident["id"] if ident else None
-        except psycopg.errors.InsufficientPrivilege:
-            system_identifier = None  # needs pg_monitor or superuser; recorded as unknown
+    row = src.execute(
+        "SELECT current_database() AS db, current_setting('server_version') AS version, "
+        "pg_encoding_to_char(encoding) AS encoding, datcollate, datctype, "
+        "CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
+        "THEN (SELECT system_identifier::text FROM pg_control_system()) END AS system_identifier "
+        "FROM pg_database WHERE datname = current_database()"
+    ).fetchone()
+    assert row is not None
     host = str(params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "local socket")
     port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
     return {
@@ -258,7 +256,7 @@ def _server_facts(prod_dsn: str) -> dict[str, Any]:
         "encoding": row["encoding"],
         "collate": row["datcollate"],
         "ctype": row["datctype"],
-        "system_identifier": system_identifier,
+        "system_identifier": row["system_identifier"],
         "host": host,
         "port": port,
     }
@@ -313,21 +311,24 @@ ATTRIBUTE_OPTION = re.compile(r"^ALTER TABLE ONLY \S+ ALTER COLUMN \S+ SET \((?P
 KNOWN_ATTRIBUTE_OPTIONS = ("n_distinct", "n_distinct_inherited")
 
 
-def _restore_schema(dump: Path, workdir: Path, dsn: str, env: dict[str, str]) -> None:
-    """Restore the pre-data section (tables, types, sequences) through psql, without owners and
-    privileges, leaving out attribute options a stock server does not know.
+def _restore_schema(copy: _Copy, beside: _Beside, snapshot_id: str) -> None:
+    """Dump the pre-data section (tables, types, sequences) at the snapshot and restore it through
+    psql, without owners and privileges, leaving out attribute options a stock server does not
+    know. It runs beside the data's pg_dump: the schema is in place when the data is dumped.
     """
-    script = workdir / "pre-data.sql"
-    _run_quiet(
+    script = copy.workdir / "pre-data.sql"
+    prod_public, prod_env = _tool_env(copy.prod_dsn)
+    prod_env["PGAPPNAME"] = "oneroof-snapshot-schema"
+    beside.run(
         [
-            str(bin_dir() / "pg_restore"),
+            str(bin_dir() / "pg_dump"),
             "--section=pre-data",
-            "--no-owner",
-            "--no-privileges",
+            f"--snapshot={snapshot_id}",
+            *DUMP_OPTIONS,
             f"--file={script}",
-            str(dump),
+            f"--dbname={prod_public}",
         ],
-        env,
+        prod_env,
     )
     kept = []
     for line in script.read_text(encoding="utf-8").splitlines(keepends=True):
@@ -340,7 +341,8 @@ def _restore_schema(dump: Path, workdir: Path, dsn: str, env: dict[str, str]) ->
             continue
         kept.append(line)
     script.write_text("".join(kept), encoding="utf-8")
-    _run_quiet(
+    admin_public, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
+    beside.run(
         [
             str(bin_dir() / "psql"),
             "-X",
@@ -348,25 +350,79 @@ def _restore_schema(dump: Path, workdir: Path, dsn: str, env: dict[str, str]) ->
             "-v",
             "ON_ERROR_STOP=1",
             "--single-transaction",
-            f"--dbname={dsn}",
+            f"--dbname={admin_public}",
             f"--file={script}",
         ],
-        env,
+        admin_env,
     )
 
 
-def _run_quiet(argv: list[str], env: dict[str, str]) -> None:
-    """Run a client tool to its end (subprocess.run kills it on Ctrl-C); SnapshotFailed with its
-    last line when it fails.
+class _Beside:
+    """Work done in one thread beside the main thread's pg_dump or pg_restore. When the main thread
+    fails (or Ctrl-C), `stop` ends that work's client tools and cancels its query on production,
+    so nothing outlives the copy; its own failure is raised once the main thread is done.
     """
-    proc = subprocess.run(
-        argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, timeout=3600
-    )
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout or f"exit code {proc.returncode}").strip().splitlines()
-        raise SnapshotFailed(
-            f"{Path(argv[0]).name} failed: {lines[-1] if lines else proc.returncode}; nothing was kept"
-        )
+
+    def __init__(self, src: psycopg.Connection[Any]) -> None:
+        self.src = src
+        self.lock = threading.Lock()
+        self.procs: list[subprocess.Popen[str]] = []
+        self.stopped = False
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneroof-snapshot")
+        self.pending: Future[None] | None = None
+
+    def start(self, work: Callable[[], None]) -> None:
+        self.pending = self.pool.submit(work)
+
+    def check(self) -> None:
+        """Raise if the main thread has stopped this work (between two steps of it)."""
+        with self.lock:
+            if self.stopped:
+                raise SnapshotFailed("stopped: the copy failed; nothing was kept")
+
+    def run(self, argv: list[str], env: dict[str, str]) -> None:
+        """Run a client tool to its end; SnapshotFailed with its last line when it fails."""
+        with self.lock:
+            if self.stopped:
+                raise SnapshotFailed("stopped: the copy failed; nothing was kept")
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            self.procs.append(proc)
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            lines = (err or out or f"exit code {proc.returncode}").strip().splitlines()
+            raise SnapshotFailed(
+                f"{Path(argv[0]).name} failed: {lines[-1] if lines else proc.returncode}; nothing was kept"
+            )
+
+    def wait(self) -> None:
+        """The work's end; its failure, if any."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def stop(self) -> None:
+        """End the work now (the main thread failed): its tools are terminated, its query cancelled."""
+        with self.lock:
+            self.stopped = True
+            procs = list(self.procs)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        while self.pending is not None and not self.pending.done():
+            self.src.cancel_safe()  # again until it ends: the query may start just after a cancel
+            wait([self.pending], timeout=0.5)
+        self.pending = None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 def _toc(dump: Path, env: dict[str, str]) -> dict[str, str]:
@@ -445,9 +501,8 @@ def _claim(admin: psycopg.Connection[Any], copy: _Copy, replace: bool) -> None:
 
 
 def _create(admin: psycopg.Connection[Any], copy: _Copy) -> None:
-    """Read production's server facts and create the temporary database to restore into."""
-    copy.facts = facts = _server_facts(copy.prod_dsn)
-    copy.note(f"source: database {facts['db']} on {facts['host']}:{facts['port']}, PostgreSQL {facts['version']}")
+    """Create the temporary database to restore into, like production where this server can."""
+    facts = copy.facts
     # Same encoding and locale as the source when this server has it, else C (the fingerprint
     # orders its rows with COLLATE "C", so it does not depend on the copy's locale).
     try:
@@ -467,16 +522,22 @@ def _create(admin: psycopg.Connection[Any], copy: _Copy) -> None:
         )
 
 
-def _dump(copy: _Copy, read: Reader, since: float) -> dict[str, tuple[list[str], list[str]]]:
-    """pg_dump production at one exported snapshot, its fingerprint read before and after in the
-    same snapshot; SnapshotFailed unless the read was clean. Returns the columns of the secret tables.
+def _copy(admin: psycopg.Connection[Any], copy: _Copy, read: Reader) -> None:
+    """Copy production at one exported snapshot into the temporary database, secrets redacted.
+
+    What does not need the dump's end runs beside it, in one thread: the temporary database is
+    created, the schema restored and production's fingerprint read (the entry) while pg_dump
+    copies the data. The fingerprint is read again in the snapshot (the exit) while pg_restore
+    loads the copy. SnapshotFailed unless the read was clean.
     """
+    since = time.monotonic()
     with connect(copy.prod_dsn, application_name="oneroof-snapshot") as src:
         src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         src.read_only = True
         snap = src.execute("SELECT pg_export_snapshot() AS id").fetchone()
         assert snap is not None
-        copy.entry, copy.metrics = read(src)
+        copy.facts = facts = _server_facts(src, copy.prod_dsn)
+        copy.note(f"source: database {facts['db']} on {facts['host']}:{facts['port']}, PostgreSQL {facts['version']}")
         cols = {
             r["table"]: (list(r["columns"]), list(r["types"]))
             for r in src.execute(COLUMNS_SQL, (list(SECRETS),)).fetchall()
@@ -486,22 +547,62 @@ def _dump(copy: _Copy, read: Reader, since: float) -> dict[str, tuple[list[str],
         copy.taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         copy.lap("read production", since)
         copy.note(
-            f"snapshot {snap['id']} taken at {copy.taken_at}: fingerprint {copy.entry[:16]}, "
-            f"{size['tables']} tables, {_mb(size['bytes'])} on disk"
+            f"snapshot {snap['id']} taken at {copy.taken_at}: {size['tables']} tables, {_mb(size['bytes'])} on disk"
         )
-        t = time.monotonic()
-        _run_pg_dump(copy, snap["id"], int(size["tables"]), int(size["bytes"]))
-        copy.lap("dump", t)
-        copy.exit, _ = read(src)
-        assigned = src.execute("SELECT txid_current_if_assigned() AS xid").fetchone()
-        copy.xid_assigned = assigned is not None and assigned["xid"] is not None
-        src.rollback()
+        beside = _Beside(src)
+        try:
+
+            def prepare() -> None:
+                _create(admin, copy)
+                _restore_schema(copy, beside, snap["id"])
+                beside.check()
+                copy.entry, copy.metrics = read(src)
+
+            t = time.monotonic()
+            beside.start(prepare)
+            try:
+                _run_pg_dump(copy, snap["id"], int(size["tables"]), int(size["bytes"]))
+                beside.wait()
+            except BaseException:
+                beside.stop()
+                raise
+            copy.lap("dump", t)
+            copy.note(f"production's fingerprint at the snapshot: {copy.entry[:16]}")
+
+            def exit_read() -> None:
+                copy.exit, _ = read(src)
+                assigned = src.execute("SELECT txid_current_if_assigned() AS xid").fetchone()
+                copy.xid_assigned = assigned is not None and assigned["xid"] is not None
+                src.rollback()
+
+            beside.start(exit_read)
+            try:
+                _redact(copy, cols)
+                _restore(copy)
+                beside.wait()
+            except BaseException:
+                beside.stop()
+                raise
+        finally:
+            beside.close()
     if copy.exit != copy.entry or copy.xid_assigned:
         raise SnapshotFailed(
             f"production's read was not clean (entry {copy.entry[:12]}, exit {copy.exit[:12]}, "
             f"transaction id assigned: {copy.xid_assigned}); nothing was kept"
         )
-    return cols
+
+
+# pg_dump's options for the schema and the data alike: no owners, grants or server-wide objects.
+DUMP_OPTIONS = (
+    "--no-owner",
+    "--no-privileges",
+    "--no-tablespaces",
+    "--no-publications",
+    "--no-subscriptions",
+    "--no-security-labels",
+    "--no-sync",
+    f"--lock-wait-timeout={LOCK_TIMEOUT_MS}",
+)
 
 
 def _run_pg_dump(copy: _Copy, snapshot_id: str, tables: int, total_bytes: int) -> None:
@@ -515,15 +616,8 @@ def _run_pg_dump(copy: _Copy, snapshot_id: str, tables: int, total_bytes: int) -
             f"--jobs={copy.jobs}",
             "--compress=0",
             f"--snapshot={snapshot_id}",
-            "--no-sync",
             "--verbose",
-            "--no-owner",
-            "--no-privileges",
-            "--no-tablespaces",
-            "--no-publications",
-            "--no-subscriptions",
-            "--no-security-labels",
-            f"--lock-wait-timeout={LOCK_TIMEOUT_MS}",
+            *DUMP_OPTIONS,
             *[f"--exclude-table-data=*.{table}" for table in NO_DATA],
             f"--file={dump}",
             f"--dbname={prod_public}",
@@ -561,7 +655,6 @@ def _restore(copy: _Copy) -> None:
         sum(sizes.values()),
         lambda done: sum(v for k, v in sizes.items() if k in done or k.split(".", 1)[-1] in done),
     )
-    _restore_schema(dump, copy.workdir, admin_public, admin_env)
     _run_tool(
         [
             str(bin_dir() / "pg_restore"),
@@ -649,11 +742,8 @@ def take(
     try:
         with connect(admin_dsn, autocommit=True) as admin:
             _claim(admin, copy, replace)
-            t = time.monotonic()
-            _create(admin, copy)
-            created = True
-            _redact(copy, _dump(copy, read, t))
-            _restore(copy)
+            created = True  # from here on the temporary database may exist (dropped IF EXISTS)
+            _copy(admin, copy, read)
             golden_fp = _verify(copy, read)
             provenance = _install(admin, copy, tool, replace)
             created = False

@@ -28,7 +28,7 @@ from oneroof.executor.capture import take
 from oneroof.executor.rehearse import rehearse
 from oneroof.harness import clones, golden
 from oneroof.harness.capture import MARKER, SnapshotResult
-from oneroof.harness.db import connect
+from oneroof.harness.db import LOCK_TIMEOUT_MS, connect
 from oneroof.harness.errors import DatabaseExists
 from oneroof.harness.server import bin_dir
 from tests.support.processes import interrupt, start_executor
@@ -179,7 +179,7 @@ def test_replace_refreshes_only_a_golden_oneroof_made(
 
 def _hold_a_table(production: Production) -> psycopg.Connection[Any]:
     """A production session holding ACCESS EXCLUSIVE on a table outside the fingerprint, so the
-    snapshot reads its fingerprint and then waits in pg_dump.
+    snapshot's pg_dumps (of the data and of the schema) wait on it.
     """
     conn = connect(production.dsn)
     conn.execute("LOCK TABLE prod_extra IN ACCESS EXCLUSIVE MODE")
@@ -187,14 +187,19 @@ def _hold_a_table(production: Production) -> psycopg.Connection[Any]:
 
 
 def _wait_for_dump(production: Production, timeout: float = 120) -> None:
+    """Until both of the snapshot's pg_dumps wait on the held table: the data's, and the schema's,
+    which runs beside it once the temporary database is created.
+    """
     deadline = time.monotonic() + timeout
     with connect(production.admin, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            if conn.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name = "
-                "'oneroof-snapshot-dump' AND wait_event_type = 'Lock'",
+            waiting = conn.execute(
+                "SELECT count(DISTINCT application_name) AS n FROM pg_stat_activity WHERE datname = %s "
+                "AND application_name IN ('oneroof-snapshot-dump', 'oneroof-snapshot-schema') "
+                "AND wait_event_type = 'Lock'",
                 (production.name,),
-            ).fetchone():
+            ).fetchone()
+            if waiting is not None and waiting["n"] == 2:
                 return
             time.sleep(0.1)
     raise AssertionError("pg_dump never waited on the held table")
@@ -239,10 +244,16 @@ def _snapshot_mid_copy(
 def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(
     production: Production, test_server: PgServer, unique: Any
 ) -> None:
+    """Ctrl-C ends the copy at once, both pg_dumps included: well before the schema's pg_dump, left
+    alone, would give up waiting on the held table (its lock wait timeout).
+    """
     name = unique("snap_int")
     with _snapshot_mid_copy(production, test_server.admin, name, group=True) as proc:
         assert leftovers(test_server.admin, name) != []  # the temporary database exists mid-copy
+        started = time.monotonic()
         _, err = interrupt(proc)
+        took = time.monotonic() - started
+    assert took < LOCK_TIMEOUT_MS / 1000, f"Ctrl-C took {took:.1f} s: something waited out the lock"
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert leftovers(test_server.admin, name) == []
