@@ -1,6 +1,6 @@
 """Benchmarks of oneroof, printed as Markdown tables (figures for docs/results/benchmarks.md).
 
-    python bench/run.py [--dsn ADMIN_DSN] [--repeat N] [--scales 1,20] [--only content] [--write-docs]
+    python bench/run.py [--dsn ADMIN_DSN] [--repeat N] [--scales 1,20] [--only content|rehearse] [--write-docs]
 
 Without --dsn a throw-away embedded server is started under a temporary ONEROOF_HOME. Ratios
 are measured in the same run, interleaved, so a noisy shared machine moves both sides alike.
@@ -8,8 +8,8 @@ Every row that runs a command gives its peak memory: the largest resident set of
 of every process it waited for (os.wait4). The rehearsal is broken down per step, beside its
 floor: the same steps run in this process with each stage's SQL run directly instead of a
 pytest session.
-With --write-docs the table replaces the block `run` (`content` with --only content) of
-docs/results/benchmarks.md, once the run is complete.
+With --write-docs the table replaces the block `run` (`content` with --only content, `rehearse`
+with --only rehearse) of docs/results/benchmarks.md, once the run is complete.
 """
 
 from __future__ import annotations
@@ -284,9 +284,10 @@ def main() -> int:
     parser.add_argument("--scales", default="1,20")
     parser.add_argument(
         "--only",
-        choices=("all", "content"),
+        choices=("all", "content", "rehearse"),
         default="all",
-        help="content: only the rehearsal's content digests, at each scale",
+        help="content: only the rehearsal's content digests, at each scale; rehearse: only the "
+        "rehearsal, its steps and its floor, at scale 1",
     )
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/results/benchmarks.md")
     args = parser.parse_args()
@@ -310,6 +311,15 @@ def main() -> int:
                 bench_content(admin, name, scale, args.repeat)
             if args.write_docs:
                 write_docs("content", host)
+            return 0
+        if args.only == "rehearse":
+            golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True)
+            bench_rehearse(admin, home, args.repeat)
+            line("")
+            for text in BREAKDOWN:
+                line(text)
+            if args.write_docs:
+                write_docs("rehearse", host)
             return 0
         builds = [
             timed(lambda: golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True))
