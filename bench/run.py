@@ -18,6 +18,7 @@ import argparse
 import functools
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -62,7 +63,8 @@ def row(name: str, value: str, goal: str = "", memory: str = "") -> None:
 
 def run_command(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Run `command` to its end (it must exit 0): its wall time, and its peak memory in kB, the
-    largest resident set of it and of the processes it waited for (os.wait4's ru_maxrss).
+    largest resident set of it and of the processes it waited for (os.wait4's ru_maxrss). Its
+    CPU time (user + system, theirs included) goes to CPU[command[3]].
     """
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -70,10 +72,20 @@ def run_command(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     errors = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
+    CPU.setdefault(command[3], []).append(usage.ru_utime + usage.ru_stime)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{command[:4]} exited {proc.returncode}: {errors.decode()[-2000:]}")
     return seconds, usage.ru_maxrss
+
+
+CPU: dict[str, list[float]] = {}  # CPU seconds of each command run, by its verb
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def megabytes(kilobytes: list[int]) -> str:
@@ -177,7 +189,7 @@ def bench_rehearse(admin: str, home: Path | None, repeat: int) -> None:
     env = dict(os.environ, ONEROOF_HOME=str(home)) if home else dict(os.environ)
     command = [sys.executable, "-m", "oneroof.executor", "rehearse", "--dsn", admin]
     command += ["--golden", "bench_golden_s1", "--runs-dir", str(runs / "whole")]
-    totals, shares, memory, floors = [], [], [], []
+    totals, shares, memory, floors, floor_cpu = [], [], [], [], []
     steps: dict[str, list[float]] = {}
     floor_steps: dict[str, list[float]] = {}
     for _ in range(max(3, repeat)):
@@ -188,9 +200,10 @@ def bench_rehearse(admin: str, home: Path | None, repeat: int) -> None:
         shares.append(data["clone_seconds"] / data["seconds"])
         for name, value in step_seconds(data).items():
             steps.setdefault(name, []).append(value)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         evidence = floor(admin, runs / "floor")
         floors.append(time.perf_counter() - started)
+        floor_cpu.append(cpu_seconds() - cpu)
         for name, value in step_seconds(evidence.as_json()).items():
             floor_steps.setdefault(name, []).append(value)
     shutil.rmtree(runs, ignore_errors=True)
@@ -198,6 +211,14 @@ def bench_rehearse(admin: str, home: Path | None, repeat: int) -> None:
     row("`oneroof rehearse` whole process, scale 1", f"{median(totals):.1f} s", "< 3 s", megabytes(memory))
     row("rehearsal floor: the same steps in one process, each stage's SQL direct", f"{median(floors):.1f} s")
     row("`oneroof rehearse` / floor", f"{ratio:.1f}x", "<= 2x")
+    # CPU time, which others' load barely moves (the server's work is in neither)
+    cpu = CPU["rehearse"][-len(floor_cpu) :]
+    row("`oneroof rehearse` CPU time, user + system, its sessions included", f"{median(cpu):.2f} s")
+    row("rehearsal floor CPU time (in a warm process: no Python start, no imports)", f"{median(floor_cpu):.2f} s")
+    row(
+        "CPU time: `oneroof rehearse` / floor",
+        f"{median([r / f for r, f in zip(cpu, floor_cpu, strict=True)]):.1f}x",
+    )
     row("share of the rehearsal spent cloning (create + drop)", f"{median(shares) * 100:.0f} %")
     BREAKDOWN.append("| rehearsal step, scale 1 | `oneroof rehearse` | floor |\n|---|---|---|")
     for name, values in steps.items():

@@ -11,13 +11,14 @@ from one session to the next.
 
 The protocol, over a Unix socket pair: the caller sends one JSON request (argv, environment,
 working directory) with its standard output and error as file descriptors (SCM_RIGHTS); the
-worker answers `pid N`, then `exit CODE MAXRSS_KB` when the child has ended.
+worker answers `pid N`, then `exit CODE MAXRSS_KB CPU_SECONDS` when the child has ended.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -68,6 +69,7 @@ class Ended:
     pid: int
     code: int
     max_rss_kb: int
+    cpu_seconds: float  # user and system time: unlike wall time, barely moved by others' load
 
 
 class Worker:
@@ -101,14 +103,15 @@ class Worker:
             answer = self._line(time.monotonic() + timeout)
             if answer is None:
                 os.kill(pid, signal.SIGKILL)
-                return Ended(pid, TIMED_OUT, int(self._line().split()[2]))
+                _, _, rss, cpu = self._line().split()
+                return Ended(pid, TIMED_OUT, int(rss), float(cpu))
         except BaseException:  # Ctrl-C or anything else: the session does not outlive its caller
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             self.close()
             raise
-        _, code, rss = answer.split()
-        return Ended(pid, int(code), int(rss))
+        _, code, rss, cpu = answer.split()
+        return Ended(pid, int(code), int(rss), float(cpu))
 
     @overload
     def _line(self) -> str: ...
@@ -195,15 +198,18 @@ def serve(sock: socket.socket) -> None:
             message += data
             fds += got
         request = json.loads(message)
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
+            gc.enable()
             sock.close()
             _child(request, fds)
         for fd in fds:
             os.close(fd)
         sock.sendall(f"pid {pid}\n".encode())
         _, status, usage = os.wait4(pid, 0)
-        sock.sendall(f"exit {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}\n".encode())
+        cpu = usage.ru_utime + usage.ru_stime
+        sock.sendall(f"exit {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss} {cpu:.3f}\n".encode())
 
 
 def _child(request: dict[str, object], fds: list[int]) -> None:
@@ -238,6 +244,11 @@ def _child(request: dict[str, object], fds: list[int]) -> None:
 def main() -> None:
     """`python -m oneroof.executor.sessions FD`: the worker, serving the socket FD."""
     sock = socket.socket(fileno=int(sys.argv[1]))
+    # What the worker imports stays out of every child's garbage collection (Python's advice for
+    # a process that forks without exec): pytest collects five times as a session ends, and
+    # walking the worker's objects there cost more than the session's SQL; objects a session
+    # makes are collected as ever.
+    gc.disable()
     for name in PRELOAD:
         importlib.import_module(name)
     early = [name for name in REWRITTEN if name in sys.modules]
@@ -250,6 +261,7 @@ def main() -> None:
     # file, and parses again whatever differs (core/package.py caches by file text).
     with contextlib.suppress(OneroofError, OSError):
         package.load()
+    gc.freeze()
     serve(sock)
 
 
