@@ -1,5 +1,6 @@
 """Writes a run's figures into a page of docs/results/: the block between the page's markers,
-under a header naming the date, the commit and the command, and the page's "Measured" line.
+under a header naming the date, the commit, the command and the machine (CPU, cores, memory,
+operating system and kernel, PostgreSQL version, load), and the page's "Measured" line.
 
 A page holds one or more blocks, each between `<!-- results:begin NAME -->` and
 `<!-- results:end NAME -->` lines (NAME optional: the default block has none). Text outside the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import platform
 import re
 import shlex
 import subprocess
@@ -84,6 +86,55 @@ def checkout(root: Path = ROOT) -> Checkout:
     return Checkout(git("rev-parse", "HEAD").strip()[:12], bool(git("status", "--porcelain", "--untracked-files=no")))
 
 
+@dataclass(frozen=True)
+class Machine:
+    """What ran the benchmark, in words that name no host, user or path."""
+
+    cpu: str
+    cores: int
+    memory_gb: float
+    system: str  # the operating system and its kernel
+    postgres: str  # the server's version, or "" when the run did not read one
+    load: float  # the one-minute load average when the run started (others' work on a shared machine)
+
+    def describe(self) -> str:
+        """One line: `Intel Xeon ..., 2 cores, 7.8 GB memory, Ubuntu 24.04 (Linux 6.8.0), PostgreSQL 18.1, ...`."""
+        postgres = f"PostgreSQL {self.postgres}" if self.postgres else "no PostgreSQL version read"
+        return (
+            f"{self.cpu}, {self.cores} cores, {self.memory_gb:.1f} GB memory, {self.system}, {postgres}; "
+            f"load average {self.load:.1f} at the start"
+        )
+
+
+def _first(path: str, key: str) -> str:
+    """The value of the first `key: value` (or `KEY=value`) line of a /proc or /etc file, or ""."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        name, sep, value = line.partition(":" if ":" in line else "=")
+        if sep and name.strip() == key:
+            return value.strip().strip('"')
+    return ""
+
+
+def machine(postgres: str = "") -> Machine:
+    """This machine, now; `postgres` is the version of the server the run measured."""
+    cpu = _first("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
+    memory_kb = _first("/proc/meminfo", "MemTotal").split()[:1]
+    distro = _first("/etc/os-release", "PRETTY_NAME")
+    kernel = f"{platform.system()} {platform.release()}"
+    return Machine(
+        cpu=" ".join(cpu.split()),
+        cores=os.cpu_count() or 0,
+        memory_gb=int(memory_kb[0]) / 1024**2 if memory_kb else 0.0,
+        system=f"{distro} ({kernel})" if distro else kernel,
+        postgres=postgres,
+        load=os.getloadavg()[0],
+    )
+
+
 def measured(day: datetime.date, where: Checkout) -> str:
     changes = " (with uncommitted changes)" if where.dirty else ""
     return f"{day.isoformat()} on commit `{where.commit}`{changes}"
@@ -113,9 +164,11 @@ def write(
     name: str = "",
     day: datetime.date | None = None,
     where: Checkout | None = None,
+    host: Machine | None = None,
 ) -> None:
-    """Replace the block `name` of `page` with a header (date, commit, `command`) and `body`, and
-    the page's "- **Measured:**" line above the blocks with the same date and commit.
+    """Replace the block `name` of `page` with a header (date, commit, `command`, the machine:
+    `host`, else this one without a PostgreSQL version) and `body`, and the page's
+    "- **Measured:**" line above the blocks with the same date and commit.
     """
     text = page.read_text(encoding="utf-8")
     found = blocks(text, str(page))
@@ -123,7 +176,8 @@ def write(
         raise MalformedPage(f"{page}: no block named {name!r}; it has {sorted(found)}")
     when = measured(day or datetime.date.today(), where or checkout())
     block = found[name]
-    content = f"\nMeasured on {when} with `{command}`:\n\n{body.strip()}\n\n"
+    on = (host or machine()).describe()
+    content = f"\nMeasured on {when} with `{command}`, on {on}:\n\n{body.strip()}\n\n"
     text = text[: block.start] + content + text[block.stop :]
     first = min(b.start for b in found.values())
     lines = [m for m in MEASURED.finditer(text) if m.start() < first]

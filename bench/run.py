@@ -1,11 +1,15 @@
-"""Benchmarks of oneroof, printed as a Markdown table (figures for docs/results/benchmarks.md).
+"""Benchmarks of oneroof, printed as Markdown tables (figures for docs/results/benchmarks.md).
 
-    python bench/run.py [--dsn ADMIN_DSN] [--repeat N] [--scales 1,20] [--only content] [--write-docs]
+    python bench/run.py [--dsn ADMIN_DSN] [--repeat N] [--scales 1,20] [--only content|rehearse] [--write-docs]
 
 Without --dsn a throw-away embedded server is started under a temporary ONEROOF_HOME. Ratios
 are measured in the same run, interleaved, so a noisy shared machine moves both sides alike.
-With --write-docs the table replaces the block `run` (`content` with --only content) of
-docs/results/benchmarks.md, once the run is complete.
+Every row that runs a command gives its peak memory: the largest resident set of the process and
+of every process it waited for (os.wait4). The rehearsal is broken down per step, beside its
+floor: the same steps run in this process with each stage's SQL run directly instead of a
+pytest session.
+With --write-docs the table replaces the block `run` (`content` with --only content, `rehearse`
+with --only rehearse) of docs/results/benchmarks.md, once the run is complete.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import functools
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,11 +31,12 @@ from pathlib import Path
 import results
 from psycopg import conninfo, sql
 
-from oneroof.core import gate, metrics, package
+from oneroof.core import content, dispatch, gate, ledger, metrics, package, privileges, signatures
+from oneroof.executor import rehearse as rehearsal
 from oneroof.executor import release
 from oneroof.executor.rehearse import approve_rehearsal, one_off_signer
 from oneroof.harness import catalog, clones, golden, server
-from oneroof.harness.db import connect, with_dbname
+from oneroof.harness.db import connect, consistent_read, with_dbname
 
 
 def timed(func: Callable[[], object]) -> float:
@@ -51,8 +57,39 @@ def line(text: str) -> None:
     print(text, flush=True)
 
 
-def row(name: str, value: str, goal: str = "") -> None:
-    line(f"| {name} | {value} | {goal} |")
+def row(name: str, value: str, goal: str = "", memory: str = "") -> None:
+    line(f"| {name} | {value} | {memory} | {goal} |")
+
+
+def run_command(command: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run `command` to its end (it must exit 0): its wall time, and its peak memory in kB, the
+    largest resident set of it and of the processes it waited for (os.wait4's ru_maxrss). Its
+    CPU time (user + system, theirs included) goes to CPU[command[3]].
+    """
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    errors = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    CPU.setdefault(command[3], []).append(usage.ru_utime + usage.ru_stime)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[:4]} exited {proc.returncode}: {errors.decode()[-2000:]}")
+    return seconds, usage.ru_maxrss
+
+
+CPU: dict[str, list[float]] = {}  # CPU seconds of each command run, by its verb
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def megabytes(kilobytes: list[int]) -> str:
+    return f"{max(kilobytes) / 1024:.0f} MB"
 
 
 LOCKED: set[str] = set()
@@ -95,21 +132,103 @@ def bench_release(admin: str, golden_name: str, repeat: int) -> dict[str, list[f
     return times
 
 
+def stage_sql(
+    dsn: str, stages: str, *, expect_db: str | None = None, allowed_signers: Path | None = None, **_: object
+) -> int:
+    """A stage's work without pytest, for the floor: what the invariants' session fixtures read (the
+    package verified, entry and exit readings, the tiers' content, effective privileges, other
+    dispatch, the ledger's two checks and the gate's verdict), each once, in one snapshot.
+    """
+    pkg = package.load()
+    trust = signatures.TrustRoot.load(allowed_signers) if allowed_signers else None
+    with connect(dsn, application_name="oneroof-bench-floor") as conn:
+        conn.read_only = True
+        metrics.read(conn)
+        conn.rollback()
+        with consistent_read(conn):
+            content.read(conn)
+            privileges.read(conn)
+            dispatch.found(conn)
+            ledger.integrity_problems(conn, None, gate.system_identifier(conn))
+            ledger.refused_deployments(conn, trust)
+            gate.evaluate(conn, pkg, confirm_db=expect_db, trust=trust)
+        metrics.read(conn)
+        conn.rollback()
+    return 0
+
+
+def floor(admin: str, runs: Path) -> rehearsal.Evidence:
+    """The rehearsal's steps in this process, each stage's SQL run directly (stage_sql)."""
+    run_stage = release.run_stage
+    release.run_stage = stage_sql  # type: ignore[assignment]
+    try:
+        evidence = rehearsal.rehearse(admin, run_dir=rehearsal.new_run_dir(runs), golden_name="bench_golden_s1")
+    finally:
+        release.run_stage = run_stage
+    assert evidence.ok, [s.detail for s in evidence.steps if not s.ok]
+    return evidence
+
+
+def step_seconds(evidence: dict[str, object]) -> dict[str, float]:
+    """Each step's seconds, the rollout's gate session apart from the rest of the rollout."""
+    steps: dict[str, float] = {}
+    for step in evidence["steps"]:  # type: ignore[attr-defined]
+        steps[step["name"]] = step["seconds"]
+        if step["name"] == "rollout":
+            gate_session = step["figures"]["seconds"].get("gate_session", 0.0)
+            steps["rollout"] -= gate_session
+            steps["rollout: gate session"] = gate_session
+    return steps
+
+
 def bench_rehearse(admin: str, home: Path | None, repeat: int) -> None:
-    """`oneroof rehearse` as a whole process on scale 1 (golden already built), and its cloning share."""
+    """`oneroof rehearse` as a whole process on scale 1 (golden already built), its cloning share,
+    its steps, and the floor (the same steps with each stage's SQL run directly), interleaved.
+    """
     runs = Path(tempfile.mkdtemp(prefix="oneroof-bench-runs-"))
     env = dict(os.environ, ONEROOF_HOME=str(home)) if home else dict(os.environ)
     command = [sys.executable, "-m", "oneroof.executor", "rehearse", "--dsn", admin]
-    command += ["--golden", "bench_golden_s1", "--runs-dir", str(runs)]
-    totals, shares = [], []
-    for _ in range(max(3, repeat // 2)):
-        totals.append(timed(lambda: subprocess.run(command, check=True, capture_output=True, env=env)))
-        latest = sorted(runs.glob("*/evidence.json"))[-1]
-        data = json.loads(latest.read_text())
+    command += ["--golden", "bench_golden_s1", "--runs-dir", str(runs / "whole")]
+    totals, shares, memory, floors, floor_cpu = [], [], [], [], []
+    steps: dict[str, list[float]] = {}
+    floor_steps: dict[str, list[float]] = {}
+    for _ in range(max(3, repeat)):
+        seconds, rss = run_command(command, env)
+        totals.append(seconds)
+        memory.append(rss)
+        data = json.loads(sorted((runs / "whole").glob("*/evidence.json"))[-1].read_text())
         shares.append(data["clone_seconds"] / data["seconds"])
+        for name, value in step_seconds(data).items():
+            steps.setdefault(name, []).append(value)
+        started, cpu = time.perf_counter(), cpu_seconds()
+        evidence = floor(admin, runs / "floor")
+        floors.append(time.perf_counter() - started)
+        floor_cpu.append(cpu_seconds() - cpu)
+        for name, value in step_seconds(evidence.as_json()).items():
+            floor_steps.setdefault(name, []).append(value)
     shutil.rmtree(runs, ignore_errors=True)
-    row("`oneroof rehearse` whole process, scale 1", f"{median(totals):.1f} s", "< 20 s")
+    ratio = median([t / f for t, f in zip(totals, floors, strict=True)])
+    row("`oneroof rehearse` whole process, scale 1", f"{median(totals):.1f} s", "< 3 s", megabytes(memory))
+    row("rehearsal floor: the same steps in one process, each stage's SQL direct", f"{median(floors):.1f} s")
+    row("`oneroof rehearse` / floor", f"{ratio:.1f}x", "<= 2x")
+    # CPU time, which others' load barely moves (the server's work is in neither)
+    cpu = CPU["rehearse"][-len(floor_cpu) :]
+    row("`oneroof rehearse` CPU time, user + system, its sessions included", f"{median(cpu):.2f} s")
+    row("rehearsal floor CPU time (in a warm process: no Python start, no imports)", f"{median(floor_cpu):.2f} s")
+    row(
+        "CPU time: `oneroof rehearse` / floor",
+        f"{median([r / f for r, f in zip(cpu, floor_cpu, strict=True)]):.1f}x",
+    )
     row("share of the rehearsal spent cloning (create + drop)", f"{median(shares) * 100:.0f} %")
+    BREAKDOWN.append("| rehearsal step, scale 1 | `oneroof rehearse` | floor |\n|---|---|---|")
+    for name, values in steps.items():
+        direct = floor_steps.get(name)
+        BREAKDOWN.append(f"| {name} | {median(values):.2f} s | {f'{median(direct):.2f} s' if direct else ''} |")
+    whole = f"{median(totals) - median([sum(v) for v in zip(*steps.values(), strict=True)]):.2f} s"
+    BREAKDOWN.append(f"| outside the steps (Python start, imports, report) | {whole} | |")
+
+
+BREAKDOWN: list[str] = []  # the rehearsal's steps, a second table
 
 
 def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> None:
@@ -125,7 +244,7 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
         str(params.get("user", "postgres")),
     ]
     client_env = dict(os.environ, **({"PGPASSFILE": str(params["passfile"])} if params.get("passfile") else {}))
-    template, dump = [], []
+    template, dump, memory = [], [], []
     with connect(admin, autocommit=True) as conn:
 
         def copy(target: str) -> None:
@@ -133,10 +252,16 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
             dumper = subprocess.Popen(
                 [str(bin_dir / "pg_dump"), *args, "-Fc", source], stdout=subprocess.PIPE, env=client_env
             )
-            subprocess.run(
-                [str(bin_dir / "pg_restore"), *args, "-d", target], stdin=dumper.stdout, check=True, env=client_env
+            restorer = subprocess.Popen(
+                [str(bin_dir / "pg_restore"), *args, "-d", target], stdin=dumper.stdout, env=client_env
             )
-            assert dumper.wait() == 0
+            assert dumper.stdout is not None
+            dumper.stdout.close()
+            for proc in (restorer, dumper):
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                assert proc.returncode == 0, proc.args
+                memory.append(usage.ru_maxrss)
 
         conn.execute("CHECKPOINT")
         time.sleep(2)  # let the build's writeback settle: both sides then start alike
@@ -152,7 +277,7 @@ def bench_clone_vs_dump(admin: str, source: str, scale: int, repeat: int) -> Non
             dump.append(timed(functools.partial(copy, f"bench_dump_{i}")))
             conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(f"bench_dump_{i}")))
     row(f"clone by CREATE DATABASE ... TEMPLATE (FILE_COPY, marked), scale {scale}", f"{median(template):.2f} s")
-    row(f"copy by pg_dump -Fc \\| pg_restore, scale {scale}", f"{median(dump):.2f} s")
+    row(f"copy by pg_dump -Fc \\| pg_restore, scale {scale}", f"{median(dump):.2f} s", memory=megabytes(memory))
     row(f"pg_dump\\|pg_restore / TEMPLATE, scale {scale}", f"{median(dump) / median(template):.1f}x", ">= 10x")
 
 
@@ -250,9 +375,10 @@ def main() -> int:
     parser.add_argument("--scales", default="1,20")
     parser.add_argument(
         "--only",
-        choices=("all", "content"),
+        choices=("all", "content", "rehearse"),
         default="all",
-        help="content: only the rehearsal's content digests, at each scale, and the package check's memory",
+        help="content: only the rehearsal's content digests, at each scale, and the package check's memory; "
+        "rehearse: only the rehearsal, its steps and its floor, at scale 1",
     )
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/results/benchmarks.md")
     args = parser.parse_args()
@@ -263,9 +389,10 @@ def main() -> int:
     else:
         home = Path(tempfile.mkdtemp(prefix="oneroof-bench-"))
         admin = server.start(home).dsn()
+    host = results.machine(postgres=server_version(admin))  # the load before the run's own work
     sha = package.load().sha256
     scales = [int(s) for s in args.scales.split(",")]
-    line("| measure | median | goal |\n|---|---|---|")
+    line("| measure | median | peak memory | goal |\n|---|---|---|---|")
     release_times: dict[int, dict[str, list[float]]] = {}
     try:
         if args.only == "content":
@@ -275,7 +402,16 @@ def main() -> int:
                 bench_content(admin, name, scale, args.repeat)
             bench_package_memory()
             if args.write_docs:
-                write_docs("content")
+                write_docs("content", host)
+            return 0
+        if args.only == "rehearse":
+            golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True)
+            bench_rehearse(admin, home, args.repeat)
+            line("")
+            for text in BREAKDOWN:
+                line(text)
+            if args.write_docs:
+                write_docs("rehearse", host)
             return 0
         builds = [
             timed(lambda: golden.build(admin, name="bench_golden_s1", package_sha256=sha, replace=True))
@@ -285,11 +421,13 @@ def main() -> int:
 
         env = dict(os.environ, ONEROOF_HOME=str(home)) if home else dict(os.environ)
         probe_cmd = [sys.executable, "-m", "oneroof.executor", "probe", "--dsn", with_dbname(admin, "bench_golden_s1")]
-        probes = [
-            timed(lambda: subprocess.run(probe_cmd, check=True, capture_output=True, env=env))
-            for _ in range(args.repeat)
-        ]
-        row("`oneroof probe` whole process", f"{median(probes) * 1000:.0f} ms", "< 500 ms")
+        probes = [run_command(probe_cmd, env) for _ in range(args.repeat)]
+        row(
+            "`oneroof probe` whole process",
+            f"{median([t for t, _ in probes]) * 1000:.0f} ms",
+            "< 500 ms",
+            megabytes([m for _, m in probes]),
+        )
         bench_clone_vs_dump(admin, "bench_golden_s1", 1, args.repeat)
 
         for scale in scales:
@@ -327,8 +465,11 @@ def main() -> int:
         row("tables locked by the rollout transaction", ", ".join(sorted(LOCKED)) or "none")
         touched = LOCKED & ({n for n, _, _ in catalog.GOVERNED} | set(catalog.UNGOVERNED) | {"system_issues"})
         row("content tables or system_issues among them", ", ".join(sorted(touched)) or "none", "none")
+        line("")
+        for text in BREAKDOWN:
+            line(text)
         if args.write_docs:
-            write_docs("run")
+            write_docs("run", host)
     finally:
         if home:
             server.stop(home)
@@ -336,9 +477,14 @@ def main() -> int:
     return 0
 
 
-def write_docs(block: str) -> None:
+def server_version(admin: str) -> str:
+    with connect(admin) as conn:
+        return str(conn.execute("SELECT current_setting('server_version') AS v").fetchone()["v"])  # type: ignore[index]
+
+
+def write_docs(block: str, host: results.Machine) -> None:
     page = results.DOCS / "benchmarks.md"
-    results.write(page, "\n".join(TABLE), results.command_line("run.py", sys.argv[1:]), name=block)
+    results.write(page, "\n".join(TABLE), results.command_line("run.py", sys.argv[1:]), name=block, host=host)
     print(f"wrote the block {block!r} of {page}")
 
 

@@ -10,6 +10,7 @@ Loading reads every file once; what is applied is exactly the bytes that were ha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -167,13 +168,23 @@ class Tier:
 
     def __post_init__(self) -> None:
         for kind, name, text in (("deploy", self.deploy_file, self.deploy), ("revert", self.revert_file, self.revert)):
-            parsed = _parse(name, text)
-            object.__setattr__(self, f"{kind}_statements", tuple(pglast.split(text)))
-            object.__setattr__(self, f"{kind}_relations", parsed_relations(parsed))
+            statements, relations = _analysed(name, text)
+            object.__setattr__(self, f"{kind}_statements", statements)
+            object.__setattr__(self, f"{kind}_relations", relations)
 
     def relations(self, kind: str) -> Relations:
         """What the tier's `deploy` or `revert` reads and writes."""
         return self.deploy_relations if kind == "deploy" else self.revert_relations
+
+
+@functools.lru_cache(maxsize=32)
+def _analysed(name: str, text: str) -> tuple[tuple[str, ...], Relations]:
+    """A package file's statements and what they read and write, checked by _parse: once per
+    process for the same text (a rehearsal loads the package in several steps, and its stage
+    sessions fork from a worker that loaded it). A file that is refused is refused every time.
+    """
+    parsed = _parse(name, text)
+    return tuple(pglast.split(text)), parsed_relations(parsed)
 
 
 @dataclass(frozen=True)

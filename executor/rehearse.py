@@ -26,7 +26,7 @@ import psycopg
 from oneroof.core import dispatch, gate, metrics, package, signatures
 from oneroof.core import evidence as rehearsals
 from oneroof.core.evidence import StepName
-from oneroof.executor import __version__, release
+from oneroof.executor import __version__, release, sessions
 from oneroof.executor.monitor import monitor
 from oneroof.harness import capture, catalog, clones, golden, marks
 from oneroof.harness.capture import Provenance
@@ -691,9 +691,10 @@ def rehearse(
     production, and production's gate is read at the end (unless `prod_dsn` names another).
     `golden_name` defaults to default_golden(snapshot_from).
     """
+    started = time.monotonic()
+    sessions.prepare()  # the stage worker imports pytest while the package, golden and clone steps run
     prod_dsn = prod_dsn or snapshot_from
     golden_name = golden_name or default_golden(snapshot_from)
-    started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(
         admin_dsn,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +23,7 @@ from psycopg import sql
 from oneroof.core import content, gate, ledger, metrics, settings, signatures
 from oneroof.core import evidence as rehearsals
 from oneroof.core.package import Package, snapshots_dir
-from oneroof.executor import __version__
+from oneroof.executor import __version__, sessions
 from oneroof.harness.db import connect
 from oneroof.harness.errors import (
     Blocked,
@@ -72,17 +70,20 @@ def _reading(dsn: str) -> metrics.Reading:
 
 
 STAGE_TIMEOUT = 1800.0  # seconds; a stage session that runs longer counts as failed
-STAGE_TIMED_OUT = 124  # the exit code `timeout` uses
+STAGE_TIMED_OUT = sessions.TIMED_OUT  # the exit code `timeout` uses
 
 
 def session_args() -> list[str]:
     """How the executor's sessions run the suite, from the checkout or an installed copy alike: the
-    invariants and their conftest with the production plugin only (no other conftest, no
-    configuration file but these flags, no sys.path change), every warning an error.
+    invariants and their conftest with the production plugin and syrupy only (no other conftest,
+    no plugin loaded from an entry point, no configuration file but these flags, no sys.path
+    change), every warning an error.
     """
     invariants = ROOT / "invariants"
     return [
         str(invariants),
+        "-p",
+        "syrupy",  # first: the plugin imports it, and pytest rewrites only what it imports itself
         "-p",
         "oneroof.fixtures.plugin",
         "-p",
@@ -121,7 +122,8 @@ def run_stage(
     rehearsal: str | None = None,
     release_log: Path | None = None,
 ) -> int:
-    """Run invariant stages as a real pytest session in a subprocess; returns pytest's exit code.
+    """Run invariant stages as a real pytest session, a process of its own forked from the stage
+    worker (executor/sessions.py); returns pytest's exit code (STAGE_TIMED_OUT after STAGE_TIMEOUT).
 
     The target and options travel in ONEROOF_* variables, so no password shows in a process list.
     """
@@ -138,6 +140,9 @@ def run_stage(
             "the package's, reviewed and hashed"
         )
     env[settings.RELEASE_SESSION_ENV] = "1"
+    # Only the plugins named on the command line: no test-only plugin (hypothesis's costs a second
+    # to import) in a session of the suite; xdist when the session spreads over workers.
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     verified = settings.REQUIRE_USER_VERIFICATION
     for setting, value in (
         (settings.EXPECT_DB, expect_db),
@@ -153,23 +158,15 @@ def run_stage(
     ):
         if value:
             env[setting.env] = str(value)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
+    argv = [
         *session_args(),
+        *(["-p", "xdist.plugin"] if "-n" in extra or any(a.startswith("--numprocesses") for a in extra) else []),
         "-m",
         stages,
         *(["-q", "--no-header"] if quiet else []),
         *extra,
     ]
-    try:
-        proc = subprocess.run(
-            command, cwd=ROOT, env=env, check=False, capture_output=quiet, text=True, timeout=STAGE_TIMEOUT
-        )
-    except subprocess.TimeoutExpired:
-        return STAGE_TIMED_OUT
-    return proc.returncode
+    return sessions.run(argv, env, ROOT, quiet=quiet, timeout=STAGE_TIMEOUT).code
 
 
 # Once a human has ratified, ospa is no longer the baseline's 0: the gate tests judge the
@@ -818,6 +815,8 @@ def rollout(
     spent, or a ledger that lost the head it recorded; after the commit the rollout records there.
     """
     started = time.monotonic()
+    if gate_session or audit:
+        sessions.prepare()  # the stage worker's imports overlap the entry reading and the checks
     run = _Rollout(dsn, package, confirm_db, trust, rehearsal, progress, _reading(dsn), release_log=release_log)
     if _check(run):
         return run.already_finalized()

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import os
+import platform
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +59,10 @@ def where(dirty: bool = False) -> object:
     return results.Checkout("0123456789ab", dirty)
 
 
+HOST = results.Machine("Some CPU", 2, 7.75, "Linux 6.1.0", "18.1", 3.25)
+ON = "Some CPU, 2 cores, 7.8 GB memory, Linux 6.1.0, PostgreSQL 18.1; load average 3.2 at the start"
+
+
 def page(tmp_path: Path, text: str = PAGE) -> Path:
     path = tmp_path / "page.md"
     path.write_bytes(text.encode())
@@ -64,13 +71,13 @@ def page(tmp_path: Path, text: str = PAGE) -> Path:
 
 def test_the_writer_replaces_only_its_block(tmp_path: Path) -> None:
     path = page(tmp_path)
-    results.write(path, "| a | b |\n|---|---|\n", "python bench/x.py --write-docs", day=DAY, where=where())
+    results.write(path, "| a | b |\n|---|---|\n", "python bench/x.py --write-docs", day=DAY, where=where(), host=HOST)
     text = path.read_text()
     head, _, rest = PAGE.partition("<!-- results:begin -->\n")
     _, _, tail = rest.partition("<!-- results:end -->")
     head = head.replace("2020-01-01 on commit `000000000000`.", "2031-02-03 on commit `0123456789ab`.")
     block = (
-        "\nMeasured on 2031-02-03 on commit `0123456789ab` with `python bench/x.py --write-docs`:\n\n"
+        f"\nMeasured on 2031-02-03 on commit `0123456789ab` with `python bench/x.py --write-docs`, on {ON}:\n\n"
         "| a | b |\n|---|---|\n\n"
     )
     assert text == head + "<!-- results:begin -->\n" + block + "<!-- results:end -->" + tail
@@ -79,7 +86,7 @@ def test_the_writer_replaces_only_its_block(tmp_path: Path) -> None:
 
 def test_the_header_names_today_and_the_checkout(tmp_path: Path) -> None:
     path = page(tmp_path)
-    results.write(path, "figures", "python bench/x.py")
+    results.write(path, "figures", "python bench/x.py", host=HOST)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
     status = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -87,8 +94,22 @@ def test_the_header_names_today_and_the_checkout(tmp_path: Path) -> None:
     when = f"{datetime.date.today().isoformat()} on commit `{head.stdout.strip()[:12]}`"
     when += " (with uncommitted changes)" if status.stdout.strip() else ""
     text = path.read_text()
-    assert f"\nMeasured on {when} with `python bench/x.py`:\n\nfigures\n" in text
+    assert f"\nMeasured on {when} with `python bench/x.py`, on {ON}:\n\nfigures\n" in text
     assert f"\n- **Measured:** {when}.\n" in text
+
+
+def test_the_header_names_this_machine_and_no_host_or_path(tmp_path: Path) -> None:
+    path = page(tmp_path)
+    results.write(path, "figures", "cmd", day=DAY, where=where())
+    header = next(line for line in path.read_text().splitlines() if line.startswith("Measured on 2031-02-03"))
+    cpu = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    memory = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) / 1024**2
+    for fragment in (" ".join(cpu.split(":", 1)[1].split()), f"{os.cpu_count()} cores", f"{memory:.1f} GB memory"):
+        assert fragment in header
+    assert f"{platform.system()} {platform.release()}" in header
+    assert "no PostgreSQL version read" in header  # bench/run.py passes the server's version
+    assert socket.gethostname() not in header
+    assert "/" not in header.replace("GNU/Linux", "")
 
 
 @pytest.mark.parametrize("dirty", [False, True])
