@@ -4,6 +4,9 @@ and core/gate.py the tests kill.
     python bench/mutation.py run [--dsn ADMIN_DSN] [--minutes 45] [--write-docs]
     python bench/mutation.py report [--write-docs]                     # the last run's score again
     python bench/mutation.py survivors [--tests tests/test_x.py ...]   # re-judge the survivors
+    python bench/mutation.py trust [--dsn ADMIN_DSN] [--minutes 60] [--modules core/x.py ...] [--write-docs]
+    python bench/mutation.py trust-report [--write-docs]               # the trust run's score again
+    python bench/mutation.py trust-survivors --modules core/x.py --tests tests/test_y.py ...  # re-judge
 
 cosmic-ray mutates one place of the source at a time, on disk, and runs the test command below
 (`check`) once per mutant: a mutant is killed when the check fails. The check is a targeted,
@@ -19,6 +22,16 @@ fast selection of the project's tests; it imports no test module, only tests/sup
 `run` prepares those databases, runs cosmic-ray (bounded by --minutes), prints the score and the
 survivors, and drops the databases. With --write-docs, `run` and `report` write the score and the
 survivors into docs/results/mutation.md. cosmic-ray comes from PyPI: `pip install cosmic-ray`.
+
+`trust` does the same for the code that handles trust and the release (TRUST below: signatures,
+passkeys, approvals, the package, the release and rollback, the rehearsal evidence, the ledger),
+one cosmic-ray session per module, each with a check of its own: the project's tests that cover
+that module, run as themselves by pytest (`--noconftest -p mutation_plugin`: a server and a golden
+database prepared once, not once per mutant), stopping at the first failure. Before a module's
+session runs, its check runs once under coverage: a mutant on a line the check never executes
+survives by construction, and is recorded as survived ("not reached") without being run. The
+modules share the --minutes bound; a mutant not run is reported as not run. `coverage` comes from
+PyPI too.
 """
 
 from __future__ import annotations
@@ -91,6 +104,321 @@ REPLAYED = [
 # The controls first: a mutant that breaks an invariant usually fails an untouched database.
 CONTROL_ORDER = ("finalized", "greenfield", "gate", "baseline")
 STATE = Path(tempfile.gettempdir()) / "oneroof-mutation"
+
+# The trust and release code (issue 18), in the order its sessions run, each with the pytest
+# arguments of its check: the tests that cover the module, the cheap and decisive first (the check
+# stops at the first failure), none that needs Directus or a rehearsal server.
+TRUST: dict[str, tuple[str, ...]] = {
+    "core/signatures.py": (
+        "tests/test_trust_root.py",
+        "tests/test_ssh_signing.py",
+        "tests/test_gate_policy.py",
+        "tests/test_signatures.py",
+        "tests/test_user_verification.py",
+        "tests/test_siege_statements.py",
+        "tests/test_operator_side.py::test_the_trust_file_and_its_directories_follow_openssh_strict_modes",
+        "tests/test_passkeys.py::test_a_passkey_assertion_that_fails_a_check_is_refused_with_its_reason",
+        "-k",
+        "not test_approve and not audit and not cli and not bad_input and not rehearsal and not monitor",
+    ),
+    "core/passkeys.py": (
+        "tests/test_passkey_lines.py",
+        "tests/test_passkeys.py",
+        "tests/test_user_verification.py::test_a_user_verified_passkey_counts_under_the_policy",
+    ),
+    "core/package.py": (
+        "tests/test_package_refusals.py",
+        "tests/test_package.py",
+        "tests/test_operator_side.py",
+        "tests/test_signatures.py::test_a_sealed_package_needs_its_signature",
+        "-k",
+        "not cli and not pipe and not trust_root and not evidence and not numeric and not planted"
+        " and not standard_conforming and not pinned_again and not ends_the_transaction",
+    ),
+    "core/evidence.py": (
+        "tests/test_operator_side.py::test_the_evidence_a_rehearsal_writes_has_the_shape",
+        "tests/test_operator_side.py::test_random_types_in_evidence_never_give_a_traceback",
+        "tests/test_rehearsed.py::test_the_bound_tables_are_what_the_package_reads_or_writes_but_the_approvals",
+        "tests/test_siege_statements.py::test_a_statement_that_names_rehearsal_evidence_counts_only_with_it",
+        "tests/test_siege_statements.py::test_a_swapped_pg_control_system_binds_no_rehearsal",
+        "tests/test_operator_side.py::test_evidence_with_wrong_types_is_one_line_exit_2",
+    ),
+    "executor/approvals.py": (
+        "tests/test_passkeys.py::test_the_auditor_re_checks_passkey_approvals_offline",
+        "tests/test_signatures.py::test_the_ledger_records_the_trust_root_and_the_audit_verifies",
+        "tests/test_signatures.py::test_the_audit_names_a_different_trust_root",
+        "tests/test_user_verification.py::test_the_auditor_re_checks_approvals_under_the_executors_policy",
+        "tests/test_siege_statements.py::test_approve_signs_the_database_identity",
+        "tests/test_siege_statements.py::test_approve_off_a_clone_names_the_evidence_reviewed",
+    ),
+    "executor/release.py": (
+        "tests/test_release.py::test_approved_rollout_reaches_exactly_the_finalized_figures",
+        "tests/test_release.py::test_lock_held_raises_at_once",
+        "tests/test_release.py::test_a_golden_or_read_only_database_is_refused_up_front",
+        "tests/test_release.py::test_revocation_after_the_gate_session_blocks_under_the_lock",
+        "tests/test_release.py::test_broken_tier_rolls_everything_back",
+        "tests/test_release.py::test_an_approval_is_spent_by_a_deployment_that_was_rolled_back",
+        "tests/test_release.py::test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals",
+    ),
+    "core/ledger.py": ("tests/test_siege_ledger.py",),
+}
+TRUST_RUN = "mut"  # the prepared databases are oneroof_t_mut_*, as a test run's (tests/support/testing.py)
+
+
+def child_env() -> dict[str, str]:
+    """The environment of cosmic-ray and of each check: no pytest or oneroof settings of the caller's,
+    but its PYTHONPATH (a worktree serves its own oneroof that way), then the checkout and bench/.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))}
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {
+        **env,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join([*paths, str(ROOT), str(ROOT / "bench")]),
+    }
+
+
+def trust_check(module: str) -> list[str]:
+    """The test command of `module`'s mutants."""
+    return [sys.executable, "-B", "-m", "pytest", "--noconftest", "-p", "mutation_plugin", "-p", "no:xdist"] + [
+        "-x",
+        "-q",
+        "--no-header",
+        "-o",
+        "addopts=-p no:cacheprovider -p no:benchmark",
+        *TRUST[module],
+    ]
+
+
+def trust_session(module: str) -> Path:
+    return STATE / f"trust-{module.replace('/', '-')}.sqlite"
+
+
+def unreached(module: str, env: dict[str, str]) -> set[int] | None:
+    """The lines of `module` that coverage finds its check, unmutated, never executes (in the
+    check's process and the `oneroof` processes it starts); None when the check fails.
+    """
+    for old in STATE.glob("coverage*"):
+        old.unlink()
+    rc = STATE / "coveragerc"
+    rc.write_text(
+        f"[run]\ndata_file = {STATE / 'coverage'}\nparallel = true\npatch = subprocess\ninclude = */{module}\n"
+    )
+    command = trust_check(module)
+    ran = subprocess.run(
+        [sys.executable, "-B", "-m", "coverage", "run", f"--rcfile={rc}", *command[2:]],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if ran.returncode != 0:
+        print(f"{module}: the unmutated code fails its check: {ran.stdout.strip().splitlines()[-3:]}")
+        return None
+    report = STATE / "coverage.json"
+    for step in (["combine"], ["json", "-o", str(report)]):
+        subprocess.run(
+            [sys.executable, "-m", "coverage", *step, f"--rcfile={rc}"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    # a statement's continuation lines are neither executed nor missing: only `missing` is certain
+    files = json.loads(report.read_text())["files"]
+    return {line for entry in files.values() for line in entry["missing_lines"]}
+
+
+def trust(admin: str, minutes: float, modules: list[str], write_docs: bool = False) -> int:
+    """Prepare a golden database, run one cosmic-ray session per module of `modules`, report, clean up."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    from oneroof.core import package
+    from oneroof.harness import golden
+    from oneroof.harness.db import connect
+    from tests.support.testing import _cleanup
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    info = {"run": TRUST_RUN, "admin": admin, "golden": f"oneroof_t_{TRUST_RUN}_golden"}
+    _cleanup(info)
+    with connect(admin, autocommit=True) as conn:
+        info["version"] = str(conn.execute("SHOW server_version").fetchone()["server_version"])  # type: ignore[index]
+    golden.build(admin, name=info["golden"], package_sha256=package.load().sha256)
+    (STATE / "server.json").write_text(json.dumps(info))
+    env = child_env()
+    originals = {name: (ROOT / name).read_bytes() for name in modules}
+    deadline = time.monotonic() + minutes * 60
+    try:
+        for index, module in enumerate(modules):
+            session = trust_session(module)
+            session.unlink(missing_ok=True)
+            config = STATE / "trust.toml"
+            config.write_text(
+                "[cosmic-ray]\n"
+                f"module-path = {json.dumps(module)}\n"
+                "timeout = 300.0\nexcluded-modules = []\n"
+                f"test-command = {json.dumps(subprocess.list2cmdline(trust_check(module)))}\n\n"
+                '[cosmic-ray.distributor]\nname = "local"\n\n'
+                "[cosmic-ray.filters.operators-filter]\n"
+                f"exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}\n"
+            )
+            subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env, check=True)
+            subprocess.run(["cr-filter-operators", str(session), str(config)], cwd=ROOT, env=env, check=True)
+            lines = unreached(module, env)
+            if lines is None:
+                return 1
+            with use_db(str(session), WorkDB.Mode.open) as db:
+                for item in list(db.pending_work_items):
+                    if item.mutations[0].start_pos[0] in lines:
+                        not_reached = WorkResult(
+                            worker_outcome=WorkerOutcome.NORMAL, test_outcome=TestOutcome.SURVIVED, output="not reached"
+                        )
+                        db.set_result(item.job_id, not_reached)
+            share = (deadline - time.monotonic()) / (len(modules) - index)
+            started = time.monotonic()
+            try:
+                subprocess.run(
+                    ["cosmic-ray", "exec", str(config), str(session)],
+                    cwd=ROOT,
+                    env=env,
+                    check=False,
+                    timeout=max(share, 1),
+                )
+            except subprocess.TimeoutExpired:
+                print(f"{module}: stopped after {share / 60:.1f} minutes, its share of the bound")
+            finally:
+                (ROOT / module).write_bytes(originals[module])
+            print(f"{module}: cosmic-ray exec {time.monotonic() - started:.0f} s", flush=True)
+        return trust_report(modules, write_docs)
+    finally:
+        for name, data in originals.items():  # a mutant interrupted by the time bound stays on disk otherwise
+            (ROOT / name).write_bytes(data)
+        _cleanup(info)
+
+
+def trust_survivors(admin: str, modules: list[str], tests: list[str]) -> int:
+    """Second pass of `trust`: apply each survivor of the modules' sessions again and run `tests`
+    (pytest arguments, tests of their own beyond the check, with the prepared golden database);
+    print which are killed now. The sessions are left as the run wrote them.
+    """
+    from oneroof.core import package
+    from oneroof.harness import golden
+    from tests.support.testing import _cleanup
+
+    info = json.loads((STATE / "server.json").read_text())
+    golden.build(admin, name=info["golden"], package_sha256=package.load().sha256)
+    env = child_env()
+    command = [sys.executable, "-B", "-m", "pytest", "--noconftest", "-p", "mutation_plugin", "-p", "no:xdist"]
+    command += ["-x", "-q", "--no-header", "-o", "addopts=-p no:cacheprovider -p no:benchmark", *tests]
+    originals = {name: (ROOT / name).read_bytes() for name in modules}
+    try:
+        for module in modules:
+            dump = subprocess.run(
+                ["cosmic-ray", "dump", str(trust_session(module))], capture_output=True, text=True, check=True
+            ).stdout
+            for line in dump.splitlines():
+                work, result = json.loads(line)
+                if result is None or result.get("test_outcome") != "survived":
+                    continue
+                mutation = work["mutations"][0]
+                where = f"{module}:{mutation['start_pos'][0]} {mutation['operator_name']} #{mutation['occurrence']}"
+                apply = ["cosmic-ray", "apply", module, mutation["operator_name"], str(mutation["occurrence"])]
+                if subprocess.run(apply, cwd=ROOT, env=env, check=False, capture_output=True).returncode != 0:
+                    print(f"  not applied (cosmic-ray apply failed): {where}", flush=True)
+                    (ROOT / module).write_bytes(originals[module])
+                    continue
+                try:
+                    ran = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+                finally:
+                    (ROOT / module).write_bytes(originals[module])
+                print(f"  {'killed now' if ran.returncode != 0 else 'survived'}: {where}", flush=True)
+    finally:
+        for name, data in originals.items():
+            (ROOT / name).write_bytes(data)
+        _cleanup(info)
+    return 0
+
+
+def tally(session: Path) -> dict[str, Any]:
+    """A session's counts: run, killed, survived (and of those not reached), not run, excluded; its survivors."""
+    dump = subprocess.run(["cosmic-ray", "dump", str(session)], capture_output=True, text=True, check=True).stdout
+    counts: dict[str, Any] = {"killed": 0, "survived": 0, "not reached": 0, "not run": 0, "excluded": 0}
+    survivors = []
+    for line in dump.splitlines():
+        work, result = json.loads(line)
+        if result is None:
+            counts["not run"] += 1
+        elif result.get("worker_outcome") == "skipped":
+            counts["excluded"] += 1
+        elif result.get("test_outcome") == "killed" or result.get("worker_outcome") in (
+            "exception",
+            "abnormal",
+            "timeout",
+        ):
+            counts["killed"] += 1
+        else:
+            counts["survived"] += 1
+            mutation = work["mutations"][0]
+            where = f"{mutation['module_path']}:{mutation['start_pos'][0]} {mutation['operator_name']}"
+            where += f" #{mutation['occurrence']}"
+            if result.get("output") == "not reached":
+                counts["not reached"] += 1
+                where += " (not reached)"
+            survivors.append(where)
+    counts["survivors"] = survivors
+    return counts
+
+
+def trust_report(modules: list[str], write_docs: bool = False) -> int:
+    """Print the score of each module's session and of all, and the survivors; with write_docs,
+    write them into the `trust` block of docs/results/mutation.md.
+
+    cosmic-ray runs a session's mutants in random order, so those the time bound left are a random
+    sample: the score of a session not run to the end is estimated, as the share of mutants reached
+    times the share of those run that were killed (those not reached all survive).
+    """
+    lines = [
+        "| module | mutants | not reached | reached, run | killed | survived | not run | score |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    survivors: list[str] = []
+    estimated = exact = 0.0
+    total = 0
+    for module in modules:
+        if not trust_session(module).exists():
+            continue
+        got = tally(trust_session(module))
+        mutants = got["killed"] + got["survived"] + got["not run"]
+        run = got["killed"] + got["survived"] - got["not reached"]
+        reached = (mutants - got["not reached"]) / mutants if mutants else 0
+        score = reached * got["killed"] / run if run else 0.0
+        estimated += score * mutants
+        total += mutants
+        exact += got["killed"]
+        survivors += got["survivors"]
+        shown = f"{100 * score:.1f} %" + (" (est.)" if got["not run"] else "")
+        lines.append(
+            f"| `{module}` | {mutants} | {got['not reached']} | {run} | {got['killed']} | "
+            f"{got['survived'] - got['not reached']} | {got['not run']} | {shown} |"
+        )
+    summary = (
+        f"{total} mutants; killed {exact:.0f}; score {100 * estimated / total if total else 0:.1f} % "
+        "(estimated where a session did not run to the end)"
+    )
+    print("\n".join(lines))
+    print(summary)
+    for survivor in survivors:
+        print(f"  survived: {survivor}")
+    if write_docs:
+        import results
+
+        body = "\n".join([*lines, "", f"**{summary}**", "", *(f"- survived: `{s}`" for s in survivors)])
+        page = results.DOCS / "mutation.md"
+        results.write(page, body, results.command_line("mutation.py", sys.argv[1:]), name="trust")
+        print(f"wrote {page}")
+    return 0
 
 
 def prepare(admin: str) -> list[dict[str, Any]]:
@@ -419,11 +747,7 @@ def run(admin: str, minutes: float, write_docs: bool = False) -> int:
     )
     session = STATE / "session.sqlite"
     session.unlink(missing_ok=True)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))},
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = child_env()
     try:
         subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env, check=True)
         subprocess.run(["cr-filter-operators", str(session), str(config)], cwd=ROOT, env=env, check=True)
@@ -505,11 +829,7 @@ def survivors(admin: str, session: Path, tests: list[str]) -> int:
         if not (r.get("test_outcome") == "killed" or r.get("worker_outcome") in ("exception", "abnormal", "timeout"))
     ]
     originals = {name: (ROOT / name).read_bytes() for name in MUTATED}
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))},
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = child_env()
 
     def fails(*args: str, timeout: float) -> bool:
         """`python -B *args` on the mutated checkout fails: the mutant is killed."""
@@ -573,11 +893,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "action",
-        choices=("run", "check", "report", "survivors"),
+        choices=("run", "check", "report", "survivors", "trust", "trust-report", "trust-survivors"),
         help="run: prepare, mutate, report; survivors: re-judge a run's survivors with today's tests",
     )
     parser.add_argument("--dsn", help="admin DSN of a server (default: the embedded server under $ONEROOF_HOME)")
     parser.add_argument("--minutes", type=float, default=45.0, help="time bound of the cosmic-ray run")
+    parser.add_argument("--modules", nargs="*", default=list(TRUST), help="trust: the modules to mutate, of TRUST")
     parser.add_argument("--session", default=str(STATE / "session.sqlite"), help="survivors: the run's session")
     parser.add_argument("--tests", nargs="*", default=[], help="survivors: pytest files of tests/ to run too")
     parser.add_argument(
@@ -588,11 +909,20 @@ def main() -> int:
         return check()
     if args.action == "report":
         return report(STATE / "session.sqlite", args.write_docs)
+    if args.action == "trust-report":
+        return trust_report(args.modules, args.write_docs)
     from oneroof.core import target
 
     admin = args.dsn or target.admin_dsn(None)
     if args.action == "survivors":
         return survivors(admin, Path(args.session), args.tests)
+    if args.action == "trust":
+        unknown = sorted(set(args.modules) - set(TRUST))
+        if unknown:
+            parser.error(f"--modules: {unknown} not among {list(TRUST)}")
+        return trust(admin, args.minutes, args.modules, args.write_docs)
+    if args.action == "trust-survivors":
+        return trust_survivors(admin, args.modules, args.tests)
     return run(admin, args.minutes, args.write_docs)
 
 

@@ -1,0 +1,52 @@
+"""Packages refused before the database is touched, without a database: a manifest over the size
+limit, a manifest that lacks a setting, a tier file that is not UTF-8. Each was a mutant of
+core/package.py that the mutation check did not kill (bench/mutation.py, docs/results/mutation.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oneroof.core import package
+from oneroof.harness.errors import IntegrityError
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """A copy of the repository's package to damage."""
+    return package.bundle(package.DEFAULT_DIR, tmp_path / "rollout").path
+
+
+def test_a_manifest_over_the_limit_is_refused_before_it_is_read(copy: Path) -> None:
+    manifest = copy / package.MANIFEST
+    manifest.write_bytes(manifest.read_bytes() + b"#" * package.MAX_PACKAGE_BYTES)
+    with pytest.raises(IntegrityError) as refused:
+        package.load(copy)
+    assert refused.value.message == f"{manifest} is over the package limit of 1 MiB"
+
+
+def test_a_manifest_that_lacks_a_setting_names_it(copy: Path) -> None:
+    manifest = copy / package.MANIFEST
+    manifest.write_text(manifest.read_text().replace("min_approvals = 1\n", ""))
+    with pytest.raises(IntegrityError) as refused:
+        package.load(copy)
+    assert refused.value.message == f"{manifest} lacks or mistypes 'min_approvals': see rollout/manifest.toml"
+
+
+def test_a_tier_file_that_is_not_utf8_is_refused_naming_it(copy: Path) -> None:
+    tier = copy / "tier5_label_rules.deploy.sql"
+    tier.write_bytes(tier.read_bytes() + b"-- \xff\n")
+    package.seal(copy)  # its hash is the manifest's: only the encoding is wrong
+    with pytest.raises(IntegrityError, match=r"^tier5_label_rules\.deploy\.sql is not UTF-8 text$"):
+        package.load(copy)
+
+
+def test_a_backslash_is_refused_naming_its_line(copy: Path) -> None:
+    tier = copy / "tier4_axes.deploy.sql"
+    lines = tier.read_text().count("\n")
+    tier.write_text(tier.read_text() + "\nSELECT E'\\x41';\n")
+    package.seal(copy)
+    with pytest.raises(IntegrityError, match=rf"^tier4_axes\.deploy\.sql: line {lines + 2} has a backslash in "):
+        package.load(copy)

@@ -1,0 +1,77 @@
+"""Which allowed-signers file the gate reads, and the files it refuses: --allowed-signers or
+$ONEROOF_ALLOWED_SIGNERS, pinned by --allowed-signers-sha256 or $ONEROOF_ALLOWED_SIGNERS_SHA256,
+and a file it cannot use named in one line, before any database is read. No database: these run
+in the mutation check of core/signatures.py (bench/mutation.py), where the command-line tests of
+tests/test_operator_side.py and tests/test_signatures.py are too slow to run per mutant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oneroof.core import signatures
+from oneroof.harness.errors import UsageError
+
+LINE = "approver@example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHwUmH0WNi3i9mKJm4CzA2NYcSQOfmFlx/KhYTannSam\n"
+
+
+@pytest.fixture
+def trust_file(tmp_path: Path) -> Path:
+    """An allowed-signers file of one approver, in a directory only its owner may change."""
+    folder = tmp_path / "trust"
+    folder.mkdir(mode=0o700)
+    file = folder / "allowed_signers"
+    file.write_text(LINE)
+    file.chmod(0o600)
+    return file
+
+
+def test_the_environment_names_and_pins_the_file(trust_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sha = signatures.TrustRoot.load(trust_file).sha256
+    monkeypatch.delenv(signatures.ENV, raising=False)
+    monkeypatch.setenv(signatures.PIN_ENV, sha)
+    with pytest.raises(UsageError, match="pins an allowed-signers file, but none is given"):
+        signatures.trust_root(None)
+    monkeypatch.setenv(signatures.ENV, str(trust_file))
+    assert signatures.trust_root(None) == signatures.TrustRoot.load(trust_file)
+    monkeypatch.setenv(signatures.PIN_ENV, "0" * 64)
+    with pytest.raises(UsageError, match=f"sha256 {sha} is not the pinned {'0' * 64}"):
+        signatures.trust_root(None)
+    with pytest.raises(UsageError, match=f"is not the pinned {'0' * 64}"):
+        signatures.trust_root(str(trust_file))  # the flag's file, the environment's pin
+    assert signatures.trust_root(str(trust_file), pin=sha) == signatures.TrustRoot.load(trust_file)
+
+
+def test_no_file_and_no_pin_is_no_trust_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(signatures.ENV, raising=False)
+    monkeypatch.delenv(signatures.PIN_ENV, raising=False)
+    assert signatures.trust_root(None) is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        ("missing", "cannot read it (FileNotFoundError); pass the allowed-signers file from the reviewed"),
+        ("a directory", "cannot read it (IsADirectoryError)"),
+        ("not ASCII", "is not an allowed-signers file (not ASCII text)"),
+    ],
+)
+def test_a_file_it_cannot_use_is_one_line_naming_it(trust_file: Path, damage: str, words: str) -> None:
+    if damage == "missing":
+        trust_file.unlink()
+    elif damage == "a directory":
+        trust_file.unlink()
+        trust_file.mkdir(mode=0o700)
+    else:
+        trust_file.write_bytes(LINE.replace("approver", "appr\u00f6ver").encode())
+    with pytest.raises(UsageError) as refused:
+        signatures.TrustRoot.load(trust_file, what="$ONEROOF_ALLOWED_SIGNERS")
+    assert refused.value.message.startswith(f"$ONEROOF_ALLOWED_SIGNERS {trust_file}")
+    assert words in refused.value.message and "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize("pin", ["0" * 64, "ab" * 32])
+def test_a_sha256_pin_is_taken_as_it_is(pin: str) -> None:
+    assert signatures.check_pin(pin) == pin
