@@ -75,10 +75,14 @@ def totals(runs: Sequence[Run]) -> list[str]:
         )
     if len(runs) > 1 and runs[0].wall and runs[0].total:
         first, last = runs[0], runs[-1]
+        both = set(first.durations) & set(last.durations)
+        before = sum(first.durations[t] for t in both)
+        after = sum(last.durations[t] for t in both)
         lines += [
             "",
             f"{last.name} / {first.name}: wall {last.wall / first.wall:.2f}, "
-            f"sum of durations {last.total / first.total:.2f}.",
+            f"sum of durations {last.total / first.total:.2f}; on the {len(both)} tests both ran, "
+            f"{before:.0f} s and {after:.0f} s, {after / before if before else 0:.2f}.",
         ]
     return lines
 
