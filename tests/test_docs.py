@@ -103,18 +103,16 @@ def all_ci_commands() -> list[Command]:
     return [command for page in pages() for command in ci_commands(page)]
 
 
-def run(command: Command) -> subprocess.CompletedProcess[str]:
-    """`command` run by this checkout's command line (loaded as docs/hooks.py loads it)."""
+def run(command: Command) -> int:
+    """`command` run in this process by this checkout's command line (`main`, loaded as
+    docs/hooks.py loads it): its exit code. None of these commands needs a process of its own (no
+    database, no child), and a process per command would cost a Python start-up each.
+    """
     words = shlex.split(command.text)
-    program = (
-        "import importlib.util, sys; "
-        f"spec = importlib.util.spec_from_file_location('oneroof_docs_hooks', {str(DOCS / 'hooks.py')!r}); "
-        "hooks = importlib.util.module_from_spec(spec); spec.loader.exec_module(hooks); "
-        "sys.exit(hooks.cli().main())"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", program, *words[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    try:
+        return int(hooks().cli().main(words[1:]))
+    except SystemExit as exc:  # argparse's --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 1
 
 
 # -- the tests ----------------------------------------------------------------------------------------
@@ -217,10 +215,10 @@ def test_the_docs_mark_the_commands_ci_runs() -> None:
 
 
 @pytest.mark.parametrize("command", all_ci_commands(), ids=lambda c: f"{c.page} {c.text}")
-def test_a_documented_command_exits_as_the_docs_say(command: Command) -> None:
+def test_a_documented_command_exits_as_the_docs_say(command: Command, capsys: pytest.CaptureFixture[str]) -> None:
     hooks()  # skips without mkdocs
-    result = run(command)
-    assert result.returncode == command.expected, (
-        f"{command.page}: `{command.text}` exited {result.returncode}, the docs say {command.expected}\n"
-        f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    code = run(command)
+    out, err = capsys.readouterr()
+    assert code == command.expected, (
+        f"{command.page}: `{command.text}` exited {code}, the docs say {command.expected}\n{out[-2000:]}{err[-2000:]}"
     )

@@ -1,6 +1,7 @@
 """Help as a newcomer meets it: no arguments list the commands, a typo gets "did you mean", an
 error points to the help of the command it is about, each action of `golden` and `clone` has
-its own help, and the metavars say what a value is. No database is needed.
+its own help, and the metavars say what a value is. No database and no process of its own are
+needed: the command line runs in the test's process (the `oneroof_main` fixture).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from tests.support.testing import one_line_error
 COMMANDS = ("server", "golden", "clone", "probe", "verify", "monitor", "rollout", "rollback", "rehearse")
 
 
-def test_no_arguments_list_the_commands_as_a_usage_error(oneroof: Any) -> None:
+def test_no_arguments_list_the_commands_as_a_usage_error(oneroof_main: Any) -> None:
     for args in ((), ("--debug",)):
-        result = oneroof(*args)
+        result = oneroof_main(*args)
         assert result.returncode == 2 and result.stdout == "", result.stdout + result.stderr
         assert "a command is missing" in result.stderr
         for name in (*COMMANDS, "report", "package", "approve", "approvals"):
@@ -34,12 +35,12 @@ def test_no_arguments_list_the_commands_as_a_usage_error(oneroof: Any) -> None:
         (("golden", "biuld"), "build", "oneroof golden"),
     ],
 )
-def test_a_typo_gets_did_you_mean(oneroof: Any, args: tuple[str, ...], suggestion: str, help_of: str) -> None:
-    one_line_error(oneroof(*args), f"did you mean `{suggestion}`?", f"(see `{help_of} --help`)")
+def test_a_typo_gets_did_you_mean(oneroof_main: Any, args: tuple[str, ...], suggestion: str, help_of: str) -> None:
+    one_line_error(oneroof_main(*args), f"did you mean `{suggestion}`?", f"(see `{help_of} --help`)")
 
 
-def test_a_word_like_no_command_gets_no_suggestion(oneroof: Any) -> None:
-    result = oneroof("xyzzy")
+def test_a_word_like_no_command_gets_no_suggestion(oneroof_main: Any) -> None:
+    result = oneroof_main("xyzzy")
     one_line_error(result, "invalid choice: 'xyzzy'", "(see `oneroof --help`)")
     assert "did you mean" not in result.stderr
 
@@ -54,8 +55,8 @@ def test_a_word_like_no_command_gets_no_suggestion(oneroof: Any) -> None:
         (("rollout",), "oneroof rollout"),
     ],
 )
-def test_an_error_points_to_the_help_of_its_command(oneroof: Any, args: tuple[str, ...], help_of: str) -> None:
-    result = oneroof(*args)
+def test_an_error_points_to_the_help_of_its_command(oneroof_main: Any, args: tuple[str, ...], help_of: str) -> None:
+    result = oneroof_main(*args)
     one_line_error(result, f"(see `{help_of} --help`)")
     assert result.stderr.startswith(f"{help_of}: error: "), result.stderr
 
@@ -74,9 +75,9 @@ def test_an_error_points_to_the_help_of_its_command(oneroof: Any, args: tuple[st
     ],
 )
 def test_each_action_has_its_own_help(
-    oneroof: Any, action: tuple[str, ...], has: tuple[str, ...], lacks: tuple[str, ...]
+    oneroof_main: Any, action: tuple[str, ...], has: tuple[str, ...], lacks: tuple[str, ...]
 ) -> None:
-    result = oneroof(*action, "--help")
+    result = oneroof_main(*action, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: oneroof {' '.join(action)}"), result.stdout
     for flag in has:
@@ -85,13 +86,13 @@ def test_each_action_has_its_own_help(
         assert flag not in result.stdout, (flag, result.stdout)
 
 
-def test_server_help_explains_each_action_and_approvals_is_not_called_offline(oneroof: Any) -> None:
-    text = " ".join(oneroof("server", "--help").stdout.split())
+def test_server_help_explains_each_action_and_approvals_is_not_called_offline(oneroof_main: Any) -> None:
+    text = " ".join(oneroof_main("server", "--help").stdout.split())
     for explained in ("start: start it", "stop: stop it", "status: whether it runs", "url: print its DSN"):
         assert explained in text, text
-    approvals = " ".join(oneroof("approvals", "--help").stdout.split())
+    approvals = " ".join(oneroof_main("approvals", "--help").stdout.split())
     assert "offline" not in approvals and "read-only" in approvals
-    assert "offline" not in oneroof("--help").stdout
+    assert "offline" not in oneroof_main("--help").stdout
 
 
 METAVARS = {

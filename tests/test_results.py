@@ -33,6 +33,7 @@ def bench(name: str) -> ModuleType:
 results = bench("results")
 kill_matrix = bench("kill_matrix")
 proofs = bench("proofs")
+suite = bench("suite")
 
 PAGE = """# A page
 
@@ -284,3 +285,41 @@ def test_the_proofs_summary_from_a_junit_file(tmp_path: Path) -> None:
         "",
         "72 hostile inputs tried, 0 got through.",
     ]
+
+
+SUITE_XML = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="4" time="{wall}">
+<testcase classname="tests.test_a" name="test_slow" time="{slow}"/>
+<testcase classname="tests.test_a" name="test_quick" time="1.5"/>
+<testcase classname="tests.test_b" name="test_red[x]" time="2"><failure message="boom"/></testcase>
+<testcase classname="tests.test_b" name="test_skipped" time="0.5"><skipped message="no node"/></testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_the_suite_summary_from_two_junit_files(tmp_path: Path) -> None:
+    before, after = tmp_path / "before.xml", tmp_path / "after.xml"
+    before.write_text(SUITE_XML.format(wall="100", slow="96"))
+    after.write_text(SUITE_XML.format(wall="25", slow="46"))
+    lines = suite.summary([suite.read(before), suite.read(after)])
+    assert lines[:5] == [
+        "| run | tests | passed | failed | skipped | wall | sum of durations | sum / wall |",
+        "|---|---|---|---|---|---|---|---|",
+        "| before.xml | 4 | 2 | 1 | 1 | 1 min 40.0 s | 1 min 40.0 s | 1.00 |",
+        "| after.xml | 4 | 2 | 1 | 1 | 0 min 25.0 s | 0 min 50.0 s | 2.00 |",
+        "",
+    ]
+    assert lines[5] == (
+        "after.xml / before.xml: wall 0.25, sum of durations 0.50; on the 4 tests both ran, 100 s and 50 s, 0.50."
+    )
+    modules = lines[lines.index("| module | before.xml | after.xml |") + 2 :][:2]
+    assert modules == ["| `tests/test_a.py` | 98 | 48 |", "| `tests/test_b.py` | 2 | 2 |"]
+    slowest_after = lines[lines.index("### Slowest 30: after.xml") + 4 :]
+    assert slowest_after[:2] == ["| 46.0 | `tests/test_a.py::test_slow` |", "| 2.0 | `tests/test_b.py::test_red[x]` |"]
+    partial = tmp_path / "partial.xml"  # an interrupted run: only the tests it ran are compared
+    partial.write_text(
+        SUITE_XML.format(wall="10", slow="8").replace('name="test_quick" time="1.5"', 'name="other" time="9"')
+    )
+    assert suite.summary([suite.read(before), suite.read(partial)])[5].endswith(
+        "on the 3 tests both ran, 98 s and 10 s, 0.11."
+    )

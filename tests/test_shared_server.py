@@ -9,9 +9,11 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
+from tests.support import testing
 from tests.support.testing import ROOT, PgServer, leftovers
 
 # A few tests that make named databases (clones, a renamed clone, a gc source) and a role.
@@ -47,3 +49,14 @@ def test_two_concurrent_runs_on_one_server_both_pass_and_leave_nothing(test_serv
     assert run_ids[0] != run_ids[1]
     for run_id in run_ids:
         assert leftovers(test_server.admin, run_id) == ([], []), f"run {run_id} left databases or roles behind"
+
+
+@pytest.mark.parametrize(
+    ("numprocesses", "dist", "chosen"),
+    [(2, "no", "worksteal"), (2, "load", "load"), (2, "loadgroup", "loadgroup"), (0, "no", "no"), (None, "no", "no")],
+)
+def test_n_without_dist_distributes_by_work_stealing(numprocesses: int | None, dist: str, chosen: str) -> None:
+    """docs/testing.md: `-n N` alone steals work between the workers; a `--dist` given is kept."""
+    config = SimpleNamespace(option=SimpleNamespace(numprocesses=numprocesses, dist=dist))
+    testing.pytest_cmdline_main(config)  # type: ignore[arg-type]
+    assert config.option.dist == chosen
