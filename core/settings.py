@@ -100,6 +100,11 @@ ENVIRONMENT = (
     (HOME_ENV, "where the embedded server and rehearsal runs keep their data (default: the user data directory)"),
     (DIRECTUS_PASSWORD_ENV, "the approver's Directus password for `oneroof approve` when there is no terminal"),
     (
+        "ONEROOF_LOCK_TIMEOUT",
+        "seconds the release transaction of `rollout` and `rollback` waits for a lock before exit 5 "
+        "(default 10; above 0 and up to 3600)",
+    ),
+    (
         RELEASE_SESSION_ENV,
         "set by the executor on the pytest sessions it runs (gate session, audit, rehearsal "
         "stages): they refuse every option that writes or relaxes the expected figures",

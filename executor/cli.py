@@ -805,6 +805,7 @@ def cmd_rollout(args: argparse.Namespace) -> ExitCode:
     from oneroof.executor import release
     from oneroof.harness.errors import Blocked
 
+    release.lock_timeout()  # a bad $ONEROOF_LOCK_TIMEOUT is bad input, before anything is read
     pkg = package.load(Path(args.package), args.expect_sha256)
     trust = _trust(args)
     bound = _rehearsal(args)
@@ -862,6 +863,7 @@ def cmd_rollback(args: argparse.Namespace) -> ExitCode:
     """`oneroof rollback`: revert tiers 6..2."""
     from oneroof.executor import release
 
+    release.lock_timeout()  # a bad $ONEROOF_LOCK_TIMEOUT is bad input, before anything is read
     pkg = package.load(Path(args.package), args.expect_sha256)
     trust, log = _trust(args), _release_log(args)
     if trust is None:  # before any server is touched

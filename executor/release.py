@@ -9,6 +9,7 @@ leaves greenfield or finalized: every change happens in the one transaction.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -347,7 +348,27 @@ def check_privileges(conn: psycopg.Connection[Any], package: Package, action: st
         )
 
 
-RELEASE_LOCK_TIMEOUT = "10s"  # how long the release transaction waits for a table or row lock
+RELEASE_LOCK_TIMEOUT = 10.0  # seconds the release transaction waits for a table or row lock, by default
+LOCK_TIMEOUT_ENV = "ONEROOF_LOCK_TIMEOUT"  # another wait, in seconds (0 < s <= 3600)
+
+
+def lock_timeout() -> float:
+    """How long the release transaction waits for a lock: $ONEROOF_LOCK_TIMEOUT seconds, else
+    RELEASE_LOCK_TIMEOUT. A value that is not a number of seconds above 0 and up to an hour is
+    a UsageError (the commands check it before they connect).
+    """
+    given = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not given:
+        return RELEASE_LOCK_TIMEOUT
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 3600:  # also refuses nan and inf
+        raise UsageError(f"{LOCK_TIMEOUT_ENV}={given!r} is not a number of seconds above 0 and up to 3600")
+    return seconds
+
+
 # The table locks that conflict with SHARE ROW EXCLUSIVE: any writer's, and DDL's.
 WRITER_LOCKS = (
     "RowExclusiveLock",
@@ -376,10 +397,11 @@ def lock_for_release(
     the commit; everyone still reads them), then the proposal's row FOR UPDATE and the approvals,
     the approvers and their users' rows FOR SHARE (a revocation or a suspension waits). So nothing
     can change what the evaluation read before the commit. A lock another transaction holds longer
-    than RELEASE_LOCK_TIMEOUT is LockHeld, naming it; nothing is changed. `lock_conn` (the release
+    than lock_timeout() is LockHeld, naming it; nothing is changed. `lock_conn` (the release
     lock's own connection) looks the holder up once this transaction has given up.
     """
-    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(RELEASE_LOCK_TIMEOUT)))
+    wait = lock_timeout()
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{round(wait * 1000)}ms")))
     tables = locked_tables(package)
     waiting_for = ""
     try:
@@ -408,7 +430,7 @@ def lock_for_release(
         rows = lock_conn.execute(HOLDERS_SQL, ([*tables, *ROW_LOCKED], list(WRITER_LOCKS), ours)).fetchall()
         holders = "; ".join(f"pid {r['pid']} ({r['app'] or 'no application name'}) on {r['relname']}" for r in rows)
         raise LockHeld(
-            f"the release transaction waited {RELEASE_LOCK_TIMEOUT} for {waiting_for} on {lock_conn.info.dbname!r}, "
+            f"the release transaction waited {wait:g} s for {waiting_for} on {lock_conn.info.dbname!r}, "
             f"held by {holders or 'a transaction that has ended since'}: nothing was changed; retry once it "
             "commits or rolls back (look the pid up in pg_stat_activity)"
         ) from exc

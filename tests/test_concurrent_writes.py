@@ -144,15 +144,19 @@ def _untouched(dsn: str) -> None:
         assert conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
 
 
-def test_an_uncommitted_conflicting_row_held_through_the_rollout_is_named(clone: clones.Clone, clone_conn: Any) -> None:
+def test_an_uncommitted_conflicting_row_held_through_the_rollout_is_named(
+    clone: clones.Clone, clone_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 18.9: an attacker's transaction holds an uncommitted row under the tier-2 policy's id.
-    The release transaction waits for it before its last evaluation, then gives up: exit 5, naming
-    the attacker's pid, nothing changed.
+    The release transaction waits for it before its last evaluation (ONEROOF_LOCK_TIMEOUT seconds),
+    then gives up: exit 5, naming the attacker's pid, nothing changed.
     """
     approve(clone_conn)
+    monkeypatch.setenv(release.LOCK_TIMEOUT_ENV, "1.5")
     with psycopg.connect(clone.dsn, application_name="attacker") as attacker:
         attacker.execute(ATTACK, (POLICY_ID,))
-        with pytest.raises(LockHeld, match=rf"table directus_policies .*held by pid {attacker.info.backend_pid} "):
+        held = rf"waited 1.5 s for table directus_policies .*held by pid {attacker.info.backend_pid} "
+        with pytest.raises(LockHeld, match=held):
             release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, gate_session=False, audit=False)
         attacker.rollback()
     _untouched(clone.dsn)

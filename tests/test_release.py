@@ -367,3 +367,16 @@ def test_ctrl_c_after_the_commit_says_the_tiers_are_live(clone: clones.Clone, cl
         and f"oneroof rollback --confirm-db {clone.name}" in last
     )
     assert reading(clone.dsn).metrics["own"] == 35
+
+
+@pytest.mark.parametrize("command", ["rollout", "rollback"])
+@pytest.mark.parametrize("value", ["abc", "0", "nan", "3601"])
+def test_a_lock_timeout_that_is_no_number_of_seconds_is_bad_input(
+    oneroof: Any, clone: clones.Clone, command: str, value: str
+) -> None:
+    before = reading(clone.dsn).fingerprint
+    result = oneroof(command, "--dsn", clone.dsn, "--confirm-db", clone.name, env={release.LOCK_TIMEOUT_ENV: value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"ONEROOF_LOCK_TIMEOUT={value!r} is not a number of seconds above 0 and up to 3600" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert reading(clone.dsn).fingerprint == before

@@ -143,7 +143,9 @@ ROLLBACK = statement_points(PKG, "rollback")
 def executor_env() -> dict[str, str]:
     """The executor subprocess sees none of the caller's PG*/ONEROOF_* (but the tests' allowed-signers file)."""
     # The tests' allowed signers: the approvals are signed with test keys.
-    return clean_env(**{signatures.ENV: str(TRUST.path)})
+    # The executor waits for our lock far longer than any test takes to signal it (a loaded
+    # machine may take seconds to see it wait): a crash test never meets its own lock timeout.
+    return clean_env(**{signatures.ENV: str(TRUST.path), release.LOCK_TIMEOUT_ENV: "600"})
 
 
 WAITING_SQL = """
