@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.testing import (  # noqa: F401 (the fixtures the selected tests use)
-    SERVER,
-    admin,
-    clone,
-    clone_conn,
-    oneroof,
-    oneroof_home,
-    test_server,
-    unique,
-)
+from tests.support import testing
+
+# The fixtures the selected tests use, from the module that defines them for tests/conftest.py.
+SERVER = testing.SERVER
+admin, clone, clone_conn = testing.admin, testing.clone, testing.clone_conn
+oneroof, oneroof_home, unique = testing.oneroof, testing.oneroof_home, testing.unique
+test_server = testing.test_server
 
 PREPARED = Path(tempfile.gettempdir()) / "oneroof-mutation" / "server.json"
 

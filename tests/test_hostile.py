@@ -14,6 +14,7 @@ SQL) as junitxml properties.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -100,17 +101,24 @@ def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:
     return found
 
 
+OTHER_RUNS = re.compile(r"oneroof_t_[0-9a-f]{6}_golden")  # tests/support/testing.py: run_prefix(run) + "_golden"
 HOSTILE_GOLDEN = "oneroof_t_hostile_"  # + the xdist worker: the round-trip test's golden database
 
 
 def database_names(admin: str) -> set[str]:
     """The server's databases but those other xdist workers make and drop meanwhile (golden
-    builds in progress, clones of the golden database, the round-trip test's own golden databases).
+    builds in progress, clones of the golden database, the round-trip test's own golden databases,
+    and the golden databases of the nested test runs some tests start on this server, each named
+    oneroof_t_<its run>_golden).
     """
     with connect(admin, autocommit=True) as conn:
         names = {r["datname"] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
     others = ("__building_", "_clone_")
-    return {n for n in names if not any(o in n for o in others) and not n.startswith(HOSTILE_GOLDEN)}
+    return {
+        n
+        for n in names
+        if not any(o in n for o in others) and not n.startswith(HOSTILE_GOLDEN) and not OTHER_RUNS.fullmatch(n)
+    }
 
 
 @given(names=collection_names)
