@@ -100,3 +100,11 @@ def test_the_sealer_cannot_approve_with_another_of_their_keys(tmp_path: Path) ->
     with pytest.raises(signatures.SigningFailed) as refused:
         approvals.counted(s, text, sealed, trust)
     assert refused.value.message.startswith(f"its approver {L2.email} sealed the package (four eyes): ")
+
+
+def test_a_handed_over_statement_is_read_and_its_proposal_looked_up_later() -> None:
+    with pytest.raises(UsageError, match="^the handed-over statement cannot be recorded: "):
+        approvals.handed_over("not a statement\n", SIGNERS.trust)
+    s = statement()
+    plan = approvals.handed_over(signatures.bundle(s, signatures.sign(s.message(), SIGNERS.keys["l2"])), SIGNERS.trust)
+    assert (plan.statement, plan.proposal_id) == (s, 0)  # 0: `record` looks the proposal up in Directus
