@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from oneroof.core import evidence, package
+from oneroof.harness.db import connect
 from oneroof.harness.errors import UsageError
 
 PKG = package.load()
@@ -55,3 +57,39 @@ def test_another_package_s_rehearsal_names_both_hashes(admin: Any) -> None:
     found = evidence.problem(admin, other, PKG, None)
     assert found is not None
     assert found.startswith(f"the rehearsal was of package abababababab, not this package {PKG.sha256[:12]}: ")
+
+
+def test_the_first_wrong_value_is_named_quoted_to_30_characters() -> None:
+    long = "x" * 40
+    assert evidence.shape_problem({"steps": long, "package": {}}) == f'steps is "{"x" * 29}, not a list'
+    assert evidence.shape_problem({"steps": [], "package": {"sha256": 1}}) == "package.sha256 is 1, not a string"
+
+
+def test_when_the_snapshot_was_taken_and_the_rehearsal_started_are_read() -> None:
+    data = {
+        "steps": [],
+        "package": {"sha256": PKG.sha256},
+        "golden_provenance": {"taken_at": "2026-12-01T00:00:00Z"},
+        "started_at": "2026-12-02T00:00:00Z",
+    }
+    read = evidence.from_evidence(data)
+    assert (read.taken_at, read.started_at) == ("2026-12-01T00:00:00Z", "2026-12-02T00:00:00Z")
+
+
+def test_the_caller_s_session_settings_are_restored(admin: Any) -> None:
+    with admin.transaction():
+        admin.execute("SET LOCAL TimeZone = 'Asia/Tokyo'")
+        evidence.digests(admin, ("oneroof_absent_a",))
+        assert admin.execute("SELECT current_setting('TimeZone') AS v").fetchone() == {"v": "Asia/Tokyo"}
+
+
+def test_a_digest_does_not_depend_on_the_session_s_settings(clone: Any) -> None:
+    """os_proposals has timestamps: they print by TimeZone and DateStyle unless the digest pins them."""
+    with connect(clone.dsn) as conn:
+        found = {}
+        for zone, style in (("UTC", "ISO, YMD"), ("Asia/Tokyo", "SQL, DMY")):
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(zone)))
+                conn.execute(sql.SQL("SET LOCAL DateStyle = {}").format(sql.Literal(style)))
+                found[zone] = evidence.digests(conn, ("os_proposals",))
+    assert found["UTC"] == found["Asia/Tokyo"] and found["UTC"]["os_proposals"] != "absent"
