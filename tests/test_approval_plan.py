@@ -108,3 +108,14 @@ def test_a_handed_over_statement_is_read_and_its_proposal_looked_up_later() -> N
     s = statement()
     plan = approvals.handed_over(signatures.bundle(s, signatures.sign(s.message(), SIGNERS.keys["l2"])), SIGNERS.trust)
     assert (plan.statement, plan.proposal_id) == (s, 0)  # 0: `record` looks the proposal up in Directus
+
+
+def test_the_prompt_lists_each_owner_s_first_four_collections() -> None:
+    seed = {"DOT": ["a", "b", "c", "d", "e"], "KG-SYS": ["j"], "MOIT": ["f", "g", "h", "i"]}
+    assert approvals.Plan(statement(), 7, (), seed).summary()[-4:] == [
+        "ownership    10 collections:",
+        "  DOT           5: a, b, c, d, ...",
+        "  KG-SYS        1: j",
+        "  MOIT          4: f, g, h, i",
+    ]
+    assert not any(line.startswith("ownership") for line in approvals.Plan(statement(), 7, (), {}).summary())
