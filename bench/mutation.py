@@ -136,6 +136,7 @@ TRUST: dict[str, tuple[str, ...]] = {
         " and not standard_conforming and not pinned_again and not ends_the_transaction",
     ),
     "core/evidence.py": (
+        "tests/test_evidence_reading.py",
         "tests/test_operator_side.py::test_the_evidence_a_rehearsal_writes_has_the_shape",
         "tests/test_operator_side.py::test_random_types_in_evidence_never_give_a_traceback",
         "tests/test_rehearsed.py::test_the_bound_tables_are_what_the_package_reads_or_writes_but_the_approvals",
@@ -144,6 +145,7 @@ TRUST: dict[str, tuple[str, ...]] = {
         "tests/test_operator_side.py::test_evidence_with_wrong_types_is_one_line_exit_2",
     ),
     "executor/approvals.py": (
+        "tests/test_approval_plan.py",
         "tests/test_passkeys.py::test_the_auditor_re_checks_passkey_approvals_offline",
         "tests/test_signatures.py::test_the_ledger_records_the_trust_root_and_the_audit_verifies",
         "tests/test_signatures.py::test_the_audit_names_a_different_trust_root",
@@ -152,6 +154,7 @@ TRUST: dict[str, tuple[str, ...]] = {
         "tests/test_siege_statements.py::test_approve_off_a_clone_names_the_evidence_reviewed",
     ),
     "executor/release.py": (
+        "tests/test_release_privileges_named.py",
         "tests/test_release.py::test_approved_rollout_reaches_exactly_the_finalized_figures",
         "tests/test_release.py::test_lock_held_raises_at_once",
         "tests/test_release.py::test_a_golden_or_read_only_database_is_refused_up_front",

@@ -145,7 +145,10 @@ def parsed_relations(parsed: tuple[Any, ...]) -> Relations:
         writes: set[Write] = set()
         ctes: set[str] = set()
         _walk(raw, reads, writes, ctes)
-        found |= Relations(frozenset(reads - ctes), frozenset(w for w in writes if w[1] not in ctes))
+        # PostgreSQL writes a table even when a WITH query has its name (the target of an INSERT,
+        # UPDATE or DELETE is never a WITH query): keep the write, and the table among the reads.
+        written = {table for _, table, _ in writes}
+        found |= Relations(frozenset((reads - ctes) | written), frozenset(writes))
     return found
 
 

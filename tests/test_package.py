@@ -275,3 +275,17 @@ def test_the_walk_leaves_out_with_queries_and_the_catalog_and_sees_upserts() -> 
     found = package.Tier(9, "t", "t.deploy.sql", "t.revert.sql", sql, "SELECT 1;").deploy_relations
     assert found.reads == {"a", "b", "w"}  # w is a WITH query in the first statement, a table in the second
     assert found.writes == {("INSERT", "b", None), ("UPDATE", "b", "v"), ("DELETE", "w", None)}
+
+
+def test_a_with_query_named_as_the_table_hides_no_write(admin: Any) -> None:
+    """PostgreSQL writes the table, not the WITH query of the same name: the walk names the write."""
+    sql = "WITH labels AS (SELECT 5 AS a) INSERT INTO labels SELECT a FROM labels"
+    admin.execute("CREATE TEMP TABLE labels (a int)")
+    try:
+        admin.execute(sql)
+        assert admin.execute("SELECT a FROM labels").fetchall() == [{"a": 5}]
+    finally:
+        admin.execute("DROP TABLE labels")
+    found = package.Tier(9, "t", "t.deploy.sql", "t.revert.sql", f"{sql};\n", "SELECT 1;").deploy_relations
+    assert found.reads == {"labels"}
+    assert found.writes == {("INSERT", "labels", None)}

@@ -1,6 +1,7 @@
 """Packages refused before the database is touched, without a database: a manifest over the size
-limit, a manifest that lacks a setting, a tier file that is not UTF-8. Each was a mutant of
-core/package.py that the mutation check did not kill (bench/mutation.py, docs/results/mutation.md).
+limit, a manifest that lacks a setting, a tier file that is not UTF-8, a seal signature that
+cannot be read or is not a signature. Each was a mutant of core/package.py that the mutation
+check did not kill (bench/mutation.py, docs/results/mutation.md).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from oneroof.core import package
+from oneroof.core import package, signatures
 from oneroof.harness.errors import IntegrityError
 
 
@@ -50,3 +51,30 @@ def test_a_backslash_is_refused_naming_its_line(copy: Path) -> None:
     package.seal(copy)
     with pytest.raises(IntegrityError, match=rf"^tier4_axes\.deploy\.sql: line {lines + 2} has a backslash in "):
         package.load(copy)
+
+
+@pytest.fixture
+def sealed(copy: Path) -> Path:
+    """The copy, sealed with a key of its own: the manifest names it, manifest.toml.sig is there."""
+    package.seal(copy, signatures.one_off_key(copy.parent, "sealer"))
+    package.load(copy)
+    return copy
+
+
+@pytest.mark.parametrize("damage", ["not ASCII", "a directory"])
+def test_a_seal_signature_that_cannot_be_read_is_refused(sealed: Path, damage: str) -> None:
+    seal = sealed / package.SEAL_SIGNATURE
+    if damage == "not ASCII":
+        seal.write_bytes(seal.read_bytes().replace(b"\n", b"\xe9\n", 1))
+    else:
+        seal.unlink()
+        seal.mkdir()
+    with pytest.raises(IntegrityError) as refused:
+        package.load(sealed)
+    assert refused.value.message == f"manifest.toml.sig in {sealed} is not an SSH signature"
+
+
+def test_a_seal_signature_that_is_not_one_says_so(sealed: Path) -> None:
+    (sealed / package.SEAL_SIGNATURE).write_text("not a signature\n", encoding="ascii")
+    with pytest.raises(IntegrityError, match=r"^manifest\.toml\.sig: its signature is not an armored SSH signature$"):
+        package.load(sealed)

@@ -1,8 +1,8 @@
 """The passkey lines of the trust file and a stored passkey bundle, without a database: every
 line that is not valid is refused naming its line and what is wrong with it, a passkey listed
-twice is refused, and a bundle that is not a statement and an assertion says so. Each was a
-mutant of core/passkeys.py that the mutation check did not kill (bench/mutation.py,
-docs/results/mutation.md).
+twice is refused, a bundle that is not a statement and an assertion says so, and data that
+verify but cannot be read are refused. Each was a mutant of core/passkeys.py that the mutation
+check did not kill (bench/mutation.py, docs/results/mutation.md).
 """
 
 from __future__ import annotations
@@ -72,3 +72,27 @@ def test_a_cose_key_that_is_not_valid_is_refused_naming_the_passkey() -> None:
 def test_a_bundle_that_is_not_a_statement_and_an_assertion_is_refused(text: str, reason: str) -> None:
     with pytest.raises(passkeys.Refused, match=f"^{reason}$"):
         passkeys.parse_bundle(text)
+
+
+@pytest.mark.parametrize(
+    ("auth", "client"),
+    [
+        (b"too short", b'{"type":"webauthn.get","challenge":"AA","origin":"x"}'),  # ValueError
+        (bytes(37), b'{"challenge":"AA"}'),  # KeyError: no type
+        (bytes(37), b"[1]"),  # TypeError: not an object
+    ],
+    ids=["authenticator data too short", "client data without its type", "client data not an object"],
+)
+def test_data_that_verify_but_cannot_be_read_are_refused(auth: bytes, client: bytes) -> None:
+    """A listed passkey signed them, so the signature verifies; reading them fails, with one reason."""
+    with pytest.raises(
+        passkeys.Refused, match="^its passkey assertion's authenticator data or client data cannot be read$"
+    ):
+        passkeys.verify(
+            b"{}\n",
+            AUTHENTICATOR.sign(auth, client),
+            f"{LINE}\n".encode(),
+            approver_id=CREDENTIAL.directus_id,
+            email=CREDENTIAL.email,
+            level=CREDENTIAL.level,
+        )

@@ -74,6 +74,12 @@ class SoftAuthenticator:
             },
             separators=(",", ":"),
         ).encode()
+        return self.sign(auth, client)
+
+    def sign(self, auth: bytes, client: bytes) -> passkeys.Assertion:
+        """An assertion of these authenticator data and client data bytes, whatever they hold,
+        with a signature that verifies.
+        """
         signed = auth + hashlib.sha256(client).digest()
         if self.algorithm == "EdDSA":
             signature = self._ed.sign(signed)
