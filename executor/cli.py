@@ -1454,7 +1454,7 @@ def _pump(source: int, sink: int) -> None:
         while view and not broken:
             try:
                 view = view[os.write(sink, view) :]
-            except BrokenPipeError:
+            except OSError:  # the reader is gone (EPIPE), or the sink is closed
                 broken = True
 
 
@@ -1480,11 +1480,13 @@ def _relayed(*fds: int) -> Iterator[None]:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        for fd, real, source, thread in relays:
+        for fd, real, _, _ in relays:
             os.dup2(real, fd)  # the pipe's last write end closes: the relay reads EOF
-            os.close(real)
-            thread.join(timeout=60)
-            os.close(source)
+        for _, real, source, thread in relays:
+            thread.join(timeout=60)  # everything written before the block ended reaches `real` first
+            if not thread.is_alive():  # else a grandchild still holds the pipe: the relay keeps both
+                os.close(real)
+                os.close(source)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
