@@ -103,7 +103,9 @@ REPLAYED = [
 ]
 # The controls first: a mutant that breaks an invariant usually fails an untouched database.
 CONTROL_ORDER = ("finalized", "greenfield", "gate", "baseline")
-STATE = Path(tempfile.gettempdir()) / "oneroof-mutation"
+# MUTATION_STATE and MUTATION_RUN name another folder and other databases, for a second run beside the
+# first (in another worktree: two runs in one checkout would see each other's mutants on disk)
+STATE = Path(os.environ.get("MUTATION_STATE") or Path(tempfile.gettempdir()) / "oneroof-mutation")
 
 # The trust and release code (issue 18), in the order its sessions run, each with the pytest
 # arguments of its check: the tests that cover the module, the cheap and decisive first (the check
@@ -165,7 +167,8 @@ TRUST: dict[str, tuple[str, ...]] = {
     ),
     "core/ledger.py": ("tests/test_siege_ledger.py",),
 }
-TRUST_RUN = "mut"  # the prepared databases are oneroof_t_mut_*, as a test run's (tests/support/testing.py)
+# the prepared databases are oneroof_t_mut_*, as a test run's (tests/support/testing.py)
+TRUST_RUN = os.environ.get("MUTATION_RUN", "mut")
 
 
 def child_env() -> dict[str, str]:
@@ -193,13 +196,25 @@ def trust_check(module: str) -> list[str]:
     ]
 
 
+def mutant_check(module: str) -> list[str]:
+    """cosmic-ray's test command for `module`: `trust-check`, which runs the tests that execute the mutant."""
+    return [sys.executable, "-B", str(Path(__file__).resolve()), "trust-check", "--modules", module]
+
+
 def trust_session(module: str) -> Path:
     return STATE / f"trust-{module.replace('/', '-')}.sqlite"
 
 
-def unreached(module: str, env: dict[str, str]) -> set[int] | None:
-    """The lines of `module` that coverage finds its check, unmutated, never executes (in the
-    check's process and the `oneroof` processes it starts); None when the check fails.
+def trust_map(module: str) -> Path:
+    return STATE / f"map-{module.replace('/', '-')}.json"
+
+
+def coverage_map(module: str, env: dict[str, str]) -> set[int] | None:
+    """Run `module`'s check, unmutated, once under coverage, with each test's name as coverage's
+    context (bench/mutation_contexts.py), in the check's process and the `oneroof` processes it
+    starts. Write the map of each executed line to the tests that execute it (`trust_map`), with
+    the module's source and the tests' order, for `trust-check`; return the lines the check never
+    executes (None when the check fails).
     """
     for old in STATE.glob("coverage*"):
         old.unlink()
@@ -207,11 +222,12 @@ def unreached(module: str, env: dict[str, str]) -> set[int] | None:
     rc.write_text(
         f"[run]\ndata_file = {STATE / 'coverage'}\nparallel = true\npatch = subprocess\ninclude = */{module}\n"
     )
+    order = STATE / "order.json"
     command = trust_check(module)
     ran = subprocess.run(
-        [sys.executable, "-B", "-m", "coverage", "run", f"--rcfile={rc}", *command[2:]],
+        [sys.executable, "-B", "-m", "coverage", "run", f"--rcfile={rc}", *command[2:], "-p", "mutation_contexts"],
         cwd=ROOT,
-        env=env,
+        env={**env, "MUTATION_ORDER": str(order)},
         check=False,
         capture_output=True,
         text=True,
@@ -220,7 +236,7 @@ def unreached(module: str, env: dict[str, str]) -> set[int] | None:
         print(f"{module}: the unmutated code fails its check: {ran.stdout.strip().splitlines()[-3:]}")
         return None
     report = STATE / "coverage.json"
-    for step in (["combine"], ["json", "-o", str(report)]):
+    for step in (["combine"], ["json", "--show-contexts", "-o", str(report)]):
         subprocess.run(
             [sys.executable, "-m", "coverage", *step, f"--rcfile={rc}"],
             cwd=ROOT,
@@ -228,9 +244,62 @@ def unreached(module: str, env: dict[str, str]) -> set[int] | None:
             check=True,
             capture_output=True,
         )
-    # a statement's continuation lines are neither executed nor missing: only `missing` is certain
     files = json.loads(report.read_text())["files"]
+    contexts: dict[str, set[str]] = {}
+    for entry in files.values():
+        for line, names in entry.get("contexts", {}).items():
+            contexts.setdefault(line, set()).update(names)
+    tests = json.loads(order.read_text())
+    rank = {name: i for i, name in enumerate(tests)}
+    trust_map(module).write_text(
+        json.dumps(
+            {
+                "source": (ROOT / module).read_text(),
+                "tests": tests,
+                # "" is no test: the line ran outside every test (an import, a session's set-up)
+                "lines": {line: sorted(names, key=lambda n: rank.get(n, -1)) for line, names in contexts.items()},
+            }
+        )
+    )
+    # a statement's continuation lines are neither executed nor missing: only `missing` is certain
     return {line for entry in files.values() for line in entry["missing_lines"]}
+
+
+def changed_lines(before: str, after: str) -> set[int]:
+    """The lines of `before` (1-based) that `after` changes; a line inserted counts as the one it follows."""
+    import difflib
+
+    lines: set[int] = set()
+    matcher = difflib.SequenceMatcher(a=before.splitlines(), b=after.splitlines(), autojunk=False)
+    for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
+        if tag in ("replace", "delete"):
+            lines.update(range(i1 + 1, i2 + 1))
+        elif tag == "insert":
+            lines.add(max(i1, 1))
+    return lines
+
+
+def selected_check(module: str) -> list[str]:
+    """The test command of the mutant of `module` now on disk: only the tests that execute the lines
+    it changes, in the check's order, or the whole check when a changed line ran outside every test
+    (module level, a fixture's set-up) or is not in the map (a statement's continuation line).
+    """
+    mapped = json.loads(trust_map(module).read_text())
+    chosen: set[str] = set()
+    for line in changed_lines(mapped["source"], (ROOT / module).read_text()):
+        names = mapped["lines"].get(str(line))
+        if not names or "" in names:
+            return trust_check(module)
+        chosen.update(names)
+    if not chosen:
+        return trust_check(module)
+    base = trust_check(module)[: -len(TRUST[module])]
+    return base + [name for name in mapped["tests"] if name in chosen]
+
+
+def trust_mutant_check(module: str) -> int:
+    """`trust-check`: cosmic-ray's test command for one mutant of `module`; its exit code is the check's."""
+    return subprocess.run(selected_check(module), cwd=ROOT, check=False).returncode
 
 
 def trust(admin: str, minutes: float, modules: list[str], write_docs: bool = False) -> int:
@@ -262,14 +331,14 @@ def trust(admin: str, minutes: float, modules: list[str], write_docs: bool = Fal
                 "[cosmic-ray]\n"
                 f"module-path = {json.dumps(module)}\n"
                 "timeout = 300.0\nexcluded-modules = []\n"
-                f"test-command = {json.dumps(subprocess.list2cmdline(trust_check(module)))}\n\n"
+                f"test-command = {json.dumps(subprocess.list2cmdline(mutant_check(module)))}\n\n"
                 '[cosmic-ray.distributor]\nname = "local"\n\n'
                 "[cosmic-ray.filters.operators-filter]\n"
                 f"exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}\n"
             )
             subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env, check=True)
             subprocess.run(["cr-filter-operators", str(session), str(config)], cwd=ROOT, env=env, check=True)
-            lines = unreached(module, env)
+            lines = coverage_map(module, env)
             if lines is None:
                 return 1
             with use_db(str(session), WorkDB.Mode.open) as db:
@@ -896,7 +965,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "action",
-        choices=("run", "check", "report", "survivors", "trust", "trust-report", "trust-survivors"),
+        choices=("run", "check", "report", "survivors", "trust", "trust-report", "trust-survivors", "trust-check"),
         help="run: prepare, mutate, report; survivors: re-judge a run's survivors with today's tests",
     )
     parser.add_argument("--dsn", help="admin DSN of a server (default: the embedded server under $ONEROOF_HOME)")
@@ -910,6 +979,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.action == "check":
         return check()
+    if args.action == "trust-check":
+        return trust_mutant_check(args.modules[0])
     if args.action == "report":
         return report(STATE / "session.sqlite", args.write_docs)
     if args.action == "trust-report":

@@ -7,6 +7,7 @@ golden database for every mutant).
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,7 +21,8 @@ admin, clone, clone_conn = testing.admin, testing.clone, testing.clone_conn
 oneroof, oneroof_home, unique = testing.oneroof, testing.oneroof_home, testing.unique
 test_server = testing.test_server
 
-PREPARED = Path(tempfile.gettempdir()) / "oneroof-mutation" / "server.json"
+# bench/mutation.py's STATE: MUTATION_STATE names another, for a second run beside the first
+PREPARED = Path(os.environ.get("MUTATION_STATE") or Path(tempfile.gettempdir()) / "oneroof-mutation") / "server.json"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,47 @@
+"""The pytest plugin of the mapping run of bench/mutation.py's trust checks: under `coverage run`,
+it names coverage's context after the test that runs, in this process (`switch_context`) and in
+every process a test starts (the static context of the configuration coverage hands down to
+subprocesses), so that each line of a mutated module maps to the tests that execute it. The tests'
+order is written beside the map: a mutant's check runs its tests in that order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+
+import coverage
+import pytest
+
+ORDER = "MUTATION_ORDER"  # where the tests' order is written, a path the caller sets
+HANDED_DOWN = "COVERAGE_PROCESS_CONFIG"  # coverage's own variable: the subprocesses' configuration
+
+
+def _switch(name: str) -> None:
+    current = coverage.Coverage.current()
+    if current is not None:
+        current.switch_context(name)
+    handed = os.environ.get(HANDED_DOWN)
+    if handed:
+        config = json.loads(base64.b64decode(handed))
+        config["context"] = name
+        os.environ[HANDED_DOWN] = base64.b64encode(json.dumps(config).encode()).decode()
+
+
+_ran: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    _switch(item.nodeid)
+    _ran.append(item.nodeid)
+    yield
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = os.environ.get(ORDER)
+    if path:
+        with open(path, "w") as out:
+            json.dump(_ran, out)
