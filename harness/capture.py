@@ -162,13 +162,10 @@ class _Watch:
         self.phase, self.note, self.tables, self.total = phase, note, tables, total_bytes
         self.done_bytes = done_bytes
         self.done: set[str] = set()
-        self.lines: list[str] = []
         self.started = time.monotonic()
         self.last = self.started
 
     def feed(self, line: str) -> None:
-        self.lines.append(line)
-        del self.lines[:-40]
         found = self.DONE.search(line)
         if found:
             self.done.add(found.group(1).replace(" ", "."))
@@ -186,23 +183,37 @@ class _Watch:
         )
 
 
-def _run_tool(argv: list[str], env: dict[str, str], watch: _Watch) -> None:
-    """Run pg_dump or pg_restore, feeding its stderr to `watch`; on any exit (also Ctrl-C) the
-    child is gone when this returns. A failure is a SnapshotFailed with the tool's last line.
+def _run_tool(
+    argv: list[str],
+    env: dict[str, str],
+    watch: _Watch | None = None,
+    started: Callable[[subprocess.Popen[str]], None] | None = None,
+) -> None:
+    """Run a client tool (pg_dump, pg_restore, psql) to its end, in a process group of its own,
+    feeding each line of its output to `watch` when given. `started` sees the child as soon as it
+    runs, and may refuse it by raising. On any exit (also Ctrl-C) the child is gone when this
+    returns. A failure is a SnapshotFailed with the tool's last error line (its last line when
+    none says error); the password travels in `env` (see _tool_env), never in `argv`.
     """
+    tail: list[str] = []
     proc = subprocess.Popen(
         argv,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            watch.feed(line.rstrip("\n"))
+        if started is not None:
+            started(proc)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip("\n"))
+            del tail[:-40]
+            if watch is not None:
+                watch.feed(tail[-1])
         code = proc.wait()
     finally:
         if proc.poll() is None:
@@ -212,12 +223,15 @@ def _run_tool(argv: list[str], env: dict[str, str], watch: _Watch) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
     if code != 0:
-        errors = [ln for ln in watch.lines if "error" in ln.lower()] or watch.lines or [f"exit code {code}"]
-        raise SnapshotFailed(f"{Path(argv[0]).name} failed: {errors[-1].strip()}; nothing was kept")
-    watch.report()
+        errors = [ln for ln in tail if "error" in ln.lower()] or [ln for ln in tail if ln.strip()]
+        raise SnapshotFailed(
+            f"{Path(argv[0]).name} failed: {errors[-1].strip() if errors else f'exit code {code}'}; nothing was kept"
+        )
+    if watch is not None:
+        watch.report()
 
 
 def _tool_env(dsn: str) -> tuple[str, dict[str, str]]:
@@ -381,26 +395,15 @@ class _Beside:
                 raise SnapshotFailed("stopped: the copy failed; nothing was kept")
 
     def run(self, argv: list[str], env: dict[str, str]) -> None:
-        """Run a client tool to its end; SnapshotFailed with its last line when it fails."""
+        """Run a client tool to its end (see _run_tool); `stop` ends it."""
+        self.check()
+        _run_tool(argv, env, started=self._started)
+
+    def _started(self, proc: subprocess.Popen[str]) -> None:
+        # Checked again once the child runs: a `stop` between check and here ends it (_run_tool's finally).
         with self.lock:
-            if self.stopped:
-                raise SnapshotFailed("stopped: the copy failed; nothing was kept")
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
             self.procs.append(proc)
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            lines = (err or out or f"exit code {proc.returncode}").strip().splitlines()
-            raise SnapshotFailed(
-                f"{Path(argv[0]).name} failed: {lines[-1] if lines else proc.returncode}; nothing was kept"
-            )
+        self.check()
 
     def wait(self) -> None:
         """The work's end; its failure, if any."""

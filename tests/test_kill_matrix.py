@@ -12,8 +12,6 @@ rights could run. The violations themselves are data, in tests/support/kill_matr
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,8 +26,8 @@ from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from tests.support.kill_matrix import CONTROLS, PKG, VIOLATIONS, Violation
-from tests.support.processes import suite_args
-from tests.support.testing import ROOT, PgServer, signers
+from tests.support.processes import run_suite
+from tests.support.testing import PgServer, signers
 
 pytestmark = pytest.mark.proof
 STAGE_TIMEOUT = 300
@@ -65,15 +63,7 @@ def run_stage(dsn: str, stage: str, expect_db: str, junit: Path, package_dir: Pa
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))}
         env[signatures.ENV] = str(signers().trust.path)
         options = ("-m", stage, "--package", str(package_dir), "-q", "--junitxml", str(junit))
-        subprocess.run(
-            [sys.executable, "-m", "pytest", *suite_args(dsn, *options, expect_db=expect_db)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=STAGE_TIMEOUT,
-            check=False,
-        )
+        run_suite(dsn, *options, expect_db=expect_db, env=env, timeout=STAGE_TIMEOUT)
     outcomes = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         bad = [c for c in case if c.tag in ("failure", "error")]

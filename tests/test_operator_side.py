@@ -5,13 +5,19 @@ package, an oversized package; and the connection that runs the tiers pins how S
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from hypothesis import strategies as st
 from psycopg import conninfo, sql
 
 from oneroof.core import evidence, package, signatures
-from oneroof.executor import release
+from oneroof.executor import cli, release
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import PARSE_SETTINGS, connect, pin
 from oneroof.harness.errors import IntegrityError, InvariantFailed, UsageError
@@ -308,6 +314,64 @@ def test_verify_keeps_pytest_s_code_on_a_closed_pipe(
 ) -> None:
     code, _ = closed_pipe(oneroof_home, "verify", "--stage", stage, "--dsn", clone.dsn, "--expect-db", clone.name)
     assert code == expected
+
+
+def queued(fd: int) -> int:
+    """How many bytes wait in the pipe `fd` is an end of."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count, True)
+    return count[0]
+
+
+def poll_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"waited 30 s for {what}"
+        time.sleep(0.001)
+
+
+def test_verify_s_relay_delivers_what_its_pipe_still_holds_when_the_session_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`oneroof verify` relays pytest's output through a pipe of its own (cli._relayed). When the session
+    has ended, what is still in that pipe reaches the real descriptor before it is closed (before
+    9bd2898 it was closed first: the rest met a closed descriptor, 'Bad file descriptor', and was
+    lost). No timing: the real pipe is full and unread, so the relay holds one page of the message
+    and the rest waits in its pipe when the block ends; the real pipe is read only once the block's
+    end waits for the relay.
+    """
+    sink, out = os.pipe()  # `out`: the descriptor verify writes to, `sink` its reader
+    page = select.PIPE_BUF  # a pipe write of one page is atomic: the relay reads it whole
+    pages = fcntl.fcntl(out, fcntl.F_GETPIPE_SZ) // page + 1  # one more than the real pipe holds
+    message = os.urandom(pages * page + 60_000)
+    received = bytearray()
+    waited = threading.Event()
+
+    class Relay(threading.Thread):
+        def join(self, timeout: float | None = None) -> None:
+            waited.set()  # the block's end waits for the relay: from now on the real pipe is read
+            super().join(timeout)
+
+    def read() -> None:
+        waited.wait(60)
+        while chunk := os.read(sink, 65536):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with monkeypatch.context() as patch:
+        patch.setattr(cli.threading, "Thread", Relay)
+        with cli._relayed(out):  # `out` is now the write end of the relay's pipe
+            for at in range(0, pages * page, page):
+                os.write(out, message[at : at + page])
+                poll_until(lambda: queued(out) == 0, "the relay to read a page")
+            poll_until(lambda: queued(sink) == (pages - 1) * page, "the real pipe to fill up")
+            os.write(out, message[pages * page :])  # the relay is stuck writing: this stays in its pipe
+    os.close(out)
+    reader.join(60)
+    os.close(sink)
+    assert not reader.is_alive()
+    assert (len(received), bytes(received) == message) == (len(message), True)
 
 
 def test_a_rehearsal_whose_output_pipe_closed_still_runs_to_its_verdict(

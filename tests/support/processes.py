@@ -46,19 +46,25 @@ def clean_env(**settings: str) -> dict[str, str]:
     return {**env, "ONEROOF_RELEASE_LOG": str(signers().directory / "release-log.jsonl"), **settings}
 
 
+def _run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`argv` from the checkout, to its end, its output captured."""
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def run_executor(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """`python -m oneroof.executor *args` from the checkout, to its end (clean_env() unless `env`)."""
-    return subprocess.run(
-        [sys.executable, "-m", "oneroof.executor", *args],
-        cwd=ROOT,
-        env=clean_env() if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return _run([sys.executable, "-m", "oneroof.executor", *args], clean_env() if env is None else env, timeout)
+
+
+def run_suite(
+    dsn: str, *options: str, env: dict[str, str], expect_db: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The verification suite on `dsn` as an auditor runs it: a plain `python -m pytest` (suite_args)
+    from the checkout, to its end.
+    """
+    return _run([sys.executable, "-m", "pytest", *suite_args(dsn, *options, expect_db=expect_db)], env, timeout)
 
 
 def start_executor(*args: str, env: dict[str, str] | None = None, group: bool = False) -> subprocess.Popen[str]:
