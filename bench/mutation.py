@@ -28,10 +28,13 @@ passkeys, approvals, the package, the release and rollback, the rehearsal eviden
 one cosmic-ray session per module, each with a check of its own: the project's tests that cover
 that module, run as themselves by pytest (`--noconftest -p mutation_plugin`: a server and a golden
 database prepared once, not once per mutant), stopping at the first failure. Before a module's
-session runs, its check runs once under coverage: a mutant on a line the check never executes
-survives by construction, and is recorded as survived ("not reached") without being run. The
-modules share the --minutes bound; a mutant not run is reported as not run. `coverage` comes from
-PyPI too.
+session runs, its check runs once under coverage, each test's node id its context
+(mutation_contexts.py): a mutant on a line the check never executes survives by construction, and
+is recorded as survived ("not reached") without being run; any other mutant runs only the tests
+that execute the lines it changes (`trust-check`, cosmic-ray's test command), or the whole check
+when one of those lines ran outside every test. The modules share the --minutes bound; a mutant
+not run is reported as not run. `coverage` comes from PyPI too. MUTATION_STATE and MUTATION_RUN
+name another state folder and other databases, for a second run in another worktree.
 """
 
 from __future__ import annotations
@@ -279,18 +282,40 @@ def changed_lines(before: str, after: str) -> set[int]:
     return lines
 
 
+def function_bodies(source: str) -> set[int]:
+    """The lines of `source` inside the body of a function or lambda: what runs when it is called,
+    not when the module is imported (a def line, its defaults and decorators run at the import).
+    """
+    import ast
+
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines.update(range(node.body[0].lineno, (node.end_lineno or node.lineno) + 1))
+        elif isinstance(node, ast.Lambda):
+            lines.update(range(node.body.lineno, (node.body.end_lineno or node.body.lineno) + 1))
+    return lines
+
+
 def selected_check(module: str) -> list[str]:
     """The test command of the mutant of `module` now on disk: only the tests that execute the lines
-    it changes, in the check's order, or the whole check when a changed line ran outside every test
-    (module level, a fixture's set-up) or is not in the map (a statement's continuation line).
+    it changes (every test of a module whose import ran one), in the check's order, or the whole
+    check when a changed line is not in a function's body (it runs at the module's import, and every
+    test sees it), ran outside every test and test module (at a plugin's import), or is not in the
+    map (a statement's continuation line).
     """
     mapped = json.loads(trust_map(module).read_text())
+    bodies = function_bodies(mapped["source"])
     chosen: set[str] = set()
     for line in changed_lines(mapped["source"], (ROOT / module).read_text()):
         names = mapped["lines"].get(str(line))
-        if not names or "" in names:
+        if line not in bodies or not names or "" in names:  # run at the module's import: every test sees it
             return trust_check(module)
-        chosen.update(names)
+        for name in names:
+            if name.startswith("collect:"):  # a test module's import ran it: every test of that module
+                chosen.update(t for t in mapped["tests"] if t.startswith(name.removeprefix("collect:") + "::"))
+            else:
+                chosen.add(name)
     if not chosen:
         return trust_check(module)
     base = trust_check(module)[: -len(TRUST[module])]

@@ -2,7 +2,9 @@
 it names coverage's context after the test that runs, in this process (`switch_context`) and in
 every process a test starts (the static context of the configuration coverage hands down to
 subprocesses), so that each line of a mutated module maps to the tests that execute it. The tests'
-order is written beside the map: a mutant's check runs its tests in that order.
+order is written beside the map: a mutant's check runs its tests in that order. What a test
+module's import runs (module-level set-up: a trust root, signed cases) is named after the module,
+as `collect:` and its node id.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def _switch(name: str) -> None:
 
 
 _ran: list[str] = []
+COLLECTING = "collect:"  # the context of a test module's import: COLLECTING + the module's node id
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    if isinstance(collector, pytest.Module):  # its import, and what its module level runs, come next
+        _switch(COLLECTING + collector.nodeid)
 
 
 @pytest.hookimpl(hookwrapper=True)
