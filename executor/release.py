@@ -147,13 +147,13 @@ def run_stage(
     verified = settings.REQUIRE_USER_VERIFICATION
     for setting, value in (
         (settings.EXPECT_DB, expect_db),
-        (settings.PACKAGE, package_dir),
+        (settings.PACKAGE, package_dir and absolute(package_dir)),
         (settings.EXPECT_SHA256, expect_sha256),
-        (settings.ALLOWED_SIGNERS, allowed_signers),
+        (settings.ALLOWED_SIGNERS, allowed_signers and absolute(allowed_signers)),
         # the session judges by the very trust root the executor read (and checked), byte for byte
         (settings.ALLOWED_SIGNERS_SHA256, allowed_signers and signatures.TrustRoot.load(allowed_signers).sha256),
-        (settings.REHEARSAL, rehearsal),
-        (settings.RELEASE_LOG, release_log),
+        (settings.REHEARSAL, rehearsal and absolute(rehearsal)),
+        (settings.RELEASE_LOG, release_log and absolute(release_log)),
         # the executor's user-verification policy holds in its sessions too (the manifest cannot lower it)
         (settings.REQUIRE_USER_VERIFICATION, "1" if settings.truthy(os.environ.get(verified.env)) else None),
     ):
@@ -165,9 +165,35 @@ def run_stage(
         "-m",
         stages,
         *(["-q", "--no-header"] if quiet else []),
-        *extra,
+        *absolute_paths(extra),
     ]
     return sessions.run(argv, env, ROOT, quiet=quiet, timeout=STAGE_TIMEOUT).code
+
+
+# pytest's options whose value is a file or directory the caller names (verify passes the
+# operator's own, the rehearsal its JUnit files).
+PATH_OPTIONS = ("--junitxml", "--junit-xml", "--log-file", "--basetemp")
+
+
+def absolute(path: str | Path) -> str:
+    """`path` as the caller meant it: a session runs in the suite's directory (ROOT), never in the
+    caller's working directory, where anyone who can write could plant a conftest.py or a module.
+    A relative path read there would be another file: a release log that does not exist, so a
+    statement the operator's log records as spent would pass the session's gate.
+    """
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def absolute_paths(extra: tuple[str, ...]) -> list[str]:
+    """The arguments for pytest, the values of PATH_OPTIONS made absolute (see `absolute`)."""
+    args = list(extra)
+    for i, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in PATH_OPTIONS and equals:
+            args[i] = f"{name}={absolute(value)}"
+        elif arg in PATH_OPTIONS and i + 1 < len(args):
+            args[i + 1] = absolute(args[i + 1])
+    return args
 
 
 # Once a human has ratified, ospa is no longer the baseline's 0: the gate tests judge the
