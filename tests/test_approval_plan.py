@@ -1,6 +1,7 @@
-"""What `oneroof approve` shows and refuses before anything is recorded, without a database: the
+"""What `oneroof approve` shows and refuses before anything is recorded: without a database, the
 confirmation prompt's lines, the ownership seed it lists, the rehearsal evidence it accepts, and
-a signature the gate would not count. Each was a mutant of executor/approvals.py that the
+a signature the gate would not count (under the package's user-verification policy); on a clone,
+each proposal and approver `prepare` refuses. Each was a mutant of executor/approvals.py that the
 mutation check did not kill (bench/mutation.py, docs/results/mutation.md).
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
-from oneroof.core import evidence, package, signatures
+from oneroof.core import evidence, package, settings, signatures
 from oneroof.executor import approvals
-from oneroof.harness import catalog
+from oneroof.harness import catalog, clones
 from oneroof.harness.errors import UsageError
 from tests.support.testing import signers
 
@@ -119,3 +122,58 @@ def test_the_prompt_lists_each_owner_s_first_four_collections() -> None:
         "  MOIT          4: f, g, h, i",
     ]
     assert not any(line.startswith("ownership") for line in approvals.Plan(statement(), 7, (), {}).summary())
+
+
+def test_the_package_s_user_verification_policy_counts_whatever_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A package that requires user verification refuses a plain key's signature even where the
+    executor's setting does not; without the package at hand (--submit), the setting decides.
+    """
+    monkeypatch.delenv(settings.REQUIRE_USER_VERIFICATION.env, raising=False)
+    s = statement()
+    text = signatures.bundle(s, signatures.sign(s.message(), SIGNERS.keys["l2"]))
+    assert approvals.counted(s, text, PKG, SIGNERS.trust) == signatures.key_fingerprint(SIGNERS.keys["l2"])
+    with pytest.raises(signatures.SigningFailed) as refused:
+        approvals.counted(s, text, dataclasses.replace(PKG, require_user_verification=True), SIGNERS.trust)
+    assert "but user verification is required (require_user_verification)" in refused.value.message
+    assert approvals.counted(s, text, None, SIGNERS.trust)
+    monkeypatch.setenv(settings.REQUIRE_USER_VERIFICATION.env, "true")
+    with pytest.raises(signatures.SigningFailed, match="user verification is required"):
+        approvals.counted(s, text, None, SIGNERS.trust)
+
+
+def prepare(clone: clones.Clone, email: str) -> approvals.Plan:
+    return approvals.prepare(clone.dsn, PKG, email=email, valid_for=dt.timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("status", "sha"),
+    [("pending", "ab" * 32), ("withdrawn", PKG.sha256), ("superseded", "ab" * 32)],
+    ids=["of another package", "withdrawn", "both"],
+)
+def test_prepare_refuses_a_proposal_of_another_package_or_state(
+    clone: clones.Clone, clone_conn: psycopg.Connection[Any], status: str, sha: str
+) -> None:
+    clone_conn.execute("UPDATE os_proposals SET status = %s, package_sha256 = %s", (status, sha))
+    with pytest.raises(UsageError) as refused:
+        prepare(clone, catalog.account("l4").email)
+    assert refused.value.message == (
+        f"proposal {PKG.proposal} is {status} and names package {sha[:12]}, not this package {PKG.sha256[:12]}: "
+        "do not approve"
+    )
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "nobody@gov.example.com",  # no such user
+        catalog.account("svc-etl").email,  # an active service account at level L4
+        catalog.account("l4-suspended").email,  # a suspended human at level L4
+        catalog.account("editor").email,  # an active human who is no approver
+    ],
+    ids=["no user", "service account", "suspended", "not an approver"],
+)
+def test_prepare_refuses_anyone_but_an_active_human_approver(clone: clones.Clone, email: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        prepare(clone, email)
+    assert refused.value.message == f"{email} is not an active human approver in {clone.name!r} (os_approvers)"
+    assert prepare(clone, catalog.account("l4").email).statement.approver_email == catalog.account("l4").email
