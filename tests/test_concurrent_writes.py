@@ -155,7 +155,7 @@ def test_an_uncommitted_conflicting_row_held_through_the_rollout_is_named(
     monkeypatch.setenv(release.LOCK_TIMEOUT_ENV, "1.5")
     with psycopg.connect(clone.dsn, application_name="attacker") as attacker:
         attacker.execute(ATTACK, (POLICY_ID,))
-        held = rf"waited 1.5 s for table directus_policies .*held by pid {attacker.info.backend_pid} "
+        held = rf"waited 1.5 s for table directus_policies .*held by pid {attacker.info.backend_pid} \(attacker\) on "
         with pytest.raises(LockHeld, match=held):
             release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, gate_session=False, audit=False)
         attacker.rollback()

@@ -17,9 +17,11 @@ import psycopg
 import pytest
 
 from oneroof.core import gate
+from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
-from tests.support.release import FINAL, GREENFIELD, approve, reading
+from oneroof.harness.errors import LockHeld
+from tests.support.release import FINAL, GREENFIELD, PKG, TRUST, approve, reading
 from tests.support.testing import ROOT, signers
 
 pytestmark = pytest.mark.proof
@@ -117,3 +119,29 @@ def test_rollouts_racing_rollbacks_end_in_one_state(clone: clones.Clone, clone_c
     with connect(clone.dsn) as conn:
         assert gate.state(conn) in ("greenfield", "finalized")
     print(f"\n{ROUNDS} rounds of 2 rollouts racing 2 rollbacks: {dict(sorted(outcomes.items()))}")
+
+
+def test_a_gate_session_failed_under_another_executor_s_lock_names_the_lock(
+    clone: clones.Clone, clone_conn: Any
+) -> None:
+    """Another executor takes the release lock once this one has checked that nobody holds it:
+    its gate session fails (the gate is closed while the lock is held), and it says so as LockHeld
+    (exit 5: retry later), not as a closed gate. Nothing is changed.
+    """
+    approve(clone_conn)
+    before = reading(clone.dsn).fingerprint
+    with connect(clone.dsn, autocommit=True, application_name="oneroof-executor") as other:
+
+        def lock_when_the_gate_session_starts(message: str) -> None:
+            if message.startswith("gate session"):
+                other.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
+
+        with pytest.raises(LockHeld) as caught:
+            release.rollout(
+                clone.dsn, PKG, confirm_db=clone.name, progress=lock_when_the_gate_session_starts, trust=TRUST
+            )
+        assert caught.value.message == (
+            f"another executor holds the release lock on {clone.name!r} (pid {other.info.backend_pid}): "
+            "wait for it to finish, then retry"
+        )
+    assert reading(clone.dsn).fingerprint == before
