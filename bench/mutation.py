@@ -112,7 +112,8 @@ STATE = Path(os.environ.get("MUTATION_STATE") or Path(tempfile.gettempdir()) / "
 
 # The trust and release code (issue 18), in the order its sessions run, each with the pytest
 # arguments of its check: the tests that cover the module, the cheap and decisive first (the check
-# stops at the first failure), none that needs Directus or a rehearsal server.
+# stops at the first failure), none that needs a rehearsal server. The one that needs Directus
+# (tests/test_approvals_directus.py: `whoami` and `record`) comes last; it skips without node.
 TRUST: dict[str, tuple[str, ...]] = {
     "core/signatures.py": (
         "tests/test_trust_root.py",
@@ -157,9 +158,12 @@ TRUST: dict[str, tuple[str, ...]] = {
         "tests/test_user_verification.py::test_the_auditor_re_checks_approvals_under_the_executors_policy",
         "tests/test_siege_statements.py::test_approve_signs_the_database_identity",
         "tests/test_siege_statements.py::test_approve_off_a_clone_names_the_evidence_reviewed",
+        "tests/test_approvals_directus.py",
     ),
     "executor/release.py": (
         "tests/test_release_privileges_named.py",
+        "tests/test_races.py::test_a_gate_session_failed_under_another_executor_s_lock_names_the_lock",
+        "tests/test_concurrent_writes.py::test_an_uncommitted_conflicting_row_held_through_the_rollout_is_named",
         "tests/test_release.py::test_approved_rollout_reaches_exactly_the_finalized_figures",
         "tests/test_release.py::test_lock_held_raises_at_once",
         "tests/test_release.py::test_a_golden_or_read_only_database_is_refused_up_front",
