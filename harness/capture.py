@@ -195,8 +195,8 @@ def _run_tool(
     """Run a client tool (pg_dump, pg_restore, psql) to its end, in a process group of its own,
     feeding each line of its output to `watch` when given. `started` sees the child as soon as it
     runs, and may refuse it by raising. On any exit (also Ctrl-C) the child is gone when this
-    returns. A failure is a SnapshotFailed with the tool's last error line (its last line when
-    none says error); the password travels in `env` (see _tool_env), never in `argv`.
+    returns. A failure is a SnapshotFailed with the tool's last error line (when none says error:
+    the signal that killed it, else its last line); the password travels in `env` (see _tool_env), never in `argv`.
 
     `stdin` feeds the tool (the other end of a pipe, see _run_pipe). With `pipe_out` its standard
     output is data, left for `started` to hand on, and its standard error is what is read.
@@ -226,7 +226,13 @@ def _run_tool(
         if log is not None:
             log.close()  # with `pipe_out`, standard output is the caller's to close
     if code != 0:
-        errors = [ln for ln in tail if "error" in ln.lower()] or [ln for ln in tail if ln.strip()]
+        errors = [ln for ln in tail if "error" in ln.lower()]
+        if not errors and code < 0:  # killed: its last line is whatever it was doing, no cause
+            try:
+                errors = [f"ended by {signal.Signals(-code).name}"]
+            except ValueError:
+                errors = [f"ended by signal {-code}"]
+        errors = errors or [ln for ln in tail if ln.strip()]
         raise SnapshotFailed(
             f"{Path(argv[0]).name} failed: {errors[-1].strip() if errors else f'exit code {code}'}; nothing was kept"
         )

@@ -8,10 +8,13 @@ server. Skips, saying so, when the service is unreachable (ONEROOF_TEST_PRODUCTI
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +208,61 @@ def test_a_restore_that_refuses_the_stream_leaves_nothing(
     finally:
         with connect(production.dsn, autocommit=True) as conn:
             conn.execute("DROP TABLE public.aaa_refused")
+    assert leftovers(test_server.admin, name) == []
+    assert _sessions(production) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def _client_pids(tool: str, *args: str) -> list[int]:
+    """This user's running `tool` processes whose command line holds each of `args` as a substring."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except (OSError, ValueError):
+            continue
+        if argv and Path(argv[0]).name == tool and all(any(a in arg for arg in argv) for a in args):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_restore_killed_mid_stream_leaves_nothing(
+    production: Production, test_server: PgServer, unique: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamed pg_restore is killed while it copies (a table that is slow to restore, first
+    in the dump's order): the snapshot fails saying so, pg_dump is gone from production, and no
+    database, temporary database or workdir is left.
+    """
+    name = unique("snap_killed")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with connect(production.dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.aaa_slow_in_a_copy() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+            "IF current_database() LIKE '%\\_\\_snapshot\\_%' THEN PERFORM pg_sleep(0.1); END IF; "
+            "RETURN true; END $$"
+        )
+        conn.execute("CREATE TABLE public.aaa_slow (id integer PRIMARY KEY, CHECK (public.aaa_slow_in_a_copy()))")
+        conn.execute("INSERT INTO public.aaa_slow SELECT generate_series(1, 600)")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            taking = pool.submit(take, production.dsn, test_server.admin, name=name, jobs=1)
+            deadline = time.monotonic() + 120
+            with connect(test_server.admin, autocommit=True) as conn:
+                while not conn.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'oneroof-snapshot-restore' "
+                    "AND starts_with(query, 'COPY public.aaa_slow ')"
+                ).fetchall():
+                    assert time.monotonic() < deadline and not taking.done(), "pg_restore never copied aaa_slow"
+                    time.sleep(0.05)
+            (pid,) = _client_pids("pg_restore", f"{name[:40]}__snapshot_", "--section=data")
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(SnapshotFailed) as failed:
+                taking.result(timeout=120)
+        assert failed.value.message == "pg_restore failed: ended by SIGKILL; nothing was kept"
+    finally:
+        with connect(production.dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.aaa_slow")
+            conn.execute("DROP FUNCTION public.aaa_slow_in_a_copy()")
     assert leftovers(test_server.admin, name) == []
     assert _sessions(production) == []
     assert list(tmp_path.iterdir()) == []
