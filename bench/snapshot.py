@@ -7,7 +7,9 @@ PostgreSQL 15 service at 127.0.0.1:5432), under a unique name, with oneroof's ma
 dropped at the end. The rehearsal server is --dsn, or a throw-away embedded PostgreSQL 18.
 
 Measured, interleaved in each round so a noisy machine moves every side alike:
-- `golden snapshot` (exported snapshot, fingerprints, secrets, restore, checks) with --jobs 1 and 2;
+- `golden snapshot` (exported snapshot, fingerprints, secrets, restore, checks) with --jobs 1 (the
+  data streamed from pg_dump into pg_restore) and --jobs 2 (a parallel dump, then restore), with
+  the phases of each (phases beside the copy overlap it);
 - a plain `pg_dump -Fc | pg_restore` of the same database into the same rehearsal server;
 - the whole `oneroof rehearse --from PROD` process.
 
@@ -123,16 +125,15 @@ def main() -> int:
             row(f"production database, scale {scale}", f"{size / 1e6:,.0f} MB")
             prod_dsn = with_dbname(args.prod, prod)
             times: dict[str, list[float]] = {"jobs1": [], "jobs2": [], "plain": []}
-            phases: dict[str, list[float]] = {}
+            phases: dict[int, dict[str, list[float]]] = {1: {}, 2: {}}
             for _ in range(0 if args.no_copies else args.repeat):
                 times["plain"].append(plain_copy(prod_dsn, admin, f"bench_plain_{tag}"))
                 for jobs in (1, 2):
                     started = time.perf_counter()
                     result = take(prod_dsn, admin, name=f"bench_snap_{tag}", replace=True, jobs=jobs)
                     times[f"jobs{jobs}"].append(time.perf_counter() - started)
-                    if jobs == 2:
-                        for phase, seconds in result.phases.items():
-                            phases.setdefault(phase, []).append(seconds)
+                    for phase, seconds in result.phases.items():
+                        phases[jobs].setdefault(phase, []).append(seconds)
             for jobs in (1, 2) if times["plain"] else ():
                 if jobs == 1:
                     plain = statistics.median(times["plain"])
@@ -141,10 +142,10 @@ def main() -> int:
                 ratio = statistics.median([a / b for a, b in zip(times[f"jobs{jobs}"], times["plain"], strict=True)])
                 row(f"golden snapshot --jobs {jobs}, scale {scale}", f"{mine:.1f} s")
                 row(f"golden snapshot --jobs {jobs} / plain copy, scale {scale}", f"{ratio:.2f}x", "<= 1.1x")
-            if phases:
+            for jobs, measured in phases.items() if times["plain"] else ():
                 row(
-                    f"phases of --jobs 2, scale {scale}",
-                    ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in phases.items()),
+                    f"phases of --jobs {jobs}, scale {scale}",
+                    ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in measured.items()),
                 )
             drop(admin, f"bench_snap_{tag}")
 

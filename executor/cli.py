@@ -305,7 +305,11 @@ def _add_golden(sub: argparse._SubParsersAction[Parser]) -> None:
         help="libpq DSN of the production database (read-only; its password in ~/.pgpass, never in the DSN)",
     )
     snapshot.add_argument(
-        "--jobs", type=int, default=1, metavar="N", help="parallel pg_dump/pg_restore jobs (default 1)"
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="1 (default): stream pg_dump into pg_restore; N > 1: N-job dump, then N-job restore",
     )
     _name_option(
         snapshot,
@@ -917,7 +921,11 @@ def _add_rehearse(sub: argparse._SubParsersAction[Parser]) -> None:
         "golden oneroof made; production's gate is then read too",
     )
     p.add_argument(
-        "--jobs", type=int, default=1, metavar="N", help="with --from: parallel pg_dump/pg_restore jobs (default 1)"
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --from: 1 (default) streams pg_dump into pg_restore; N > 1: N-job dump, then restore",
     )
     p.add_argument(
         "--prod-dsn", default=None, metavar="DSN", help="read the production gate here, read-only (entry == exit)"

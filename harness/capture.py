@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 from psycopg import sql
@@ -187,51 +187,135 @@ def _run_tool(
     argv: list[str],
     env: dict[str, str],
     watch: _Watch | None = None,
-    started: Callable[[subprocess.Popen[str]], None] | None = None,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    *,
+    stdin: IO[bytes] | int = subprocess.DEVNULL,
+    pipe_out: bool = False,
 ) -> None:
     """Run a client tool (pg_dump, pg_restore, psql) to its end, in a process group of its own,
     feeding each line of its output to `watch` when given. `started` sees the child as soon as it
     runs, and may refuse it by raising. On any exit (also Ctrl-C) the child is gone when this
-    returns. A failure is a SnapshotFailed with the tool's last error line (its last line when
-    none says error); the password travels in `env` (see _tool_env), never in `argv`.
+    returns. A failure is a SnapshotFailed with the tool's last error line (when none says error:
+    the signal that killed it, else its last line); the password travels in `env` (see _tool_env), never in `argv`.
+
+    `stdin` feeds the tool (the other end of a pipe, see _run_pipe). With `pipe_out` its standard
+    output is data, left for `started` to hand on, and its standard error is what is read.
     """
     tail: list[str] = []
     proc = subprocess.Popen(
         argv,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE if pipe_out else subprocess.STDOUT,
+        stdin=stdin,
         start_new_session=True,
     )
+    log = proc.stderr if pipe_out else proc.stdout
     try:
         if started is not None:
             started(proc)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line.rstrip("\n"))
+        assert log is not None
+        for raw in log:
+            tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
             del tail[:-40]
             if watch is not None:
                 watch.feed(tail[-1])
         code = proc.wait()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _end(proc)
+        if log is not None:
+            log.close()  # with `pipe_out`, standard output is the caller's to close
     if code != 0:
-        errors = [ln for ln in tail if "error" in ln.lower()] or [ln for ln in tail if ln.strip()]
+        errors = [ln for ln in tail if "error" in ln.lower()]
+        if not errors and code < 0:  # killed: its last line is whatever it was doing, no cause
+            try:
+                errors = [f"ended by {signal.Signals(-code).name}"]
+            except ValueError:
+                errors = [f"ended by signal {-code}"]
+        errors = errors or [ln for ln in tail if ln.strip()]
         raise SnapshotFailed(
             f"{Path(argv[0]).name} failed: {errors[-1].strip() if errors else f'exit code {code}'}; nothing was kept"
         )
     if watch is not None:
         watch.report()
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """End a client tool's process group, unless the tool has ended (SIGTERM, then SIGKILL)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    except ProcessLookupError:  # it ended between poll and kill
+        proc.wait()
+
+
+def _run_pipe(
+    first: tuple[list[str], dict[str, str]],
+    second: tuple[list[str], dict[str, str]],
+    watch: _Watch,
+    ready: Callable[[], bool],
+) -> None:
+    """Run `first | second` (pg_dump into pg_restore), each through _run_tool. `first` starts at
+    once and `second` once `ready()` (polled, it may raise) says so; meanwhile `first` writes until
+    the pipe is full. A failure of either side (or Ctrl-C) ends the other, and the failure raised is
+    the side that failed first: `second`'s, unless `first` had already failed on its own (not of a
+    broken pipe, which is `second` going away).
+    """
+    handed: list[subprocess.Popen[bytes]] = []
+    failed: list[BaseException] = []
+    running = threading.Event()
+
+    def hand(proc: subprocess.Popen[bytes]) -> None:
+        handed.append(proc)
+        running.set()
+
+    def produce() -> None:
+        try:
+            _run_tool(*first, started=hand, pipe_out=True)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            failed.append(exc)
+        finally:
+            running.set()
+
+    thread = threading.Thread(target=produce, name="oneroof-snapshot-pipe", daemon=True)
+    thread.start()
+    try:
+        running.wait()
+        while not handed or not ready():
+            if failed:
+                raise failed[0]
+        dump = handed[0]
+        assert dump.stdout is not None
+        data = dump.stdout
+        try:
+            # Once the reader runs, this process lets go of the pipe: a reader that ends makes the
+            # writer's next write fail (SIGPIPE) instead of blocking for ever.
+            _run_tool(*second, watch, started=lambda _proc: data.close(), stdin=data)
+        except SnapshotFailed:
+            code = dump.poll()  # before ending it: had the writer failed first?
+            _end(dump)
+            thread.join()
+            if code not in (None, 0, -signal.SIGPIPE) and failed and "pipe" not in str(failed[0]).lower():
+                raise failed[0] from None
+            raise
+    except BaseException:
+        if handed:
+            _end(handed[0])
+        thread.join()
+        raise
+    finally:
+        for proc in handed:
+            if proc.stdout is not None:
+                proc.stdout.close()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 def _tool_env(dsn: str) -> tuple[str, dict[str, str]]:
@@ -286,7 +370,7 @@ GROUP BY n.nspname, c.relname"""
 # An estimate from the catalog (pages at the last VACUUM or ANALYZE): pg_relation_size() would
 # take a lock on every table, and wait behind any session holding one.
 SIZE_SQL = """
-SELECT count(*) AS tables, coalesce(sum(c.relpages), 0)::bigint * current_setting('block_size')::bigint AS bytes
+SELECT n.nspname || '.' || c.relname AS table, c.relpages::bigint * current_setting('block_size')::bigint AS bytes
 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
 AND NOT c.relname = ANY (%s)"""
@@ -325,10 +409,10 @@ ATTRIBUTE_OPTION = re.compile(r"^ALTER TABLE ONLY \S+ ALTER COLUMN \S+ SET \((?P
 KNOWN_ATTRIBUTE_OPTIONS = ("n_distinct", "n_distinct_inherited")
 
 
-def _restore_schema(copy: _Copy, beside: _Beside, snapshot_id: str) -> None:
+def _restore_schema(copy: _Copy, beside: _Beside) -> None:
     """Dump the pre-data section (tables, types, sequences) at the snapshot and restore it through
     psql, without owners and privileges, leaving out attribute options a stock server does not
-    know. It runs beside the data's pg_dump: the schema is in place when the data is dumped.
+    know. It runs beside the data's pg_dump.
     """
     script = copy.workdir / "pre-data.sql"
     prod_public, prod_env = _tool_env(copy.prod_dsn)
@@ -337,7 +421,7 @@ def _restore_schema(copy: _Copy, beside: _Beside, snapshot_id: str) -> None:
         [
             str(bin_dir() / "pg_dump"),
             "--section=pre-data",
-            f"--snapshot={snapshot_id}",
+            f"--snapshot={copy.snapshot_id}",
             *DUMP_OPTIONS,
             f"--file={script}",
             f"--dbname={prod_public}",
@@ -380,7 +464,7 @@ class _Beside:
     def __init__(self, src: psycopg.Connection[Any]) -> None:
         self.src = src
         self.lock = threading.Lock()
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.stopped = False
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneroof-snapshot")
         self.pending: Future[None] | None = None
@@ -399,7 +483,7 @@ class _Beside:
         self.check()
         _run_tool(argv, env, started=self._started)
 
-    def _started(self, proc: subprocess.Popen[str]) -> None:
+    def _started(self, proc: subprocess.Popen[bytes]) -> None:
         # Checked again once the child runs: a `stop` between check and here ends it (_run_tool's finally).
         with self.lock:
             self.procs.append(proc)
@@ -476,12 +560,20 @@ class _Copy:
     xid_assigned: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
     taken_at: str = ""
+    snapshot_id: str = ""
+    cols: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # secret tables' columns
+    sizes: dict[str, int] = field(default_factory=dict)  # table -> bytes on disk (the catalog's estimate)
     files: dict[str, str] = field(default_factory=dict)  # table -> its data file in the dump
+    tables: int = 0  # tables whose data was copied
     bytes: int = 0
 
     @property
     def dump(self) -> Path:
         return self.workdir / "dump"
+
+    @property
+    def post_data(self) -> Path:
+        return self.workdir / "post-data.dump"
 
     def lap(self, phase: str, since: float) -> None:
         self.phases[phase] = time.monotonic() - since
@@ -528,10 +620,10 @@ def _create(admin: psycopg.Connection[Any], copy: _Copy) -> None:
 def _copy(admin: psycopg.Connection[Any], copy: _Copy, read: Reader) -> None:
     """Copy production at one exported snapshot into the temporary database, secrets redacted.
 
-    What does not need the dump's end runs beside it, in one thread: the temporary database is
-    created, the schema restored and production's fingerprint read (the entry) while pg_dump
-    copies the data. The fingerprint is read again in the snapshot (the exit) while pg_restore
-    loads the copy. SnapshotFailed unless the read was clean.
+    With --jobs 1 the data streams (see _copy_streamed); with more, a parallel dump to the workdir
+    is redacted and then restored in parallel (see _copy_dumped). Either way the entry fingerprint
+    is read beside the data's copy, and the exit fingerprint beside what follows it.
+    SnapshotFailed unless the read was clean.
     """
     since = time.monotonic()
     with connect(copy.prod_dsn, application_name="oneroof-snapshot") as src:
@@ -539,53 +631,23 @@ def _copy(admin: psycopg.Connection[Any], copy: _Copy, read: Reader) -> None:
         src.read_only = True
         snap = src.execute("SELECT pg_export_snapshot() AS id").fetchone()
         assert snap is not None
+        copy.snapshot_id = snap["id"]
         copy.facts = facts = _server_facts(src, copy.prod_dsn)
         copy.note(f"source: database {facts['db']} on {facts['host']}:{facts['port']}, PostgreSQL {facts['version']}")
-        cols = {
+        copy.cols = {
             r["table"]: (list(r["columns"]), list(r["types"]))
             for r in src.execute(COLUMNS_SQL, (list(SECRETS),)).fetchall()
         }
-        size = src.execute(SIZE_SQL, (list(NO_DATA),)).fetchone()
-        assert size is not None
+        copy.sizes = {r["table"]: int(r["bytes"]) for r in src.execute(SIZE_SQL, (list(NO_DATA),)).fetchall()}
         copy.taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         copy.lap("read production", since)
         copy.note(
-            f"snapshot {snap['id']} taken at {copy.taken_at}: {size['tables']} tables, {_mb(size['bytes'])} on disk"
+            f"snapshot {snap['id']} taken at {copy.taken_at}: {len(copy.sizes)} tables, "
+            f"{_mb(sum(copy.sizes.values()))} on disk"
         )
         beside = _Beside(src)
         try:
-
-            def prepare() -> None:
-                _create(admin, copy)
-                _restore_schema(copy, beside, snap["id"])
-                beside.check()
-                copy.entry, copy.metrics = read(src)
-
-            t = time.monotonic()
-            beside.start(prepare)
-            try:
-                _run_pg_dump(copy, snap["id"], int(size["tables"]), int(size["bytes"]))
-                beside.wait()
-            except BaseException:
-                beside.stop()
-                raise
-            copy.lap("dump", t)
-            copy.note(f"production's fingerprint at the snapshot: {copy.entry[:16]}")
-
-            def exit_read() -> None:
-                copy.exit, _ = read(src)
-                assigned = src.execute("SELECT txid_current_if_assigned() AS xid").fetchone()
-                copy.xid_assigned = assigned is not None and assigned["xid"] is not None
-                src.rollback()
-
-            beside.start(exit_read)
-            try:
-                _redact(copy, cols)
-                _restore(copy)
-                beside.wait()
-            except BaseException:
-                beside.stop()
-                raise
+            (_copy_streamed if copy.jobs == 1 else _copy_dumped)(admin, copy, read, src, beside)
         finally:
             beside.close()
     if copy.exit != copy.entry or copy.xid_assigned:
@@ -593,6 +655,205 @@ def _copy(admin: psycopg.Connection[Any], copy: _Copy, read: Reader) -> None:
             f"production's read was not clean (entry {copy.entry[:12]}, exit {copy.exit[:12]}, "
             f"transaction id assigned: {copy.xid_assigned}); nothing was kept"
         )
+
+
+def _exit_read(copy: _Copy, read: Reader, src: psycopg.Connection[Any]) -> Callable[[], None]:
+    """The exit fingerprint, and whether the snapshot's transaction was given an id; ends it."""
+
+    def work() -> None:
+        copy.exit, _ = read(src)
+        assigned = src.execute("SELECT txid_current_if_assigned() AS xid").fetchone()
+        copy.xid_assigned = assigned is not None and assigned["xid"] is not None
+        src.rollback()
+
+    return work
+
+
+def _in_turn(beside: _Beside, work: Callable[[], None], main: Callable[[], None]) -> None:
+    """`work` beside `main`; when `main` fails (or Ctrl-C) the work is stopped."""
+    beside.start(work)
+    try:
+        main()
+        beside.wait()
+    except BaseException:
+        beside.stop()
+        raise
+
+
+def _copy_dumped(
+    admin: psycopg.Connection[Any], copy: _Copy, read: Reader, src: psycopg.Connection[Any], beside: _Beside
+) -> None:
+    """--jobs N > 1: pg_dump's parallel directory dump to the workdir (the temporary database, the
+    schema and the entry fingerprint beside it), the secrets redacted in its files, then
+    pg_restore's parallel restore of data and post-data (the exit fingerprint beside it).
+    """
+
+    def prepare() -> None:
+        _create(admin, copy)
+        _restore_schema(copy, beside)
+        beside.check()
+        copy.entry, copy.metrics = read(src)
+
+    t = time.monotonic()
+    _in_turn(beside, prepare, lambda: _run_pg_dump(copy))
+    copy.lap("dump", t)
+    copy.note(f"production's fingerprint at the snapshot: {copy.entry[:16]}")
+
+    def restore() -> None:
+        _redact(copy)
+        _restore(copy)
+
+    _in_turn(beside, _exit_read(copy, read, src), restore)
+
+
+def _copy_streamed(
+    admin: psycopg.Connection[Any], copy: _Copy, read: Reader, src: psycopg.Connection[Any], beside: _Beside
+) -> None:
+    """--jobs 1: the data of every table but the secret ones streams from pg_dump into pg_restore,
+    restored while it is dumped, as a plain `pg_dump | pg_restore` copies. The data's pg_dump starts
+    at once; its pg_restore once the temporary database has the schema. Beside them, in turn: the
+    temporary database and the schema; the secret tables' data dumped to the workdir, redacted
+    there and restored; the post-data section (indexes, constraints, triggers) dumped to the
+    workdir; the entry fingerprint. Then the post-data is restored (the exit fingerprint beside it).
+    """
+    schema = threading.Event()
+
+    def prepare() -> None:
+        _create(admin, copy)
+        _restore_schema(copy, beside)
+        schema.set()
+        _copy_secrets(copy, beside)
+        _dump_post_data(copy, beside)
+        beside.check()
+        copy.entry, copy.metrics = read(src)
+
+    def ready() -> bool:
+        if schema.wait(0.1):
+            return True
+        if beside.pending is not None and beside.pending.done():
+            beside.wait()  # its failure, before the schema was in place
+        return False
+
+    t = time.monotonic()
+    _in_turn(beside, prepare, lambda: _stream_data(copy, ready))
+    copy.lap("copy data", t)
+    copy.note(f"production's fingerprint at the snapshot: {copy.entry[:16]}")
+    t = time.monotonic()
+    _in_turn(beside, _exit_read(copy, read, src), lambda: _restore_post_data(copy))
+    copy.lap("indexes and constraints", t)
+    shutil.rmtree(copy.workdir, ignore_errors=True)
+
+
+def _dump_argv(copy: _Copy, app: str, *options: str) -> tuple[list[str], dict[str, str]]:
+    """pg_dump of production at the snapshot, with DUMP_OPTIONS and `options`, and its environment
+    (its session named `app` on production).
+    """
+    prod_public, prod_env = _tool_env(copy.prod_dsn)
+    prod_env["PGAPPNAME"] = app
+    argv = [
+        str(bin_dir() / "pg_dump"),
+        f"--snapshot={copy.snapshot_id}",
+        *DUMP_OPTIONS,
+        *options,
+        f"--dbname={prod_public}",
+    ]
+    return argv, prod_env
+
+
+def _streamed_dump(copy: _Copy) -> tuple[list[str], dict[str, str]]:
+    """The streamed pg_dump: the data section to standard output, without the rows of any table
+    named in SECRETS or NO_DATA, in any schema (the same patterns as _copy_secrets's).
+    """
+    return _dump_argv(
+        copy,
+        "oneroof-snapshot-dump",
+        "--format=custom",
+        "--compress=0",
+        "--section=data",
+        *[f"--exclude-table-data=*.{table}" for table in (*SECRETS, *NO_DATA)],
+    )
+
+
+def _stream_data(copy: _Copy, ready: Callable[[], bool]) -> None:
+    """The streamed data: pg_dump | pg_restore (see _run_pipe), with progress."""
+    admin_public, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
+    admin_env["PGAPPNAME"] = "oneroof-snapshot-restore"
+    sizes = {t: b for t, b in copy.sizes.items() if t.split(".", 1)[-1] not in SECRETS}
+    watch = _Watch("copy", copy.note, len(sizes), sum(sizes.values()), lambda done: sum(sizes.get(t, 0) for t in done))
+    restore = [
+        str(bin_dir() / "pg_restore"),
+        "--no-owner",
+        "--no-privileges",
+        "--section=data",
+        "--exit-on-error",
+        "--verbose",
+        f"--dbname={admin_public}",
+    ]
+    _run_pipe(_streamed_dump(copy), (restore, admin_env), watch, ready)
+    copy.tables += len(sizes)
+    copy.bytes += sum(sizes.values())
+
+
+def _copy_secrets(copy: _Copy, beside: _Beside) -> None:
+    """The secret tables' data: dumped to the workdir (0700), redacted there, then restored."""
+    present = sorted({qualified.split(".", 1)[-1] for qualified in copy.cols})
+    if not present:
+        return
+    t = time.monotonic()
+    argv, env = _dump_argv(
+        copy,
+        "oneroof-snapshot-secrets",
+        "--format=directory",
+        "--compress=0",
+        "--section=data",
+        *[f"--table=*.{table}" for table in present],
+        f"--file={copy.dump}",
+    )
+    beside.run(argv, env)
+    _redact(copy)
+    beside.check()
+    admin_public, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
+    beside.run(
+        [
+            str(bin_dir() / "pg_restore"),
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            f"--dbname={admin_public}",
+            str(copy.dump),
+        ],
+        admin_env,
+    )
+    copy.tables += len(copy.files)
+    copy.bytes += _dir_bytes(copy.dump)
+    shutil.rmtree(copy.dump, ignore_errors=True)
+    copy.lap("secret tables", t)
+
+
+def _dump_post_data(copy: _Copy, beside: _Beside) -> None:
+    """The post-data section (indexes, constraints, triggers) at the snapshot, to the workdir."""
+    argv, env = _dump_argv(
+        copy, "oneroof-snapshot-post-data", "--format=custom", "--section=post-data", f"--file={copy.post_data}"
+    )
+    beside.run(argv, env)
+
+
+def _restore_post_data(copy: _Copy) -> None:
+    """Indexes, constraints and triggers, once all the data is in, with --jobs workers."""
+    admin_public, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
+    copy.note("data copied; building indexes and constraints")
+    _run_tool(
+        [
+            str(bin_dir() / "pg_restore"),
+            f"--jobs={copy.jobs}",
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            f"--dbname={admin_public}",
+            str(copy.post_data),
+        ],
+        admin_env,
+    )
 
 
 # pg_dump's options for the schema and the data alike: no owners, grants or server-wide objects.
@@ -608,7 +869,8 @@ DUMP_OPTIONS = (
 )
 
 
-def _run_pg_dump(copy: _Copy, snapshot_id: str, tables: int, total_bytes: int) -> None:
+def _run_pg_dump(copy: _Copy) -> None:
+    """--jobs N > 1: the parallel dump of the schema and the data to the workdir, with progress."""
     prod_public, prod_env = _tool_env(copy.prod_dsn)
     prod_env["PGAPPNAME"] = "oneroof-snapshot-dump"
     dump = copy.dump
@@ -618,7 +880,7 @@ def _run_pg_dump(copy: _Copy, snapshot_id: str, tables: int, total_bytes: int) -
             "--format=directory",
             f"--jobs={copy.jobs}",
             "--compress=0",
-            f"--snapshot={snapshot_id}",
+            f"--snapshot={copy.snapshot_id}",
             "--verbose",
             *DUMP_OPTIONS,
             *[f"--exclude-table-data=*.{table}" for table in NO_DATA],
@@ -626,11 +888,11 @@ def _run_pg_dump(copy: _Copy, snapshot_id: str, tables: int, total_bytes: int) -
             f"--dbname={prod_public}",
         ],
         prod_env,
-        _Watch("dump", copy.note, tables, total_bytes, lambda _d: _dir_bytes(dump)),
+        _Watch("dump", copy.note, len(copy.sizes), sum(copy.sizes.values()), lambda _d: _dir_bytes(dump)),
     )
 
 
-def _redact(copy: _Copy, cols: dict[str, tuple[list[str], list[str]]]) -> None:
+def _redact(copy: _Copy) -> None:
     """Replace the secrets in the dump's data files by markers, before anything restores them."""
     t = time.monotonic()
     _, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
@@ -639,8 +901,8 @@ def _redact(copy: _Copy, cols: dict[str, tuple[list[str], list[str]]]) -> None:
     # In every schema: Directus may live outside `public` (DB_SEARCH_PATH).
     for qualified, file in copy.files.items():
         secret = SECRETS.get(qualified.split(".", 1)[-1], ())
-        if secret and qualified in cols:
-            redacted += _redact_file(copy.dump / file, *cols[qualified], secret)
+        if secret and qualified in copy.cols:
+            redacted += _redact_file(copy.dump / file, *copy.cols[qualified], secret)
     copy.lap("redact secrets", t)
     copy.note(f"secrets redacted: {redacted} value(s) in {', '.join(SECRETS)}; no rows of {', '.join(NO_DATA)}")
 
@@ -675,7 +937,7 @@ def _restore(copy: _Copy) -> None:
         watch,
     )
     copy.lap("restore", t)
-    copy.bytes = sum(sizes.values())
+    copy.tables, copy.bytes = len(copy.files), sum(sizes.values())
     shutil.rmtree(copy.workdir, ignore_errors=True)
 
 
@@ -763,7 +1025,7 @@ def take(
         golden_fp,
         copy.xid_assigned,
         copy.metrics,
-        len(copy.files),
+        copy.tables,
         copy.bytes,
         copy.phases,
         time.monotonic() - started,

@@ -8,10 +8,13 @@ server. Skips, saying so, when the service is unreachable (ONEROOF_TEST_PRODUCTI
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +29,8 @@ from oneroof.core.evidence import StepName
 from oneroof.executor import report
 from oneroof.executor.capture import take
 from oneroof.executor.rehearse import rehearse
-from oneroof.harness import clones, golden
-from oneroof.harness.capture import MARKER, SnapshotResult
+from oneroof.harness import capture, clones, golden
+from oneroof.harness.capture import MARKER, SnapshotFailed, SnapshotResult
 from oneroof.harness.db import LOCK_TIMEOUT_MS, connect
 from oneroof.harness.errors import DatabaseExists
 from oneroof.harness.server import bin_dir
@@ -88,11 +91,11 @@ class Snapshot:
 
 @pytest.fixture(scope="module")
 def snap(production: Production, test_server: PgServer, worker_id: str) -> Iterator[Snapshot]:
-    """Production snapshotted into the test server; dropped after the module."""
+    """Production snapshotted into the test server (--jobs 1: the data streamed); dropped after the module."""
     name = f"t_{worker_id}_snap_{secrets.token_hex(3)}"
     before = counters(production.dsn)
     try:
-        result = take(production.dsn, test_server.admin, name=name, jobs=2)
+        result = take(production.dsn, test_server.admin, name=name, jobs=1)
         time.sleep(0.1)
         yield Snapshot(result, name, test_server.dsn(name), before, counters(production.dsn))
     finally:
@@ -147,6 +150,122 @@ def test_no_secret_of_production_survives_in_the_golden(
         assert copy.execute("SELECT count(*) AS n FROM directus_sessions").fetchone() == {"n": 0}
         settings = copy.execute("SELECT mapbox_key FROM directus_settings").fetchone()
         assert settings is not None and settings["mapbox_key"].startswith(MARKER)
+
+
+def test_the_streamed_dump_carries_no_secret(production: Production, tmp_path: Path) -> None:
+    """What --jobs 1 pipes straight into the copy, pg_dump's data at the snapshot, holds none of
+    production's secrets, in any schema (`legacy.directus_users` too), and no session row.
+    """
+    with connect(production.dsn) as src:
+        src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        src.read_only = True
+        snap = src.execute("SELECT pg_export_snapshot() AS id").fetchone()
+        assert snap is not None
+        copy = capture._Copy(production.dsn, "", "x", "x", 1, lambda _m: None, tmp_path, snapshot_id=snap["id"])
+        argv, env = capture._streamed_dump(copy)
+        stream = subprocess.run(argv, env=env, capture_output=True, check=True, timeout=300).stdout
+    assert b"prod_extra" in stream and len(stream) > 10_000_000
+    assert [s for s in production.secrets if s.encode() in stream] == []
+    assert b"s3cr3t" not in stream
+
+
+def test_jobs_2_copies_without_secrets_too(production: Production, test_server: PgServer, unique: Any) -> None:
+    """--jobs 2 dumps in parallel to the workdir and redacts there: the copy is exact, with no secret."""
+    name = unique("snap_j2")
+    try:
+        result = take(production.dsn, test_server.admin, name=name, jobs=2)
+        assert result.entry == result.exit == result.golden and "dump" in result.phases
+        dump = subprocess.run(
+            [str(bin_dir() / "pg_dump"), f"--dbname={test_server.dsn(name)}"], capture_output=True, check=True
+        ).stdout
+        assert b"prod_extra" in dump and b"s3cr3t" not in dump
+    finally:
+        drop_database(test_server.admin, name)
+
+
+def test_a_restore_that_refuses_the_stream_leaves_nothing(
+    production: Production, test_server: PgServer, unique: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamed pg_restore refuses a row (a CHECK that holds on production and not in the copy)
+    while pg_dump still writes: the snapshot fails with pg_restore's error (not pg_dump's broken
+    pipe), pg_dump is gone from production, and no database, temporary database or workdir is left.
+    """
+    name = unique("snap_refused")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with connect(production.dsn, autocommit=True) as conn:
+        # First in the dump's order, before 10 MB more: pg_dump is still writing when pg_restore stops.
+        conn.execute(
+            "CREATE TABLE public.aaa_refused (id integer PRIMARY KEY, "
+            "CHECK (current_database() NOT LIKE '%\\_\\_snapshot\\_%'))"
+        )
+        conn.execute("INSERT INTO public.aaa_refused SELECT generate_series(1, 100)")
+    try:
+        with pytest.raises(SnapshotFailed) as failed:
+            take(production.dsn, test_server.admin, name=name, jobs=1)
+        message = failed.value.message
+        assert message.startswith("pg_restore failed: ") and "violates check constraint" in message, message
+        assert message.endswith("nothing was kept")
+    finally:
+        with connect(production.dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.aaa_refused")
+    assert leftovers(test_server.admin, name) == []
+    assert _sessions(production) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def _client_pids(tool: str, *args: str) -> list[int]:
+    """This user's running `tool` processes whose command line holds each of `args` as a substring."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except (OSError, ValueError):
+            continue
+        if argv and Path(argv[0]).name == tool and all(any(a in arg for arg in argv) for a in args):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_restore_killed_mid_stream_leaves_nothing(
+    production: Production, test_server: PgServer, unique: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamed pg_restore is killed while it copies (a table that is slow to restore, first
+    in the dump's order): the snapshot fails saying so, pg_dump is gone from production, and no
+    database, temporary database or workdir is left.
+    """
+    name = unique("snap_killed")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with connect(production.dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.aaa_slow_in_a_copy() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+            "IF current_database() LIKE '%\\_\\_snapshot\\_%' THEN PERFORM pg_sleep(0.1); END IF; "
+            "RETURN true; END $$"
+        )
+        conn.execute("CREATE TABLE public.aaa_slow (id integer PRIMARY KEY, CHECK (public.aaa_slow_in_a_copy()))")
+        conn.execute("INSERT INTO public.aaa_slow SELECT generate_series(1, 600)")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            taking = pool.submit(take, production.dsn, test_server.admin, name=name, jobs=1)
+            deadline = time.monotonic() + 120
+            with connect(test_server.admin, autocommit=True) as conn:
+                while not conn.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'oneroof-snapshot-restore' "
+                    "AND starts_with(query, 'COPY public.aaa_slow ')"
+                ).fetchall():
+                    assert time.monotonic() < deadline and not taking.done(), "pg_restore never copied aaa_slow"
+                    time.sleep(0.05)
+            (pid,) = _client_pids("pg_restore", f"{name[:40]}__snapshot_", "--section=data")
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(SnapshotFailed) as failed:
+                taking.result(timeout=120)
+        assert failed.value.message == "pg_restore failed: ended by SIGKILL; nothing was kept"
+    finally:
+        with connect(production.dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.aaa_slow")
+            conn.execute("DROP FUNCTION public.aaa_slow_in_a_copy()")
+    assert leftovers(test_server.admin, name) == []
+    assert _sessions(production) == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_golden_list_and_show_name_the_source(
@@ -253,7 +372,9 @@ def test_ctrl_c_mid_copy_leaves_no_golden_and_no_temporary_database(
         started = time.monotonic()
         _, err = interrupt(proc)
         took = time.monotonic() - started
-    assert took < LOCK_TIMEOUT_MS / 1000, f"Ctrl-C took {took:.1f} s: something waited out the lock"
+    # A third of the lock wait timeout: the pg_dumps began to wait before the Ctrl-C, so one left
+    # to wait out the lock would end the command just under the whole timeout after it.
+    assert took < LOCK_TIMEOUT_MS / 3000, f"Ctrl-C took {took:.1f} s: something waited out the lock"
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert leftovers(test_server.admin, name) == []
