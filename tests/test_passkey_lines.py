@@ -1,18 +1,25 @@
-"""The passkey lines of the trust file and a stored passkey bundle, without a database: every
-line that is not valid is refused naming its line and what is wrong with it, a passkey listed
-twice is refused, a bundle that is not a statement and an assertion says so, and data that
-verify but cannot be read are refused. Each was a mutant of core/passkeys.py that the mutation
-check did not kill (bench/mutation.py, docs/results/mutation.md).
+"""The passkey lines of the trust file, a stored passkey bundle and `verify`'s reasons, without a
+database: every line that is not valid is refused naming its line and what is wrong with it, a
+passkey listed twice is refused, a bundle that is not a statement and an assertion says so, data
+that verify but cannot be read are refused, a passkey counts only for the approver (id and email)
+it is listed for, each refusal names the passkey (and an unlisted one the trust file), UV is
+checked as its own flag, and what was read cannot be changed. Each was a mutant of
+core/passkeys.py that the mutation check did not kill (bench/mutation.py, docs/results/mutation.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from fido2 import cbor
+from fido2.cose import ES384
+from fido2.webauthn import AuthenticatorData
 
 from oneroof.core import passkeys
-from tests.support.authenticator import SoftAuthenticator
+from tests.support.authenticator import UP, SoftAuthenticator
 
 AUTHENTICATOR = SoftAuthenticator()
 CREDENTIAL = AUTHENTICATOR.credential("approver@example.org", "2b1cbd0e-3a43-4d7e-9c39-4d3bd5b0c8a1", "L4")
@@ -42,8 +49,40 @@ def test_a_valid_line_is_read_back() -> None:
         ),
         (("approver@example.org", "approver"), "'approver' is not an email address"),
         (("credential=", "credential=*"), "credential is not base64url"),
+        (
+            (f" aaguid={CREDENTIAL.aaguid}", ""),
+            "a passkey line is `EMAIL passkey` and 7 fields: directus-id, level, rp-id, origin, aaguid,"
+            " credential, cose",
+        ),
+        (
+            (f"aaguid={CREDENTIAL.aaguid}", "level=L4"),
+            "'level' is not one of directus-id, level, rp-id, origin, aaguid, credential, cose"
+            " (each once, with a value)",
+        ),
+        (
+            ("level=L4", "level="),
+            "'level' is not one of directus-id, level, rp-id, origin, aaguid, credential, cose"
+            " (each once, with a value)",
+        ),
+        (
+            (CREDENTIAL.directus_id, CREDENTIAL.directus_id.upper()),
+            f"directus-id={CREDENTIAL.directus_id.upper()!r} is not a lowercase UUID",
+        ),
+        (
+            (CREDENTIAL.aaguid, "not-a-uuid"),
+            "aaguid='not-a-uuid' is not a lowercase UUID",
+        ),
     ],
-    ids=["unknown field", "not an email", "credential not base64url"],
+    ids=[
+        "unknown field",
+        "not an email",
+        "credential not base64url",
+        "a field missing",
+        "a field twice",
+        "a field without a value",
+        "directus-id not a lowercase UUID",
+        "aaguid not a UUID",
+    ],
 )
 def test_a_line_that_is_not_valid_is_refused_naming_it(change: tuple[str, str], reason: str) -> None:
     assert refusal(LINE.replace(*change)) == f"the trust file's line 2 is not a valid passkey line: {reason}"
@@ -96,3 +135,80 @@ def test_data_that_verify_but_cannot_be_read_are_refused(auth: bytes, client: by
             email=CREDENTIAL.email,
             level=CREDENTIAL.level,
         )
+
+
+def test_a_cose_key_of_another_algorithm_is_refused_naming_it() -> None:
+    """An ES384 key (COSE algorithm -35), which fido2 reads but the gate does not accept."""
+    es384 = cbor.encode(dict(ES384.from_cryptography_key(ec.generate_private_key(ec.SECP384R1()).public_key())))
+    with pytest.raises(passkeys.Refused) as refused:
+        dataclasses.replace(CREDENTIAL, cose=es384).key()
+    assert str(refused.value) == f"passkey {SHORT} uses COSE algorithm -35, not one of ES256, EdDSA, RS256"
+
+
+def verified(
+    assertion: passkeys.Assertion, *, approver_id: str = CREDENTIAL.directus_id, email: str = CREDENTIAL.email
+) -> str:
+    """What `verify` says of an assertion over the statement `{}` against a trust file listing
+    CREDENTIAL: what signed it, or its reason.
+    """
+    try:
+        return passkeys.verify(
+            b"{}\n", assertion, f"{LINE}\n".encode(), approver_id=approver_id, email=email, level=CREDENTIAL.level
+        )
+    except passkeys.Refused as exc:
+        return str(exc)
+
+
+def test_a_passkey_of_one_approver_counts_only_for_that_approver() -> None:
+    """Listed for an id and an email: the same email under another Directus id, or the same id
+    under another email, is not this approver; the email's case does not matter.
+    """
+    assertion = AUTHENTICATOR.assert_(b"{}\n")
+    assert verified(assertion) == f"passkey:{passkeys.b64url(CREDENTIAL.credential_id)}"
+    assert verified(assertion, email=CREDENTIAL.email.upper()) == verified(assertion)
+    other_id = "0f6c5a52-93f5-4a53-8d0e-3f2b9c1d7e64"
+    listed_for = f"its passkey {SHORT} is listed for {CREDENTIAL.email} ({CREDENTIAL.directus_id}), not for"
+    assert verified(assertion, approver_id=other_id) == f"{listed_for} this approver {CREDENTIAL.email}"
+    assert verified(assertion, email="other@example.org") == f"{listed_for} this approver other@example.org"
+
+
+def test_an_unlisted_passkey_is_refused_naming_it_and_the_trust_file() -> None:
+    unlisted = SoftAuthenticator()
+    digest = hashlib.sha256(f"{LINE}\n".encode()).hexdigest()[:12]
+    assert verified(unlisted.assert_(b"{}\n")) == (
+        f"its passkey {passkeys.b64url(unlisted.credential_id)[:16]} is not listed in the trust file ({digest})"
+    )
+
+
+def test_a_signature_that_does_not_verify_is_refused_naming_the_passkey() -> None:
+    good = AUTHENTICATOR.assert_(b"{}\n")
+    changed = dataclasses.replace(good, authenticator_data=good.authenticator_data[:-1] + b"\xff")
+    assert verified(changed) == (
+        f"its passkey signature does not verify with the key listed for {SHORT} (a changed byte, or another credential)"
+    )
+
+
+def test_user_verification_is_its_own_flag_whatever_else_is_set() -> None:
+    """A synced passkey sets backup eligible and backed up (BE, BS); without UV it is not a person."""
+    flag = AuthenticatorData.FLAG
+    assert verified(AUTHENTICATOR.assert_(b"{}\n", flags=UP | flag.BE | flag.BS)).startswith(
+        "its passkey assertion has no user verification (UV flag not set)"
+    )
+    assert verified(AUTHENTICATOR.assert_(b"{}\n", flags=UP | flag.UV | flag.BE | flag.BS)).startswith("passkey:")
+
+
+def test_what_the_trust_file_lists_and_the_browser_returned_cannot_be_changed_once_read() -> None:
+    assertion = AUTHENTICATOR.assert_(b"{}\n")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CREDENTIAL.level = "L9"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        assertion.signature = b""  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("length", range(1, 9))
+def test_a_value_with_a_trailing_newline_is_not_base64url_whatever_its_length(length: int) -> None:
+    """`$` lets one trailing newline past the alphabet's pattern (a stored assertion's JSON can
+    hold one); the length check and the decoder refuse it, with the same reason at every length.
+    """
+    with pytest.raises(passkeys.Refused, match="^its assertion's signature is not base64url$"):
+        passkeys.unb64url("A" * length + "\n", "its assertion's signature")
