@@ -7,6 +7,7 @@ and core/gate.py the tests kill.
     python bench/mutation.py trust [--dsn ADMIN_DSN] [--minutes 60] [--modules core/x.py ...] [--write-docs]
     python bench/mutation.py trust-report [--write-docs]               # the trust run's score again
     python bench/mutation.py trust-survivors --modules core/x.py --tests tests/test_y.py ...  # re-judge
+    python bench/mutation.py trust-recheck --modules core/x.py   # ExceptionReplacer's kills, again (SITE)
 
 cosmic-ray mutates one place of the source at a time, on disk, and runs the test command below
 (`check`) once per mutant: a mutant is killed when the check fails. The check is a targeted,
@@ -178,16 +179,32 @@ TRUST: dict[str, tuple[str, ...]] = {
 TRUST_RUN = os.environ.get("MUTATION_RUN", "mut")
 
 
+# cosmic-ray's ExceptionReplacer turns `except X` into `except CosmicRayTestingException`, a name
+# that only cosmic-ray's own process defines: in a check's processes, a handler the test reaches
+# would raise NameError, and `except (X, Y)` would no longer catch Y, a kill the mutant did not
+# earn. Every process of a check defines it as a builtin, from this sitecustomize on its path.
+SITE = STATE / "site"
+SITECUSTOMIZE = """import builtins
+
+from cosmic_ray.exceptions import CosmicRayTestingException
+
+builtins.CosmicRayTestingException = CosmicRayTestingException
+"""
+
+
 def child_env() -> dict[str, str]:
     """The environment of cosmic-ray and of each check: no pytest or oneroof settings of the caller's,
-    but its PYTHONPATH (a worktree serves its own oneroof that way), then the checkout and bench/.
+    but its PYTHONPATH (a worktree serves its own oneroof that way), then the checkout and bench/,
+    and first SITE, whose sitecustomize defines cosmic-ray's replacement exception (see SITE).
     """
+    SITE.mkdir(parents=True, exist_ok=True)
+    (SITE / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ONEROOF_"))}
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {
         **env,
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": os.pathsep.join([*paths, str(ROOT), str(ROOT / "bench")]),
+        "PYTHONPATH": os.pathsep.join([str(SITE), *paths, str(ROOT), str(ROOT / "bench")]),
     }
 
 
@@ -435,6 +452,61 @@ def trust_survivors(admin: str, modules: list[str], tests: list[str]) -> int:
                 finally:
                     (ROOT / module).write_bytes(originals[module])
                 print(f"  {'killed now' if ran.returncode != 0 else 'survived'}: {where}", flush=True)
+    finally:
+        for name, data in originals.items():
+            (ROOT / name).write_bytes(data)
+        _cleanup(info)
+    return 0
+
+
+def trust_recheck(admin: str, modules: list[str]) -> int:
+    """Run each killed ExceptionReplacer mutant of the modules' sessions again, with cosmic-ray's
+    replacement exception defined (SITE), by the test command of the run (`selected_check`); one that
+    survives now is recorded as survived in its session, with the output "survived the recheck".
+    For sessions run before SITE existed, whose kills of that operator may be a NameError's.
+    """
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    from oneroof.core import package
+    from oneroof.harness import golden
+    from tests.support.testing import _cleanup
+
+    info = json.loads((STATE / "server.json").read_text())
+    golden.build(admin, name=info["golden"], package_sha256=package.load().sha256)
+    env = child_env()
+    originals = {name: (ROOT / name).read_bytes() for name in modules}
+    try:
+        for module in modules:
+            with use_db(str(trust_session(module)), WorkDB.Mode.open) as db:
+                items = [
+                    (item, result)
+                    for item, result in db.completed_work_items
+                    if item.mutations[0].operator_name == "core/ExceptionReplacer"
+                    and result.test_outcome == TestOutcome.KILLED
+                ]
+                for item, _result in items:
+                    mutation = item.mutations[0]
+                    where = f"{module}:{mutation.start_pos[0]} #{mutation.occurrence}"
+                    apply = ["cosmic-ray", "apply", module, mutation.operator_name, str(mutation.occurrence)]
+                    if subprocess.run(apply, cwd=ROOT, env=env, check=False, capture_output=True).returncode != 0:
+                        print(f"  not applied (cosmic-ray apply failed), kept as killed: {where}", flush=True)
+                        (ROOT / module).write_bytes(originals[module])
+                        continue
+                    try:
+                        ran = subprocess.run(
+                            selected_check(module), cwd=ROOT, env=env, capture_output=True, text=True, check=False
+                        )
+                    finally:
+                        (ROOT / module).write_bytes(originals[module])
+                    if ran.returncode == 0:
+                        survived = WorkResult(
+                            worker_outcome=WorkerOutcome.NORMAL,
+                            test_outcome=TestOutcome.SURVIVED,
+                            output="survived the recheck",
+                        )
+                        db.set_result(item.job_id, survived)
+                    print(f"  {'killed still' if ran.returncode else 'survived the recheck'}: {where}", flush=True)
     finally:
         for name, data in originals.items():
             (ROOT / name).write_bytes(data)
@@ -994,7 +1066,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "action",
-        choices=("run", "check", "report", "survivors", "trust", "trust-report", "trust-survivors", "trust-check"),
+        choices=(
+            "run",
+            "check",
+            "report",
+            "survivors",
+            "trust",
+            "trust-report",
+            "trust-survivors",
+            "trust-check",
+            "trust-recheck",
+        ),
         help="run: prepare, mutate, report; survivors: re-judge a run's survivors with today's tests",
     )
     parser.add_argument("--dsn", help="admin DSN of a server (default: the embedded server under $ONEROOF_HOME)")
@@ -1026,6 +1108,8 @@ def main() -> int:
         return trust(admin, args.minutes, args.modules, args.write_docs)
     if args.action == "trust-survivors":
         return trust_survivors(admin, args.modules, args.tests)
+    if args.action == "trust-recheck":
+        return trust_recheck(admin, args.modules)
     return run(admin, args.minutes, args.write_docs)
 
 
