@@ -162,3 +162,19 @@ def test_each_line_maps_to_the_tests_that_execute_it_in_process_and_in_subproces
         "test_it.py::test_b",
         "test_it.py::test_c",
     ]
+
+
+def test_a_checks_processes_know_cosmic_rays_replacement_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`except (CosmicRayTestingException, ValueError)` still catches a ValueError in a check's
+    process: the mutant replaced one name of the handler, not the whole handler.
+    """
+    pytest.importorskip("cosmic_ray", reason="the trust run's checks need cosmic-ray (pip install cosmic-ray)")
+    mutation = bench("mutation")
+    monkeypatch.setattr(mutation, "SITE", tmp_path / "site")
+    env = mutation.child_env()
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path / "site")
+    code = "try:\n    int('x')\nexcept (CosmicRayTestingException, ValueError):\n    print('caught')\n"
+    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert (ran.returncode, ran.stdout) == (0, "caught\n"), ran.stderr[-300:]
