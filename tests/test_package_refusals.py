@@ -1,11 +1,12 @@
-"""Packages refused before the database is touched, without a database: a manifest over the size
-limit, a manifest that lacks a setting, a tier file that is not UTF-8, a seal signature that
-cannot be read or is not a signature. Each was a mutant of core/package.py that the mutation
+"""Packages refused before the database is touched, without a database: a manifest that is missing,
+over the size limit, not UTF-8, or that lacks or mistypes a setting, a tier file that is not UTF-8,
+a seal signature that cannot be read or is not a signature. Each was a mutant of core/package.py that the mutation
 check did not kill (bench/mutation.py, docs/results/mutation.md).
 """
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,48 @@ def test_a_seal_signature_that_is_not_one_says_so(sealed: Path) -> None:
     (sealed / package.SEAL_SIGNATURE).write_text("not a signature\n", encoding="ascii")
     with pytest.raises(IntegrityError, match=r"^manifest\.toml\.sig: its signature is not an armored SSH signature$"):
         package.load(sealed)
+
+
+def test_a_package_directory_without_its_manifest_says_so(tmp_path: Path) -> None:
+    """FileNotFoundError reading the manifest: a refusal naming it, not a traceback."""
+    with pytest.raises(IntegrityError) as refused:
+        package.load(tmp_path)
+    assert refused.value.message == f"{tmp_path / package.MANIFEST} is missing: a package directory needs its manifest"
+
+
+def test_a_manifest_that_is_not_utf8_is_refused_as_not_toml(copy: Path) -> None:
+    """UnicodeDecodeError, before TOML is parsed: the same refusal as a TOML syntax error."""
+    manifest = copy / package.MANIFEST
+    manifest.write_bytes(manifest.read_bytes() + b"# \xff\n")
+    with pytest.raises(IntegrityError) as refused:
+        package.load(copy)
+    assert refused.value.message.startswith(f"{manifest} is not valid TOML: 'utf-8' codec can't decode byte 0xff")
+
+
+def rewritten(copy: Path, table: str, key: str, value: object) -> Path:
+    """The copy's manifest, in canonical form, with `table.key` set to `value`."""
+    manifest = copy / package.MANIFEST
+    settings = tomllib.loads(manifest.read_text())
+    settings[table][key] = value
+    manifest.write_bytes(package.canonical(settings))
+    return manifest
+
+
+def test_a_setting_of_the_wrong_type_names_it(copy: Path) -> None:
+    """TypeError: require_signatures is a boolean, not the string "yes"."""
+    manifest = rewritten(copy, "gate", "require_signatures", "yes")
+    with pytest.raises(IntegrityError) as refused:
+        package.load(copy)
+    assert refused.value.message == (
+        f"{manifest} lacks or mistypes gate.require_signatures (true or false): see rollout/manifest.toml"
+    )
+
+
+def test_a_number_that_is_not_one_is_refused(copy: Path) -> None:
+    """ValueError: min_approvals = "one" is a string that int() cannot read."""
+    manifest = rewritten(copy, "gate", "min_approvals", "one")
+    with pytest.raises(IntegrityError) as refused:
+        package.load(copy)
+    assert refused.value.message == (
+        f"{manifest} lacks or mistypes invalid literal for int() with base 10: 'one': see rollout/manifest.toml"
+    )
