@@ -1,7 +1,8 @@
 """The passkey lines of the trust file, a stored passkey bundle and `verify`'s reasons, without a
 database: every line that is not valid is refused naming its line and what is wrong with it, a
 passkey listed twice is refused, a bundle that is not a statement and an assertion says so, data
-that verify but cannot be read are refused, a passkey counts only for the approver (id and email)
+that verify but cannot be read are refused, a listed COSE key that cannot be read or cannot verify
+is refused (fido2 raises ValueError, TypeError or KeyError), a passkey counts only for the approver (id and email)
 it is listed for, each refusal names the passkey (and an unlisted one the trust file), UV is
 checked as its own flag, and what was read cannot be changed. Each was a mutant of
 core/passkeys.py that the mutation check did not kill (bench/mutation.py, docs/results/mutation.md).
@@ -92,8 +93,17 @@ def test_a_passkey_listed_twice_is_refused_naming_the_second_line() -> None:
     assert refusal(LINE, LINE) == f"the trust file lists passkey {SHORT} twice (line 3)"
 
 
-def test_a_cose_key_that_is_not_valid_is_refused_naming_the_passkey() -> None:
-    broken = dataclasses.replace(CREDENTIAL, cose=b"\xa1\x01\x02")  # a CBOR map without a key
+@pytest.mark.parametrize(
+    "cose",
+    [b"\xa1\x01\x02", b"\xa1\x80\x01", b"\xc0"],
+    ids=[
+        "a map without an algorithm (ValueError)",
+        "a list as a map key (TypeError)",
+        "a CBOR tag, which fido2 does not read (KeyError)",
+    ],
+)
+def test_a_cose_key_that_is_not_valid_is_refused_naming_the_passkey(cose: bytes) -> None:
+    broken = dataclasses.replace(CREDENTIAL, cose=cose)
     with pytest.raises(passkeys.Refused, match=f"^the trust file's COSE key for passkey {SHORT} is not valid$"):
         broken.key()
 
@@ -184,6 +194,31 @@ def test_a_signature_that_does_not_verify_is_refused_naming_the_passkey() -> Non
     good = AUTHENTICATOR.assert_(b"{}\n")
     changed = dataclasses.replace(good, authenticator_data=good.authenticator_data[:-1] + b"\xff")
     assert verified(changed) == (
+        f"its passkey signature does not verify with the key listed for {SHORT} (a changed byte, or another credential)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [(-2, bytes(32)), (-1, 2)],
+    ids=["x not a point of P-256", "another curve than P-256"],
+)
+def test_a_listed_key_that_cannot_verify_is_refused(parameter: int, value: object) -> None:
+    """The COSE key parses but is not an ES256 key `cryptography` can build: fido2 raises ValueError
+    from `verify`, and the assertion is refused, not a traceback.
+    """
+    key = dict(CREDENTIAL.key()) | {parameter: value}
+    line = LINE.replace(f"cose={passkeys.b64url(CREDENTIAL.cose)}", f"cose={passkeys.b64url(cbor.encode(key))}")
+    with pytest.raises(passkeys.Refused) as refused:
+        passkeys.verify(
+            b"{}\n",
+            AUTHENTICATOR.assert_(b"{}\n"),
+            f"{line}\n".encode(),
+            approver_id=CREDENTIAL.directus_id,
+            email=CREDENTIAL.email,
+            level=CREDENTIAL.level,
+        )
+    assert str(refused.value) == (
         f"its passkey signature does not verify with the key listed for {SHORT} (a changed byte, or another credential)"
     )
 
