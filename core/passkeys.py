@@ -42,6 +42,7 @@ import binascii
 import hashlib
 import json
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,14 @@ from fido2.webauthn import AuthenticatorData, CollectedClientData
 PREFIX = "passkey"  # the second word of a passkey line in the trust file, after the email
 ASSERTION_TYPE = "oneroof-passkey-assertion/v1"
 ALGORITHMS = {ES256.ALGORITHM: "ES256", EdDSA.ALGORITHM: "EdDSA", RS256.ALGORITHM: "RS256"}
+# The COSE parameters each algorithm's `verify` in fido2 reads, and their types (RFC 9053: crv, x,
+# y; RFC 8230: n, e): a key without one would fail there with a KeyError or TypeError, at the
+# first approval rather than when the trust file is read.
+PARAMETERS: dict[int, tuple[tuple[int, type], ...]] = {
+    ES256.ALGORITHM: ((-1, int), (-2, bytes), (-3, bytes)),
+    EdDSA.ALGORITHM: ((-1, int), (-2, bytes)),
+    RS256.ALGORITHM: ((-1, bytes), (-2, bytes)),
+}
 FIELDS = ("directus-id", "level", "rp-id", "origin", "aaguid", "credential", "cose")
 ASSERTION_FIELDS = ("authenticator_data", "client_data_json", "credential_id", "signature", "type")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
@@ -115,12 +124,12 @@ class Credential:
 
     def key(self) -> CoseKey:
         """Its COSE public key; Refused when the algorithm is not one the gate accepts."""
-        try:
+        try:  # fido2.cbor raises IndexError or struct.error on bytes cut short, KeyError on a tag
             parsed = cbor.decode(self.cose)
             if not isinstance(parsed, dict):
                 raise ValueError("not a map")
             key = CoseKey.parse(parsed)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
             raise Refused(
                 f"the trust file's COSE key for passkey {b64url(self.credential_id)[:16]} is not valid"
             ) from exc
@@ -129,6 +138,8 @@ class Credential:
                 f"passkey {b64url(self.credential_id)[:16]} uses COSE algorithm {parsed.get(3)}, "
                 f"not one of {', '.join(ALGORITHMS.values())}"
             )
+        if not all(isinstance(key.get(label), kind) for label, kind in PARAMETERS[key.ALGORITHM]):
+            raise Refused(f"the trust file's COSE key for passkey {b64url(self.credential_id)[:16]} is not valid")
         return key
 
     @classmethod
