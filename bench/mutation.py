@@ -5,6 +5,7 @@ and core/gate.py the tests kill.
     python bench/mutation.py report [--write-docs]                     # the last run's score again
     python bench/mutation.py survivors [--tests tests/test_x.py ...]   # re-judge the survivors
     python bench/mutation.py trust [--dsn ADMIN_DSN] [--minutes 60] [--modules core/x.py ...] [--write-docs]
+    python bench/mutation.py trust --resume --modules core/x.py ...  # go on where the time bound stopped
     python bench/mutation.py trust-report [--write-docs]               # the trust run's score again
     python bench/mutation.py trust-survivors --modules core/x.py --tests tests/test_y.py ...  # re-judge
     python bench/mutation.py trust-recheck --modules core/x.py   # ExceptionReplacer's kills, again (SITE)
@@ -348,8 +349,11 @@ def trust_mutant_check(module: str) -> int:
     return subprocess.run(selected_check(module), cwd=ROOT, check=False).returncode
 
 
-def trust(admin: str, minutes: float, modules: list[str], write_docs: bool = False) -> int:
-    """Prepare a golden database, run one cosmic-ray session per module of `modules`, report, clean up."""
+def trust(admin: str, minutes: float, modules: list[str], write_docs: bool = False, resume: bool = False) -> int:
+    """Prepare a golden database, run one cosmic-ray session per module of `modules`, report, clean up.
+    With `resume`, a module whose session and map are in STATE (a run the time bound stopped) goes
+    on with the mutants not run yet.
+    """
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
@@ -371,7 +375,9 @@ def trust(admin: str, minutes: float, modules: list[str], write_docs: bool = Fal
     try:
         for index, module in enumerate(modules):
             session = trust_session(module)
-            session.unlink(missing_ok=True)
+            resumed = resume and session.exists() and trust_map(module).exists()
+            if not resumed:
+                session.unlink(missing_ok=True)
             config = STATE / "trust.toml"
             config.write_text(
                 "[cosmic-ray]\n"
@@ -382,9 +388,15 @@ def trust(admin: str, minutes: float, modules: list[str], write_docs: bool = Fal
                 "[cosmic-ray.filters.operators-filter]\n"
                 f"exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}\n"
             )
-            subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env, check=True)
-            subprocess.run(["cr-filter-operators", str(session), str(config)], cwd=ROOT, env=env, check=True)
-            lines = coverage_map(module, env)
+            if resumed:  # the mutants left by the time bound, on the same source and map
+                if json.loads(trust_map(module).read_text())["source"] != (ROOT / module).read_text():
+                    print(f"{module}: the source is not the one the session was made of; run without --resume")
+                    return 1
+                lines: set[int] | None = set()
+            else:
+                subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, env=env, check=True)
+                subprocess.run(["cr-filter-operators", str(session), str(config)], cwd=ROOT, env=env, check=True)
+                lines = coverage_map(module, env)
             if lines is None:
                 return 1
             with use_db(str(session), WorkDB.Mode.open) as db:
@@ -1082,6 +1094,9 @@ def main() -> int:
     parser.add_argument("--dsn", help="admin DSN of a server (default: the embedded server under $ONEROOF_HOME)")
     parser.add_argument("--minutes", type=float, default=45.0, help="time bound of the cosmic-ray run")
     parser.add_argument("--modules", nargs="*", default=list(TRUST), help="trust: the modules to mutate, of TRUST")
+    parser.add_argument(
+        "--resume", action="store_true", help="trust: go on with the mutants a time bound left (same source)"
+    )
     parser.add_argument("--session", default=str(STATE / "session.sqlite"), help="survivors: the run's session")
     parser.add_argument("--tests", nargs="*", default=[], help="survivors: pytest files of tests/ to run too")
     parser.add_argument(
@@ -1105,7 +1120,7 @@ def main() -> int:
         unknown = sorted(set(args.modules) - set(TRUST))
         if unknown:
             parser.error(f"--modules: {unknown} not among {list(TRUST)}")
-        return trust(admin, args.minutes, args.modules, args.write_docs)
+        return trust(admin, args.minutes, args.modules, args.write_docs, args.resume)
     if args.action == "trust-survivors":
         return trust_survivors(admin, args.modules, args.tests)
     if args.action == "trust-recheck":
