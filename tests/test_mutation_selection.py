@@ -114,14 +114,21 @@ def test_each_line_maps_to_the_tests_that_execute_it_in_process_and_in_subproces
 
             if __name__ == "__main__":
                 in_child()
+
+            import functools
+
+            @functools.lru_cache
+            def cached():
+                return 4
             """
         )
     )
+    (tmp_path / "oneroof_target.py").write_text("from target import *\n")  # a module of oneroof's name
     (tmp_path / "test_it.py").write_text(
         textwrap.dedent(
             """\
             import subprocess, sys
-            import target
+            import oneroof_target, target
 
             CASES = target.at_import()
 
@@ -132,7 +139,10 @@ def test_each_line_maps_to_the_tests_that_execute_it_in_process_and_in_subproces
                 subprocess.run([sys.executable, "target.py"], check=True)
 
             def test_c():
-                pass
+                assert target.cached() == 4
+
+            def test_d():
+                assert target.cached() == 4
             """
         )
     )
@@ -156,11 +166,14 @@ def test_each_line_maps_to_the_tests_that_execute_it_in_process_and_in_subproces
     assert contexts["2"] == ["test_it.py::test_a"]
     assert contexts["5"] == ["test_it.py::test_b"]  # in the subprocess test_b started
     assert contexts["8"] == ["collect:test_it.py"]  # the test module's import ran it
+    # a cached call runs again for each test: the plugin empties the caches of oneroof's modules
+    assert set(contexts["17"]) == {"test_it.py::test_c", "test_it.py::test_d"}
     assert set(contexts["1"]) == {"collect:test_it.py", "test_it.py::test_b"}  # target.py's import (and test_b's)
     assert json.loads((tmp_path / "order.json").read_text()) == [
         "test_it.py::test_a",
         "test_it.py::test_b",
         "test_it.py::test_c",
+        "test_it.py::test_d",
     ]
 
 
