@@ -1,7 +1,7 @@
 """The ssh-keygen side of signed approvals, without a database: a signing that fails says why, a
-rehearsal's one-off key, a signature that is not SSHSIG, a statement time that cannot be, and the
-trust file's lines past a comment. Each was a mutant of core/signatures.py that the mutation
-check did not kill (bench/mutation.py, docs/results/mutation.md).
+rehearsal's one-off key, a signature that is not SSHSIG, a statement of the wrong shape, a statement
+time that cannot be, and the trust file's lines past a comment. Each was a mutant of
+core/signatures.py that the mutation check did not kill (bench/mutation.py, docs/results/mutation.md).
 """
 
 from __future__ import annotations
@@ -53,6 +53,19 @@ def test_a_one_off_key_is_a_new_ed25519_key_without_passphrase(tmp_path: Path) -
 def test_a_signature_that_is_not_sshsig_is_refused_with_the_reason(raw: bytes) -> None:
     with pytest.raises(signatures.BadStatement, match="^its signature is not an SSHSIG signature$"):
         signatures.signed_by(signatures.armor(raw))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b'{"package_sha256":"0","proposal":"1","approver":"someone"}\n',
+        b'{"package_sha256":"0","proposal":"1","approver":{"id":"2","email":"a@example.org"},"level":"3","target":[]}\n',
+    ],
+    ids=["an approver that is not an object", "a target that is not an object"],
+)
+def test_a_statement_of_the_wrong_shape_is_refused_with_the_reason(message: bytes) -> None:
+    with pytest.raises(signatures.BadStatement, match="^its statement is not a oneroof approval statement$"):
+        signatures.Statement.parse(message)
 
 
 def test_a_time_of_the_right_shape_that_cannot_be_is_refused_with_the_reason() -> None:
