@@ -7,6 +7,7 @@ tests/test_operator_side.py and tests/test_signatures.py are too slow to run per
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,29 @@ def test_a_file_it_cannot_use_is_one_line_naming_it(trust_file: Path, damage: st
         signatures.TrustRoot.load(trust_file, what="$ONEROOF_ALLOWED_SIGNERS")
     assert refused.value.message.startswith(f"$ONEROOF_ALLOWED_SIGNERS {trust_file}")
     assert words in refused.value.message and "\n" not in refused.value.message
+
+
+def unreadable(trust_file: Path) -> Path:
+    """A file this process may not open for reading: the trust file made mode 0000, or, for root
+    (whom file modes do not stop), a write-only sysctl, which the kernel refuses to read to root too.
+    """
+    trust_file.chmod(0)
+    file = trust_file if os.geteuid() != 0 else Path("/proc/sys/vm/drop_caches")
+    try:
+        os.close(os.open(file, os.O_RDONLY | os.O_NONBLOCK))
+    except PermissionError:
+        return file
+    pytest.skip(f"{file} can be read here: no file this process may not read")
+
+
+def test_a_file_it_may_not_read_is_one_line_naming_it(trust_file: Path) -> None:
+    file = unreadable(trust_file)
+    with pytest.raises(UsageError) as refused:
+        signatures.TrustRoot.load(file, what="$ONEROOF_ALLOWED_SIGNERS")
+    assert refused.value.message == (
+        f"$ONEROOF_ALLOWED_SIGNERS {file}: cannot read it (PermissionError); pass the allowed-signers file "
+        "from the reviewed repository"
+    )
 
 
 @pytest.mark.parametrize("pin", ["0" * 64, "ab" * 32])
