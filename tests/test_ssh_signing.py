@@ -284,3 +284,11 @@ def test_an_ssh_keygen_that_does_not_answer_is_one_line(tmp_path: Path, monkeypa
     with pytest.raises(signatures.SigningFailed) as failed:
         signatures.sign(b"message", key)
     assert failed.value.message == "ssh-keygen -Y sign did not answer within 1 s (a hardware key waiting for a touch?)"
+
+
+def test_a_quoted_option_keeps_its_commas_and_spaces() -> None:
+    data = f'a@example.org namespaces="one, two",verify-required {KEY}\n'.encode()
+    assert signatures.trust_lines(data) == [
+        ("a@example.org", ['namespaces="one, two"', "verify-required"], *KEY.split()),
+    ]
+    assert signatures.ssh_keygen_lines(data) == f'a@example.org namespaces="one, two" {KEY}\n'.encode()
