@@ -292,3 +292,19 @@ def test_a_quoted_option_keeps_its_commas_and_spaces() -> None:
         ("a@example.org", ['namespaces="one, two"', "verify-required"], *KEY.split()),
     ]
     assert signatures.ssh_keygen_lines(data) == f'a@example.org namespaces="one, two" {KEY}\n'.encode()
+    # a principal that starts as a key type does ("sk-", "ssh-") still has its options read
+    data = f"sk-team@example.org verify-required {KEY}\n".encode()
+    assert signatures.ssh_keygen_lines(data) == f"sk-team@example.org {KEY}\n".encode()
+
+
+@pytest.mark.parametrize("oid", ["16385", None], ids=["another", "unknown"])
+def test_a_statement_for_another_database_identity_names_both(
+    signer: tuple[Path, signatures.TrustRoot], oid: str | None
+) -> None:
+    with pytest.raises(signatures.BadStatement) as refused:
+        judge(signer, database_oid=oid)
+    assert str(refused.value) == (
+        "its statement is signed for another database identity: 'b\u00fccher' with OID 16384, not this "
+        f"'b\u00fccher' with OID {oid or '(unknown)'} (a renamed, copied or re-created database is another "
+        "database): the approver signs for this one"
+    )

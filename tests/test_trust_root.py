@@ -94,3 +94,5 @@ def test_a_file_owned_by_another_user_is_named_as_such(trust_file: Path) -> None
     other = 1 if os.geteuid() != 1 else 2
     said = signatures.replaceable_by_others(trust_file, opened(other))
     assert said == f"it is owned by uid {other} and not writable by others (mode 0644)"
+    said = signatures.replaceable_by_others(trust_file, opened(other, 0o755))
+    assert said == f"it is owned by uid {other} and not writable by others (mode 0755)"
