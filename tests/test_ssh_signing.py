@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from oneroof.core import signatures
+from oneroof.core import passkeys, signatures
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHwUmH0WNi3i9mKJm4CzA2NYcSQOfmFlx/KhYTannSam"
 
@@ -45,6 +45,19 @@ def test_a_signing_that_fails_names_the_key_and_ssh_keygen_s_last_line(tmp_path:
     )
     last = said.stderr.decode().strip().splitlines()[-1]
     assert failed.value.message == f"ssh-keygen could not sign with {key}: {last}"
+
+
+def test_a_signing_that_fails_names_the_last_line_of_several(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = tmp_path / "bin" / "ssh-keygen"
+    failing.parent.mkdir()
+    failing.write_text("#!/bin/sh\necho 'Signing file -' >&2\necho 'agent refused operation' >&2\nexit 255\n")
+    failing.chmod(0o755)
+    key = tmp_path / "key"
+    key.write_text("a key\n")
+    monkeypatch.setenv("PATH", f"{failing.parent}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(signatures.SigningFailed) as failed:
+        signatures.sign(b"message", key)
+    assert failed.value.message == f"ssh-keygen could not sign with {key}: agent refused operation"
 
 
 def test_a_one_off_key_is_a_new_ed25519_key_without_passphrase(tmp_path: Path) -> None:
@@ -140,6 +153,8 @@ def test_a_statement_has_one_spelling_and_reads_back_as_itself() -> None:
     assert b"rehearsal_sha256" not in statement(None).message()
     for made in (statement(), statement(None)):
         assert signatures.Statement.parse(made.message()) == made
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        statement().level = "L1"  # type: ignore[misc]  # what was signed stays as signed
 
 
 @pytest.mark.parametrize(
@@ -185,6 +200,9 @@ def test_a_bundle_whose_first_line_is_not_a_statement_is_refused() -> None:
             signatures.parse_bundle(first + armored)
     with pytest.raises(signatures.BadStatement, match="^its statement is not a oneroof approval statement$"):
         signatures.statement_of('statement\n{"an assertion"}')  # the passkey bundle's own refusal
+    assert signatures.statement_of(statement().message().decode() + armored) == statement()
+    assertion = passkeys.Assertion(b"credential", b"authenticator data", b"client data", b"signature")
+    assert signatures.statement_of(passkeys.bundle(statement().message(), assertion)) == statement()
 
 
 # -- what check compares once the signature verifies ----------------------------------------------
@@ -295,6 +313,9 @@ def test_a_quoted_option_keeps_its_commas_and_spaces() -> None:
     # a principal that starts as a key type does ("sk-", "ssh-") still has its options read
     data = f"sk-team@example.org verify-required {KEY}\n".encode()
     assert signatures.ssh_keygen_lines(data) == f"sk-team@example.org {KEY}\n".encode()
+    # comments, blank and one-word lines pass as they are (ssh-keygen skips them)
+    data = f"# reviewed\n\nlone@example.org\n#x@example.org verify-required {KEY}\n".encode()
+    assert signatures.ssh_keygen_lines(data) == data
 
 
 @pytest.mark.parametrize("oid", ["16385", None], ids=["another", "unknown"])
