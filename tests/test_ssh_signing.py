@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,26 @@ def test_a_signing_that_fails_names_the_last_line_of_several(tmp_path: Path, mon
     assert failed.value.message == f"ssh-keygen could not sign with {key}: agent refused operation"
 
 
+def test_a_key_held_in_ssh_agent_signs_by_its_public_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    socket = tmp_path / "agent"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            assert time.monotonic() < deadline and agent.poll() is None, "ssh-agent did not start"
+            time.sleep(0.01)
+        key = signatures.one_off_key(tmp_path, "in the agent")
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket))
+        subprocess.run(["ssh-add", "-q", str(key)], check=True, capture_output=True)
+        key.unlink()  # only the agent holds the private key now
+        public = key.with_suffix(".pub")
+        signature = signatures.sign(b"message", public)
+        assert signatures.signer(b"message", signature) == signatures.key_fingerprint(public)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+
+
 def test_a_one_off_key_is_a_new_ed25519_key_without_passphrase(tmp_path: Path) -> None:
     key = signatures.one_off_key(tmp_path, "rehearsal 42")
     assert key == tmp_path / "one-off-key"
@@ -76,7 +97,7 @@ def test_a_one_off_key_is_a_new_ed25519_key_without_passphrase(tmp_path: Path) -
         b"SSHSIG"
         + (1).to_bytes(4, "big")
         + b"".join(map(field, [field(b"ssh-ed25519"), b"namespace", b"", b"sha512"]))
-        + (100).to_bytes(4, "big")  # the signature's length, but 10 bytes follow
+        + (11).to_bytes(4, "big")  # the signature's length, but 10 bytes follow
         + field(b"x")
         + field(b"y"),
         b"SSHSIG"
@@ -243,12 +264,13 @@ def test_a_statement_issued_up_to_five_minutes_ahead_counts(signer: tuple[Path, 
         judge(signer, issued=NOW + dt.timedelta(minutes=5, seconds=1))
 
 
+@pytest.mark.parametrize("minutes", [-1, 0], ids=["ends before it starts", "ends as it starts"])
 @pytest.mark.parametrize("now", [None, NOW - dt.timedelta(minutes=3)], ids=["no clock", "before it ends"])
-def test_a_validity_that_ends_before_it_starts_is_refused(
-    signer: tuple[Path, signatures.TrustRoot], now: dt.datetime | None
+def test_a_validity_that_is_not_more_than_zero_is_refused(
+    signer: tuple[Path, signatures.TrustRoot], now: dt.datetime | None, minutes: int
 ) -> None:
     with pytest.raises(signatures.BadStatement, match="^its statement's validity is not between 0 and 30 days$"):
-        judge(signer, valid_for=dt.timedelta(minutes=-1), now=now)
+        judge(signer, valid_for=dt.timedelta(minutes=minutes), now=now)
 
 
 def test_a_statement_no_longer_counts_at_the_second_it_expires(signer: tuple[Path, signatures.TrustRoot]) -> None:

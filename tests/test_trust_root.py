@@ -96,3 +96,10 @@ def test_a_file_owned_by_another_user_is_named_as_such(trust_file: Path) -> None
     assert said == f"it is owned by uid {other} and not writable by others (mode 0644)"
     said = signatures.replaceable_by_others(trust_file, opened(other, 0o755))
     assert said == f"it is owned by uid {other} and not writable by others (mode 0755)"
+
+
+def test_root_s_file_counts_whoever_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of root's in root's / is safe for any user (run as root, root and the user are one)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    root_s = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, len(LINE), 0, 0, 0))
+    assert signatures.replaceable_by_others(Path("/allowed_signers"), root_s) is None
