@@ -9,6 +9,7 @@ docs/results/mutation.md).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import json
@@ -128,11 +129,12 @@ def test_the_trust_file_s_lines_are_read_past_comments_and_blank_lines() -> None
     data = (
         "# reviewed 2026-11-26\n\nlone@example.org\nhalf@example.org ssh-ed25519\n"
         f"a@example.org {KEY}\n#b@example.org {KEY}\n"
-        f"c@example.org verify-required {KEY}\n"
+        f"c@example.org verify-required {KEY}\nd@example.org {KEY} the laptop's key\n"
     )
     assert signatures.trust_lines(data.encode()) == [
         ("a@example.org", [], *KEY.split()),
         ("c@example.org", ["verify-required"], *KEY.split()),
+        ("d@example.org", [], *KEY.split()),
     ]
 
 
@@ -183,9 +185,17 @@ def test_a_statement_has_one_spelling_and_reads_back_as_itself() -> None:
     [
         ({"type": "oneroof-approval/v3"}, " is not of type oneroof-approval/v2"),
         ({"nonce": 5}, " is not of type oneroof-approval/v2"),
+        ({"nonce": None}, " is not of type oneroof-approval/v2"),
+        ({"rehearsal_sha256": 5}, " is not of type oneroof-approval/v2"),
         ({"rehearsal_sha256": "A" * 64}, "'s rehearsal_sha256 is not a SHA-256"),
     ],
-    ids=["another type", "a field that is not a string", "evidence that is not a SHA-256"],
+    ids=[
+        "another type",
+        "a field that is not a string",
+        "a null field",
+        "evidence not a string",
+        "evidence not a SHA-256",
+    ],
 )
 def test_a_statement_in_canonical_form_that_is_not_one_is_refused_with_the_reason(
     change: dict[str, object], words: str
@@ -211,6 +221,11 @@ BODY = signatures.armor(b"some signature bytes").split("\n")[1]
 def test_what_is_not_an_armored_signature_is_refused_with_the_reason(text: str) -> None:
     with pytest.raises(signatures.BadStatement, match="^its signature is not an armored SSH signature$"):
         signatures.check_armor(text)
+
+
+def test_an_armor_of_what_is_not_base64_is_refused_with_the_reason() -> None:
+    with pytest.raises(signatures.BadStatement, match="^its signature is not valid base64$"):
+        signatures.check_armor(f"{signatures.ARMOR_BEGIN}\n{BODY[:4]}*{BODY[4:]}\n{signatures.ARMOR_END}\n")
 
 
 def test_a_bundle_whose_first_line_is_not_a_statement_is_refused() -> None:
@@ -254,6 +269,33 @@ def judge(
     checked, _fingerprint = signatures.check(text, trust, **{**IDENTITY, "now": now, **given})
     assert checked == made
     return checked
+
+
+def test_a_statement_may_be_valid_for_thirty_days(signer: tuple[Path, signatures.TrustRoot]) -> None:
+    judge(signer, valid_for=dt.timedelta(days=30))
+    with pytest.raises(signatures.BadStatement, match="^its statement's validity is not between 0 and 30 days$"):
+        judge(signer, valid_for=dt.timedelta(days=30, seconds=1))
+
+
+@pytest.mark.parametrize(("flags", "verified"), [(0x05, True), (0x01, False), (0x81, False), (0x08, False)])
+def test_only_the_uv_flag_shows_user_verification(flags: int, verified: bool) -> None:
+    """An sk- signature's flags (made up here: this reads them, ssh-keygen verified them before):
+    user presence, extension data or an unknown bit are not user verification.
+    """
+    key = field(SK) + field(b"public key") + field(b"ssh:")
+    sig = field(SK) + field(b"signature") + bytes([flags]) + (7).to_bytes(4, "big")
+    raw = b"SSHSIG" + (1).to_bytes(4, "big") + b"".join(map(field, [key, b"namespace", b"", b"sha512", sig]))
+    listed = base64.b64encode(key).decode()
+    trust = signatures.TrustRoot(
+        Path("allowed_signers"), f"a@example.org verify-required {SK.decode()} {listed}\n".encode()
+    )
+    problem = signatures.user_verification_problem(signatures.armor(raw), trust, "a@example.org", required=False)
+    assert (problem is None) == verified
+    assert (
+        verified
+        or problem is not None
+        and problem.startswith("signed with FIDO key (sk-ssh-ed25519@openssh.com) without")
+    )
 
 
 def test_a_statement_issued_up_to_five_minutes_ahead_counts(signer: tuple[Path, signatures.TrustRoot]) -> None:
