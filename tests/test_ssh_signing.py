@@ -2,7 +2,8 @@
 rehearsal's one-off key, a signature that is not SSHSIG, a statement time that cannot be, the
 trust file's lines past a comment, a statement's one spelling, an armor or bundle that is not
 one, and what `check` compares once the signature verifies (the clock's skew, a validity that
-ends before it starts, the rehearsal evidence, the package). Each was a mutant of
+ends before it starts, the rehearsal evidence, the package), a key held in ssh-agent, an
+ssh-keygen that never answers (a program on PATH) and the UV flag of an sk- signature. Each was a mutant of
 core/signatures.py that the mutation check did not kill (bench/mutation.py,
 docs/results/mutation.md).
 """
