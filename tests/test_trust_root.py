@@ -8,6 +8,7 @@ tests/test_operator_side.py and tests/test_signatures.py are too slow to run per
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,29 @@ def test_a_file_it_may_not_read_is_one_line_naming_it(trust_file: Path) -> None:
 @pytest.mark.parametrize("pin", ["0" * 64, "ab" * 32])
 def test_a_sha256_pin_is_taken_as_it_is(pin: str) -> None:
     assert signatures.check_pin(pin) == pin
+
+
+def test_a_file_owned_by_another_user_is_named_as_such(trust_file: Path) -> None:
+    """The owner rule on the file as opened (its stat, here made up): root or the user only."""
+
+    def opened(uid: int, mode: int = 0o644) -> os.stat_result:
+        return os.stat_result((stat.S_IFREG | mode, 0, 0, 1, uid, 0, len(LINE), 0, 0, 0))
+
+    assert signatures.replaceable_by_others(trust_file, opened(0)) is None
+    assert signatures.replaceable_by_others(trust_file, opened(os.geteuid())) is None
+    assert signatures.replaceable_by_others(trust_file, opened(os.geteuid(), 0o755)) is None  # executable: no matter
+    assert signatures.replaceable_by_others(trust_file, opened(os.geteuid(), 0o664)) == (
+        f"it is owned by uid {os.geteuid()} and group-writable (mode 0664)"
+    )
+    other = 1 if os.geteuid() != 1 else 2
+    said = signatures.replaceable_by_others(trust_file, opened(other))
+    assert said == f"it is owned by uid {other} and not writable by others (mode 0644)"
+    said = signatures.replaceable_by_others(trust_file, opened(other, 0o755))
+    assert said == f"it is owned by uid {other} and not writable by others (mode 0755)"
+
+
+def test_root_s_file_counts_whoever_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of root's in root's / is safe for any user (run as root, root and the user are one)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    root_s = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, len(LINE), 0, 0, 0))
+    assert signatures.replaceable_by_others(Path("/allowed_signers"), root_s) is None
