@@ -160,6 +160,10 @@ TRUST: dict[str, tuple[str, ...]] = {
     ),
     "executor/release.py": (
         "tests/test_release_privileges_named.py",
+        "tests/test_release_settings.py",
+        "tests/test_release_privileges_checked.py",
+        "tests/test_release_locks.py",
+        "tests/test_release_stage_sessions.py",
         "tests/test_release.py::test_approved_rollout_reaches_exactly_the_finalized_figures",
         "tests/test_release.py::test_lock_held_raises_at_once",
         "tests/test_release.py::test_a_golden_or_read_only_database_is_refused_up_front",
@@ -167,6 +171,8 @@ TRUST: dict[str, tuple[str, ...]] = {
         "tests/test_release.py::test_broken_tier_rolls_everything_back",
         "tests/test_release.py::test_an_approval_is_spent_by_a_deployment_that_was_rolled_back",
         "tests/test_release.py::test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals",
+        "tests/test_release.py::test_pytest_addopts_cannot_reach_the_gate_session",
+        "tests/test_concurrent_writes.py::test_a_conflicting_row_committed_while_the_rollout_waits_is_refused",
     ),
     "core/ledger.py": ("tests/test_siege_ledger.py",),
 }

@@ -8,19 +8,20 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from oneroof.core import gate, metrics, package
+from oneroof.core import gate, metrics, package, signatures
 from oneroof.executor import release
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import Blocked, InvariantFailed, LockHeld
 from tests.support.processes import clean_env, interrupt, start_executor
 from tests.support.release import FINAL, GREENFIELD, PKG, TRUST, approve, reading
-from tests.support.testing import ROOT
+from tests.support.testing import ROOT, signers
 
 
 def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones.Clone) -> None:
@@ -38,8 +39,16 @@ def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones
 def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Clone, clone_conn: Any) -> None:
     approval = approve(clone_conn)
     before = reading(clone.dsn)
-    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    notes: list[str] = []
+    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, progress=notes.append)
     assert (outcome.action, outcome.approvals, outcome.audit_exit) == ("applied", (approval,), 0)
+    assert notes == [
+        "gate session: pytest invariants -m 'gate or baseline'",
+        "taking the release lock",
+        f"applying tiers 2-6 with approvals #{approval}",
+        "finalized audit: pytest invariants -m finalized",
+    ]
+    assert {"gate_session", "transaction", "audit", "total"} <= set(outcome.seconds)
     after = reading(clone.dsn)
     assert {k: v for k, v in after.metrics.items() if k != "db"} == FINAL
     ledger = clone_conn.execute(
@@ -54,8 +63,15 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
     again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
     assert again.action == "already-finalized" and reading(clone.dsn).fingerprint == after.fingerprint
 
-    back = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    notes.clear()
+    started = time.monotonic()
+    # the allowed signers may have grown since the rollout: the deployment still verifies
+    outsider = " ".join(signers().outsider.with_suffix(".pub").read_text().split()[:2])
+    grown = signatures.TrustRoot(TRUST.path, TRUST.data + f"outsider@gov.example.com {outsider}\n".encode())
+    back = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=grown, progress=notes.append)
     assert back.action == "reverted"
+    assert notes == ["taking the release lock", "reverting tiers 6-2 (state finalized)"]
+    assert 0 < back.seconds["transaction"] <= back.seconds["total"] <= time.monotonic() - started
     greenfield = reading(clone.dsn)
     assert greenfield.fingerprint == before.fingerprint  # approvals kept, everything else as before
     assert {k: greenfield.metrics[k] for k in GREENFIELD} == GREENFIELD
@@ -135,7 +151,8 @@ def test_lock_held_raises_at_once(clone: clones.Clone, clone_conn: Any) -> None:
     approve(clone_conn)
     with connect(clone.dsn, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
-        with pytest.raises(LockHeld):
+        # named with its pid at once, not after the release lock's retries (which cannot name it)
+        with pytest.raises(LockHeld, match=rf"\(pid {other.info.backend_pid}\): wait for it to finish"):
             release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
 
 
@@ -278,7 +295,11 @@ def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(
     with pytest.raises(Blocked):
         release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     second = approve(clone_conn, "l2")
-    assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False, trust=TRUST).approvals == (second,)
+    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False, trust=TRUST)
+    assert again.approvals == (second,)
+    # the rollback reverts the newest of the two deployments, with the statement it carried
+    back = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    assert back.action == "reverted" and back.nonces == again.nonces and len(again.nonces) == 1
 
 
 def test_a_human_approver_with_a_static_token_does_not_count(
