@@ -60,8 +60,10 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
     ]
     assert outcome.entry == before.fingerprint and outcome.exit == after.fingerprint != before.fingerprint
 
-    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    notes.clear()
+    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, progress=notes.append)
     assert again.action == "already-finalized" and reading(clone.dsn).fingerprint == after.fingerprint
+    assert notes == []  # said before any gate session
 
     notes.clear()
     started = time.monotonic()

@@ -1,6 +1,7 @@
-"""The release transaction's locks (release.lock_for_release) on one clone, with nothing rolled
+"""The release transaction's locks (release.lock_for_release) on one clone, most with nothing rolled
 out: the wait it sets, the proposal's row it locks for a rollout and not for a rollback, the writer
-it names when a table stays locked past that wait, and a connection lost while it waits. Each was
+it names when a table stays locked past that wait, a revocation committed while it waits, and a
+connection lost while it waits. Each was
 a mutant of executor/release.py that the mutation check did not kill or did not reach
 (bench/mutation.py, docs/results/mutation.md).
 """
@@ -18,7 +19,8 @@ from oneroof.core import package
 from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
-from oneroof.harness.errors import DatabaseUnreachable, LockHeld
+from oneroof.harness.errors import Blocked, DatabaseUnreachable, LockHeld
+from tests.support.release import TRUST, approve
 
 PKG = package.load()
 
@@ -69,6 +71,54 @@ def test_a_writer_holding_a_table_past_the_lock_timeout_is_named(
     )
 
 
+def waiting_for_a_lock(admin: psycopg.Connection[Any], pid: int | None = None) -> int:
+    """Until an executor's session (`pid`, else any) waits for a heavyweight lock (poll): its pid."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        row: Any = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+            "(pid = %s OR %s::int IS NULL AND application_name = 'oneroof-executor')",
+            (pid, pid),
+        ).fetchone()
+        if row:
+            return int(row["pid"])
+        time.sleep(0.02)
+    raise AssertionError("nobody waited for the lock")
+
+
+def test_a_revocation_committed_while_the_release_transaction_waits_blocks_it(
+    clone: clones.Clone, clone_conn: Any
+) -> None:
+    """The gate, still greenfield, closes between the evaluation under the release lock and the one
+    under the table and row locks: Blocked by that closed gate's own reason, nothing applied.
+    """
+    approval = approve(clone_conn)
+    first = release.locked_tables(PKG)[0]
+    outcome: list[BaseException | release.Outcome] = []
+
+    def roll_out() -> None:
+        try:
+            outcome.append(
+                release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, gate_session=False, audit=False)
+            )
+        except BaseException as exc:  # noqa: BLE001 - the test judges it
+            outcome.append(exc)
+
+    with connect(clone.dsn) as revoker, connect(clone.dsn, autocommit=True) as admin:
+        revoker.execute(psycopg.sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(psycopg.sql.Identifier(first)))
+        revoker.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (approval,))
+        thread = threading.Thread(target=roll_out)
+        thread.start()
+        try:
+            waiting_for_a_lock(admin)
+            revoker.commit()
+        finally:
+            thread.join(timeout=120)
+    assert len(outcome) == 1 and isinstance(outcome[0], Blocked), outcome
+    assert outcome[0].reasons[0].startswith("valid approvals 0 < 1") and "revoked" in outcome[0].reasons[0]
+    assert clone_conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
+
+
 def test_a_connection_lost_while_waiting_for_a_lock_is_unreachable_not_held(
     clone: clones.Clone, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,15 +130,7 @@ def test_a_connection_lost_while_waiting_for_a_lock_is_unreachable_not_held(
             waiting = conn.info.backend_pid
 
             def cut_once_waiting() -> None:
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    row: Any = admin.execute(
-                        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (waiting,)
-                    ).fetchone()
-                    if row and row["wait_event_type"] == "Lock":
-                        admin.execute("SELECT pg_terminate_backend(%s)", (waiting,))
-                        return
-                    time.sleep(0.02)
+                admin.execute("SELECT pg_terminate_backend(%s)", (waiting_for_a_lock(admin, waiting),))
 
             cutter = threading.Thread(target=cut_once_waiting)
             cutter.start()

@@ -56,9 +56,11 @@ def release_role(test_server: PgServer, clone: clones.Clone, roles: list[str], l
 def test_the_release_role_needs_usage_on_a_sequence_only_to_insert(
     test_server: PgServer, clone: clones.Clone, roles: list[str]
 ) -> None:
-    with connect(release_role(test_server, clone, roles)) as conn:
+    role = release_role(test_server, clone, roles)
+    with connect(role) as conn:
         release.check_privileges(conn, PKG, "rollout")
         release.check_privileges(conn, PKG, "rollback")
+    assert not release.runs_as_superuser(role) and release.runs_as_superuser(clone.dsn)  # the tests' server role
     with connect(release_role(test_server, clone, roles, left_out="USAGE ON SEQUENCE")) as conn:
         with pytest.raises(MissingPrivilege) as caught:
             release.check_privileges(conn, PKG, "rollout")
