@@ -18,7 +18,7 @@ from oneroof.core import gate, metrics, package, signatures
 from oneroof.executor import release
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect
-from oneroof.harness.errors import Blocked, InvariantFailed, LockHeld
+from oneroof.harness.errors import Blocked, IntegrityError, InvariantFailed, LockHeld
 from tests.support.processes import clean_env, interrupt, start_executor
 from tests.support.release import FINAL, GREENFIELD, PKG, TRUST, approve, reading
 from tests.support.testing import ROOT, signers
@@ -69,8 +69,16 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
 
     notes.clear()
     started = time.monotonic()
-    # the allowed signers may have grown since the rollout: the deployment still verifies
+    # allowed signers that do not list the approver's key: the deployment does not verify
     outsider = " ".join(signers().outsider.with_suffix(".pub").read_text().split()[:2])
+    stranger = signatures.TrustRoot(TRUST.path, f"outsider@gov.example.com {outsider}\n".encode())
+    with pytest.raises(IntegrityError) as refused:
+        release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=stranger)
+    assert str(refused.value).startswith(
+        f"the ledger's deployment of package {PKG.sha256[:12]} does not verify against the allowed signers "
+        f"{stranger.sha256[:12]}: approval #{approval}: signed by key "
+    ), refused.value
+    # the allowed signers may have grown since the rollout: the deployment still verifies
     grown = signatures.TrustRoot(TRUST.path, TRUST.data + f"outsider@gov.example.com {outsider}\n".encode())
     back = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=grown, progress=notes.append)
     assert back.action == "reverted"

@@ -1,7 +1,7 @@
 """The release transaction's locks (release.lock_for_release) on one clone, most with nothing rolled
 out: the wait it sets, the proposal's row it locks for a rollout and not for a rollback, the writer
 it names when a table stays locked past that wait, a revocation committed while it waits, and a
-connection lost while it waits. Each was
+connection lost while it waits or while it writes (release.all_or_nothing). Each was
 a mutant of executor/release.py that the mutation check did not kill or did not reach
 (bench/mutation.py, docs/results/mutation.md).
 """
@@ -145,3 +145,19 @@ def test_a_connection_lost_while_waiting_for_a_lock_is_unreachable_not_held(
         "lost the connection to the server while a lock of the release transaction was taken (terminating connection"
     ), message
     assert message.endswith("): nothing had been written; check with `oneroof monitor`, then retry"), message
+
+
+def test_a_connection_lost_inside_the_release_transaction_is_unreachable(clone: clones.Clone) -> None:
+    with connect(clone.dsn) as conn, connect(clone.dsn, autocommit=True) as admin:
+        with pytest.raises(DatabaseUnreachable) as caught:
+            with release.all_or_nothing(conn, "a tier"):
+                conn.execute("SELECT 1")
+                admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+                conn.execute("SELECT 1")
+        assert conn.broken
+    message = str(caught.value)
+    assert message.startswith("lost the connection to the server while a tier ran (terminating connection"), message
+    assert message.endswith(
+        "): the server rolls back an unfinished transaction, so nothing was kept; check with `oneroof monitor`, "
+        "then retry"
+    ), message
