@@ -94,6 +94,12 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
         "SELECT action, count(*) AS n FROM os_release_ledger GROUP BY action ORDER BY action"
     ).fetchall()
     assert actions == [{"action": "deploy", "n": 5}, {"action": "revert", "n": 5}]
+    named = clone_conn.execute(
+        "SELECT DISTINCT l.action, l.proposal_id = p.id AS named FROM os_release_ledger AS l "
+        "JOIN os_proposals AS p ON p.code = %s ORDER BY 1",
+        (PKG.proposal,),
+    ).fetchall()
+    assert named == [{"action": "deploy", "named": True}, {"action": "revert", "named": True}]  # the proposal
 
 
 def test_cli_rollout_and_stages(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
