@@ -19,7 +19,7 @@ from oneroof.core import package
 from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
-from oneroof.harness.errors import Blocked, DatabaseUnreachable, LockHeld
+from oneroof.harness.errors import Blocked, DatabaseUnreachable, InvariantFailed, LockHeld
 from tests.support.release import TRUST, approve
 
 PKG = package.load()
@@ -161,3 +161,20 @@ def test_a_connection_lost_inside_the_release_transaction_is_unreachable(clone: 
         "): the server rolls back an unfinished transaction, so nothing was kept; check with `oneroof monitor`, "
         "then retry"
     ), message
+
+
+def test_a_failure_inside_the_release_transaction_rolls_it_back_at_once(clone: clones.Clone) -> None:
+    """A database error is InvariantFailed quoting the server's first line; any other exception
+    passes as it is; either way the transaction is rolled back before all_or_nothing lets go.
+    """
+    with connect(clone.dsn) as conn:
+        with pytest.raises(InvariantFailed) as caught:
+            with release.all_or_nothing(conn, "a tier"):
+                conn.execute("SELECT 1 / 0")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert str(caught.value) == "a tier failed and everything was rolled back: division by zero"
+        with pytest.raises(InvariantFailed, match="^the content differs$"):
+            with release.all_or_nothing(conn, "a tier"):
+                conn.execute("SELECT 1")
+                raise InvariantFailed("the content differs")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

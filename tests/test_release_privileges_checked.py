@@ -1,7 +1,8 @@
 """The privileges check of the release on one clone, with nothing rolled out: the release role as
 docs/release-role.md grants it passes for both actions; without USAGE on the sequences the rollout
 is refused (naming how many more it lacks) and the rollback, which inserts nowhere, is not; one
-privilege missing is named alone. Each was a mutant of executor/release.py that the mutation check
+privilege missing is named alone; a rollback needs none of the grants that let the rollout lock
+rows. Each was a mutant of executor/release.py that the mutation check
 did not reach (bench/mutation.py, docs/results/mutation.md).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -19,6 +21,7 @@ from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import MissingPrivilege
+from tests.support.release import TRUST, approve
 from tests.support.roles import as_role, readme_grants
 from tests.support.testing import PgServer
 
@@ -81,3 +84,18 @@ def test_one_missing_privilege_is_named_alone(test_server: PgServer, clone: clon
                 rf"role 'oneroof_t_\w+_priv_\w+' lacks INSERT on os_release_ledger that the {action} needs: grant",
                 str(caught.value),
             ), caught.value
+
+
+def test_a_rollback_locks_no_row_so_needs_no_update_to_lock_one(
+    test_server: PgServer, clone: clones.Clone, clone_conn: Any, roles: list[str]
+) -> None:
+    """The UPDATE grants that let the rollout lock the approvals' rows FOR SHARE are the rollout's
+    alone: a role without one rolls back.
+    """
+    role = release_role(test_server, clone, roles, left_out="UPDATE (comment) ON os_proposal_approvals")
+    approve(clone_conn)
+    release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, gate_session=False, audit=False)
+    with connect(role) as conn:
+        with pytest.raises(MissingPrivilege, match="lacks UPDATE on a column of os_proposal_approvals that"):
+            release.check_privileges(conn, PKG, "rollout")
+    assert release.rollback(role, PKG, confirm_db=clone.name, trust=TRUST).action == "reverted"
