@@ -164,6 +164,7 @@ TRUST: dict[str, tuple[str, ...]] = {
         "tests/test_release_privileges_checked.py",
         "tests/test_release_locks.py",
         "tests/test_release_stage_sessions.py",
+        "tests/test_operator_side.py::test_a_statement_that_ends_the_transaction_is_still_caught_at_run_time",
         "tests/test_release.py::test_approved_rollout_reaches_exactly_the_finalized_figures",
         "tests/test_release.py::test_lock_held_raises_at_once",
         "tests/test_release.py::test_a_golden_or_read_only_database_is_refused_up_front",
