@@ -173,6 +173,7 @@ TRUST: dict[str, tuple[str, ...]] = {
         "tests/test_release.py::test_an_approval_is_spent_by_a_deployment_that_was_rolled_back",
         "tests/test_release.py::test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals",
         "tests/test_release.py::test_pytest_addopts_cannot_reach_the_gate_session",
+        "tests/test_release.py::test_ctrl_c_after_the_commit_says_the_tiers_are_live",
         "tests/test_concurrent_writes.py::test_a_conflicting_row_committed_while_the_rollout_waits_is_refused",
     ),
     "core/ledger.py": ("tests/test_siege_ledger.py",),
