@@ -42,6 +42,9 @@ def test_the_release_transaction_waits_the_lock_timeout_and_locks_the_proposal(
     monkeypatch.setenv(release.LOCK_TIMEOUT_ENV, timeout)
     assert proposal_row_free(clone.dsn)
     with release.release_lock(clone.dsn) as lock_conn, connect(clone.dsn) as conn:
+        # the release lock is a session's: its connection keeps no transaction open (no snapshot held
+        # through the release, no idle_in_transaction_session_timeout to lose it by)
+        assert lock_conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         release.lock_for_release(conn, PKG, lock_conn)
         assert conn.execute("SHOW lock_timeout").fetchone() == {"lock_timeout": shown}
         assert not proposal_row_free(clone.dsn)  # a rollout's re-check reads a proposal nobody changes
