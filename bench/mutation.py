@@ -169,6 +169,7 @@ TRUST: dict[str, tuple[str, ...]] = {
         "tests/test_release.py::test_lock_held_raises_at_once",
         "tests/test_release.py::test_a_golden_or_read_only_database_is_refused_up_front",
         "tests/test_release.py::test_revocation_after_the_gate_session_blocks_under_the_lock",
+        "tests/test_hardening.py::test_a_rollout_blocked_under_the_lock_locks_no_row",
         "tests/test_release.py::test_broken_tier_rolls_everything_back",
         "tests/test_release.py::test_an_approval_is_spent_by_a_deployment_that_was_rolled_back",
         "tests/test_release.py::test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals",

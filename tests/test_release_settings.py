@@ -1,17 +1,19 @@
 """The release's settings and lists, without a database: ONEROOF_LOCK_TIMEOUT's bounds, the path
-options a session makes absolute, and the privileges a rollout or a rollback needs, in the order
-the refusal names them. Each case was a mutant of executor/release.py that the mutation check did
-not kill or did not reach (bench/mutation.py, docs/results/mutation.md).
+options a session makes absolute, the privileges a rollout or a rollback needs, in the order the
+refusal names them, and what the release log records. Each case was a mutant of executor/release.py
+that the mutation check did not kill or did not reach (bench/mutation.py, docs/results/mutation.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 from typing import cast
 
 import pytest
 
-from oneroof.core import package
+from oneroof.core import ledger, package
 from oneroof.core.package import Package, Relations
 from oneroof.executor import release
 from oneroof.harness.errors import UsageError
@@ -103,3 +105,22 @@ def test_the_privileges_of_a_table_are_named_in_order() -> None:
 def test_a_snapshot_option_is_refused_before_any_session() -> None:
     with pytest.raises(UsageError, match=r"^--snapshot-update is refused in a session the executor runs"):
         release.run_stage("dbname=nowhere", "gate", extra=("-q", "--snapshot-update"))
+
+
+def test_the_release_log_records_what_a_commit_wrote(tmp_path: Path) -> None:
+    """After a commit, the operator's release log keeps the ledger's new head and the statements
+    spent; a run that wrote no ledger row records nothing.
+    """
+    log = ledger.ReleaseLog(tmp_path / "release-log.jsonl")
+    release.record(log, release.Outcome("already-finalized", "directus", "f" * 64, "entry"))
+    release.record(None, release.Outcome("applied", "directus", "f" * 64, "entry", ledger_head="0" * 64))
+    assert log.records() == []
+    applied = release.Outcome(
+        "applied", "directus", "f" * 64, "entry", ledger_head="a" * 64, nonces=("n1",), system_identifier="7"
+    )
+    release.record(log, applied)
+    release.record(log, dataclasses.replace(applied, action="reverted", ledger_head="b" * 64, nonces=()))
+    assert [(r["action"], r["head"], r["nonces"], r["database"], r["system_identifier"]) for r in log.records()] == [
+        ("deploy", "a" * 64, ["n1"], "directus", "7"),
+        ("revert", "b" * 64, [], "directus", "7"),
+    ]

@@ -21,6 +21,9 @@ def test_a_stage_session_takes_none_of_the_callers_pytest_settings(
     monkeypatch.setenv("PYTEST_ADDOPTS", "--no-such-option")  # pytest's usage error (exit 4) if it got through
     assert release.run_stage(clone.dsn, "no_such_stage") == NO_TESTS_RAN
     assert capfd.readouterr() == ("", "")  # quiet unless asked: a rollout prints no session's output
+    assert release.run_stage(clone.dsn, "no_such_stage", quiet=False) == NO_TESTS_RAN
+    said = capfd.readouterr().out  # as `oneroof verify` shows it: pytest's own header and summary
+    assert said.startswith("=") and "\nrootdir: " in said and " deselected in " in said, said
 
 
 @pytest.mark.parametrize("workers", [("-n", "0"), ("--numprocesses=0",)], ids=["-n", "--numprocesses"])
