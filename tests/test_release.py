@@ -44,6 +44,7 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
     outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, progress=notes.append)
     assert 0 < outcome.seconds["transaction"] <= outcome.seconds["total"] <= time.monotonic() - started
     assert (outcome.action, outcome.approvals, outcome.audit_exit) == ("applied", (approval,), 0)
+    assert outcome.database == clone.name
     assert notes == [
         "gate session: pytest invariants -m 'gate or baseline'",
         "taking the release lock",
