@@ -318,6 +318,18 @@ def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(
     second = approve(clone_conn, "l2")
     again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False, trust=TRUST)
     assert again.approvals == (second,)
+    # a newest ledger row that joins the first deployment (its time copied) is not the deployment reverted
+    columns = (
+        "action, tier, package_name, package_sha256, proposal_id, approval_ids, executed_at, database, executed_by, "
+        "tool_version, allowed_signers_sha256, statement_nonces"
+    )
+    forged = clone_conn.execute(
+        f"INSERT INTO os_release_ledger ({columns}) SELECT {columns} FROM os_release_ledger "  # noqa: S608 - constant
+        "WHERE action = 'deploy' ORDER BY id LIMIT 1 RETURNING id"
+    ).fetchone()
+    with pytest.raises(IntegrityError, match="its newest row is not part of a deployment"):
+        release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    clone_conn.execute("DELETE FROM os_release_ledger WHERE id = %s", (forged["id"],))
     # the rollback reverts the newest of the two deployments, with the statement it carried
     back = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
     assert back.action == "reverted" and back.nonces == again.nonces and len(again.nonces) == 1
