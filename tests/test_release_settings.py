@@ -104,7 +104,7 @@ def test_the_privileges_of_a_table_are_named_in_order() -> None:
 
 def test_a_snapshot_option_is_refused_before_any_session() -> None:
     with pytest.raises(UsageError, match=r"^--snapshot-update is refused in a session the executor runs"):
-        release.run_stage("dbname=nowhere", "gate", extra=("-q", "--snapshot-update"))
+        release.run_stage("dbname=nowhere", "gate", extra=("-q", "--snapshot-update", "--snapshot-details"))
 
 
 def test_the_release_log_records_what_a_commit_wrote(tmp_path: Path) -> None:
