@@ -8,19 +8,20 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from oneroof.core import gate, metrics, package
+from oneroof.core import gate, metrics, package, signatures
 from oneroof.executor import release
 from oneroof.harness import catalog, clones
 from oneroof.harness.db import connect
-from oneroof.harness.errors import Blocked, InvariantFailed, LockHeld
+from oneroof.harness.errors import Blocked, IntegrityError, InvariantFailed, LockHeld
 from tests.support.processes import clean_env, interrupt, start_executor
 from tests.support.release import FINAL, GREENFIELD, PKG, TRUST, approve, reading
-from tests.support.testing import ROOT
+from tests.support.testing import ROOT, signers
 
 
 def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones.Clone) -> None:
@@ -38,8 +39,21 @@ def test_blocked_rollout_changes_nothing_and_exits_3(oneroof: Any, clone: clones
 def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Clone, clone_conn: Any) -> None:
     approval = approve(clone_conn)
     before = reading(clone.dsn)
-    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    notes: list[str] = []
+    started = time.monotonic()
+    outcome = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, progress=notes.append)
+    assert 0 < outcome.seconds["transaction"] <= outcome.seconds["total"] <= time.monotonic() - started
     assert (outcome.action, outcome.approvals, outcome.audit_exit) == ("applied", (approval,), 0)
+    assert outcome.database == clone.name
+    assert notes == [
+        "gate session: pytest invariants -m 'gate or baseline'",
+        "taking the release lock",
+        f"applying tiers 2-6 with approvals #{approval}",
+        "finalized audit: pytest invariants -m finalized",
+    ]
+    assert all(
+        0 < outcome.seconds[phase] <= outcome.seconds["total"] for phase in ("gate_session", "transaction", "audit")
+    )
     after = reading(clone.dsn)
     assert {k: v for k, v in after.metrics.items() if k != "db"} == FINAL
     ledger = clone_conn.execute(
@@ -51,11 +65,28 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
     ]
     assert outcome.entry == before.fingerprint and outcome.exit == after.fingerprint != before.fingerprint
 
-    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    notes.clear()
+    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, progress=notes.append)
     assert again.action == "already-finalized" and reading(clone.dsn).fingerprint == after.fingerprint
+    assert notes == []  # said before any gate session
 
-    back = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    notes.clear()
+    started = time.monotonic()
+    # allowed signers that do not list the approver's key: the deployment does not verify
+    outsider = " ".join(signers().outsider.with_suffix(".pub").read_text().split()[:2])
+    stranger = signatures.TrustRoot(TRUST.path, f"outsider@gov.example.com {outsider}\n".encode())
+    with pytest.raises(IntegrityError) as refused:
+        release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=stranger)
+    assert str(refused.value).startswith(
+        f"the ledger's deployment of package {PKG.sha256[:12]} does not verify against the allowed signers "
+        f"{stranger.sha256[:12]}: approval #{approval}: signed by key "
+    ), refused.value
+    # the allowed signers may have grown since the rollout: the deployment still verifies
+    grown = signatures.TrustRoot(TRUST.path, TRUST.data + f"outsider@gov.example.com {outsider}\n".encode())
+    back = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=grown, progress=notes.append)
     assert back.action == "reverted"
+    assert notes == ["taking the release lock", "reverting tiers 6-2 (state finalized)"]
+    assert 0 < back.seconds["transaction"] <= back.seconds["total"] <= time.monotonic() - started
     greenfield = reading(clone.dsn)
     assert greenfield.fingerprint == before.fingerprint  # approvals kept, everything else as before
     assert {k: greenfield.metrics[k] for k in GREENFIELD} == GREENFIELD
@@ -66,6 +97,12 @@ def test_approved_rollout_reaches_exactly_the_finalized_figures(clone: clones.Cl
         "SELECT action, count(*) AS n FROM os_release_ledger GROUP BY action ORDER BY action"
     ).fetchall()
     assert actions == [{"action": "deploy", "n": 5}, {"action": "revert", "n": 5}]
+    named = clone_conn.execute(
+        "SELECT DISTINCT l.action, l.proposal_id = p.id AS named FROM os_release_ledger AS l "
+        "JOIN os_proposals AS p ON p.code = %s ORDER BY 1",
+        (PKG.proposal,),
+    ).fetchall()
+    assert named == [{"action": "deploy", "named": True}, {"action": "revert", "named": True}]  # the proposal
 
 
 def test_cli_rollout_and_stages(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
@@ -135,7 +172,8 @@ def test_lock_held_raises_at_once(clone: clones.Clone, clone_conn: Any) -> None:
     approve(clone_conn)
     with connect(clone.dsn, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s, %s)", gate.LOCK_KEY)
-        with pytest.raises(LockHeld):
+        # named with its pid at once, not after the release lock's retries (which cannot name it)
+        with pytest.raises(LockHeld, match=rf"\(pid {other.info.backend_pid}\): wait for it to finish"):
             release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
 
 
@@ -278,7 +316,23 @@ def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(
     with pytest.raises(Blocked):
         release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     second = approve(clone_conn, "l2")
-    assert release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False, trust=TRUST).approvals == (second,)
+    again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, audit=False, trust=TRUST)
+    assert again.approvals == (second,)
+    # a newest ledger row that joins the first deployment (its time copied) is not the deployment reverted
+    columns = (
+        "action, tier, package_name, package_sha256, proposal_id, approval_ids, executed_at, database, executed_by, "
+        "tool_version, allowed_signers_sha256, statement_nonces"
+    )
+    forged = clone_conn.execute(
+        f"INSERT INTO os_release_ledger ({columns}) SELECT {columns} FROM os_release_ledger "  # noqa: S608 - constant
+        "WHERE action = 'deploy' ORDER BY id LIMIT 1 RETURNING id"
+    ).fetchone()
+    with pytest.raises(IntegrityError, match="its newest row is not part of a deployment"):
+        release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    clone_conn.execute("DELETE FROM os_release_ledger WHERE id = %s", (forged["id"],))
+    # the rollback reverts the newest of the two deployments, with the statement it carried
+    back = release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
+    assert back.action == "reverted" and back.nonces == again.nonces and len(again.nonces) == 1
 
 
 def test_a_human_approver_with_a_static_token_does_not_count(
