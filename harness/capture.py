@@ -369,6 +369,13 @@ WHERE c.relkind IN ('r', 'p') AND c.relname = ANY (%s) AND n.nspname NOT IN ('pg
 GROUP BY n.nspname, c.relname"""
 # An estimate from the catalog (pages at the last VACUUM or ANALYZE): pg_relation_size() would
 # take a lock on every table, and wait behind any session holding one.
+# The partitions and inheriting tables of the secret tables (and of those not copied): their rows
+# would reach the copy under another name, unredacted (the dump excludes and redacts by name).
+CHILDREN_SQL = """
+SELECT n.nspname || '.' || p.relname AS parent, i.inhrelid::regclass::text AS child
+FROM pg_inherits AS i JOIN pg_class AS p ON p.oid = i.inhparent JOIN pg_namespace AS n ON n.oid = p.relnamespace
+WHERE p.relname = ANY (%s) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1, 2"""
 SIZE_SQL = """
 SELECT n.nspname || '.' || c.relname AS table, c.relpages::bigint * current_setting('block_size')::bigint AS bytes
 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -634,6 +641,13 @@ def _copy(admin: psycopg.Connection[Any], copy: _Copy, read: Reader) -> None:
         copy.snapshot_id = snap["id"]
         copy.facts = facts = _server_facts(src, copy.prod_dsn)
         copy.note(f"source: database {facts['db']} on {facts['host']}:{facts['port']}, PostgreSQL {facts['version']}")
+        children = src.execute(CHILDREN_SQL, ([*SECRETS, *NO_DATA],)).fetchall()
+        if children:
+            raise SnapshotFailed(
+                f"{children[0]['parent']} has child tables ({', '.join(r['child'] for r in children)}): a "
+                "partition or an inheriting table would be copied without its secrets redacted; a Directus "
+                "database has none, so detach or drop them first; nothing was kept"
+            )
         copy.cols = {
             r["table"]: (list(r["columns"]), list(r["types"]))
             for r in src.execute(COLUMNS_SQL, (list(SECRETS),)).fetchall()

@@ -213,6 +213,31 @@ def test_a_restore_that_refuses_the_stream_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_secret_table_with_a_child_table_is_refused(
+    production: Production, test_server: PgServer, unique: Any
+) -> None:
+    """An inheriting table (or a partition) of directus_users holds rows the dump would copy under
+    its own name, secrets unredacted: the snapshot refuses before it creates anything.
+    """
+    name = unique("snap_child")
+    with connect(production.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.zz_more_users () INHERITS (public.directus_users)")
+        conn.execute("INSERT INTO public.zz_more_users SELECT * FROM ONLY public.directus_users LIMIT 1")
+    try:
+        with pytest.raises(SnapshotFailed) as failed:
+            take(production.dsn, test_server.admin, name=name, jobs=1)
+        assert failed.value.message == (
+            "public.directus_users has child tables (zz_more_users): a partition or an inheriting table would be "
+            "copied without its secrets redacted; a Directus database has none, so detach or drop them first; "
+            "nothing was kept"
+        )
+    finally:
+        with connect(production.dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.zz_more_users")
+    assert leftovers(test_server.admin, name) == []
+    assert _sessions(production) == []
+
+
 def _client_pids(tool: str, *args: str) -> list[int]:
     """This user's running `tool` processes whose command line holds each of `args` as a substring."""
     found = []
