@@ -102,14 +102,18 @@ def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:
 
 
 OTHER_RUNS = re.compile(r"oneroof_t_[0-9a-f]{6}_golden")  # tests/support/testing.py: run_prefix(run) + "_golden"
+# A database of one test, any run, any xdist worker (the `unique` fixture: oneroof_t_<run>_<worker>_<name>),
+# such as tests/test_signatures.py's module clone, made and dropped by another worker meanwhile.
+WORKERS = re.compile(r"oneroof_t_[0-9a-z]+_(gw[0-9]+|master)_.+")
 HOSTILE_GOLDEN = "oneroof_t_hostile_"  # + the xdist worker: the round-trip test's golden database
 
 
 def database_names(admin: str) -> set[str]:
     """The server's databases but those other xdist workers make and drop meanwhile (golden
     builds in progress, clones of the golden database, the round-trip test's own golden databases,
-    and the golden databases of the nested test runs some tests start on this server, each named
-    oneroof_t_<its run>_golden).
+    the golden databases of the nested test runs some tests start on this server, each named
+    oneroof_t_<its run>_golden, and the databases of other tests, named by `unique`). A hostile
+    name never matches these: what the commands could make or drop is still seen.
     """
     with connect(admin, autocommit=True) as conn:
         names = {r["datname"] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
@@ -117,7 +121,10 @@ def database_names(admin: str) -> set[str]:
     return {
         n
         for n in names
-        if not any(o in n for o in others) and not n.startswith(HOSTILE_GOLDEN) and not OTHER_RUNS.fullmatch(n)
+        if not any(o in n for o in others)
+        and not n.startswith(HOSTILE_GOLDEN)
+        and not OTHER_RUNS.fullmatch(n)
+        and not WORKERS.fullmatch(n)
     }
 
 
