@@ -5,8 +5,6 @@ reads one snapshot, others' drift is information, and the release neither fails 
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from oneroof.harness.db import connect
 from oneroof.harness.errors import Blocked, LockHeld
 from tests.support.processes import suite_args
 from tests.support.production import skip_below_a_rehearsal_server
-from tests.support.release import PKG, TRUST, approve, reading
+from tests.support.release import PKG, TRUST, approve, reading, start_rollout, waiting_for_a_lock
 from tests.support.testing import PgServer
 from tests.support.writers import writers
 
@@ -123,21 +121,6 @@ ATTACK = (
 )
 
 
-def _waiting_for_a_lock(dsn: str, timeout: float = 60.0) -> None:
-    """Until a oneroof-executor session waits for a heavyweight lock (poll)."""
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while True:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'oneroof-executor' "
-                "AND wait_event_type = 'Lock'"
-            ).fetchone()
-            if row and row[0]:
-                return
-            assert time.monotonic() < deadline, "the rollout never waited for the attacker's lock"
-            time.sleep(0.02)
-
-
 def _untouched(dsn: str) -> None:
     with connect(dsn) as conn:
         assert gate.state(conn) == "greenfield"
@@ -170,20 +153,9 @@ def test_a_conflicting_row_committed_while_the_rollout_waits_is_refused(clone: c
     approve(clone_conn)
     attacker = psycopg.connect(clone.dsn, application_name="attacker")
     attacker.execute(ATTACK, (POLICY_ID,))
-    outcome: list[BaseException | release.Outcome] = []
-
-    def roll_out() -> None:
-        try:
-            outcome.append(
-                release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, gate_session=False, audit=False)
-            )
-        except BaseException as exc:  # noqa: BLE001 - the test judges it
-            outcome.append(exc)
-
-    thread = threading.Thread(target=roll_out)
-    thread.start()
+    thread, outcome = start_rollout(clone.dsn, clone.name)
     try:
-        _waiting_for_a_lock(clone.dsn)
+        waiting_for_a_lock(clone.dsn)
         attacker.commit()
     finally:
         thread.join(timeout=120)

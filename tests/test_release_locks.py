@@ -9,7 +9,6 @@ a mutant of executor/release.py that the mutation check did not kill or did not 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import psycopg
@@ -20,7 +19,7 @@ from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import Blocked, DatabaseUnreachable, InvariantFailed, LockHeld
-from tests.support.release import TRUST, approve
+from tests.support.release import approve, start_rollout, waiting_for_a_lock
 
 PKG = package.load()
 
@@ -74,21 +73,6 @@ def test_a_writer_holding_a_table_past_the_lock_timeout_is_named(
     )
 
 
-def waiting_for_a_lock(admin: psycopg.Connection[Any], pid: int | None = None) -> int:
-    """Until an executor's session (`pid`, else any) waits for a heavyweight lock (poll): its pid."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        row: Any = admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
-            "(pid = %s OR %s::int IS NULL AND application_name = 'oneroof-executor')",
-            (pid, pid),
-        ).fetchone()
-        if row:
-            return int(row["pid"])
-        time.sleep(0.02)
-    raise AssertionError("nobody waited for the lock")
-
-
 def test_a_revocation_committed_while_the_release_transaction_waits_blocks_it(
     clone: clones.Clone, clone_conn: Any
 ) -> None:
@@ -97,23 +81,12 @@ def test_a_revocation_committed_while_the_release_transaction_waits_blocks_it(
     """
     approval = approve(clone_conn)
     first = release.locked_tables(PKG)[0]
-    outcome: list[BaseException | release.Outcome] = []
-
-    def roll_out() -> None:
-        try:
-            outcome.append(
-                release.rollout(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST, gate_session=False, audit=False)
-            )
-        except BaseException as exc:  # noqa: BLE001 - the test judges it
-            outcome.append(exc)
-
-    with connect(clone.dsn) as revoker, connect(clone.dsn, autocommit=True) as admin:
+    with connect(clone.dsn) as revoker:
         revoker.execute(psycopg.sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(psycopg.sql.Identifier(first)))
         revoker.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (approval,))
-        thread = threading.Thread(target=roll_out)
-        thread.start()
+        thread, outcome = start_rollout(clone.dsn, clone.name)
         try:
-            waiting_for_a_lock(admin)
+            waiting_for_a_lock(clone.dsn)
             revoker.commit()
         finally:
             thread.join(timeout=120)
@@ -133,7 +106,7 @@ def test_a_connection_lost_while_waiting_for_a_lock_is_unreachable_not_held(
             waiting = conn.info.backend_pid
 
             def cut_once_waiting() -> None:
-                admin.execute("SELECT pg_terminate_backend(%s)", (waiting_for_a_lock(admin, waiting),))
+                admin.execute("SELECT pg_terminate_backend(%s)", (waiting_for_a_lock(clone.dsn, waiting),))
 
             cutter = threading.Thread(target=cut_once_waiting)
             cutter.start()
