@@ -102,18 +102,20 @@ def contents(dsn: str, names: list[str]) -> dict[str, tuple[int, int, str]]:
 
 
 OTHER_RUNS = re.compile(r"oneroof_t_[0-9a-f]{6}_golden")  # tests/support/testing.py: run_prefix(run) + "_golden"
-# A database of one test, any run, any xdist worker (the `unique` fixture: oneroof_t_<run>_<worker>_<name>),
-# such as tests/test_signatures.py's module clone, made and dropped by another worker meanwhile.
-WORKERS = re.compile(r"oneroof_t_[0-9a-z]+_(gw[0-9]+|master)_.+")
+# A database that names its xdist worker (the `unique` fixture's oneroof_t_<run>_<worker>_<name>, such as
+# tests/test_signatures.py's module clone; tests/test_snapshot.py's snapshot; tests/support/directus.py's
+# oneroof_directus_<worker>_...; tests/support/production.py's oneroof_prod_<worker>_...).
+WORKER = re.compile(r"(?:^|_)(gw[0-9]+|master)_")
 HOSTILE_GOLDEN = "oneroof_t_hostile_"  # + the xdist worker: the round-trip test's golden database
 
 
-def database_names(admin: str) -> set[str]:
+def database_names(admin: str, worker_id: str) -> set[str]:
     """The server's databases but those other xdist workers make and drop meanwhile (golden
     builds in progress, clones of the golden database, the round-trip test's own golden databases,
     the golden databases of the nested test runs some tests start on this server, each named
-    oneroof_t_<its run>_golden, and the databases of other tests, named by `unique`). A hostile
-    name never matches these: what the commands could make or drop is still seen.
+    oneroof_t_<its run>_golden, and every database whose name carries another worker's id). This
+    worker runs nothing else meanwhile, so a database of its own worker's name is still seen, as is
+    every hostile name: what the commands could make or drop is still seen.
     """
     with connect(admin, autocommit=True) as conn:
         names = {r["datname"] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
@@ -124,7 +126,7 @@ def database_names(admin: str) -> set[str]:
         if not any(o in n for o in others)
         and not n.startswith(HOSTILE_GOLDEN)
         and not OTHER_RUNS.fullmatch(n)
-        and not WORKERS.fullmatch(n)
+        and not any(m.group(1) != worker_id for m in WORKER.finditer(n))
     }
 
 
@@ -185,11 +187,13 @@ database_name_inputs = st.one_of(names_of(0, 70), st.from_regex(IDENTIFIER, full
 @example(name="_" + "a" * 62)
 @example(name="a" * 64)
 @database_settings(4)
-def test_hostile_clone_names_are_refused_or_kept_exactly(name: str, test_server: PgServer, figure: Any) -> None:
+def test_hostile_clone_names_are_refused_or_kept_exactly(
+    name: str, test_server: PgServer, figure: Any, worker_id: str
+) -> None:
     DATABASE_NAMES["hostile_inputs"] += 1
     figure("hostile_inputs", DATABASE_NAMES["hostile_inputs"])
     figure("got_through", DATABASE_NAMES["got_through"])
-    before = database_names(test_server.admin)
+    before = database_names(test_server.admin, worker_id)
     if not IDENTIFIER.match(name):
         with pytest.raises(UsageError, match="is not a valid identifier"):
             clones.create(test_server.admin, source=test_server.golden, name=name)
@@ -205,17 +209,17 @@ def test_hostile_clone_names_are_refused_or_kept_exactly(name: str, test_server:
             clones.drop(test_server.admin, name)
         with pytest.raises(UsageError, match="is not a valid identifier"):
             golden.build(test_server.admin, name=name + ";", package_sha256=PKG.sha256)
-    if database_names(test_server.admin) != before:
+    if database_names(test_server.admin, worker_id) != before:
         DATABASE_NAMES["got_through"] += 1
         figure("got_through", DATABASE_NAMES["got_through"])
-    assert database_names(test_server.admin) == before
+    assert database_names(test_server.admin, worker_id) == before
 
 
 @pytest.mark.parametrize("name", [INJECTION, "x; DROP DATABASE postgres", "Upper", "a" * 64, "é"])
 def test_the_command_line_refuses_a_hostile_database_name_in_one_line(
-    name: str, test_server: PgServer, tmp_path: Path
+    name: str, test_server: PgServer, tmp_path: Path, worker_id: str
 ) -> None:
-    before = database_names(test_server.admin)
+    before = database_names(test_server.admin, worker_id)
     for args in (
         ("clone", "create", "--from", test_server.golden, "--name", name),
         ("clone", "create", "--from", name),
@@ -226,14 +230,16 @@ def test_the_command_line_refuses_a_hostile_database_name_in_one_line(
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
         assert "is not a valid identifier" in result.stderr, result.stderr
-    assert database_names(test_server.admin) == before
+    assert database_names(test_server.admin, worker_id) == before
 
 
 @pytest.mark.parametrize("name", ["", "a" * 64, "é" * 32, "kh_tags", "directus_users", "os_mine", "system_issues"])
-def test_the_golden_builder_refuses_a_collection_name_it_cannot_keep(name: str, test_server: PgServer) -> None:
-    before = database_names(test_server.admin)
+def test_the_golden_builder_refuses_a_collection_name_it_cannot_keep(
+    name: str, test_server: PgServer, worker_id: str
+) -> None:
+    before = database_names(test_server.admin, worker_id)
     with pytest.raises(UsageError, match="collection name"):
         golden.build(
             test_server.admin, name="oneroof_t_never_built", package_sha256=PKG.sha256, extra_collections=(name,)
         )
-    assert database_names(test_server.admin) == before
+    assert database_names(test_server.admin, worker_id) == before

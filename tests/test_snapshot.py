@@ -92,7 +92,7 @@ class Snapshot:
 @pytest.fixture(scope="module")
 def snap(production: Production, test_server: PgServer, worker_id: str) -> Iterator[Snapshot]:
     """Production snapshotted into the test server (--jobs 1: the data streamed); dropped after the module."""
-    name = f"t_{worker_id}_snap_{secrets.token_hex(3)}"
+    name = f"{test_server.prefix}_{worker_id}_snap_{secrets.token_hex(3)}"  # dropped at the run's end too
     before = counters(production.dsn)
     try:
         result = take(production.dsn, test_server.admin, name=name, jobs=1)
