@@ -6,8 +6,10 @@ early with `prepare()` so that its start-up overlaps other work), imports them o
 one child per session. Each child is a new process with its own pid, environment, standard
 output and exit code, which can be killed alone; it starts from the worker's clean state, in
 which no session has ever run: the invariant modules, their conftest, syrupy and the suite's
-plugin are imported in the child only (pytest rewrites their asserts there), so nothing is cached
-from one session to the next.
+plugin are imported and run in the child only, so no module state passes from one session to the
+next. Their asserts are rewritten once, in the worker (`rewrite_ahead`): pytest in a child takes a
+file's rewritten code from there while the file holds the bytes the worker rewrote, and rewrites it
+afresh otherwise.
 
 The protocol, over a Unix socket pair: the caller sends one JSON request (argv, environment,
 working directory) with its standard output and error as file descriptors (SCM_RIGHTS); the
@@ -31,7 +33,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
+from typing import TYPE_CHECKING, overload
+
+if TYPE_CHECKING:
+    import types
+    from collections.abc import Callable
 
 # Imported once by the worker. Never a module pytest marks for assertion rewriting in a session
 # (syrupy, oneroof.fixtures.plugin, xdist, the invariants): imported before pytest's hook, it
@@ -241,6 +247,54 @@ def _child(request: dict[str, object], fds: list[int]) -> None:
         os._exit(code)
 
 
+def rewrite_ahead(files: list[Path]) -> Callable[[Path, object], tuple[os.stat_result, types.CodeType]]:
+    """The assertion rewrite of pytest (`_pytest.assertion.rewrite._rewrite_test`) of every file of
+    `files` done now, once, without importing them, and a stand-in for that function that hands a
+    file's code object out again while the file holds the very bytes rewritten: otherwise (and for
+    every other file, or with the assertion-pass hook on) it rewrites the file afresh.
+    """
+    from _pytest.assertion import rewrite
+
+    original = rewrite._rewrite_test
+    ready: dict[str, tuple[bytes, types.CodeType]] = {}
+    for path in files:
+        try:
+            source = path.read_bytes()
+            _, code = original(path, None)  # type: ignore[arg-type]  # no config: no assertion-pass hook
+        except (OSError, SyntaxError, ValueError):
+            continue  # the child rewrites it, and reports what is wrong, as pytest always does
+        ready[str(path)] = (source, code)
+
+    def rewrite_test(fn: Path, config: object) -> tuple[os.stat_result, types.CodeType]:
+        known = ready.get(str(fn))
+        hook = getattr(config, "getini", None)
+        if known is not None and not (hook and hook("enable_assertion_pass_hook")):
+            stat = os.stat(fn)
+            if fn.read_bytes() == known[0]:
+                return stat, known[1]
+        return original(fn, config)  # type: ignore[arg-type]
+
+    return rewrite_test
+
+
+def rewritten_files() -> list[Path]:
+    """The files a stage session rewrites: the invariants, the suite's plugin, syrupy's modules."""
+    import importlib.util
+
+    from oneroof.core import settings
+
+    files = sorted((settings.ROOT / "invariants").rglob("*.py"))
+    for name in ("syrupy", "oneroof.fixtures.plugin"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        if spec.submodule_search_locations:
+            files += sorted(p for folder in spec.submodule_search_locations for p in Path(folder).rglob("*.py"))
+        else:
+            files.append(Path(spec.origin))
+    return files
+
+
 def main() -> None:
     """`python -m oneroof.executor.sessions FD`: the worker, serving the socket FD."""
     sock = socket.socket(fileno=int(sys.argv[1]))
@@ -254,9 +308,15 @@ def main() -> None:
     early = [name for name in REWRITTEN if name in sys.modules]
     if early:
         raise SystemExit(f"stage-session worker: {', '.join(early)} imported before pytest could rewrite it")
+    from _pytest.assertion import rewrite
+
     from oneroof.core import package
     from oneroof.harness.errors import OneroofError
 
+    # Each child still imports and runs the invariants, the plugin and syrupy afresh, but from code
+    # objects rewritten here once, not from a rewrite of its own: most of a session's start-up where
+    # no bytecode may be written (PYTHONDONTWRITEBYTECODE).
+    rewrite._rewrite_test = rewrite_ahead(rewritten_files())  # type: ignore[assignment]
     # Parse the default package's SQL once, here: each session still reads and verifies every
     # file, and parses again whatever differs (core/package.py caches by file text).
     with contextlib.suppress(OneroofError, OSError):

@@ -121,3 +121,36 @@ def test_a_session_loads_the_suites_plugins_only(clone: clones.Clone, capfd: pyt
     named = ("-p", "hypothesispytest")
     assert release.run_stage(clone.dsn, "baseline", expect_db=clone.name, quiet=False, extra=named) == 0
     assert "hypothesis-" in capfd.readouterr().out
+
+
+def test_the_worker_rewrites_the_asserts_ahead_and_a_changed_file_afresh(tmp_path: Path) -> None:
+    kept, changed, other = (tmp_path / f"test_{n}.py" for n in ("kept", "changed", "other"))
+    for path in (kept, changed, other):
+        path.write_text("def test():\n    x = 1\n    assert x == 2\n")
+    rewrite_test = sessions.rewrite_ahead([kept, changed, tmp_path / "test_missing.py"])
+    changed.write_text("def test():\n    x = 3\n    assert x == 4\n")
+
+    def message(path: Path) -> str:
+        stat, code = rewrite_test(path, None)
+        assert stat.st_size == path.stat().st_size
+        namespace: dict[str, Any] = {}
+        exec(code, namespace)
+        with pytest.raises(AssertionError) as caught:
+            namespace["test"]()
+        return str(caught.value)
+
+    assert rewrite_test(kept, None)[1] is rewrite_test(kept, None)[1]  # the worker's code object, handed out again
+    assert message(kept) == "assert 1 == 2"  # rewritten: a plain assert has no message at all
+    assert message(changed) == "assert 3 == 4"  # the file as it is now, not as the worker read it
+    assert rewrite_test(changed, None)[1] is not rewrite_test(changed, None)[1]
+    assert message(other) == "assert 1 == 2"  # a file the worker never saw: rewritten as pytest would
+
+
+def test_the_files_rewritten_ahead_are_those_a_session_rewrites(clone: clones.Clone, capfd: Any) -> None:
+    files = {str(p) for p in sessions.rewritten_files()}
+    assert {str(ROOT / "invariants" / "conftest.py"), str(ROOT / "fixtures" / "plugin.py")} <= files
+    assert any(f.endswith(os.path.join("syrupy", "__init__.py")) for f in files)
+    # a session's failed assert still shows what pytest's rewrite adds: the values and their diff
+    assert release.run_stage(clone.dsn, "baseline", expect_db="not_this_one", quiet=False) == 1
+    out = capfd.readouterr().out
+    assert "== 'not_this_one'" in out and "- not_this_one" in out and f"+ {clone.name}" in out, out
