@@ -429,6 +429,12 @@ def _package(path: Path, manifest: dict[str, Any], raw: bytes, listed: set[str])
             "changed): restore it, or rewrite it with `oneroof package seal`"
         )
     meta, gate = manifest["package"], manifest["gate"]
+    for key in ("name", "version", "proposal"):
+        if not isinstance(meta[key], str):
+            raise TypeError(f"package.{key} (a string)")
+    approvals = gate["min_approvals"]
+    if type(approvals) is not int:  # not a string of digits, nor true (a bool is an int to Python)
+        raise TypeError("gate.min_approvals (a whole number, at least 1)")
     _check_size(path, manifest)
     tiers = _tiers(path, manifest, listed)
     expected = _snapshots(path, manifest, listed)
@@ -450,10 +456,10 @@ def _package(path: Path, manifest: dict[str, Any], raw: bytes, listed: set[str])
         )
     return Package(
         path,
-        str(meta["name"]),
-        str(meta["version"]),
-        str(meta["proposal"]),
-        int(gate["min_approvals"]),
+        meta["name"],
+        meta["version"],
+        meta["proposal"],
+        approvals,
         tuple(gate["levels"]),
         tiers,
         sha256(raw),

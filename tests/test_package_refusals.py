@@ -123,14 +123,24 @@ def test_a_setting_of_the_wrong_type_names_it(copy: Path) -> None:
     )
 
 
-def test_a_number_that_is_not_one_is_refused(copy: Path) -> None:
-    """ValueError: min_approvals = "one" is a string that int() cannot read."""
-    manifest = rewritten(copy, "gate", "min_approvals", "one")
+@pytest.mark.parametrize(
+    ("table", "key", "value", "wanted"),
+    [
+        ("gate", "min_approvals", "one", "gate.min_approvals (a whole number, at least 1)"),
+        ("gate", "min_approvals", "2", "gate.min_approvals (a whole number, at least 1)"),  # int("2") would read it
+        ("gate", "min_approvals", True, "gate.min_approvals (a whole number, at least 1)"),  # a bool is an int
+        ("package", "proposal", 7, "package.proposal (a string)"),  # str(7) would read it
+        ("package", "name", False, "package.name (a string)"),
+        ("package", "version", ["1"], "package.version (a string)"),
+    ],
+)
+def test_a_setting_that_is_not_of_its_type_is_refused_naming_the_type(
+    copy: Path, table: str, key: str, value: object, wanted: str
+) -> None:
+    manifest = rewritten(copy, table, key, value)
     with pytest.raises(IntegrityError) as refused:
         package.load(copy)
-    assert refused.value.message == (
-        f"{manifest} lacks or mistypes invalid literal for int() with base 10: 'one': see rollout/manifest.toml"
-    )
+    assert refused.value.message == f"{manifest} lacks or mistypes {wanted}: see rollout/manifest.toml"
 
 
 # What follows kills the survivors of the complete run of core/package.py (issue 18,
