@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from oneroof.harness import catalog
 from oneroof.harness.db import LOCK_TIMEOUT_MS, check_identifier, connect, database_exists, parse, with_dbname
@@ -56,6 +56,9 @@ SECRETS: dict[str, tuple[str, ...]] = {
 NO_DATA = ("directus_sessions",)
 MARKER = "oneroof:redacted:"
 PROGRESS_EVERY = 2.0  # seconds between progress lines
+# The sessions of the pg_restore of the data: their COPYs, and no others (the secret tables
+# restored beside them), are the bytes in flight of the progress.
+RESTORE_APP = "oneroof-snapshot-restore"
 
 
 class SnapshotFailed(OneroofError):
@@ -148,7 +151,14 @@ def _mb(n: float) -> str:
 
 class _Watch:
     """Progress of one pg_dump or pg_restore: tables and bytes done, elapsed, estimate; on stderr
-    through `note`, every PROGRESS_EVERY seconds, from a thread that reads the tool's --verbose.
+    through `note`, every PROGRESS_EVERY seconds while the tool runs (`start` to `stop`), from a
+    thread of its own, so the lines keep coming while the tool prints nothing (one long table).
+
+    `feed` reads the tool's --verbose lines for the tables it has reached: such a table counts with
+    its size (`done_bytes`). `copying`, when given, says which tables are being copied right now
+    and how many bytes of each the server has read (see _copying): those count with these bytes
+    instead. They are COPY text bytes, an estimate against the sizes on disk, so `done` is capped
+    at the total. The lock keeps `feed` (the thread reading the tool) and the ticker apart.
     """
 
     DONE = re.compile(
@@ -157,30 +167,111 @@ class _Watch:
     )
 
     def __init__(
-        self, phase: str, note: Progress, tables: int, total_bytes: int, done_bytes: Callable[[set[str]], int]
+        self,
+        phase: str,
+        note: Progress,
+        tables: int,
+        total_bytes: int,
+        done_bytes: Callable[[set[str]], int],
+        copying: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.phase, self.note, self.tables, self.total = phase, note, tables, total_bytes
-        self.done_bytes = done_bytes
+        self.done_bytes, self.copying = done_bytes, copying
         self.done: set[str] = set()
         self.started = time.monotonic()
         self.last = self.started
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.ticker: threading.Thread | None = None
 
     def feed(self, line: str) -> None:
         found = self.DONE.search(line)
         if found:
-            self.done.add(found.group(1).replace(" ", "."))
-        if time.monotonic() - self.last >= PROGRESS_EVERY:
-            self.report()
+            with self.lock:
+                self.done.add(found.group(1).replace(" ", "."))
+
+    def start(self) -> None:
+        """Print a line every PROGRESS_EVERY seconds from now until `stop`."""
+        self.ticker = threading.Thread(target=self._tick, name="oneroof-snapshot-progress", daemon=True)
+        self.ticker.start()
+
+    def stop(self) -> None:
+        """No line from the ticker any more; returns once its thread has ended."""
+        self.stopped.set()
+        if self.ticker is not None:
+            self.ticker.join()
+            self.ticker = None
+
+    def _tick(self) -> None:
+        while not self.stopped.wait(max(0.0, self.last + PROGRESS_EVERY - time.monotonic())):
+            copying = self.copying() if self.copying is not None else {}
+            with self.lock:
+                if self.stopped.is_set():  # the tool ended during the read: its last line is the caller's
+                    return
+                self._report(copying)
 
     def report(self) -> None:
+        """A line now (the tool's last, once it has ended)."""
+        with self.lock:
+            self._report({})
+
+    def _report(self, copying: dict[str, int]) -> None:
         self.last = time.monotonic()
         elapsed = self.last - self.started
-        done = min(self.done_bytes(self.done), self.total) if self.total else self.done_bytes(self.done)
-        left = f", ~{elapsed * (self.total - done) / done:.0f} s left" if done and self.total else ""
+        settled = self.done - copying.keys()
+        done = self.done_bytes(settled) + sum(copying.values())
+        done = min(done, self.total) if self.total else done
+        # From 1% on: a few bytes of a table in flight would give an estimate of weeks.
+        left = (
+            f", ~{elapsed * (self.total - done) / done:.0f} s left" if self.total and done >= self.total / 100 else ""
+        )
         self.note(
-            f"{self.phase}: {min(len(self.done), self.tables)}/{self.tables} tables, {_mb(done)} of "
+            f"{self.phase}: {min(len(settled), self.tables)}/{self.tables} tables, {_mb(done)} of "
             f"~{_mb(self.total)}, {elapsed:.1f} s elapsed{left}"
         )
+
+
+# The tables a COPY FROM into one database reads now, and its bytes read so far (PostgreSQL 14+).
+# The view gives the table's oid, which only its own database can name: the name is the COPY's own.
+COPYING_SQL = """
+SELECT a.query, p.bytes_processed AS bytes
+FROM pg_stat_progress_copy AS p JOIN pg_stat_activity AS a ON a.pid = p.pid
+WHERE p.datname = %s AND p.command = 'COPY FROM' AND a.application_name = %s AND p.bytes_processed IS NOT NULL"""
+_IDENT = r'(?:"(?:[^"]|"")+"|[^\s".(]+)'
+COPY_TARGET = re.compile(rf"^\s*COPY\s+({_IDENT})(?:\.({_IDENT}))?", re.IGNORECASE)
+COPYING_TIMEOUT = 2  # seconds: a read of the copy's progress gives up (connect_timeout, statement_timeout)
+
+
+def _unquote(ident: str) -> str:
+    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
+
+
+def _copying(admin_dsn: str, database: str, application: str) -> dict[str, int]:
+    """The tables that sessions named `application` copy into `database` now (COPY FROM), as
+    `schema.table` (their COPY's text), and the COPY text bytes the server has read of each.
+
+    Read from pg_stat_progress_copy on a short-lived autocommit connection to `admin_dsn`; empty on
+    a server before PostgreSQL 14 (no such view) and when the read fails: progress never fails a
+    snapshot, and never waits more than about COPYING_TIMEOUT seconds.
+    """
+    try:
+        params = parse(admin_dsn)
+        params["connect_timeout"] = COPYING_TIMEOUT
+        params["options"] = f"{params.get('options') or ''} -c statement_timeout={COPYING_TIMEOUT * 1000}".strip()
+        with connect(
+            conninfo.make_conninfo("", **params), autocommit=True, application_name="oneroof-snapshot-progress"
+        ) as conn:
+            if conn.info.server_version < 140000:
+                return {}
+            rows = conn.execute(COPYING_SQL, (database, application)).fetchall()
+    except Exception:  # noqa: BLE001 - a progress line is worth no failure
+        return {}
+    copying: dict[str, int] = {}
+    for row in rows:
+        found = COPY_TARGET.match(row["query"] or "")
+        name = ".".join(_unquote(part) for part in found.groups() if part) if found else ""
+        copying[name] = copying.get(name, 0) + int(row["bytes"])
+    return copying
 
 
 def _run_tool(
@@ -193,7 +284,8 @@ def _run_tool(
     pipe_out: bool = False,
 ) -> None:
     """Run a client tool (pg_dump, pg_restore, psql) to its end, in a process group of its own,
-    feeding each line of its output to `watch` when given. `started` sees the child as soon as it
+    feeding each line of its output to `watch` when given, whose ticker prints progress while the
+    tool runs and is stopped before this returns. `started` sees the child as soon as it
     runs, and may refuse it by raising. On any exit (also Ctrl-C) the child is gone when this
     returns. A failure is a SnapshotFailed with the tool's last error line (when none says error:
     the signal that killed it, else its last line); the password travels in `env` (see _tool_env), never in `argv`.
@@ -214,6 +306,8 @@ def _run_tool(
     try:
         if started is not None:
             started(proc)
+        if watch is not None:
+            watch.start()
         assert log is not None
         for raw in log:
             tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
@@ -222,9 +316,13 @@ def _run_tool(
                 watch.feed(tail[-1])
         code = proc.wait()
     finally:
-        _end(proc)
-        if log is not None:
-            log.close()  # with `pipe_out`, standard output is the caller's to close
+        try:
+            if watch is not None:
+                watch.stop()
+        finally:
+            _end(proc)
+            if log is not None:
+                log.close()  # with `pipe_out`, standard output is the caller's to close
     if code != 0:
         errors = [ln for ln in tail if "error" in ln.lower()]
         if not errors and code < 0:  # killed: its last line is whatever it was doing, no cause
@@ -327,8 +425,6 @@ def _tool_env(dsn: str) -> tuple[str, dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
     if password:
         env["PGPASSWORD"] = str(password)
-    from psycopg import conninfo
-
     return conninfo.make_conninfo("", **params), env
 
 
@@ -790,10 +886,19 @@ def _streamed_dump(copy: _Copy) -> tuple[list[str], dict[str, str]]:
 
 def _stream_data(copy: _Copy, ready: Callable[[], bool]) -> None:
     """The streamed data: pg_dump | pg_restore (see _run_pipe), with progress."""
-    admin_public, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
-    admin_env["PGAPPNAME"] = "oneroof-snapshot-restore"
+    # Named in the DSN itself, where an application_name of the admin DSN would win over PGAPPNAME.
+    admin_public, admin_env = _tool_env(
+        conninfo.make_conninfo(with_dbname(copy.admin_dsn, copy.temp), application_name=RESTORE_APP)
+    )
     sizes = {t: b for t, b in copy.sizes.items() if t.split(".", 1)[-1] not in SECRETS}
-    watch = _Watch("copy", copy.note, len(sizes), sum(sizes.values()), lambda done: sum(sizes.get(t, 0) for t in done))
+    watch = _Watch(
+        "copy",
+        copy.note,
+        len(sizes),
+        sum(sizes.values()),
+        lambda done: sum(sizes.get(t, 0) for t in done),
+        lambda: _copying(copy.admin_dsn, copy.temp, RESTORE_APP),
+    )
     restore = [
         str(bin_dir() / "pg_restore"),
         "--no-owner",
@@ -924,7 +1029,10 @@ def _redact(copy: _Copy) -> None:
 def _restore(copy: _Copy) -> None:
     """Restore the redacted dump into the temporary database, then remove the dump."""
     t = time.monotonic()
-    admin_public, admin_env = _tool_env(with_dbname(copy.admin_dsn, copy.temp))
+    # Named in the DSN itself, where an application_name of the admin DSN would win over PGAPPNAME.
+    admin_public, admin_env = _tool_env(
+        conninfo.make_conninfo(with_dbname(copy.admin_dsn, copy.temp), application_name=RESTORE_APP)
+    )
     dump = copy.dump
     sizes = {table: (dump / file).stat().st_size for table, file in copy.files.items() if (dump / file).exists()}
     watch = _Watch(
@@ -933,6 +1041,7 @@ def _restore(copy: _Copy) -> None:
         len(copy.files),
         sum(sizes.values()),
         lambda done: sum(v for k, v in sizes.items() if k in done or k.split(".", 1)[-1] in done),
+        lambda: _copying(copy.admin_dsn, copy.temp, RESTORE_APP),
     )
     _run_tool(
         [

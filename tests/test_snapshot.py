@@ -238,6 +238,55 @@ def test_a_secret_table_with_a_child_table_is_refused(
     assert _sessions(production) == []
 
 
+def test_progress_lines_keep_coming_through_one_slow_table(
+    production: Production, test_server: PgServer, unique: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One table is slow to restore (a CHECK that sleeps in the copy, 2 s in all) and pg_restore
+    prints nothing meanwhile: the copy's lines still come every PROGRESS_EVERY, the table's bytes in
+    flight are read from pg_stat_progress_copy, and the snapshot succeeds.
+    """
+    name = unique("snap_progress")
+    monkeypatch.setattr(capture, "PROGRESS_EVERY", 0.1)
+    read, seen = capture._copying, []
+
+    def copying(*args: str) -> dict[str, int]:
+        seen.append(found := read(*args))
+        return found
+
+    monkeypatch.setattr(capture, "_copying", copying)
+    lines: list[tuple[float, str]] = []
+    with connect(production.dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.aaa_progress_in_a_copy() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+            "IF current_database() LIKE '%\\_\\_snapshot\\_%' THEN PERFORM pg_sleep(0.05); END IF; "
+            "RETURN true; END $$"
+        )
+        conn.execute(
+            "CREATE TABLE public.aaa_progress (id integer PRIMARY KEY, CHECK (public.aaa_progress_in_a_copy()))"
+        )
+        conn.execute("INSERT INTO public.aaa_progress SELECT generate_series(1, 40)")
+    try:
+        result = take(
+            production.dsn,
+            test_server.admin,
+            name=name,
+            jobs=1,
+            progress=lambda m: lines.append((time.monotonic(), m)),
+        )
+        assert result.entry == result.exit == result.golden
+    finally:
+        drop_database(test_server.admin, name)
+        with connect(production.dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.aaa_progress")
+            conn.execute("DROP FUNCTION public.aaa_progress_in_a_copy()")
+    copy = [(at, m) for at, m in lines if m.startswith("copy: ")]
+    gaps = [later - at for (at, _), (later, _) in zip(copy, copy[1:], strict=False)]
+    assert len(copy) >= 10 and max(gaps) < 1, copy  # the slow table alone takes 2 s
+    assert any(found.get("public.aaa_progress", 0) > 0 for found in seen), seen
+    done, of = copy[-1][1].removeprefix("copy: ").split(" tables")[0].split("/")
+    assert done == of, copy[-1]
+
+
 def _client_pids(tool: str, *args: str) -> list[int]:
     """This user's running `tool` processes whose command line holds each of `args` as a substring."""
     found = []
