@@ -292,9 +292,15 @@ def approval_rows(database: directus.DirectusDatabase) -> int:
     return int(row["n"])
 
 
-def monitor(database: directus.DirectusDatabase, trust: Path, evidence: Path, *, policy: bool = True) -> dict[str, Any]:
-    """`oneroof monitor --json`, under the user-verification policy unless `policy` is false."""
-    proc = run_executor(
+def monitor(
+    run: Any, database: directus.DirectusDatabase, trust: Path, evidence: Path, *, policy: bool = True
+) -> dict[str, Any]:
+    """`oneroof monitor --json`, under the user-verification policy unless `policy` is false, run
+    in this process (`run` is the oneroof_main fixture): the test reads the gate's verdict and
+    reasons a dozen times, which the command line prints the same in a process of its own; the
+    processes this test keeps are the approver's `approve` and the rollout.
+    """
+    proc = run(
         "monitor",
         "--json",
         "--dsn",
@@ -323,7 +329,7 @@ def reason_of(report: dict[str, Any], approval: int) -> str:
 
 
 def test_ratify_with_a_user_verified_passkey_in_directus(
-    server: directus.DirectusServer, browser: Any, tmp_path: Path
+    server: directus.DirectusServer, browser: Any, tmp_path: Path, oneroof_main: Any
 ) -> None:
     database = server.database
     evidence = bound_evidence(database.dsn, tmp_path)
@@ -343,7 +349,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     refused: dict[str, tuple[str, str]] = {}  # each approval that must not count: (verdict, its reason)
 
     def judged(approval: int) -> tuple[str, str]:
-        report = monitor(database, trust, evidence)
+        report = monitor(oneroof_main, database, trust, evidence)
         return report["verdict"], reason_of(report, approval)
 
     # L2 registers, then ratifies on an authenticator that no longer verifies the user.
@@ -432,7 +438,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     }
 
     # Without the policy the key file's approval counts (and none of the passkey ones).
-    assert monitor(database, trust, evidence, policy=False)["valid_approvals"] == [key_file]
+    assert monitor(oneroof_main, database, trust, evidence, policy=False)["valid_approvals"] == [key_file]
 
     # L4 registers and ratifies with user verification: the approval counts under the policy, the
     # key file's does not.
@@ -443,11 +449,11 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     without_line = dung.ratify(evidence)
     assert "Approval #" in without_line, without_line
     ratified = int(re.findall(r"Approval #(\d+)", without_line)[0])
-    unlisted = monitor(database, trust, evidence)
+    unlisted = monitor(oneroof_main, database, trust, evidence)
     assert unlisted["verdict"] == "BLOCKED" and "is not listed in the trust file" in reason_of(unlisted, ratified)
     with trust.open("a") as out:
         out.write(line + "\n")
-    opened = monitor(database, trust, evidence)
+    opened = monitor(oneroof_main, database, trust, evidence)
     assert opened["verdict"] == "OPEN" and opened["valid_approvals"] == [ratified], opened
     assert reason_of(opened, key_file) == refused["a plain SSH key under the policy"][1]
 
@@ -455,7 +461,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     # is refused as created by another user): it counts once, and not at all once the first row is
     # revoked (a revocation spends the statement).
     copy = record(dung_rest, l4, stored(database, ratified))
-    twice = monitor(database, trust, evidence)
+    twice = monitor(oneroof_main, database, trust, evidence)
     copied = {"beside the first": (twice["verdict"], reason_of(twice, copy))}
     admin.patch(f"/items/os_proposal_approvals/{ratified}", {"revoked_at": dt.datetime.now(dt.UTC).isoformat()})
     copied["once the first is revoked"] = judged(copy)
@@ -486,7 +492,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
         env=clean_env(ONEROOF_DIRECTUS_PASSWORD=PASSWORD, ONEROOF_REQUIRE_USER_VERIFICATION="1"),
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    reopened = monitor(database, trust, evidence)
+    reopened = monitor(oneroof_main, database, trust, evidence)
     assert reopened["verdict"] == "OPEN", reopened
     assert reopened["valid_approvals"] == [int(re.findall(r"APPROVED: approval #(\d+)", submitted.stdout)[0])]
     rolled = run_executor(
