@@ -134,15 +134,31 @@ class Approver:
     def verified(self, yes: bool) -> None:
         self.cdp.send("WebAuthn.setUserVerified", {"authenticatorId": self.authenticator, "isUserVerified": yes})
 
-    def log_in(self) -> None:
-        self.page.goto(f"{self.url}/admin/login")
+    def log_in(self, path: str = "/oneroof-ratify/register") -> None:
+        """Open `path` of the admin app logged out: Directus shows its login form there and, once
+        logged in, opens `path` in the same page load (one load of the app instead of two).
+        """
+        self.page.goto(f"{self.url}/admin{path}")
         self.page.fill("input[type=email]", self.account.email)
         self.page.fill("input[type=password]", PASSWORD)
         self.page.keyboard.press("Enter")
         self.page.wait_for_url(lambda url: "/login" not in url)
 
+    def open(self, path: str) -> None:
+        """Show `path` of the admin app, unless it shows it already: through the page's own link
+        to `path`, as an approver moves between registering and ratifying (no reload of the app),
+        or by loading it when the page is not the admin app's.
+        """
+        if self.page.url == f"{self.url}/admin{path}":
+            return
+        if not self.page.url.startswith(f"{self.url}/admin/"):
+            self.page.goto(f"{self.url}/admin{path}")
+            return
+        self.page.click(f"a[href='/admin{path}']")
+        self.page.wait_for_url(f"{self.url}/admin{path}")
+
     def register(self) -> str:
-        self.page.goto(f"{self.url}/admin/oneroof-ratify/register")
+        self.open("/oneroof-ratify/register")
         try:
             self.page.wait_for_selector("[data-test=register]", timeout=30_000)
         except Exception:
@@ -156,7 +172,7 @@ class Approver:
 
     def ratify(self, evidence: Path) -> str:
         """Open the evidence, press Ratify; the page's result or error line."""
-        self.page.goto(f"{self.url}/admin/oneroof-ratify")
+        self.open("/oneroof-ratify")
         self.page.wait_for_selector("[data-test=package-sha256]")
         self.page.set_input_files("[data-test=evidence]", str(evidence))
         self.page.wait_for_selector("[data-test=matrix]")
@@ -182,17 +198,16 @@ class Approver:
 
 
 def refused_in_the_page(browser: Any, server: directus.DirectusServer, email: str, password: str) -> str:
-    """Log in as `email` and open the ratification page: its reason why Ratify is disabled."""
+    """Open the ratification page, log in there as `email`: its reason why Ratify is disabled."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     context.set_default_timeout(TIMEOUT_MS)
     try:
         page = context.new_page()
-        page.goto(f"{server.url.replace(directus.LOOPBACK, 'localhost')}/admin/login")
+        page.goto(f"{server.url.replace(directus.LOOPBACK, 'localhost')}/admin/oneroof-ratify")  # to the login form
         page.fill("input[type=email]", email)
         page.fill("input[type=password]", password)
         page.keyboard.press("Enter")
         page.wait_for_url(lambda url: "/login" not in url)
-        page.goto(f"{server.url.replace(directus.LOOPBACK, 'localhost')}/admin/oneroof-ratify")
         reason = page.wait_for_selector("[data-test=blocked]").inner_text()
         assert page.is_disabled("[data-test=ratify]")
         return str(reason)
