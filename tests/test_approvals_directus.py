@@ -75,8 +75,11 @@ def rows(directus: DirectusServer) -> list[dict[str, Any]]:
         ).fetchall()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def l4(directus: DirectusServer, directus_admin: DirectusClient) -> rest.Session:
+    """The L4 approver's session, logged in once for the module: a session is no more than its
+    access token, which no test here revokes, and each login costs Directus an argon2 check.
+    """
     return session(directus, directus_admin, L4)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from tests.support.directus import (
     create_approval,
     login_as,
     proposal_id,
+    set_password,
     start,
 )
 from tests.support.processes import clean_env, run_executor
@@ -77,7 +79,11 @@ def readable(client: DirectusClient, collection: str) -> int:
 
 
 def test_ratify_through_directus_then_roll_out_and_back(
-    directus_install: Installation, directus: DirectusServer, directus_admin: DirectusClient, tmp_path: Path
+    directus_install: Installation,
+    directus: DirectusServer,
+    directus_admin: DirectusClient,
+    tmp_path: Path,
+    oneroof_main: Any,
 ) -> None:
     database = directus.database
     BOUND[database.name] = bound_evidence(database.dsn, tmp_path)
@@ -137,9 +143,11 @@ def test_ratify_through_directus_then_roll_out_and_back(
     assert gate(database) == ("OPEN", [])
 
     # The L2 approver signs offline (--out) and records the statement later (--submit), as themself.
-    login_as(directus, directus_admin, catalog.account("l2"), PASSWORD)
+    # The signing runs in this process (oneroof_main): what it writes is the subject, and the
+    # `approve` processes above and below keep the command's exit codes checked.
+    set_password(directus_admin, catalog.account("l2").id, PASSWORD)
     handed = Path(database.workdir) / "l2-approval.txt"
-    signed = oneroof(
+    signed = oneroof_main(
         "approve",
         "--dsn",
         database.dsn,

@@ -134,15 +134,31 @@ class Approver:
     def verified(self, yes: bool) -> None:
         self.cdp.send("WebAuthn.setUserVerified", {"authenticatorId": self.authenticator, "isUserVerified": yes})
 
-    def log_in(self) -> None:
-        self.page.goto(f"{self.url}/admin/login")
+    def log_in(self, path: str = "/oneroof-ratify/register") -> None:
+        """Open `path` of the admin app logged out: Directus shows its login form there and, once
+        logged in, opens `path` in the same page load (one load of the app instead of two).
+        """
+        self.page.goto(f"{self.url}/admin{path}")
         self.page.fill("input[type=email]", self.account.email)
         self.page.fill("input[type=password]", PASSWORD)
         self.page.keyboard.press("Enter")
         self.page.wait_for_url(lambda url: "/login" not in url)
 
+    def open(self, path: str) -> None:
+        """Show `path` of the admin app, unless it shows it already: through the page's own link
+        to `path`, as an approver moves between registering and ratifying (no reload of the app),
+        or by loading it when the page is not the admin app's.
+        """
+        if self.page.url == f"{self.url}/admin{path}":
+            return
+        if not self.page.url.startswith(f"{self.url}/admin/"):
+            self.page.goto(f"{self.url}/admin{path}")
+            return
+        self.page.click(f"a[href='/admin{path}']")
+        self.page.wait_for_url(f"{self.url}/admin{path}")
+
     def register(self) -> str:
-        self.page.goto(f"{self.url}/admin/oneroof-ratify/register")
+        self.open("/oneroof-ratify/register")
         try:
             self.page.wait_for_selector("[data-test=register]", timeout=30_000)
         except Exception:
@@ -156,7 +172,7 @@ class Approver:
 
     def ratify(self, evidence: Path) -> str:
         """Open the evidence, press Ratify; the page's result or error line."""
-        self.page.goto(f"{self.url}/admin/oneroof-ratify")
+        self.open("/oneroof-ratify")
         self.page.wait_for_selector("[data-test=package-sha256]")
         self.page.set_input_files("[data-test=evidence]", str(evidence))
         self.page.wait_for_selector("[data-test=matrix]")
@@ -182,17 +198,16 @@ class Approver:
 
 
 def refused_in_the_page(browser: Any, server: directus.DirectusServer, email: str, password: str) -> str:
-    """Log in as `email` and open the ratification page: its reason why Ratify is disabled."""
+    """Open the ratification page, log in there as `email`: its reason why Ratify is disabled."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     context.set_default_timeout(TIMEOUT_MS)
     try:
         page = context.new_page()
-        page.goto(f"{server.url.replace(directus.LOOPBACK, 'localhost')}/admin/login")
+        page.goto(f"{server.url.replace(directus.LOOPBACK, 'localhost')}/admin/oneroof-ratify")  # to the login form
         page.fill("input[type=email]", email)
         page.fill("input[type=password]", password)
         page.keyboard.press("Enter")
         page.wait_for_url(lambda url: "/login" not in url)
-        page.goto(f"{server.url.replace(directus.LOOPBACK, 'localhost')}/admin/oneroof-ratify")
         reason = page.wait_for_selector("[data-test=blocked]").inner_text()
         assert page.is_disabled("[data-test=ratify]")
         return str(reason)
@@ -292,9 +307,15 @@ def approval_rows(database: directus.DirectusDatabase) -> int:
     return int(row["n"])
 
 
-def monitor(database: directus.DirectusDatabase, trust: Path, evidence: Path, *, policy: bool = True) -> dict[str, Any]:
-    """`oneroof monitor --json`, under the user-verification policy unless `policy` is false."""
-    proc = run_executor(
+def monitor(
+    run: Any, database: directus.DirectusDatabase, trust: Path, evidence: Path, *, policy: bool = True
+) -> dict[str, Any]:
+    """`oneroof monitor --json`, under the user-verification policy unless `policy` is false, run
+    in this process (`run` is the oneroof_main fixture): the test reads the gate's verdict and
+    reasons a dozen times, which the command line prints the same in a process of its own; the
+    processes this test keeps are the approver's `approve` and the rollout.
+    """
+    proc = run(
         "monitor",
         "--json",
         "--dsn",
@@ -323,7 +344,7 @@ def reason_of(report: dict[str, Any], approval: int) -> str:
 
 
 def test_ratify_with_a_user_verified_passkey_in_directus(
-    server: directus.DirectusServer, browser: Any, tmp_path: Path
+    server: directus.DirectusServer, browser: Any, tmp_path: Path, oneroof_main: Any
 ) -> None:
     database = server.database
     evidence = bound_evidence(database.dsn, tmp_path)
@@ -343,7 +364,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     refused: dict[str, tuple[str, str]] = {}  # each approval that must not count: (verdict, its reason)
 
     def judged(approval: int) -> tuple[str, str]:
-        report = monitor(database, trust, evidence)
+        report = monitor(oneroof_main, database, trust, evidence)
         return report["verdict"], reason_of(report, approval)
 
     # L2 registers, then ratifies on an authenticator that no longer verifies the user.
@@ -432,7 +453,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     }
 
     # Without the policy the key file's approval counts (and none of the passkey ones).
-    assert monitor(database, trust, evidence, policy=False)["valid_approvals"] == [key_file]
+    assert monitor(oneroof_main, database, trust, evidence, policy=False)["valid_approvals"] == [key_file]
 
     # L4 registers and ratifies with user verification: the approval counts under the policy, the
     # key file's does not.
@@ -443,11 +464,11 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     without_line = dung.ratify(evidence)
     assert "Approval #" in without_line, without_line
     ratified = int(re.findall(r"Approval #(\d+)", without_line)[0])
-    unlisted = monitor(database, trust, evidence)
+    unlisted = monitor(oneroof_main, database, trust, evidence)
     assert unlisted["verdict"] == "BLOCKED" and "is not listed in the trust file" in reason_of(unlisted, ratified)
     with trust.open("a") as out:
         out.write(line + "\n")
-    opened = monitor(database, trust, evidence)
+    opened = monitor(oneroof_main, database, trust, evidence)
     assert opened["verdict"] == "OPEN" and opened["valid_approvals"] == [ratified], opened
     assert reason_of(opened, key_file) == refused["a plain SSH key under the policy"][1]
 
@@ -455,7 +476,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
     # is refused as created by another user): it counts once, and not at all once the first row is
     # revoked (a revocation spends the statement).
     copy = record(dung_rest, l4, stored(database, ratified))
-    twice = monitor(database, trust, evidence)
+    twice = monitor(oneroof_main, database, trust, evidence)
     copied = {"beside the first": (twice["verdict"], reason_of(twice, copy))}
     admin.patch(f"/items/os_proposal_approvals/{ratified}", {"revoked_at": dt.datetime.now(dt.UTC).isoformat()})
     copied["once the first is revoked"] = judged(copy)
@@ -486,7 +507,7 @@ def test_ratify_with_a_user_verified_passkey_in_directus(
         env=clean_env(ONEROOF_DIRECTUS_PASSWORD=PASSWORD, ONEROOF_REQUIRE_USER_VERIFICATION="1"),
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    reopened = monitor(database, trust, evidence)
+    reopened = monitor(oneroof_main, database, trust, evidence)
     assert reopened["verdict"] == "OPEN", reopened
     assert reopened["valid_approvals"] == [int(re.findall(r"APPROVED: approval #(\d+)", submitted.stdout)[0])]
     rolled = run_executor(
