@@ -119,7 +119,9 @@ def database_names(admin: str, worker_id: str) -> set[str]:
     """
     with connect(admin, autocommit=True) as conn:
         names = {r["datname"] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-    others = ("__building_", "_clone_")
+    # _directus_bootstrapped: the run's one Directus bootstrap (tests/support/directus.py), made by
+    # whichever worker needs it first, as <prefix>_directus_bootstrapped_part, then renamed
+    others = ("__building_", "_clone_", "_directus_bootstrapped")
     return {
         n
         for n in names
