@@ -232,7 +232,9 @@ def test_probe_names_others_writes_between_its_fingerprints_and_exits_0(
     assert result.wrote_nothing and result.as_json()["wrote_nothing"] is True
 
 
-def test_probe_under_live_writes_exits_0_and_names_only_the_writers_tables(oneroof: Any, clone: clones.Clone) -> None:
+def test_probe_under_live_writes_exits_0_and_names_only_the_writers_tables(
+    oneroof_main: Any, clone: clones.Clone
+) -> None:
     """`oneroof probe` while writers insert and update system_issues and kh_tags: exit 0 each
     time, and whatever it names as changed is what they write (kh_tags is no governance table,
     so only the system_issues figure can move).
@@ -242,7 +244,7 @@ def test_probe_under_live_writes_exits_0_and_names_only_the_writers_tables(onero
     with writers(clone.dsn) as traffic:
         for _ in range(3):
             before = traffic.total
-            result = oneroof("probe", "--json", "--dsn", clone.dsn)
+            result = oneroof_main("probe", "--json", "--dsn", clone.dsn)
             assert result.returncode == 0, result.stdout + result.stderr
             data = json.loads(result.stdout)
             assert data["wrote_nothing"] is True
@@ -250,18 +252,18 @@ def test_probe_under_live_writes_exits_0_and_names_only_the_writers_tables(onero
             assert data["fingerprint"]["equal"] == (data["fingerprint"]["changed"] == [])
             traffic.wait_for(1)
             assert traffic.total > before
-        text = oneroof("probe", "--dsn", clone.dsn)
+        text = oneroof_main("probe", "--dsn", clone.dsn)
     assert text.returncode == 0, text.stdout + text.stderr
     assert "entry == exit" in text.stdout
 
 
-def test_probe_whose_read_was_assigned_a_transaction_id_exits_1(oneroof: Any, clone: clones.Clone) -> None:
+def test_probe_whose_read_was_assigned_a_transaction_id_exits_1(oneroof_main: Any, clone: clones.Clone) -> None:
     """A target where reading assigns a transaction id (system_issues made a view that calls
     txid_current()): the probe cannot prove it wrote nothing, and says so with exit 1.
     """
     with psycopg.connect(clone.dsn, autocommit=True) as conn:
         conn.execute("ALTER TABLE system_issues RENAME TO system_issues_kept")
         conn.execute("CREATE VIEW system_issues AS SELECT * FROM system_issues_kept WHERE txid_current() > 0")
-    result = oneroof("probe", "--dsn", clone.dsn)
+    result = oneroof_main("probe", "--dsn", clone.dsn)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "were assigned transaction ids" in result.stderr and "cannot prove it wrote nothing" in result.stderr

@@ -102,16 +102,16 @@ APPROVER_STEP = "; next: a human L2/L4 approver runs `oneroof approve` (see the 
 
 
 def test_a_blocked_rollout_names_the_next_step_and_a_superuser_is_warned_not_blocked(
-    oneroof: Any, clone: clones.Clone, clone_conn: Any
+    oneroof: Any, oneroof_main: Any, clone: clones.Clone, clone_conn: Any
 ) -> None:
     """The tests' server role is a superuser: the rollout warns about it, and goes on."""
     blocked = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
     assert blocked.returncode == 3, blocked.stdout + blocked.stderr
     assert blocked.stdout.splitlines()[0] == "BLOCKED: valid approvals 0 < 1" + APPROVER_STEP, blocked.stdout
     assert blocked.stderr.count(SUPERUSER_WARNING) == 1, blocked.stderr
-    monitor = oneroof("monitor", "--dsn", clone.dsn)
+    monitor = oneroof_main("monitor", "--dsn", clone.dsn)
     assert monitor.stdout.splitlines()[0] == "BLOCKED: valid approvals 0 < 1" + APPROVER_STEP, monitor.stdout
-    as_json = oneroof("monitor", "--json", "--dsn", clone.dsn)
+    as_json = oneroof_main("monitor", "--json", "--dsn", clone.dsn)
     assert '"reasons": ["valid approvals 0 < 1"]' in as_json.stdout  # the gate's verdict text is unchanged
     approve(clone_conn)
     applied = oneroof("rollout", "--dsn", clone.dsn, "--confirm-db", clone.name)
@@ -128,14 +128,14 @@ def test_a_held_lock_names_the_next_step() -> None:
 
 
 def test_a_select_only_role_reads_and_is_refused_before_the_gate_session(
-    oneroof: Any, clone: clones.Clone, clone_conn: Any, make_role: Role
+    oneroof: Any, oneroof_main: Any, clone: clones.Clone, clone_conn: Any, make_role: Role
 ) -> None:
     dsn = as_role(clone.dsn, make_role("reader", *SELECT_ONLY))
-    assert oneroof("probe", "--dsn", dsn).returncode == 0
-    assert oneroof("monitor", "--dsn", dsn).returncode == 3
+    assert oneroof_main("probe", "--dsn", dsn).returncode == 0
+    assert oneroof_main("monitor", "--dsn", dsn).returncode == 3
     assert oneroof("verify", "--stage", "baseline", "--dsn", dsn, "--expect-db", clone.name).returncode == 0
     approve(clone_conn)
-    assert oneroof("monitor", "--dsn", dsn).returncode == 0
+    assert oneroof_main("monitor", "--dsn", dsn).returncode == 0
     before = reading(clone.dsn).fingerprint
     refused = oneroof("rollout", "--dsn", dsn, "--confirm-db", clone.name)
     assert refused.returncode == 2, refused.stdout + refused.stderr
@@ -251,7 +251,7 @@ def test_a_search_path_the_startup_packet_did_not_set_is_set_and_checked(clone: 
 
 
 def test_an_overloaded_builtin_by_a_non_superuser_is_refused(
-    oneroof: Any, clone: clones.Clone, make_role: Role
+    oneroof_main: Any, clone: clones.Clone, make_role: Role
 ) -> None:
     attacker = make_role("attacker", *SELECT_ONLY, "GRANT CREATE ON SCHEMA public TO {role}")
     with psycopg.connect(as_role(clone.dsn, attacker), autocommit=True) as conn:
@@ -264,7 +264,7 @@ def test_an_overloaded_builtin_by_a_non_superuser_is_refused(
         # the attack is real: an exact match on varchar beats pg_catalog's count("any")
         conn.execute("SET search_path = pg_catalog, public")
         assert conn.execute("SELECT count(DISTINCT collection) FROM os_collection_axes").fetchone() == (35,)
-    probe = oneroof("probe", "--dsn", clone.dsn)
+    probe = oneroof_main("probe", "--dsn", clone.dsn)
     assert probe.returncode == 2, probe.stdout + probe.stderr
     assert "function count(character varying) shares a built-in's name" in probe.stderr
     with pytest.raises(UnsafeSchema):

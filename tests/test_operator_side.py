@@ -509,28 +509,32 @@ def swap_trust_root(home: Path, conn: Any) -> None:
 
 
 def test_a_swapped_trust_root_in_a_world_writable_directory_is_refused(
-    oneroof: Any, clone: clones.Clone, clone_conn: Any, tmp_path: Path
+    oneroof_main: Any, clone: clones.Clone, clone_conn: Any, tmp_path: Path
 ) -> None:
     home = operator_dir(tmp_path, 0o777)
     swap_trust_root(home, clone_conn)
-    result = oneroof("monitor", "--dsn", clone.dsn, "--allowed-signers", str(home / "trust" / "allowed_signers"))
+    # How monitor reads --allowed-signers and what it says is the subject, not its process: run in
+    # this one (the next test's pin given in the environment stays a process's).
+    result = oneroof_main("monitor", "--dsn", clone.dsn, "--allowed-signers", str(home / "trust" / "allowed_signers"))
     assert "OPEN" not in result.stdout
     one_line_error(result, f"the directory {home} is owned by uid", "world-writable", "chmod go-w")
 
 
 def test_a_pinned_trust_root_refuses_a_swap_the_modes_cannot_see(
-    oneroof: Any, clone: clones.Clone, clone_conn: Any, tmp_path: Path
+    oneroof: Any, oneroof_main: Any, clone: clones.Clone, clone_conn: Any, tmp_path: Path
 ) -> None:
     home = operator_dir(tmp_path, 0o755)
     trust = str(home / "trust" / "allowed_signers")
     pin = SIGNERS.trust.sha256
     SIGNERS.approve(clone_conn)
     assert (
-        oneroof("monitor", "--dsn", clone.dsn, "--allowed-signers", trust, "--allowed-signers-sha256", pin).returncode
+        oneroof_main(
+            "monitor", "--dsn", clone.dsn, "--allowed-signers", trust, "--allowed-signers-sha256", pin
+        ).returncode
         == 0
     )
     swap_trust_root(home, clone_conn)  # as the user themselves, say, or root
-    flag = oneroof("monitor", "--dsn", clone.dsn, "--allowed-signers", trust, "--allowed-signers-sha256", pin)
+    flag = oneroof_main("monitor", "--dsn", clone.dsn, "--allowed-signers", trust, "--allowed-signers-sha256", pin)
     one_line_error(flag, "is not the pinned", pin)
     env = oneroof(
         "monitor", "--dsn", clone.dsn, "--allowed-signers", trust, env={"ONEROOF_ALLOWED_SIGNERS_SHA256": pin}

@@ -184,28 +184,28 @@ def test_production_that_drifted_from_the_baseline_is_no_go(full_run: tuple[Evid
     assert report.verdict(drifted)["production_execution"].startswith("NO-GO: production differs")
 
 
-def test_report_renders_from_the_stored_evidence(oneroof: Any, full_run: tuple[Evidence, Path, str]) -> None:
+def test_report_renders_from_the_stored_evidence(oneroof_main: Any, full_run: tuple[Evidence, Path, str]) -> None:
     evidence, run_dir, _ = full_run
-    data = json.loads(oneroof("report", "--run", str(run_dir), "--format", "json").stdout)
+    data = json.loads(oneroof_main("report", "--run", str(run_dir), "--format", "json").stdout)
     assert [r["component"] for r in data["matrix"]] == SEED_ROWS
     assert data["verdict"] == report.verdict(evidence)
-    markdown = oneroof("report", "--run", str(run_dir)).stdout
+    markdown = oneroof_main("report", "--run", str(run_dir)).stdout
     assert "| Human ratification gate | CLOSED — single blocker: valid approvals 0 < 1 |" in markdown
     assert "PRODUCTION EXECUTION: NO-GO until os_proposal_approvals ≥ 1; and this rehearsal does not bind " in markdown
-    page = oneroof("report", "--run", str(run_dir), "--format", "html").stdout
+    page = oneroof_main("report", "--run", str(run_dir), "--format", "html").stdout
     assert page.startswith("<!doctype html>") and "Clone harness" in page and "RETAINED" in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page must be self-contained"
 
 
 def test_a_failed_step_in_stored_evidence_turns_its_row_no_go(
-    oneroof: Any, full_run: tuple[Evidence, Path, str], tmp_path: Path
+    oneroof_main: Any, full_run: tuple[Evidence, Path, str], tmp_path: Path
 ) -> None:
     _, run_dir, _ = full_run
     data = json.loads((run_dir / "evidence.json").read_text())
     rollback = next(s for s in data["steps"] if s["name"] == "rollback_again")
     rollback.update(ok=False, detail="the second rollback did reverted")
     (tmp_path / "evidence.json").write_text(json.dumps(data))
-    rendered = json.loads(oneroof("report", "--run", str(tmp_path), "--format", "json").stdout)
+    rendered = json.loads(oneroof_main("report", "--run", str(tmp_path), "--format", "json").stdout)
     rows = {r["component"]: r for r in rendered["matrix"]}
     assert (
         rows["Rollback executor"]["status"] == "NO-GO"
@@ -332,7 +332,7 @@ def test_the_html_report_shows_inline_code_as_code(full_run: tuple[Evidence, Pat
     ids=["missing-package", "bad-pin", "wrong-pin", "scale", "golden-name", "prod-dsn"],
 )
 def test_bad_input_is_refused_before_anything_is_written(
-    oneroof: Any, test_server: PgServer, tmp_path: Path, args: list[str], code: int, message: str
+    oneroof: Any, oneroof_main: Any, test_server: PgServer, tmp_path: Path, args: list[str], code: int, message: str
 ) -> None:
     runs = tmp_path / "runs"
     result = oneroof(
@@ -342,7 +342,7 @@ def test_bad_input_is_refused_before_anything_is_written(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
     assert result.stdout == "" and not runs.exists()  # no run directory, no report, no "latest run"
-    assert oneroof("report", "--runs-dir", str(runs)).returncode == 2
+    assert oneroof_main("report", "--runs-dir", str(runs)).returncode == 2
 
 
 def test_a_rehearsal_that_stops_early_keeps_its_step_numbers(test_server: PgServer, tmp_path: Path) -> None:

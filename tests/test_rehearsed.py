@@ -84,7 +84,7 @@ def judged(path: Path, dsn: str) -> tuple[str, str, str]:
 
 
 def test_a_rollout_on_production_is_bound_to_its_rehearsal(
-    production: Production, test_server: PgServer, unique: Any, oneroof: Any, tmp_path: Path
+    production: Production, test_server: PgServer, unique: Any, oneroof: Any, oneroof_main: Any, tmp_path: Path
 ) -> None:
     name = unique("bound")
     run = tmp_path / "run"
@@ -113,9 +113,11 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(
     without = oneroof("rollout", "--dsn", dsn, "--confirm-db", db)
     assert without.returncode == 3, without.stdout + without.stderr
     assert "BLOCKED: no rehearsal evidence" in without.stdout and "entry == exit: yes" in without.stdout
-    shown = json.loads(oneroof("monitor", "--dsn", dsn, "--confirm-db", db, "--json").stdout)
+    # monitor and `approvals verify` read and print; what they say is the subject, not their
+    # process: run in this one. The rollouts and the gate sessions stay processes.
+    shown = json.loads(oneroof_main("monitor", "--dsn", dsn, "--confirm-db", db, "--json").stdout)
     assert list(shown["blocked_by"]) == ["rehearsed"] and shown["rehearsal"] is None
-    shown = oneroof("monitor", "--dsn", dsn, "--confirm-db", db, "--rehearsal", str(path))
+    shown = oneroof_main("monitor", "--dsn", dsn, "--confirm-db", db, "--rehearsal", str(path))
     assert shown.returncode == 0 and shown.stdout.startswith("OPEN"), shown.stdout
     assert f"rehearsal      sha256 {sha}" in shown.stdout
     gate_stage = oneroof("verify", "--stage", "gate", "--dsn", dsn, "--expect-db", db, "--rehearsal", str(path))
@@ -161,7 +163,7 @@ def test_a_rollout_on_production_is_bound_to_its_rehearsal(
     with connect(dsn) as conn:
         rows = conn.execute("SELECT rehearsal_sha256 FROM os_release_ledger WHERE action = 'deploy'").fetchall()
     assert [r["rehearsal_sha256"] for r in rows] == [sha] * 5
-    audit = oneroof("approvals", "verify", "--dsn", dsn)
+    audit = oneroof_main("approvals", "verify", "--dsn", dsn)
     assert audit.returncode == 0 and f"bound to rehearsal evidence sha256 {sha}" in audit.stdout, audit.stdout
 
 

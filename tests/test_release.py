@@ -220,27 +220,27 @@ def test_broken_tier_rolls_everything_back(
     assert clone_conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}
 
 
-def test_rehearsal_approval_opens_only_a_marked_clone(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
+def test_rehearsal_approval_opens_only_a_marked_clone(oneroof_main: Any, clone: clones.Clone, clone_conn: Any) -> None:
     approve(clone_conn, rehearsal=True)
-    assert oneroof("monitor", "--dsn", clone.dsn).returncode == 0
+    assert oneroof_main("monitor", "--dsn", clone.dsn).returncode == 0
     clone_conn.execute("SELECT 1")
     with connect(clones.with_dbname(clone.dsn, "postgres"), autocommit=True) as admin:
         admin.execute(clones.sql.SQL("ALTER DATABASE {} RESET ALL").format(clones.sql.Identifier(clone.name)))
-    result = oneroof("monitor", "--dsn", clone.dsn)
+    result = oneroof_main("monitor", "--dsn", clone.dsn)
     assert result.returncode == 3 and "not a marked clone" in result.stdout
 
 
-def test_monitor_verdicts(oneroof: Any, clone: clones.Clone, clone_conn: Any) -> None:
-    blocked = oneroof("monitor", "--json", "--dsn", clone.dsn)
+def test_monitor_verdicts(oneroof_main: Any, clone: clones.Clone, clone_conn: Any) -> None:
+    blocked = oneroof_main("monitor", "--json", "--dsn", clone.dsn)
     assert blocked.returncode == 3
     data = json.loads(blocked.stdout)
     assert (data["verdict"], data["reasons"]) == ("BLOCKED", ["valid approvals 0 < 1"])
     assert data["fingerprint"]["equal"] and data["metrics"]["ospa"] == 0
     approve(clone_conn, "svc-etl")
-    still = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
+    still = json.loads(oneroof_main("monitor", "--json", "--dsn", clone.dsn).stdout)
     assert still["verdict"] == "BLOCKED" and "service account" in still["reasons"][0]
     approve(clone_conn, "l2")
-    opened = oneroof("monitor", "--dsn", clone.dsn)
+    opened = oneroof_main("monitor", "--dsn", clone.dsn)
     assert opened.returncode == 0 and opened.stdout.startswith("OPEN\n")
 
 
@@ -305,12 +305,12 @@ def test_a_session_setting_cannot_fake_the_clone_mark(
 
 
 def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(
-    oneroof: Any, clone: clones.Clone, clone_conn: Any
+    oneroof_main: Any, clone: clones.Clone, clone_conn: Any
 ) -> None:
     first = approve(clone_conn)
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)
-    blocked = oneroof("monitor", "--dsn", clone.dsn)
+    blocked = oneroof_main("monitor", "--dsn", clone.dsn)
     assert blocked.returncode == 3
     assert f"#{first} authorised a deployment already" in blocked.stdout
     with pytest.raises(Blocked):
@@ -336,13 +336,13 @@ def test_an_approval_is_spent_by_a_deployment_that_was_rolled_back(
 
 
 def test_a_human_approver_with_a_static_token_does_not_count(
-    oneroof: Any, clone: clones.Clone, clone_conn: Any
+    oneroof_main: Any, clone: clones.Clone, clone_conn: Any
 ) -> None:
     clone_conn.execute(
         "UPDATE directus_users SET token = 'handed-to-a-script' WHERE id = %s", (catalog.account("l4").id,)
     )
     approve(clone_conn)
-    result = oneroof("monitor", "--dsn", clone.dsn)
+    result = oneroof_main("monitor", "--dsn", clone.dsn)
     assert result.returncode == 3 and "approver has a static token" in result.stdout
 
 
@@ -372,7 +372,7 @@ def _as_golden(test_server_admin: str, name: str, *, mark: bool) -> None:
 
 @pytest.mark.parametrize("mark", [True, False], ids=["golden", "read-only"])
 def test_a_golden_or_read_only_database_is_refused_up_front(
-    oneroof: Any, test_server: Any, clone: clones.Clone, clone_conn: Any, mark: bool
+    oneroof: Any, oneroof_main: Any, test_server: Any, clone: clones.Clone, clone_conn: Any, mark: bool
 ) -> None:
     approve(clone_conn)  # approved, so nothing but the target's nature closes the gate
     _as_golden(test_server.admin, clone.name, mark=mark)
@@ -384,12 +384,12 @@ def test_a_golden_or_read_only_database_is_refused_up_front(
     assert len(blocked) == 1 and expected in blocked[0] and "oneroof clone create" in blocked[0], result.stdout
     assert "FOR UPDATE" not in result.stdout + result.stderr
     assert reading(clone.dsn).fingerprint == before
-    monitor = oneroof("monitor", "--dsn", clone.dsn, "--json")
+    monitor = oneroof_main("monitor", "--dsn", clone.dsn, "--json")
     assert monitor.returncode == 3 and any(expected in r for r in json.loads(monitor.stdout)["reasons"])
 
 
 def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(
-    oneroof: Any, clone: clones.Clone, clone_conn: Any
+    oneroof_main: Any, clone: clones.Clone, clone_conn: Any
 ) -> None:
     """Ospa keeps the source document's meaning (rows of os_proposal_approvals); the gate's own
     count is "valid approvals", in the text and the JSON alike.
@@ -397,13 +397,13 @@ def test_after_a_rollback_ospa_counts_rows_and_the_gate_counts_valid_approvals(
     approve(clone_conn)
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     release.rollback(clone.dsn, PKG, confirm_db=clone.name, trust=TRUST)  # the approval is spent now
-    text = oneroof("monitor", "--dsn", clone.dsn)
+    text = oneroof_main("monitor", "--dsn", clone.dsn)
     assert text.returncode == 3
     lines = text.stdout.splitlines()
     assert lines[0].startswith("BLOCKED: valid approvals 0 < 1 (ospa=1: 1 approval row, 1 not valid: #"), lines[0]
     assert "ospa           1" in lines
     assert not any("ospa=0" in line for line in lines), text.stdout
-    data = json.loads(oneroof("monitor", "--json", "--dsn", clone.dsn).stdout)
+    data = json.loads(oneroof_main("monitor", "--json", "--dsn", clone.dsn).stdout)
     assert data["metrics"]["ospa"] == 1 and data["valid_approvals"] == []
     assert data["reasons"][0].startswith("valid approvals 0 < 1 (ospa=1:")
 

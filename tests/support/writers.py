@@ -15,6 +15,11 @@ import psycopg
 
 ISSUE_IDS = itertools.count(50_000_000)  # above any golden's ids, at every scale used here
 CONTENT = "kh_tags"
+# Between one writer's writes: hundreds of commits a second in all, so that every read of a session
+# that did not take the session's snapshot still sees others' writes (a worker started a second
+# later is hundreds of writes behind), without the writers and their backends taking the two
+# cores from the command under test. Unpaced, they made an xdist session of the suite twice as slow.
+PACE = 0.005
 
 
 @dataclass
@@ -71,6 +76,7 @@ def _write(dsn: str, traffic: Traffic, number: int) -> None:
                         (1 + (step + number) % 40,),
                     )
                 traffic.count(kind)
+                time.sleep(PACE)
     except Exception as exc:  # noqa: BLE001 - a writer's failure is the test's finding
         traffic.errors.append(f"writer {number}: {type(exc).__name__}: {exc}")
 
