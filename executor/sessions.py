@@ -253,14 +253,20 @@ def rewrite_ahead(files: list[Path]) -> Callable[[Path, object], tuple[os.stat_r
     file's code object out again while the file holds the very bytes rewritten: otherwise (and for
     every other file, or with the assertion-pass hook on) it rewrites the file afresh.
     """
+    import ast
+
     from _pytest.assertion import rewrite
 
     original = rewrite._rewrite_test
     ready: dict[str, tuple[bytes, types.CodeType]] = {}
     for path in files:
         try:
+            # as _rewrite_test does, but from the very bytes kept beside the code: a file changed
+            # between two reads cannot pair one version's bytes with the other's code
             source = path.read_bytes()
-            _, code = original(path, None)  # type: ignore[arg-type]  # no config: no assertion-pass hook
+            tree = ast.parse(source, filename=str(path))
+            rewrite.rewrite_asserts(tree, source, str(path), None)  # no config: no assertion-pass hook
+            code = compile(tree, str(path), "exec", dont_inherit=True)
         except (OSError, SyntaxError, ValueError):
             continue  # the child rewrites it, and reports what is wrong, as pytest always does
         ready[str(path)] = (source, code)
