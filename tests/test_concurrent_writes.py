@@ -22,7 +22,7 @@ from oneroof.harness.db import connect
 from oneroof.harness.errors import Blocked, LockHeld
 from tests.support.processes import suite_args
 from tests.support.production import skip_below_a_rehearsal_server
-from tests.support.release import PKG, TRUST, approve, reading, start_rollout, waiting_for_a_lock
+from tests.support.release import PKG, TRUST, approve, reading, rollout_behind
 from tests.support.testing import PgServer
 from tests.support.writers import writers
 
@@ -151,15 +151,9 @@ def test_a_conflicting_row_committed_while_the_rollout_waits_is_refused(clone: c
     the last evaluation, after the wait, sees the policy as a leftover (Blocked, state=mixed).
     """
     approve(clone_conn)
-    attacker = psycopg.connect(clone.dsn, application_name="attacker")
-    attacker.execute(ATTACK, (POLICY_ID,))
-    thread, outcome = start_rollout(clone.dsn, clone.name)
-    try:
-        waiting_for_a_lock(clone.dsn)
-        attacker.commit()
-    finally:
-        thread.join(timeout=120)
-        attacker.close()
+    with psycopg.connect(clone.dsn, application_name="attacker") as attacker:
+        attacker.execute(ATTACK, (POLICY_ID,))
+        outcome = rollout_behind(clone.dsn, clone.name, attacker)
     assert len(outcome) == 1 and isinstance(outcome[0], Blocked), outcome
     assert "state=mixed" in str(outcome[0]) and "with admin_access" in str(outcome[0])
     with connect(clone.dsn) as conn:

@@ -19,7 +19,7 @@ from oneroof.executor import release
 from oneroof.harness import clones
 from oneroof.harness.db import connect
 from oneroof.harness.errors import Blocked, DatabaseUnreachable, InvariantFailed, LockHeld
-from tests.support.release import approve, start_rollout, waiting_for_a_lock
+from tests.support.release import approve, rollout_behind, waiting_for_a_lock
 
 PKG = package.load()
 
@@ -84,12 +84,7 @@ def test_a_revocation_committed_while_the_release_transaction_waits_blocks_it(
     with connect(clone.dsn) as revoker:
         revoker.execute(psycopg.sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(psycopg.sql.Identifier(first)))
         revoker.execute("UPDATE os_proposal_approvals SET revoked_at = now() WHERE id = %s", (approval,))
-        thread, outcome = start_rollout(clone.dsn, clone.name)
-        try:
-            waiting_for_a_lock(clone.dsn)
-            revoker.commit()
-        finally:
-            thread.join(timeout=120)
+        outcome = rollout_behind(clone.dsn, clone.name, revoker)
     assert len(outcome) == 1 and isinstance(outcome[0], Blocked), outcome
     assert outcome[0].reasons[0].startswith("valid approvals 0 < 1") and "revoked" in outcome[0].reasons[0]
     assert clone_conn.execute("SELECT count(*) AS n FROM os_release_ledger").fetchone() == {"n": 0}

@@ -70,3 +70,16 @@ def waiting_for_a_lock(dsn: str, pid: int | None = None, timeout: float = 60.0) 
                 return int(row["pid"])
             time.sleep(0.02)
     raise AssertionError("no executor waited for a lock")
+
+
+def rollout_behind(dsn: str, name: str, blocker: Any) -> list[BaseException | release.Outcome]:
+    """A rollout (start_rollout) that waits on a lock `blocker` holds in its open transaction: once
+    it waits, `blocker` commits; the rollout's outcome (or exception) when it has ended.
+    """
+    thread, outcome = start_rollout(dsn, name)
+    try:
+        waiting_for_a_lock(dsn)
+        blocker.commit()
+    finally:
+        thread.join(timeout=120)
+    return outcome
