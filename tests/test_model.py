@@ -367,10 +367,14 @@ class ReleaseModel(RuleBasedStateMachine):
     @precondition(lambda self: self.state != "mixed" and not self.drifted)
     @rule()
     def drift_governance(self) -> None:
-        """Someone edits a governance facet behind the executor's back: the database is mixed."""
+        """Someone edits a governance facet behind the executor's back: the database is mixed.
+
+        On a finalized database the facet goes whole: the `axis` facet of a collection is there
+        while it has any axis, so deleting one of its two (domain, sensitivity) leaves no gap.
+        """
         self._step("drift-governance")
         if self.state == "finalized":
-            self.conn.execute("DELETE FROM os_collection_axes WHERE collection = 'kh_tags' AND axis = 'domain'")
+            self.conn.execute("DELETE FROM os_collection_axes WHERE collection = 'kh_tags'")
         else:
             self.conn.execute(
                 "INSERT INTO os_collection_axes (collection, axis, value) VALUES ('kh_tags', 'domain', 'documents')"
