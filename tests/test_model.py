@@ -467,3 +467,22 @@ def test_the_release_follows_its_model(test_server: PgServer, figure: Any) -> No
     ran = {name.split(":")[0] for name in STEPS}
     if sum(STEPS.values()) >= 100:
         assert ran >= {"approve", "rollout", "rollback"}, ran
+
+
+def test_a_governance_drift_after_a_rollout_leaves_the_database_mixed(test_server: PgServer) -> None:
+    """The example hypothesis found (an approval, a rollout, then a governance facet removed behind
+    the executor's back), replayed step by step in every run, every invariant checked after each
+    step: the state machine has no explicit examples, and the `ci` profile may not draw it again.
+    """
+    ReleaseModel.server = test_server
+    model = ReleaseModel()
+    try:
+        for step in (lambda: model.approve(how="valid-l2"), model.rollout, model.drift_governance):
+            step()
+            model.ledger_tells_the_history()
+            model.nothing_left_behind()
+            model.state_and_figures()
+            model.verdict_is_the_models()
+        assert model.state == "mixed"
+    finally:
+        model.teardown()
