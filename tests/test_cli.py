@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from oneroof.core import content, package
-from oneroof.harness import clones
+from oneroof.harness import clones, server
 from oneroof.harness.catalog import GOLDEN_NAME
 from oneroof.harness.db import connect
 from oneroof.harness.errors import OneroofError
@@ -44,6 +44,13 @@ def test_embedded_server_and_the_main_job(oneroof: Any, tmp_path: Path) -> None:
         without = " ".join(p for p in started.stdout.split() if not p.startswith("passfile="))
         with pytest.raises(psycopg.OperationalError, match="password"):
             psycopg.connect(without, connect_timeout=5)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(f"{without} password=not-the-password", connect_timeout=5)
+        # The superuser's SCRAM secret is oneroof's own, stretched SCRAM_ITERATIONS times, and
+        # libpq logs in with the passfile's password against it (each login pays the stretching).
+        with psycopg.connect(started.stdout.strip(), connect_timeout=5) as conn:
+            row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'").fetchone()
+        assert row is not None and row[0].split(":")[0] == f"SCRAM-SHA-256${server.SCRAM_ITERATIONS}", "not our secret"
 
         built = oneroof("golden", "build", env=env)
         assert built.returncode == 0 and built.stdout.strip() == GOLDEN_NAME, built.stderr
