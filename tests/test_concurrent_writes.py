@@ -84,6 +84,34 @@ def test_others_writes_are_information_not_a_failure(pytester: pytest.Pytester, 
     )
 
 
+def test_a_process_whose_reads_miss_the_session_snapshot_fails_its_reading(
+    pytester: pytest.Pytester, clone: clones.Clone
+) -> None:
+    """The figures a session compares are those of its snapshot: in a session whose reads do not
+    import it (the import undone in this test's module), after someone else's write, the reading
+    fails, naming the snapshot, instead of handing the figures over.
+    """
+    sabotaged = pytester.makepyfile(
+        test_sabotaged="""
+        import psycopg
+
+        import oneroof.fixtures.plugin as plugin
+
+        plugin.pin_snapshot = lambda conn, snapshot: None  # every read takes a snapshot of its own
+
+        def test_someone_else_writes(target_dsn):
+            with psycopg.connect(target_dsn, autocommit=True) as conn:
+                conn.execute("DELETE FROM os_owner_units WHERE code = 'MOIT'")
+
+        def test_the_reading(reading):
+            assert reading.metrics["inventory"] == 35
+    """
+    )
+    result = run_invariants(pytester, clone, str(sabotaged), "-k", "someone_else or the_reading")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*did not read the session's snapshot*"])
+
+
 def _rows(dsn: str) -> dict[str, int]:
     with connect(dsn) as conn:
         row = conn.execute(
