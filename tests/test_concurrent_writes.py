@@ -60,23 +60,29 @@ def test_verification_reads_one_snapshot_under_concurrent_writes(
     assert "did not read the session's snapshot" not in result.stdout.str()
 
 
+# Someone else deletes a governance row during the session; a later test takes the session's figures.
+WRITE_THEN_READ = """
+import psycopg
+
+import oneroof.fixtures.plugin as plugin
+
+{sabotage}
+
+def test_someone_else_writes(target_dsn):
+    with psycopg.connect(target_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM os_owner_units WHERE code = 'MOIT'")
+
+def test_the_reading_is_the_sessions(reading):
+    assert reading.metrics["inventory"] == 35
+"""
+
+
 def test_others_writes_are_information_not_a_failure(pytester: pytest.Pytester, clone: clones.Clone) -> None:
     """A governance table written by someone else during the session: named as drift, and the
     session, which read its own snapshot, passes.
     """
-    writer = pytester.makepyfile(
-        test_writer="""
-        import psycopg
-
-        def test_someone_else_writes(target_dsn):
-            with psycopg.connect(target_dsn, autocommit=True) as conn:
-                conn.execute("DELETE FROM os_owner_units WHERE code = 'MOIT'")
-
-        def test_baseline_still_reads_the_session_snapshot(reading):
-            assert reading.metrics["inventory"] == 35
-    """
-    )
-    result = run_invariants(pytester, clone, str(writer), "-k", "someone_else or still_reads")
+    writer = pytester.makepyfile(test_writer=WRITE_THEN_READ.format(sabotage=""))
+    result = run_invariants(pytester, clone, str(writer), "-k", "someone_else or the_reading")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
@@ -91,22 +97,8 @@ def test_a_process_whose_reads_miss_the_session_snapshot_fails_its_reading(
     import it (the import undone in this test's module), after someone else's write, the reading
     fails, naming the snapshot, instead of handing the figures over.
     """
-    sabotaged = pytester.makepyfile(
-        test_sabotaged="""
-        import psycopg
-
-        import oneroof.fixtures.plugin as plugin
-
-        plugin.pin_snapshot = lambda conn, snapshot: None  # every read takes a snapshot of its own
-
-        def test_someone_else_writes(target_dsn):
-            with psycopg.connect(target_dsn, autocommit=True) as conn:
-                conn.execute("DELETE FROM os_owner_units WHERE code = 'MOIT'")
-
-        def test_the_reading(reading):
-            assert reading.metrics["inventory"] == 35
-    """
-    )
+    undone = "plugin.pin_snapshot = lambda conn, snapshot: None  # every read takes a snapshot of its own"
+    sabotaged = pytester.makepyfile(test_sabotaged=WRITE_THEN_READ.format(sabotage=undone))
     result = run_invariants(pytester, clone, str(sabotaged), "-k", "someone_else or the_reading")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*did not read the session's snapshot*"])
