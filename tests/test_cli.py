@@ -74,6 +74,32 @@ def test_embedded_server_and_the_main_job(oneroof: Any, tmp_path: Path) -> None:
     assert "not running" in oneroof("server", "status", env=env).stdout
 
 
+def test_a_server_made_with_postgres_own_rounds_gets_oneroof_s_as_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server initialised before oneroof made the superuser's secret itself has PostgreSQL's
+    4,096 rounds: its next start makes the secret again from the password file, which still logs in.
+    """
+    home = tmp_path / "home"
+
+    def rounds() -> str:
+        with psycopg.connect(server.start(home).dsn(), connect_timeout=10) as conn:
+            row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'").fetchone()
+        assert row is not None
+        return str(row[0]).split(":")[0]
+
+    try:
+        monkeypatch.setattr(server, "SCRAM_ITERATIONS", 4096)
+        assert rounds() == "SCRAM-SHA-256$4096"
+        server.stop(home)
+        monkeypatch.undo()
+        assert rounds() == f"SCRAM-SHA-256${server.SCRAM_ITERATIONS}"
+        server.stop(home)
+        assert rounds() == f"SCRAM-SHA-256${server.SCRAM_ITERATIONS}"  # and once only
+    finally:
+        server.stop(home)
+
+
 def test_probe_text_shows_figures_and_fingerprints(oneroof: Any, test_server: PgServer) -> None:
     result = oneroof("probe", "--dsn", test_server.dsn(test_server.golden))
     assert result.returncode == 0
