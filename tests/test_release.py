@@ -436,17 +436,29 @@ def test_a_lock_timeout_that_is_no_number_of_seconds_is_bad_input(
     assert reading(clone.dsn).fingerprint == before
 
 
-def test_a_facet_edited_in_part_stays_finalized_and_the_finalized_stage_sees_it(clone: Any, clone_conn: Any) -> None:
+# docs/gate.md, condition 6: the two edits in part it names
+PARTIAL_EDITS = {
+    "axis-deleted": "DELETE FROM os_collection_axes WHERE collection = 'kh_tags' AND axis = 'domain'",
+    "axis-value-changed": (
+        "UPDATE os_collection_axes SET value = value || '-edited' WHERE collection = 'kh_tags' AND axis = 'sensitivity'"
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(PARTIAL_EDITS))
+def test_a_facet_edited_in_part_stays_finalized_and_the_finalized_stage_sees_it(
+    edit: str, clone: Any, clone_conn: Any
+) -> None:
     """docs/gate.md, condition 6: the state is read by facet, so one of a collection's two axes
-    deleted leaves a finalized target finalized (a rollout finds nothing to do); the finalized
-    stage is what sees the edit.
+    deleted, or its value changed, leaves a finalized target finalized (a rollout finds nothing
+    to do); the finalized stage is what sees the edit.
     """
     signers().approve(clone_conn, "l4")
     release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
-    clone_conn.execute("DELETE FROM os_collection_axes WHERE collection = 'kh_tags' AND axis = 'domain'")
+    assert clone_conn.execute(PARTIAL_EDITS[edit]).rowcount == 1
     with connect(clone.dsn) as conn:
         assert gate.state(conn) == "finalized"
     again = release.rollout(clone.dsn, PKG, confirm_db=clone.name, gate_session=False, audit=False, trust=TRUST)
     assert again.action == "already-finalized"
     code = release.run_stage(clone.dsn, "finalized", expect_db=clone.name, allowed_signers=TRUST.path)
-    assert code == 1, f"the finalized stage exited {code} on a target missing an axis"
+    assert code == 1, f"the finalized stage exited {code} after the edit {edit}"
