@@ -44,23 +44,27 @@ import json
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from fido2 import cbor
-from fido2.cose import ES256, RS256, CoseKey, EdDSA
-from fido2.webauthn import AuthenticatorData, CollectedClientData
+if TYPE_CHECKING:
+    from fido2.cose import CoseKey
+    from fido2.webauthn import AuthenticatorData, CollectedClientData
 
+# fido2 and cryptography are imported where a passkey's signature is checked, not with this module:
+# every command reads the trust file, few meet a passkey approval, and the two took 35 ms of each
+# process's start.
 PREFIX = "passkey"  # the second word of a passkey line in the trust file, after the email
 ASSERTION_TYPE = "oneroof-passkey-assertion/v1"
-ALGORITHMS = {ES256.ALGORITHM: "ES256", EdDSA.ALGORITHM: "EdDSA", RS256.ALGORITHM: "RS256"}
+# COSE algorithm identifiers (IANA's COSE Algorithms registry; fido2.cose's ES256.ALGORITHM and so on)
+ES256, EDDSA, RS256 = -7, -8, -257
+ALGORITHMS = {ES256: "ES256", EDDSA: "EdDSA", RS256: "RS256"}
 # The COSE parameters each algorithm's `verify` in fido2 reads, and their types (RFC 9053: crv, x,
 # y; RFC 8230: n, e): a key without one would fail there with a KeyError or TypeError, at the
 # first approval rather than when the trust file is read.
 PARAMETERS: dict[int, tuple[tuple[int, type], ...]] = {
-    ES256.ALGORITHM: ((-1, int), (-2, bytes), (-3, bytes)),
-    EdDSA.ALGORITHM: ((-1, int), (-2, bytes)),
-    RS256.ALGORITHM: ((-1, bytes), (-2, bytes)),
+    ES256: ((-1, int), (-2, bytes), (-3, bytes)),
+    EDDSA: ((-1, int), (-2, bytes)),
+    RS256: ((-1, bytes), (-2, bytes)),
 }
 FIELDS = ("directus-id", "level", "rp-id", "origin", "aaguid", "credential", "cose")
 ASSERTION_FIELDS = ("authenticator_data", "client_data_json", "credential_id", "signature", "type")
@@ -124,6 +128,9 @@ class Credential:
 
     def key(self) -> CoseKey:
         """Its COSE public key; Refused when the algorithm is not one the gate accepts."""
+        from fido2 import cbor
+        from fido2.cose import CoseKey
+
         try:  # fido2.cbor raises IndexError or struct.error on bytes cut short, KeyError on a tag
             parsed = cbor.decode(self.cose)
             if not isinstance(parsed, dict):
@@ -280,6 +287,9 @@ def _credential(assertion: Assertion, trust: bytes, approver_id: str, email: str
 
 def _signed(assertion: Assertion, credential: Credential) -> tuple[AuthenticatorData, CollectedClientData]:
     """The assertion's authenticator data and client data, once its signature verifies with the listed key."""
+    from cryptography.exceptions import InvalidSignature
+    from fido2.webauthn import AuthenticatorData, CollectedClientData
+
     key = credential.key()
     try:
         key.verify(
@@ -302,6 +312,8 @@ def verify(message: bytes, assertion: Assertion, trust: bytes, *, approver_id: s
     """Every check of a passkey assertion over `message` (a statement's signed bytes), each with
     its own reason (Refused); what signed it, as "passkey:CREDENTIAL_ID".
     """
+    from fido2.webauthn import AuthenticatorData
+
     credential = _credential(assertion, trust, approver_id, email, level)
     auth, client = _signed(assertion, credential)
     if client.type != GET:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import subprocess
+import sys
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -299,3 +301,18 @@ def test_a_value_with_a_trailing_newline_is_not_base64url_whatever_its_length(le
     """
     with pytest.raises(passkeys.Refused, match="^its assertion's signature is not base64url$"):
         passkeys.unb64url("A" * length + "\n", "its assertion's signature")
+
+
+def test_the_cose_algorithms_are_fido2_s_and_reading_a_trust_file_needs_neither_fido2_nor_cryptography() -> None:
+    from fido2.cose import ES256
+
+    assert passkeys.ALGORITHMS == {ES256.ALGORITHM: "ES256", EdDSA.ALGORITHM: "EdDSA", RS256.ALGORITHM: "RS256"}
+    # the command line, and a trust file's SSH and passkey lines read, in a process of its own
+    trust = f"a@example.org ssh-ed25519 AAAA\n{LINE}\n".encode()
+    code = (
+        "import sys; from oneroof.executor import cli; from oneroof.core import passkeys; "
+        f"assert len(passkeys.credentials({trust!r})) == 1 and passkeys.ssh_lines({trust!r}).count(b'\\n') == 1; "
+        "print(sorted(m for m in ('fido2', 'cryptography') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
