@@ -17,7 +17,7 @@ from tests.support import scratch
 pytest_plugins = ["pytester", "tests.support.testing", "tests.support.directus"]
 
 BASETEMP = pytest.StashKey[Path]()
-SCRATCH = pytest.StashKey[Path]()
+SCRATCH = scratch.RUN_DIR
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -113,3 +113,26 @@ def test_a_killed_controller_leaves_no_database_of_its_run_on_a_shared_server(te
     finally:
         with connect(test_server.admin, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_killed_controller_leaves_no_server_its_tests_started_and_no_directory_of_its_run(
+    test_server: PgServer, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "oneroof-run"
+    home = run_dir / "oneroof-pytest-x" / "test_cli0" / "home"  # as a test's own embedded server lies
+    running = server.start(home, fast=True, auth="trust")
+    other = tmp_path / "elsewhere"  # a server outside the run's directory is not the watchdog's
+    outside = server.start(other, fast=True, auth="trust")
+    try:
+        info = {"run": secrets.token_hex(3), "admin": test_server.admin, "scratch": str(run_dir)}
+        with controller(info, "sleep") as (proc, dog):
+            assert server.status(home) == running
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert wait_until(lambda: server.status(home) is None and not run_dir.exists()), "the run's server stayed"
+        assert wait_until(lambda: gone(dog))
+        assert server.status(other) == outside
+    finally:
+        for where in (home, other):
+            if where.exists():
+                server.stop(where)

@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 ENV = "ONEROOF_TEST_TMPDIR"
+RUN_DIR = pytest.StashKey[Path]()  # the run's own directory under the chosen one (tests/conftest.py)
 CANDIDATE = Path("/dev/shm")
 MOUNTS = Path("/proc/self/mounts")
 MIN_FREE = 4 << 30  # a run's servers, clones and Directus databases take about 1.5 GB at most
@@ -56,3 +59,27 @@ def choose(
         return None
     fs = os.statvfs(candidate)
     return candidate if fs.f_bavail * fs.f_frsize >= min_free else None
+
+
+def stop_servers_under(root: Path, timeout: float = 30.0) -> list[int]:
+    """Stop every PostgreSQL server whose data directory lies under `root` (immediate shutdown:
+    SIGQUIT to its postmaster, found by its postmaster.pid and confirmed by its working directory,
+    which is its data directory); their pids, once gone or after `timeout` seconds.
+    """
+    import signal
+    import time
+
+    stopped = []
+    for pid_file in root.rglob("postmaster.pid"):
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+            if Path(os.readlink(f"/proc/{pid}/cwd")) != pid_file.parent.resolve():
+                continue  # a stale file, its pid since taken by another process
+            os.kill(pid, signal.SIGQUIT)
+        except (OSError, ValueError):
+            continue
+        stopped.append(pid)
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() for pid in stopped) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return stopped

@@ -23,9 +23,18 @@ def main() -> None:
     rest = sys.stdin.read()  # blocks until the controller closes the pipe, or dies
     if rest.strip() == "done":
         return
+    import shutil
+    from pathlib import Path
+
+    from tests.support import scratch
     from tests.support.testing import _stop
 
-    _stop(info)
+    try:
+        _stop(info)
+    finally:
+        if info.get("scratch"):  # the run's own directory: the servers its tests started there, then it
+            scratch.stop_servers_under(Path(info["scratch"]))
+            shutil.rmtree(info["scratch"], ignore_errors=True)
 
 
 if __name__ == "__main__":
