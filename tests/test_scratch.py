@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import psycopg
 
 from tests.support import scratch
-from tests.support.testing import PgServer
+from tests.support.testing import ROOT, PgServer
 
 
 def test_a_run_keeps_its_files_and_its_server_s_data_in_memory_when_the_machine_has_room(
@@ -50,3 +52,28 @@ def test_the_scratch_directory_is_a_writable_tmpfs_with_room_or_what_the_setting
     spaced.mkdir()
     mounts.write_text(f"tmpfs {str(spaced).replace(' ', chr(92) + '040')} tmpfs rw 0 0\n")
     assert scratch.choose(None, spaced, 0, mounts) == spaced
+
+
+def test_a_run_that_passed_removes_its_directory_and_one_that_failed_keeps_it_and_names_it(
+    tmp_path: Path, test_server: PgServer
+) -> None:
+    under = tmp_path / "chosen"
+    under.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update({scratch.ENV: str(under), "ONEROOF_TEST_SERVER": test_server.admin})
+    quick = "tests/test_scratch.py::test_the_scratch_directory_is_a_writable_tmpfs_with_room_or_what_the_setting_names"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:xdist", quick, *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    passed = run()
+    assert passed.returncode == 0, passed.stdout[-2000:]
+    assert f"temporary files: under {under}/oneroof-run-" in passed.stdout
+    assert list(under.iterdir()) == []
+    failed = run("-k", "no_test_has_this_name")  # exit 5: no test ran
+    assert failed.returncode == 5
+    (kept,) = under.iterdir()
+    assert kept.name.startswith("oneroof-run-")
+    memory = ", in memory until removed" if scratch.on_tmpfs(kept) else ""
+    assert f"the run's temporary files are kept for a look{memory}: {kept}" in failed.stdout

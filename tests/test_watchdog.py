@@ -123,6 +123,10 @@ def test_a_killed_controller_leaves_no_server_its_tests_started_and_no_directory
     running = server.start(home, fast=True, auth="trust")
     other = tmp_path / "elsewhere"  # a server outside the run's directory is not the watchdog's
     outside = server.start(other, fast=True, auth="trust")
+    # planted in the run's directory: links to the outside server's data and to its pid file
+    (run_dir / "link").symlink_to(other)
+    (run_dir / "planted").mkdir()
+    (run_dir / "planted" / "postmaster.pid").symlink_to(other / "pgdata" / "postmaster.pid")
     try:
         info = {"run": secrets.token_hex(3), "admin": test_server.admin, "scratch": str(run_dir)}
         with controller(info, "sleep") as (proc, dog):
@@ -131,7 +135,7 @@ def test_a_killed_controller_leaves_no_server_its_tests_started_and_no_directory
             proc.wait()
         assert wait_until(lambda: server.status(home) is None and not run_dir.exists()), "the run's server stayed"
         assert wait_until(lambda: gone(dog))
-        assert server.status(other) == outside
+        assert server.status(other) == outside, "a server reached through a link was stopped"
     finally:
         for where in (home, other):
             if where.exists():
